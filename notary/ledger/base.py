@@ -1,0 +1,146 @@
+"""The one Ledger interface both backends implement, and the values that cross it.
+
+Every method that returns data returns it *verified*: the backend proves each value is included in the
+ledger's current tree head, proves that head consistent with the client's trusted state, and only then moves
+the trusted state forward. Callers never see an unverified value except from `keys()`, which is an
+enumeration hint (what to `get`), never evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    """A ledger state: what the client pins. For the embedded ledger tree_size counts leaves (entries);
+    for immudb it is the transaction id of the state (immudb's tree has one leaf per transaction)."""
+
+    ledger_id: str
+    tree_size: int
+    root: bytes
+    tx: int
+    time: datetime | None = None
+    signature: bytes | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ledger_id": self.ledger_id,
+            "tree_size": self.tree_size,
+            "root_hash": self.root.hex(),
+            "tx": self.tx,
+            "time": _iso(self.time),
+            "signature": self.signature.hex() if self.signature else None,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One verified version of one key.
+
+    `proof` is a JSON-able description of the proofs that were checked (documented in docs/proofs.md), so an
+    auditor can re-check them with any RFC 9162 (embedded) or immudb (immudb backend) implementation.
+    """
+
+    key: str
+    value: bytes
+    tx: int
+    time: datetime | None
+    revision: int
+    proof: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "tx": self.tx,
+            "time": _iso(self.time),
+            "revision": self.revision,
+            "proof": dict(self.proof),
+        }
+
+
+@dataclass(frozen=True)
+class WriteReceipt:
+    """A transaction that was written and then verified as included in a head consistent with trust."""
+
+    tx: int
+    time: datetime | None
+    keys: tuple[str, ...]
+    head: TreeHead
+
+
+@dataclass(frozen=True)
+class LedgerInfo:
+    url: str
+    backend: str
+    ledger_id: str
+    head: TreeHead
+    trusted: Mapping[str, Any] | None
+    entries: int | None = None
+    transactions: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "backend": self.backend,
+            "ledger_id": self.ledger_id,
+            "head": self.head.to_json(),
+            "trusted_state": dict(self.trusted) if self.trusted is not None else None,
+            "entries": self.entries,
+            "transactions": self.transactions,
+            **({"details": dict(self.details)} if self.details else {}),
+        }
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """An append-only, verifiable key/value ledger.
+
+    Errors: LedgerUnavailableError (exit 4) when it cannot be reached or read; IntegrityError subclasses
+    (exit 3) when any proof, head signature or trusted-state check fails. A failed check never moves the
+    trusted state. `notices` collects human-facing remarks (e.g. trust on first use) for the CLI to print:
+    the library itself never prints.
+    """
+
+    url: str
+    notices: list[str]
+
+    def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
+        """Write all keys in one atomic transaction, verify it, and return its receipt."""
+        ...
+
+    def write_batch(self, txs: Sequence[Mapping[str, bytes]]) -> list[WriteReceipt]:
+        """Write many transactions at once (throughput path); each stays atomic on its own."""
+        ...
+
+    def get(self, key: str, *, at_tx: int | None = None) -> Entry | None:
+        """The latest version of key (as of transaction at_tx when given), verified; None if absent."""
+        ...
+
+    def history(self, key: str) -> list[Entry]:
+        """Every version of key, oldest first, each verified."""
+        ...
+
+    def keys(self, prefix: str) -> list[str]:
+        """Keys starting with prefix, sorted. Unverified: use only to choose what to `get`."""
+        ...
+
+    def tx_at_time(self, when: datetime) -> int | None:
+        """The last transaction whose (verified) time is <= when; None if the ledger had none yet."""
+        ...
+
+    def info(self) -> LedgerInfo:
+        """Current verified head, trusted state and sizes."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return t.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,152 @@
+"""The client's trusted ledger state, kept outside the ledger it protects.
+
+One JSON file per ledger identity. Writes are atomic (temp file, fsync, rename) and forward-only: saving a
+state with a smaller tree size than the stored one is refused, so no code path can move trust backwards.
+An unreadable or corrupt file is an error (fail closed): silently starting over would re-trust whatever the
+ledger says now, which is exactly what an attacker who deleted the file wants.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from notary.errors import RollbackError, TrustStoreError
+
+FORMAT = "notary.trusted-state/v1"
+
+
+@dataclass(frozen=True)
+class TrustedState:
+    """What this client last proved about a ledger.
+
+    tree_size/root_hash: the head it verified; tx: that head's transaction; ledger_key: the ledger's public
+    key (PEM) pinned on first use or configured, when the backend signs heads; extra: backend specifics
+    (e.g. immudb's database name and server uuid).
+    """
+
+    ledger_id: str
+    tree_size: int
+    root_hash: str
+    tx: int
+    ledger_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "ledger_id": self.ledger_id,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "tx": self.tx,
+            "ledger_key": self.ledger_key,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> TrustedState:
+        try:
+            if data.get("format") != FORMAT:
+                raise ValueError(f"unknown format {data.get('format')!r}")
+            state = cls(
+                ledger_id=str(data["ledger_id"]),
+                tree_size=int(data["tree_size"]),
+                root_hash=str(data["root_hash"]),
+                tx=int(data["tx"]),
+                ledger_key=data.get("ledger_key"),
+                extra=dict(data.get("extra") or {}),
+            )
+            bytes.fromhex(state.root_hash)
+            if state.tree_size < 0 or state.tx < 0:
+                raise ValueError("negative size")
+            return state
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise TrustStoreError(
+                f"trusted state {source} is corrupt: {exc}",
+                hint="restore it from a backup; deleting it means trusting the ledger anew",
+            ) from exc
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("NOTARY_STATE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "notary"
+
+
+class TrustStore:
+    """Trusted states of every ledger this client has talked to, in one directory."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_state_dir()
+
+    def path_for(self, ledger_id: str) -> Path:
+        name = hashlib.sha256(ledger_id.encode()).hexdigest()[:32]
+        return self.directory / f"ledger-{name}.json"
+
+    def load(self, ledger_id: str) -> TrustedState | None:
+        """The stored state, or None on first contact. Raises TrustStoreError if the file is unusable."""
+        path = self.path_for(ledger_id)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise TrustStoreError(f"cannot read trusted state {path}: {exc.strerror}") from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise TrustStoreError(
+                f"trusted state {path} is corrupt: not JSON",
+                hint="restore it from a backup; deleting it means trusting the ledger anew",
+            ) from exc
+        state = TrustedState.from_json(data, str(path))
+        if state.ledger_id != ledger_id:
+            raise TrustStoreError(f"trusted state {path} belongs to ledger {state.ledger_id}, not {ledger_id}")
+        return state
+
+    def save(self, state: TrustedState) -> None:
+        """Persist state, refusing any move backwards (smaller tree) or sideways (other ledger key)."""
+        current = self.load(state.ledger_id)
+        if current is not None:
+            if state.tree_size < current.tree_size:
+                raise RollbackError(
+                    f"refusing to move trusted state of {state.ledger_id} back from size "
+                    f"{current.tree_size} to {state.tree_size}"
+                )
+            if state.tree_size == current.tree_size and state.root_hash != current.root_hash:
+                raise RollbackError(f"ledger {state.ledger_id} forked: same size {state.tree_size}, other root")
+            if current.ledger_key and state.ledger_key != current.ledger_key:
+                raise RollbackError(f"ledger {state.ledger_id} changed its signing key")
+            if state == current:
+                return
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.path_for(state.ledger_id)
+        data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+        fd, tmp = tempfile.mkstemp(prefix=".trust-", dir=self.directory)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise TrustStoreError(f"cannot write trusted state {path}: {exc.strerror}") from exc
+        try:
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:
+            pass

@@ -1,0 +1,92 @@
+"""What a source produces: subjects (things with an identity digest) and the artifacts they are made of.
+
+A source never returns a digest it did not check: every blob it reads is hashed while it streams and compared
+with the digest (and size) that names it, raising DigestMismatchError (exit 3) on any difference. Malformed or
+unsafe input (bad JSON, `../` in a tar, unknown digest algorithm, a missing blob) raises InputError (exit 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One blob or file a subject is made of. role: index, manifest, config, layer, file, directory."""
+
+    digest: str
+    size: int
+    media_type: str
+    role: str
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "digest": self.digest,
+            "size": self.size,
+            "mediaType": self.media_type,
+            "role": self.role,
+        }
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A notarizable thing. digest is its identity (DESIGN.md "Identity of what is notarized").
+
+    kind: oci-index, oci-manifest, docker-image (identity = image id, no manifest digest known), file,
+    directory. name: human name (e.g. registry.example/app:1.0, or a path). image_id: the config digest when
+    the subject is an image, so the gate can match a local Docker image by id.
+    """
+
+    digest: str
+    name: str
+    kind: str
+    artifacts: tuple[Artifact, ...] = ()
+    platform: str | None = None
+    image_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"digest": self.digest, "name": self.name, "kind": self.kind}
+        if self.platform:
+            data["platform"] = self.platform
+        if self.image_id:
+            data["imageId"] = self.image_id
+        return data
+
+
+class Progress(Protocol):
+    """Byte progress for long hashing work; the CLI supplies a terminal bar, the library never prints."""
+
+    def add_total(self, nbytes: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+
+class NoProgress:
+    def add_total(self, nbytes: int) -> None:
+        pass
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """Knobs shared by all sources.
+
+    workers: parallel hashing threads (default: CPU count). insecure: allow plain HTTP, only to loopback
+    registries. registry_auth_file: a JSON file with credentials (docker config.json or {"username",
+    "password"} / {"token"}); NOTARY_REGISTRY_USERNAME / NOTARY_REGISTRY_PASSWORD / NOTARY_REGISTRY_TOKEN
+    from the environment otherwise. docker_host: Engine API address (default DOCKER_HOST or the unix socket).
+    """
+
+    workers: int | None = None
+    insecure: bool = False
+    registry_auth_file: str | None = None
+    docker_host: str | None = None
+    timeout: float = 30.0

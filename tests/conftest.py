@@ -1,0 +1,22 @@
+"""Suite-wide fixtures. Area-specific fixtures live in tests/support/<area>.py and are imported by tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_notary_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own state/data/config dirs, so no test trusts another test's ledger."""
+    for name in list(os.environ):
+        if name.startswith("NOTARY_") and name != "NOTARY_REQUIRE_INTEGRATION" and not name.startswith(
+            "NOTARY_TEST_"
+        ):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NOTARY_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdgstate"))
