@@ -8,6 +8,7 @@ ledger says now, which is exactly what an attacker who deleted the file wants.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -137,10 +138,8 @@ class TrustStore:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
             raise TrustStoreError(f"cannot write trusted state {path}: {exc.strerror}") from exc
         try:
             dir_fd = os.open(self.directory, os.O_RDONLY)

@@ -1,0 +1,158 @@
+"""Signing keys: generation, loading, key ids.
+
+Ed25519 is the default (small, fast, deterministic signatures); ECDSA P-256 is offered for environments whose
+HSMs or policies require NIST curves. A key id is `sha256:` + hex of the DER SubjectPublicKeyInfo, the same
+bytes whatever PEM wrapping or comments a file carries, so ids are stable across tools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from notary.errors import InputError, NotFoundError, SignatureError, UsageError
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+KEY_TYPES = ("ed25519", "ecdsa-p256")
+
+
+def generate_private_key(kind: str = "ed25519") -> PrivateKey:
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if kind == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    raise UsageError(f"unknown key type {kind!r}", hint="use ed25519 or ecdsa-p256")
+
+
+def key_type(key: PrivateKey | PublicKey) -> str:
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return "ed25519"
+    return "ecdsa-p256"
+
+
+def public_der(key: PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def public_pem(key: PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def key_id(key: PublicKey | PrivateKey) -> str:
+    pub = key.public_key() if hasattr(key, "private_bytes") else key
+    return "sha256:" + hashlib.sha256(public_der(pub)).hexdigest()  # type: ignore[arg-type]
+
+
+def sign(key: PrivateKey, data: bytes) -> bytes:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign(data)
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
+    """Raise SignatureError unless signature is valid for data under key."""
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+        else:
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise SignatureError(f"signature does not verify under key {key_id(key)}") from exc
+
+
+def _check_supported(key: object, what: str) -> None:
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        return
+    raise InputError(f"{what} is neither an Ed25519 nor an ECDSA P-256 key")
+
+
+def _read_source(source: str | bytes | Path, what: str) -> tuple[bytes, str]:
+    if isinstance(source, bytes):
+        return source, what
+    text = str(source)
+    if "-----BEGIN" in text:
+        return text.encode(), what
+    path = Path(text)
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{what} file {path} does not exist") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+
+
+def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None) -> PrivateKey:
+    """Load a PEM private key from a path or PEM text; passphrase defaults to NOTARY_KEY_PASSPHRASE."""
+    data, name = _read_source(source, "private key")
+    if passphrase is None and os.environ.get("NOTARY_KEY_PASSPHRASE"):
+        passphrase = os.environ["NOTARY_KEY_PASSPHRASE"].encode()
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        if passphrase is None:
+            raise UsageError(
+                f"{name} is encrypted", hint="set NOTARY_KEY_PASSPHRASE to its passphrase"
+            ) from exc
+        raise UsageError(f"{name} is not encrypted, but a passphrase was given") from exc
+    except ValueError as exc:
+        if passphrase is not None and b"ENCRYPTED" in data:
+            raise UsageError(f"wrong passphrase for {name}") from exc
+        raise InputError(f"{name} is not a PEM private key") from exc
+    except UnsupportedAlgorithm as exc:
+        raise InputError(f"{name} uses an unsupported key algorithm") from exc
+    _check_supported(key, name)
+    return key  # type: ignore[return-value]
+
+
+def load_public_key(source: str | bytes | Path) -> PublicKey:
+    """Load a PEM public key (or the public half of a PEM private key given by mistake is refused)."""
+    data, name = _read_source(source, "public key")
+    if b"PRIVATE KEY" in data:
+        raise UsageError(f"{name} is a private key", hint="pass the .pub file: verify needs only public keys")
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise InputError(f"{name} is not a PEM public key") from exc
+    _check_supported(key, name)
+    return key  # type: ignore[return-value]
+
+
+def private_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def write_key_pair(path: str | Path, key: PrivateKey, passphrase: bytes | None = None, *, force: bool = False) -> Path:
+    """Write PATH (private, created 0600 before any byte is written) and PATH.pub; return the .pub path."""
+    path = Path(path)
+    pub_path = path.with_name(path.name + ".pub")
+    if not force:
+        for existing in (path, pub_path):
+            if existing.exists():
+                raise UsageError(f"{existing} already exists", hint="choose another --out or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, private_pem(key, passphrase))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    pub_path.write_text(public_pem(key.public_key()))
+    return pub_path

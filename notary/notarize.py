@@ -1,0 +1,146 @@
+"""Turning resolved subjects into signed records and writing them as one atomic ledger transaction.
+
+All records of one notarization (every subject, the job index and the artifact index) go into a single
+transaction: an interrupted run leaves the whole notarization or nothing, never half an image.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from notary import keys, records
+from notary.errors import InputError, NotFoundError
+from notary.ledger.base import Entry, Ledger, WriteReceipt
+from notary.sources.base import Subject
+
+
+@dataclass(frozen=True)
+class Written:
+    receipt: WriteReceipt
+    records: tuple[records.Record, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tx": self.receipt.tx,
+            "time": records.format_time(self.receipt.time) if self.receipt.time else None,
+            "keys": list(self.receipt.keys),
+            "head": self.receipt.head.to_json(),
+            "records": [r.to_json() for r in self.records],
+        }
+
+
+def _index_value(value: Mapping[str, Any]) -> bytes:
+    return records.canonical_json(dict(value))
+
+
+def notarization_writes(
+    subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str]
+) -> tuple[dict[str, bytes], tuple[records.Record, ...]]:
+    """Every key/value of one notarization, built and signed before anything touches the ledger."""
+    if not subjects:
+        raise InputError("nothing to notarize: the subjects resolved to no images or files")
+    kvs: dict[str, bytes] = {}
+    made: list[records.Record] = []
+    artifact_subjects: dict[str, list[str]] = {}
+    for subject in subjects:
+        artifacts = tuple(a.to_json() for a in subject.artifacts)
+        record = records.new_record("notarization", subject.to_json(), signer, artifacts=artifacts, ci=ci)
+        key = records.subject_key(subject.digest, record.signer)
+        if key in kvs:
+            continue  # the same image named twice on one command line
+        kvs[key] = records.sign_record(record, signer)
+        made.append(record)
+        for artifact in subject.artifacts:
+            if artifact.digest != subject.digest:
+                artifact_subjects.setdefault(artifact.digest, []).append(subject.digest)
+    signer_id = keys.key_id(signer)
+    kvs[records.job_key(ci["system"], ci["jobId"])] = _index_value(
+        {
+            "type": "job",
+            "ci": dict(ci),
+            "signer": signer_id,
+            "subjects": [{"digest": r.digest, "name": r.subject.get("name"), "kind": r.subject.get("kind")} for r in made],
+        }
+    )
+    for digest, holders in sorted(artifact_subjects.items()):
+        kvs[records.artifact_key(digest)] = _index_value(
+            {"type": "artifact", "signer": signer_id, "subjects": sorted(set(holders))}
+        )
+    return kvs, tuple(made)
+
+
+def notarize(
+    ledger: Ledger, subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str]
+) -> Written:
+    kvs, made = notarization_writes(subjects, signer, ci)
+    return Written(receipt=ledger.write(kvs), records=made)
+
+
+def revoke(
+    ledger: Ledger, digest: str, signer: keys.PrivateKey, reason: str, ci: Mapping[str, str] | None = None
+) -> Written:
+    """Append a revocation under the signer's own key for digest.
+
+    Revoking what this signer never notarized is allowed (a pre-emptive block list), and it affects only
+    verifiers that trust this signer.
+    """
+    if not reason.strip():
+        raise InputError("a revocation needs a reason", hint="pass --reason TEXT")
+    signer_id = keys.key_id(signer)
+    key = records.subject_key(digest, signer_id)
+    current = ledger.get(key)
+    subject: dict[str, Any] = {"digest": digest}
+    if current is not None:
+        previous = records.open_envelope(current.value, expected_signer=signer_id).record
+        subject = dict(previous.subject)
+    record = records.new_record("revocation", subject, signer, ci=ci or {}, reason=reason.strip())
+    receipt = ledger.write({key: records.sign_record(record, signer)})
+    return Written(receipt=receipt, records=(record,))
+
+
+@dataclass(frozen=True)
+class IndexHit:
+    entry: Entry
+    value: Mapping[str, Any]
+
+
+def _index_hits(ledger: Ledger, key: str) -> list[IndexHit]:
+    hits = []
+    for entry in ledger.history(key):
+        try:
+            hits.append(IndexHit(entry, json.loads(entry.value)))
+        except ValueError:
+            hits.append(IndexHit(entry, {"error": "index value is not JSON"}))
+    return hits
+
+
+def lookup_job(ledger: Ledger, job_id: str, system: str | None = None) -> list[IndexHit]:
+    """Every notarization recorded under a CI job id (all CI systems unless one is named)."""
+    if system:
+        return _index_hits(ledger, records.job_key(system, job_id))
+    records.job_key("x", job_id)  # validates the id
+    hits: list[IndexHit] = []
+    for key in ledger.keys("job/"):
+        if key.rsplit("/", 1)[-1] == job_id:
+            hits.extend(_index_hits(ledger, key))
+    return hits
+
+
+def lookup_artifact(ledger: Ledger, digest: str) -> list[IndexHit]:
+    return _index_hits(ledger, records.artifact_key(digest))
+
+
+def signers_of(ledger: Ledger, digest: str) -> list[str]:
+    """Key ids that have written anything about digest (an enumeration hint, not evidence)."""
+    prefix = records.subject_prefix(digest)
+    return [k[len(prefix):] for k in ledger.keys(prefix)]
+
+
+def require_known(ledger: Ledger, digest: str) -> list[str]:
+    found = signers_of(ledger, digest)
+    if not found:
+        raise NotFoundError(f"the ledger holds no record about {digest}")
+    return found
