@@ -1,0 +1,3 @@
+from notary.cli.main import main
+
+main()

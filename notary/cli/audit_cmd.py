@@ -1,0 +1,140 @@
+"""Auditors' commands: `history`, `get` (time travel) and `lookup` (by CI job or artifact)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from notary import keys, records
+from notary.cli.common import App, pass_app
+from notary.cli.subjects import identify_digests, source_options_flags
+from notary.errors import NotFoundError, UsageError
+from notary.ledger.base import Entry, Ledger
+from notary.notarize import lookup_artifact, lookup_job, require_known
+from notary.verify import open_entry
+
+
+def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    """Signers to show (all who wrote about digest, or just --key ones) and which of them are trusted."""
+    trusted = {keys.key_id(keys.load_public_key(p)) for p in key_paths}
+    return (sorted(trusted) if trusted else require_known(ledger, digest)), trusted
+
+
+def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, Any]:
+    record = open_entry(entry, digest, signer)
+    return {
+        "tx": entry.tx,
+        "time": entry.time.isoformat().replace("+00:00", "Z") if entry.time else None,
+        "revision": entry.revision,
+        "type": record.type,
+        "status": record.status,
+        "issuedAt": record.issued_at,
+        "signer": record.signer,
+        "trustedSigner": signer in trusted if trusted else None,
+        "reason": record.reason,
+        "subject": dict(record.subject),
+        "ci": dict(record.ci),
+        "artifacts": [dict(a) for a in record.artifacts],
+        "proof": dict(entry.proof),
+    }
+
+
+def _line(v: dict[str, Any]) -> str:
+    trust = {True: " [trusted]", False: " [NOT trusted]", None: ""}[v["trustedSigner"]]
+    job = v["ci"].get("jobId")
+    extra = f" reason: {v['reason']}" if v["reason"] else (f" job {v['ci'].get('system')}/{job}" if job else "")
+    return f"  tx {v['tx']:>6}  {v['issuedAt']}  {v['status']:<9} signer {v['signer'][:19]}…{trust}{extra}"
+
+
+@click.command("history")
+@click.argument("subject")
+@click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY", help="Only these signers (and mark them trusted).")
+@source_options_flags
+@pass_app
+def history(app: App, subject: str, key_paths: tuple[str, ...], **flags: object) -> None:
+    """Every record about SUBJECT, oldest first, each proven included in the ledger (proofs in --json)."""
+    ledger = app.open_ledger()
+    out: list[dict[str, Any]] = []
+    for digest, name in identify_digests(app, subject, dict(flags)):
+        signers, trusted = _signers(app, ledger, digest, key_paths)
+        versions = [
+            _version(entry, digest, signer, trusted)
+            for signer in signers
+            for entry in ledger.history(records.subject_key(digest, signer))
+        ]
+        versions.sort(key=lambda v: (v["tx"], v["signer"]))
+        out.append({"digest": digest, "name": name, "versions": versions})
+    head = ledger.info().head
+
+    def human() -> str:
+        lines = []
+        for item in out:
+            lines.append(f"{item['digest']} ({len(item['versions'])} records, all proofs verified)")
+            lines.extend(_line(v) for v in item["versions"])
+        lines.append(f"ledger head: size {head.tree_size}, tx {head.tx}")
+        return "\n".join(lines)
+
+    app.emit({"subjects": out, "head": head.to_json()}, human)
+
+
+@click.command("get")
+@click.argument("subject")
+@click.option("--at-tx", "at_tx", type=click.IntRange(min=1), metavar="N", help="As of transaction N.")
+@click.option("--at-time", "at_time", metavar="RFC3339", help="As of a time, e.g. 2026-03-01T00:00:00Z.")
+@click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY", help="Only these signers (and mark them trusted).")
+@source_options_flags
+@pass_app
+def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_paths: tuple[str, ...], **flags: object) -> None:
+    """SUBJECT's current record per signer, or as it stood at a transaction or time, with proofs.
+
+    Time travel reads the version that was current then, proven included in today's ledger, which is
+    proven consistent with what this client trusted before: history cannot have been rewritten since.
+    """
+    if at_tx and at_time:
+        raise UsageError("give --at-tx or --at-time, not both")
+    ledger = app.open_ledger()
+    as_of = at_tx
+    if at_time:
+        as_of = ledger.tx_at_time(records.parse_time(at_time))
+        if as_of is None:
+            raise NotFoundError(f"the ledger had no transactions at {at_time}")
+    out: list[dict[str, Any]] = []
+    for digest, name in identify_digests(app, subject, dict(flags)):
+        signers, trusted = _signers(app, ledger, digest, key_paths)
+        for signer in signers:
+            entry = ledger.get(records.subject_key(digest, signer), at_tx=as_of)
+            if entry is not None:
+                out.append({"digest": digest, "name": name, **_version(entry, digest, signer, trusted)})
+    if not out:
+        when = f" as of tx {as_of}" if as_of else ""
+        raise NotFoundError(f"no record about {subject}{when}")
+    app.emit({"as_of_tx": as_of, "records": out},
+             lambda: "\n".join([f"{o['digest']}{f' as of tx {as_of}' if as_of else ''}:" + _line(o) for o in out]))
+
+
+@click.command("lookup")
+@click.option("--job-id", "job_id", metavar="ID", help="Notarizations made by this CI job.")
+@click.option("--system", metavar="NAME", help="CI system of --job-id (github, gitlab, jenkins, circleci, tekton, local).")
+@click.option("--artifact", metavar="DIGEST", help="Subjects containing this blob/file digest.")
+@pass_app
+def lookup(app: App, job_id: str | None, system: str | None, artifact: str | None) -> None:
+    """Find evidence by pipeline job id or by asset checksum (then `notary history` a subject for proofs)."""
+    if bool(job_id) == bool(artifact):
+        raise UsageError("give exactly one of --job-id or --artifact")
+    ledger = app.open_ledger()
+    hits = lookup_job(ledger, job_id, system) if job_id else lookup_artifact(ledger, records.check_digest(str(artifact)))
+    if not hits:
+        raise NotFoundError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}")
+    rows = [{"key": h.entry.key, "tx": h.entry.tx, "revision": h.entry.revision, **dict(h.value),
+             "proof": dict(h.entry.proof)} for h in hits]
+
+    def human() -> str:
+        lines = []
+        for row in rows:
+            lines.append(f"tx {row['tx']}: {row['key']} (signer {str(row.get('signer'))[:19]}…)")
+            for s in row.get("subjects", []):
+                lines.append(f"  {s['digest']}  {s.get('kind', '')}  {s.get('name', '')}" if isinstance(s, dict) else f"  {s}")
+        return "\n".join(lines)
+
+    app.emit({"results": rows}, human)

@@ -1,0 +1,99 @@
+"""What every command shares: the global options, opening the ledger, output, and notices.
+
+Commands stay small: they parse flags, call one library function, and hand the result to `emit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from notary.config import Config, ledger_url_from, load_config, state_dir_from
+from notary.errors import UsageError
+from notary.ledger.base import Ledger
+
+
+@dataclass
+class App:
+    """Per-invocation state, built from the global options (`ctx.obj`)."""
+
+    ledger_flag: str | None = None
+    config_flag: str | None = None
+    json: bool = False
+    _config: Config | None = None
+    _ledgers: list[Ledger] = field(default_factory=list)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_flag)
+        return self._config
+
+    @property
+    def ledger_url(self) -> str | None:
+        return ledger_url_from(self.ledger_flag, self.config)
+
+    def open_ledger(self, *, create: bool = False) -> Ledger:
+        from notary.ledger import open_ledger
+
+        ledger = open_ledger(self.ledger_url, state_dir=state_dir_from(self.config), create=create)
+        self._ledgers.append(ledger)
+        return ledger
+
+    def close(self) -> None:
+        for ledger in self._ledgers:
+            self.flush_notices(ledger)
+            with contextlib.suppress(Exception):  # closing must never mask the command's own outcome
+                ledger.close()
+        self._ledgers.clear()
+
+    def flush_notices(self, ledger: Ledger) -> None:
+        for notice in getattr(ledger, "notices", []):
+            click.echo(f"notary: {notice}", err=True)
+        if getattr(ledger, "notices", None):
+            ledger.notices.clear()
+
+    def emit(self, data: Any, human: str | Callable[[], str]) -> None:
+        """One result: JSON on stdout with --json, else the human text."""
+        for ledger in self._ledgers:
+            self.flush_notices(ledger)
+        if self.json:
+            click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        else:
+            text = human() if callable(human) else human
+            if text:
+                click.echo(text)
+
+    def info(self, text: str) -> None:
+        """Progress remarks for people: stderr, and silent with --json."""
+        if not self.json:
+            click.echo(text, err=True)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def signing_key_source(flag: str | None, app: App) -> str:
+    """Private key from --key, else NOTARY_SIGNING_KEY (PEM text, for CI secrets), else [signing] key."""
+    if flag:
+        return flag
+    env = os.environ.get("NOTARY_SIGNING_KEY")
+    if env:
+        if "-----BEGIN" not in env:
+            raise UsageError("NOTARY_SIGNING_KEY must hold the PEM text of the private key, not a path")
+        return env
+    configured = app.config.section("signing").get("key")
+    if configured:
+        return app.config.resolve_path(str(configured))
+    raise UsageError("no signing key", hint="pass --key PATH or set NOTARY_SIGNING_KEY to the PEM key")
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,119 @@
+"""`notary` entry point: global options, lazily loaded command modules, one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from notary import __version__
+from notary.cli.common import App
+from notary.errors import NotaryError
+
+# name -> (module, attribute, one-line help). Modules load only when their command runs, so
+# `notary verify` never imports the registry client or the immudb driver it does not need.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "notarize": ("notary.cli.notarize_cmd", "notarize", "Hash, sign and record images or artifacts."),
+    "verify": ("notary.cli.verify_cmd", "verify", "Check a subject is notarized by a trusted key."),
+    "revoke": ("notary.cli.revoke_cmd", "revoke", "Record that a subject must no longer be trusted."),
+    "history": ("notary.cli.audit_cmd", "history", "Every record about a subject, with proofs."),
+    "get": ("notary.cli.audit_cmd", "get", "A subject's records now or as of a transaction or time."),
+    "lookup": ("notary.cli.audit_cmd", "lookup", "Find notarizations by CI job id or artifact digest."),
+    "ledger": ("notary.cli.ledger_cmd", "ledger", "Inspect the ledger and this client's trusted state."),
+    "key": ("notary.cli.key_cmd", "key", "Generate and inspect signing keys."),
+    "gate": ("notary.cli.gate", "gate", "Refuse to run images that fail verification (hooks, webhook)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                return None
+            raise
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, text) for name, (_, _, text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+EPILOG = """\b
+Examples:
+  notary key generate --out ci.key
+  notary notarize oci:build/layout:v1 --job-id "$CI_JOB_ID" --key ci.key
+  notary verify oci:build/layout:v1 --key ci.key.pub
+  notary revoke sha256:... --reason "CVE-2026-1234" --key ci.key
+  notary history sha256:...        notary get sha256:... --at-time 2026-03-01T00:00:00Z
+
+\b
+Exit codes: 0 ok/trusted, 1 refused, 2 usage or bad input, 3 integrity failure,
+4 ledger unreachable or I/O failure.
+Environment: NOTARY_LEDGER, NOTARY_CONFIG, NOTARY_STATE_DIR, NOTARY_SIGNING_KEY,
+NOTARY_KEY_PASSPHRASE, NOTARY_IMMUDB_PASSWORD(_FILE), NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN.
+"""
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--ledger", "ledger", metavar="URL", help="Ledger URL: file:///path/ledger.db (default under "
+              "the user's data dir) or immudb://user@host:3322/db. Env: NOTARY_LEDGER.")
+@click.option("--config", "config", metavar="FILE", help="notary.toml (default ./notary.toml, then the user "
+              "config dir). Env: NOTARY_CONFIG.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
+@click.version_option(__version__, prog_name="notary")
+@click.pass_context
+def cli(ctx: click.Context, ledger: str | None, config: str | None, as_json: bool) -> None:
+    """Notarize container images and build artifacts in a verifiable ledger, and verify them before they run.
+
+    Every ledger read is proven against this client's trusted state, which only moves forward.
+    """
+    app = App(ledger_flag=ledger, config_flag=config, json=as_json)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _report(error: NotaryError, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"error": {"kind": error.kind, "message": error.one_line(),
+                                         "exit_code": error.exit_code}}))
+    click.echo(f"notary: {error.kind}: {error.one_line()}", err=True)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    args = sys.argv[1:] if argv is None else argv
+    as_json = "--json" in args
+    try:
+        result = cli.main(args=args, prog_name="notary", standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
+    except NotaryError as error:
+        _report(error, as_json)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(2 if error.exit_code in (1, 2) else error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("notary: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("notary: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`notary notarize`: the CI step after a build."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from notary import keys
+from notary.ci import detect
+from notary.cli.common import App, pass_app, signing_key_source, stdout_is_terminal
+from notary.cli.progress import TerminalProgress
+from notary.cli.subjects import source_options, source_options_flags
+
+
+@click.command("notarize")
+@click.argument("subjects", nargs=-1, required=True, metavar="SUBJECT...")
+@click.option("--job-id", "job_id", metavar="ID", help="CI job id (auto-detected on GitHub Actions, GitLab CI, "
+              "Jenkins, CircleCI, Tekton).")
+@click.option("--key", "key_path", metavar="PATH", help="Private key file. Default: NOTARY_SIGNING_KEY (PEM "
+              "text) or [signing] key in notary.toml. Passphrase: NOTARY_KEY_PASSPHRASE.")
+@source_options_flags
+@pass_app
+def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None, **source_flags: object) -> None:
+    """Hash SUBJECTs, sign one record per image/artifact, and store them in one ledger transaction.
+
+    \b
+    SUBJECT is one of:
+      oci:PATH[:TAG|@DIGEST]                OCI image layout (multi-arch: index + each platform)
+      docker-archive:FILE.tar               `docker save` output (classic or OCI form)
+      docker-daemon:NAME[:TAG]              an image in the local Docker Engine
+      registry://HOST[:PORT]/REPO:TAG|@DIG  an image in an OCI registry
+      PATH                                  a file or directory (tree digest)
+
+    Every blob is hashed as it streams and checked against the digest naming it; a mismatch stops
+    everything (exit 3) and nothing is written.
+    """
+    from notary.notarize import notarize as write_notarization
+    from notary.sources import resolve
+
+    ci = detect(os.environ, job_id)
+    signer = keys.load_private_key(signing_key_source(key_path, app))
+    options = source_options(app, source_flags)
+    progress = TerminalProgress("hashing") if (stdout_is_terminal() and not app.json) else None
+    resolved = []
+    try:
+        for spec in subjects:
+            resolved.extend(resolve(spec, options=options, progress=progress))
+    finally:
+        if progress:
+            progress.finish()
+    ledger = app.open_ledger(create=True)
+    written = write_notarization(ledger, resolved, signer, ci)
+
+    def human() -> str:
+        lines = [f"notarized {len(written.records)} subject(s) in tx {written.receipt.tx} "
+                 f"(job {ci['system']}/{ci['jobId']}, signer {written.records[0].signer})"]
+        for record in written.records:
+            subject = record.subject
+            arts = len(record.artifacts)
+            lines.append(f"  {subject['digest']}  {subject.get('kind', '')}  {subject.get('name', '')}  ({arts} artifacts)")
+        return "\n".join(lines)
+
+    app.emit(written.to_json() | {"ci": ci}, human)

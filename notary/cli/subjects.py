@@ -1,0 +1,48 @@
+"""Turning SUBJECT arguments into identity digests, and the source flags commands share."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from notary.cli.common import App
+from notary.records import check_digest
+from notary.sources.base import SourceOptions
+
+_BARE_DIGEST = re.compile(r"^[a-z0-9]+:[0-9a-fA-F]{32,}$")
+
+
+def source_options_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry on loopback.")
+    @click.option("--registry-auth", "registry_auth", metavar="FILE", help="Registry credentials file "
+                  "(docker config.json, or {\"username\",\"password\"} / {\"token\"}). Or env "
+                  "NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN.")
+    @click.option("--workers", type=click.IntRange(1, 64), help="Parallel hashing threads (default: CPUs).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def source_options(app: App, flags: dict[str, Any]) -> SourceOptions:
+    registry = app.config.section("registry")
+    auth = flags.get("registry_auth") or registry.get("auth_file")
+    return SourceOptions(
+        workers=flags.get("workers"),
+        insecure=bool(flags.get("insecure") or registry.get("insecure", False)),
+        registry_auth_file=app.config.resolve_path(str(auth)) if auth else None,
+    )
+
+
+def identify_digests(app: App, spec: str, flags: dict[str, Any]) -> list[tuple[str, str]]:
+    """(digest, name) of each subject SPEC names, without hashing layers; a bare digest needs no I/O."""
+    if _BARE_DIGEST.match(spec):
+        return [(check_digest(spec), spec)]
+    from notary.sources import identify
+
+    return [(s.digest, s.name) for s in identify(spec, options=source_options(app, flags))]
