@@ -24,6 +24,9 @@ class NotaryError(Exception):
             text = f"{text} ({self.hint})"
         return text
 
+    def __str__(self) -> str:
+        return self.one_line()
+
 
 class UsageError(NotaryError):
     """The command line or configuration is wrong: nothing was attempted."""

@@ -1,0 +1,59 @@
+# notary: `make demo` and `make test` work from a clean clone on a fresh Debian machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NOTARY := $(VENV)/bin/notary
+DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io jq uidmap fuse-overlayfs apache2-utils
+PYTEST_ARGS ?=
+
+.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean
+
+help:
+	@echo "make demo       build a busybox OCI image, notarize, verify, revoke, show history (embedded ledger)"
+	@echo "make test       set everything up and run the whole test suite"
+	@echo "make bench      benchmarks (ratios, this machine)"
+	@echo "make immudb     obtain the pinned immudb server + immuclient (built from the Go module proxy)"
+	@echo "make immudb-up  start an immudb on loopback for trying notary against it"
+	@echo "make lint       ruff"
+
+setup: deps venv
+
+# Debian tools the demo and the integration tests use. Installs only what is missing (needs root or sudo).
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,immudb,docker]' --config-settings editable_mode=compat
+	touch $@
+
+venv: $(VENV)/.installed
+
+immudb: venv
+	@scripts/immudb-build.sh
+
+immudb-up: immudb
+	@scripts/immudb-up.sh
+
+lint: venv
+	$(VENV)/bin/ruff check notary tests
+
+test: setup immudb
+	$(VENV)/bin/ruff check notary tests
+	IMMUDB_DIR="$$(scripts/immudb-build.sh | tail -n 1)" $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+
+demo: setup
+	@scripts/demo.sh
+
+bench: setup immudb
+	@$(PY) -m notary.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo-work
