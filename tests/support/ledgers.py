@@ -1,0 +1,22 @@
+"""Ledger URLs for the backend-agnostic contract suite: one behaviour, every backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BACKENDS = ["file", "immudb"]
+
+
+@pytest.fixture(params=BACKENDS)
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty ledger of each backend (immudb: a new database on the session's real server)."""
+    if request.param == "file":
+        yield (tmp_path / "ledger.db").as_uri()
+        return
+    from tests.support.immudb import fresh_immudb_url
+
+    server = request.getfixturevalue("immudb_server")
+    yield fresh_immudb_url(server)
