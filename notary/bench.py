@@ -1,0 +1,188 @@
+"""`python -m notary.bench` (or `make bench`): the numbers the issues ask for, measured in one run.
+
+Reports ratios against a baseline measured in the same run on the same machine, not bare timings: a
+2-core CI box and a laptop differ, the ratio is what stays meaningful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def _write_random_blob(blobs: Path, size: int) -> tuple[str, int]:
+    """A pseudo-random blob of size bytes (fast: repeats a 64 MiB random block with a counter)."""
+    tmp = blobs / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+    h = hashlib.sha256()
+    block = os.urandom(8 * MiB)
+    written = 0
+    with tmp.open("wb") as fh:
+        i = 0
+        while written < size:
+            chunk = (i.to_bytes(8, "big") + block)[: min(len(block) + 8, size - written)]
+            fh.write(chunk)
+            h.update(chunk)
+            written += len(chunk)
+            i += 1
+    digest = h.hexdigest()
+    tmp.rename(blobs / digest)
+    return "sha256:" + digest, written
+
+
+def build_layout(root: Path, layers: int = 4, layer_mib: int = 160) -> Path:
+    """An OCI image layout with `layers` random layers: bytes that must be hashed, nothing compressible."""
+    blobs = root / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    layer_descs = []
+    for _ in range(layers):
+        digest, size = _write_random_blob(blobs, layer_mib * MiB)
+        layer_descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size})
+
+    def put(obj: dict[str, Any]) -> dict[str, Any]:
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        digest = hashlib.sha256(raw).hexdigest()
+        (blobs / digest).write_bytes(raw)
+        return {"digest": "sha256:" + digest, "size": len(raw)}
+
+    config = put({"architecture": "amd64", "os": "linux",
+                  "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layer_descs]}})
+    manifest = put({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
+                    "layers": layer_descs})
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                 **manifest,
+                                                 "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}
+    (root / "index.json").write_text(json.dumps(index))
+    return root
+
+
+def _time(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - start
+
+
+def _best(fn: Callable[[], float], runs: int) -> float:
+    return min(fn() for _ in range(runs))
+
+
+def notary_cmd() -> list[str]:
+    return [sys.executable, "-m", "notary.cli.main"]
+
+
+def bench_notarize(work: Path, layers: int, layer_mib: int, runs: int) -> dict[str, Any]:
+    layout = build_layout(work / "layout", layers, layer_mib)
+    blobs = sorted(str(p) for p in (layout / "blobs" / "sha256").iterdir())
+    total = sum(os.path.getsize(b) for b in blobs)
+    env = {**os.environ, "NOTARY_STATE_DIR": str(work / "state"), "NOTARY_LEDGER": (work / "l.db").as_uri()}
+    key = work / "bench.key"
+    subprocess.run([*notary_cmd(), "key", "generate", "--out", str(key)], check=True, env=env, stdout=subprocess.DEVNULL)
+    base = [*notary_cmd(), "notarize", f"oci:{layout}:bench", "--key", str(key)]
+    subprocess.run(["cat", *blobs], check=True, stdout=subprocess.DEVNULL)  # warm the page cache
+    openssl = _best(lambda: _time(["openssl", "dgst", "-sha256", *blobs]), runs)
+    counter = iter(range(1_000_000))
+    parallel = _best(lambda: _time([*base, "--job-id", f"p{next(counter)}"], env), runs)
+    serial = _best(lambda: _time([*base, "--job-id", f"s{next(counter)}", "--workers", "1"], env), runs)
+    return {
+        "bytes": total,
+        "layers": layers,
+        "openssl_dgst_s": round(openssl, 3),
+        "openssl_GBps": round(total / openssl / 1e9, 2),
+        "notarize_s": round(parallel, 3),
+        "notarize_GBps": round(total / parallel / 1e9, 2),
+        "notarize_vs_openssl": round(openssl / parallel, 2),
+        "notarize_serial_s": round(serial, 3),
+        "parallel_speedup": round(serial / parallel, 2),
+    }
+
+
+def bench_verify_process(work: Path, runs: int) -> dict[str, Any]:
+    """Whole-process `notary verify` on the embedded ledger, as a runtime hook would pay it."""
+    env = {**os.environ, "NOTARY_STATE_DIR": str(work / "vstate"), "NOTARY_LEDGER": (work / "v.db").as_uri()}
+    key = work / "v.key"
+    subprocess.run([*notary_cmd(), "key", "generate", "--out", str(key)], check=True, env=env, stdout=subprocess.DEVNULL)
+    target = work / "artifact.bin"
+    target.write_bytes(os.urandom(4096))
+    subprocess.run([*notary_cmd(), "notarize", str(target), "--job-id", "v1", "--key", str(key)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    digest = "sha256:" + hashlib.sha256(target.read_bytes()).hexdigest()
+    cmd = [shutil.which("notary") or str(Path(sys.executable).parent / "notary"), "verify", digest, "--key", f"{key}.pub"]
+    times = sorted(_time(cmd, env) for _ in range(runs))
+    python_floor = sorted(_time([sys.executable, "-c", "pass"]) for _ in range(runs))
+    return {
+        "verify_p50_ms": round(statistics.median(times) * 1000, 1),
+        "verify_p90_ms": round(times[int(len(times) * 0.9) - 1] * 1000, 1),
+        "python_startup_p50_ms": round(statistics.median(python_floor) * 1000, 1),
+        "goal_ms": 80,
+    }
+
+
+def _optional(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - a missing part must not hide the other numbers
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m notary.bench", description=__doc__)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layer-mib", type=int, default=160)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--verify-runs", type=int, default=31)
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--proof-entries", type=int, default=1_000_000)
+    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate")
+    args = parser.parse_args(argv)
+    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate"])
+    results: dict[str, Any] = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="notary-bench-") as tmp:
+        work = Path(tmp)
+        if "notarize" in only:
+            results["notarize"] = _optional("notarize", lambda: bench_notarize(work, args.layers, args.layer_mib, args.runs))
+        if "ledger" in only:
+            results["ledger"] = _optional("ledger", lambda: _ledger(work, args.records, args.proof_entries))
+        if "verify" in only:
+            results["verify"] = _optional("verify", lambda: bench_verify_process(work, args.verify_runs))
+        if "immudb" in only:
+            results["immudb"] = _optional("immudb", lambda: _immudb(work))
+        if "gate" in only:
+            results["gate"] = _optional("gate", lambda: _gate(work))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _ledger(work: Path, records: int, proof_entries: int) -> dict[str, Any]:
+    from notary.ledger import bench_local
+
+    return bench_local.run(work, records=records, proof_entries=proof_entries)
+
+
+def _immudb(work: Path) -> dict[str, Any]:
+    from notary.ledger import bench_immudb
+
+    return bench_immudb.run(work)
+
+
+def _gate(work: Path) -> dict[str, Any]:
+    from notary.gate import bench_gate
+
+    return bench_gate.run(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
