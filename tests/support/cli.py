@@ -1,0 +1,90 @@
+"""Running the real `notary` command in a subprocess, as CI scripts and runtime hooks do."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class Notary:
+    """One user's environment: a ledger URL and a trusted-state dir, both private to the test."""
+
+    def __init__(self, root: Path, ledger_url: str | None = None, state_dir: Path | None = None) -> None:
+        self.root = root
+        self.ledger_path = root / "ledger.db"
+        self.ledger_url = ledger_url or self.ledger_path.as_uri()
+        self.state_dir = state_dir or root / "state"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_") or k.startswith("NOTARY_TEST")}
+        self.env.update({"NOTARY_LEDGER": self.ledger_url, "NOTARY_STATE_DIR": str(self.state_dir)})
+        for name in ("GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "CIRCLECI", "TEKTON_PIPELINE_RUN"):
+            self.env.pop(name, None)
+
+    def run(self, *args: str, env: dict[str, str] | None = None, expect: int | None = 0,
+            stdin: str | None = None, timeout: float = 120) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "notary.cli.main", *args],
+            env={**self.env, **(env or {})}, capture_output=True, text=True, input=stdin, timeout=timeout,
+            cwd=self.root,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if expect is not None and proc.returncode != expect:
+            pytest.fail(f"notary {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
+                        f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return result
+
+    def key(self, name: str = "ci", kind: str = "ed25519") -> Path:
+        path = self.root / f"{name}.key"
+        self.run("key", "generate", "--out", str(path), "--type", kind)
+        return path
+
+    def trusted_state(self) -> dict[str, bytes]:
+        """Raw bytes of every trusted-state file, to assert a failed check moved nothing."""
+        if not self.state_dir.exists():
+            return {}
+        return {p.name: p.read_bytes() for p in sorted(self.state_dir.iterdir()) if p.is_file()}
+
+
+def flip_envelope_byte(db: Path, marker: bytes = b"payloadType") -> int:
+    """Edit one stored envelope in place (schema-agnostic): the attack of someone with write access to the file.
+
+    Changes a character inside the base64 payload of every row value containing marker; returns rows changed.
+    """
+    con = sqlite3.connect(db)
+    changed = 0
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            cols = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
+            for col in cols:
+                rows = con.execute(f"SELECT rowid, {col} FROM {table}").fetchall()
+                for rowid, value in rows:
+                    if isinstance(value, (bytes, str)) and marker in (value if isinstance(value, bytes) else value.encode()):
+                        raw = value if isinstance(value, bytes) else value.encode()
+                        at = raw.index(b'"payload":"') + len(b'"payload":"') + 10
+                        swapped = raw[:at] + (b"A" if raw[at:at + 1] != b"A" else b"B") + raw[at + 1:]
+                        con.execute(f"UPDATE {table} SET {col} = ? WHERE rowid = ?",
+                                    (swapped if isinstance(value, bytes) else swapped.decode(), rowid))
+                        changed += 1
+        con.commit()
+    finally:
+        con.close()
+    return changed

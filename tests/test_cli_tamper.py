@@ -1,0 +1,124 @@
+"""Attacks on the evidence, through the real CLI: each is exit 3 with one line, and trust does not move."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from notary import keys, records
+from notary.ledger import open_ledger
+from tests.support.cli import Notary, flip_envelope_byte
+from tests.support.images import tamper_layer
+
+
+@pytest.fixture
+def notarized(tmp_path: Path) -> tuple[Notary, Path, Path]:
+    notary = Notary(tmp_path)
+    key = notary.key()
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"the release\n")
+    notary.run("notarize", str(artifact), "--job-id", "j1", "--key", str(key))
+    notary.run("verify", str(artifact), "--key", f"{key}.pub")
+    return notary, key, artifact
+
+
+def _assert_integrity_failure(result_err: str) -> None:
+    lines = result_err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "integrity" in lines[0] or "rollback" in lines[0] or "proof" in lines[0] or "signature" in lines[0]
+
+
+def test_edited_envelope_row_is_refused(notarized: tuple[Notary, Path, Path]) -> None:
+    notary, key, artifact = notarized
+    before = notary.trusted_state()
+    assert flip_envelope_byte(notary.ledger_path) >= 1
+    result = notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=3)
+    _assert_integrity_failure(result.err)
+    assert notary.trusted_state() == before
+
+
+def test_ledger_replaced_by_an_older_copy_is_refused(notarized: tuple[Notary, Path, Path], tmp_path: Path) -> None:
+    notary, key, artifact = notarized
+    old = tmp_path / "old"
+    old.mkdir()
+    for f in notary.root.glob("ledger.db*"):
+        shutil.copy2(f, old / f.name)
+    notary.run("revoke", str(artifact), "--reason", "compromised", "--key", str(key))
+    notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=1)
+    before = notary.trusted_state()
+    for f in notary.root.glob("ledger.db*"):
+        f.unlink()
+    for f in old.iterdir():
+        shutil.copy2(f, notary.root / f.name)
+    result = notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=3)
+    _assert_integrity_failure(result.err)
+    assert notary.trusted_state() == before
+
+
+def test_truncated_ledger_file_is_refused(notarized: tuple[Notary, Path, Path]) -> None:
+    notary, key, artifact = notarized
+    before = notary.trusted_state()
+    data = notary.ledger_path.read_bytes()
+    notary.ledger_path.write_bytes(data[: len(data) // 2])
+    for f in notary.root.glob("ledger.db-*"):
+        f.unlink()
+    result = notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=3)
+    assert len(result.err.strip().splitlines()) == 1
+    assert notary.trusted_state() == before
+
+
+def test_forged_envelope_under_the_trusted_key_is_refused(notarized: tuple[Notary, Path, Path], tmp_path: Path) -> None:
+    """Someone with write access to the ledger stores their own record under the trusted signer's key."""
+    notary, key, _ = notarized
+    trusted_id = keys.key_id(keys.load_private_key(key))
+    attacker = keys.generate_private_key()
+    evil = "sha256:" + "e" * 64
+    record = records.new_record("notarization", {"digest": evil, "name": "evil", "kind": "file"}, attacker)
+    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "attacker-state")
+    ledger.write({records.subject_key(evil, trusted_id): records.sign_record(record, attacker)})
+    ledger.close()
+    result = notary.run("verify", evil, "--key", f"{key}.pub", expect=3)
+    assert "signed by" in result.err
+
+
+def test_record_moved_under_another_subject_is_refused(notarized: tuple[Notary, Path, Path], tmp_path: Path) -> None:
+    notary, key, artifact = notarized
+    signer = keys.load_private_key(key)
+    kid = keys.key_id(signer)
+    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "attacker-state")
+    good = records.subject_key(records.check_digest(_digest(artifact)), kid)
+    envelope = ledger.get(good).value  # type: ignore[union-attr]
+    other = "sha256:" + "c" * 64
+    ledger.write({records.subject_key(other, kid): envelope})
+    ledger.close()
+    notary.run("verify", other, "--key", f"{key}.pub", expect=3)
+
+
+def test_replayed_old_notarization_does_not_undo_a_revocation(notarized: tuple[Notary, Path, Path], tmp_path: Path) -> None:
+    notary, key, artifact = notarized
+    kid = keys.key_id(keys.load_private_key(key))
+    subject_key = records.subject_key(_digest(artifact), kid)
+    old_envelope = open_ledger(notary.ledger_url, state_dir=tmp_path / "a").get(subject_key).value  # type: ignore[union-attr]
+    notary.run("revoke", str(artifact), "--reason", "leaked", "--key", str(key))
+    replay = open_ledger(notary.ledger_url, state_dir=tmp_path / "b")
+    replay.write({subject_key: old_envelope})
+    replay.close()
+    result = notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=1)
+    assert "revoked" in result.err
+
+
+def test_layer_not_matching_its_digest_is_exit_3_and_nothing_is_written(tmp_path: Path, busybox_layout: Path) -> None:
+    notary = Notary(tmp_path)
+    key = notary.key()
+    tamper_layer(busybox_layout, "v1")
+    result = notary.run("notarize", f"oci:{busybox_layout}:v1", "--job-id", "j", "--key", str(key), expect=3)
+    assert len(result.err.strip().splitlines()) == 1
+    assert not notary.ledger_path.exists() or open_ledger(notary.ledger_url).keys("") == []
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
