@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -52,4 +51,3 @@ def test_kill_9_during_notarize_leaves_all_or_nothing(tmp_path: Path) -> None:
         else:
             assert found.code == 2 and "nothing recorded" in found.err, found.err
     assert killed >= 3, "the test must actually interrupt runs to mean anything"
-    json.dumps(killed)
