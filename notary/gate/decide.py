@@ -1,0 +1,250 @@
+"""One decision path for every gate front end: policy -> verified ledger read -> decision -> log line.
+
+The hook, the webhook, the authz plugin, the containerd verifier and `gate check` all call `Gate.check`, so
+they cannot disagree. Everything fails closed: a broken proof refuses (exit 3), an unreachable ledger refuses
+(exit 4) unless the policy says `fail = "open"`, and any unexpected exception refuses too. Every decision,
+including break-glass and fail-open allows, is written as one JSON line before it is returned; an allow that
+cannot be logged becomes a refusal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from notary.config import Config
+from notary.errors import IntegrityError, LedgerUnavailableError, NotaryError
+from notary.gate.policy import Policy, normalize_name
+from notary.ledger.base import Ledger
+
+ALLOW, REFUSE = "allow", "refuse"
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the gate said about one image, and why.
+
+    via: verified (the ledger's word), break-glass, fail-open, policy (no rule / no digest), error.
+    exit_code follows the CLI contract: 0 allowed, 1 refused, 2 bad input, 3 integrity, 4 unreachable.
+    """
+
+    image: str | None
+    digest: str | None
+    allowed: bool
+    exit_code: int
+    reason: str
+    via: str
+    tree_size: int | None = None
+    status: str | None = None
+    signer: str | None = None
+    digests: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def decision(self) -> str:
+        return ALLOW if self.allowed else REFUSE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "digest": self.digest,
+            "digests": list(self.digests),
+            "decision": self.decision,
+            "allowed": self.allowed,
+            "exit_code": self.exit_code,
+            "via": self.via,
+            "status": self.status,
+            "signer": self.signer,
+            "reason": self.reason,
+            "tree_size": self.tree_size,
+            **self.extra,
+        }
+
+
+class DecisionLog:
+    """Append-only JSON lines, one write(2) per line under O_APPEND, so concurrent gates never interleave."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, decision: GateDecision, *, front_end: str, now: datetime) -> None:
+        if not self.path:
+            return
+        line = {
+            "time": now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "front_end": front_end,
+            **decision.to_json(),
+        }
+        data = (json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            directory = os.path.dirname(self.path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+
+
+class Gate:
+    """Policy plus a way to reach the ledger. Thread-safe: servers share one Gate across requests.
+
+    The ledger is opened on first use and kept; ledger access is serialized (the embedded backend's SQLite
+    connection and the trusted-state file are per process, and proofs are cheap compared to a request).
+    After an unreachable-ledger error the ledger is reopened on the next request.
+    """
+
+    def __init__(self, policy: Policy, open_ledger: Callable[[], Ledger], *, front_end: str = "check",
+                 keep_open: bool = True) -> None:
+        self.policy = policy
+        self._open = open_ledger
+        self._ledger: Ledger | None = None
+        self._lock = threading.Lock()
+        self.keep_open = keep_open
+        self.front_end = front_end
+        self.log = DecisionLog(policy.decision_log)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._ledger is not None:
+            with contextlib.suppress(Exception):  # closing must never mask a decision
+                self._ledger.close()
+            self._ledger = None
+
+    def check(self, image: str | None, digests: Sequence[str], *, now: datetime | None = None,
+              front_end: str | None = None, extra: dict[str, Any] | None = None) -> GateDecision:
+        """Decide about an image known by name (may be None) and candidate digests (manifest, image id).
+
+        Allowed when no candidate is revoked or fails a proof, and at least one is trusted. Several candidates
+        exist when the runtime knows both a manifest digest and an image id; a revocation of either wins.
+        """
+        current = now or datetime.now(timezone.utc)
+        try:
+            decision = self._decide(image, list(dict.fromkeys(digests)), current)
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything unforeseen
+            decision = GateDecision(image, digests[0] if digests else None, False, EXIT_INTEGRITY,
+                                    f"internal error, refusing: {type(exc).__name__}: {exc}", "error",
+                                    digests=tuple(digests))
+        if extra:
+            decision = _with_extra(decision, extra)
+        try:
+            self.log.write(decision, front_end=front_end or self.front_end, now=current)
+        except OSError as exc:
+            if decision.allowed:
+                decision = GateDecision(decision.image, decision.digest, False, EXIT_UNAVAILABLE,
+                                        f"cannot write the decision log {self.log.path}: {exc.strerror}; "
+                                        "refusing an allow that would not be recorded", "error",
+                                        decision.tree_size, decision.status, decision.signer, decision.digests)
+        return decision
+
+    def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
+        """Record a decision made before the gate could look at the ledger (e.g. unreadable input)."""
+        with contextlib.suppress(OSError):  # the decision is already a refusal
+            self.log.write(decision, front_end=self.front_end, now=now or datetime.now(timezone.utc))
+
+    def _decide(self, image: str | None, digests: list[str], now: datetime) -> GateDecision:
+        policy = self.policy
+        name = normalize_name(image) if image else None
+        if not digests:
+            return GateDecision(image, None, False, EXIT_REFUSED,
+                                f"no image digest known for {image or 'the container'}: cannot verify",
+                                "policy")
+        glass = policy.break_glass_for(digests, image, now)
+        if glass is not None:
+            until = f" until {glass.expires.isoformat()}" if glass.expires else ""
+            return GateDecision(image, glass.digest, True, EXIT_OK,
+                                f"break-glass allow of {glass.digest}{until}: {glass.reason}", "break-glass",
+                                digests=tuple(digests))
+        rule = policy.rule_for(image)
+        if rule is None:
+            return GateDecision(image, digests[0], False, EXIT_REFUSED,
+                                f"no trust rule in the policy matches image {name or '(unnamed)'}", "policy",
+                                digests=tuple(digests))
+        try:
+            return self._verify(image, digests, rule.keys)
+        except IntegrityError as exc:
+            return GateDecision(image, digests[0], False, EXIT_INTEGRITY, f"integrity failure: {exc.one_line()}",
+                                "verified", status="integrity", digests=tuple(digests))
+        except LedgerUnavailableError as exc:
+            if policy.fail_open:
+                return GateDecision(image, digests[0], True, EXIT_OK,
+                                    f"ledger unreachable, allowed by fail-open policy: {exc.one_line()}",
+                                    "fail-open", status="unreachable", digests=tuple(digests))
+            return GateDecision(image, digests[0], False, EXIT_UNAVAILABLE,
+                                f"ledger unreachable, refusing (fail closed): {exc.one_line()}", "verified",
+                                status="unreachable", digests=tuple(digests))
+        except NotaryError as exc:
+            return GateDecision(image, digests[0], False, exc.exit_code if exc.exit_code else EXIT_REFUSED,
+                                f"{exc.kind}: {exc.one_line()}", "error", digests=tuple(digests))
+
+    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any]) -> GateDecision:
+        from notary.verify import verify_digest
+
+        with self._lock:
+            try:
+                if self._ledger is None:
+                    self._ledger = self._open()
+                ledger = self._ledger
+                results = [verify_digest(ledger, d, trusted, max_age=self.policy.max_age) for d in digests]
+            except LedgerUnavailableError:
+                self._drop()
+                raise
+            finally:
+                if not self.keep_open:
+                    self._drop()
+        tree = next((r.head.tree_size for r in results if r.head is not None), None)
+        revoked = [r for r in results if r.status == "revoked"]
+        good = [r for r in results if r.allowed]
+        if revoked or not good:
+            stale = [r for r in results if r.status == "too-old"]
+            r = (revoked or stale or results)[0]
+            reason = r.reason if len(results) == 1 or revoked or stale else "; ".join(x.reason for x in results)
+            return GateDecision(image, r.digest, False, EXIT_REFUSED, reason, "verified", tree, r.status,
+                                r.signer, tuple(digests))
+        r = good[0]
+        return GateDecision(image, r.digest, True, EXIT_OK, r.reason, "verified", tree, r.status, r.signer,
+                            tuple(digests))
+
+
+def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
+    merged = {**decision.extra, **extra}
+    return GateDecision(decision.image, decision.digest, decision.allowed, decision.exit_code, decision.reason,
+                        decision.via, decision.tree_size, decision.status, decision.signer, decision.digests,
+                        merged)
+
+
+def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> Gate:
+    """A Gate for a loaded config: its [policy], and the ledger it names (opened lazily, never created)."""
+    from notary.config import state_dir_from
+    from notary.gate.policy import load_policy
+
+    policy = load_policy(config)
+    state_dir = state_dir_from(config)
+
+    def opener() -> Ledger:
+        from notary.ledger import open_ledger
+
+        return open_ledger(ledger_url, state_dir=state_dir, create=False)
+
+    return Gate(policy, opener, front_end=front_end, keep_open=keep_open)
+
+
+def gate_from_flags(config_flag: str | None, ledger_flag: str | None, *, front_end: str,
+                    keep_open: bool = True) -> Gate:
+    """As gate_for, from --config / --ledger values and the NOTARY_* environment."""
+    from notary.config import ledger_url_from, load_config
+
+    config = load_config(config_flag)
+    return gate_for(config, ledger_url_from(ledger_flag, config), front_end=front_end, keep_open=keep_open)

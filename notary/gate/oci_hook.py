@@ -1,0 +1,182 @@
+"""OCI runtime hook: refuse to start a container whose image fails notary's checks.
+
+The runtime runs the hook at `createRuntime` (or the deprecated but widespread `prestart`) with the container
+state on stdin; a non-zero exit stops the container before its process runs, and the runtime shows stderr.
+The image is identified from, in order: notary's own annotations (`dev.notary.image.digest`, comma-separated
+digests, and `dev.notary.image.name`), CRI-O's (`io.kubernetes.cri-o.ImageName` / `ImageRef` / `Image`),
+containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), podman's storage (container id -> image),
+and a umoci-unpacked bundle's `umoci.json`. Finding nothing refuses.
+
+This module is the hook's entry point (`python -m notary.gate.oci_hook`): it avoids click, requests and
+every backend it does not use, because its start-up time is added to every container start.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from notary.errors import InputError, NotaryError
+
+ANNOTATION_DIGEST = "dev.notary.image.digest"
+ANNOTATION_NAME = "dev.notary.image.name"
+CRIO_NAME, CRIO_REF, CRIO_IMAGE = "io.kubernetes.cri-o.ImageName", "io.kubernetes.cri-o.ImageRef", "io.kubernetes.cri-o.Image"
+CRI_NAME, CRI_REF = "io.kubernetes.cri.image-name", "io.kubernetes.cri.image-ref"
+MAX_STATE = 1 << 20
+MAX_CONFIG = 16 << 20
+_SHA = re.compile(r"sha256:[0-9a-f]{64}")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ImageIdentity:
+    name: str | None
+    digests: tuple[str, ...]
+    source: str
+
+
+def digests_in(value: str | None) -> list[str]:
+    """Every sha256 digest in an annotation value; a bare 64-hex value is an image id."""
+    if not value:
+        return []
+    value = value.strip()
+    if _HEX.match(value):
+        return [f"sha256:{value}"]
+    return _SHA.findall(value)
+
+
+def read_state(stream: IO[bytes]) -> dict[str, Any]:
+    data = stream.read(MAX_STATE + 1)
+    if len(data) > MAX_STATE:
+        raise InputError("container state on stdin is larger than 1 MiB")
+    try:
+        state = json.loads(data)
+    except ValueError as exc:
+        raise InputError(f"container state on stdin is not JSON: {exc}") from exc
+    if not isinstance(state, dict) or not isinstance(state.get("bundle", ""), str):
+        raise InputError("container state on stdin is not an OCI state object")
+    return state
+
+
+def read_bundle_config(bundle: str) -> dict[str, Any]:
+    path = Path(bundle) / "config.json"
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read bundle config {path}: {exc.strerror}") from exc
+    if len(raw) > MAX_CONFIG:
+        raise InputError(f"bundle config {path} is larger than 16 MiB")
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise InputError(f"bundle config {path} is not JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise InputError(f"bundle config {path} is not a JSON object")
+    return config
+
+
+def _umoci_digests(bundle: str) -> list[str]:
+    try:
+        with open(Path(bundle) / "umoci.json", "rb") as fh:
+            meta = json.load(fh)
+        walk = meta["from_descriptor_path"]["descriptor_walk"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    found = []
+    for desc in walk if isinstance(walk, list) else []:
+        if isinstance(desc, dict) and "manifest" in str(desc.get("mediaType", "")):
+            found.extend(digests_in(str(desc.get("digest", ""))))
+    return found
+
+
+def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_root: str | None = None) -> ImageIdentity:
+    """Which image this container runs, from the most to the least explicit source."""
+    annotations: dict[str, str] = {}
+    for source in (config.get("annotations"), state.get("annotations")):
+        if isinstance(source, Mapping):
+            annotations.update({str(k): str(v) for k, v in source.items()})
+    if ANNOTATION_DIGEST in annotations:
+        digests = digests_in(annotations[ANNOTATION_DIGEST])
+        if not digests:
+            raise InputError(f"annotation {ANNOTATION_DIGEST} holds no sha256 digest")
+        return ImageIdentity(annotations.get(ANNOTATION_NAME), tuple(digests), "annotation")
+    if CRIO_NAME in annotations or CRIO_REF in annotations:
+        name = annotations.get(CRIO_NAME)
+        digests = digests_in(name.split("@", 1)[1] if name and "@" in name else None)
+        digests += digests_in(annotations.get(CRIO_REF)) + digests_in(annotations.get(CRIO_IMAGE))
+        return ImageIdentity(name, tuple(dict.fromkeys(digests)), "cri-o")
+    if CRI_NAME in annotations or CRI_REF in annotations:
+        name = annotations.get(CRI_NAME)
+        digests = digests_in(name.split("@", 1)[1] if name and "@" in name else None)
+        digests += digests_in(annotations.get(CRI_REF))
+        return ImageIdentity(name, tuple(dict.fromkeys(digests)), "containerd")
+    container_id = state.get("id")
+    root = config.get("root")
+    rootfs = root.get("path") if isinstance(root, Mapping) else None
+    bundle = str(state.get("bundle") or "")
+    if isinstance(container_id, str) and container_id:
+        from notary.gate import podman_storage
+
+        storage = storage_root or podman_storage.root_from_rootfs(rootfs if isinstance(rootfs, str) else None)
+        if storage or annotations.get("io.container.manager") == "libpod":
+            image = podman_storage.image_of_container(container_id, storage)
+            return ImageIdentity(image.names[0] if image.names else None, (*image.digests, image.image_id),
+                                 "podman")
+    if bundle:
+        found = _umoci_digests(bundle)
+        if found:
+            return ImageIdentity(annotations.get("org.opencontainers.image.ref.name"), tuple(found), "umoci")
+    return ImageIdentity(None, (), "none")
+
+
+def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str | None = None,
+           storage_root: str | None = None) -> Any:
+    """The gate's decision for the container described on stdin (a GateDecision)."""
+    from notary.gate.decide import EXIT_USAGE, GateDecision, gate_from_flags
+
+    try:
+        state = read_state(stdin)
+        config = read_bundle_config(str(state.get("bundle") or "."))
+        identity = identify(state, config, storage_root=storage_root)
+    except NotaryError as exc:
+        gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook")
+        decision = GateDecision(None, None, False, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
+                                f"cannot identify the container's image: {exc.one_line()}", "error")
+        gate.log_only(decision)
+        return decision
+    gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook", keep_open=False)
+    extra = {"container": state.get("id"), "identified_by": identity.source}
+    return gate.check(identity.name, identity.digests, extra=extra)
+
+
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="notary gate oci-hook", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=None, help="notary.toml with the [policy] (env NOTARY_CONFIG)")
+    parser.add_argument("--ledger", default=None, help="ledger URL (env NOTARY_LEDGER)")
+    parser.add_argument("--storage-root", default=None, help="podman storage root (env NOTARY_PODMAN_STORAGE)")
+    args = parser.parse_args(argv)
+    try:
+        decision = decide(stdin or sys.stdin.buffer, config_flag=args.config, ledger_flag=args.ledger,
+                          storage_root=args.storage_root)
+    except NotaryError as exc:  # the policy itself is unusable: refuse, loudly
+        sys.stderr.write(f"notary: refused: {exc.kind}: {exc.one_line()}\n")
+        return exc.exit_code or 1
+    except Exception as exc:  # noqa: BLE001 - a hook must fail closed, never crash open
+        sys.stderr.write(f"notary: refused: internal error: {type(exc).__name__}: {exc}\n")
+        return 3
+    if not decision.allowed:
+        sys.stderr.write(f"notary: refused {decision.image or decision.digest or 'container'}: {decision.reason}\n")
+        return decision.exit_code or 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

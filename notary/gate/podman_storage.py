@@ -1,0 +1,87 @@
+"""Which image a podman (containers/storage) container was created from.
+
+Podman puts no image digest into the bundle, but its storage maps container id -> image id (containers.json)
+and image id -> manifest digests and names (images.json). The storage root is found from the bundle's rootfs
+path (`<root>/<driver>/<layer>/merged`) or named explicitly; the files are only read, never locked or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from notary.errors import InputError, NotFoundError
+
+DEFAULT_ROOT = "/var/lib/containers/storage"
+DRIVERS = ("overlay", "vfs", "btrfs", "zfs", "aufs")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    image_id: str  # sha256:<config digest hex>
+    digests: tuple[str, ...]  # manifest digests known for it
+    names: tuple[str, ...]
+
+
+def root_from_rootfs(rootfs: str | None) -> str | None:
+    """`/var/lib/containers/storage/overlay/<layer>/merged` -> `/var/lib/containers/storage`."""
+    if not rootfs:
+        return None
+    parts = Path(rootfs).parts
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in DRIVERS and (Path(*parts[:i]) / f"{parts[i]}-containers").is_dir():
+            return str(Path(*parts[:i]))
+    return None
+
+
+def _read_list(path: Path) -> list[dict[str, Any]]:
+    try:
+        with path.open("rb") as fh:
+            data = json.load(fh)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"podman storage file {path} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read podman storage file {path}: {exc}") from exc
+    if not isinstance(data, list):
+        raise InputError(f"podman storage file {path} is not a JSON list")
+    return [d for d in data if isinstance(d, dict)]
+
+
+def _driver_dir(root: Path, kind: str) -> Path:
+    for driver in DRIVERS:
+        candidate = root / f"{driver}-{kind}" / f"{kind}.json"
+        if candidate.is_file():
+            return candidate
+    return root / f"overlay-{kind}" / f"{kind}.json"
+
+
+def _sha(value: str) -> str:
+    return value if value.startswith("sha256:") else f"sha256:{value}"
+
+
+def image_of_container(container_id: str, root: str | None = None) -> StoredImage:
+    """The image container_id was created from, per the storage at root (default: podman's system root)."""
+    base = Path(root or os.environ.get("NOTARY_PODMAN_STORAGE") or DEFAULT_ROOT)
+    containers = _read_list(_driver_dir(base, "containers"))
+    match = next((c for c in containers if c.get("id") == container_id), None)
+    if match is None:
+        raise NotFoundError(f"container {container_id[:12]} is not in podman storage {base}")
+    image_id = str(match.get("image") or "")
+    if not image_id:
+        raise NotFoundError(f"container {container_id[:12]} has no image in podman storage {base}")
+    images = _read_list(_driver_dir(base, "images"))
+    image = next((i for i in images if i.get("id") == image_id), None)
+    if image is None:
+        raise NotFoundError(f"image {image_id[:12]} of container {container_id[:12]} is not in {base}")
+    digests: list[str] = []
+    for value in [image.get("digest"), *(image.get("digests") or [])]:
+        if isinstance(value, str) and value.startswith("sha256:"):
+            digests.append(value)
+    for name, value in (image.get("big-data-digests") or {}).items():
+        if str(name).startswith("manifest-") and isinstance(value, str):
+            digests.append(value)
+    names = tuple(str(n) for n in (image.get("names") or []) if isinstance(n, str))
+    return StoredImage(_sha(image_id), tuple(dict.fromkeys(digests)), names)

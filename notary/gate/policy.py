@@ -1,0 +1,276 @@
+"""The gate's policy: which keys are trusted for which image names, and how the gate fails.
+
+Lives under [policy] in notary.toml and is validated strictly: a typo in a security policy must stop the
+gate at load time, not silently widen what it allows. Trust rules are ordered and the *first* rule whose
+globs match an image name decides its keys, so a narrow rule for `registry.example/prod/*` placed before a
+catch-all `*` cannot be bypassed by a key that is only trusted for the catch-all.
+
+Revocation is always checked: `check_revocation = false` is rejected rather than honoured.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from notary import keys
+from notary.config import Config
+from notary.errors import NotaryError, UsageError
+from notary.records import check_digest, parse_time
+
+POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "break_glass"}
+TRUST_KEYS = {"images", "keys"}
+BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+$")
+DEFAULT_REGISTRY = "docker.io"
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(str(text).strip())
+    if not match or int(match.group(1)) == 0:
+        raise UsageError(f"not a duration: {text!r}", hint="e.g. 90m, 12h, 30d, 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+# ---------------------------------------------------------------- image names
+
+
+def normalize_name(reference: str) -> str:
+    """registry/repository of an image reference, Docker-style: `busybox` -> `docker.io/library/busybox`.
+
+    Tag and digest are dropped (policy is about names; the digest is what gets verified). Accepts the
+    subject forms notary uses elsewhere (`registry://`, `docker://`).
+    """
+    ref = reference.strip()
+    for scheme in ("registry://", "docker://", "docker-daemon:"):
+        if ref.startswith(scheme):
+            ref = ref[len(scheme):]
+    ref = ref.split("@", 1)[0]
+    head, _, last = ref.rpartition("/")
+    if ":" in last:
+        last = last.split(":", 1)[0]
+    ref = f"{head}/{last}" if head else last
+    if not ref:
+        return ""
+    parts = ref.split("/")
+    first = parts[0]
+    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
+        parts[0] = first.lower()
+        return "/".join(parts)
+    if len(parts) == 1:
+        parts = ["library", *parts]
+    return "/".join([DEFAULT_REGISTRY, *parts])
+
+
+def _check_glob(glob: Any, where: str) -> str:
+    if not isinstance(glob, str) or not glob or not _GLOB_CHARS.match(glob):
+        raise UsageError(
+            f"{where}: bad image glob {glob!r}",
+            hint="lower-case registry/repository with * and ? wildcards, e.g. registry.example/team/*",
+        )
+    last = glob.rsplit("/", 1)[-1]
+    if "@" in glob or (":" in last and glob.count("/") > 0):
+        raise UsageError(f"{where}: image glob {glob!r} names a tag or digest", hint="globs match names only")
+    if "//" in glob or glob.startswith("/") or glob.endswith("/"):
+        raise UsageError(f"{where}: image glob {glob!r} has an empty path segment")
+    return glob
+
+
+def _glob_regex(glob: str) -> re.Pattern[str]:
+    """`*` matches any run of characters including `/`; `?` one character. Everything else is literal."""
+    out = []
+    for ch in glob:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+    return re.compile("^" + "".join(out) + "$")
+
+
+# ---------------------------------------------------------------- the policy
+
+
+@dataclass(frozen=True)
+class TrustRule:
+    images: tuple[str, ...]
+    key_paths: tuple[str, ...]
+    keys: tuple[keys.PublicKey, ...]
+    patterns: tuple[re.Pattern[str], ...] = field(repr=False, default=())
+
+    def matches(self, name: str | None) -> bool:
+        if name is None:
+            return "*" in self.images
+        return any(p.match(name) for p in self.patterns)
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    digest: str
+    reason: str
+    expires: datetime | None = None
+    images: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = field(repr=False, default=())
+
+    def applies(self, digest: str, name: str | None, now: datetime) -> bool:
+        if digest != self.digest:
+            return False
+        if self.expires is not None and now >= self.expires:
+            return False
+        if self.patterns:
+            return name is not None and any(p.match(name) for p in self.patterns)
+        return True
+
+
+@dataclass(frozen=True)
+class Policy:
+    trust: tuple[TrustRule, ...]
+    fail_open: bool = False
+    max_age: timedelta | None = None
+    decision_log: str | None = None
+    break_glass: tuple[BreakGlass, ...] = ()
+    source: str | None = None
+
+    def rule_for(self, name: str | None) -> TrustRule | None:
+        """The first rule matching the (normalized) image name; None: no key is trusted for it."""
+        normalized = normalize_name(name) if name else None
+        for rule in self.trust:
+            if rule.matches(normalized):
+                return rule
+        return None
+
+    def keys_for(self, name: str | None) -> tuple[keys.PublicKey, ...]:
+        rule = self.rule_for(name)
+        return rule.keys if rule else ()
+
+    def break_glass_for(self, digests: Sequence[str], name: str | None,
+                        now: datetime | None = None) -> BreakGlass | None:
+        current = now or datetime.now(timezone.utc)
+        normalized = normalize_name(name) if name else None
+        for entry in self.break_glass:
+            for digest in digests:
+                if entry.applies(digest, normalized, current):
+                    return entry
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "fail": "open" if self.fail_open else "closed",
+            "max_age_seconds": int(self.max_age.total_seconds()) if self.max_age else None,
+            "check_revocation": True,
+            "decision_log": self.decision_log,
+            "trust": [
+                {"images": list(r.images), "keys": [keys.key_id(k) for k in r.keys]} for r in self.trust
+            ],
+            "break_glass": [
+                {"digest": b.digest, "reason": b.reason, "expires": b.expires.isoformat() if b.expires else None}
+                for b in self.break_glass
+            ],
+        }
+
+
+def _table_list(value: Any, where: str) -> list[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise UsageError(f"{where} must be an array of tables ([[{where}]])")
+    return value
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise UsageError(f"{where} must be a non-empty list of strings")
+    return value
+
+
+def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = set(table) - allowed
+    if extra:
+        raise UsageError(f"{where}: unknown setting(s) {', '.join(sorted(extra))}",
+                         hint=f"known: {', '.join(sorted(allowed))}")
+
+
+def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | None = None) -> Policy:
+    """Validate a [policy] table; resolve maps a key path in the file to a real path."""
+    where = f"config {source}: [policy]" if source else "[policy]"
+    _unknown(section, POLICY_KEYS, where)
+    if section.get("check_revocation", True) is not True:
+        raise UsageError(f"{where}: check_revocation cannot be turned off",
+                         hint="revocation is always checked; remove the setting")
+    fail = section.get("fail", "closed")
+    if fail not in ("closed", "open"):
+        raise UsageError(f"{where}: fail must be \"closed\" or \"open\", not {fail!r}")
+    max_age = section.get("max_age")
+    age = parse_duration(max_age) if max_age is not None else None
+    log = section.get("decision_log")
+    if log is not None and (not isinstance(log, str) or not log):
+        raise UsageError(f"{where}: decision_log must be a file path")
+
+    rules: list[TrustRule] = []
+    key_cache: dict[str, keys.PublicKey] = {}
+    for i, table in enumerate(_table_list(section.get("trust", []), f"{where}.trust")):
+        rwhere = f"{where} trust rule {i + 1}"
+        _unknown(table, TRUST_KEYS, rwhere)
+        images = tuple(_check_glob(g, rwhere) for g in _str_list(table.get("images"), f"{rwhere}: images"))
+        paths = tuple(resolve(p) for p in _str_list(table.get("keys"), f"{rwhere}: keys"))
+        loaded = []
+        for p in paths:
+            if p not in key_cache:
+                try:
+                    key_cache[p] = keys.load_public_key(Path(p))
+                except NotaryError as exc:
+                    raise UsageError(f"{rwhere}: {exc.one_line()}") from exc
+            loaded.append(key_cache[p])
+        rules.append(TrustRule(images, paths, tuple(loaded), tuple(_glob_regex(g) for g in images)))
+    if not rules:
+        raise UsageError(f"{where}: no [[policy.trust]] rules", hint="name at least one image glob and key")
+
+    glass: list[BreakGlass] = []
+    for i, table in enumerate(_table_list(section.get("break_glass", []), f"{where}.break_glass")):
+        bwhere = f"{where} break_glass entry {i + 1}"
+        _unknown(table, BREAK_GLASS_KEYS, bwhere)
+        try:
+            digest = check_digest(table.get("digest"))  # type: ignore[arg-type]
+        except NotaryError as exc:
+            raise UsageError(f"{bwhere}: {exc.one_line()}") from exc
+        reason = table.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise UsageError(f"{bwhere}: a reason is required", hint="say who allowed it and why")
+        expires = table.get("expires")
+        when: datetime | None = None
+        if isinstance(expires, datetime):
+            if expires.tzinfo is None:
+                raise UsageError(f"{bwhere}: expires has no UTC offset", hint="append Z for UTC")
+            when = expires.astimezone(timezone.utc)
+        elif isinstance(expires, str):
+            try:
+                when = parse_time(expires)
+            except NotaryError as exc:
+                raise UsageError(f"{bwhere}: {exc.one_line()}") from exc
+        elif expires is not None:
+            raise UsageError(f"{bwhere}: expires must be an RFC 3339 time")
+        imgs = table.get("images")
+        globs = tuple(_check_glob(g, bwhere) for g in _str_list(imgs, f"{bwhere}: images")) if imgs else ()
+        glass.append(BreakGlass(digest, reason.strip(), when, globs, tuple(_glob_regex(g) for g in globs)))
+
+    return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source)
+
+
+def load_policy(config: Config) -> Policy:
+    """The [policy] of a loaded config; a config without one is a usage error (the gate never guesses)."""
+    section = config.section("policy")
+    if not section:
+        where = f"config {config.path}" if config.path else "no notary.toml found"
+        raise UsageError(f"{where}: no [policy] for the gate",
+                         hint="see docs/policy-example.toml; pass --config or set NOTARY_CONFIG")
+    return parse_policy(section, config.resolve_path, str(config.path) if config.path else None)
