@@ -20,6 +20,7 @@ def _isolated_notary_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdgstate"))
+from tests.support.dockerd import dockerd  # noqa: F401
 from tests.support.images import (
     busybox_layout,
     busybox_layout_template,
@@ -27,3 +28,4 @@ from tests.support.images import (
     multiarch_layout_template,
 )
 from tests.support.ledgers import ledger_url  # noqa: F401
+from tests.support.registry import auth_registry, registry  # noqa: F401
