@@ -97,3 +97,10 @@ class LedgerUnavailableError(NotaryError):
 
     exit_code = 4
     kind = "unavailable"
+
+
+class SourceUnavailableError(NotaryError):
+    """A subject's source (registry, Docker Engine) cannot be reached or answers with a server error."""
+
+    exit_code = 4
+    kind = "source-unavailable"
