@@ -7,13 +7,23 @@ bytes whatever PEM wrapping or comments a file carries, so ids are stable across
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+# The encoding enums without `serialization/__init__`, which drags in the SSH key code: loading public keys
+# is on the runtime hook's cold-start path, private key handling is not.
+try:
+    from cryptography.hazmat.primitives._serialization import Encoding, PublicFormat
+except ImportError:  # pragma: no cover - layout of older/newer cryptography releases
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from notary.errors import InputError, NotFoundError, SignatureError, UsageError
 
@@ -38,13 +48,25 @@ def key_type(key: PrivateKey | PublicKey) -> str:
 
 
 def public_der(key: PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def public_pem(key: PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+# DER SubjectPublicKeyInfo prefixes of the two supported key types (RFC 8410, RFC 5480).
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_P256_SPKI = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+_PEM_PUBLIC = re.compile(rb"-----BEGIN PUBLIC KEY-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END PUBLIC KEY-----")
+
+
+def _public_from_der(der: bytes) -> PublicKey | None:
+    if len(der) == 44 and der.startswith(_ED25519_SPKI):
+        return ed25519.Ed25519PublicKey.from_public_bytes(der[12:])
+    if len(der) == 91 and der.startswith(_P256_SPKI):
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), der[26:])
+    return None
 
 
 def key_id(key: PublicKey | PrivateKey) -> str:
@@ -99,6 +121,8 @@ def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None
     data, name = _read_source(source, "private key")
     if passphrase is None and os.environ.get("NOTARY_KEY_PASSPHRASE"):
         passphrase = os.environ["NOTARY_KEY_PASSPHRASE"].encode()
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as exc:
@@ -122,6 +146,16 @@ def load_public_key(source: str | bytes | Path) -> PublicKey:
     data, name = _read_source(source, "public key")
     if b"PRIVATE KEY" in data:
         raise UsageError(f"{name} is a private key", hint="pass the .pub file: verify needs only public keys")
+    match = _PEM_PUBLIC.search(data)
+    if match:
+        try:
+            fast = _public_from_der(base64.b64decode(b"".join(match.group(1).split()), validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise InputError(f"{name} is not a PEM public key") from exc
+        if fast is not None:
+            return fast
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -131,6 +165,8 @@ def load_public_key(source: str | bytes | Path) -> PublicKey:
 
 
 def private_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )

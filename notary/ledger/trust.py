@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +129,8 @@ class TrustStore:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.path_for(state.ledger_id)
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+        import tempfile  # only writers pay for it; readers (the runtime hook) never write twice
+
         fd, tmp = tempfile.mkstemp(prefix=".trust-", dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as fh:
