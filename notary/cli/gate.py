@@ -72,3 +72,85 @@ def oci_hook(app: App, storage_root: str | None) -> None:
         argv += ["--storage-root", storage_root]
     code = main(argv, sys.stdin.buffer)
     raise SystemExit(code)
+
+
+@gate.command("webhook")
+@click.option("--cert", "certfile", required=True, metavar="PEM", help="TLS certificate (chain) file.")
+@click.option("--key", "keyfile", required=True, metavar="PEM", help="TLS private key file.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--max-body", type=click.IntRange(1024, 64 << 20), default=1 << 20, show_default=True,
+              help="Largest AdmissionReview body accepted (bytes); larger requests get HTTP 413.")
+@source_options_flags
+@pass_app
+def webhook(app: App, certfile: str, keyfile: str, port: int, host: str, max_body: int, **flags: Any) -> None:
+    """Kubernetes validating admission webhook (AdmissionReview v1) over TLS.
+
+    POST /validate checks every container, init and ephemeral container image of Pods and pod templates
+    (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet); GET /healthz answers ok. Tags are
+    resolved to digests through the registry (--insecure allows plain HTTP to a loopback registry).
+    """
+    from notary.gate.decide import gate_for
+    from notary.gate.webhook import make_server
+
+    the_gate = gate_for(app.config, app.ledger_url, front_end="webhook")
+    server = make_server(the_gate, host=host, port=port, certfile=certfile, keyfile=keyfile,
+                         options=source_options(app, flags), max_body=max_body)
+    bound = server.server_address
+    click.echo(f"notary: webhook listening on https://{bound[0]}:{bound[1]}/validate", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        the_gate.close()
+
+
+@gate.command("docker-authz")
+@click.option("--name", default="notary", show_default=True,
+              help="Plugin name: dockerd --authorization-plugin=NAME finds /run/docker/plugins/NAME.sock.")
+@click.option("--socket", "socket_file", metavar="PATH", help="Listen here instead (then point "
+              "/etc/docker/plugins/NAME.spec at unix://PATH).")
+@click.option("--docker-host", metavar="URL", help="Engine API for image lookups (default DOCKER_HOST, else "
+              "unix:///var/run/docker.sock).")
+@pass_app
+def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str | None) -> None:
+    """Docker Engine authorization plugin: refuse creating, starting or exec-ing containers of refused images.
+
+    `docker run` of a refused image then fails with notary's reason. Other API calls are allowed.
+    """
+    from notary.gate.decide import gate_for
+    from notary.gate.docker_authz import make_server
+
+    the_gate = gate_for(app.config, app.ledger_url, front_end="docker-authz")
+    host = docker_host or app.config.section("docker").get("host")
+    server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host)
+    click.echo(f"notary: docker authorization plugin {name} listening on {server.path}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        the_gate.close()
+
+
+@gate.command("containerd-verifier", context_settings={"ignore_unknown_options": True,
+                                                        "allow_interspersed_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
+    """containerd 2.x image verifier: `-name REF -digest DIGEST`, descriptor on stdin; exit 0 allows the pull.
+
+    The reason goes to stdout (containerd shows it). The lighter `python -m notary.gate.containerd` does the
+    same with a faster start; `notary gate install containerd` writes the wrapper for containerd's bin_dir.
+    """
+    from notary.gate.containerd import main
+
+    argv = list(args)
+    if app.config_flag:
+        argv += ["--config", app.config_flag]
+    if app.ledger_flag:
+        argv += ["--ledger", app.ledger_flag]
+    raise SystemExit(main(argv, sys.stdin.buffer))

@@ -173,7 +173,7 @@ class Gate:
                                 f"no trust rule in the policy matches image {name or '(unnamed)'}", "policy",
                                 digests=tuple(digests))
         try:
-            return self._verify(image, digests, rule.keys)
+            return self._verify(image, digests, rule.keys, now)
         except IntegrityError as exc:
             return GateDecision(image, digests[0], False, EXIT_INTEGRITY, f"integrity failure: {exc.one_line()}",
                                 "verified", status="integrity", digests=tuple(digests))
@@ -189,7 +189,7 @@ class Gate:
             return GateDecision(image, digests[0], False, exc.exit_code if exc.exit_code else EXIT_REFUSED,
                                 f"{exc.kind}: {exc.one_line()}", "error", digests=tuple(digests))
 
-    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any]) -> GateDecision:
+    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any], now: datetime) -> GateDecision:
         from notary.verify import verify_digest
 
         with self._lock:
@@ -197,7 +197,7 @@ class Gate:
                 if self._ledger is None:
                     self._ledger = self._open()
                 ledger = self._ledger
-                results = [verify_digest(ledger, d, trusted, max_age=self.policy.max_age) for d in digests]
+                results = [verify_digest(ledger, d, trusted, max_age=self.policy.max_age, now=now) for d in digests]
             except LedgerUnavailableError:
                 self._drop()
                 raise

@@ -1,0 +1,267 @@
+"""Kubernetes validating admission webhook: AdmissionReview v1 over TLS for Pods and pod templates.
+
+Every container, init container and ephemeral container image in the object is checked through the gate;
+tags are resolved to digests through the registry (the gate verifies digests, never tags). One refused image
+refuses the object, and the response's status message says which image and why. Any malformed request is
+answered with an HTTP error (the API server then applies the webhook's failurePolicy: use Fail).
+
+stdlib only: a ThreadingHTTPServer (one thread per connection, TLS handshakes in those threads, so a slow
+client cannot stall the accept loop), a request body size limit, socket timeouts, and /healthz.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from notary.errors import InputError, NotaryError
+from notary.gate.decide import EXIT_USAGE, Gate, GateDecision
+from notary.sources.base import SourceOptions
+
+DEFAULT_MAX_BODY = 1 << 20
+TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "ReplicationController"}
+CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    field: str  # e.g. spec.template.spec.initContainers[0]
+    container: str
+    image: str
+
+
+def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    """(path, pod spec) of a Pod or a workload's pod template; None for kinds without one."""
+    spec = obj.get("spec")
+    if not isinstance(spec, Mapping):
+        return None
+    if kind == "Pod":
+        return "spec", spec
+    if kind in TEMPLATE_KINDS:
+        template = spec.get("template")
+        if isinstance(template, Mapping) and isinstance(template.get("spec"), Mapping):
+            return "spec.template.spec", template["spec"]
+        return None
+    if kind == "CronJob":
+        job = spec.get("jobTemplate")
+        job_spec = job.get("spec") if isinstance(job, Mapping) else None
+        template = job_spec.get("template") if isinstance(job_spec, Mapping) else None
+        if isinstance(template, Mapping) and isinstance(template.get("spec"), Mapping):
+            return "spec.jobTemplate.spec.template.spec", template["spec"]
+    return None
+
+
+def image_uses(kind: str, obj: Mapping[str, Any]) -> Iterator[ImageUse]:
+    found = pod_spec_of(kind, obj)
+    if found is None:
+        if kind == "Pod" or kind in TEMPLATE_KINDS or kind == "CronJob":
+            raise InputError(f"{kind} object has no pod spec")
+        return
+    path, spec = found
+    for field_name in CONTAINER_FIELDS:
+        containers = spec.get(field_name) or []
+        if not isinstance(containers, list):
+            raise InputError(f"{path}.{field_name} is not a list")
+        for i, container in enumerate(containers):
+            if not isinstance(container, Mapping):
+                raise InputError(f"{path}.{field_name}[{i}] is not an object")
+            image = container.get("image")
+            if not isinstance(image, str) or not image.strip():
+                raise InputError(f"{path}.{field_name}[{i}] has no image")
+            yield ImageUse(f"{path}.{field_name}[{i}]", str(container.get("name", "")), image.strip())
+
+
+def parse_review(body: bytes) -> dict[str, Any]:
+    try:
+        review = json.loads(body)
+    except ValueError as exc:
+        raise InputError(f"request body is not JSON: {exc}") from exc
+    if not isinstance(review, dict) or review.get("kind") != "AdmissionReview":
+        raise InputError("request body is not an AdmissionReview")
+    if review.get("apiVersion") != "admission.k8s.io/v1":
+        raise InputError(f"unsupported AdmissionReview version {review.get('apiVersion')!r}",
+                         hint="configure admissionReviewVersions: [v1]")
+    request = review.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("uid"), str) or not request["uid"]:
+        raise InputError("AdmissionReview has no request.uid")
+    return request
+
+
+class Reviewer:
+    """Turns an AdmissionReview request into a response through a Gate."""
+
+    def __init__(self, gate: Gate, options: SourceOptions | None = None,
+                 resolve: Callable[[str, SourceOptions], tuple[str | None, list[str]]] | None = None) -> None:
+        from notary.gate.resolve import resolve_image
+
+        self.gate = gate
+        self.options = options or SourceOptions()
+        self.resolve = resolve or resolve_image
+
+    def review(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        uid = request["uid"]
+        kind = request.get("kind", {}).get("kind") if isinstance(request.get("kind"), Mapping) else None
+        obj = request.get("object")
+        if request.get("operation") == "DELETE" or obj is None:
+            return _response(uid, True, "nothing to run")
+        if not isinstance(obj, Mapping) or not isinstance(kind, str):
+            raise InputError("AdmissionReview request has no object or kind")
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+        where = {"namespace": request.get("namespace") or meta.get("namespace"),
+                 "object": f"{kind}/{meta.get('name') or meta.get('generateName') or '?'}"}
+        refused: list[tuple[ImageUse, GateDecision]] = []
+        seen: dict[str, GateDecision] = {}
+        uses = list(image_uses(kind, obj))
+        for use in uses:
+            decision = seen.get(use.image)
+            if decision is None:
+                decision = self._decide(use, where)
+                seen[use.image] = decision
+            if not decision.allowed:
+                refused.append((use, decision))
+        if refused:
+            message = "; ".join(f"{use.field} ({use.container}) image {use.image}: {d.reason}" for use, d in refused)
+            return _response(uid, False, f"notary refused: {message}", code=403,
+                             reason="Forbidden")
+        return _response(uid, True, f"notary: {len(seen)} image(s) verified")
+
+    def _decide(self, use: ImageUse, where: dict[str, Any]) -> GateDecision:
+        extra = {**where, "field": use.field}
+        try:
+            name, digests = self.resolve(use.image, self.options)
+        except NotaryError as exc:
+            decision = GateDecision(use.image, None, False, exc.exit_code or EXIT_USAGE,
+                                    f"cannot resolve {use.image} to a digest: {exc.one_line()}", "error",
+                                    extra=extra)
+            self.gate.log_only(decision)
+            return decision
+        except Exception as exc:  # noqa: BLE001 - fail closed
+            decision = GateDecision(use.image, None, False, 3, f"cannot resolve {use.image}: "
+                                    f"{type(exc).__name__}: {exc}", "error", extra=extra)
+            self.gate.log_only(decision)
+            return decision
+        return self.gate.check(name or use.image, digests, front_end="webhook", extra=extra)
+
+
+def _response(uid: str, allowed: bool, message: str, *, code: int = 200, reason: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"code": code, "message": message}
+    if reason:
+        status["reason"] = reason
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": allowed, "status": status}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: WebhookServer
+    protocol_version = "HTTP/1.1"
+    timeout = 15.0
+    server_version = "notary-gate"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # the decision log is the record; access logs would only repeat it
+
+    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, code: int, message: str, *, close: bool = False) -> None:
+        if close:
+            self.close_connection = True
+        body = json.dumps({"error": message}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path.split("?", 1)[0] in ("/healthz", "/readyz", "/livez"):
+            self._send(200, b"ok\n", "text/plain")
+        else:
+            self._error(404, "not found")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path.split("?", 1)[0] not in ("/", "/validate"):
+            self._error(404, "not found; POST AdmissionReview to /validate", close=True)
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self._error(411, "Content-Length required", close=True)
+            return
+        try:
+            length = int(length_text)
+        except ValueError:
+            self._error(400, "bad Content-Length", close=True)
+            return
+        if length < 0 or length > self.server.max_body:
+            self._error(413, f"request body over the {self.server.max_body}-byte limit", close=True)
+            return
+        body = self.rfile.read(length)
+        if len(body) != length:
+            self._error(400, "request body shorter than Content-Length", close=True)
+            return
+        try:
+            request = parse_review(body)
+            response = self.server.reviewer.review(request)
+        except NotaryError as exc:
+            self._error(400, exc.one_line())
+            return
+        except Exception as exc:  # noqa: BLE001 - fail closed with an answer the API server can show
+            self._error(500, f"internal error: {type(exc).__name__}: {exc}")
+            return
+        self._send(200, json.dumps(response).encode())
+
+
+class WebhookServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], reviewer: Reviewer, context: ssl.SSLContext | None,
+                 max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.reviewer = reviewer
+        self.max_body = max_body
+        super().__init__(address, _Handler)
+        if context is not None:
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """TLS handshake in the connection's own thread, under the handler's timeout."""
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(_Handler.timeout)
+            try:
+                request.do_handshake()
+            except (OSError, ssl.SSLError):
+                return
+        super().finish_request(request, client_address)
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"cannot load TLS certificate {certfile} / key {keyfile}: {exc}") from exc
+    return context
+
+
+def make_server(gate: Gate, *, host: str, port: int, certfile: str | None, keyfile: str | None,
+                options: SourceOptions | None = None, max_body: int = DEFAULT_MAX_BODY) -> WebhookServer:
+    context = tls_context(certfile, keyfile) if certfile and keyfile else None
+    return WebhookServer((host, port), Reviewer(gate, options), context, max_body)
+
+
+def serve_in_thread(server: WebhookServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name="notary-webhook", daemon=True)
+    thread.start()
+    return thread

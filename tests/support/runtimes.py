@@ -1,0 +1,200 @@
+"""A gate "world" for tests (ledger, keys, policy, decision log) and real container runtimes around it.
+
+- `GateWorld`: one ledger with a trusted and an untrusted signing key, a notary.toml whose [policy] trusts
+  the first key for every image, and a decision log. The gate keeps its own trusted state (gate-state/),
+  separate from the notarizing client's, as a real node would.
+- runc: `runc_bundle(layout, tag, dest, trace)` unpacks an image with umoci into a runnable bundle whose
+  command writes `trace/ran` (the proof a container started); `run_runc(bundle)` runs it.
+- podman: `Podman` runs `podman run --rm oci:LAYOUT:TAG` with private storage and a hooks dir.
+Images are notarized through the library (manifest digest plus config and layers as artifacts), the same
+records `notary notarize oci:...` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from notary import keys
+from notary.ledger import open_ledger
+from notary.notarize import notarize, revoke
+from notary.sources.base import Artifact, Subject
+from tests.support.cli import flip_envelope_byte
+from tests.support.images import manifest_of
+from tests.support.integration import missing, require_tool
+
+HOOK_ARGV = [sys.executable, "-m", "notary.gate.oci_hook"]
+
+
+def image_subject(layout: Path, tag: str = "v1", name: str | None = None) -> Subject:
+    digest, manifest = manifest_of(layout, tag)
+    arts = [Artifact(digest, 0, manifest.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
+                     "manifest")]
+    cfg = manifest["config"]
+    arts.append(Artifact(cfg["digest"], cfg["size"], cfg["mediaType"], "config"))
+    arts += [Artifact(x["digest"], x["size"], x["mediaType"], "layer") for x in manifest["layers"]]
+    return Subject(digest, name or f"oci:{layout}:{tag}", "oci-manifest", tuple(arts), image_id=cfg["digest"])
+
+
+class GateWorld:
+    def __init__(self, root: Path, *, fail: str = "closed", extra_policy: str = "",
+                 ledger_url: str | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.ledger_path = root / "ledger.db"
+        self.ledger_url = ledger_url or self.ledger_path.as_uri()
+        self.client_state = root / "client-state"
+        self.gate_state = root / "gate-state"
+        self.log = root / "decisions.jsonl"
+        self.trusted = keys.generate_private_key()
+        self.untrusted = keys.generate_private_key()
+        keys.write_key_pair(root / "trusted.key", self.trusted)
+        keys.write_key_pair(root / "untrusted.key", self.untrusted)
+        self.config = root / "notary.toml"
+        self.write_policy(fail=fail, extra=extra_policy)
+
+    def write_policy(self, *, fail: str = "closed", extra: str = "", ledger_url: str | None = None) -> Path:
+        self.config.write_text(
+            f'ledger = "{ledger_url or self.ledger_url}"\n'
+            f'state_dir = "{self.gate_state}"\n'
+            "[policy]\n"
+            f'fail = "{fail}"\n'
+            f'decision_log = "{self.log}"\n'
+            "[[policy.trust]]\n"
+            'images = ["*"]\n'
+            'keys = ["trusted.key.pub"]\n' + extra
+        )
+        return self.config
+
+    # ------------------------------------------------------------ ledger writes (the CI side)
+
+    def _ledger(self) -> Any:
+        return open_ledger(self.ledger_url, state_dir=self.client_state, create=True)
+
+    def notarize(self, subject: Subject, *, trusted: bool = True) -> None:
+        ledger = self._ledger()
+        try:
+            notarize(ledger, [subject], self.trusted if trusted else self.untrusted,
+                     {"system": "local", "jobId": uuid.uuid4().hex[:12]})
+        finally:
+            ledger.close()
+
+    def revoke(self, digest: str, reason: str = "CVE-2026-0001") -> None:
+        ledger = self._ledger()
+        try:
+            revoke(ledger, digest, self.trusted, reason)
+        finally:
+            ledger.close()
+
+    def tamper(self) -> None:
+        assert flip_envelope_byte(self.ledger_path) >= 1
+
+    def ensure_ledger(self) -> None:
+        self._ledger().close()
+
+    # ------------------------------------------------------------ the gate side
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+        env["NOTARY_CONFIG"] = str(self.config)
+        return env
+
+    def decisions(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines()]
+
+    def gate_check(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "notary.cli.main", "gate", "check", *args],
+                              env={**self.env(), **(env or {})}, capture_output=True, text=True, timeout=120)
+
+    def hook_spec(self) -> dict[str, Any]:
+        return {"path": HOOK_ARGV[0], "args": HOOK_ARGV, "env": [f"NOTARY_CONFIG={self.config}",
+                                                                  "PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                "timeout": 30}
+
+
+# ---------------------------------------------------------------- runc
+
+
+def runc_bundle(layout: Path, tag: str, dest: Path, trace: Path, hook: dict[str, Any] | None,
+                *, stage: str = "createRuntime", annotations: dict[str, str] | None = None) -> Path:
+    """umoci-unpacked bundle whose command leaves trace/ran behind when (and only when) it runs."""
+    umoci = require_tool("umoci")
+    proc = subprocess.run([umoci, "unpack", "--image", f"{layout}:{tag}", str(dest)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"umoci unpack failed: {proc.stderr}")
+    trace.mkdir(parents=True, exist_ok=True)
+    path = dest / "config.json"
+    config = json.loads(path.read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["/bin/sh", "-c", "echo ran > /trace/ran; cat /marker.txt"]
+    config["mounts"].append({"destination": "/trace", "type": "bind", "source": str(trace),
+                             "options": ["rbind", "rw"]})
+    config["root"]["readonly"] = False
+    if hook is not None:
+        config.setdefault("hooks", {})[stage] = [hook]
+    if annotations:
+        config.setdefault("annotations", {}).update(annotations)
+    path.write_text(json.dumps(config))
+    return dest
+
+
+def run_runc(bundle: Path, state_root: Path, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    runc = require_tool("runc")
+    if os.geteuid() != 0:
+        missing("runc", "needs root here")
+    cid = "notary-" + uuid.uuid4().hex[:12]
+    try:
+        return subprocess.run([runc, "--root", str(state_root), "run", "--bundle", str(bundle), cid],
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    finally:
+        subprocess.run([runc, "--root", str(state_root), "delete", "--force", cid], capture_output=True,
+                       check=False)
+
+
+# ---------------------------------------------------------------- podman
+
+
+class Podman:
+    """podman with private storage, cgroupfs, runc, and the containers.conf this sandbox needs (DESIGN.md)."""
+
+    def __init__(self, root: Path) -> None:
+        self.binary = require_tool("podman")
+        require_tool("runc")
+        if os.geteuid() != 0:
+            missing("podman", "needs root here")
+        self.root = root
+        self.storage = root / "storage"
+        self.runroot = Path("/tmp") / f"npr-{uuid.uuid4().hex[:8]}"  # short: socket path limits
+        self.hooks_dir = root / "hooks.d"
+        self.hooks_dir.mkdir(parents=True, exist_ok=True)
+        self.conf = root / "containers.conf"
+        self.conf.write_text("[containers]\ndefault_ulimits = []\n")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+        env["CONTAINERS_CONF"] = str(self.conf)
+        return env
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.storage), "--runroot", str(self.runroot),
+                "--cgroup-manager=cgroupfs", "--runtime", "runc", "--hooks-dir", str(self.hooks_dir), *args]
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), env=self.env(), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def cleanup(self) -> None:
+        subprocess.run(self.argv("rm", "--all", "--force"), env=self.env(), capture_output=True, check=False)
+        subprocess.run([self.binary, "--root", str(self.storage), "--runroot", str(self.runroot),
+                        "system", "reset", "--force"], env=self.env(), capture_output=True, check=False)
+        subprocess.run(["umount", "-R", str(self.storage / "overlay")], capture_output=True, check=False)
+        shutil.rmtree(self.runroot, ignore_errors=True)

@@ -1,0 +1,94 @@
+"""The OCI hook in a real `runc run`: a refused image never starts (its command leaves no trace)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.runtimes import GateWorld, image_subject, run_runc, runc_bundle
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> GateWorld:
+    w = GateWorld(tmp_path / "world")
+    w.ensure_ledger()
+    return w
+
+
+def _run(world: GateWorld, layout: Path, tmp_path: Path, **kw: object) -> tuple[int, str, Path]:
+    trace = tmp_path / "trace"
+    bundle = runc_bundle(layout, "v1", tmp_path / "bundle", trace, world.hook_spec(), **kw)  # type: ignore[arg-type]
+    proc = run_runc(bundle, tmp_path / "runc-state")
+    return proc.returncode, proc.stdout + proc.stderr, trace / "ran"
+
+
+def test_notarized_image_runs_through_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+    world.notarize(image_subject(busybox_layout))
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code == 0, output
+    assert "hello" in output and ran.exists()
+    line = world.decisions()[-1]
+    assert line["decision"] == "allow" and line["front_end"] == "oci-hook" and line["identified_by"] == "umoci"
+
+
+def test_never_notarized_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code != 0 and not ran.exists()
+    assert "notary: refused" in output and "not notarized" in output
+
+
+def test_revoked_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+    subject = image_subject(busybox_layout)
+    world.notarize(subject)
+    world.revoke(subject.digest, "CVE-2026-1111")
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code != 0 and not ran.exists()
+    assert "revoked" in output and "CVE-2026-1111" in output
+
+
+def test_image_signed_by_an_untrusted_key_never_starts(world: GateWorld, busybox_layout: Path,
+                                                       tmp_path: Path) -> None:
+    world.notarize(image_subject(busybox_layout), trusted=False)
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code != 0 and not ran.exists()
+    assert "not notarized by any trusted key" in output
+
+
+def test_tampered_ledger_stops_the_container_with_an_integrity_failure(world: GateWorld, busybox_layout: Path,
+                                                                       tmp_path: Path) -> None:
+    world.notarize(image_subject(busybox_layout))
+    world.tamper()
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code != 0 and not ran.exists()
+    assert "integrity failure" in output
+    assert world.decisions()[-1]["exit_code"] == 3
+
+
+def test_prestart_stage_and_explicit_annotation_are_honoured(world: GateWorld, busybox_layout: Path,
+                                                             tmp_path: Path) -> None:
+    subject = image_subject(busybox_layout)
+    world.notarize(subject)
+    world.config.write_text(world.config.read_text().replace('images = ["*"]', 'images = ["registry.example/*"]'))
+    annotations = {"dev.notary.image.digest": subject.digest, "dev.notary.image.name": "registry.example/bb:v1"}
+    code, output, ran = _run(world, busybox_layout, tmp_path, stage="prestart", annotations=annotations)
+    assert code == 0, output
+    assert ran.exists()
+    assert world.decisions()[-1]["identified_by"] == "annotation"
+
+
+def test_unreachable_ledger_refuses_the_container(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+    world.notarize(image_subject(busybox_layout))
+    world.write_policy(ledger_url=(tmp_path / "nowhere" / "ledger.db").as_uri())
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code != 0 and not ran.exists()
+    assert "unreachable" in output
+
+
+def test_unreachable_ledger_with_fail_open_runs_and_is_logged(world: GateWorld, busybox_layout: Path,
+                                                             tmp_path: Path) -> None:
+    world.write_policy(fail="open", ledger_url=(tmp_path / "nowhere" / "ledger.db").as_uri())
+    code, output, ran = _run(world, busybox_layout, tmp_path)
+    assert code == 0, output
+    assert ran.exists()
+    assert world.decisions()[-1]["via"] == "fail-open"
