@@ -1,0 +1,227 @@
+"""SQLite storage of the embedded ledger: schema, connection, error mapping and every query.
+
+Nothing here verifies anything: rows come back as the file holds them and local.py proves them. Errors are
+mapped once: a file that is not a ledger (wrong schema, malformed image, bad values) is an IntegrityError
+(exit 3, someone or something changed it); a file that cannot be reached (missing, locked, I/O) is a
+LedgerUnavailableError (exit 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from notary.errors import IntegrityError, LedgerUnavailableError
+
+FORMAT = "notary.ledger/v1"
+BUSY_TIMEOUT_MS = 15_000
+_CHUNK = 900  # bound on SQL parameters per statement
+
+SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE txs (
+    tx INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, first_leaf INTEGER NOT NULL,
+    leaf_count INTEGER NOT NULL, tree_size INTEGER NOT NULL, root BLOB NOT NULL, signature BLOB NOT NULL);
+CREATE INDEX txs_time ON txs (time_us);
+CREATE TABLE entries (
+    leaf INTEGER PRIMARY KEY, tx INTEGER NOT NULL, key TEXT NOT NULL, revision INTEGER NOT NULL,
+    value BLOB NOT NULL);
+CREATE UNIQUE INDEX entries_key ON entries (key, revision);
+CREATE TABLE nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+"""
+
+_STRUCTURAL = ("not a database", "malformed", "no such table", "no such column", "corrupt", "constraint")
+
+
+@dataclass(frozen=True)
+class HeadRow:
+    tx: int
+    time_us: int
+    first_leaf: int
+    leaf_count: int
+    tree_size: int
+    root: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    leaf: int
+    tx: int
+    key: str
+    revision: int
+    value: bytes
+    time_us: int
+
+
+@contextlib.contextmanager
+def guard(path: Path) -> Iterator[None]:
+    """Translate sqlite3 failures into the exit-code contract."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if any(s in text.lower() for s in _STRUCTURAL):
+            raise IntegrityError(f"ledger {path} is damaged or not a notary ledger: {text}") from exc
+        raise LedgerUnavailableError(f"cannot use ledger {path}: {text}") from exc
+    except (TypeError, ValueError) as exc:  # a row of the wrong type or shape
+        raise IntegrityError(f"ledger {path} holds a malformed row: {exc}") from exc
+
+
+def connect(path: Path, *, create: bool) -> sqlite3.Connection:
+    uri = path.as_uri() + ("?mode=rwc" if create else "?mode=rw")
+    with guard(path):
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                               timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if create:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file; a no-op once set
+        # FULL: a commit this client then trusts must survive a power cut, or the trusted state would be
+        # ahead of the file and every later read would (rightly) look like a rollback.
+        conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, path: Path, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """One snapshot (reads) or one atomic, exclusive-writer transaction (writes)."""
+    with guard(path):
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def has_schema(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    return bool(row[0])
+
+
+def create_schema(conn: sqlite3.Connection, public_raw: bytes, created_us: int) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO meta (name, value) VALUES (?, ?)",
+        [("format", FORMAT), ("public_key", public_raw), ("created_us", created_us)],
+    )
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, object]:
+    return dict(conn.execute("SELECT name, value FROM meta").fetchall())
+
+
+def head(conn: sqlite3.Connection) -> HeadRow | None:
+    row = conn.execute(
+        "SELECT tx, time_us, first_leaf, leaf_count, tree_size, root, signature FROM txs ORDER BY tx DESC LIMIT 1"
+    ).fetchone()
+    return HeadRow(*row) if row else None
+
+
+def tx_row(conn: sqlite3.Connection, tx: int) -> HeadRow | None:
+    row = conn.execute(
+        "SELECT tx, time_us, first_leaf, leaf_count, tree_size, root, signature FROM txs WHERE tx = ?", (tx,)
+    ).fetchone()
+    return HeadRow(*row) if row else None
+
+
+def last_tx_at_or_before(conn: sqlite3.Connection, time_us: int) -> HeadRow | None:
+    row = conn.execute(
+        "SELECT tx, time_us, first_leaf, leaf_count, tree_size, root, signature FROM txs "
+        "WHERE time_us <= ? ORDER BY time_us DESC, tx DESC LIMIT 1",
+        (time_us,),
+    ).fetchone()
+    return HeadRow(*row) if row else None
+
+
+_ENTRY_SQL = (
+    "SELECT e.leaf, e.tx, e.key, e.revision, e.value, t.time_us FROM entries e "
+    "LEFT JOIN txs t ON t.tx = e.tx "
+)
+
+
+def _entry(row: Sequence[object] | None) -> EntryRow | None:
+    if row is None:
+        return None
+    leaf, tx, key, revision, value, time_us = row
+    if time_us is None:
+        time_us = -1  # its transaction row is gone: the leaf cannot verify, which is the right outcome
+    return EntryRow(leaf, tx, key, revision, value, time_us)  # type: ignore[arg-type]
+
+
+def latest_entry(conn: sqlite3.Connection, key: str, at_tx: int | None) -> EntryRow | None:
+    if at_tx is None:
+        row = conn.execute(_ENTRY_SQL + "WHERE e.key = ? ORDER BY e.revision DESC LIMIT 1", (key,)).fetchone()
+    else:
+        row = conn.execute(
+            _ENTRY_SQL + "WHERE e.key = ? AND e.tx <= ? ORDER BY e.revision DESC LIMIT 1", (key, at_tx)
+        ).fetchone()
+    return _entry(row)
+
+
+def entries_of(conn: sqlite3.Connection, key: str) -> list[EntryRow]:
+    rows = conn.execute(_ENTRY_SQL + "WHERE e.key = ? ORDER BY e.revision", (key,)).fetchall()
+    return [e for e in map(_entry, rows) if e is not None]
+
+
+def entry_at(conn: sqlite3.Connection, leaf: int) -> EntryRow | None:
+    return _entry(conn.execute(_ENTRY_SQL + "WHERE e.leaf = ?", (leaf,)).fetchone())
+
+
+def iter_entries(conn: sqlite3.Connection) -> Iterator[EntryRow]:
+    for row in conn.execute(_ENTRY_SQL + "ORDER BY e.leaf"):
+        entry = _entry(row)
+        assert entry is not None
+        yield entry
+
+
+def iter_txs(conn: sqlite3.Connection) -> Iterator[HeadRow]:
+    for row in conn.execute(
+        "SELECT tx, time_us, first_leaf, leaf_count, tree_size, root, signature FROM txs ORDER BY tx"
+    ):
+        yield HeadRow(*row)
+
+
+def keys_with_prefix(conn: sqlite3.Connection, prefix: str) -> list[str]:
+    # Keys are printable ASCII (< 0x7f), so prefix + "\x7f" bounds every key that starts with prefix.
+    rows = conn.execute(
+        "SELECT DISTINCT key FROM entries WHERE key >= ? AND key < ? ORDER BY key", (prefix, prefix + "\x7f")
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def max_revision(conn: sqlite3.Connection, key: str) -> int:
+    row = conn.execute("SELECT max(revision) FROM entries WHERE key = ?", (key,)).fetchone()
+    return int(row[0] or 0)
+
+
+def fetch_nodes(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, bytes]:
+    wanted = sorted(set(ids))
+    out: dict[int, bytes] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        out.update(conn.execute(f"SELECT id, hash FROM nodes WHERE id IN ({marks})", chunk).fetchall())
+    return out
+
+
+def insert(
+    conn: sqlite3.Connection,
+    entries: Sequence[tuple[int, int, str, int, bytes]],
+    nodes: Sequence[tuple[int, bytes]],
+    txs: Sequence[tuple[int, int, int, int, int, bytes, bytes]],
+) -> None:
+    conn.executemany("INSERT INTO entries (leaf, tx, key, revision, value) VALUES (?, ?, ?, ?, ?)", entries)
+    conn.executemany("INSERT INTO nodes (id, hash) VALUES (?, ?)", nodes)
+    conn.executemany(
+        "INSERT INTO txs (tx, time_us, first_leaf, leaf_count, tree_size, root, signature) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        txs,
+    )

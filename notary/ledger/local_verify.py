@@ -1,0 +1,181 @@
+"""Client-side checks of the embedded ledger: head signatures, trusted-state consistency, leaf inclusion.
+
+Kept apart from the SQL so that what the client believes is decided in one small place. Each check raises an
+IntegrityError subclass naming the attack it stops (rollback, fork, replaced ledger, forged head, edited
+entry); none of them touches the trusted state, which only advance() writes, after every check passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from notary import merkle
+from notary.errors import IntegrityError, ProofError, RollbackError
+from notary.ledger import local_codec as codec
+from notary.ledger.base import Entry, TreeHead
+from notary.ledger.local_store import EntryRow, HeadRow
+from notary.ledger.trust import TrustedState, TrustStore
+
+
+class Verifier:
+    def __init__(self, path: Path, trust: TrustStore, public_raw: bytes) -> None:
+        self.path = path
+        self.trust = trust
+        self.public_raw = public_raw
+        self.ledger_id = codec.ledger_id_for(public_raw)
+        self.ledger_key = codec.public_pem(public_raw)
+        self._public = Ed25519PublicKey.from_public_bytes(public_raw)
+        self.notices: list[str] = []
+
+    # -- which ledger lives at this path --------------------------------------------------------------------
+
+    @staticmethod
+    def location_id(path: Path) -> str:
+        return f"location:{path.as_uri()}"
+
+    @staticmethod
+    def location_pin(trust: TrustStore, path: Path) -> TrustedState | None:
+        """The ledger this client first met at path: its trusted state is kept per ledger key, so without
+        this pin a ledger swapped for a fresh one (new key) would simply look like a first use."""
+        return trust.load(Verifier.location_id(path))
+
+    @staticmethod
+    def replaced(trust: TrustStore, path: Path, pinned: TrustedState, now_id: str | None) -> RollbackError:
+        was = pinned.extra.get("ledger_id", "?")
+        now = f"now holds {now_id}" if now_id else "is gone"
+        return RollbackError(
+            f"ledger at {path} was replaced: this client trusts {was} there, the file {now}",
+            hint=f"if the replacement is intended, remove {trust.path_for(Verifier.location_id(path))}",
+        )
+
+    def pin_location(self, pinned: TrustedState | None) -> None:
+        if pinned is None:
+            self.trust.save(TrustedState(
+                ledger_id=self.location_id(self.path), tree_size=0, root_hash=merkle.EMPTY_ROOT.hex(), tx=0,
+                ledger_key=self.ledger_key, extra={"ledger_id": self.ledger_id, "path": str(self.path)},
+            ))
+        elif pinned.extra.get("ledger_id") != self.ledger_id:
+            raise self.replaced(self.trust, self.path, pinned, self.ledger_id)
+
+    # -- heads -----------------------------------------------------------------------------------------------
+
+    def empty_head(self) -> TreeHead:
+        return TreeHead(self.ledger_id, 0, merkle.EMPTY_ROOT, 0)
+
+    def valid_row(self, row: HeadRow | None) -> HeadRow | None:
+        """Reject a head row of the wrong shape before any of its numbers is used to plan a proof."""
+        if row is None:
+            return None
+        ints = (row.tx, row.time_us, row.first_leaf, row.leaf_count, row.tree_size)
+        if (
+            not all(type(v) is int and v >= 0 for v in ints)
+            or not isinstance(row.root, bytes) or len(row.root) != merkle.HASH_SIZE
+            or not isinstance(row.signature, bytes) or len(row.signature) != 64
+            or row.leaf_count < 1 or row.first_leaf + row.leaf_count != row.tree_size or row.tx < 1
+        ):
+            raise IntegrityError(f"ledger {self.path} has a malformed head row for tx {row.tx!r}")
+        return row
+
+    def check_head(self, row: HeadRow | None) -> TreeHead:
+        if row is None:
+            return self.empty_head()
+        try:
+            self._public.verify(row.signature, codec.head_message(row.tree_size, row.root, row.tx, row.time_us))
+        except InvalidSignature:
+            raise ProofError(
+                f"tree head of tx {row.tx} (size {row.tree_size}) in {self.path} is not signed by the ledger key"
+            ) from None
+        return TreeHead(self.ledger_id, row.tree_size, row.root, row.tx, codec.from_time_us(row.time_us),
+                        row.signature)
+
+    def check_trust(self, trusted: TrustedState | None, head: TreeHead, path: Sequence[bytes]) -> dict[str, Any]:
+        """Prove head extends the trusted state; returns the consistency part of the proof JSON."""
+        if trusted is None:
+            old_size, old_root = 0, merkle.EMPTY_ROOT
+        else:
+            if trusted.ledger_key and trusted.ledger_key != self.ledger_key:
+                raise RollbackError(f"ledger {self.ledger_id} at {self.path} changed its signing key")
+            old_size, old_root = trusted.tree_size, bytes.fromhex(trusted.root_hash)
+        if head.tree_size < old_size:
+            raise RollbackError(
+                f"ledger {self.path} is at size {head.tree_size}, older than size {old_size} this client "
+                "already trusted: it was rolled back or truncated"
+            )
+        if head.tree_size == old_size and head.root != old_root:
+            raise RollbackError(f"ledger {self.path} forked: size {old_size} now has a different root")
+        if 0 < old_size < head.tree_size:
+            try:
+                merkle.verify_consistency(old_size, head.tree_size, old_root, head.root, path)
+            except ProofError as exc:
+                raise ProofError(
+                    f"ledger {self.path} at size {head.tree_size} does not extend the trusted state at size "
+                    f"{old_size}: {exc.message}"
+                ) from exc
+        return {
+            "from_size": old_size, "from_root": old_root.hex(),
+            "to_size": head.tree_size, "to_root": head.root.hex(),
+            "path": [p.hex() for p in path] if 0 < old_size < head.tree_size else [],
+        }
+
+    def check_extension(self, size: int, root: bytes, head: TreeHead, path: Sequence[bytes]) -> None:
+        """Prove the tree we just wrote (size, root) is a prefix of head (equal, or consistent with it)."""
+        try:
+            merkle.verify_consistency(size, head.tree_size, root, head.root, path)
+        except ProofError as exc:
+            raise ProofError(f"the transactions just written are not in ledger head {head.tree_size}: "
+                             f"{exc.message}") from exc
+
+    # -- leaves ----------------------------------------------------------------------------------------------
+
+    def check_leaf(self, leaf: bytes, index: int, head: TreeHead, path: Sequence[bytes], *, what: str) -> None:
+        try:
+            merkle.verify_inclusion(leaf, index, head.tree_size, path, head.root)
+        except ProofError as exc:
+            raise ProofError(f"{what} is not in the signed tree of size {head.tree_size}: {exc.message}") from exc
+
+    def check_entry(self, key: str, row: EntryRow, head: TreeHead, path: Sequence[bytes],
+                    consistency: dict[str, Any]) -> Entry:
+        """Recompute the leaf from the row (with the key that was asked for) and prove it in head."""
+        what = f"entry {key!r} revision {row.revision} (leaf {row.leaf})"
+        if not isinstance(row.value, bytes) or type(row.tx) is not int or type(row.revision) is not int:
+            raise IntegrityError(f"ledger {self.path} holds a malformed row for {what}")
+        if row.time_us < 0:
+            raise ProofError(f"{what} belongs to a transaction that is missing from the ledger")
+        data = codec.encode_leaf(row.tx, row.time_us, key, row.revision, row.value)
+        leaf = merkle.leaf_hash(data)
+        self.check_leaf(leaf, row.leaf, head, path, what=what)
+        proof = {
+            "format": "rfc9162",
+            "hash": "sha256",
+            "ledger_id": self.ledger_id,
+            "ledger_key": self.ledger_key,
+            "leaf_index": row.leaf,
+            "tree_size": head.tree_size,
+            "leaf_hash": leaf.hex(),
+            "leaf_data": data.hex(),
+            "audit_path": [p.hex() for p in path],
+            "root_hash": head.root.hex(),
+            "head_tx": head.tx,
+            "head_time_us": codec.to_time_us(head.time) if head.time else None,
+            "head_signature": head.signature.hex() if head.signature else None,
+            "consistency": consistency,
+        }
+        return Entry(key, row.value, row.tx, codec.from_time_us(row.time_us), row.revision, proof)
+
+    # -- trust -----------------------------------------------------------------------------------------------
+
+    def advance(self, trusted: TrustedState | None, head: TreeHead, *, first_use_notice: bool = True) -> TrustedState:
+        """Move the trusted state to head (every check already passed); forward-only by TrustStore."""
+        state = TrustedState(self.ledger_id, head.tree_size, head.root.hex(), head.tx, ledger_key=self.ledger_key,
+                             extra=dict(trusted.extra) if trusted else {})
+        if trusted is None and first_use_notice:
+            self.notices.append(f"trusting new ledger {self.ledger_id} at {self.path} at size {head.tree_size} "
+                                "(first use)")
+        if state != trusted:
+            self.trust.save(state)
+        return state
