@@ -154,3 +154,31 @@ def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
     if app.ledger_flag:
         argv += ["--ledger", app.ledger_flag]
     raise SystemExit(main(argv, sys.stdin.buffer))
+
+
+@gate.command("install")
+@click.argument("target", type=click.Choice(["podman", "cri-o", "containerd"]))
+@click.option("--hooks-dir", "directory", metavar="DIR", help="Where to write: hooks.d for podman/cri-o "
+              "(default /etc/containers/oci/hooks.d), containerd's verifier bin_dir (default "
+              "/opt/containerd/image-verifier/bin).")
+@click.option("--stage", type=click.Choice(["prestart", "createRuntime"]), default="prestart", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print what would be written.")
+@pass_app
+def install(app: App, target: str, directory: str | None, stage: str, dry_run: bool) -> None:
+    """Write the hooks.d file (podman, cri-o) or the image verifier wrapper (containerd).
+
+    The hook runs `python -m notary.gate.oci_hook` with NOTARY_CONFIG set to this notary.toml (--config or
+    the one found now), so its policy and ledger are the ones you can see with `notary gate check`.
+    """
+    from notary.errors import UsageError
+    from notary.gate.install import install as write
+
+    config = app.config.path
+    if config is None:
+        raise UsageError("no notary.toml to point the hook at", hint="pass --config FILE with a [policy]")
+    from notary.gate.policy import load_policy
+
+    load_policy(app.config)  # refuse to install a hook whose policy cannot load
+    done = write(target, config=str(config), directory=directory, stage=stage, ledger=app.ledger_flag,
+                 dry_run=dry_run)
+    app.emit(done.to_json(), lambda: done.content if dry_run else f"wrote {done.path}")
