@@ -1,0 +1,186 @@
+"""Everything about reaching an immudb server that is not a proof: the URL, credentials, keys, error mapping.
+
+Kept apart from the ledger so the strict parsing of user input is testable without grpc installed, and so every
+gRPC failure becomes one typed, one-line notary error in a single place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from notary.errors import LedgerUnavailableError, NotaryError, ProofError, UsageError
+
+DEFAULT_PORT = 3322
+DEFAULT_TIMEOUT = 10.0
+_DB_RE = re.compile(r"[a-z0-9_]{1,128}")  # immudb's own rule: lower-case letters, digits, underscore
+_USER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,63}")
+_URL_FORM = "immudb://USER@HOST:PORT/DATABASE"
+_PASSWORD_HINT = "set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE (never put it on the command line)"
+
+
+@dataclass(frozen=True)
+class ImmudbTarget:
+    user: str
+    host: str
+    port: int
+    database: str
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"immudb://{self.user}@{self.address}/{self.database}"
+
+
+def parse_url(url: str) -> ImmudbTarget:
+    """Validate an immudb ledger URL strictly. A password in it is refused without echoing the URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"malformed immudb ledger URL: {exc}", hint=f"use {_URL_FORM}") from exc
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if ":" in userinfo or parts.password is not None:
+        raise UsageError("the immudb ledger URL must not contain a password", hint=_PASSWORD_HINT)
+    if parts.scheme != "immudb":
+        raise UsageError(f"not an immudb ledger URL: {url!r}", hint=f"use {_URL_FORM}")
+    if parts.query or parts.fragment:
+        raise UsageError(f"immudb ledger URL {url!r} must not have a query or fragment", hint=f"use {_URL_FORM}")
+    user = unquote(userinfo)
+    if not at or not _USER_RE.fullmatch(user):
+        raise UsageError(f"immudb ledger URL {url!r} needs a user name", hint=f"use {_URL_FORM}")
+    host = parts.hostname or ""
+    if not host or not re.fullmatch(r"[A-Za-z0-9.\-:]+", host):
+        raise UsageError(f"immudb ledger URL {url!r} needs a host", hint=f"use {_URL_FORM}")
+    if port == 0:
+        raise UsageError(f"immudb ledger URL {url!r} has port 0", hint=f"use {_URL_FORM}")
+    database = parts.path[1:] if parts.path.startswith("/") else ""
+    if not _DB_RE.fullmatch(database):
+        raise UsageError(
+            f"immudb ledger URL {url!r} needs a database name (lower-case letters, digits, _)",
+            hint=f"use {_URL_FORM}, e.g. immudb://immudb@127.0.0.1:3322/defaultdb",
+        )
+    return ImmudbTarget(user=user, host=host.lower(), port=port or DEFAULT_PORT, database=database)
+
+
+def read_password(user: str) -> str:
+    """The password from NOTARY_IMMUDB_PASSWORD, else from the file NOTARY_IMMUDB_PASSWORD_FILE names."""
+    value = os.environ.get("NOTARY_IMMUDB_PASSWORD")
+    if value:
+        return value
+    path = os.environ.get("NOTARY_IMMUDB_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read NOTARY_IMMUDB_PASSWORD_FILE {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"NOTARY_IMMUDB_PASSWORD_FILE {path} is not UTF-8 text") from exc
+        if not value:
+            raise UsageError(f"NOTARY_IMMUDB_PASSWORD_FILE {path} is empty", hint=_PASSWORD_HINT)
+        return value
+    raise UsageError(f"no password for immudb user {user}", hint=_PASSWORD_HINT)
+
+
+def read_timeout() -> float:
+    raw = os.environ.get("NOTARY_IMMUDB_TIMEOUT")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise UsageError(f"NOTARY_IMMUDB_TIMEOUT={raw!r} is not a number of seconds between 0 and 3600")
+    return value
+
+
+def read_server_key() -> str | None:
+    """The server's state-signing public key (PEM) named by NOTARY_IMMUDB_SERVER_KEY, normalised."""
+    path = os.environ.get("NOTARY_IMMUDB_SERVER_KEY")
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read NOTARY_IMMUDB_SERVER_KEY {path}: {exc.strerror}") from exc
+    return normalise_public_key(data, source=f"NOTARY_IMMUDB_SERVER_KEY {path}")
+
+
+def normalise_public_key(pem: bytes, *, source: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_public_key,
+    )
+
+    try:
+        key = load_pem_public_key(pem)
+    except ValueError as exc:
+        raise UsageError(f"{source} is not a PEM public key") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise UsageError(f"{source} is not an ECDSA public key (immudb signs states with ECDSA P-256)")
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _short(details: str) -> str:
+    first = (details or "no details").splitlines()[0].strip()
+    if "Connection refused" in first:
+        return "connection refused"
+    if "Deadline Exceeded" in first or "deadline" in first.lower():
+        return "timed out"
+    return first[:160]
+
+
+def translate(exc: BaseException, target: ImmudbTarget, what: str) -> NotaryError | None:
+    """The notary error for a failure inside immudb-py or grpc; None if exc is not one of theirs (a bug)."""
+    if isinstance(exc, NotaryError):
+        return exc
+    import grpc
+    from immudb import exceptions as immu_exc
+
+    try:
+        from ecdsa.keys import BadSignatureError
+    except ImportError:  # pragma: no cover - ecdsa comes with immudb-py
+        BadSignatureError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if BadSignatureError and isinstance(exc, BadSignatureError):
+        return ProofError(f"immudb {what}: the server's state signature does not verify under the pinned key")
+    if isinstance(exc, immu_exc.ErrCorruptedData):
+        return ProofError(
+            f"immudb {what}: the server's proof does not verify against this client's trusted state",
+            hint="the ledger was altered, rolled back or replaced; do not trust it",
+        )
+    if type(exc).__module__ == immu_exc.__name__:
+        return ProofError(f"immudb {what}: the server's answer does not verify ({type(exc).__name__})")
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if hasattr(exc, "code") else None
+        details = exc.details() if hasattr(exc, "details") else str(exc)
+        where = f"immudb at {target.address}"
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+            return LedgerUnavailableError(
+                f"{where} is unreachable ({_short(details)})",
+                hint="is the server running? check host and port in the ledger URL, or NOTARY_IMMUDB_TIMEOUT",
+            )
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or (
+            "invalid user name or password" in (details or "")
+        ):
+            return LedgerUnavailableError(
+                f"{where} refused user {target.user}: wrong user name or password, or no permission",
+                hint=_PASSWORD_HINT,
+            )
+        if code == grpc.StatusCode.NOT_FOUND and "does not exist" in (details or ""):
+            return LedgerUnavailableError(
+                f"{where} has no database {target.database}",
+                hint=f"create it first (immuadmin database create {target.database})",
+            )
+        return LedgerUnavailableError(f"{where} failed to {what}: {_short(details)}")
+    return None

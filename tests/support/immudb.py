@@ -1,0 +1,228 @@
+"""A real immudb server on loopback for tests: binaries from scripts/immudb-build.sh, own data dir, free port.
+
+`immudb_server` is session-scoped (one server for the whole run); `fresh_immudb_url(server)` gives each test
+its own empty database on it, so tests never share ledger state. Tests that must stop, roll back or replace a
+server start their own `ImmudbServer`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.integration import missing
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "scripts" / "immudb-build.sh"
+ADMIN_USER = "immudb"
+ADMIN_PASSWORD = "immudb"  # immudb's default superadmin password; test servers only listen on loopback
+
+_binaries: Path | None = None
+
+
+def immudb_binaries() -> Path:
+    """Directory holding immudb and immuclient (IMMUDB_DIR, else scripts/immudb-build.sh); skip/fail if none."""
+    global _binaries
+    if _binaries is not None:
+        return _binaries
+    env_dir = os.environ.get("IMMUDB_DIR")
+    if env_dir and (Path(env_dir) / "immudb").is_file() and (Path(env_dir) / "immuclient").is_file():
+        _binaries = Path(env_dir)
+        return _binaries
+    try:
+        out = subprocess.run(
+            [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        missing("immudb", f"scripts/immudb-build.sh could not run: {exc}")
+        raise AssertionError("unreachable") from exc
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        missing("immudb", f"scripts/immudb-build.sh failed: {tail}")
+    directory = Path(lines[-1])
+    if not (directory / "immudb").is_file() or not (directory / "immuclient").is_file():
+        missing("immudb", f"scripts/immudb-build.sh printed {directory}, which lacks immudb/immuclient")
+    _binaries = directory
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_signing_key(directory: Path) -> tuple[Path, Path]:
+    """An ECDSA P-256 key pair for immudb's --signingKey (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = directory / "server-signing.key"
+    public = directory / "server-signing.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    private.chmod(0o600)
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+class ImmudbServer:
+    """One immudb process on 127.0.0.1 with its own data dir; start()/stop() may be repeated."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, signing_key: Path | None = None,
+                 public_key: Path | None = None, binaries: Path | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.signing_key = signing_key
+        self.public_key = public_key
+        self.binaries = binaries or immudb_binaries()
+        self.user = ADMIN_USER
+        self.password = ADMIN_PASSWORD
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for("defaultdb")
+
+    def url_for(self, database: str) -> str:
+        return f"immudb://{self.user}@{self.address}/{database}"
+
+    def start(self, timeout: float = 30.0) -> ImmudbServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            str(self.binaries / "immudb"),
+            "--dir", str(self.data_dir),
+            "--address", "127.0.0.1",
+            "--port", str(self.port),
+            "--pgsql-server=false",
+            "--metrics-server=false",
+            "--web-server=false",
+            "--grpc-reflection=false",
+            "--swaggerui=false",
+        ]
+        if self.signing_key is not None:
+            cmd += ["--signingKey", str(self.signing_key)]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent)
+        finally:
+            log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        import grpc
+        from google.protobuf import empty_pb2
+        from immudb.grpc import schema_pb2_grpc
+
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"immudb exited with {self.proc.returncode}; log: {self.log_tail()}")
+            with grpc.insecure_channel(self.address) as channel:
+                try:
+                    schema_pb2_grpc.ImmuServiceStub(channel).Health(empty_pb2.Empty(), timeout=1)
+                    return
+                except grpc.RpcError:
+                    pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"immudb did not answer on {self.address} within {timeout}s: {self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+    def admin_client(self):  # noqa: ANN201 - immudb-py's client, imported lazily
+        from immudb import ImmudbClient
+
+        client = ImmudbClient(self.address, timeout=10)
+        client.login(self.user, self.password)
+        return client
+
+    def create_database(self, name: str | None = None) -> str:
+        name = name or "t" + uuid.uuid4().hex[:16]
+        client = self.admin_client()
+        try:
+            client.createDatabase(name.encode())
+        finally:
+            client.shutdown()
+        return name
+
+    def immuclient(self, *args: str, cwd: Path, database: str = "defaultdb",
+                   check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        """Run the official immuclient against this server; its own state files land in cwd."""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(cwd),
+            "IMMUCLIENT_IMMUDB_ADDRESS": "127.0.0.1",
+            "IMMUCLIENT_IMMUDB_PORT": str(self.port),
+            "IMMUCLIENT_USERNAME": self.user,
+            "IMMUCLIENT_PASSWORD": self.password,
+            "IMMUCLIENT_DATABASE": database,
+        }
+        return subprocess.run(
+            [str(self.binaries / "immuclient"), *args], cwd=cwd, env=env, capture_output=True, timeout=60, check=check
+        )
+
+
+def fresh_immudb_url(server: ImmudbServer) -> str:
+    """A new, empty database on server and its ledger URL; also makes its password visible to notary.
+
+    The password goes into os.environ (NOTARY_IMMUDB_PASSWORD) because ledger code reads it from there; the
+    suite's autouse fixture removes NOTARY_* variables before every test, so it never leaks into another test.
+    """
+    name = server.create_database()
+    os.environ["NOTARY_IMMUDB_PASSWORD"] = server.password
+    return server.url_for(name)
+
+
+@pytest.fixture(scope="session")
+def immudb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImmudbServer]:
+    """One real immudb (1.9.5, state signing on) for the whole session."""
+    binaries = immudb_binaries()
+    base = tmp_path_factory.mktemp("immudb")
+    private, public = write_signing_key(base)
+    server = ImmudbServer(base / "data", signing_key=private, public_key=public, binaries=binaries)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        missing("immudb", str(exc))
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
