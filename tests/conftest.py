@@ -29,3 +29,4 @@ from tests.support.images import (
 )
 from tests.support.ledgers import ledger_url  # noqa: F401
 from tests.support.registry import auth_registry, registry  # noqa: F401
+from tests.support.immudb import immudb_server  # noqa: F401
