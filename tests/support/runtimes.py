@@ -198,3 +198,78 @@ class Podman:
                         "system", "reset", "--force"], env=self.env(), capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(self.storage / "overlay")], capture_output=True, check=False)
         shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- TLS and the webhook
+
+
+def self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A throwaway certificate for host (IP SAN), as a cluster's cert-manager would issue for the service."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notary-gate-test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host)),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+class Webhook:
+    """`notary gate webhook` running as its own process, over real TLS on a loopback port."""
+
+    def __init__(self, world: GateWorld, *, max_body: int = 65536, extra: tuple[str, ...] = ()) -> None:
+        import socket
+        import time
+
+        import requests
+
+        self.cert, self.key = self_signed_cert(world.root / "tls")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.log = open(world.root / "webhook.log", "wb")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "webhook",
+             "--cert", str(self.cert), "--key", str(self.key), "--host", "127.0.0.1", "--port", str(self.port),
+             "--max-body", str(max_body), *extra],
+            env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"webhook exited: {(world.root / 'webhook.log').read_text()}")
+            try:
+                if requests.get(self.url + "/healthz", verify=str(self.cert), timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("webhook did not answer /healthz within 20s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

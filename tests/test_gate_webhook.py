@@ -1,0 +1,206 @@
+"""The admission webhook as its own process over real TLS: AdmissionReview v1 in, a reasoned verdict out."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from notary.sources.base import Subject
+from tests.support.registry import registry  # noqa: F401 - fixture
+from tests.support.runtimes import GateWorld, Webhook
+
+GOOD = "sha256:" + "a1" * 32
+GOOD2 = "sha256:" + "a2" * 32
+REVOKED = "sha256:" + "b1" * 32
+UNKNOWN = "sha256:" + "c1" * 32
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> GateWorld:
+    w = GateWorld(tmp_path_factory.mktemp("webhook") / "world")
+    for digest in (GOOD, GOOD2, REVOKED):
+        w.notarize(Subject(digest, "registry.example/app", "oci-manifest"))
+    w.revoke(REVOKED, "CVE-2026-3333")
+    return w
+
+
+@pytest.fixture(scope="module")
+def webhook(world: GateWorld) -> Iterator[Webhook]:
+    server = Webhook(world, max_body=65536, extra=("--insecure",))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def review(kind: str, obj: dict[str, Any], *, group: str = "", version: str = "v1",
+           operation: str = "CREATE") -> dict[str, Any]:
+    resource = {"Pod": "pods", "Deployment": "deployments", "CronJob": "cronjobs"}.get(kind, kind.lower() + "s")
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "requestKind": {"group": group, "version": version, "kind": kind},
+            "name": obj["metadata"]["name"],
+            "namespace": "prod",
+            "operation": operation,
+            "userInfo": {"username": "system:serviceaccount:ci:deployer", "groups": ["system:serviceaccounts"]},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
+
+
+def pod_spec(*images: str, init: tuple[str, ...] = (), ephemeral: tuple[str, ...] = ()) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": f"c{i}", "image": im} for i, im in enumerate(images)],
+                            "restartPolicy": "Always"}
+    if init:
+        spec["initContainers"] = [{"name": f"init{i}", "image": im} for i, im in enumerate(init)]
+    if ephemeral:
+        spec["ephemeralContainers"] = [{"name": f"debug{i}", "image": im} for i, im in enumerate(ephemeral)]
+    return spec
+
+
+def pod(*images: str, **kw: Any) -> dict[str, Any]:
+    return review("Pod", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "prod"},
+                          "spec": pod_spec(*images, **kw)})
+
+
+def deployment(*images: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "prod"},
+           "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                    "template": {"metadata": {"labels": {"app": "api"}}, "spec": pod_spec(*images, init=init)}}}
+    return review("Deployment", obj, group="apps")
+
+
+def cronjob(*images: str) -> dict[str, Any]:
+    obj = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "prod"},
+           "spec": {"schedule": "0 3 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+               **pod_spec(*images), "restartPolicy": "OnFailure"}}}}}}
+    return review("CronJob", obj, group="batch")
+
+
+def post(webhook: Webhook, body: dict[str, Any] | bytes) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.post(webhook.url + "/validate", data=data, verify=str(webhook.cert), timeout=30,
+                         headers={"Content-Type": "application/json"})
+
+
+def verdict(webhook: Webhook, body: dict[str, Any]) -> dict[str, Any]:
+    resp = post(webhook, body)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    assert out["apiVersion"] == "admission.k8s.io/v1" and out["kind"] == "AdmissionReview"
+    assert out["response"]["uid"] == body["request"]["uid"]
+    return out["response"]
+
+
+def test_health_endpoint_answers_over_tls(webhook: Webhook) -> None:
+    resp = requests.get(webhook.url + "/healthz", verify=str(webhook.cert), timeout=5)
+    assert resp.status_code == 200 and resp.text.strip() == "ok"
+
+
+def test_plain_http_is_not_served(webhook: Webhook) -> None:
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://127.0.0.1:{webhook.port}/healthz", timeout=5)
+
+
+def test_pod_with_three_notarized_containers_is_allowed(webhook: Webhook, world: GateWorld) -> None:
+    out = verdict(webhook, pod(f"registry.example/app@{GOOD}", f"registry.example/app@{GOOD2}",
+                               f"registry.example/side@{GOOD}"))
+    assert out["allowed"] is True
+    line = world.decisions()[-1]
+    assert line["front_end"] == "webhook" and line["namespace"] == "prod" and line["object"] == "Pod/web"
+
+
+def test_pod_with_a_revoked_container_is_refused_with_the_reason(webhook: Webhook) -> None:
+    out = verdict(webhook, pod(f"registry.example/app@{GOOD}", f"registry.example/app@{REVOKED}"))
+    assert out["allowed"] is False
+    assert out["status"]["code"] == 403
+    assert "spec.containers[1]" in out["status"]["message"] and "CVE-2026-3333" in out["status"]["message"]
+
+
+def test_deployment_init_container_is_checked(webhook: Webhook) -> None:
+    good = f"registry.example/app@{GOOD}"
+    assert verdict(webhook, deployment(good, init=(good,)))["allowed"] is True
+    out = verdict(webhook, deployment(good, init=(f"registry.example/setup@{UNKNOWN}",)))
+    assert out["allowed"] is False
+    assert "spec.template.spec.initContainers[0]" in out["status"]["message"]
+    assert "not notarized" in out["status"]["message"]
+
+
+def test_cronjob_pod_template_is_checked(webhook: Webhook) -> None:
+    assert verdict(webhook, cronjob(f"registry.example/app@{GOOD}"))["allowed"] is True
+    out = verdict(webhook, cronjob(f"registry.example/app@{REVOKED}"))
+    assert out["allowed"] is False and "spec.jobTemplate.spec.template.spec.containers[0]" in out["status"]["message"]
+
+
+def test_ephemeral_debug_container_is_checked(webhook: Webhook) -> None:
+    out = verdict(webhook, pod(f"registry.example/app@{GOOD}", ephemeral=(f"busybox@{UNKNOWN}",)))
+    assert out["allowed"] is False and "ephemeralContainers[0]" in out["status"]["message"]
+
+
+def test_delete_is_allowed_without_an_object(webhook: Webhook) -> None:
+    body = pod(f"registry.example/app@{UNKNOWN}")
+    body["request"]["operation"] = "DELETE"
+    body["request"]["object"] = None
+    assert verdict(webhook, body)["allowed"] is True
+
+
+def test_concurrent_requests_each_get_their_own_verdict(webhook: Webhook) -> None:
+    bodies = [pod(f"registry.example/app@{GOOD}") if i % 2 == 0 else pod(f"registry.example/app@{REVOKED}")
+              for i in range(24)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda b: verdict(webhook, b), bodies))
+    for i, (body, result) in enumerate(zip(bodies, results, strict=True)):
+        assert result["uid"] == body["request"]["uid"]
+        assert result["allowed"] is (i % 2 == 0)
+
+
+def test_malformed_body_is_a_400_not_an_allow(webhook: Webhook) -> None:
+    resp = post(webhook, b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": ')
+    assert resp.status_code == 400 and "not JSON" in resp.json()["error"]
+    resp = post(webhook, {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+                          "request": {"uid": "x"}})
+    assert resp.status_code == 400 and "version" in resp.json()["error"]
+    body = pod(f"registry.example/app@{GOOD}")
+    del body["request"]["object"]["spec"]["containers"][0]["image"]
+    resp = post(webhook, body)
+    assert resp.status_code == 400 and "has no image" in resp.json()["error"]
+
+
+def test_oversize_body_is_refused_with_413(webhook: Webhook) -> None:
+    body = pod(f"registry.example/app@{GOOD}")
+    body["request"]["object"]["metadata"]["annotations"] = {"padding": "x" * 70000}
+    resp = post(webhook, body)
+    assert resp.status_code == 413
+    assert verdict(webhook, pod(f"registry.example/app@{GOOD}"))["allowed"] is True  # still serving
+
+
+def test_image_by_tag_is_resolved_through_the_registry(webhook: Webhook, world: GateWorld, registry: str,  # noqa: F811
+                                                       busybox_layout: Path, tmp_path: Path) -> None:
+    from tests.support.images import build_busybox_layout
+
+    digest = registry.push(busybox_layout, "v1", "gate/bb:v1")  # type: ignore[attr-defined]
+    world.notarize(Subject(digest, f"{registry}/gate/bb:v1", "oci-manifest"))
+    other = build_busybox_layout(tmp_path / "other", tag="v1", marker="unsigned")
+    registry.push(other, "v1", "gate/bb:v2")  # type: ignore[attr-defined]
+    out = verdict(webhook, pod(f"{registry}/gate/bb:v1"))
+    assert out["allowed"] is True, out
+    assert world.decisions()[-1]["digest"] == digest
+    out = verdict(webhook, pod(f"{registry}/gate/bb:v2"))
+    assert out["allowed"] is False and "not notarized" in out["status"]["message"]
+    out = verdict(webhook, pod(f"{registry}/gate/bb:missing"))
+    assert out["allowed"] is False and "cannot resolve" in out["status"]["message"]
