@@ -18,7 +18,7 @@ DEFAULT_TIMEOUT = 10.0
 _DB_RE = re.compile(r"[a-z0-9_]{1,128}")  # immudb's own rule: lower-case letters, digits, underscore
 _USER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,63}")
 _URL_FORM = "immudb://USER@HOST:PORT/DATABASE"
-_PASSWORD_HINT = "set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE (never put it on the command line)"
+_PASSWORD_HINT = "set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE, never a command-line argument"
 
 
 @dataclass(frozen=True)
