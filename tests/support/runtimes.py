@@ -273,3 +273,51 @@ class Webhook:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class AuthzPlugin:
+    """`notary gate docker-authz` as its own process on /run/docker/plugins/NAME.sock.
+
+    The Docker API address is a symlink the test points at the daemon once it is up: dockerd needs the plugin
+    answering before it is usable, and the plugin needs the daemon only for gated calls.
+    """
+
+    def __init__(self, world: GateWorld) -> None:
+        import time
+
+        if os.geteuid() != 0:
+            missing("docker authz plugin", "needs root to listen under /run/docker/plugins")
+        self.name = "notary-test-" + uuid.uuid4().hex[:8]
+        self.socket = Path("/run/docker/plugins") / f"{self.name}.sock"
+        self.link_dir = Path("/tmp") / f"nda-{uuid.uuid4().hex[:8]}"
+        self.link_dir.mkdir()
+        self.docker_link = self.link_dir / "docker.sock"
+        self.log_path = world.root / "authz.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the plugin
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "docker-authz",
+             "--name", self.name, "--docker-host", f"unix://{self.docker_link}"],
+            env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self.socket.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"authz plugin did not start: {self.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def point_at(self, docker_socket: str) -> None:
+        if self.docker_link.is_symlink():
+            self.docker_link.unlink()
+        self.docker_link.symlink_to(docker_socket)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        self.socket.unlink(missing_ok=True)
+        shutil.rmtree(self.link_dir, ignore_errors=True)

@@ -1,0 +1,144 @@
+"""A real dockerd with `--authorization-plugin` pointing at `notary gate docker-authz`.
+
+`docker run` of a notarized image (loaded with `docker load`, or pulled from the loopback registry) runs; the
+refused cases fail with notary's reason and their command never runs. The tampering test runs last: it
+ruins the module's ledger on purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from notary.sources import resolve
+from notary.sources.base import Subject
+from tests.support.dockerd import DockerDaemon, start_dockerd
+from tests.support.images import build_busybox_layout, layout_to_docker_archive
+from tests.support.registry import registry  # noqa: F401 - fixture
+from tests.support.runtimes import AuthzPlugin, GateWorld
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> GateWorld:
+    w = GateWorld(tmp_path_factory.mktemp("docker") / "world")
+    w.ensure_ledger()
+    return w
+
+
+@pytest.fixture(scope="module")
+def gated(world: GateWorld) -> Iterator[tuple[DockerDaemon, AuthzPlugin]]:
+    plugin = AuthzPlugin(world)
+    daemon = None
+    try:
+        daemon = start_dockerd([f"--authorization-plugin={plugin.name}"])
+        plugin.point_at(str(daemon))
+        yield daemon, plugin
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        plugin.stop()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Docker archives of distinct busybox images (distinct markers, so distinct image ids)."""
+    root = tmp_path_factory.mktemp("docker-images")
+    out = {}
+    for name in ("good", "unsigned", "revoked", "untrusted"):
+        layout = build_busybox_layout(root / name, tag="v1", marker=f"marker-{name}")
+        out[name] = layout_to_docker_archive(layout, "v1", root / f"{name}.tar", name=f"notary.test/{name}:v1")
+        out[name + "-layout"] = layout
+    return out
+
+
+def _load(daemon: DockerDaemon, archive: Path) -> None:
+    daemon.load(archive)
+
+
+def _notarize_archive(world: GateWorld, archive: Path, *, trusted: bool = True) -> Subject:
+    [subject] = resolve(f"docker-archive:{archive}")
+    world.notarize(subject, trusted=trusted)
+    return subject
+
+
+def _run(daemon: DockerDaemon, image: str) -> tuple[int, str]:
+    proc = daemon.docker("run", "--rm", "--network", "none", image, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_loaded_notarized_image_runs(gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld,
+                                     images: dict[str, Path]) -> None:
+    daemon, _ = gated
+    subject = _notarize_archive(world, images["good"])
+    _load(daemon, images["good"])
+    assert daemon.image_id("notary.test/good:v1") in (subject.digest, subject.image_id)
+    code, output = _run(daemon, "notary.test/good:v1")
+    assert code == 0, output
+    assert "marker-good" in output
+    lines = world.decisions()[-2:]
+    assert [(x["front_end"], x["action"], x["decision"]) for x in lines] == [
+        ("docker-authz", "create", "allow"), ("docker-authz", "start", "allow")]
+
+
+def test_pulled_notarized_image_runs(gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld,
+                                     registry: str, images: dict[str, Path]) -> None:  # noqa: F811
+    daemon, _ = gated
+    digest = registry.push(images["good-layout"], "v1", "gate/pulled:v1")  # type: ignore[attr-defined]
+    world.notarize(Subject(digest, f"{registry}/gate/pulled:v1", "oci-manifest"))
+    daemon.docker("pull", f"{registry}/gate/pulled:v1")
+    code, output = _run(daemon, f"{registry}/gate/pulled:v1")
+    assert code == 0, output
+    assert "marker-good" in output
+    assert digest in world.decisions()[-1]["digests"]
+
+
+def test_never_notarized_image_is_refused_with_notarys_reason(gated: tuple[DockerDaemon, AuthzPlugin],
+                                                             images: dict[str, Path]) -> None:
+    daemon, plugin = gated
+    _load(daemon, images["unsigned"])
+    code, output = _run(daemon, "notary.test/unsigned:v1")
+    assert code != 0
+    assert f"authorization denied by plugin {plugin.name}" in output
+    assert "not notarized" in output and "marker-unsigned" not in output
+
+
+def test_revoked_image_is_refused_and_an_existing_container_cannot_start(
+        gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld, images: dict[str, Path]) -> None:
+    daemon, _ = gated
+    subject = _notarize_archive(world, images["revoked"])
+    _load(daemon, images["revoked"])
+    created = daemon.docker("create", "--network", "none", "notary.test/revoked:v1").stdout.strip()
+    world.revoke(subject.digest, "CVE-2026-5555")
+    code, output = _run(daemon, "notary.test/revoked:v1")
+    assert code != 0 and "CVE-2026-5555" in output and "marker-revoked" not in output
+    start = daemon.docker("start", "--attach", created, check=False)
+    assert start.returncode != 0 and "CVE-2026-5555" in start.stderr
+    assert "marker-revoked" not in start.stdout
+    assert world.decisions()[-1]["action"] == "start"
+    daemon.docker("rm", "--force", created, check=False)
+
+
+def test_image_signed_by_an_untrusted_key_is_refused(gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld,
+                                                     images: dict[str, Path]) -> None:
+    daemon, _ = gated
+    _notarize_archive(world, images["untrusted"], trusted=False)
+    _load(daemon, images["untrusted"])
+    code, output = _run(daemon, "notary.test/untrusted:v1")
+    assert code != 0 and "not notarized by any trusted key" in output
+
+
+def test_other_api_calls_are_not_gated(gated: tuple[DockerDaemon, AuthzPlugin]) -> None:
+    daemon, _ = gated
+    assert daemon.docker("images", check=False).returncode == 0
+    assert daemon.docker("ps", "-a", check=False).returncode == 0
+
+
+def test_zz_tampered_ledger_refuses_even_the_notarized_image(gated: tuple[DockerDaemon, AuthzPlugin],
+                                                            world: GateWorld) -> None:
+    daemon, _ = gated
+    world.tamper()
+    code, output = _run(daemon, "notary.test/good:v1")
+    assert code != 0 and "integrity failure" in output and "marker-good" not in output
+
