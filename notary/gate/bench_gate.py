@@ -1,0 +1,267 @@
+"""Gate benchmarks for `python -m notary.bench`: what the gate costs where it sits on the critical path.
+
+- `bench_hook`: `runc run` of a busybox bundle with the notary hook vs the same bundle without it, the two
+  interleaved in one run (so machine noise hits both alike); reports the hook's added p50 wall time.
+- `bench_webhook`: `notary gate webhook` as its own process over TLS; 8 clients with keep-alive connections
+  POST a Pod with 3 containers; reports requests/s and p50/p99 latency.
+Both use the embedded ledger and real tools (umoci, runc, busybox-static); they raise if one is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BUSYBOX = "/bin/busybox"
+
+
+def _run(*argv: str) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise RuntimeError(f"{tool} is not on PATH")
+    return path
+
+
+def build_image(work: Path) -> Path:
+    """A one-layer busybox OCI layout (tag v1) built with umoci."""
+    umoci = _need("umoci")
+    if not os.path.isfile(BUSYBOX):
+        raise RuntimeError(f"{BUSYBOX} not found (install busybox-static)")
+    layout = work / "layout"
+    _run(umoci, "init", "--layout", str(layout))
+    _run(umoci, "new", "--image", f"{layout}:v1")
+    bundle = work / "build-bundle"
+    _run(umoci, "unpack", "--image", f"{layout}:v1", str(bundle))
+    (bundle / "rootfs" / "bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, bundle / "rootfs" / "bin" / "busybox")
+    os.symlink("busybox", bundle / "rootfs" / "bin" / "true")
+    _run(umoci, "repack", "--image", f"{layout}:v1", str(bundle))
+    _run(umoci, "config", "--image", f"{layout}:v1", "--config.cmd", "/bin/true")
+    shutil.rmtree(bundle)
+    return layout
+
+
+def gate_world(work: Path, subjects: list[Any]) -> Path:
+    """A ledger holding subjects notarized by a fresh key, and a notary.toml whose policy trusts it."""
+    from notary import keys
+    from notary.ledger import open_ledger
+    from notary.notarize import notarize
+
+    key = keys.generate_private_key()
+    pub = keys.write_key_pair(work / "ci.key", key)
+    ledger_url = (work / "ledger.db").as_uri()
+    ledger = open_ledger(ledger_url, state_dir=work / "ci-state", create=True)
+    try:
+        notarize(ledger, subjects, key, {"system": "local", "jobId": "bench"})
+    finally:
+        ledger.close()
+    config = work / "notary.toml"
+    config.write_text(f'ledger = "{ledger_url}"\nstate_dir = "{work / "gate-state"}"\n[policy]\n'
+                      f'decision_log = "{work / "decisions.jsonl"}"\n'
+                      f'[[policy.trust]]\nimages = ["*"]\nkeys = ["{pub}"]\n')
+    return config
+
+
+def _bundle(layout: Path, dest: Path, hook: dict[str, Any] | None) -> Path:
+    _run(_need("umoci"), "unpack", "--image", f"{layout}:v1", str(dest))
+    path = dest / "config.json"
+    config = json.loads(path.read_text())
+    config["process"]["terminal"] = False
+    config["process"]["args"] = ["/bin/true"]
+    if hook:
+        config["hooks"] = {"createRuntime": [hook]}
+    path.write_text(json.dumps(config))
+    return dest
+
+
+def _runc_once(runc: str, root: Path, bundle: Path) -> float:
+    cid = "nb-" + uuid.uuid4().hex[:10]
+    start = time.perf_counter()
+    proc = subprocess.run([runc, "--root", str(root), "run", "--bundle", str(bundle), cid],
+                          capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        subprocess.run([runc, "--root", str(root), "delete", "--force", cid], capture_output=True, check=False)
+        raise RuntimeError(f"runc run failed: {proc.stderr.decode(errors='replace').strip()}")
+    return elapsed
+
+
+def bench_hook(work: Path, runs: int = 21) -> dict[str, Any]:
+    """p50 wall time of `runc run` with and without the hook, interleaved; the difference is the hook's cost."""
+    from notary.sources import identify
+
+    runc = _need("runc")
+    work.mkdir(parents=True, exist_ok=True)
+    layout = build_image(work)
+    config = gate_world(work, identify(f"oci:{layout}:v1"))
+    hook = {"path": sys.executable, "args": [sys.executable, "-m", "notary.gate.oci_hook"],
+            "env": [f"NOTARY_CONFIG={config}"], "timeout": 30}
+    plain = _bundle(layout, work / "plain", None)
+    hooked = _bundle(layout, work / "hooked", hook)
+    root = work / "runc-state"
+    for _ in range(2):  # warm the page cache and the trusted state
+        _runc_once(runc, root, plain)
+        _runc_once(runc, root, hooked)
+    without, with_hook = [], []
+    for _ in range(runs):
+        without.append(_runc_once(runc, root, plain))
+        with_hook.append(_runc_once(runc, root, hooked))
+    p50_without = statistics.median(without) * 1000
+    p50_with = statistics.median(with_hook) * 1000
+    return {
+        "runs": runs,
+        "runc_run_p50_ms": round(p50_without, 1),
+        "runc_run_with_hook_p50_ms": round(p50_with, 1),
+        "hook_added_p50_ms": round(p50_with - p50_without, 1),
+        "goal_ms": 80,
+    }
+
+
+def _self_signed(work: Path) -> tuple[Path, Path]:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notary-bench")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = work / "tls.crt", work / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def _pod_review(images: list[str]) -> bytes:
+    return json.dumps({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "namespace": "bench", "operation": "CREATE",
+                    "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bench"},
+                               "spec": {"containers": [{"name": f"c{i}", "image": im}
+                                                       for i, im in enumerate(images)]}}},
+    }).encode()
+
+
+def bench_webhook(work: Path, seconds: float = 5.0, clients: int = 8) -> dict[str, Any]:
+    from notary.sources.base import Subject
+
+    work.mkdir(parents=True, exist_ok=True)
+    digests = [f"sha256:{i:064x}" for i in range(1, 4)]
+    config = gate_world(work, [Subject(d, f"registry.example/app{i}", "oci-manifest") for i, d in enumerate(digests)])
+    cert, key = _self_signed(work)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    server = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(config), "gate", "webhook",
+                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    context = ssl.create_default_context(cafile=str(cert))
+    body = _pod_review([f"registry.example/app{i}@{d}" for i, d in enumerate(digests)])
+    try:
+        _wait_healthy(port, context, server)
+        latencies: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        stop_at = time.perf_counter() + seconds
+
+        def client() -> None:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+            mine: list[float] = []
+            try:
+                while time.perf_counter() < stop_at:
+                    start = time.perf_counter()
+                    conn.request("POST", "/validate", body=body, headers={"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    mine.append(time.perf_counter() - start)
+                    if resp.status != 200 or not json.loads(data)["response"]["allowed"]:
+                        with lock:
+                            errors.append(f"{resp.status} {data[:200]!r}")
+            finally:
+                conn.close()
+                with lock:
+                    latencies.extend(mine)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    if errors:
+        raise RuntimeError(f"webhook answered wrongly during the benchmark: {errors[0]}")
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return {
+        "clients": clients,
+        "containers_per_pod": len(digests),
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(p99 * 1000, 2),
+    }
+
+
+def _wait_healthy(port: int, context: ssl.SSLContext, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"webhook exited: {server.stderr.read().decode() if server.stderr else ''}")
+        try:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("webhook did not become healthy within 20s")
+
+
+def run(work: Path) -> dict[str, Any]:
+    """Both gate benchmarks; one failing does not hide the other's numbers."""
+    out: dict[str, Any] = {}
+    for name, fn in (("oci_hook", lambda: bench_hook(work / "hook")),
+                     ("webhook", lambda: bench_webhook(work / "webhook"))):
+        try:
+            out[name] = fn()
+        except Exception as exc:  # noqa: BLE001 - report, do not hide the rest
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return out
