@@ -14,10 +14,12 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from notary.errors import DigestMismatchError, InputError, NotFoundError
-from notary.sources.base import Progress
+
+if TYPE_CHECKING:  # notary.sources imports this module; keep the import graph one-way at runtime
+    from notary.sources.base import Progress
 
 CHUNK = 1 << 20
 SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
