@@ -114,7 +114,9 @@ def bench_hook(work: Path, runs: int = 21) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     layout = build_image(work)
     config = gate_world(work, identify(f"oci:{layout}:v1"))
-    hook = {"path": sys.executable, "args": [sys.executable, "-m", "notary.gate.oci_hook"],
+    from notary.gate.oci_hook import HOOK_CODE
+
+    hook = {"path": sys.executable, "args": [sys.executable, "-c", HOOK_CODE],
             "env": [f"NOTARY_CONFIG={config}"], "timeout": 30}
     plain = _bundle(layout, work / "plain", None)
     hooked = _bundle(layout, work / "hooked", hook)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from notary.errors import UsageError
+from notary.gate.oci_hook import HOOK_CODE
 
 HOOK_FILE = "notary-gate.json"
 DEFAULT_HOOKS_DIR = "/etc/containers/oci/hooks.d"
@@ -47,7 +48,7 @@ def hook_definition(config: str, *, stage: str = "prestart", python: str | None 
         env.append(f"NOTARY_LEDGER={ledger}")
     return {
         "version": "1.0.0",
-        "hook": {"path": python, "args": [python, "-m", "notary.gate.oci_hook"], "env": env,
+        "hook": {"path": python, "args": [python, "-c", HOOK_CODE], "env": env,
                  "timeout": timeout},
         "when": {"always": True},
         "stages": [stage],

@@ -155,17 +155,33 @@ def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str
     return gate.check(identity.name, identity.digests, extra=extra)
 
 
-def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
-    import argparse
+USAGE = "usage: python -m notary.gate.oci_hook [--config FILE] [--ledger URL] [--storage-root DIR]"
+HOOK_CODE = "from notary.gate.oci_hook import run; run()"  # `python -c` entry: no runpy start-up cost
 
-    parser = argparse.ArgumentParser(prog="notary gate oci-hook", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default=None, help="notary.toml with the [policy] (env NOTARY_CONFIG)")
-    parser.add_argument("--ledger", default=None, help="ledger URL (env NOTARY_LEDGER)")
-    parser.add_argument("--storage-root", default=None, help="podman storage root (env NOTARY_PODMAN_STORAGE)")
-    args = parser.parse_args(argv)
+
+def parse_args(argv: Sequence[str]) -> dict[str, str]:
+    """--config / --ledger / --storage-root (argparse costs start-up time a hook pays on every container)."""
+    known = {"--config": "config", "--ledger": "ledger", "--storage-root": "storage_root"}
+    out: dict[str, str] = {}
+    items = list(argv)
+    while items:
+        arg = items.pop(0)
+        name, eq, value = arg.partition("=")
+        if name not in known:
+            raise InputError(f"unknown hook argument {arg!r}", hint=USAGE)
+        if not eq:
+            if not items:
+                raise InputError(f"{name} needs a value", hint=USAGE)
+            value = items.pop(0)
+        out[known[name]] = value
+    return out
+
+
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
     try:
-        decision = decide(stdin or sys.stdin.buffer, config_flag=args.config, ledger_flag=args.ledger,
-                          storage_root=args.storage_root)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        decision = decide(stdin or sys.stdin.buffer, config_flag=args.get("config"),
+                          ledger_flag=args.get("ledger"), storage_root=args.get("storage_root"))
     except NotaryError as exc:  # the policy itself is unusable: refuse, loudly
         sys.stderr.write(f"notary: refused: {exc.kind}: {exc.one_line()}\n")
         return exc.exit_code or 1
@@ -178,5 +194,9 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> i
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

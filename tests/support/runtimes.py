@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from notary import keys
+from notary.gate.oci_hook import HOOK_CODE
 from notary.ledger import open_ledger
 from notary.notarize import notarize, revoke
 from notary.sources.base import Artifact, Subject
@@ -29,7 +30,7 @@ from tests.support.cli import flip_envelope_byte
 from tests.support.images import manifest_of
 from tests.support.integration import missing, require_tool
 
-HOOK_ARGV = [sys.executable, "-m", "notary.gate.oci_hook"]
+HOOK_ARGV = [sys.executable, "-c", HOOK_CODE]
 
 
 def image_subject(layout: Path, tag: str = "v1", name: str | None = None) -> Subject:
