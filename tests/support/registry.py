@@ -36,16 +36,16 @@ def free_port() -> int:
 
 
 def bcrypt_hash(password: str) -> str:
-    """A bcrypt hash for an htpasswd line (distribution accepts only bcrypt), from what this machine has."""
+    """A bcrypt hash (cost 4: tests, not secrets) for htpasswd; distribution accepts only bcrypt."""
     htpasswd = shutil.which("htpasswd")
     if htpasswd:
-        out = subprocess.run([htpasswd, "-nbBi", "user"], input=password, capture_output=True, text=True,
+        out = subprocess.run([htpasswd, "-nBi", "-C", "4", "user"], input=password, capture_output=True, text=True,
                              check=True).stdout
         return out.strip().split(":", 1)[1]
     try:
         import bcrypt  # type: ignore[import-not-found]
 
-        return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode())
+        return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode())
     except ImportError:
         pass
     try:
@@ -53,7 +53,7 @@ def bcrypt_hash(password: str) -> str:
             warnings.simplefilter("ignore", DeprecationWarning)
             import crypt  # removed in Python 3.13; present (with libxcrypt bcrypt) on Debian's 3.11
 
-            hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH))
+            hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
             if hashed and hashed.startswith("$2"):
                 return hashed
     except ImportError:
