@@ -13,7 +13,7 @@ proven included, and every head proven consistent with what this client saw befo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -63,6 +63,8 @@ class ImmudbLedger:
         self._stub: Recorder | None = None
         self._rs: Any = None
         self._header_cache: dict[int, Any] = {}
+        self._password = ""
+        self._new_pin: TrustedState | None = None
 
     # -- opening -------------------------------------------------------------------------------------------
 
@@ -113,9 +115,8 @@ class ImmudbLedger:
             self._client.loadKeyFromString(self._key)
         self._rs.reset(self._state_of(self._trusted) if self._trusted else empty_state(db))
 
-        self._client.login(self.target.user, password, database=db.encode())
-        self._stub = Recorder(self._client._stub)
-        self._client._stub = self._stub
+        self._password = password
+        self._login()
         current = self._current_state()
         if self._trusted is None:
             self._rs.reset(current)
@@ -127,13 +128,31 @@ class ImmudbLedger:
             )
         else:
             self._check_not_behind(current)
+        if self._new_pin is not None:  # only once this server checked out: a failed first contact pins nothing
+            self.trust.save(self._new_pin)
+            self._new_pin = None
+
+    def _login(self) -> None:
+        self._client.login(self.target.user, self._password, database=self.target.database.encode())
+        self._stub = Recorder(self._client._stub)
+        self._client._stub = self._stub
+
+    def _rpc(self, call: Callable[[], Any]) -> Any:
+        """Run one immudb call; after a server restart its login token is void, so log in again once."""
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_logged_out(exc):
+                raise
+        self._login()
+        return call()
 
     def _check_address_pin(self) -> None:
         """A different immudb at an address this client knows is a swapped server, not a new ledger."""
         pin_id = f"immudb-address:{self.target.address}/{self.target.database}"
         pin = self.trust.load(pin_id)
         if pin is None:
-            self.trust.save(TrustedState(pin_id, 0, "", 0, extra={"ledger_id": self.ledger_id}))
+            self._new_pin = TrustedState(pin_id, 0, "", 0, extra={"ledger_id": self.ledger_id})
             return
         if pin.extra.get("ledger_id") != self.ledger_id:
             raise RollbackError(
@@ -149,13 +168,13 @@ class ImmudbLedger:
         with self._guard("write"):
             if len(encoded) == 1:
                 ((key, value),) = encoded.items()
-                self._client.verifiedSet(key, value)
+                self._rpc(lambda: self._client.verifiedSet(key, value))
                 vtx = self._last("VerifiableSet")
                 header = vtx.tx.header
                 if header_alh(header) != self._rs.current.alh and int(header.id) == self._rs.current.tx:
                     raise ProofError(f"immudb transaction {header.id} does not match the verified state")
             else:
-                tx = int(self._client.setAll(encoded).id)
+                tx = int(self._rpc(lambda: self._client.setAll(encoded)).id)
                 header = self._verified_tx(tx, encoded)
             tx = int(header.id)
             head = self._head(header)
@@ -176,7 +195,7 @@ class ImmudbLedger:
             items: list[Any] = []
             while True:
                 try:
-                    page = self._client.history(k, len(items), _PAGE, False)
+                    page = self._rpc(lambda: self._client.history(k, len(items), _PAGE, False))
                 except Exception as exc:
                     if _is_missing(exc):
                         break
@@ -199,7 +218,7 @@ class ImmudbLedger:
             seek = b""
             while True:
                 try:
-                    page = self._client.scan(seek, p, False, _PAGE)
+                    page = self._rpc(lambda s=seek: self._client.scan(s, p, False, _PAGE))
                 except Exception as exc:
                     if _is_missing(exc):
                         break
@@ -266,9 +285,9 @@ class ImmudbLedger:
         k = _key_bytes(key)
         try:
             if at_tx is None:
-                self._client.verifiedGet(k)
+                self._rpc(lambda: self._client.verifiedGet(k))
             else:
-                self._client.verifiedGetAt(k, at_tx)
+                self._rpc(lambda: self._client.verifiedGetAt(k, at_tx))
         except Exception as exc:
             if _is_missing(exc):
                 return None
@@ -302,14 +321,15 @@ class ImmudbLedger:
         from immudb.grpc import schema_pb2
 
         if self._rs.current.tx == 0:
-            vtx = self._stub.VerifiableTxById(schema_pb2.VerifiableTxRequest(tx=tx, proveSinceTx=tx))
+            request = schema_pb2.VerifiableTxRequest(tx=tx, proveSinceTx=tx)
+            vtx = self._rpc(lambda: self._stub.VerifiableTxById(request))
             header = verify_tx_tofu(vtx, tx)
             if kvs is not None:
                 check_tx_entries(vtx, header, kvs)
             self._rs.accept(ImmuState(self.target.database, tx, header_alh(header), bytes(vtx.signature.signature)))
             self.notices.append(f"trusting immudb ledger {self.ledger_id} from its first transaction {tx} on")
         else:
-            if self._client.verifiedTxById(tx) is None:
+            if self._rpc(lambda: self._client.verifiedTxById(tx)) is None:
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {tx}")
             vtx = self._last("VerifiableTxById")
             header = proven_header(vtx.dualProof, tx)
@@ -337,11 +357,11 @@ class ImmudbLedger:
     def _current_state(self) -> ImmuState:
         from google.protobuf import empty_pb2
 
-        raw = self._stub.CurrentState(empty_pb2.Empty())
+        raw = self._rpc(lambda: self._stub.CurrentState(empty_pb2.Empty()))
         state = ImmuState(str(raw.db), int(raw.txId), bytes(raw.txHash), bytes(raw.signature.signature))
         if state.db != self.target.database:
             raise ProofError(f"immudb answered with the state of database {state.db!r}")
-        if self._key and state.tx > 0:
+        if self._key:
             verify_state_signature(state, self._key)  # immudb-py's login never checks this state
         return state
 
@@ -469,6 +489,12 @@ def _key_bytes(key: str) -> bytes:
 def _detail(exc: BaseException) -> str:
     details = getattr(exc, "details", None)
     return str(details() if callable(details) else "")
+
+
+def _is_logged_out(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    name = getattr(code() if callable(code) else None, "name", "")
+    return name == "UNAUTHENTICATED" or _detail(exc) in ("not logged in", "invalid token", "session not found")
 
 
 def _is_missing(exc: BaseException) -> bool:

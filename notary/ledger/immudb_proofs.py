@@ -97,7 +97,7 @@ def make_state_provider(initial: ImmuState, server_key_pem: str | None) -> Any:
                 raise RollbackError(f"immudb state went back from tx {old.tx} to tx {new.tx}")
             if new.tx == old.tx and new.alh != old.alh and old.tx != 0:
                 raise RollbackError(f"immudb database {old.db} forked at tx {old.tx}: same tx, other hash")
-            if self.key is not None and new.tx > 0:
+            if self.key is not None:
                 verify_state_signature(new, self.key)
             self.current = new
 

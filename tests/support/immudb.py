@@ -8,6 +8,7 @@ server start their own `ImmudbServer`.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -196,9 +197,20 @@ class ImmudbServer:
             "IMMUCLIENT_PASSWORD": self.password,
             "IMMUCLIENT_DATABASE": database,
         }
-        return subprocess.run(
-            [str(self.binaries / "immuclient"), *args], cwd=cwd, env=env, capture_output=True, timeout=60, check=check
-        )
+        # immuclient 1.9 keeps its login token as `token` in the passwd home directory (ignoring $HOME and
+        # --tokenfile) and fails with "invalid token" when it is stale: set any such file aside and restore it.
+        token = Path(pwd.getpwuid(os.getuid()).pw_dir) / "token"
+        saved = token.read_bytes() if token.is_file() else None
+        token.unlink(missing_ok=True)
+        try:
+            return subprocess.run(
+                [str(self.binaries / "immuclient"), *args], cwd=cwd, env=env, capture_output=True, timeout=60,
+                check=check,
+            )
+        finally:
+            token.unlink(missing_ok=True)
+            if saved is not None:
+                token.write_bytes(saved)
 
 
 def fresh_immudb_url(server: ImmudbServer) -> str:
