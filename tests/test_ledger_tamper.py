@@ -37,6 +37,8 @@ def _refused(tmp_path: Path, error: type[IntegrityError], match: str, *, op: str
                 ledger.history("k")
             elif op == "write":
                 ledger.write({"k": b"attacker-chosen"})
+            elif op == "audit":
+                ledger.audit()
             else:
                 ledger.info()
     assert type(info.value) is error
@@ -204,3 +206,33 @@ def test_ledger_with_dropped_table_is_an_integrity_error(tmp_path: Path) -> None
     _ledger_with_history(tmp_path)
     sql(ledger_path(tmp_path), "DROP TABLE nodes")
     _refused(tmp_path, IntegrityError, "damaged or not a notary ledger")
+
+
+def test_ledger_file_emptied_is_refused_as_replaced(tmp_path: Path) -> None:
+    _ledger_with_history(tmp_path)
+    ledger_path(tmp_path).write_bytes(b"")
+    _refused(tmp_path, RollbackError, "was replaced: .* now holds nothing")
+
+
+def test_deleted_newest_version_is_found_by_the_full_audit(tmp_path: Path) -> None:
+    """The documented limit of per-read proofs (omission), and what closes it."""
+    _ledger_with_history(tmp_path)
+    sql(ledger_path(tmp_path), "DELETE FROM entries WHERE key = 'k' AND revision = 5")
+    with open_local(tmp_path, create=False) as ledger:
+        assert ledger.get("k").value == b"v3"  # type: ignore[union-attr]  # proven, but not the newest
+    _refused(tmp_path, ProofError, "entry at leaf 8 .* is missing", op="audit")
+
+
+@pytest.mark.parametrize(
+    "statement, match",
+    [
+        ("UPDATE entries SET value = x'00' WHERE leaf = 3", "root of transaction 2 does not match"),
+        ("UPDATE entries SET revision = 7 WHERE leaf = 4", "revision 7"),
+        ("UPDATE txs SET time_us = time_us - 1000000000 WHERE tx = 3", "older than transaction 2"),
+        ("DELETE FROM txs WHERE tx = 2", "transaction 2 is missing"),
+    ],
+)
+def test_full_audit_finds_edits_anywhere(tmp_path: Path, statement: str, match: str) -> None:
+    _ledger_with_history(tmp_path)
+    sql(ledger_path(tmp_path), statement)
+    _refused(tmp_path, ProofError, match, op="audit")

@@ -255,3 +255,14 @@ def test_large_values_round_trip(tmp_path: Path) -> None:
     ledger.write({"big": big})
     reopened = LocalLedger.open(ledger_path(tmp_path).as_uri(), trust=TrustStore(), create=False)
     assert reopened.get("big").value == big  # type: ignore[union-attr]
+
+
+def test_full_audit_of_an_intact_ledger_recomputes_the_signed_head(tmp_path: Path) -> None:
+    ledger = open_local(tmp_path)
+    ledger.write_batch([{"a": b"1", "b": b"1"}, {"a": b"2"}])
+    ledger.write({"c": b"1"})
+    report = ledger.audit()
+    assert (report.entries, report.transactions, report.keys, report.signatures_checked) == (4, 3, 3, 3)
+    assert report.head == ledger.info().head
+    empty = LocalLedger.open((tmp_path / "empty.db").as_uri(), trust=TrustStore(), create=True)
+    assert empty.audit().entries == 0

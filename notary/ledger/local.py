@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from notary.errors import (
     InputError,
@@ -34,6 +34,7 @@ from notary.errors import (
 from notary.ledger import local_codec as codec
 from notary.ledger import local_store as store
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
+from notary.ledger.local_audit import AuditReport, recompute
 from notary.ledger.local_tree import Frontier, ProofPlan, assemble
 from notary.ledger.local_verify import Verifier
 from notary.ledger.trust import TrustedState, TrustStore
@@ -92,7 +93,11 @@ class LocalLedger(Verifier):
                 raise LedgerUnavailableError(f"cannot create ledger directory {path.parent}: {exc.strerror}") from exc
         conn = store.connect(path, create=create)
         try:
-            public_raw, created = _load_or_create(conn, path, create and pinned is None)
+            public_raw, created = store.load_or_create(conn, path, create and pinned is None)
+            if public_raw is None:
+                if pinned is not None:
+                    raise Verifier.replaced(trust, path, pinned, "nothing (it is empty)")
+                raise LedgerUnavailableError(f"no ledger at {path} (the file is empty)")
         except BaseException:
             conn.close()
             raise
@@ -297,6 +302,21 @@ class LocalLedger(Verifier):
             details={"path": str(self.path), "ledger_key": self.ledger_key, "format": store.FORMAT},
         )
 
+    def audit(self, *, all_signatures: bool = True) -> AuditReport:
+        """Recompute the whole tree from the entry rows (O(n)): finds rows deleted or edited anywhere, which
+        per-read proofs cannot (docs/proofs.md, Limits). Then the head is checked against trust as usual."""
+        with self._trust_lock():
+            trusted = self.trust.load(self.ledger_id)
+            with store.transaction(self._conn, self.path) as conn:
+                snap = self._read_head(conn, trusted)
+                report = recompute(self, conn, all_signatures=all_signatures)
+                nodes = store.fetch_nodes(conn, snap.plan.ids)
+            head, _ = self._finish(snap, trusted, nodes)
+            if head != report.head:
+                raise ProofError("the audited head is not the current head")
+            self.advance(trusted, head)
+        return report
+
     # -- raw proof material (unverified: for auditors, tools and tests) ------------------------------------
 
     def tree_root(self, size: int) -> bytes:
@@ -375,41 +395,3 @@ def _check_kvs(kvs: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
     if not kvs:
         raise InputError("refusing to write an empty transaction")
     return [(codec.check_key(k), codec.check_value(k, kvs[k])) for k in sorted(kvs)]
-
-
-def _load_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> tuple[bytes, bool]:
-    """The ledger's public key, creating schema and signing key first when the file is new."""
-    created = False
-    with store.transaction(conn, path) as c:
-        meta = store.read_meta(c) if store.has_schema(c) else None
-    if meta is None:
-        if not create:
-            raise LedgerUnavailableError(f"no ledger at {path} (the file is empty)")
-        with store.transaction(conn, path, write=True) as c:
-            if not store.has_schema(c):
-                key = Ed25519PrivateKey.generate()
-                public_raw = key.public_key().public_bytes_raw()
-                _write_key_file(Path(f"{path}.key"), key.private_bytes_raw())
-                store.create_schema(c, public_raw, time.time_ns() // 1000)
-                created = True
-            meta = store.read_meta(c)
-    public_raw = meta.get("public_key")
-    if meta.get("format") != store.FORMAT or not isinstance(public_raw, bytes) or len(public_raw) != 32:
-        raise IntegrityError(f"ledger {path} has unknown format or a malformed public key in its meta table")
-    Ed25519PublicKey.from_public_bytes(public_raw)
-    return public_raw, created
-
-
-def _write_key_file(key_path: Path, seed: bytes) -> None:
-    tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(codec.private_pem(seed))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, key_path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise LedgerUnavailableError(f"cannot write ledger signing key {key_path}: {exc.strerror}") from exc

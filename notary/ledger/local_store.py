@@ -9,12 +9,17 @@ LedgerUnavailableError (exit 4).
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from notary.errors import IntegrityError, LedgerUnavailableError
+from notary.ledger import local_codec as codec
 
 FORMAT = "notary.ledger/v1"
 BUSY_TIMEOUT_MS = 15_000
@@ -225,3 +230,41 @@ def insert(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         txs,
     )
+
+
+def load_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> tuple[bytes | None, bool]:
+    """The ledger's public key (None: an empty file), creating schema and key first when create is set."""
+    created = False
+    with transaction(conn, path) as c:
+        meta = read_meta(c) if has_schema(c) else None
+    if meta is None:
+        if not create:
+            return None, False
+        with transaction(conn, path, write=True) as c:
+            if not has_schema(c):
+                key = Ed25519PrivateKey.generate()
+                public_raw = key.public_key().public_bytes_raw()
+                write_key_file(Path(f"{path}.key"), key.private_bytes_raw())
+                create_schema(c, public_raw, time.time_ns() // 1000)
+                created = True
+            meta = read_meta(c)
+    public_raw = meta.get("public_key")
+    if meta.get("format") != FORMAT or not isinstance(public_raw, bytes) or len(public_raw) != 32:
+        raise IntegrityError(f"ledger {path} has unknown format or a malformed public key in its meta table")
+    Ed25519PublicKey.from_public_bytes(public_raw)
+    return public_raw, created
+
+
+def write_key_file(key_path: Path, seed: bytes) -> None:
+    tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(codec.private_pem(seed))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, key_path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise LedgerUnavailableError(f"cannot write ledger signing key {key_path}: {exc.strerror}") from exc
