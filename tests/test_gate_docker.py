@@ -17,7 +17,7 @@ from notary.sources.base import Subject
 from tests.support.dockerd import DockerDaemon, start_dockerd
 from tests.support.images import build_busybox_layout, layout_to_docker_archive
 from tests.support.registry import registry  # noqa: F401 - fixture
-from tests.support.runtimes import AuthzPlugin, GateWorld
+from tests.support.runtimes import AuthzPlugin, GateWorld, image_subject
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Docker archives of distinct busybox images (distinct markers, so distinct image ids)."""
     root = tmp_path_factory.mktemp("docker-images")
     out = {}
-    for name in ("good", "unsigned", "revoked", "untrusted"):
+    for name in ("good", "unsigned", "revoked", "untrusted", "viaoci"):
         layout = build_busybox_layout(root / name, tag="v1", marker=f"marker-{name}")
         out[name] = layout_to_docker_archive(layout, "v1", root / f"{name}.tar", name=f"notary.test/{name}:v1")
         out[name + "-layout"] = layout
@@ -92,6 +92,19 @@ def test_pulled_notarized_image_runs(gated: tuple[DockerDaemon, AuthzPlugin], wo
     assert code == 0, output
     assert "marker-good" in output
     assert digest in world.decisions()[-1]["digests"]
+
+
+def test_loaded_image_notarized_by_manifest_digest_is_matched_by_its_image_id(
+        gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld, images: dict[str, Path]) -> None:
+    """`docker load` knows no manifest digest; the image id is the config the signed record names."""
+    daemon, _ = gated
+    subject = image_subject(images["viaoci-layout"])
+    world.notarize(subject)
+    _load(daemon, images["viaoci"])
+    assert daemon.image_id("notary.test/viaoci:v1") == subject.image_id
+    code, output = _run(daemon, "notary.test/viaoci:v1")
+    assert code == 0, output
+    assert world.decisions()[-1]["digest"] == subject.digest
 
 
 def test_never_notarized_image_is_refused_with_notarys_reason(gated: tuple[DockerDaemon, AuthzPlugin],

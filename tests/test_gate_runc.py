@@ -92,3 +92,55 @@ def test_unreachable_ledger_with_fail_open_runs_and_is_logged(world: GateWorld, 
     assert code == 0, output
     assert ran.exists()
     assert world.decisions()[-1]["via"] == "fail-open"
+
+
+def test_crio_annotations_identify_the_image_by_its_image_id(world: GateWorld, busybox_layout: Path,
+                                                             tmp_path: Path) -> None:
+    """CRI-O's ImageRef may be the bare image id (config digest): matched through the signed record's config."""
+    subject = image_subject(busybox_layout)
+    world.notarize(subject)
+    assert subject.image_id is not None
+    annotations = {"io.kubernetes.cri-o.ImageName": "registry.example/bb:v1",
+                   "io.kubernetes.cri-o.ImageRef": subject.image_id.split(":", 1)[1]}
+    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    assert code == 0, output
+    assert ran.exists()
+    line = world.decisions()[-1]
+    assert line["identified_by"] == "cri-o" and line["digest"] == subject.digest and "image id" in line["reason"]
+
+
+def test_crio_image_id_of_a_revoked_image_is_refused(world: GateWorld, busybox_layout: Path,
+                                                     tmp_path: Path) -> None:
+    subject = image_subject(busybox_layout)
+    world.notarize(subject)
+    world.revoke(subject.digest, "pulled from prod")
+    assert subject.image_id is not None
+    annotations = {"io.kubernetes.cri-o.ImageName": "registry.example/bb:v1",
+                   "io.kubernetes.cri-o.ImageRef": subject.image_id.split(":", 1)[1]}
+    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    assert code != 0 and not ran.exists() and "pulled from prod" in output
+
+
+def test_containerd_annotations_identify_the_image(world: GateWorld, busybox_layout: Path,
+                                                   tmp_path: Path) -> None:
+    subject = image_subject(busybox_layout)
+    annotations = {"io.kubernetes.cri.image-name": f"registry.example/bb@{subject.digest}",
+                   "io.kubernetes.cri.container-type": "container"}
+    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    assert code != 0 and not ran.exists()  # not notarized yet
+    world.notarize(subject)
+    (tmp_path / "bundle").rename(tmp_path / "bundle-old")
+    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    assert code == 0, output
+    assert world.decisions()[-1]["identified_by"] == "containerd"
+
+
+def test_bundle_without_any_image_identity_is_refused(world: GateWorld, busybox_layout: Path,
+                                                      tmp_path: Path) -> None:
+    world.notarize(image_subject(busybox_layout))
+    trace = tmp_path / "trace"
+    bundle = runc_bundle(busybox_layout, "v1", tmp_path / "bundle", trace, world.hook_spec())
+    (bundle / "umoci.json").unlink()
+    proc = run_runc(bundle, tmp_path / "runc-state")
+    assert proc.returncode != 0 and not (trace / "ran").exists()
+    assert "no image digest known" in proc.stderr

@@ -198,6 +198,9 @@ class Gate:
                     self._ledger = self._open()
                 ledger = self._ledger
                 results = [verify_digest(ledger, d, trusted, max_age=self.policy.max_age, now=now) for d in digests]
+                if not any(r.allowed or r.status == "revoked" for r in results):
+                    for d in digests:
+                        results.extend(_by_image_id(ledger, d, trusted, self.policy.max_age, now))
             except LedgerUnavailableError:
                 self._drop()
                 raise
@@ -214,8 +217,42 @@ class Gate:
             return GateDecision(image, r.digest, False, EXIT_REFUSED, reason, "verified", tree, r.status,
                                 r.signer, tuple(digests))
         r = good[0]
-        return GateDecision(image, r.digest, True, EXIT_OK, r.reason, "verified", tree, r.status, r.signer,
+        via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
+        return GateDecision(image, r.digest, True, EXIT_OK, r.reason + via_id, "verified", tree, r.status, r.signer,
                             tuple(digests))
+
+
+MAX_IMAGE_ID_HOLDERS = 16
+
+
+def _by_image_id(ledger: Ledger, image_id: str, trusted: Sequence[Any], max_age: Any, now: datetime) -> list[Any]:
+    """Decisions about the manifests whose *signed* record names image_id as their config (the image id).
+
+    Runtimes that know only an image id (CRI-O's ImageRef, a `docker load`ed image) are matched through the
+    ledger's artifact index, which is only a hint: a manifest counts only if its own signed notarization names
+    image_id as its config or imageId, so a forged index entry cannot borrow another image's trust. Layers are
+    shared between images and never identify one. A revoked holder vetoes (its revocation may carry no link).
+    """
+    from notary.notarize import lookup_artifact
+    from notary.verify import verify_digest
+
+    holders: list[str] = []
+    for hit in lookup_artifact(ledger, image_id):
+        for subject in hit.value.get("subjects", []) if isinstance(hit.value, dict) else []:
+            if isinstance(subject, str) and subject not in holders and subject != image_id:
+                holders.append(subject)
+    found = []
+    for manifest in holders[:MAX_IMAGE_ID_HOLDERS]:
+        result = verify_digest(ledger, manifest, trusted, max_age=max_age, now=now)
+        if result.status == "revoked" or (result.record is not None and _names_config(result.record, image_id)):
+            found.append(result)
+    return found
+
+
+def _names_config(record: Any, image_id: str) -> bool:
+    if record.subject.get("imageId") == image_id:
+        return True
+    return any(a.get("digest") == image_id and a.get("role") == "config" for a in record.artifacts)
 
 
 def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
