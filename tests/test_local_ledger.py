@@ -266,3 +266,34 @@ def test_full_audit_of_an_intact_ledger_recomputes_the_signed_head(tmp_path: Pat
     assert report.head == ledger.info().head
     empty = LocalLedger.open((tmp_path / "empty.db").as_uri(), trust=TrustStore(), create=True)
     assert empty.audit().entries == 0
+
+
+_WORKER = """
+import sys
+from notary.ledger.local import LocalLedger
+from notary.ledger.trust import TrustStore
+ledger = LocalLedger.open(sys.argv[1], trust=TrustStore(sys.argv[2]), create=False)
+for i in range(25):
+    ledger.write({"shared": f"{sys.argv[3]}-{i}".encode()})
+    assert ledger.get("shared") is not None
+    ledger.history("shared")
+"""
+
+
+def test_concurrent_processes_sharing_one_trust_store_never_trip_over_each_other(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with open_local(tmp_path) as ledger:
+        ledger.write({"shared": b"start"})
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    args = [ledger_path(tmp_path).as_uri(), os.environ["NOTARY_STATE_DIR"]]
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, *args, name], env=env, stderr=subprocess.PIPE,
+                              text=True) for name in ("a", "b", "c")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    with open_local(tmp_path, create=False) as ledger:
+        history = ledger.history("shared")
+        assert len(history) == 76
+        assert ledger.audit().entries == 76
+        assert ledger.info().trusted["tree_size"] == 76  # type: ignore[index]
