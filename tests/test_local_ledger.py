@@ -128,6 +128,7 @@ def test_keys_lists_distinct_keys_by_prefix(tmp_path: Path) -> None:
         ({"k" * 1025: b"v"}, "invalid ledger key"),
         ({"k": "text"}, "must be bytes"),
         ({1: b"v"}, "must be a string"),
+        ({1: b"v", "a": b"v"}, "must be a string"),
     ],
 )
 def test_bad_writes_are_refused_before_touching_the_ledger(tmp_path: Path, kvs: dict, message: str) -> None:

@@ -129,6 +129,8 @@ class LocalLedger(Verifier):
         return self._write([_check_kvs(kvs)], prove_each=True)[0]
 
     def write_batch(self, txs: Sequence[Mapping[str, bytes]]) -> list[WriteReceipt]:
+        if not isinstance(txs, Sequence) or isinstance(txs, (str, bytes)):
+            raise InputError(f"write_batch takes a list of transactions, got {type(txs).__name__}")
         checked = [_check_kvs(kvs) for kvs in txs]
         return self._write(checked, prove_each=False) if checked else []
 
@@ -394,4 +396,6 @@ def _check_kvs(kvs: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
         raise InputError(f"a ledger transaction must map keys to values, got {type(kvs).__name__}")
     if not kvs:
         raise InputError("refusing to write an empty transaction")
-    return [(codec.check_key(k), codec.check_value(k, kvs[k])) for k in sorted(kvs)]
+    for k in kvs:
+        codec.check_key(k)
+    return [(k, codec.check_value(k, kvs[k])) for k in sorted(kvs)]
