@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from notary.errors import DigestMismatchError, NotFoundError, SourceUnavailableError, UsageError
+from notary.errors import DigestMismatchError, InputError, NotFoundError, SourceUnavailableError, UsageError
 from notary.sources import SourceOptions, identify, resolve
 from tests.support.images import manifest_of
 from tests.support.registry import RegistryServer, free_port
@@ -113,3 +113,37 @@ def test_skopeo_agrees_on_the_manifest_digest(registry: RegistryServer, busybox_
     digest = "sha256:" + subprocess.run(["sha256sum"], input=raw, capture_output=True,
                                         check=True).stdout.split()[0].decode()
     assert identify(f"registry://{registry}/anon/agree:v1", options=LOCAL)[0].digest == digest
+
+
+def test_bearer_token_handshake_with_a_real_token_service(token_registry: RegistryServer, busybox_layout: Path,
+                                                          tmp_path: Path) -> None:
+    pushed = token_registry.push(busybox_layout, "v1", "tokened/busybox:v1")
+    spec = f"registry://{token_registry}/tokened/busybox:v1"
+    with pytest.raises(UsageError, match="requires credentials"):
+        identify(spec, options=LOCAL)
+    auth_file = token_registry.write_auth_file(tmp_path / "config.json")
+    [subject] = resolve(spec, options=SourceOptions(insecure=True, registry_auth_file=str(auth_file)))
+    assert subject.digest == pushed
+    assert token_registry.token_server is not None
+    assert token_registry.token_server.issued[-1] == ["repository:tokened/busybox:pull"]
+
+
+def test_preissued_token_from_the_environment(token_registry: RegistryServer, busybox_layout: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed = token_registry.push(busybox_layout, "v1", "tokened/env:v1")
+    assert token_registry.token_server is not None
+    monkeypatch.setenv("NOTARY_REGISTRY_TOKEN", token_registry.token_server.token(["repository:tokened/env:pull"]))
+    before = len(token_registry.token_server.issued)
+    assert identify(f"registry://{token_registry}/tokened/env:v1", options=LOCAL)[0].digest == pushed
+    assert len(token_registry.token_server.issued) == before  # no handshake was needed
+
+
+def test_plain_http_token_realm_off_loopback_is_refused(busybox_layout: Path) -> None:
+    from tests.support.registry import start_registry
+
+    server = start_registry(username="u", password="p", token_auth=True, token_realm="http://203.0.113.9/token")
+    try:
+        with pytest.raises(InputError, match="plain-HTTP token realm"):
+            identify(f"registry://{server}/any/repo:v1", options=LOCAL)
+    finally:
+        server.stop()

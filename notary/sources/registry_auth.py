@@ -221,6 +221,10 @@ class RegistryClient:
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
         resp = self._send("GET", url, headers, True)
         try:
+            if resp.status_code in (401, 403) and not creds.has_password:
+                raise UsageError(f"registry {self.hostport} requires credentials (its token service refused "
+                                 "anonymous access)",
+                                 hint="use --registry-auth FILE or NOTARY_REGISTRY_USERNAME/PASSWORD")
             if resp.status_code in (401, 403):
                 raise UsageError(f"token service for {self.hostport} refused the credentials",
                                  hint="check --registry-auth or NOTARY_REGISTRY_USERNAME/PASSWORD")

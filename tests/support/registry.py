@@ -6,19 +6,26 @@ Fixtures:
   repo_ref)`, `.url`, `.stop()`.
 - `auth_registry` (session): the same behind htpasswd basic auth; `.username`, `.password`, and
   `.write_auth_file(path)` (a docker config.json with its credentials) besides `.push`.
+- `token_registry` (session): behind bearer-token auth, with a token service (a small JWT issuer in this
+  module, ES256 + x5c, which the real registry verifies against its rootcertbundle); same attributes, plus
+  `.token_server.issued` (the scopes it granted).
 Push with skopeo (`skopeo copy oci:LAYOUT:TAG docker://HOST/REPO:TAG --dest-tls-verify=false`).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import http.server
 import json
 import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,16 +76,11 @@ class RegistryServer(str):
     workdir: Path
     username: str | None
     password: str | None
+    token_server: TokenServer | None
 
     @property
     def url(self) -> str:
         return f"http://{self}"
-
-    def auth_header(self) -> dict[str, str]:
-        if not self.username:
-            return {}
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        return {"Authorization": f"Basic {token}"}
 
     def write_auth_file(self, path: Path) -> Path:
         """A docker config.json holding this registry's credentials."""
@@ -88,26 +90,19 @@ class RegistryServer(str):
         return path
 
     def push(self, layout: Path, tag: str, repo_ref: str, *, all_platforms: bool = True) -> str:
-        """Copy oci:LAYOUT:TAG to HOST/REPO_REF; returns the pushed manifest digest (Docker-Content-Digest)."""
+        """Copy oci:LAYOUT:TAG to HOST/REPO_REF; returns the pushed manifest digest (skopeo's)."""
         skopeo = require_tool("skopeo")
         argv = [skopeo, "copy", "--quiet", "--dest-tls-verify=false"]
         if all_platforms:
             argv.append("--all")
         if self.username:
             argv += ["--dest-authfile", str(self.write_auth_file(self.workdir / "push-auth.json"))]
-        argv += [f"oci:{layout}:{tag}", f"docker://{self}/{repo_ref}"]
+        digest_file = self.workdir / f"pushed-{secrets.token_hex(4)}.digest"
+        argv += ["--digestfile", str(digest_file), f"oci:{layout}:{tag}", f"docker://{self}/{repo_ref}"]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"skopeo push failed: {proc.stderr.strip()}")
-        repo, _, ref = repo_ref.rpartition(":") if "@" not in repo_ref else repo_ref.partition("@")
-        accept = ", ".join([
-            "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.v2+json",
-            "application/vnd.docker.distribution.manifest.list.v2+json"])
-        resp = requests.head(f"{self.url}/v2/{repo}/manifests/{ref}", headers={"Accept": accept,
-                             **self.auth_header()}, timeout=10)
-        resp.raise_for_status()
-        return str(resp.headers["Docker-Content-Digest"])
+        return digest_file.read_text().strip()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -117,10 +112,102 @@ class RegistryServer(str):
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.token_server is not None:
+            self.token_server.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_registry(*, username: str | None = None, password: str | None = None) -> RegistryServer:
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    """A bearer-token service for the registry: Basic credentials in, an ES256 JWT out.
+
+    The registry trusts tokens signed by the key of the certificate in its rootcertbundle; the token header
+    carries that certificate (x5c). Only what the real registry needs, for tests only.
+    """
+
+    def __init__(self, username: str, password: str, service: str, issuer: str, workdir: Path) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.username, self.password, self.service, self.issuer = username, password, service, issuer
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notary-test-token-issuer")])
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(hours=1))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        self.cert_path = workdir / "token-ca.pem"
+        self.cert_path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.cert_der = self.cert.public_bytes(serialization.Encoding.DER)
+        self.issued: list[list[str]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                expected = "Basic " + base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                scopes = query.get("scope", [])
+                server.issued.append(scopes)
+                body = json.dumps({"token": server.token(scopes), "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def realm(self) -> str:
+        return f"http://127.0.0.1:{self.port}/token"
+
+    def token(self, scopes: list[str]) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        access = []
+        for scope in scopes:
+            for one in scope.split(" "):
+                kind, _, rest = one.partition(":")
+                name, _, actions = rest.rpartition(":")
+                if kind == "repository" and name:
+                    access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(self.cert_der).decode()]}
+        claims = {"iss": self.issuer, "sub": self.username, "aud": self.service, "exp": now + 300,
+                  "nbf": now - 10, "iat": now, "jti": secrets.token_hex(8), "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def start_registry(*, username: str | None = None, password: str | None = None,
+                   token_auth: bool = False, token_realm: str | None = None) -> RegistryServer:
+    """A registry on a free loopback port; token_realm overrides the realm it advertises (to test clients
+    that must refuse a realm)."""
     binary = require_tool("docker-registry")
     workdir = Path(tempfile.mkdtemp(prefix="notary-registry-"))
     port = free_port()
@@ -139,7 +226,13 @@ def start_registry(*, username: str | None = None, password: str | None = None) 
         f"  addr: 127.0.0.1:{port}",
         f"  secret: {secrets.token_hex(16)}",
     ]
-    if username:
+    token_server = None
+    if token_auth:
+        assert username and password
+        token_server = TokenServer(username, password, "notary-test-registry", "notary-test-issuer", workdir)
+        config += ["auth:", "  token:", f"    realm: {token_realm or token_server.realm}", "    service: notary-test-registry",
+                   "    issuer: notary-test-issuer", f"    rootcertbundle: {token_server.cert_path}"]
+    elif username:
         assert password is not None
         (workdir / "htpasswd").write_text(f"{username}:{bcrypt_hash(password)}\n")
         config += ["auth:", "  htpasswd:", "    realm: notary-test", f"    path: {workdir / 'htpasswd'}"]
@@ -151,6 +244,7 @@ def start_registry(*, username: str | None = None, password: str | None = None) 
     server.workdir = workdir
     server.username = username
     server.password = password
+    server.token_server = token_server
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -182,6 +276,16 @@ def registry() -> Iterator[RegistryServer]:
 def auth_registry() -> Iterator[RegistryServer]:
     """A registry that requires basic auth (htpasswd); credentials on .username/.password."""
     server = start_registry(username="notary", password=secrets.token_urlsafe(12))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry() -> Iterator[RegistryServer]:
+    """A registry behind bearer-token auth (token service on another loopback port)."""
+    server = start_registry(username="notary", password=secrets.token_urlsafe(12), token_auth=True)
     try:
         yield server
     finally:
