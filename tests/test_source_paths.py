@@ -63,7 +63,8 @@ def test_tree_digest_follows_the_documented_encoding(tree: Path) -> None:
     [subject] = resolve(str(tree))
     assert subject.kind == "directory"
     assert subject.digest == independent_tree_digest(tree)
-    files = {a.name: a for a in subject.artifacts if a.role == "file"}
+    assert all(a.role == "file" for a in subject.artifacts)
+    files = {a.name: a for a in subject.artifacts}
     assert set(files) == {"bin/tool", "etc/conf", "name with\nnewline"}
     assert files["etc/conf"].size == 4
     assert subject.extra["symlinks"] == {"bin/conf-link": "../etc/conf"}

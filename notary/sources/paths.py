@@ -23,7 +23,6 @@ from notary.sources.spec import SubjectRef
 
 TREE_HEADER = b"notary-tree-v1\n"
 OCTET = "application/octet-stream"
-TREE_MEDIA_TYPE = "application/vnd.notary.tree.v1"
 
 
 def _field(data: bytes) -> bytes:
@@ -112,6 +111,5 @@ def path_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | 
         extra: dict[str, Any] = {"files": len(artifacts), "bytes": total}
         if links:
             extra["symlinks"] = links
-        tree = Artifact(digest, total, TREE_MEDIA_TYPE, "directory", name=path.name or ref.path)
-        return [Subject(digest, ref.path, "directory", (tree, *artifacts), extra=extra)]
+        return [Subject(digest, ref.path, "directory", tuple(artifacts), extra=extra)]
     raise InputError(f"{ref.path} is neither a regular file nor a directory")
