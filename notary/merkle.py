@@ -148,13 +148,13 @@ def _check_hash(value: bytes, what: str) -> None:
         raise ProofError(f"{what} must be a {HASH_SIZE}-byte hash, got {got}")
 
 
-def root_from_inclusion(leaf: bytes, index: int, tree_size: int, path: Sequence[bytes]) -> bytes:
+def root_from_inclusion(leaf_hash: bytes, index: int, tree_size: int, path: Sequence[bytes]) -> bytes:
     """The root implied by an inclusion proof (RFC 9162 2.1.3.2 steps 1-5); raises ProofError if malformed."""
     if tree_size <= 0:
         raise ProofError(f"inclusion proof in an empty tree (size {tree_size}) proves nothing")
     if not 0 <= index < tree_size:
         raise ProofError(f"leaf index {index} is outside the tree of size {tree_size}")
-    _check_hash(leaf, "leaf hash")
+    _check_hash(leaf_hash, "leaf hash")
     for i, p in enumerate(path):
         _check_hash(p, f"audit path element {i}")
     expected = len(inclusion_ranges(index, tree_size))
@@ -162,7 +162,7 @@ def root_from_inclusion(leaf: bytes, index: int, tree_size: int, path: Sequence[
         raise ProofError(
             f"audit path has {len(path)} elements, a leaf at {index} in size {tree_size} needs {expected}"
         )
-    fn, sn, r = index, tree_size - 1, bytes(leaf)
+    fn, sn, r = index, tree_size - 1, bytes(leaf_hash)
     for p in path:
         if sn == 0:
             raise ProofError("audit path is longer than the tree is deep")
@@ -180,14 +180,14 @@ def root_from_inclusion(leaf: bytes, index: int, tree_size: int, path: Sequence[
     return r
 
 
-def verify_inclusion(leaf: bytes, index: int, tree_size: int, path: Sequence[bytes], root_hash: bytes) -> None:
-    """Prove that leaf (a leaf hash) sits at index in the tree of tree_size leaves with root root_hash."""
-    _check_hash(root_hash, "root hash")
-    computed = root_from_inclusion(leaf, index, tree_size, path)
-    if computed != root_hash:
+def verify_inclusion(leaf_hash: bytes, index: int, tree_size: int, path: Sequence[bytes], root: bytes) -> None:
+    """Prove that leaf_hash sits at index in the tree of tree_size leaves whose root is root."""
+    _check_hash(root, "root hash")
+    computed = root_from_inclusion(leaf_hash, index, tree_size, path)
+    if computed != root:
         raise ProofError(
             f"inclusion proof for leaf {index} of {tree_size} yields root {computed.hex()[:16]}..., "
-            f"expected {bytes(root_hash).hex()[:16]}..."
+            f"expected {bytes(root).hex()[:16]}..."
         )
 
 

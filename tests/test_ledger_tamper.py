@@ -236,3 +236,15 @@ def test_full_audit_finds_edits_anywhere(tmp_path: Path, statement: str, match: 
     _ledger_with_history(tmp_path)
     sql(ledger_path(tmp_path), statement)
     _refused(tmp_path, ProofError, match, op="audit")
+
+
+def test_hidden_transaction_cannot_shift_a_time_lookup(tmp_path: Path) -> None:
+    _ledger_with_history(tmp_path)
+    sql(ledger_path(tmp_path), "DELETE FROM txs WHERE tx = 4")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "state").glob("*.json")}
+    with open_local(tmp_path, create=False) as ledger:
+        third = ledger.get("k", at_tx=3)
+        assert third is not None and third.time is not None
+        with pytest.raises(ProofError, match="transaction 4 is missing"):
+            ledger.tx_at_time(third.time)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "state").glob("*.json")} == before

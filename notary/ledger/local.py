@@ -278,8 +278,8 @@ class LocalLedger(Verifier):
                          for _, e in probes]
                 nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
-            if found is None and after is None and head.tree_size:
-                raise ProofError("ledger has entries but no first transaction")
+            if after is None and (found.tx if found else 0) != head.tx:
+                raise ProofError(f"transaction {(found.tx if found else 0) + 1} is missing from the ledger")
             for (txrow, erow), path in zip(probes, parts, strict=True):
                 if erow is None:
                     raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
