@@ -142,6 +142,11 @@ def _range_root(leaves: Sequence[bytes], lo: int, hi: int) -> bytes:
     return root(leaves[lo:hi])
 
 
+def _check_size(value: int, what: str) -> None:
+    if type(value) is not int:
+        raise ProofError(f"{what} must be an integer, got {type(value).__name__}")
+
+
 def _check_hash(value: bytes, what: str) -> None:
     if not isinstance(value, (bytes, bytearray)) or len(value) != HASH_SIZE:
         got = len(value) if isinstance(value, (bytes, bytearray)) else type(value).__name__
@@ -150,6 +155,8 @@ def _check_hash(value: bytes, what: str) -> None:
 
 def root_from_inclusion(leaf_hash: bytes, index: int, tree_size: int, path: Sequence[bytes]) -> bytes:
     """The root implied by an inclusion proof (RFC 9162 2.1.3.2 steps 1-5); raises ProofError if malformed."""
+    _check_size(index, "leaf index")
+    _check_size(tree_size, "tree size")
     if tree_size <= 0:
         raise ProofError(f"inclusion proof in an empty tree (size {tree_size}) proves nothing")
     if not 0 <= index < tree_size:
@@ -232,6 +239,8 @@ def verify_consistency(size1: int, size2: int, root1: bytes, root2: bytes, path:
     size1 == 0 is refused: every tree extends the empty tree, so such a "proof" would prove nothing and a
     caller relying on it has a bug (a client that trusts nothing yet must say so explicitly).
     """
+    _check_size(size1, "size1")
+    _check_size(size2, "size2")
     if size1 < 0 or size2 < 0:
         raise ProofError(f"negative tree size ({size1}, {size2})")
     if size1 > size2:

@@ -171,3 +171,13 @@ def test_tampered_proof_material_from_the_ledger_is_refused(small_ledger: LocalL
         merkle.verify_inclusion(leaf, SMALL, SMALL, path, root)
     with pytest.raises(ProofError, match="32-byte"):
         merkle.verify_inclusion(leaf, 37, SMALL, [path[0][:31], *path[1:]], root)
+
+
+@pytest.mark.parametrize("bad", [True, 1.0, "1", None])
+def test_sizes_of_the_wrong_type_are_refused_as_proof_errors(bad: object) -> None:
+    leaves = _leaves(2)
+    root = merkle.root(leaves)
+    with pytest.raises(ProofError, match="must be an integer"):
+        merkle.verify_inclusion(leaves[0], bad, 2, [leaves[1]], root)  # type: ignore[arg-type]
+    with pytest.raises(ProofError, match="must be an integer"):
+        merkle.verify_consistency(bad, 2, leaves[0], root, [leaves[1]])  # type: ignore[arg-type]
