@@ -7,6 +7,8 @@ ruins the module's ledger on purpose.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,7 +48,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Docker archives of distinct busybox images (distinct markers, so distinct image ids)."""
     root = tmp_path_factory.mktemp("docker-images")
     out = {}
-    for name in ("good", "unsigned", "revoked", "untrusted", "viaoci"):
+    for name in ("good", "unsigned", "revoked", "untrusted", "viaoci", "wrapped"):
         layout = build_busybox_layout(root / name, tag="v1", marker=f"marker-{name}")
         out[name] = layout_to_docker_archive(layout, "v1", root / f"{name}.tar", name=f"notary.test/{name}:v1")
         out[name + "-layout"] = layout
@@ -148,10 +150,50 @@ def test_other_api_calls_are_not_gated(gated: tuple[DockerDaemon, AuthzPlugin]) 
     assert daemon.docker("ps", "-a", check=False).returncode == 0
 
 
+# ---------------------------------------------------------------- the runtime wrapper (daemon.json "runtimes")
+
+
+@pytest.fixture(scope="module")
+def wrapped(world: GateWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerDaemon]:
+    """A second dockerd whose default runtime is the wrapper `notary gate install docker` writes."""
+    bin_dir = tmp_path_factory.mktemp("wrapper-bin")
+    proc = subprocess.run([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
+                           "install", "docker", "--hooks-dir", str(bin_dir)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    daemon = start_dockerd(["--add-runtime", f"notary={bin_dir / 'notary-runc'}", "--default-runtime", "notary"])
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def test_runtime_wrapper_runs_a_notarized_image(wrapped: DockerDaemon, world: GateWorld,
+                                                images: dict[str, Path]) -> None:
+    subject = image_subject(images["wrapped-layout"])
+    world.notarize(subject)
+    wrapped.load(images["wrapped"])
+    proc = wrapped.docker("run", "--rm", "--network", "none", "notary.test/wrapped:v1", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "marker-wrapped" in proc.stdout
+    line = world.decisions()[-1]
+    assert line["front_end"] == "oci-hook" and line["identified_by"] == "docker"
+    assert line["image"] == "notary.test/wrapped:v1" and line["digest"] == subject.digest
+
+
+def test_runtime_wrapper_refuses_a_never_notarized_image(wrapped: DockerDaemon, images: dict[str, Path]) -> None:
+    wrapped.load(images["unsigned"])
+    proc = wrapped.docker("run", "--rm", "--network", "none", "notary.test/unsigned:v1", check=False)
+    assert proc.returncode != 0
+    assert "notary: refused" in proc.stderr and "not notarized" in proc.stderr
+    assert "marker-unsigned" not in proc.stdout
+
+
 def test_zz_tampered_ledger_refuses_even_the_notarized_image(gated: tuple[DockerDaemon, AuthzPlugin],
                                                             world: GateWorld) -> None:
     daemon, _ = gated
     world.tamper()
     code, output = _run(daemon, "notary.test/good:v1")
     assert code != 0 and "integrity failure" in output and "marker-good" not in output
+
 

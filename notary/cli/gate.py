@@ -157,15 +157,16 @@ def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
 
 
 @gate.command("install")
-@click.argument("target", type=click.Choice(["podman", "cri-o", "containerd"]))
+@click.argument("target", type=click.Choice(["podman", "cri-o", "containerd", "docker"]))
 @click.option("--hooks-dir", "directory", metavar="DIR", help="Where to write: hooks.d for podman/cri-o "
               "(default /etc/containers/oci/hooks.d), containerd's verifier bin_dir (default "
-              "/opt/containerd/image-verifier/bin).")
+              "/opt/containerd/image-verifier/bin), the docker runtime wrapper notary-runc (default "
+              "/usr/local/bin).")
 @click.option("--stage", type=click.Choice(["prestart", "createRuntime"]), default="prestart", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print what would be written.")
 @pass_app
 def install(app: App, target: str, directory: str | None, stage: str, dry_run: bool) -> None:
-    """Write the hooks.d file (podman, cri-o) or the image verifier wrapper (containerd).
+    """Write the hooks.d file (podman, cri-o), the image verifier (containerd) or the runc wrapper (docker).
 
     The hook runs `python -m notary.gate.oci_hook` with NOTARY_CONFIG set to this notary.toml (--config or
     the one found now), so its policy and ledger are the ones you can see with `notary gate check`.

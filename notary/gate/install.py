@@ -1,4 +1,5 @@
-"""Wiring the gate into runtimes: hooks.d files for podman / CRI-O, the containerd verifier wrapper.
+"""Wiring the gate into runtimes: hooks.d files for podman / CRI-O, the containerd verifier wrapper, and a
+runc wrapper for dockerd.
 
 A hook runs with only the environment its definition gives it, so the files name the Python interpreter
 that has notary installed and pass NOTARY_CONFIG explicitly. Files are written atomically (temp + rename):
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ HOOK_FILE = "notary-gate.json"
 DEFAULT_HOOKS_DIR = "/etc/containers/oci/hooks.d"
 DEFAULT_CONTAINERD_BIN_DIR = "/opt/containerd/image-verifier/bin"
 STAGES = ("prestart", "createRuntime")
-TARGETS = ("podman", "cri-o", "containerd")
+TARGETS = ("podman", "cri-o", "containerd", "docker")
+DEFAULT_WRAPPER_DIR = "/usr/local/bin"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,65 @@ def verifier_script(config: str, *, python: str | None = None) -> str:
             f"NOTARY_CONFIG='{config}' exec '{python}' -m notary.gate.containerd \"$@\"\n")
 
 
+def runtime_wrapper(config: str, *, python: str | None = None, runc: str | None = None) -> str:
+    """A runc wrapper for dockerd's daemon.json "runtimes": on `create` it adds notary's hook to the bundle.
+
+    dockerd has no hooks.d; registering this wrapper as a runtime (and as the default runtime) makes every
+    container it creates pass through the same OCI hook as podman and runc. If the hook cannot be added,
+    the wrapper exits non-zero and runc never runs (fail closed).
+    """
+    python = python or sys.executable
+    runc = runc or shutil.which("runc") or "/usr/sbin/runc"
+    return (
+        "#!/bin/sh\n"
+        "# notary runtime wrapper for dockerd (written by notary gate install docker): adds notary's OCI hook\n"
+        "# to every container created through it, then runs runc.\n"
+        f"RUNC='{runc}'\n"
+        "bundle=''; create=''; prev=''\n"
+        "for arg in \"$@\"; do\n"
+        "  if [ \"$arg\" = create ] && [ -z \"$bundle\" ]; then create=1; fi\n"
+        "  case \"$prev\" in --bundle|-b) bundle=\"$arg\";; esac\n"
+        "  case \"$arg\" in --bundle=*) bundle=\"${arg#--bundle=}\";; esac\n"
+        "  prev=\"$arg\"\n"
+        "done\n"
+        "if [ -n \"$create\" ]; then\n"
+        f"  NOTARY_CONFIG='{config}' '{python}' -c '{ADD_HOOK_CODE}' \"${{bundle:-.}}\" || exit 1\n"
+        "fi\n"
+        "exec \"$RUNC\" \"$@\"\n"
+    )
+
+
+ADD_HOOK_CODE = "from notary.gate.install import add_hook_main; add_hook_main()"
+
+
+def add_hook(bundle: str, config: str, *, python: str | None = None, stage: str = "createRuntime") -> None:
+    """Put notary's hook first in the bundle's config.json at stage (atomic rewrite; idempotent)."""
+    path = Path(bundle) / "config.json"
+    try:
+        spec = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read bundle config {path}: {exc}") from exc
+    if not isinstance(spec, dict):
+        raise UsageError(f"bundle config {path} is not a JSON object")
+    hook = hook_definition(config, stage=stage, python=python)["hook"]
+    hooks = spec.setdefault("hooks", {})
+    existing = [h for h in hooks.get(stage) or [] if h != hook]
+    hooks[stage] = [hook, *existing]
+    _atomic_write(path, json.dumps(spec), 0o600)
+
+
+def add_hook_main() -> None:
+    """`python -c ADD_HOOK_CODE BUNDLE` from the runtime wrapper, with NOTARY_CONFIG set."""
+    try:
+        config = os.environ.get("NOTARY_CONFIG")
+        if not config or len(sys.argv) != 2:
+            raise UsageError("usage: NOTARY_CONFIG=FILE python -c ... BUNDLE")
+        add_hook(sys.argv[1], config)
+    except Exception as exc:  # noqa: BLE001 - fail closed: no hook, no container
+        sys.stderr.write(f"notary: refused: cannot add the gate hook: {exc}\n")
+        sys.exit(1)
+
+
 def _atomic_write(path: Path, text: str, mode: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".notary-", dir=path.parent)
@@ -88,7 +150,11 @@ def install(target: str, *, config: str, directory: str | None = None, stage: st
     for value in (str(config_path), python or sys.executable):
         if "'" in value or "\n" in value:
             raise UsageError(f"path {value!r} contains a quote or newline")
-    if target == "containerd":
+    if target == "docker":
+        path = Path(directory or DEFAULT_WRAPPER_DIR) / "notary-runc"
+        text = runtime_wrapper(str(config_path), python=python)
+        mode = 0o755
+    elif target == "containerd":
         path = Path(directory or DEFAULT_CONTAINERD_BIN_DIR) / "notary"
         text = verifier_script(str(config_path), python=python)
         mode = 0o755

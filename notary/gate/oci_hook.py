@@ -4,8 +4,8 @@ The runtime runs the hook at `createRuntime` (or the deprecated but widespread `
 state on stdin; a non-zero exit stops the container before its process runs, and the runtime shows stderr.
 The image is identified from, in order: notary's own annotations (`dev.notary.image.digest`, comma-separated
 digests, and `dev.notary.image.name`), CRI-O's (`io.kubernetes.cri-o.ImageName` / `ImageRef` / `Image`),
-containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), podman's storage (container id -> image),
-and a umoci-unpacked bundle's `umoci.json`. Finding nothing refuses.
+containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), Docker's and podman's storage (container
+id -> image), and a umoci-unpacked bundle's `umoci.json`. Finding nothing refuses.
 
 This module is the hook's entry point (`python -m notary.gate.oci_hook`): it avoids click, requests and
 every backend it does not use, because its start-up time is added to every container start.
@@ -120,6 +120,14 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
     root = config.get("root")
     rootfs = root.get("path") if isinstance(root, Mapping) else None
     bundle = str(state.get("bundle") or "")
+    if isinstance(container_id, str) and container_id and isinstance(rootfs, str):
+        from notary.gate import docker_storage
+
+        docker_root = docker_storage.root_from_rootfs(rootfs)
+        if docker_root is not None:
+            image = docker_storage.image_of_container(container_id, *docker_root)
+            return ImageIdentity(image.names[0] if image.names else None, (*image.digests, image.image_id),
+                                 "docker")
     if isinstance(container_id, str) and container_id:
         from notary.gate import podman_storage
 

@@ -1,0 +1,62 @@
+"""Which image a Docker Engine container was created from, for the OCI hook behind a runtime wrapper.
+
+dockerd puts no image annotation into the bundle, but its data root (found from the bundle's rootfs path,
+`<data-root>/<driver>/<layer>/merged`) has `containers/<id>/config.v2.json` (image id, and the name the
+container was created with) and `image/<driver>/repositories.json` (name@digest references per image id).
+Only read, never locked or changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from notary.errors import InputError, NotFoundError
+from notary.gate.podman_storage import StoredImage
+
+DRIVERS = ("overlay2", "overlay", "fuse-overlayfs", "vfs", "btrfs", "zfs", "devicemapper", "aufs")
+
+
+def root_from_rootfs(rootfs: str | None) -> tuple[str, str] | None:
+    """(data root, storage driver) from `/var/lib/docker/overlay2/<layer>/merged`, if it looks like Docker's."""
+    if not rootfs:
+        return None
+    parts = Path(rootfs).parts
+    for i in range(len(parts) - 1, 0, -1):
+        base = Path(*parts[:i])
+        if parts[i] in DRIVERS and (base / "containers").is_dir() and (base / "image").is_dir():
+            return str(base), parts[i]
+    return None
+
+
+def _read(path: Path) -> Any:
+    try:
+        with path.open("rb") as fh:
+            return json.load(fh)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"Docker storage file {path} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read Docker storage file {path}: {exc}") from exc
+
+
+def image_of_container(container_id: str, root: str, driver: str) -> StoredImage:
+    if "/" in container_id or container_id in ("", ".", ".."):
+        raise InputError(f"bad container id {container_id!r}")
+    base = Path(root)
+    config = _read(base / "containers" / container_id / "config.v2.json")
+    if not isinstance(config, dict) or not isinstance(config.get("Image"), str):
+        raise InputError(f"container {container_id[:12]} has no image in Docker storage {base}")
+    image_id = config["Image"]
+    created = config.get("Config", {}).get("Image") if isinstance(config.get("Config"), dict) else None
+    digests: list[str] = []
+    try:
+        repos = _read(base / "image" / driver / "repositories.json").get("Repositories", {})
+    except NotFoundError:
+        repos = {}
+    for refs in repos.values() if isinstance(repos, dict) else []:
+        for ref, target in (refs.items() if isinstance(refs, dict) else []):
+            if target == image_id and "@sha256:" in ref:
+                digests.append(ref.split("@", 1)[1])
+    names = (created,) if isinstance(created, str) and created else ()
+    return StoredImage(image_id, tuple(dict.fromkeys(digests)), names)
