@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, TypeVar
 
@@ -195,6 +194,9 @@ def run_parallel(tasks: Sequence[Callable[[], T]], workers: int | None = None) -
     count = min(default_workers(workers), len(tasks))
     if count <= 1:
         return [task() for task in tasks]
+    # imported here: concurrent.futures pulls in logging, and the gate's hot path never hashes in parallel
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="notary-hash") as pool:
         futures = [pool.submit(task) for task in tasks]
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)

@@ -89,6 +89,8 @@ def daemon_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress 
         from notary.sources.docker_archive import stream_subjects
 
         # export by id, so the bytes hashed are those of the image identified above, even if the tag moves
+        if progress is not None and isinstance(attrs.get("Size"), int):
+            progress.add_total(attrs["Size"])  # the export is this plus tar headers: close enough for a bar
         chunks = _engine_call(ref.name, client.api.get_image, image_id, chunk_size=CHUNK)
         reader = _IterReader(iter(chunks))
         label = f"Docker Engine export of {ref.name}"

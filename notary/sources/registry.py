@@ -23,7 +23,7 @@ from notary.sources.ocimodel import (
     hash_blobs,
     walk_descriptor,
 )
-from notary.sources.registry_auth import RegistryClient
+from notary.sources.registry_auth import RegistryClient, base_url
 from notary.sources.spec import SubjectRef
 
 ACCEPT_HEADER = ", ".join(ACCEPT)
@@ -128,10 +128,11 @@ def registry_subjects(ref: SubjectRef, options: SourceOptions, progress: Progres
     extra = {"reference": name}
     if ref.tag:
         extra["tag"] = ref.tag
-    client = RegistryClient(ref.host, ref.repository, options)  # validates http/loopback before any I/O
+    base_url(ref.host, options)  # refuse plain HTTP off loopback even when no request follows
     if not full and ref.digest:
         # the user named the identity: verification needs no network round trip to know it
         return [Subject(ref.digest, name, "oci-manifest", extra={**extra, "resolved": False})]
+    client = RegistryClient(ref.host, ref.repository, options)
     store = RegistryStore(client)
     body, media_type, digest = store.fetch_manifest(ref.digest or str(ref.tag))
     if ref.digest and digest != ref.digest:
