@@ -156,3 +156,11 @@ def test_directory_without_oci_layout_file_is_refused(busybox_layout: Path) -> N
     (busybox_layout / "oci-layout").unlink()
     with pytest.raises(InputError, match="not an OCI image layout"):
         resolve(f"oci:{busybox_layout}:v1")
+
+
+def test_platform_manifest_digest_selects_it_inside_a_multiarch_layout(multiarch_layout: Path) -> None:
+    platform = [s for s in resolve(f"oci:{multiarch_layout}:multi") if s.platform == "linux/arm64/v8"][0]
+    [subject] = resolve(f"oci:{multiarch_layout}@{platform.digest}")
+    assert subject.digest == platform.digest and subject.kind == "oci-manifest"
+    with pytest.raises(InputError, match="has no manifest"):
+        identify(f"oci:{multiarch_layout}@sha256:" + "9" * 64)

@@ -13,6 +13,7 @@ from notary.sources.base import Progress, SourceOptions, Subject
 from notary.sources.ocimodel import (
     MAX_MANIFEST,
     REF_NAME,
+    Descriptor,
     hash_blobs,
     parse_json,
     select_from_index,
@@ -84,13 +85,24 @@ def _name(ref: SubjectRef, path: str, tag: str | None) -> str:
     return f"oci:{path}"
 
 
+def _select(store: LayoutStore, index: dict, root: Path, ref: SubjectRef) -> Descriptor:
+    """By tag or digest from index.json; a digest may also name a manifest only reachable through an index
+    (a platform manifest), as long as its blob is in the layout (its bytes are verified against it)."""
+    try:
+        return select_from_index(index, f"{root / 'index.json'}", ref.tag, ref.digest)
+    except InputError:
+        if ref.digest is None or not store.path_of(ref.digest).is_file():
+            raise
+        return Descriptor("", ref.digest, store.path_of(ref.digest).stat().st_size)
+
+
 def layout_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | None, *,
                     full: bool) -> list[Subject]:
     assert ref.path is not None
     root = Path(ref.path)
     index = _read_index(root)
-    desc = select_from_index(index, f"{root / 'index.json'}", ref.tag, ref.digest)
     store = LayoutStore(root)
+    desc = _select(store, index, root, ref)
     tag = ref.tag or (None if ref.digest else desc.annotations.get(REF_NAME))
     extra = {"tag": tag} if tag else {}
     walk = walk_descriptor(store, desc, _name(ref, os.fspath(ref.path), tag), full=full, extra=extra)
