@@ -141,3 +141,16 @@ def test_durations() -> None:
     assert parse_duration("2w") == timedelta(weeks=2)
     with pytest.raises(UsageError):
         parse_duration("0d")
+
+
+def test_the_documented_example_policy_loads(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "docs" / "policy-example.toml"
+    (tmp_path / "keys").mkdir()
+    for name in ("release", "ci"):
+        _keypair(tmp_path / "keys" / name)  # writes keys/NAME and keys/NAME.pub
+    target = tmp_path / "notary.toml"
+    target.write_text(example.read_text())
+    policy = load_policy(load_config(str(target)))
+    assert [r.images for r in policy.trust][0] == ("registry.example/prod/*",)
+    assert policy.rule_for("busybox") is not None and policy.rule_for("quay.io/x/y") is None
+    assert policy.break_glass and policy.break_glass[0].images == ("registry.example/prod/payments",)
