@@ -161,3 +161,30 @@ def test_not_a_docker_archive(tmp_path: Path) -> None:
     (tmp_path / "junk.tar").write_bytes(b"\0garbage" * 100)
     with pytest.raises(InputError):
         resolve(f"docker-archive:{tmp_path / 'junk.tar'}")
+
+
+def test_gzip_layer_is_checked_against_its_uncompressed_diff_id(skopeo_archive: Path, tmp_path: Path) -> None:
+    def compress(info: tarfile.TarInfo, data: bytes | None):  # type: ignore[no-untyped-def]
+        if data is not None and info.size > 100_000:
+            data = gzip.compress(data, mtime=0)
+            info.size = len(data)
+        yield info, data
+
+    packed_layers = _rebuild(skopeo_archive, tmp_path / "gz-layers.tar", compress)
+    expected = resolve(f"docker-archive:{skopeo_archive}")[0].digest
+    assert resolve(f"docker-archive:{packed_layers}")[0].digest == expected
+    streamed = tmp_path / "gz-layers.tar.gz"
+    streamed.write_bytes(gzip.compress(packed_layers.read_bytes()))
+    assert resolve(f"docker-archive:{streamed}")[0].digest == expected
+
+    def corrupt(info: tarfile.TarInfo, data: bytes | None):  # type: ignore[no-untyped-def]
+        for new_info, new_data in compress(info, data):
+            if new_data is not None and new_info.size > 100_000:
+                raw = gzip.decompress(new_data)
+                new_data = gzip.compress(raw[:7000] + bytes([raw[7000] ^ 1]) + raw[7001:], mtime=0)
+                new_info.size = len(new_data)
+            yield new_info, new_data
+
+    bad = _rebuild(skopeo_archive, tmp_path / "gz-bad.tar", corrupt)
+    with pytest.raises(DigestMismatchError):
+        resolve(f"docker-archive:{bad}")

@@ -126,6 +126,7 @@ class Walk:
 
     subjects: list[Subject] = field(default_factory=list)
     blobs: dict[str, tuple[int, str]] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
 
     def want(self, desc: Descriptor, what: str) -> None:
         known = self.blobs.get(desc.digest)
@@ -171,6 +172,9 @@ def walk_descriptor(store: BlobStore, desc: Descriptor, name: str, *, full: bool
     here; configs and layers are only queued in walk.blobs when full (see hash_blobs)."""
     walk = walk if walk is not None else Walk()
     extra = extra or {}
+    if desc.digest in walk.seen:  # an index may list one manifest twice: one subject is enough
+        return walk
+    walk.seen.add(desc.digest)
     if depth > MAX_DEPTH:
         raise InputError(f"image indexes nested more than {MAX_DEPTH} deep in {store.where}")
     if data is None:
