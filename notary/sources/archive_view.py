@@ -22,7 +22,7 @@ from notary.sources import tarsafe
 from notary.sources.base import Progress
 
 GZIP_MAGIC = b"\x1f\x8b"
-KEEP_LIMIT = 8 << 20  # members kept in memory while streaming: manifests, configs, index.json
+KEEP_LIMIT = 8 << 20  # JSON members kept in memory while streaming: manifests, configs, index.json
 KEEP_TOTAL = 256 << 20
 
 
@@ -186,7 +186,7 @@ class StreamView:
     @staticmethod
     def _consume(member: tarsafe.Member, fh: IO[bytes], progress: Progress | None) -> _Seen:
         hasher = hashlib.sha256()
-        keep = bytearray() if member.size <= KEEP_LIMIT else None
+        keep: bytearray | None = None
         gunzip: Gunzip | None = None
         total = 0
         first = True
@@ -194,8 +194,12 @@ class StreamView:
             chunk = fh.read(CHUNK)
             if not chunk:
                 break
-            if first and chunk.startswith(GZIP_MAGIC):
-                gunzip = Gunzip()
+            if first:
+                if chunk.startswith(GZIP_MAGIC):
+                    gunzip = Gunzip()
+                # only JSON documents (manifests, configs, index.json) are kept, never layers
+                elif member.size <= KEEP_LIMIT and chunk.lstrip()[:1] in (b"{", b"["):
+                    keep = bytearray()
             first = False
             total += len(chunk)
             hasher.update(chunk)
