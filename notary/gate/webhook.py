@@ -24,6 +24,7 @@ from notary.gate.decide import EXIT_USAGE, Gate, GateDecision
 from notary.sources.base import SourceOptions
 
 DEFAULT_MAX_BODY = 1 << 20
+DRAIN_LIMIT = 64 << 20  # larger refused bodies are cut off (the client then sees a reset)
 TEMPLATE_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "ReplicationController"}
 CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
 
@@ -184,6 +185,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _discard(self, length: int) -> None:
+        """Read (and drop) a refused body, bounded, so the client gets to read the 413 instead of a reset."""
+        remaining = min(max(length, 0), DRAIN_LIMIT)
+        try:
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 16))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except OSError:
+            pass
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path.split("?", 1)[0] in ("/healthz", "/readyz", "/livez"):
             self._send(200, b"ok\n", "text/plain")
@@ -205,6 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if length < 0 or length > self.server.max_body:
             self._error(413, f"request body over the {self.server.max_body}-byte limit", close=True)
+            self._discard(length)
             return
         body = self.rfile.read(length)
         if len(body) != length:
