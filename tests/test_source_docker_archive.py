@@ -188,3 +188,15 @@ def test_gzip_layer_is_checked_against_its_uncompressed_diff_id(skopeo_archive: 
     bad = _rebuild(skopeo_archive, tmp_path / "gz-bad.tar", corrupt)
     with pytest.raises(DigestMismatchError):
         resolve(f"docker-archive:{bad}")
+
+
+def test_skopeo_oci_archive_is_read_as_an_oci_layout_in_a_tar(busybox_layout: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support.integration import require_tool
+
+    archive = tmp_path / "image.oci.tar"
+    subprocess.run([require_tool("skopeo"), "copy", "--quiet", f"oci:{busybox_layout}:v1",
+                    f"oci-archive:{archive}:v1"], check=True, capture_output=True)
+    [subject] = resolve(f"docker-archive:{archive}")
+    assert subject.digest == manifest_of(busybox_layout, "v1")[0]

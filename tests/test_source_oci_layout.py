@@ -164,3 +164,20 @@ def test_platform_manifest_digest_selects_it_inside_a_multiarch_layout(multiarch
     assert subject.digest == platform.digest and subject.kind == "oci-manifest"
     with pytest.raises(InputError, match="has no manifest"):
         identify(f"oci:{multiarch_layout}@sha256:" + "9" * 64)
+
+
+def test_progress_counts_every_hashed_byte(busybox_layout: Path) -> None:
+    class Counter:
+        total = 0
+        done = 0
+
+        def add_total(self, nbytes: int) -> None:
+            self.total += nbytes
+
+        def advance(self, nbytes: int) -> None:
+            self.done += nbytes
+
+    counter = Counter()
+    [subject] = resolve(f"oci:{busybox_layout}:v1", progress=counter)
+    layers = sum(a.size for a in subject.artifacts if a.role == "layer")
+    assert counter.total == counter.done == layers > 0

@@ -147,3 +147,23 @@ def test_plain_http_token_realm_off_loopback_is_refused(busybox_layout: Path) ->
             identify(f"registry://{server}/any/repo:v1", options=LOCAL)
     finally:
         server.stop()
+
+
+def test_docker_hub_names_use_its_api_host_and_credentials_key(tmp_path: Path) -> None:
+    from notary.sources.registry_auth import base_url, load_credentials
+
+    assert base_url("docker.io", SourceOptions()) == "https://registry-1.docker.io"
+    auth = tmp_path / "config.json"
+    auth.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": "dTpw"}}}))  # u:p
+    creds = load_credentials("docker.io", SourceOptions(registry_auth_file=str(auth)))
+    assert (creds.username, creds.password) == ("u", "p")
+
+
+def test_malformed_credentials_file_is_bad_input(tmp_path: Path) -> None:
+    auth = tmp_path / "config.json"
+    auth.write_text("{not json")
+    with pytest.raises(InputError, match="malformed JSON"):
+        resolve("registry://127.0.0.1:1/app:1", options=SourceOptions(insecure=True, registry_auth_file=str(auth)))
+    with pytest.raises(UsageError, match="not found"):
+        resolve("registry://127.0.0.1:1/app:1",
+                options=SourceOptions(insecure=True, registry_auth_file=str(tmp_path / "absent.json")))

@@ -56,9 +56,13 @@ def split_host(hostport: str) -> str:
     return hostport.rsplit(":", 1)[0] if ":" in hostport else hostport
 
 
+# Docker Hub's API lives on another host than the name images carry
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+
+
 def base_url(hostport: str, options: SourceOptions) -> str:
     if not options.insecure:
-        return f"https://{hostport}"
+        return f"https://{API_HOSTS.get(hostport, hostport)}"
     if not is_loopback(split_host(hostport)):
         raise UsageError(f"plain HTTP to {hostport} refused: --insecure is only allowed for a loopback registry",
                          hint="use HTTPS (drop --insecure) for a remote registry")
@@ -106,8 +110,11 @@ def load_credentials(hostport: str, options: SourceOptions) -> Credentials:
             auths = doc["auths"]
             if not isinstance(auths, dict):
                 raise InputError(f"malformed 'auths' in {where}")
-            for key in (hostport, f"https://{hostport}", f"http://{hostport}", f"https://{hostport}/v1/",
-                        f"https://{hostport}/v2/"):
+            keys = [hostport, f"https://{hostport}", f"http://{hostport}", f"https://{hostport}/v1/",
+                    f"https://{hostport}/v2/"]
+            if hostport in API_HOSTS:
+                keys.append("https://index.docker.io/v1/")
+            for key in keys:
                 if key in auths:
                     return _from_auth_entry(auths[key], where)
             return Credentials()
