@@ -198,5 +198,16 @@ def test_skopeo_oci_archive_is_read_as_an_oci_layout_in_a_tar(busybox_layout: Pa
     archive = tmp_path / "image.oci.tar"
     subprocess.run([require_tool("skopeo"), "copy", "--quiet", f"oci:{busybox_layout}:v1",
                     f"oci-archive:{archive}:v1"], check=True, capture_output=True)
+    digest = manifest_of(busybox_layout, "v1")[0]
     [subject] = resolve(f"docker-archive:{archive}")
-    assert subject.digest == manifest_of(busybox_layout, "v1")[0]
+    assert subject.digest == digest
+    [tagged] = resolve(f"oci-archive:{archive}:v1")
+    assert (tagged.digest, tagged.name) == (digest, f"oci-archive:{archive}:v1")
+    assert identify(f"oci-archive:{archive}")[0].digest == digest
+    with pytest.raises(InputError, match="not found"):
+        identify(f"oci-archive:{archive}:v2")
+
+
+def test_classic_archive_is_not_an_oci_archive(skopeo_archive: Path) -> None:
+    with pytest.raises(InputError, match="not an OCI archive"):
+        identify(f"oci-archive:{skopeo_archive}")

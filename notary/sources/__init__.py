@@ -29,7 +29,7 @@ def _read(spec: str, options: SourceOptions, progress: Progress | None, *, full:
         from notary.sources.oci_layout import layout_subjects
 
         return layout_subjects(ref, options, progress, full=full)
-    if ref.kind == "docker-archive":
+    if ref.kind in ("docker-archive", "oci-archive"):
         from notary.sources.docker_archive import archive_subjects
 
         return archive_subjects(ref, options, progress, full=full)

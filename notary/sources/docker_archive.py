@@ -44,15 +44,14 @@ def archive_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress
         raise NotFoundError(f"docker archive not found: {ref.path}")
     if not path.is_file():
         raise InputError(f"not a docker archive file: {ref.path}")
+    default_name = f"{ref.kind}:{ref.path}"
     if tarsafe.is_compressed(path):
         if progress is not None:
             progress.add_total(path.stat().st_size)
         with open(path, "rb") as fh:
             view: View = StreamView(_CountingReader(fh, progress), ref.path, None)
-        return subjects_from_view(view, ref, options, progress, full=full,
-                                  default_name=f"docker-archive:{ref.path}")
-    return subjects_from_view(FileView(path), ref, options, progress, full=full,
-                              default_name=f"docker-archive:{ref.path}")
+        return subjects_from_view(view, ref, options, progress, full=full, default_name=default_name)
+    return subjects_from_view(FileView(path), ref, options, progress, full=full, default_name=default_name)
 
 
 class _CountingReader:
@@ -74,6 +73,8 @@ def subjects_from_view(view: View, ref: SubjectRef, options: SourceOptions, prog
     """Subjects of an archive already opened as a view (also used for the Docker Engine export)."""
     if view.has("index.json") and view.has("oci-layout"):
         return _oci_in_tar(view, ref, options, progress, full=full, default_name=default_name)
+    if ref.kind == "oci-archive":
+        raise InputError(f"{view.label} is not an OCI archive (no oci-layout and index.json)")
     if view.has("manifest.json"):
         return _classic(view, ref, options, progress, full=full, default_name=default_name)
     raise InputError(f"{view.label} is not a docker save archive (no manifest.json or index.json)")
@@ -94,6 +95,8 @@ def _oci_in_tar(view: View, ref: SubjectRef, options: SourceOptions, progress: P
     walk = None
     for desc in descs:
         name = desc.annotations.get(IMAGE_NAME) or default_name
+        if ref.kind == "oci-archive" and desc.annotations.get(REF_NAME) and not desc.annotations.get(IMAGE_NAME):
+            name = f"{default_name}:{desc.annotations[REF_NAME]}"
         walk = walk_descriptor(view, desc, name, full=full, walk=walk, extra={"archive": view.label})
     assert walk is not None
     if full:

@@ -1,6 +1,6 @@
 """Parsing SUBJECT strings (DESIGN.md "CLI contract") into a SubjectRef, with no I/O beyond a stat.
 
-Forms: `oci:PATH[:TAG|@DIGEST]`, `docker-archive:FILE`, `docker-daemon:NAME[:TAG|@DIGEST]`,
+Forms: `oci:PATH[:TAG|@DIGEST]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, `docker-daemon:NAME[:TAG|@DIGEST]`,
 `registry://HOST[:PORT]/REPO(:TAG|@DIGEST)`, a bare `sha256:<hex>`, or a plain path. Paths may contain colons:
 a tag is whatever follows the last ':' after the last '/', and `@sha256:` is split off first.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from notary.digests import check_digest
 from notary.errors import UsageError
 
-KINDS = ("oci", "docker-archive", "docker-daemon", "registry", "path", "digest")
-FORMS = ("oci:PATH[:TAG|@DIGEST], docker-archive:FILE, docker-daemon:NAME[:TAG], "
+KINDS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "registry", "path", "digest")
+FORMS = ("oci:PATH[:TAG|@DIGEST], oci-archive:FILE[:TAG], docker-archive:FILE, docker-daemon:NAME[:TAG], "
          "registry://HOST[:PORT]/REPO(:TAG|@DIGEST), a file or directory path, or sha256:<64 hex>")
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -30,7 +30,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 @dataclass(frozen=True)
 class SubjectRef:
     """A parsed SUBJECT. Which fields are set depends on kind:
-    oci: path, tag or digest; docker-archive: path (and optionally name, an image in a multi-image archive);
+    oci: path, tag or digest; oci-archive: path (and tag, also in name); docker-archive: path (and optionally name, an image in a multi-image archive);
     docker-daemon: name; registry: host, repository, tag and/or digest; path: path; digest: digest."""
 
     kind: str
@@ -129,6 +129,16 @@ def parse_subject(spec: str) -> SubjectRef:
             if tail2 is not None and os.path.exists(head2):
                 path, name = head2, f"{tail2}:{tail}"
         return SubjectRef("docker-archive", spec, path=path, name=name)
+    if spec.startswith("oci-archive:"):
+        rest = spec[len("oci-archive:"):]
+        if not rest:
+            raise UsageError(f"empty file name in subject {spec!r}", hint="use oci-archive:FILE[:TAG]")
+        path, tag = rest, None
+        if not os.path.exists(rest):
+            head, tail = _split_tag(rest)
+            if tail is not None and os.path.exists(head):
+                path, tag = head, tail
+        return SubjectRef("oci-archive", spec, path=path, name=tag, tag=tag)
     if spec.startswith("docker-daemon:"):
         name = spec[len("docker-daemon:"):]
         if not name or any(c.isspace() for c in name):
