@@ -158,3 +158,35 @@ def test_auditor_checks_the_state_signature_with_openssl(url: str, immudb_server
     assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
     (tmp_path / "state.bin").write_bytes(message[:-1] + bytes([message[-1] ^ 1]))
     assert subprocess.run(cmd, capture_output=True, check=False).returncode != 0
+
+
+def test_consistency_proofs_hold_across_many_transactions(url: str, tmp_path: Path) -> None:
+    """Dual proofs over long distances (binary-linking tree plus linear part) between widely spaced states."""
+    reader_store = TrustStore(tmp_path / "reader")
+    reader = ImmudbLedger.open(url, trust=TrustStore())
+    first = reader.write({"subject/long": b"v0", "job/ci/0": b"[]"}).tx
+    pinned = ImmudbLedger.open(url, trust=reader_store)
+    assert pinned.get("subject/long").tx == first  # type: ignore[union-attr]
+    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    receipts = writer.write_batch([{f"noise/{i}": b"x"} for i in range(150)])
+    last = writer.write({"subject/long": b"v1", "job/ci/1": b"[]"}).tx
+    assert [r.tx for r in receipts] == list(range(first + 1, first + 151))
+    assert pinned.get("subject/long").value == b"v1"  # proof from tx `first` to `last`  # type: ignore[union-attr]
+    assert pinned.get("noise/3", at_tx=first + 10).value == b"x"  # type: ignore[union-attr]
+    assert pinned.info().head.tx == last
+    assert [v.tx for v in pinned.history("subject/long")] == [first, last]
+    assert pinned.tx_at_time(datetime.now(timezone.utc)) == last
+
+
+def test_reading_as_of_a_transaction_that_did_not_touch_the_key(url: str) -> None:
+    """immudb's own atTx means "written in that tx"; notary's at_tx means "as of": the version then current."""
+    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    notarized = ledger.write({"subject/asof": b"notarized"}).tx
+    unrelated = [ledger.write({f"other/{i}": b"x"}).tx for i in range(3)]
+    revoked = ledger.write({"subject/asof": b"revoked"}).tx
+    later = ledger.write({"other/last": b"x"}).tx
+    assert ledger.get("subject/asof", at_tx=unrelated[1]).tx == notarized  # type: ignore[union-attr]
+    assert ledger.get("subject/asof", at_tx=unrelated[2]).value == b"notarized"  # type: ignore[union-attr]
+    assert ledger.get("subject/asof", at_tx=later).value == b"revoked"  # type: ignore[union-attr]
+    assert ledger.get("subject/asof", at_tx=revoked).tx == revoked  # type: ignore[union-attr]
+    assert ledger.get("subject/asof", at_tx=notarized - 1) is None if notarized > 1 else True

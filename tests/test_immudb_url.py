@@ -93,3 +93,44 @@ def test_embedded_ledger_never_imports_grpc_or_immudb(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def _chain(n: int) -> tuple[list[bytes], list[bytes]]:
+    """Alh values of transactions 1..n and the inner-hash terms that link them (term[k] links k-1 -> k)."""
+    import hashlib
+    import os
+    import struct
+
+    alhs, terms = [os.urandom(32)], [b""]
+    for tx in range(2, n + 1):
+        terms.append(os.urandom(32))
+        alhs.append(hashlib.sha256(struct.pack(">Q", tx) + alhs[-1] + terms[-1]).digest())
+    return alhs, terms
+
+
+def test_linear_advance_proof_binds_the_chain_to_the_new_tree() -> None:
+    """immudb-py 1.5.0 skips this part of the dual proof; notary checks it (offline, synthetic tree)."""
+    from types import SimpleNamespace
+
+    from notary import merkle
+    from notary.ledger.immudb_proofs import _linear_advance_holds
+
+    alhs, terms = _chain(10)
+    leaves = [merkle.leaf_hash(a) for a in alhs[:8]]  # the target's binary-linking tree holds txs 1..8
+    root = merkle.root(leaves)
+    start, end = 3, 7  # source tree held txs 1..3; source tx is 7
+
+    def proof(link: list[bytes], paths: list[list[bytes]]) -> SimpleNamespace:
+        return SimpleNamespace(linearProofTerms=link, inclusionProofs=[SimpleNamespace(terms=p) for p in paths])
+
+    link = [alhs[start]] + [terms[tx - 1] for tx in range(start + 2, end + 1)]
+    paths = [merkle.inclusion_proof(leaves, tx - 1) for tx in range(start + 1, end)]
+    assert _linear_advance_holds(proof(link, paths), start, end, alhs[end - 1], root, 8)
+    forged = list(link)
+    forged[2] = bytes(32)
+    assert not _linear_advance_holds(proof(forged, paths), start, end, alhs[end - 1], root, 8)
+    assert not _linear_advance_holds(proof(link, paths[:-1]), start, end, alhs[end - 1], root, 8)
+    other_tree = merkle.root([merkle.leaf_hash(bytes([i]) * 32) for i in range(8)])
+    assert not _linear_advance_holds(proof(link, paths), start, end, alhs[end - 1], other_tree, 8)
+    assert not _linear_advance_holds(proof(link, paths), start, end, bytes(32), root, 8)
+    assert _linear_advance_holds(proof([], []), 5, 6, b"", root, 8)  # adjacent: nothing to prove

@@ -22,6 +22,7 @@ from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.immudb_conn import parse_url, read_password, read_server_key, read_timeout
 from notary.ledger.immudb_proofs import (
     ImmuState,
+    check_linear_advance,
     check_tx_entries,
     header_alh,
     header_time,
@@ -59,6 +60,7 @@ class ImmudbLedger(ImmudbSession):
                 ((key, value),) = encoded.items()
                 self._rpc(lambda: self._client.verifiedSet(key, value))
                 vtx = self._last("VerifiableSet")
+                check_linear_advance(vtx.dualProof)
                 header = vtx.tx.header
                 if header_alh(header) != self._rs.current.alh and int(header.id) == self._rs.current.tx:
                     raise ProofError(f"immudb transaction {header.id} does not match the verified state")
@@ -76,7 +78,38 @@ class ImmudbLedger(ImmudbSession):
         if at_tx is not None and at_tx < 1:
             return None
         with self._guard(f"read {key}"):
-            return self._verified_get(key, at_tx)
+            if at_tx is None:
+                return self._verified_get(key, None)
+            return self._verified_get_as_of(key, at_tx)
+
+    def _verified_get_as_of(self, key: str, at_tx: int) -> Entry | None:
+        """The version of key current at transaction at_tx.
+
+        immudb's `atTx` reads the value written *in* that transaction, not as of it. When key was not written
+        in at_tx, its history names the last earlier version (the server's word, like every "latest"), and that
+        version is then read with a verified call at its own transaction.
+        """
+        exact = self._verified_get(key, at_tx)
+        if exact is not None:
+            return exact
+        k = _key_bytes(key)
+        offset = 0
+        while True:
+            try:
+                page = self._rpc(lambda o=offset: self._client.history(k, o, _PAGE, True))
+            except Exception as exc:
+                if _is_missing(exc):
+                    return None
+                raise
+            for item in page:
+                if int(item.tx) <= at_tx:
+                    entry = self._verified_get(key, int(item.tx))
+                    if entry is None or entry.tx != int(item.tx):
+                        raise ProofError(f"immudb history of {key} names tx {item.tx}, which does not verify")
+                    return entry
+            if len(page) < _PAGE:
+                return None
+            offset += len(page)
 
     def history(self, key: str) -> list[Entry]:
         k = _key_bytes(key)
@@ -185,6 +218,7 @@ class ImmudbLedger(ImmudbSession):
         tx = int(ventry.entry.tx)
         if at_tx is not None and tx > at_tx:
             raise ProofError(f"immudb answered a read of {key} as of tx {at_tx} with tx {tx}")
+        check_linear_advance(ventry.verifiableTx.dualProof)
         header = proven_header(ventry.verifiableTx.dualProof, tx)
         self._header_cache[tx] = header
         state = self._rs.current
@@ -213,6 +247,7 @@ class ImmudbLedger(ImmudbSession):
             if self._rpc(lambda: self._client.verifiedTxById(tx)) is None:
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {tx}")
             vtx = self._last("VerifiableTxById")
+            check_linear_advance(vtx.dualProof)
             header = proven_header(vtx.dualProof, tx)
             if kvs is not None:
                 check_tx_entries(vtx, header, kvs)

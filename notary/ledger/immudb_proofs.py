@@ -193,3 +193,47 @@ def verify_tx_tofu(vtx: Any, tx: int) -> Any:
     if not store.VerifyDualProof(schema.DualProofFromProto(dp), tx, tx, alh, alh):
         raise ProofError(f"immudb proof of transaction {tx} does not verify")
     return dp.targetTxHeader
+
+
+def check_linear_advance(dual_proof: Any) -> None:
+    """The last step of immudb's dual proof, which immudb-py 1.5.0 does not perform.
+
+    Transactions after the source header's binary-linking tree (source.blTxId) are known to the source state
+    only through the linear hash chain. When the target's tree has absorbed them, the server must show that the
+    tree leaves for those transactions are exactly that chain; otherwise it could present a target tree over a
+    rewritten recent history. The chain runs from source.blTxId to the source tx (when the target tree holds
+    the source tx) or to the target tree's last tx.
+    """
+    source = dual_proof.sourceTxHeader
+    target = dual_proof.targetTxHeader
+    source_tx, tree_size = int(source.id), int(target.blTxId)
+    root = bytes(target.blRoot)
+    if source_tx < tree_size:
+        end_tx, end_alh = source_tx, header_alh(source)
+    else:
+        end_tx, end_alh = tree_size, bytes(dual_proof.targetBlTxAlh)
+    if not _linear_advance_holds(dual_proof.LinearAdvanceProof, int(source.blTxId), end_tx, end_alh, root, tree_size):
+        raise ProofError(
+            f"immudb dual proof from tx {source_tx} to tx {target.id}: its binary-linking tree does not match the "
+            "linear chain of transactions (linear advance proof)"
+        )
+
+
+def _linear_advance_holds(proof: Any, start: int, end: int, end_alh: bytes, root: bytes, tree_size: int) -> bool:
+    if end < start:
+        return False
+    if end <= start + 1:
+        return True  # nothing between the old tree and the end that the other parts of the proof leave open
+    from immudb.embedded.ahtree import verification as ahtree
+    from immudb.embedded.store.verification import leafFor
+
+    terms = [bytes(t) for t in proof.linearProofTerms]
+    inclusions = [[bytes(t) for t in p.terms] for p in proof.inclusionProofs]
+    if len(terms) != end - start or len(inclusions) != end - start - 1:
+        return False
+    alh = terms[0]  # Alh of tx start+1
+    for tx in range(start + 1, end):
+        if not ahtree.VerifyInclusion(inclusions[tx - start - 1], tx, tree_size, leafFor(alh), root):
+            return False
+        alh = hashlib.sha256(struct.pack(">Q", tx + 1) + alh + terms[tx - start]).digest()
+    return alh == end_alh
