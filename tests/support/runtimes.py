@@ -102,7 +102,8 @@ class GateWorld:
     # ------------------------------------------------------------ the gate side
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+        keep = ("NOTARY_IMMUDB_PASSWORD", "NOTARY_IMMUDB_PASSWORD_FILE")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_") or k in keep}
         env["NOTARY_CONFIG"] = str(self.config)
         return env
 
