@@ -125,7 +125,12 @@ def test_revoked_image_is_refused_and_an_existing_container_cannot_start(
     subject = _notarize_archive(world, images["revoked"])
     _load(daemon, images["revoked"])
     created = daemon.docker("create", "--network", "none", "notary.test/revoked:v1").stdout.strip()
+    running = daemon.docker("run", "-d", "--network", "none", "notary.test/revoked:v1", "/bin/sleep", "60").stdout.strip()
     world.revoke(subject.digest, "CVE-2026-5555")
+    exec_ = daemon.docker("exec", running, "/bin/echo", "exec-ran", check=False)
+    assert exec_.returncode != 0 and "CVE-2026-5555" in exec_.stderr and "exec-ran" not in exec_.stdout
+    assert world.decisions()[-1]["action"] == "exec"
+    daemon.docker("rm", "--force", running, check=False)
     code, output = _run(daemon, "notary.test/revoked:v1")
     assert code != 0 and "CVE-2026-5555" in output and "marker-revoked" not in output
     start = daemon.docker("start", "--attach", created, check=False)

@@ -144,3 +144,17 @@ def test_bundle_without_any_image_identity_is_refused(world: GateWorld, busybox_
     proc = run_runc(bundle, tmp_path / "runc-state")
     assert proc.returncode != 0 and not (trace / "ran").exists()
     assert "no image digest known" in proc.stderr
+
+
+def test_cli_subcommand_works_as_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+    """`notary gate oci-hook` (the CLI form) decides exactly like the light entry point."""
+    import sys
+
+    world.notarize(image_subject(busybox_layout), trusted=False)
+    hook = world.hook_spec()
+    hook["args"] = [sys.executable, "-m", "notary.cli.main", "gate", "oci-hook"]
+    trace = tmp_path / "trace"
+    bundle = runc_bundle(busybox_layout, "v1", tmp_path / "bundle", trace, hook)
+    proc = run_runc(bundle, tmp_path / "runc-state")
+    assert proc.returncode != 0 and not (trace / "ran").exists()
+    assert "not notarized by any trusted key" in proc.stderr
