@@ -4,11 +4,12 @@ The runtime runs the hook at `createRuntime` (or the deprecated but widespread `
 state on stdin; a non-zero exit stops the container before its process runs, and the runtime shows stderr.
 The image is identified from, in order: notary's own annotations (`dev.notary.image.digest`, comma-separated
 digests, and `dev.notary.image.name`), CRI-O's (`io.kubernetes.cri-o.ImageName` / `ImageRef` / `Image`),
-containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), Docker's and podman's storage (container
-id -> image), and a umoci-unpacked bundle's `umoci.json`. Finding nothing refuses.
+containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), a umoci-unpacked bundle's `umoci.json`,
+and Docker's and podman's storage (container id -> image). Finding nothing refuses.
 
-This module is the hook's entry point (`python -m notary.gate.oci_hook`): it avoids click, requests and
-every backend it does not use, because its start-up time is added to every container start.
+This module is the hook's entry point (`python -c HOOK_CODE`, or `python -m notary.gate.oci_hook`): it
+avoids click, requests and every backend it does not use, because its start-up time is added to every
+container start.
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
     root = config.get("root")
     rootfs = root.get("path") if isinstance(root, Mapping) else None
     bundle = str(state.get("bundle") or "")
+    if bundle:
+        found = _umoci_digests(bundle)
+        if found:
+            return ImageIdentity(annotations.get("org.opencontainers.image.ref.name"), tuple(found), "umoci")
     if isinstance(container_id, str) and container_id and isinstance(rootfs, str):
         from notary.gate import docker_storage
 
@@ -136,10 +141,6 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
             image = podman_storage.image_of_container(container_id, storage)
             return ImageIdentity(image.names[0] if image.names else None, (*image.digests, image.image_id),
                                  "podman")
-    if bundle:
-        found = _umoci_digests(bundle)
-        if found:
-            return ImageIdentity(annotations.get("org.opencontainers.image.ref.name"), tuple(found), "umoci")
     return ImageIdentity(None, (), "none")
 
 
