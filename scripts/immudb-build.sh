@@ -9,7 +9,7 @@
 # Progress goes to stderr; stdout is only the directory, so callers can capture it.
 set -euo pipefail
 
-IMMUDB_VERSION="${IMMUDB_VERSION:-v1.9.5}"   # pinned: see docs/immudb.md ("Server version")
+IMMUDB_VERSION="${IMMUDB_VERSION:-v1.10.0}"   # pinned: see docs/immudb.md ("Server version")
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/notary"
 dest="$cache_root/immudb-$IMMUDB_VERSION"
 

@@ -226,7 +226,7 @@ def fresh_immudb_url(server: ImmudbServer) -> str:
 
 @pytest.fixture(scope="session")
 def immudb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImmudbServer]:
-    """One real immudb (1.9.5, state signing on) for the whole session."""
+    """One real immudb (the pinned version, state signing on) for the whole session."""
     binaries = immudb_binaries()
     base = tmp_path_factory.mktemp("immudb")
     private, public = write_signing_key(base)
