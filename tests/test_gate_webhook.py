@@ -204,3 +204,33 @@ def test_image_by_tag_is_resolved_through_the_registry(webhook: Webhook, world: 
     assert out["allowed"] is False and "not notarized" in out["status"]["message"]
     out = verdict(webhook, pod(f"{registry}/gate/bb:missing"))
     assert out["allowed"] is False and "cannot resolve" in out["status"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "fields"),
+    [
+        ("StatefulSet", {"spec": {"template": {"spec": pod_spec("a", init=("b",))}}},
+         ["spec.template.spec.initContainers[0]", "spec.template.spec.containers[0]"]),
+        ("DaemonSet", {"spec": {"template": {"spec": pod_spec("a", "c")}}},
+         ["spec.template.spec.containers[0]", "spec.template.spec.containers[1]"]),
+        ("Job", {"spec": {"template": {"spec": pod_spec("a")}}}, ["spec.template.spec.containers[0]"]),
+        ("ReplicaSet", {"spec": {"template": {"spec": pod_spec("a")}}}, ["spec.template.spec.containers[0]"]),
+        ("Pod", {"spec": pod_spec("a", ephemeral=("d",))}, ["spec.containers[0]", "spec.ephemeralContainers[0]"]),
+        ("EphemeralContainers", {"ephemeralContainers": [{"name": "dbg", "image": "d"}]},
+         ["ephemeralContainers[0]"]),
+        ("Service", {"spec": {"ports": []}}, []),
+    ],
+)
+def test_every_container_of_every_pod_template_kind_is_found(kind: str, obj: dict[str, Any],
+                                                              fields: list[str]) -> None:
+    from notary.gate.webhook import image_uses
+
+    assert [u.field for u in image_uses(kind, obj)] == fields
+
+
+def test_a_workload_without_a_pod_template_is_malformed() -> None:
+    from notary.errors import InputError
+    from notary.gate.webhook import image_uses
+
+    with pytest.raises(InputError):
+        list(image_uses("Deployment", {"spec": {"replicas": 1}}))

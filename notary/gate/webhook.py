@@ -58,6 +58,9 @@ def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> tuple[str, Mapping[str, An
 
 
 def image_uses(kind: str, obj: Mapping[str, Any]) -> Iterator[ImageUse]:
+    if kind == "EphemeralContainers":  # the pods/ephemeralcontainers subresource before Kubernetes 1.23
+        yield from _containers("", "ephemeralContainers", obj.get("ephemeralContainers"))
+        return
     found = pod_spec_of(kind, obj)
     if found is None:
         if kind == "Pod" or kind in TEMPLATE_KINDS or kind == "CronJob":
@@ -65,16 +68,22 @@ def image_uses(kind: str, obj: Mapping[str, Any]) -> Iterator[ImageUse]:
         return
     path, spec = found
     for field_name in CONTAINER_FIELDS:
-        containers = spec.get(field_name) or []
-        if not isinstance(containers, list):
-            raise InputError(f"{path}.{field_name} is not a list")
-        for i, container in enumerate(containers):
-            if not isinstance(container, Mapping):
-                raise InputError(f"{path}.{field_name}[{i}] is not an object")
-            image = container.get("image")
-            if not isinstance(image, str) or not image.strip():
-                raise InputError(f"{path}.{field_name}[{i}] has no image")
-            yield ImageUse(f"{path}.{field_name}[{i}]", str(container.get("name", "")), image.strip())
+        yield from _containers(path + ".", field_name, spec.get(field_name))
+
+
+def _containers(prefix: str, field_name: str, containers: Any) -> Iterator[ImageUse]:
+    where = f"{prefix}{field_name}"
+    if containers is None:
+        return
+    if not isinstance(containers, list):
+        raise InputError(f"{where} is not a list")
+    for i, container in enumerate(containers):
+        if not isinstance(container, Mapping):
+            raise InputError(f"{where}[{i}] is not an object")
+        image = container.get("image")
+        if not isinstance(image, str) or not image.strip():
+            raise InputError(f"{where}[{i}] has no image")
+        yield ImageUse(f"{where}[{i}]", str(container.get("name", "")), image.strip())
 
 
 def parse_review(body: bytes) -> dict[str, Any]:
