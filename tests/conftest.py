@@ -27,6 +27,6 @@ from tests.support.images import (
     multiarch_layout,
     multiarch_layout_template,
 )
+from tests.support.immudb import immudb_server  # noqa: F401
 from tests.support.ledgers import ledger_url  # noqa: F401
 from tests.support.registry import auth_registry, registry, token_registry  # noqa: F401
-from tests.support.immudb import immudb_server  # noqa: F401
