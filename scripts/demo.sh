@@ -10,12 +10,13 @@ export NOTARY_LEDGER="file://$WORK/ledger.db" NOTARY_STATE_DIR="$WORK/state"
 unset NOTARY_SIGNING_KEY NOTARY_CONFIG
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 step "1. build a small OCI image (umoci + busybox-static)"
 umoci init --layout "$WORK/image" >/dev/null
 umoci new --image "$WORK/image:v1"
 umoci unpack --image "$WORK/image:v1" "$WORK/bundle" >/dev/null
+mkdir -p "$WORK/bundle/rootfs/bin"
 install -m 0755 /bin/busybox "$WORK/bundle/rootfs/bin/busybox"
 ln -s busybox "$WORK/bundle/rootfs/bin/sh"
 echo "built by the notary demo" > "$WORK/bundle/rootfs/hello.txt"
