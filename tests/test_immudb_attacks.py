@@ -166,3 +166,50 @@ def test_cli_exit_codes_for_immudb_failures(server: ImmudbServer, tmp_path: Path
     _restart_with(server, tmp_path / "old")
     rolled = _cli("--ledger", server.url, "ledger", "info", env={**env, "NOTARY_IMMUDB_PASSWORD": server.password})
     assert rolled.returncode == 3 and "rolled back" in rolled.stderr, rolled.stderr
+
+
+def test_corrupt_trusted_state_fails_closed(server: ImmudbServer, tmp_path: Path) -> None:
+    from notary.errors import TrustStoreError
+
+    url = fresh_immudb_url(server)
+    store = TrustStore(tmp_path / "trust")
+    ledger = ImmudbLedger.open(url, trust=store)
+    ledger.write({"a": b"1"})
+    path = store.path_for(ledger.ledger_id)
+    path.write_text("{ not json")
+    with pytest.raises(TrustStoreError, match="corrupt"):
+        ImmudbLedger.open(url, trust=store)
+    assert path.read_text() == "{ not json", "a corrupt state is never silently replaced by the server's word"
+
+
+def test_silent_server_times_out_as_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", "immudb")
+    monkeypatch.setenv("NOTARY_IMMUDB_TIMEOUT", "1")
+    with socket.socket() as silent:  # accepts connections, never speaks gRPC
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"immudb://immudb@127.0.0.1:{silent.getsockname()[1]}/defaultdb"
+        started = time.monotonic()
+        with pytest.raises(LedgerUnavailableError, match="unreachable"):
+            ImmudbLedger.open(url, trust=TrustStore(tmp_path / "trust"))
+        assert time.monotonic() - started < 10
+
+
+def test_password_file_is_read(server: ImmudbServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "immudb-password"
+    secret.write_text(server.password + "\n")
+    secret.chmod(0o600)
+    monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD_FILE", str(secret))
+    ledger = ImmudbLedger.open(server.url, trust=TrustStore(tmp_path / "trust"))
+    assert ledger.info().details["server_version"]
+
+
+def test_benchmark_reports_rates(server: ImmudbServer) -> None:
+    from notary.ledger.bench_immudb import bench_notarize_vs_raw
+
+    numbers = bench_notarize_vs_raw(server.url_for(server.create_database()), server.password, 5)
+    rates = [v for k, v in numbers.items() if k.endswith("_per_s")]
+    assert len(rates) == 6 and all(r > 0 for r in rates) and numbers["ledger_vs_raw"] > 0
