@@ -174,3 +174,27 @@ def test_json_output_carries_the_decision(world: GateWorld) -> None:
 def test_garbage_image_argument_is_a_usage_error(world: GateWorld) -> None:
     result = world.gate_check("not an image!")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_concurrent_gates_during_notarizations_never_report_false_integrity_failures(world: GateWorld) -> None:
+    """Many containers start at once while CI writes: every gate must still allow, none may see a 'rollback'."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set() and i < 30:
+            world.notarize(Subject(f"sha256:{i + 1000:064x}", "registry.example/other", "oci-manifest"))
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            results = list(pool.map(lambda _: world.gate_check(DIGEST), range(18)))
+    finally:
+        stop.set()
+        thread.join()
+    assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results if r.returncode]
