@@ -14,6 +14,7 @@ import pytest
 from notary.config import load_config
 from notary.gate.decide import gate_for
 from notary.sources.base import Subject
+from tests.support.registry import registry  # noqa: F401 - fixture
 from tests.support.runtimes import GateWorld
 
 DIGEST = "sha256:" + "ab" * 32
@@ -198,3 +199,18 @@ def test_concurrent_gates_during_notarizations_never_report_false_integrity_fail
         stop.set()
         thread.join()
     assert [r.returncode for r in results] == [0] * len(results), [r.stderr for r in results if r.returncode]
+
+
+def test_a_tag_is_resolved_through_the_registry_and_the_digest_decides(
+        world: GateWorld, registry: str, busybox_layout: Path) -> None:  # noqa: F811
+    digest = registry.push(busybox_layout, "v1", "check/bb:v1")  # type: ignore[attr-defined]
+    result = world.gate_check(f"{registry}/check/bb:v1", "--insecure")
+    assert result.returncode == 1 and digest in result.stderr
+    world.notarize(Subject(digest, f"{registry}/check/bb:v1", "oci-manifest"))
+    result = world.gate_check(f"{registry}/check/bb:v1", "--insecure")
+    assert result.returncode == 0, result.stderr
+    line = world.decisions()[-1]
+    assert line["digest"] == digest and line["image"] == f"{registry}/check/bb:v1"
+    missing_tag = world.gate_check(f"{registry}/check/bb:nope", "--insecure")
+    assert missing_tag.returncode not in (0, 1, 3), missing_tag.stderr
+    assert missing_tag.stderr.count("\n") == 1, missing_tag.stderr
