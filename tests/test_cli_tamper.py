@@ -122,3 +122,24 @@ def _digest(path: Path) -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_deleted_revocation_is_found_by_ledger_audit(notarized: tuple[Notary, Path, Path]) -> None:
+    """Per-read proofs cannot see a newest version deleted from the file; the full audit must."""
+    import sqlite3
+
+    notary, key, artifact = notarized
+    notary.run("revoke", str(artifact), "--reason", "compromised", "--key", str(key))
+    notary.run("notarize", str(notary.root / "ci.key.pub"), "--job-id", "later", "--key", str(key))
+    notary.run("ledger", "audit")
+    before = notary.run("--json", "history", str(artifact)).json["subjects"][0]["versions"]
+    revocation_tx = [v["tx"] for v in before if v["status"] == "revoked"][0]
+    con = sqlite3.connect(notary.ledger_path)  # schema: docs/proofs.md
+    deleted = con.execute("DELETE FROM entries WHERE tx = ? AND key LIKE 'subject/%'", (revocation_tx,)).rowcount
+    con.commit()
+    con.close()
+    # The attack works on a plain read: the revocation is simply gone ...
+    notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=None)
+    assert deleted >= 1
+    result = notary.run("ledger", "audit", expect=3)
+    assert len(result.err.strip().splitlines()) == 1

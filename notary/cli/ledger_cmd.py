@@ -34,3 +34,27 @@ def info(app: App) -> None:
         return "\n".join(lines)
 
     app.emit(data, human)
+
+
+@ledger.command("audit")
+@pass_app
+def audit(app: App) -> None:
+    """Recompute the whole embedded ledger from its rows and check every signed head (O(n)).
+
+    Per-read proofs show a value is in the tree; they cannot show that a newer version of the key was not
+    deleted from the file. This full check can: run it on a schedule, or before trusting a ledger copy.
+    """
+    from notary.errors import UsageError
+
+    ledger_obj = app.open_ledger()
+    run_audit = getattr(ledger_obj, "audit", None)
+    if run_audit is None:
+        raise UsageError("ledger audit applies to the embedded ledger; immudb verifies on the server side",
+                         hint="for immudb, audit with immuclient (docs/immudb.md)")
+    report = run_audit()
+    app.emit(
+        {"ok": True, "head": report.head.to_json(), "entries": report.entries, "transactions": report.transactions,
+         "keys": report.keys, "signatures_checked": report.signatures_checked},
+        f"audit ok: {report.entries} entries in {report.transactions} transactions, {report.keys} keys, "
+        f"{report.signatures_checked} head signatures checked; head size {report.head.tree_size}",
+    )
