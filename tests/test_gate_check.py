@@ -214,3 +214,4 @@ def test_a_tag_is_resolved_through_the_registry_and_the_digest_decides(
     missing_tag = world.gate_check(f"{registry}/check/bb:nope", "--insecure")
     assert missing_tag.returncode not in (0, 1, 3), missing_tag.stderr
     assert missing_tag.stderr.count("\n") == 1, missing_tag.stderr
+    assert world.decisions()[-1]["decision"] == "refuse"

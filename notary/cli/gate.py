@@ -40,12 +40,18 @@ def check(app: App, image: str, name: str | None, **flags: Any) -> None:
     needs no registry), a bare sha256: digest, or a notary SUBJECT (oci:DIR:TAG, docker-archive:FILE,
     docker-daemon:NAME, registry://...). The decision is logged to the policy's decision_log.
     """
-    from notary.gate.decide import gate_for
+    from notary.errors import NotaryError
+    from notary.gate.decide import GateDecision, gate_for
     from notary.gate.resolve import resolve_image
 
     the_gate = gate_for(app.config, app.ledger_url, front_end="check")
     try:
-        found_name, digests = resolve_image(image, source_options(app, flags))
+        try:
+            found_name, digests = resolve_image(image, source_options(app, flags))
+        except NotaryError as exc:  # logged like every other refusal, then reported with its own exit code
+            the_gate.log_only(GateDecision(name or image, None, False, exc.exit_code,
+                                           f"cannot resolve {image}: {exc.one_line()}", "error"))
+            raise
         decision = the_gate.check(name or found_name, digests)
     finally:
         the_gate.close()
