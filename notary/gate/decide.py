@@ -14,7 +14,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,25 +26,34 @@ ALLOW, REFUSE = "allow", "refuse"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
-@dataclass(frozen=True)
 class GateDecision:
-    """What the gate said about one image, and why.
+    """What the gate said about one image, and why (a value: never mutated after it is made).
 
     via: verified (the ledger's word), break-glass, fail-open, policy (no rule / no digest), error.
     exit_code follows the CLI contract: 0 allowed, 1 refused, 2 bad input, 3 integrity, 4 unreachable.
+    A plain class, not a dataclass: the runtime hook imports this on every container start.
     """
 
-    image: str | None
-    digest: str | None
-    allowed: bool
-    exit_code: int
-    reason: str
-    via: str
-    tree_size: int | None = None
-    status: str | None = None
-    signer: str | None = None
-    digests: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("image", "digest", "allowed", "exit_code", "reason", "via", "tree_size", "status", "signer",
+                 "digests", "extra")
+
+    def __init__(self, image: str | None, digest: str | None, allowed: bool, exit_code: int, reason: str,
+                 via: str, tree_size: int | None = None, status: str | None = None, signer: str | None = None,
+                 digests: tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> None:
+        self.image = image
+        self.digest = digest
+        self.allowed = allowed
+        self.exit_code = exit_code
+        self.reason = reason
+        self.via = via
+        self.tree_size = tree_size
+        self.status = status
+        self.signer = signer
+        self.digests = tuple(digests)
+        self.extra: dict[str, Any] = dict(extra or {})
+
+    def __repr__(self) -> str:
+        return f"GateDecision({self.decision} {self.image or self.digest}: {self.reason})"
 
     @property
     def decision(self) -> str:

@@ -18,7 +18,6 @@ import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,11 +33,13 @@ _SHA = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass(frozen=True)
 class ImageIdentity:
-    name: str | None
-    digests: tuple[str, ...]
-    source: str
+    __slots__ = ("name", "digests", "source")
+
+    def __init__(self, name: str | None, digests: tuple[str, ...], source: str) -> None:
+        self.name = name
+        self.digests = digests
+        self.source = source
 
 
 def digests_in(value: str | None) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -98,12 +97,18 @@ def _glob_regex(glob: str) -> re.Pattern[str]:
 # ---------------------------------------------------------------- the policy
 
 
-@dataclass(frozen=True)
 class TrustRule:
-    images: tuple[str, ...]
-    key_paths: tuple[str, ...]
-    keys: tuple[keys.PublicKey, ...]
-    patterns: tuple[re.Pattern[str], ...] = field(repr=False, default=())
+    """Keys trusted for the image names its globs match. (Plain classes here: the hook imports this module on
+    every container start, and dataclass creation is measurable there.)"""
+
+    __slots__ = ("images", "key_paths", "keys", "patterns")
+
+    def __init__(self, images: tuple[str, ...], key_paths: tuple[str, ...], keys: tuple[keys.PublicKey, ...],
+                 patterns: tuple[re.Pattern[str], ...] = ()) -> None:
+        self.images = images
+        self.key_paths = key_paths
+        self.keys = keys
+        self.patterns = patterns
 
     def matches(self, name: str | None) -> bool:
         if name is None:
@@ -111,13 +116,16 @@ class TrustRule:
         return any(p.match(name) for p in self.patterns)
 
 
-@dataclass(frozen=True)
 class BreakGlass:
-    digest: str
-    reason: str
-    expires: datetime | None = None
-    images: tuple[str, ...] = ()
-    patterns: tuple[re.Pattern[str], ...] = field(repr=False, default=())
+    __slots__ = ("digest", "reason", "expires", "images", "patterns")
+
+    def __init__(self, digest: str, reason: str, expires: datetime | None = None, images: tuple[str, ...] = (),
+                 patterns: tuple[re.Pattern[str], ...] = ()) -> None:
+        self.digest = digest
+        self.reason = reason
+        self.expires = expires
+        self.images = images
+        self.patterns = patterns
 
     def applies(self, digest: str, name: str | None, now: datetime) -> bool:
         if digest != self.digest:
@@ -129,14 +137,18 @@ class BreakGlass:
         return True
 
 
-@dataclass(frozen=True)
 class Policy:
-    trust: tuple[TrustRule, ...]
-    fail_open: bool = False
-    max_age: timedelta | None = None
-    decision_log: str | None = None
-    break_glass: tuple[BreakGlass, ...] = ()
-    source: str | None = None
+    __slots__ = ("trust", "fail_open", "max_age", "decision_log", "break_glass", "source")
+
+    def __init__(self, trust: tuple[TrustRule, ...], fail_open: bool = False, max_age: timedelta | None = None,
+                 decision_log: str | None = None, break_glass: tuple[BreakGlass, ...] = (),
+                 source: str | None = None) -> None:
+        self.trust = trust
+        self.fail_open = fail_open
+        self.max_age = max_age
+        self.decision_log = decision_log
+        self.break_glass = break_glass
+        self.source = source
 
     def rule_for(self, name: str | None) -> TrustRule | None:
         """The first rule matching the (normalized) image name; None: no key is trusted for it."""
