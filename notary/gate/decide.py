@@ -154,7 +154,8 @@ class Gate:
                 decision = GateDecision(decision.image, decision.digest, False, EXIT_UNAVAILABLE,
                                         f"cannot write the decision log {self.log.path}: {exc.strerror}; "
                                         "refusing an allow that would not be recorded", "error",
-                                        decision.tree_size, decision.status, decision.signer, decision.digests)
+                                        decision.tree_size, decision.status, decision.signer, decision.digests,
+                                        decision.extra)
         return decision
 
     def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
