@@ -28,7 +28,7 @@ def _finish(app: App, decision: Any) -> None:
         raise SystemExit(decision.exit_code or 1)
 
 
-@gate.command("check")
+@gate.command("check", short_help="Decide about one image (exit 0/1/3/4), as the runtime gates would.")
 @click.argument("image")
 @click.option("--name", metavar="NAME", help="Image name for the policy's globs when IMAGE is a bare digest.")
 @source_options_flags
@@ -58,7 +58,7 @@ def check(app: App, image: str, name: str | None, **flags: Any) -> None:
     _finish(app, decision)
 
 
-@gate.command("oci-hook", context_settings={"ignore_unknown_options": True})
+@gate.command("oci-hook", short_help="OCI runtime hook: container state on stdin, non-zero exit refuses.")
 @click.option("--storage-root", metavar="DIR", help="podman storage root (default: from the bundle's rootfs, "
               "else /var/lib/containers/storage).")
 @click.pass_obj
@@ -80,7 +80,7 @@ def oci_hook(app: App, storage_root: str | None) -> None:
     raise SystemExit(code)
 
 
-@gate.command("webhook")
+@gate.command("webhook", short_help="Kubernetes validating admission webhook over TLS.")
 @click.option("--cert", "certfile", required=True, metavar="PEM", help="TLS certificate (chain) file.")
 @click.option("--key", "keyfile", required=True, metavar="PEM", help="TLS private key file.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
@@ -113,7 +113,7 @@ def webhook(app: App, certfile: str, keyfile: str, port: int, host: str, max_bod
         the_gate.close()
 
 
-@gate.command("docker-authz")
+@gate.command("docker-authz", short_help="Docker Engine authorization plugin on a unix socket.")
 @click.option("--name", default="notary", show_default=True,
               help="Plugin name: dockerd --authorization-plugin=NAME finds /run/docker/plugins/NAME.sock.")
 @click.option("--socket", "socket_file", metavar="PATH", help="Listen here instead (then point "
@@ -142,8 +142,8 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
         the_gate.close()
 
 
-@gate.command("containerd-verifier", context_settings={"ignore_unknown_options": True,
-                                                        "allow_interspersed_args": True})
+@gate.command("containerd-verifier", short_help="containerd 2.x image verifier: exit 0 allows the pull.",
+              context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
@@ -162,7 +162,7 @@ def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
     raise SystemExit(main(argv, sys.stdin.buffer))
 
 
-@gate.command("install")
+@gate.command("install", short_help="Write the hooks.d file, containerd verifier or docker runtime wrapper.")
 @click.argument("target", type=click.Choice(["podman", "cri-o", "containerd", "docker"]))
 @click.option("--hooks-dir", "directory", metavar="DIR", help="Where to write: hooks.d for podman/cri-o "
               "(default /etc/containers/oci/hooks.d), containerd's verifier bin_dir (default "
