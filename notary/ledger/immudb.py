@@ -62,7 +62,7 @@ class ImmudbLedger(ImmudbSession):
                 vtx = self._last("VerifiableSet")
                 check_linear_advance(vtx.dualProof)
                 header = vtx.tx.header
-                if header_alh(header) != self._rs.current.alh and int(header.id) == self._rs.current.tx:
+                if int(header.id) != self._rs.current.tx or header_alh(header) != self._rs.current.alh:
                     raise ProofError(f"immudb transaction {header.id} does not match the verified state")
             else:
                 tx = int(self._rpc(lambda: self._client.setAll(encoded)).id)
