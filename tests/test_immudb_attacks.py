@@ -213,3 +213,23 @@ def test_benchmark_reports_rates(server: ImmudbServer) -> None:
     numbers = bench_notarize_vs_raw(server.url_for(server.create_database()), server.password, 5)
     rates = [v for k, v in numbers.items() if k.endswith("_per_s")]
     assert len(rates) == 6 and all(r > 0 for r in rates) and numbers["ledger_vs_raw"] > 0
+
+
+def test_value_tampered_on_the_servers_disk_is_an_integrity_error(server: ImmudbServer, tmp_path: Path) -> None:
+    url = fresh_immudb_url(server)
+    store = TrustStore(tmp_path / "trust")
+    ledger = ImmudbLedger.open(url, trust=store)
+    ledger.write({"subject/t": b'{"status":"revoked","mark":"NOTARY-TAMPER"}'})
+    ledger.write({"other": b"x"})
+    trusted = store.path_for(ledger.ledger_id).read_bytes()
+    server.stop()
+    touched = 0
+    for f in (server.data_dir / url.rsplit("/", 1)[1]).rglob("*"):
+        if f.is_file() and b'"revoked","mark":"NOTARY-TAMPER"' in (data := f.read_bytes()):
+            f.write_bytes(data.replace(b'"revoked","mark":"NOTARY-TAMPER"', b'"trusted","mark":"NOTARY-TAMPER"'))
+            touched += 1
+    assert touched, "the value was found in the server's files"
+    server.start()
+    with pytest.raises(IntegrityError, match="corrupted"):
+        ledger.get("subject/t")
+    assert store.path_for(ledger.ledger_id).read_bytes() == trusted

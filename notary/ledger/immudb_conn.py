@@ -182,5 +182,10 @@ def translate(exc: BaseException, target: ImmudbTarget, what: str) -> NotaryErro
                 f"{where} has no database {target.database}",
                 hint=f"create it first (immuadmin database create {target.database})",
             )
+        if "corrupted" in (details or ""):  # immudb's own hash checks failed on its stored data
+            return ProofError(
+                f"{where} reports corrupted data while trying to {what}: {_short(details)}",
+                hint="the ledger's storage was altered or damaged; do not trust it",
+            )
         return LedgerUnavailableError(f"{where} failed to {what}: {_short(details)}")
     return None
