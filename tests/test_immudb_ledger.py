@@ -189,4 +189,7 @@ def test_reading_as_of_a_transaction_that_did_not_touch_the_key(url: str) -> Non
     assert ledger.get("subject/asof", at_tx=unrelated[2]).value == b"notarized"  # type: ignore[union-attr]
     assert ledger.get("subject/asof", at_tx=later).value == b"revoked"  # type: ignore[union-attr]
     assert ledger.get("subject/asof", at_tx=revoked).tx == revoked  # type: ignore[union-attr]
+    assert [ledger.get("subject/asof", at_tx=t).revision for t in (notarized, unrelated[0], revoked, later)] == [  # type: ignore[union-attr]
+        1, 1, 2, 2
+    ]
     assert ledger.get("subject/asof", at_tx=notarized - 1) is None if notarized > 1 else True

@@ -85,31 +85,39 @@ class ImmudbLedger(ImmudbSession):
     def _verified_get_as_of(self, key: str, at_tx: int) -> Entry | None:
         """The version of key current at transaction at_tx.
 
-        immudb's `atTx` reads the value written *in* that transaction, not as of it. When key was not written
-        in at_tx, its history names the last earlier version (the server's word, like every "latest"), and that
+        immudb's `atTx` reads the value written *in* that transaction, not as of it. The key's history names
+        the last version at or before at_tx and its revision (the server's word, like every "latest"); that
         version is then read with a verified call at its own transaction.
         """
-        exact = self._verified_get(key, at_tx)
-        if exact is not None:
-            return exact
+        if at_tx > self._rs.current.tx:
+            head = self._refresh_head()
+            if head is None or at_tx > int(head.id):
+                raise InputError(f"immudb ledger {self.ledger_id} has no transaction {at_tx} yet")
         k = _key_bytes(key)
+        found: tuple[int, int] | None = None  # (revision, tx)
         offset = 0
         while True:
             try:
-                page = self._rpc(lambda o=offset: self._client.history(k, o, _PAGE, True))
+                page = self._rpc(lambda o=offset: self._client.history(k, o, _PAGE, False))
             except Exception as exc:
                 if _is_missing(exc):
-                    return None
+                    break
                 raise
             for item in page:
-                if int(item.tx) <= at_tx:
-                    entry = self._verified_get(key, int(item.tx))
-                    if entry is None or entry.tx != int(item.tx):
-                        raise ProofError(f"immudb history of {key} names tx {item.tx}, which does not verify")
-                    return entry
+                offset += 1
+                if int(item.tx) > at_tx:
+                    page = []
+                    break
+                found = (offset, int(item.tx))
             if len(page) < _PAGE:
-                return None
-            offset += len(page)
+                break
+        if found is None:
+            return None
+        revision, tx = found
+        entry = self._verified_get(key, tx)
+        if entry is None or entry.tx != tx:
+            raise ProofError(f"immudb history of {key} names tx {tx}, which does not verify")
+        return replace(entry, revision=revision)
 
     def history(self, key: str) -> list[Entry]:
         k = _key_bytes(key)
