@@ -224,8 +224,8 @@ class ImmudbLedger(ImmudbSession):
         if ventry.entry.HasField("referencedBy") or bytes(ventry.entry.key) != k:
             raise ProofError(f"immudb answered a read of {key} with another key")
         tx = int(ventry.entry.tx)
-        if at_tx is not None and tx > at_tx:
-            raise ProofError(f"immudb answered a read of {key} as of tx {at_tx} with tx {tx}")
+        if at_tx is not None and tx != at_tx:  # immudb's atTx is exact: the version written in that tx
+            raise ProofError(f"immudb answered a read of {key} at tx {at_tx} with tx {tx}")
         check_linear_advance(ventry.verifiableTx.dualProof)
         header = proven_header(ventry.verifiableTx.dualProof, tx)
         self._header_cache[tx] = header
