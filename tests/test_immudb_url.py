@@ -113,6 +113,9 @@ def test_linear_advance_proof_binds_the_chain_to_the_new_tree() -> None:
     from types import SimpleNamespace
 
     from notary import merkle
+    from tests.support.immudb import require_immudb_py
+
+    require_immudb_py()
     from notary.ledger.immudb_proofs import _linear_advance_holds
 
     alhs, terms = _chain(10)

@@ -29,9 +29,18 @@ ADMIN_PASSWORD = "immudb"  # immudb's default superadmin password; test servers 
 _binaries: Path | None = None
 
 
+def require_immudb_py() -> None:
+    """immudb-py (the `immudb` extra) is needed by the backend and by these helpers: skip/fail without it."""
+    try:
+        import immudb  # noqa: F401
+    except ImportError as exc:
+        missing("immudb", f"immudb-py is not installed ({exc}); pip install -e '.[immudb]'")
+
+
 def immudb_binaries() -> Path:
     """Directory holding immudb and immuclient (IMMUDB_DIR, else scripts/immudb-build.sh); skip/fail if none."""
     global _binaries
+    require_immudb_py()
     if _binaries is not None:
         return _binaries
     env_dir = os.environ.get("IMMUDB_DIR")
