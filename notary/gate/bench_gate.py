@@ -13,6 +13,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -94,8 +95,15 @@ def _bundle(layout: Path, dest: Path, hook: dict[str, Any] | None) -> Path:
     return dest
 
 
-def _runc_once(runc: str, root: Path, bundle: Path) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _runc_once(runc: str, root: Path, bundle: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of runc and everything it waited for, the hook included)."""
     cid = "nb-" + uuid.uuid4().hex[:10]
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run([runc, "--root", str(root), "run", "--bundle", str(bundle), cid],
                           capture_output=True, stdin=subprocess.DEVNULL, check=False)
@@ -103,7 +111,7 @@ def _runc_once(runc: str, root: Path, bundle: Path) -> float:
     if proc.returncode != 0:
         subprocess.run([runc, "--root", str(root), "delete", "--force", cid], capture_output=True, check=False)
         raise RuntimeError(f"runc run failed: {proc.stderr.decode(errors='replace').strip()}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu
 
 
 def bench_hook(work: Path, runs: int = 21) -> dict[str, Any]:
@@ -128,13 +136,18 @@ def bench_hook(work: Path, runs: int = 21) -> dict[str, Any]:
     for _ in range(runs):
         without.append(_runc_once(runc, root, plain))
         with_hook.append(_runc_once(runc, root, hooked))
-    p50_without = statistics.median(without) * 1000
-    p50_with = statistics.median(with_hook) * 1000
+    p50_without = statistics.median(w for w, _ in without) * 1000
+    p50_with = statistics.median(w for w, _ in with_hook) * 1000
+    cpu_without = statistics.median(c for _, c in without) * 1000
+    cpu_with = statistics.median(c for _, c in with_hook) * 1000
     return {
         "runs": runs,
         "runc_run_p50_ms": round(p50_without, 1),
         "runc_run_with_hook_p50_ms": round(p50_with, 1),
         "hook_added_p50_ms": round(p50_with - p50_without, 1),
+        # CPU time is what the hook costs regardless of other load on the machine (wall time is not)
+        "hook_added_cpu_p50_ms": round(cpu_with - cpu_without, 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
         "goal_ms": 80,
     }
 
