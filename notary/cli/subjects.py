@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from notary.cli.common import App
 from notary.records import check_digest
-from notary.sources.base import SourceOptions
+
+if TYPE_CHECKING:
+    from notary.sources.base import SourceOptions
 
 _BARE_DIGEST = re.compile(r"^[a-z0-9]+:[0-9a-fA-F]{32,}$")
 
@@ -30,6 +32,10 @@ def source_options_flags(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def source_options(app: App, flags: dict[str, Any]) -> SourceOptions:
+    from notary.sources.base import (
+        SourceOptions,  # the registry/archive code loads only when a source is read
+    )
+
     registry = app.config.section("registry")
     auth = flags.get("registry_auth") or registry.get("auth_file")
     return SourceOptions(
