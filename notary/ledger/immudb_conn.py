@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from notary.errors import LedgerUnavailableError, NotaryError, ProofError, UsageError
+from notary.errors import InputError, LedgerUnavailableError, NotaryError, ProofError, UsageError
 
 DEFAULT_PORT = 3322
 DEFAULT_TIMEOUT = 10.0
@@ -181,6 +181,11 @@ def translate(exc: BaseException, target: ImmudbTarget, what: str) -> NotaryErro
             return LedgerUnavailableError(
                 f"{where} has no database {target.database}",
                 hint=f"create it first (immuadmin database create {target.database})",
+            )
+        if "max number of entries per tx exceeded" in (details or ""):
+            return InputError(
+                f"{where} refused the transaction: too many keys in one transaction",
+                hint="immudb allows 1024 per transaction by default; split the write",
             )
         if "corrupted" in (details or ""):  # immudb's own hash checks failed on its stored data
             return ProofError(
