@@ -169,9 +169,11 @@ def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
               "/opt/containerd/image-verifier/bin), the docker runtime wrapper notary-runc (default "
               "/usr/local/bin).")
 @click.option("--stage", type=click.Choice(["prestart", "createRuntime"]), default="prestart", show_default=True)
+@click.option("--server", "server", metavar="SOCKET", help="podman/cri-o: make the hook curl asking a running "
+              "`notary gate hook-server` on SOCKET (much faster container starts) instead of a Python hook.")
 @click.option("--dry-run", is_flag=True, help="Print what would be written.")
 @pass_app
-def install(app: App, target: str, directory: str | None, stage: str, dry_run: bool) -> None:
+def install(app: App, target: str, directory: str | None, stage: str, server: str | None, dry_run: bool) -> None:
     """Write the hooks.d file (podman, cri-o), the image verifier (containerd) or the runc wrapper (docker).
 
     The hook runs `python -m notary.gate.oci_hook` with NOTARY_CONFIG set to this notary.toml (--config or
@@ -186,6 +188,35 @@ def install(app: App, target: str, directory: str | None, stage: str, dry_run: b
     from notary.gate.policy import load_policy
 
     load_policy(app.config)  # refuse to install a hook whose policy cannot load
+    if server and target not in ("podman", "cri-o"):
+        raise UsageError("--server applies to the podman and cri-o hooks only")
     done = write(target, config=str(config), directory=directory, stage=stage, ledger=app.ledger_flag,
-                 dry_run=dry_run)
+                 dry_run=dry_run, server=server)
     app.emit(done.to_json(), lambda: done.content if dry_run else f"wrote {done.path}")
+
+
+@gate.command("hook-server", short_help="Resident gate on a unix socket for a curl-based (fast) OCI hook.")
+@click.option("--socket", "socket_file", default="/run/notary/gate.sock", show_default=True, metavar="PATH")
+@click.option("--storage-root", metavar="DIR", help="podman storage root (default: from each bundle's rootfs).")
+@pass_app
+def hook_server(app: App, socket_file: str, storage_root: str | None) -> None:
+    """Serve OCI hook decisions on a unix socket (0600), with the policy parsed and the ledger opened once.
+
+    \b
+    The hook is then curl (see `gate install podman --server`):
+      curl -sS --fail-with-body --unix-socket PATH --data-binary @- http://notary/oci-hook
+    200 allows; 403 refuses with the reason. If this server is down, curl fails and the container is refused.
+    """
+    from notary.gate.decide import gate_for
+    from notary.gate.hook_server import HookServer
+
+    the_gate = gate_for(app.config, app.ledger_url, front_end="oci-hook-server")
+    server = HookServer(socket_file, the_gate, storage_root)
+    click.echo(f"notary: gate hook server listening on {socket_file}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        the_gate.close()

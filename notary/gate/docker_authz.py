@@ -247,7 +247,7 @@ class AuthzServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path: str, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
         self.path = path
-        _remove_stale_socket(path)
+        remove_stale_socket(path)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         old = os.umask(0o177)  # the daemon runs as root; nobody else needs to talk to the plugin
         try:
@@ -261,7 +261,7 @@ class AuthzServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             os.unlink(self.path)
 
 
-def _remove_stale_socket(path: str) -> None:
+def remove_stale_socket(path: str) -> None:
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:

@@ -323,3 +323,39 @@ class AuthzPlugin:
         self.log.close()
         self.socket.unlink(missing_ok=True)
         shutil.rmtree(self.link_dir, ignore_errors=True)
+
+
+class HookServerProc:
+    """`notary gate hook-server` as its own process on a private unix socket."""
+
+    def __init__(self, world: GateWorld) -> None:
+        import time
+
+        self.socket = Path("/tmp") / f"nhs-{uuid.uuid4().hex[:8]}" / "gate.sock"
+        self.log_path = world.root / "hook-server.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "hook-server",
+             "--socket", str(self.socket)], env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while not self.socket.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"hook server did not start: {self.log_path.read_text()}")
+            time.sleep(0.05)
+
+    def hook_spec(self) -> dict[str, Any]:
+        from notary.gate.install import hook_definition
+
+        return dict(hook_definition("unused", server=str(self.socket))["hook"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.socket.parent, ignore_errors=True)

@@ -1,0 +1,143 @@
+"""The OCI hook's fast path: a resident gate on a unix socket, asked by `curl` from the hook definition.
+
+A Python hook pays interpreter start-up and imports on every container start (most of its ~70 ms). Here the
+policy is parsed and the ledger opened once; the hook itself is curl posting the container state:
+
+    curl -sS --fail-with-body --max-time 25 --unix-socket /run/notary/gate.sock \
+         --data-binary @- http://notary/oci-hook
+
+200 allows; 403 refuses with notary's reason as the body (curl exits 22, so the runtime refuses and shows
+it). If the server is down curl fails too: still fail closed. The decision is the same `Gate.check` as
+every other front end, logged with front_end "oci-hook-server". The socket is created 0600: the server
+reads any bundle path it is given, so only root (the runtime) may ask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socketserver
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from notary.errors import NotaryError
+from notary.gate.decide import EXIT_INTEGRITY, EXIT_USAGE, Gate, GateDecision
+from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
+
+DEFAULT_SOCKET = "/run/notary/gate.sock"
+CURL = "/usr/bin/curl"
+
+
+def curl_hook_args(socket_path: str, curl: str = CURL, timeout: int = 25) -> list[str]:
+    return [curl, "-sS", "--fail-with-body", "--max-time", str(timeout), "--unix-socket", socket_path,
+            "--data-binary", "@-", "http://notary/oci-hook"]
+
+
+def decide(gate: Gate, body: bytes, storage_root: str | None = None) -> GateDecision:
+    try:
+        state = read_state(io.BytesIO(body))
+        config = read_bundle_config(str(state.get("bundle") or "."))
+        identity = identify(state, config, storage_root=storage_root)
+    except NotaryError as exc:
+        decision = GateDecision(None, None, False, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
+                                f"cannot identify the container's image: {exc.one_line()}", "error")
+        gate.log_only(decision)
+        return decision
+    except Exception as exc:  # noqa: BLE001 - fail closed
+        decision = GateDecision(None, None, False, EXIT_INTEGRITY, f"internal error: {type(exc).__name__}: {exc}",
+                                "error")
+        gate.log_only(decision)
+        return decision
+    return gate.check(identity.name, identity.digests, front_end="oci-hook-server",
+                      extra={"container": state.get("id"), "identified_by": identity.source})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HookServer
+    protocol_version = "HTTP/1.1"
+    timeout = 30.0
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def address_string(self) -> str:
+        return "runtime"
+
+    def _reply(self, code: int, text: str, exit_code: int) -> None:
+        body = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Notary-Exit-Code", str(exit_code))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path == "/healthz":
+            self._reply(200, "ok\n", 0)
+        else:
+            self._reply(404, "not found\n", 2)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        if self.path.split("?", 1)[0] != "/oci-hook":
+            self._reply(404, "notary: refused: POST the container state to /oci-hook\n", 2)
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or "-1")
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_STATE:
+            self.close_connection = True
+            self._reply(413, "notary: refused: container state missing or larger than 1 MiB\n", 2)
+            return
+        decision = decide(self.server.gate, self.rfile.read(length), self.server.storage_root)
+        if decision.allowed:
+            self._reply(200, f"notary: allowed: {decision.reason}\n", 0)
+        else:
+            who = decision.image or decision.digest or "container"
+            self._reply(403, f"notary: refused {who}: {decision.reason}\n", decision.exit_code or 1)
+
+
+class HookServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str, gate: Gate, storage_root: str | None = None) -> None:
+        from notary.gate.docker_authz import remove_stale_socket
+
+        self.gate = gate
+        self.path = path
+        self.storage_root = storage_root
+        remove_stale_socket(path)
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        old = os.umask(0o177)
+        try:
+            super().__init__(path, _Handler)
+        finally:
+            os.umask(old)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def health(path: str) -> dict[str, Any]:
+    """Ask a running server for /healthz (used by tests and `install --server` checks)."""
+    import http.client
+    import socket
+
+    class _Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(5)
+            self.sock.connect(path)
+
+    conn = _Conn("localhost", timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        resp = conn.getresponse()
+        return {"status": resp.status, "body": resp.read().decode(errors="replace")}
+    finally:
+        conn.close()
+
