@@ -86,3 +86,29 @@ def test_tampered_ledger_never_starts_under_podman(world: GateWorld, podman: Pod
     code, output, ran = _run(podman, busybox_layout_template, tmp_path)
     assert code != 0 and not ran.exists()
     assert "integrity failure" in output
+
+
+def test_podman_with_the_curl_hook_and_the_hook_server(world: GateWorld, podman: Podman,
+                                                       busybox_layout_template: Path, tmp_path: Path) -> None:
+    """`gate install podman --server SOCKET`: the hook is curl; podman storage is read by the server."""
+    from tests.support.integration import require_tool
+    from tests.support.runtimes import HookServerProc
+
+    require_tool("curl")
+    server = HookServerProc(world)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
+                               "install", "podman", "--hooks-dir", str(podman.hooks_dir), "--server",
+                               str(server.socket)], capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+        code, output, ran = _run(podman, busybox_layout_template, tmp_path)
+        assert code != 0 and not ran.exists() and "not notarized" in output
+        world.notarize(image_subject(busybox_layout_template))
+        (tmp_path / "trace").rename(tmp_path / "trace-refused")
+        code, output, ran = _run(podman, busybox_layout_template, tmp_path)
+        assert code == 0, output
+        assert ran.exists()
+        line = world.decisions()[-1]
+        assert line["front_end"] == "oci-hook-server" and line["identified_by"] == "podman"
+    finally:
+        server.stop()
