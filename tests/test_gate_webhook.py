@@ -234,3 +234,12 @@ def test_a_workload_without_a_pod_template_is_malformed() -> None:
 
     with pytest.raises(InputError):
         list(image_uses("Deployment", {"spec": {"replicas": 1}}))
+
+
+def test_image_without_a_tag_is_resolved_as_latest(webhook: Webhook, world: GateWorld, registry: str,  # noqa: F811
+                                                   busybox_layout: Path) -> None:
+    digest = registry.push(busybox_layout, "v1", "gate/untagged:latest")  # type: ignore[attr-defined]
+    world.notarize(Subject(digest, f"{registry}/gate/untagged:latest", "oci-manifest"))
+    out = verdict(webhook, pod(f"{registry}/gate/untagged"))
+    assert out["allowed"] is True, out
+    assert world.decisions()[-1]["digest"] == digest

@@ -1,7 +1,8 @@
 """From what a user or an orchestrator names (a reference, a digest, a notary SUBJECT) to (name, digests).
 
 A reference pinned by digest needs no I/O; a tag is resolved to its manifest digest through the registry,
-because the gate verifies digests, never tags (a tag can move between the check and the pull).
+because the gate verifies digests, never tags (a tag can move between the check and the pull). A reference
+without tag or digest means `:latest`, as the runtime that pulls it reads it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def resolve_image(spec: str, options: SourceOptions | None = None) -> tuple[str 
     name, digest = split_reference(spec)
     if digest:
         return name, [digest]
-    _, digests = _identify("registry://" + _with_registry(spec), options)
+    tagged = spec if ":" in spec.rsplit("/", 1)[-1] else spec + ":latest"  # what a runtime would pull
+    _, digests = _identify("registry://" + _with_registry(tagged), options)
     return spec, digests
 
 
