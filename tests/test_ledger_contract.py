@@ -134,3 +134,14 @@ def _state():  # type: ignore[no-untyped-def]
     from notary.ledger.trust import TrustedState
 
     return TrustedState("L", 1, "aa" * 32, 1)
+
+
+def test_reading_as_of_a_transaction_that_did_not_touch_the_key(ledger_url: str) -> None:
+    """Time travel means "the version current then", not "the version written in exactly that tx"."""
+    ledger = open_ledger(ledger_url)
+    ledger.write({"subject/asof": b"v1"})
+    between = ledger.write({"unrelated": b"x"}).tx
+    ledger.write({"subject/asof": b"v2"})
+    ledger.write({"unrelated": b"y"})
+    assert ledger.get("subject/asof", at_tx=between).value == b"v1"  # type: ignore[union-attr]
+    assert ledger.get("subject/asof").value == b"v2"  # type: ignore[union-attr]
