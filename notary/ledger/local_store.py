@@ -9,7 +9,6 @@ LedgerUnavailableError (exit 4).
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from notary.errors import IntegrityError, LedgerUnavailableError
+from notary.fsio import atomic_write
 from notary.ledger import local_codec as codec
 
 FORMAT = "notary.ledger/v1"
@@ -256,15 +256,7 @@ def load_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> tuple[
 
 
 def write_key_file(key_path: Path, seed: bytes) -> None:
-    tmp = key_path.with_name(f".{key_path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(codec.private_pem(seed))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, key_path)
+        atomic_write(key_path, codec.private_pem(seed).encode("ascii"), 0o600)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise LedgerUnavailableError(f"cannot write ledger signing key {key_path}: {exc.strerror}") from exc

@@ -8,7 +8,6 @@ ledger says now, which is exactly what an attacker who deleted the file wants.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from notary.errors import RollbackError, TrustStoreError
+from notary.fsio import atomic_write
 
 FORMAT = "notary.trusted-state/v1"
 
@@ -129,24 +129,7 @@ class TrustStore:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.path_for(state.ledger_id)
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
-        import tempfile  # only writers pay for it; readers (the runtime hook) never write twice
-
-        fd, tmp = tempfile.mkstemp(prefix=".trust-", dir=self.directory)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, data, 0o600)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise TrustStoreError(f"cannot write trusted state {path}: {exc.strerror}") from exc
-        try:
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError:
-            pass
