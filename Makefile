@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTARY := $(VENV)/bin/notary
-DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io jq uidmap fuse-overlayfs apache2-utils
+DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine
 PYTEST_ARGS ?=
 
 .PHONY: help setup deps venv test lint demo bench immudb immudb-up clean
