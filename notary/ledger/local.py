@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,10 +34,12 @@ from notary.errors import (
 from notary.ledger import local_codec as codec
 from notary.ledger import local_store as store
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
-from notary.ledger.local_audit import AuditReport, recompute
 from notary.ledger.local_tree import Frontier, ProofPlan, assemble
 from notary.ledger.local_verify import Verifier
 from notary.ledger.trust import TrustedState, TrustStore
+
+if TYPE_CHECKING:
+    from notary.ledger.local_audit import AuditReport
 
 
 def path_from_url(url: str) -> Path:
@@ -307,6 +309,8 @@ class LocalLedger(Verifier):
     def audit(self, *, all_signatures: bool = True) -> AuditReport:
         """Recompute the whole tree from the entry rows (O(n)): finds rows deleted or edited anywhere, which
         per-read proofs cannot (docs/proofs.md, Limits). Then the head is checked against trust as usual."""
+        from notary.ledger.local_audit import recompute  # auditors only: kept off the hook's start-up
+
         with self._trust_lock():
             trusted = self.trust.load(self.ledger_id)
             with store.transaction(self._conn, self.path) as conn:
