@@ -203,6 +203,10 @@ def _immudb(work: Path, verify_runs: int, writes: int) -> dict[str, Any]:
         out = bench_immudb.bench_notarize_vs_raw(url, password, writes)
         env = {**os.environ, "NOTARY_LEDGER": url, "NOTARY_IMMUDB_PASSWORD": password}
         out["verify_process"] = bench_verify_process(work / "immudb-verify", verify_runs, env=env, goal_ms=150)
+        out["import_cost_p50_ms"] = {
+            name: round(statistics.median(_time([sys.executable, "-c", f"import {name}"]) for _ in range(9)) * 1000, 1)
+            for name in ("grpc", "immudb", "notary.cli.main")
+        }
         return out
     finally:
         if server is not None:
