@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +76,14 @@ def test_server_down_means_the_container_is_refused(server: HookServerProc, worl
     bundle = runc_bundle(busybox_layout, "v1", tmp_path / "bundle", trace, spec)
     proc = run_runc(bundle, tmp_path / "runc-state")
     assert proc.returncode != 0 and not (trace / "ran").exists()
+
+
+def test_stopped_server_removes_its_socket_and_a_live_one_is_never_stolen(server: HookServerProc,
+                                                                          world: GateWorld) -> None:
+    second = subprocess.run(
+        [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "hook-server",
+         "--socket", str(server.socket)], env=world.env(), capture_output=True, text=True, timeout=30)
+    assert second.returncode == 2 and "already serves" in second.stderr
+    server.proc.terminate()  # what systemd or `docker stop` sends
+    assert server.proc.wait(timeout=10) == 0
+    assert not server.socket.exists()

@@ -21,6 +21,22 @@ def gate() -> None:
     """
 
 
+def _serve(server: Any, the_gate: Any, banner: str) -> None:
+    """Serve until interrupted or told to stop (SIGTERM from systemd, Kubernetes, docker stop); the socket and
+    the ledger are released however it ends."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    click.echo(f"notary: {banner}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        the_gate.close()
+
+
 def _finish(app: App, decision: Any) -> None:
     app.emit(decision.to_json(), lambda: f"allowed: {decision.reason}" if decision.allowed else "")
     if not decision.allowed:
@@ -103,14 +119,7 @@ def webhook(app: App, certfile: str, keyfile: str, port: int, host: str, max_bod
     server = make_server(the_gate, host=host, port=port, certfile=certfile, keyfile=keyfile,
                          options=source_options(app, flags), max_body=max_body)
     bound = server.server_address
-    click.echo(f"notary: webhook listening on https://{bound[0]}:{bound[1]}/validate", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        the_gate.close()
+    _serve(server, the_gate, f"webhook listening on https://{bound[0]}:{bound[1]}/validate")
 
 
 @gate.command("docker-authz", short_help="Docker Engine authorization plugin on a unix socket.")
@@ -132,14 +141,7 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
     the_gate = gate_for(app.config, app.ledger_url, front_end="docker-authz")
     host = docker_host or app.config.section("docker").get("host")
     server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host)
-    click.echo(f"notary: docker authorization plugin {name} listening on {server.path}", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        the_gate.close()
+    _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}")
 
 
 @gate.command("containerd-verifier", short_help="containerd 2.x image verifier: exit 0 allows the pull.",
@@ -212,11 +214,4 @@ def hook_server(app: App, socket_file: str, storage_root: str | None) -> None:
 
     the_gate = gate_for(app.config, app.ledger_url, front_end="oci-hook-server")
     server = HookServer(socket_file, the_gate, storage_root)
-    click.echo(f"notary: gate hook server listening on {socket_file}", err=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        the_gate.close()
+    _serve(server, the_gate, f"gate hook server listening on {socket_file}")

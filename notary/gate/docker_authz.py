@@ -14,14 +14,11 @@ API requests, so it must answer concurrently), and http.client over AF_UNIX for 
 from __future__ import annotations
 
 import base64
-import contextlib
 import http.client
 import json
 import os
 import re
 import socket
-import socketserver
-import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -30,6 +27,7 @@ from urllib.parse import quote, urlsplit
 
 from notary.errors import InputError, NotaryError, NotFoundError, SourceUnavailableError
 from notary.gate.decide import EXIT_INTEGRITY, Gate, GateDecision
+from notary.gate.unix_server import PrivateUnixServer
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 PLUGIN_DIR = "/run/docker/plugins"
@@ -241,42 +239,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(answer.to_json())
 
 
-class AuthzServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
+class AuthzServer(PrivateUnixServer):
     def __init__(self, path: str, authorizer: Authorizer) -> None:
         self.authorizer = authorizer
-        self.path = path
-        remove_stale_socket(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        old = os.umask(0o177)  # the daemon runs as root; nobody else needs to talk to the plugin
-        try:
-            super().__init__(path, _Handler)
-        finally:
-            os.umask(old)
-
-    def server_close(self) -> None:
-        super().server_close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-
-
-def remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise InputError(f"{path} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)  # nobody listens: a leftover from a crashed plugin
-        return
-    finally:
-        probe.close()
-    raise InputError(f"another process already serves {path}")
+        super().__init__(path, _Handler)
 
 
 def socket_path(name: str, explicit: str | None = None) -> str:

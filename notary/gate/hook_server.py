@@ -14,16 +14,14 @@ reads any bundle path it is given, so only root (the runtime) may ask.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import socketserver
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from notary.errors import NotaryError
 from notary.gate.decide import EXIT_INTEGRITY, EXIT_USAGE, Gate, GateDecision
 from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
+from notary.gate.unix_server import PrivateUnixServer
 
 DEFAULT_SOCKET = "/run/notary/gate.sock"
 CURL = "/usr/bin/curl"
@@ -99,27 +97,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(403, f"notary: refused {who}: {decision.reason}\n", decision.exit_code or 1)
 
 
-class HookServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-
+class HookServer(PrivateUnixServer):
     def __init__(self, path: str, gate: Gate, storage_root: str | None = None) -> None:
-        from notary.gate.docker_authz import remove_stale_socket
-
         self.gate = gate
-        self.path = path
         self.storage_root = storage_root
-        remove_stale_socket(path)
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        old = os.umask(0o177)
-        try:
-            super().__init__(path, _Handler)
-        finally:
-            os.umask(old)
-
-    def server_close(self) -> None:
-        super().server_close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        super().__init__(path, _Handler, dir_mode=0o700)
 
 
 def health(path: str) -> dict[str, Any]:
