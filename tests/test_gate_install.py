@@ -36,6 +36,14 @@ def test_hooks_d_file_runs_the_hook_with_this_policy(world: GateWorld, tmp_path:
     assert f"NOTARY_CONFIG={world.config}" in spec["hook"]["env"]
 
 
+def test_python_hook_on_immudb_points_at_the_hook_server(world: GateWorld, tmp_path: Path) -> None:
+    result = _notary(world, "--ledger", "immudb://notary@127.0.0.1:3322/defaultdb", "gate", "install", "podman",
+                     "--hooks-dir", str(tmp_path / "h"), "--dry-run")
+    assert result.returncode == 0 and "gate hook-server" in result.stderr
+    quiet = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"), "--dry-run")
+    assert quiet.returncode == 0 and "hook-server" not in quiet.stderr
+
+
 def test_dry_run_writes_nothing(world: GateWorld, tmp_path: Path) -> None:
     result = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"), "--dry-run")
     assert result.returncode == 0 and '"stages"' in result.stdout
