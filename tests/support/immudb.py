@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.integration import missing
+from tests.support.processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "immudb-build.sh"
@@ -169,14 +170,7 @@ class ImmudbServer:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, grace=15)
 
     def admin_client(self):  # noqa: ANN201 - immudb-py's client, imported lazily
         from immudb import ImmudbClient

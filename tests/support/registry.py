@@ -34,6 +34,7 @@ import pytest
 import requests
 
 from tests.support.integration import missing, require_tool
+from tests.support.processes import stop_process
 
 
 def free_port() -> int:
@@ -105,13 +106,7 @@ class RegistryServer(str):
         return digest_file.read_text().strip()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.token_server is not None:
             self.token_server.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

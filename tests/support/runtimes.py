@@ -29,6 +29,7 @@ from notary.sources.base import Artifact, Subject
 from tests.support.cli import flip_envelope_byte
 from tests.support.images import manifest_of
 from tests.support.integration import missing, require_tool
+from tests.support.processes import stop_process, wait_for_socket
 
 HOOK_ARGV = [sys.executable, "-c", HOOK_CODE]
 
@@ -267,13 +268,7 @@ class Webhook:
         raise RuntimeError("webhook did not answer /healthz within 20s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 
@@ -285,8 +280,6 @@ class AuthzPlugin:
     """
 
     def __init__(self, world: GateWorld) -> None:
-        import time
-
         if os.geteuid() != 0:
             missing("docker authz plugin", "needs root to listen under /run/docker/plugins")
         self.name = "notary-test-" + uuid.uuid4().hex[:8]
@@ -300,12 +293,11 @@ class AuthzPlugin:
             [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "docker-authz",
              "--name", self.name, "--docker-host", f"unix://{self.docker_link}"],
             env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not self.socket.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"authz plugin did not start: {self.log_path.read_text()}")
-            time.sleep(0.05)
+        try:
+            wait_for_socket(self.proc, self.socket, self.log_path, "authz plugin")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def point_at(self, docker_socket: str) -> None:
         if self.docker_link.is_symlink():
@@ -313,13 +305,7 @@ class AuthzPlugin:
         self.docker_link.symlink_to(docker_socket)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         self.socket.unlink(missing_ok=True)
         shutil.rmtree(self.link_dir, ignore_errors=True)
@@ -329,20 +315,17 @@ class HookServerProc:
     """`notary gate hook-server` as its own process on a private unix socket."""
 
     def __init__(self, world: GateWorld) -> None:
-        import time
-
         self.socket = Path("/tmp") / f"nhs-{uuid.uuid4().hex[:8]}" / "gate.sock"
         self.log_path = world.root / "hook-server.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "hook-server",
              "--socket", str(self.socket)], env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not self.socket.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"hook server did not start: {self.log_path.read_text()}")
-            time.sleep(0.05)
+        try:
+            wait_for_socket(self.proc, self.socket, self.log_path, "hook server")
+        except RuntimeError:
+            self.stop()
+            raise
 
     def hook_spec(self) -> dict[str, Any]:
         from notary.gate.install import hook_definition
@@ -350,12 +333,6 @@ class HookServerProc:
         return dict(hook_definition("unused", server=str(self.socket))["hook"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
         shutil.rmtree(self.socket.parent, ignore_errors=True)
