@@ -21,13 +21,12 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from notary.errors import InputError, NotaryError, NotFoundError, SourceUnavailableError
 from notary.gate.decide import EXIT_INTEGRITY, Gate, GateDecision
-from notary.gate.unix_server import PrivateUnixServer
+from notary.gate.unix_server import PrivateUnixServer, QuietUnixHandler
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 PLUGIN_DIR = "/run/docker/plugins"
@@ -190,16 +189,9 @@ class Authorizer:
 # ---------------------------------------------------------------- the plugin server
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietUnixHandler):
     server: AuthzServer
-    protocol_version = "HTTP/1.1"
-    timeout = 30.0
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return
-
-    def address_string(self) -> str:  # unix sockets have no peer address
-        return "docker"
+    peer = "docker"
 
     def _reply(self, data: Mapping[str, Any], code: int = 200) -> None:
         body = json.dumps(data).encode()

@@ -15,13 +15,12 @@ reads any bundle path it is given, so only root (the runtime) may ask.
 from __future__ import annotations
 
 import io
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from notary.errors import NotaryError
 from notary.gate.decide import EXIT_INTEGRITY, EXIT_USAGE, Gate, GateDecision
 from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
-from notary.gate.unix_server import PrivateUnixServer
+from notary.gate.unix_server import PrivateUnixServer, QuietUnixHandler
 
 DEFAULT_SOCKET = "/run/notary/gate.sock"
 CURL = "/usr/bin/curl"
@@ -51,16 +50,9 @@ def decide(gate: Gate, body: bytes, storage_root: str | None = None) -> GateDeci
                       extra={"container": state.get("id"), "identified_by": identity.source})
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietUnixHandler):
     server: HookServer
-    protocol_version = "HTTP/1.1"
-    timeout = 30.0
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return
-
-    def address_string(self) -> str:
-        return "runtime"
+    peer = "runtime"
 
     def _reply(self, code: int, text: str, exit_code: int) -> None:
         body = text.encode()

@@ -12,6 +12,7 @@ import os
 import socket
 import socketserver
 import stat
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from notary.errors import InputError
@@ -34,6 +35,20 @@ class PrivateUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServ
         super().server_close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
+
+
+class QuietUnixHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 over the socket, with no access log (the decision log is the record) and a 30 s idle limit."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30.0
+    peer = "peer"  # unix sockets have no peer address; name who asks
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def address_string(self) -> str:
+        return self.peer
 
 
 def remove_stale_socket(path: str) -> None:
