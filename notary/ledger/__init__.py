@@ -30,9 +30,9 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
     trust = TrustStore(state_dir)
     scheme = urlsplit(url).scheme
     if scheme == "file":
-        from notary.ledger.local import LocalLedger
+        from notary.ledger.embedded import EmbeddedLedger
 
-        return LocalLedger.open(url, trust=trust, create=create)
+        return EmbeddedLedger.open(url, trust=trust, create=create)
     if scheme == "immudb":
         from notary.ledger.immudb import ImmudbLedger
 

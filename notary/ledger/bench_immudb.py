@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from notary.ledger.immudb import ImmudbLedger
-from notary.ledger.immudb_conn import parse_url
+from notary.ledger.immudb._conn import parse_url
 from notary.ledger.trust import TrustStore
 
 VALUE_SIZE = 1200  # about one DSSE envelope of a notarization record

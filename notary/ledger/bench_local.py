@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from notary import merkle
-from notary.ledger.local import LocalLedger
+from notary.ledger.embedded import EmbeddedLedger
 from notary.ledger.trust import TrustStore
 
 _VALUE = b"x" * 600  # about the size of one DSSE envelope of a notarization record
 
 
-def _open(path: Path, state: Path) -> LocalLedger:
-    return LocalLedger.open(path.resolve().as_uri(), trust=TrustStore(state), create=True)
+def _open(path: Path, state: Path) -> EmbeddedLedger:
+    return EmbeddedLedger.open(path.resolve().as_uri(), trust=TrustStore(state), create=True)
 
 
 def bench_append(path: str | os.PathLike[str], n: int = 100_000, batch: int = 1000) -> float:

@@ -31,15 +31,15 @@ from notary.errors import (
     RollbackError,
     UsageError,
 )
-from notary.ledger import local_codec as codec
-from notary.ledger import local_store as store
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
-from notary.ledger.local_tree import Frontier, ProofPlan, assemble
-from notary.ledger.local_verify import Verifier
+from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _store as store
+from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
+from notary.ledger.embedded._verify import Verifier
 from notary.ledger.trust import TrustedState, TrustStore
 
 if TYPE_CHECKING:
-    from notary.ledger.local_audit import AuditReport
+    from notary.ledger.embedded._audit import AuditReport
 
 
 def path_from_url(url: str) -> Path:
@@ -61,7 +61,7 @@ class _Snap:
     plan: ProofPlan
 
 
-class LocalLedger(Verifier):
+class EmbeddedLedger(Verifier):
     """Ledger protocol over one SQLite file. Thread-safe (one lock); processes serialize through SQLite and
     a lock file beside the trusted state, so concurrent clients never move trust out of order."""
 
@@ -79,7 +79,7 @@ class LocalLedger(Verifier):
     # -- opening ------------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, trust: TrustStore | None = None, create: bool = True) -> LocalLedger:
+    def open(cls, url: str, *, trust: TrustStore | None = None, create: bool = True) -> EmbeddedLedger:
         """Open (or with create=True, create) the ledger at url; refuses a ledger replaced at that path."""
         path = path_from_url(url)
         trust = trust if trust is not None else TrustStore()
@@ -119,7 +119,7 @@ class LocalLedger(Verifier):
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._conn.close()
 
-    def __enter__(self) -> LocalLedger:
+    def __enter__(self) -> EmbeddedLedger:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -309,7 +309,7 @@ class LocalLedger(Verifier):
     def audit(self, *, all_signatures: bool = True) -> AuditReport:
         """Recompute the whole tree from the entry rows (O(n)): finds rows deleted or edited anywhere, which
         per-read proofs cannot (docs/proofs.md, Limits). Then the head is checked against trust as usual."""
-        from notary.ledger.local_audit import recompute  # auditors only: kept off the hook's start-up
+        from notary.ledger.embedded._audit import recompute  # auditors only: kept off the hook's start-up
 
         with self._trust_lock():
             trusted = self.trust.load(self.ledger_id)

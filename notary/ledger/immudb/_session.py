@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from notary.errors import NotaryError, ProofError, RollbackError
-from notary.ledger.immudb_conn import ImmudbTarget, translate
-from notary.ledger.immudb_proofs import (
+from notary.ledger.immudb._conn import ImmudbTarget, translate
+from notary.ledger.immudb._proofs import (
     ImmuState,
     Recorder,
     empty_state,

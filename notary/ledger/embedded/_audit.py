@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from notary.errors import ProofError
-from notary.ledger import local_codec as codec
-from notary.ledger import local_store as store
 from notary.ledger.base import TreeHead
-from notary.ledger.local_tree import Frontier
+from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _store as store
+from notary.ledger.embedded._tree import Frontier
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from notary.ledger.local_verify import Verifier
+    from notary.ledger.embedded._verify import Verifier
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Trust lives in notary's own TrustStore (one state per server identity and database, ledger id
 "immudb:<server uuid>/<database>"), never in immudb-py's state services. Each operation starts from the persisted
 state, lets immudb-py prove the server's answer consistent with it, runs the checks immudb-py leaves out (see
-immudb_proofs), and only then persists the new state. Any failure leaves the trusted state file untouched.
+_proofs), and only then persists the new state. Any failure leaves the trusted state file untouched.
 
 What immudb cannot prove (documented in docs/immudb.md): that a value is the *latest* version of its key, that a
 key is absent, and that a history is complete. Those answers are the server's word; every value returned is
@@ -19,8 +19,8 @@ from typing import Any
 
 from notary.errors import InputError, ProofError, RollbackError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
-from notary.ledger.immudb_conn import parse_url, read_password, read_server_key, read_timeout
-from notary.ledger.immudb_proofs import (
+from notary.ledger.immudb._conn import parse_url, read_password, read_server_key, read_timeout
+from notary.ledger.immudb._proofs import (
     ImmuState,
     check_linear_advance,
     check_tx_entries,
@@ -29,7 +29,7 @@ from notary.ledger.immudb_proofs import (
     proven_header,
     verify_tx_tofu,
 )
-from notary.ledger.immudb_session import ImmudbSession, _detail
+from notary.ledger.immudb._session import ImmudbSession, _detail
 from notary.ledger.trust import TrustStore
 
 _PAGE = 1000  # immudb's largest scan/history page

@@ -1,6 +1,6 @@
 """SQLite storage of the embedded ledger: schema, connection, error mapping and every query.
 
-Nothing here verifies anything: rows come back as the file holds them and local.py proves them. Errors are
+Nothing here verifies anything: rows come back as the file holds them and ledger.py proves them. Errors are
 mapped once: a file that is not a ledger (wrong schema, malformed image, bad values) is an IntegrityError
 (exit 3, someone or something changed it); a file that cannot be reached (missing, locked, I/O) is a
 LedgerUnavailableError (exit 4).
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from notary.errors import IntegrityError, LedgerUnavailableError
 from notary.fsio import atomic_write
-from notary.ledger import local_codec as codec
+from notary.ledger.embedded import _codec as codec
 
 FORMAT = "notary.ledger/v1"
 BUSY_TIMEOUT_MS = 15_000

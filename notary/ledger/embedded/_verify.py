@@ -16,9 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from notary import merkle
 from notary.errors import IntegrityError, ProofError, RollbackError
-from notary.ledger import local_codec as codec
 from notary.ledger.base import Entry, TreeHead
-from notary.ledger.local_store import EntryRow, HeadRow
+from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded._store import EntryRow, HeadRow
 from notary.ledger.trust import TrustedState, TrustStore
 
 
