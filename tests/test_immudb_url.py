@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import UsageError
-from notary.ledger.immudb_conn import parse_url, read_password, read_server_key, read_timeout
+from notary.ledger.immudb._conn import parse_url, read_password, read_server_key, read_timeout
 
 
 def test_well_formed_url_is_parsed() -> None:
@@ -116,7 +116,7 @@ def test_linear_advance_proof_binds_the_chain_to_the_new_tree() -> None:
     from tests.support.immudb import require_immudb_py
 
     require_immudb_py()
-    from notary.ledger.immudb_proofs import _linear_advance_holds
+    from notary.ledger.immudb._proofs import _linear_advance_holds
 
     alhs, terms = _chain(10)
     leaves = [merkle.leaf_hash(a) for a in alhs[:8]]  # the target's binary-linking tree holds txs 1..8

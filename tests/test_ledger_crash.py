@@ -22,10 +22,10 @@ VALUE_SIZE = 1 << 20
 _CHILD = textwrap.dedent(
     """
     import os, sys
-    from notary.ledger.local import LocalLedger
+    from notary.ledger.embedded import EmbeddedLedger
     from notary.ledger.trust import TrustStore
     url, state, mode, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-    ledger = LocalLedger.open(url, trust=TrustStore(state), create=False)
+    ledger = EmbeddedLedger.open(url, trust=TrustStore(state), create=False)
     values = {f"crash/{i:04d}": os.urandom(size) for i in range(n)}
     print("writing", flush=True)
     if mode == "write":

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from notary.errors import IntegrityError, ProofError, RollbackError, TrustStoreError
-from notary.ledger.local import LocalLedger
-from notary.ledger.local_tree import node_id
+from notary.ledger.embedded import EmbeddedLedger
+from notary.ledger.embedded._tree import node_id
 from notary.ledger.trust import TrustStore
 from tests.support.local_ledger import ledger_path, open_local, sql, trust_bytes, trust_file
 
@@ -101,7 +101,7 @@ def test_writing_onto_a_rolled_back_ledger_is_refused_and_writes_nothing(tmp_pat
         ledger.write({"k": b"revoked"})
     shutil.copyfile(tmp_path / "old-copy.db", path)
     _refused(tmp_path, RollbackError, "rolled back", op="write")
-    other = LocalLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "fresh"), create=False)
+    other = EmbeddedLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "fresh"), create=False)
     assert other.info().head.tree_size == 4
 
 
@@ -114,11 +114,11 @@ def test_fork_signed_with_the_real_ledger_key_is_refused(tmp_path: Path) -> None
         ledger.write({"k": b"revoked"})
         ledger.get("k")  # the client now trusts size 5, with the revocation
     shutil.copyfile(tmp_path / "old.db", path)
-    attacker = LocalLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "attacker"), create=False)
+    attacker = EmbeddedLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "attacker"), create=False)
     attacker.write({"k": b"notarized-again"})  # same size 5, other content, validly signed
     attacker.close()
     _refused(tmp_path, RollbackError, "forked")
-    attacker = LocalLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "attacker"), create=False)
+    attacker = EmbeddedLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "attacker"), create=False)
     attacker.write({"padding": b"x"})  # grow past the trusted size: now the consistency proof must fail
     attacker.close()
     _refused(tmp_path, ProofError, "does not extend the trusted state at size 5")
@@ -130,7 +130,7 @@ def test_different_ledger_at_the_same_path_is_refused(tmp_path: Path) -> None:
     os.unlink(path)
     os.unlink(f"{path}.key")
     # someone creates a brand-new ledger (new key) in its place, trusted by their own client
-    LocalLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "attacker"), create=True).write({"k": b"evil"})
+    EmbeddedLedger.open(path.as_uri(), trust=TrustStore(tmp_path / "attacker"), create=True).write({"k": b"evil"})
     error = _refused(tmp_path, RollbackError, "was replaced")
     assert "remove" in (error.hint or "")
 
@@ -158,7 +158,7 @@ def test_edited_inner_node_breaks_consistency_for_a_client_behind(tmp_path: Path
     with open_local(tmp_path) as ledger:
         for i in range(3):
             ledger.write({"k": f"v{i}".encode()})  # the client trusts size 3
-    with LocalLedger.open(ledger_path(tmp_path).as_uri(), trust=TrustStore(tmp_path / "w"), create=False) as w:
+    with EmbeddedLedger.open(ledger_path(tmp_path).as_uri(), trust=TrustStore(tmp_path / "w"), create=False) as w:
         for i in range(5):
             w.write({f"more/{i}": b"x"})  # size 8 now; the first client has not seen it
     # the consistency proof 3 -> 8 needs the subtree (level 1, index 0) = leaves 0..1

@@ -16,8 +16,8 @@ from notary import merkle
 from notary.errors import InputError, LedgerUnavailableError
 from notary.ledger import open_ledger
 from notary.ledger.base import Ledger
-from notary.ledger.local import LocalLedger
-from notary.ledger.local_codec import decode_leaf, head_message
+from notary.ledger.embedded import EmbeddedLedger
+from notary.ledger.embedded._codec import decode_leaf, head_message
 from notary.ledger.trust import TrustStore
 from tests.support.local_ledger import ledger_path, open_local, trust_bytes
 
@@ -45,7 +45,7 @@ def test_missing_ledger_is_not_created_by_readers(tmp_path: Path) -> None:
 
 def test_open_ledger_dispatches_file_urls(tmp_path: Path) -> None:
     ledger = open_ledger(ledger_path(tmp_path).as_uri(), state_dir=tmp_path / "st", create=True)
-    assert isinstance(ledger, LocalLedger)
+    assert isinstance(ledger, EmbeddedLedger)
     ledger.write({"k": b"v"})
     ledger.close()
 
@@ -254,7 +254,7 @@ def test_large_values_round_trip(tmp_path: Path) -> None:
     ledger = open_local(tmp_path)
     big = os.urandom(3 * 1024 * 1024)
     ledger.write({"big": big})
-    reopened = LocalLedger.open(ledger_path(tmp_path).as_uri(), trust=TrustStore(), create=False)
+    reopened = EmbeddedLedger.open(ledger_path(tmp_path).as_uri(), trust=TrustStore(), create=False)
     assert reopened.get("big").value == big  # type: ignore[union-attr]
 
 
@@ -265,15 +265,15 @@ def test_full_audit_of_an_intact_ledger_recomputes_the_signed_head(tmp_path: Pat
     report = ledger.audit()
     assert (report.entries, report.transactions, report.keys, report.signatures_checked) == (4, 3, 3, 3)
     assert report.head == ledger.info().head
-    empty = LocalLedger.open((tmp_path / "empty.db").as_uri(), trust=TrustStore(), create=True)
+    empty = EmbeddedLedger.open((tmp_path / "empty.db").as_uri(), trust=TrustStore(), create=True)
     assert empty.audit().entries == 0
 
 
 _WORKER = """
 import sys
-from notary.ledger.local import LocalLedger
+from notary.ledger.embedded import EmbeddedLedger
 from notary.ledger.trust import TrustStore
-ledger = LocalLedger.open(sys.argv[1], trust=TrustStore(sys.argv[2]), create=False)
+ledger = EmbeddedLedger.open(sys.argv[1], trust=TrustStore(sys.argv[2]), create=False)
 for i in range(25):
     ledger.write({"shared": f"{sys.argv[3]}-{i}".encode()})
     assert ledger.get("shared") is not None

@@ -11,7 +11,7 @@ import pytest
 
 from notary import merkle
 from notary.errors import ProofError
-from notary.ledger.local import LocalLedger
+from notary.ledger.embedded import EmbeddedLedger
 from notary.ledger.trust import TrustStore
 
 SMALL = 64
@@ -88,15 +88,15 @@ def test_consistency_from_the_empty_tree_is_refused_as_meaningless() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_ledger(tmp_path_factory: pytest.TempPathFactory) -> LocalLedger:
+def small_ledger(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedLedger:
     """64 one-entry transactions: a signed head at every size 1..64."""
     base = tmp_path_factory.mktemp("small-ledger")
-    ledger = LocalLedger.open((base / "l.db").as_uri(), trust=TrustStore(base / "state"), create=True)
+    ledger = EmbeddedLedger.open((base / "l.db").as_uri(), trust=TrustStore(base / "state"), create=True)
     ledger.write_batch([{f"leaf/{i:03d}": b"leaf %d" % i} for i in range(SMALL)])
     return ledger
 
 
-def test_ledger_proofs_match_the_in_memory_generator_for_every_size(small_ledger: LocalLedger) -> None:
+def test_ledger_proofs_match_the_in_memory_generator_for_every_size(small_ledger: EmbeddedLedger) -> None:
     leaves = [small_ledger.stored_leaf_hash(i) for i in range(SMALL)]
     for i, leaf in enumerate(leaves):
         entry = small_ledger.get(f"leaf/{i:03d}")
@@ -116,9 +116,9 @@ def test_ledger_proofs_match_the_in_memory_generator_for_every_size(small_ledger
 
 
 @pytest.fixture(scope="module")
-def large_ledger(tmp_path_factory: pytest.TempPathFactory) -> LocalLedger:
+def large_ledger(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedLedger:
     base = tmp_path_factory.mktemp("large-ledger")
-    ledger = LocalLedger.open((base / "l.db").as_uri(), trust=TrustStore(base / "state"), create=True)
+    ledger = EmbeddedLedger.open((base / "l.db").as_uri(), trust=TrustStore(base / "state"), create=True)
     for start in range(0, LARGE, 25_000):
         ledger.write_batch([{f"k/{j:06d}": b"%d" % j for j in range(s, s + 1000)}
                             for s in range(start, start + 25_000, 1000)])
@@ -126,7 +126,7 @@ def large_ledger(tmp_path_factory: pytest.TempPathFactory) -> LocalLedger:
 
 
 @pytest.mark.slow
-def test_random_proofs_in_a_100k_leaf_ledger(large_ledger: LocalLedger) -> None:
+def test_random_proofs_in_a_100k_leaf_ledger(large_ledger: EmbeddedLedger) -> None:
     rng = random.Random(6962)
     assert large_ledger.info().head.tree_size == LARGE
     for _ in range(150):
@@ -145,7 +145,7 @@ def test_random_proofs_in_a_100k_leaf_ledger(large_ledger: LocalLedger) -> None:
 
 
 @pytest.mark.slow
-def test_large_ledger_agrees_with_an_independent_recomputation(large_ledger: LocalLedger) -> None:
+def test_large_ledger_agrees_with_an_independent_recomputation(large_ledger: EmbeddedLedger) -> None:
     """Stored subtrees against a from-scratch root over leaf hashes recomputed from the entries themselves."""
     leaves = [merkle.leaf_hash(bytes.fromhex(large_ledger.get(f"k/{j:06d}").proof["leaf_data"]))  # type: ignore[union-attr]
               for j in range(0, 4096)]
@@ -159,7 +159,7 @@ def test_large_ledger_agrees_with_an_independent_recomputation(large_ledger: Loc
         assert large_ledger.consistency_proof(m, 3000) == merkle.consistency_proof(leaves[:3000], m)
 
 
-def test_tampered_proof_material_from_the_ledger_is_refused(small_ledger: LocalLedger, tmp_path: Path) -> None:
+def test_tampered_proof_material_from_the_ledger_is_refused(small_ledger: EmbeddedLedger, tmp_path: Path) -> None:
     root = small_ledger.tree_root(SMALL)
     path = small_ledger.inclusion_proof(37, SMALL)
     leaf = small_ledger.stored_leaf_hash(37)

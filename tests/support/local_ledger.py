@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from notary.ledger.local import LocalLedger
+from notary.ledger.embedded import EmbeddedLedger
 from notary.ledger.trust import TrustStore
 
 
@@ -13,17 +13,17 @@ def ledger_path(tmp_path: Path) -> Path:
     return tmp_path / "ledgers" / "ledger.db"
 
 
-def open_local(tmp_path: Path, *, create: bool = True, state: Path | None = None) -> LocalLedger:
+def open_local(tmp_path: Path, *, create: bool = True, state: Path | None = None) -> EmbeddedLedger:
     """The ledger under tmp_path, trusted through the per-test NOTARY_STATE_DIR unless state is given."""
     trust = TrustStore(state) if state is not None else TrustStore()
-    return LocalLedger.open(ledger_path(tmp_path).as_uri(), trust=trust, create=create)
+    return EmbeddedLedger.open(ledger_path(tmp_path).as_uri(), trust=trust, create=create)
 
 
-def trust_file(ledger: LocalLedger) -> Path:
+def trust_file(ledger: EmbeddedLedger) -> Path:
     return ledger.trust.path_for(ledger.ledger_id)
 
 
-def trust_bytes(ledger: LocalLedger) -> bytes:
+def trust_bytes(ledger: EmbeddedLedger) -> bytes:
     return trust_file(ledger).read_bytes()
 
 
