@@ -15,8 +15,24 @@ from pathlib import Path
 from typing import Any
 
 from notary.errors import UsageError
+from notary.fsio import MAX_CONFIG_FILE, read_regular
 
 KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate", "docker"}
+# The type of every plain setting, checked when the file is loaded: a wrong type is a usage error naming the
+# setting and the file, never coerced (`state_dir = 5` must not become "./5", `insecure = "false"` must not be
+# true). Tables map their settings to types; [gate] is reserved and has none yet. [policy] is validated in
+# full by notary.gate.policy (it loads key files), here only as a table. A setting listed in KNOWN_TOP_LEVEL
+# but not here is checked where it is read.
+SETTING_TYPES: dict[str, Any] = {
+    "ledger": str,
+    "state_dir": str,
+    "signing": {"key": str},
+    "registry": {"insecure": bool, "auth_file": str},
+    "docker": {"host": str},
+    "gate": {},
+    "policy": dict,
+}
+_TYPE_NAMES = {str: "a non-empty string", bool: "true or false", dict: "a table"}
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -24,13 +40,45 @@ def _load_toml(path: Path) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
+    raw = read_regular(path, MAX_CONFIG_FILE, "config file", error=UsageError)  # bounded; never a FIFO
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {path} is not valid TOML: {exc}") from exc
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise UsageError(f"config {path} is not valid TOML: nested too deep") from None
+    except ValueError as exc:  # TOMLDecodeError, and int()'s limit on a 5,000-digit integer
+        raise UsageError(f"config {path} is not valid TOML: {exc}") from None
+
+
+def _check_types(data: Mapping[str, Any], path: Path) -> None:
+    """Every setting of SETTING_TYPES has its type (UsageError naming the setting and the file)."""
+    for name, expected in SETTING_TYPES.items():
+        if name not in data:
+            continue
+        value = data[name]
+        if isinstance(expected, dict):
+            if not isinstance(value, Mapping):
+                raise UsageError(f"config {path}: [{name}] must be a table, not {type(value).__name__}")
+            unknown = set(value) - set(expected)
+            if unknown:
+                raise UsageError(f"config {path}: unknown setting(s) {', '.join(sorted(unknown))} in [{name}]",
+                                 hint=f"known: {', '.join(sorted(expected)) or 'none yet'}")
+            for key, kind in expected.items():
+                if key in value:
+                    _check_value(value[key], kind, f"{name}.{key}", path)
+        else:
+            _check_value(value, expected, name, path)
+
+
+def _check_value(value: Any, kind: type, setting: str, path: Path) -> None:
+    # bool is an int in Python, and TOML has no null: an exact type check is the whole rule
+    ok = isinstance(value, Mapping) if kind is dict else type(value) is kind
+    if ok and kind is str and not value.strip():
+        ok = False
+    if not ok:
+        raise UsageError(f"config {path}: {setting} must be {_TYPE_NAMES[kind]}, not {type(value).__name__} "
+                         f"{value!r:.40}")
 
 
 def user_config_path() -> Path:
@@ -40,10 +88,7 @@ def user_config_path() -> Path:
 
 def find_config(explicit: str | None) -> Path | None:
     if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise UsageError(f"config file {path} does not exist")
-        return path
+        return Path(explicit)  # read (and refused: missing, not a regular file, too long) by _load_toml
     for candidate in (Path("notary.toml"), user_config_path()):
         if candidate.is_file():
             return candidate
@@ -72,7 +117,7 @@ class Config:
         value = self.data.get("ledger")
         if value is None:
             return None
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not value.strip():
             raise UsageError(f"config {self.path}: ledger must be a URL string")
         if value.startswith("file://") or "://" in value:
             return value
@@ -81,7 +126,11 @@ class Config:
     @property
     def state_dir(self) -> str | None:
         value = self.data.get("state_dir")
-        return self.resolve_path(str(value)) if value else None
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"config {self.path}: state_dir must be a non-empty string (a directory path)")
+        return self.resolve_path(value)
 
 
 def load_config(explicit: str | None = None) -> Config:
@@ -95,6 +144,7 @@ def load_config(explicit: str | None = None) -> Config:
             f"config {path}: unknown setting(s) {', '.join(sorted(unknown))}",
             hint=f"known: {', '.join(sorted(KNOWN_TOP_LEVEL))}",
         )
+    _check_types(data, path)
     return Config(path=path, data=data)
 
 

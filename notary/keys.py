@@ -25,7 +25,8 @@ try:
 except ImportError:  # pragma: no cover - layout of older/newer cryptography releases
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from notary.errors import InputError, NotFoundError, SignatureError, UsageError
+from notary.errors import InputError, SignatureError, UsageError
+from notary.fsio import MAX_KEY, read_regular
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -107,13 +108,8 @@ def _read_source(source: str | bytes | Path, what: str) -> tuple[bytes, str]:
     text = str(source)
     if "-----BEGIN" in text:
         return text.encode(), what
-    path = Path(text)
-    try:
-        return path.read_bytes(), str(path)
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"{what} file {path} does not exist") from exc
-    except OSError as exc:
-        raise InputError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+    # bounded and regular files only: a key "file" that is /dev/zero or a FIFO must not hang or fill memory
+    return read_regular(text, MAX_KEY, f"{what} file"), text
 
 
 def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None) -> PrivateKey:

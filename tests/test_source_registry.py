@@ -164,6 +164,6 @@ def test_malformed_credentials_file_is_bad_input(tmp_path: Path) -> None:
     auth.write_text("{not json")
     with pytest.raises(InputError, match="malformed JSON"):
         resolve("registry://127.0.0.1:1/app:1", options=SourceOptions(insecure=True, registry_auth_file=str(auth)))
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(UsageError, match="does not exist"):
         resolve("registry://127.0.0.1:1/app:1",
                 options=SourceOptions(insecure=True, registry_auth_file=str(tmp_path / "absent.json")))

@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import re
-from datetime import timedelta
-
 import click
 
 from notary import keys
 from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
+from notary.durations import parse_duration
 from notary.errors import UsageError
 from notary.verify import verify_digest
-
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text.strip())
-    if not match:
-        raise UsageError(f"not a duration: {text!r}", hint="e.g. 90m, 12h, 30d, 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 @click.command("verify")
 @click.argument("subject")
 @click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY",
               help="A trusted public key (repeatable). Without it, the trusted keys of the [policy] in notary.toml.")
-@click.option("--max-age", "max_age", metavar="DURATION", help="Refuse notarizations older than this (e.g. 30d).")
+@click.option("--max-age", "max_age", metavar="DURATION", help="Refuse notarizations older than this (e.g. 30d; s, m, h, d, w; not 0, "
+              "leave it out for no limit).")
 @source_options_flags
 @pass_app
 def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | None, **flags: object) -> None:
@@ -37,8 +26,9 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
     Every record read is proven included in the ledger, and the ledger proven consistent with the state this
     client trusted before (exit 3 if not). verify never trusts a key it was not told to trust.
     """
+    # the flag is checked before any key or ledger is touched; "0s" is refused, as in a policy (durations.py)
+    age = parse_duration(max_age, "--max-age") if max_age is not None else None
     trusted = [keys.load_public_key(p) for p in key_paths] or policy_keys(app, subject)
-    age = parse_duration(max_age) if max_age else None
     targets = identify_digests(app, subject, dict(flags))
     ledger = app.open_ledger()
     decisions = [verify_digest(ledger, digest, trusted, max_age=age) for digest, _ in targets]

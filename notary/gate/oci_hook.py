@@ -10,18 +10,24 @@ and Docker's and podman's storage (container id -> image). Finding nothing refus
 This module is the hook's entry point (`python -c HOOK_CODE`, or `python -m notary.gate.oci_hook`): it
 avoids click, requests and every backend it does not use, because its start-up time is added to every
 container start.
+
+Everything it reads is bounded: the state on stdin (1 MiB), the bundle's `config.json` (16 MiB) and
+`umoci.json`, read through notary.fsio (regular files only, not through a symlink, never blocking: a FIFO
+planted as config.json must refuse the container at once, not hang its start), and parsed with
+notary.jsonsafe (nesting depth, integer size, duplicate keys, lone surrogates).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from notary.errors import InputError, NotaryError
+from notary.errors import InputError, NotaryError, NotFoundError
+from notary.fsio import read_regular
+from notary.jsonsafe import loads, loads_object
 
 ANNOTATION_DIGEST = "dev.notary.image.digest"
 ANNOTATION_NAME = "dev.notary.image.name"
@@ -29,6 +35,7 @@ CRIO_NAME, CRIO_REF, CRIO_IMAGE = "io.kubernetes.cri-o.ImageName", "io.kubernete
 CRI_NAME, CRI_REF = "io.kubernetes.cri.image-name", "io.kubernetes.cri.image-ref"
 MAX_STATE = 1 << 20
 MAX_CONFIG = 16 << 20
+MAX_UMOCI = 1 << 20
 _SHA = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -53,42 +60,34 @@ def digests_in(value: str | None) -> list[str]:
 
 
 def read_state(stream: IO[bytes]) -> dict[str, Any]:
+    """The OCI state object the runtime writes on stdin (at most 1 MiB)."""
     data = stream.read(MAX_STATE + 1)
     if len(data) > MAX_STATE:
         raise InputError("container state on stdin is larger than 1 MiB")
-    try:
-        state = json.loads(data)
-    except ValueError as exc:
-        raise InputError(f"container state on stdin is not JSON: {exc}") from exc
+    state = loads(data, "container state on stdin")
     if not isinstance(state, dict) or not isinstance(state.get("bundle", ""), str):
         raise InputError("container state on stdin is not an OCI state object")
     return state
 
 
 def read_bundle_config(bundle: str) -> dict[str, Any]:
+    """The bundle's config.json: a regular file of at most 16 MiB, never followed through a symlink."""
     path = Path(bundle) / "config.json"
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_CONFIG + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read bundle config {path}: {exc.strerror}") from exc
-    if len(raw) > MAX_CONFIG:
-        raise InputError(f"bundle config {path} is larger than 16 MiB")
-    try:
-        config = json.loads(raw)
-    except ValueError as exc:
-        raise InputError(f"bundle config {path} is not JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise InputError(f"bundle config {path} is not a JSON object")
-    return config
+    raw = read_regular(path, MAX_CONFIG, "bundle config", follow_symlinks=False)
+    return loads_object(raw, f"bundle config {path}")
 
 
 def _umoci_digests(bundle: str) -> list[str]:
+    """The manifest digests of the bundle's umoci.json; none without one (other sources are tried next). A
+    umoci.json that is there but unreadable or malformed is bad input, never silently skipped."""
     try:
-        with open(Path(bundle) / "umoci.json", "rb") as fh:
-            meta = json.load(fh)
+        raw = read_regular(Path(bundle) / "umoci.json", MAX_UMOCI, "umoci.json", follow_symlinks=False)
+    except NotFoundError:
+        return []
+    meta = loads(raw, f"umoci.json in {bundle}")
+    try:
         walk = meta["from_descriptor_path"]["descriptor_walk"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return []
     found = []
     for desc in walk if isinstance(walk, list) else []:

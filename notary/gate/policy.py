@@ -18,23 +18,15 @@ from typing import Any
 
 from notary import keys
 from notary.config import Config
+from notary.durations import parse_duration
 from notary.errors import NotaryError, UsageError
 from notary.records import check_digest, parse_time
 
 POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "break_glass"}
 TRUST_KEYS = {"images", "keys"}
 BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+$")
 DEFAULT_REGISTRY = "docker.io"
-
-
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(str(text).strip())
-    if not match or int(match.group(1)) == 0:
-        raise UsageError(f"not a duration: {text!r}", hint="e.g. 90m, 12h, 30d, 2w")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
 # ---------------------------------------------------------------- image names
@@ -216,14 +208,17 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
     """Validate a [policy] table; resolve maps a key path in the file to a real path."""
     where = f"config {source}: [policy]" if source else "[policy]"
     _unknown(section, POLICY_KEYS, where)
-    if section.get("check_revocation", True) is not True:
+    revocation = section.get("check_revocation", True)
+    if not isinstance(revocation, bool):
+        raise UsageError(f"{where}: check_revocation must be true or false, not {revocation!r:.40}")
+    if revocation is not True:
         raise UsageError(f"{where}: check_revocation cannot be turned off",
                          hint="revocation is always checked; remove the setting")
     fail = section.get("fail", "closed")
-    if fail not in ("closed", "open"):
-        raise UsageError(f"{where}: fail must be \"closed\" or \"open\", not {fail!r}")
+    if fail not in ("closed", "open") or not isinstance(fail, str):
+        raise UsageError(f"{where}: fail must be \"closed\" or \"open\", not {fail!r:.40}")
     max_age = section.get("max_age")
-    age = parse_duration(max_age) if max_age is not None else None
+    age = parse_duration(max_age, f"{where}: max_age") if max_age is not None else None
     log = section.get("decision_log")
     if log is not None and (not isinstance(log, str) or not log):
         raise UsageError(f"{where}: decision_log must be a file path")
@@ -271,8 +266,8 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
                 raise UsageError(f"{bwhere}: {exc.one_line()}") from exc
         elif expires is not None:
             raise UsageError(f"{bwhere}: expires must be an RFC 3339 time")
-        imgs = table.get("images")
-        globs = tuple(_check_glob(g, bwhere) for g in _str_list(imgs, f"{bwhere}: images")) if imgs else ()
+        imgs = table.get("images")  # present but empty must not silently mean "every image"
+        globs = () if imgs is None else tuple(_check_glob(g, bwhere) for g in _str_list(imgs, f"{bwhere}: images"))
         glass.append(BreakGlass(digest, reason.strip(), when, globs, tuple(_glob_regex(g) for g in globs)))
 
     return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source)

@@ -9,6 +9,8 @@ once, and both also act as an ocimodel.BlobStore for the OCI-in-tar form.
 from __future__ import annotations
 
 import hashlib
+import lzma
+import tarfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -154,6 +156,16 @@ class FileView:
                        name=f"{what} blob {digest}")
 
 
+# What a truncated or corrupt compressed stream raises from inside tarfile's decompressing reader: its own
+# ReadError ("unexpected end of data"), EOFError, zlib.error, lzma.LZMAError, and OSError without an errno
+# (bz2's "Invalid data stream").
+_CORRUPT: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 @dataclass
 class _Seen:
     digest: str
@@ -170,8 +182,16 @@ class StreamView:
         self.where = f"archive {label}"
         self.seen: dict[str, _Seen] = {}
         self.links: dict[str, tarsafe.Member] = {}
+        try:
+            self._read_all(fileobj, progress)
+        except _CORRUPT as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise  # a real read error of the file, not a bad stream
+            raise InputError(f"{label} is truncated or corrupt: {_describe(exc)}") from None
+
+    def _read_all(self, fileobj: IO[bytes], progress: Progress | None) -> None:
         kept = 0
-        for member, data in tarsafe.stream_members(fileobj, label):
+        for member, data in tarsafe.stream_members(fileobj, self.label):
             if member.kind in ("symlink", "hardlink"):
                 self.links[member.name] = member
             if data is None:
@@ -180,7 +200,7 @@ class StreamView:
             if record.data is not None:
                 kept += record.size
                 if kept > KEEP_TOTAL:
-                    raise InputError(f"{label} holds more small documents than notary will keep in memory")
+                    raise InputError(f"{self.label} holds more small documents than notary will keep in memory")
             self.seen[member.name] = record
 
     @staticmethod

@@ -8,12 +8,14 @@ the tar: oci-layout, index.json, blobs/): the identity is the manifest digest, e
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
 from notary.digests import check_digest, default_workers, run_parallel, sha256_bytes
-from notary.errors import DigestMismatchError, InputError, NotFoundError
+from notary.errors import DigestMismatchError, InputError
+from notary.fsio import open_regular
+from notary.jsonsafe import loads
 from notary.sources import tarsafe
 from notary.sources.archive_view import FileView, LayerCheck, StreamView, claimed_digest
 from notary.sources.base import Artifact, Progress, SourceOptions, Subject
@@ -40,16 +42,16 @@ def archive_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress
                      full: bool) -> list[Subject]:
     assert ref.path is not None
     path = Path(ref.path)
-    if not path.exists():
-        raise NotFoundError(f"docker archive not found: {ref.path}")
-    if not path.is_file():
-        raise InputError(f"not a docker archive file: {ref.path}")
     default_name = f"{ref.kind}:{ref.path}"
-    if tarsafe.is_compressed(path):
-        if progress is not None:
-            progress.add_total(path.stat().st_size)
-        with open(path, "rb") as fh:
+    # missing, not a regular file (a FIFO would block the read below), or a name too long: one line each
+    with open_regular(path, "docker archive") as fh:
+        compressed = tarsafe.is_compressed_head(fh.read(6))
+        if compressed:
+            fh.seek(0)
+            if progress is not None:
+                progress.add_total(os.fstat(fh.fileno()).st_size)
             view: View = StreamView(_CountingReader(fh, progress), ref.path, None)
+    if compressed:
         return subjects_from_view(view, ref, options, progress, full=full, default_name=default_name)
     return subjects_from_view(FileView(path), ref, options, progress, full=full, default_name=default_name)
 
@@ -181,10 +183,7 @@ def _classic(view: View, ref: SubjectRef, options: SourceOptions, progress: Prog
 
 
 def parse_json_list(data: bytes, where: str) -> list[Any]:
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"malformed JSON in {where}: {exc}") from None
+    doc = loads(data, where)
     if not isinstance(doc, list):
         raise InputError(f"malformed {where}: expected a JSON list")
     return doc

@@ -1,4 +1,8 @@
-"""OCI image layout directories (image-spec image-layout v1: oci-layout, index.json, blobs/<alg>/<hex>)."""
+"""OCI image layout directories (image-spec image-layout v1: oci-layout, index.json, blobs/<alg>/<hex>).
+
+Every file of a layout is read through notary.fsio (regular files only, size-limited, never blocking on a
+FIFO planted as index.json or a blob) and every JSON document through notary.jsonsafe.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from notary.digests import Digested, digest_hex, hash_file, verify_bytes
+from notary.digests import Digested, digest_hex, verify_bytes
 from notary.errors import InputError, NotFoundError
+from notary.fsio import check_path_length, read_regular
 from notary.sources.base import Progress, SourceOptions, Subject
 from notary.sources.ocimodel import (
     MAX_MANIFEST,
@@ -19,7 +24,10 @@ from notary.sources.ocimodel import (
     select_from_index,
     walk_descriptor,
 )
+from notary.sources.paths import hash_regular
 from notary.sources.spec import SubjectRef
+
+MAX_MARKER = 64 << 10  # the oci-layout file: {"imageLayoutVersion": "1.0.0"}
 
 
 class LayoutStore:
@@ -34,44 +42,40 @@ class LayoutStore:
 
     def _stat(self, digest: str, what: str) -> Path:
         path = self.path_of(digest)
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise NotFoundError(f"{what} blob {digest} is missing from {self.where}",
                                 hint="the layout is incomplete; copy it again (skopeo copy / umoci)")
         return path
 
     def read_blob(self, digest: str, size: int | None, limit: int, what: str) -> bytes:
         path = self._stat(digest, what)
-        actual = path.stat().st_size
-        if actual > limit:
-            raise InputError(f"{what} blob {digest} in {self.where} is {actual} bytes, over the {limit} limit")
-        data = path.read_bytes()
+        data = read_regular(path, limit, f"{what} blob")
         verify_bytes(data, digest, size, name=f"{what} blob")
         return data
 
     def blob_task(self, digest: str, size: int, what: str,
                   progress: Progress | None) -> Callable[[], Digested]:
         path = self._stat(digest, what)
-        return partial(hash_file, path, digest, size, progress, name=f"{what} blob {digest}")
+        return partial(hash_regular, path, digest, size, progress, name=f"{what} blob {digest}")
 
 
 def _read_index(root: Path) -> dict:
     marker = root / "oci-layout"
-    if not root.exists():
+    check_path_length(root, "OCI layout")
+    if not os.path.lexists(root):
         raise NotFoundError(f"OCI layout not found: {root}")
-    if not root.is_dir():
+    if not os.path.isdir(root):
         raise InputError(f"not an OCI layout directory: {root}")
-    if not marker.is_file():
+    if not os.path.lexists(marker):
         raise InputError(f"{root} is not an OCI image layout (no oci-layout file)")
-    layout = parse_json(marker.read_bytes(), f"{marker}")
+    layout = parse_json(read_regular(marker, MAX_MARKER, "OCI layout marker"), f"{marker}")
     version = layout.get("imageLayoutVersion")
     if not isinstance(version, str) or not version.startswith("1."):
-        raise InputError(f"unsupported imageLayoutVersion {version!r} in {marker}")
+        raise InputError(f"unsupported imageLayoutVersion {version!r:.80} in {marker}")
     index_path = root / "index.json"
-    if not index_path.is_file():
+    if not os.path.lexists(index_path):
         raise InputError(f"{root} has no index.json")
-    if index_path.stat().st_size > MAX_MANIFEST:
-        raise InputError(f"{index_path} is larger than {MAX_MANIFEST} bytes")
-    index = parse_json(index_path.read_bytes(), str(index_path))
+    index = parse_json(read_regular(index_path, MAX_MANIFEST, "OCI layout index"), str(index_path))
     if index.get("schemaVersion") != 2:
         raise InputError(f"malformed {index_path}: schemaVersion must be 2")
     return index
@@ -91,9 +95,10 @@ def _select(store: LayoutStore, index: dict, root: Path, ref: SubjectRef) -> Des
     try:
         return select_from_index(index, f"{root / 'index.json'}", ref.tag, ref.digest)
     except InputError:
-        if ref.digest is None or not store.path_of(ref.digest).is_file():
+        if ref.digest is None or not os.path.isfile(store.path_of(ref.digest)):
             raise
-        return Descriptor("", ref.digest, store.path_of(ref.digest).stat().st_size)
+        # the size is only a hint here: read_blob checks the bytes against the digest
+        return Descriptor("", ref.digest, len(store.read_blob(ref.digest, None, MAX_MANIFEST, "manifest")))
 
 
 def layout_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | None, *,

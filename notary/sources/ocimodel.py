@@ -9,13 +9,13 @@ get different identities depending on where notary read it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from notary.digests import Digested, check_digest, default_workers, run_parallel
 from notary.errors import InputError
+from notary.jsonsafe import loads_object
 from notary.sources.base import Artifact, Progress, Subject
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -59,14 +59,9 @@ class Descriptor:
 
 
 def parse_json(data: bytes, where: str) -> dict[str, Any]:
-    """A JSON object or InputError naming where it came from."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"malformed JSON in {where}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"malformed {where}: expected a JSON object")
-    return doc
+    """A JSON object or InputError naming where it came from (bounded depth and integers, no duplicate keys,
+    no lone surrogates: notary.jsonsafe)."""
+    return loads_object(data, where)
 
 
 def platform_string(obj: Any, where: str) -> str | None:

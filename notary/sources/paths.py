@@ -16,8 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from notary.digests import Digested, default_workers, hash_file, run_parallel
-from notary.errors import InputError, NotFoundError
+from notary.digests import Digested, default_workers, hash_stream, run_parallel
+from notary.errors import DigestMismatchError, InputError, NotFoundError
+from notary.fsio import check_path_length, open_regular
 from notary.sources.base import Artifact, Progress, SourceOptions, Subject
 from notary.sources.spec import SubjectRef
 
@@ -28,6 +29,20 @@ OCTET = "application/octet-stream"
 def _field(data: bytes) -> bytes:
     """Length-prefixed field: names may hold any byte but '/' and NUL, even newlines."""
     return str(len(data)).encode() + b":" + data
+
+
+def hash_regular(path: str | os.PathLike[str], expected: str | None = None, size: int | None = None,
+                 progress: Progress | None = None, *, name: str | None = None,
+                 follow_symlinks: bool = True) -> Digested:
+    """hash_file for a path that must still be a regular file when it is opened: a file swapped for a FIFO
+    after it was listed would block the read forever, a device would never end."""
+    label = name or os.fspath(path)
+    with open_regular(path, label, follow_symlinks=follow_symlinks) as fh:
+        if size is not None:
+            actual = os.fstat(fh.fileno()).st_size
+            if actual != size:
+                raise DigestMismatchError(f"{label} is {actual} bytes, but {size} were declared")
+        return hash_stream(fh, expected, size, progress, name=label)
 
 
 def _walk(root: Path) -> list[tuple[bytes, str, os.stat_result, str]]:
@@ -65,7 +80,8 @@ def tree_digest(root: Path, *, workers: int | None = None,
     files = [(rel, st, path) for rel, kind, st, path in entries if kind == "file"]
     if progress is not None:
         progress.add_total(sum(st.st_size for _, st, _ in files))
-    tasks = [partial(hash_file, path, None, st.st_size, progress, name=path) for _, st, path in files]
+    tasks = [partial(hash_regular, path, None, st.st_size, progress, name=path, follow_symlinks=False)
+             for _, st, path in files]
     results: list[Digested] = run_parallel(tasks, default_workers(workers))
     by_rel = {rel: res for (rel, _, _), res in zip(files, results, strict=True)}
     hasher = hashlib.sha256(TREE_HEADER)
@@ -90,6 +106,7 @@ def tree_digest(root: Path, *, workers: int | None = None,
 def path_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | None) -> list[Subject]:
     assert ref.path is not None
     path = Path(ref.path)
+    check_path_length(path, "subject")
     try:
         st = path.lstat()
     except FileNotFoundError:
@@ -98,11 +115,14 @@ def path_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | 
         raise InputError(f"cannot read {ref.path}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(st.st_mode):
         # the subject named by the user: follow this one link, but the tree below is never followed
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise InputError(f"cannot read {ref.path}: {exc.strerror or exc}") from None
     if stat.S_ISREG(st.st_mode):
         if progress is not None:
             progress.add_total(st.st_size)
-        res = hash_file(path, None, None, progress)
+        res = hash_regular(path, None, None, progress)
         return [Subject(res.digest, ref.path, "file", (Artifact(res.digest, res.size, OCTET, "file",
                                                                  name=path.name),))]
     if stat.S_ISDIR(st.st_mode):

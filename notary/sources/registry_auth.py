@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import json
 import os
 import re
 import threading
@@ -21,6 +20,8 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from notary.errors import InputError, SourceUnavailableError, UsageError
+from notary.fsio import MAX_AUTH_FILE, read_regular
+from notary.jsonsafe import loads, loads_object
 from notary.sources.base import SourceOptions
 
 MAX_TOKEN_RESPONSE = 1 << 20
@@ -95,17 +96,8 @@ def load_credentials(hostport: str, options: SourceOptions) -> Credentials:
     {"username","password"} / {"token"}) if given, else NOTARY_REGISTRY_* from the environment."""
     if options.registry_auth_file:
         where = options.registry_auth_file
-        try:
-            with open(where, "rb") as fh:
-                doc = json.loads(fh.read(MAX_TOKEN_RESPONSE))
-        except FileNotFoundError:
-            raise UsageError(f"registry credentials file not found: {where}") from None
-        except OSError as exc:
-            raise UsageError(f"cannot read registry credentials file {where}: {exc.strerror or exc}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InputError(f"malformed JSON in registry credentials file {where}") from None
-        if not isinstance(doc, dict):
-            raise InputError(f"malformed registry credentials file {where}: expected an object")
+        raw = read_regular(where, MAX_AUTH_FILE, "registry credentials file", error=UsageError)
+        doc = loads_object(raw, f"registry credentials file {where}")
         if "auths" in doc:
             auths = doc["auths"]
             if not isinstance(auths, dict):
@@ -242,10 +234,7 @@ class RegistryClient:
             resp.close()
         if len(body) > MAX_TOKEN_RESPONSE:
             raise InputError(f"token response from {realm} is too large")
-        try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise InputError(f"malformed token response from {realm}") from None
+        doc = loads(body, f"token response from {realm}")
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
             raise InputError(f"token response from {realm} has no usable token")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from notary.digests import check_digest
 from notary.errors import UsageError
+from notary.fsio import check_path_length
 
 KINDS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "registry", "path", "digest")
 FORMS = ("oci:PATH[:TAG|@DIGEST], oci-archive:FILE[:TAG], docker-archive:FILE, docker-daemon:NAME[:TAG], "
@@ -110,7 +111,15 @@ def _parse_registry(spec: str, rest: str) -> SubjectRef:
 
 
 def parse_subject(spec: str) -> SubjectRef:
-    """Parse a SUBJECT string; UsageError (exit 2) with the accepted forms when it is not one."""
+    """Parse a SUBJECT string; UsageError (exit 2) with the accepted forms when it is not one, or when its
+    path is longer than the kernel accepts (NAME_MAX per component, PATH_MAX in all)."""
+    ref = _parse(spec)
+    if ref.path is not None:
+        check_path_length(ref.path, "subject" if ref.kind == "path" else f"{ref.kind} subject", error=UsageError)
+    return ref
+
+
+def _parse(spec: str) -> SubjectRef:
     if not isinstance(spec, str) or not spec.strip():
         raise UsageError("empty subject", hint=f"use one of: {FORMS}")
     if spec != spec.strip() or "\x00" in spec or "\n" in spec:

@@ -70,9 +70,8 @@ def member_of(info: tarfile.TarInfo, archive: str) -> Member:
                      hint="only files, directories and links inside the archive are accepted")
 
 
-def is_compressed(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(6)
+def is_compressed_head(head: bytes) -> bool:
+    """The first bytes of a file start with a gzip, bzip2, xz or zstd magic number."""
     return any(head.startswith(magic) for magic in _COMPRESSED_MAGIC)
 
 
