@@ -17,7 +17,7 @@ from typing import Any
 from notary.errors import UsageError
 from notary.fsio import MAX_CONFIG_FILE, read_regular
 
-KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate", "docker"}
+KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate", "docker", "immudb"}
 # The type of every plain setting, checked when the file is loaded: a wrong type is a usage error naming the
 # setting and the file, never coerced (`state_dir = 5` must not become "./5", `insecure = "false"` must not be
 # true). Tables map their settings to types; [gate] is reserved and has none yet. [policy] is validated in
@@ -29,6 +29,7 @@ SETTING_TYPES: dict[str, Any] = {
     "signing": {"key": str},
     "registry": {"insecure": bool, "auth_file": str},
     "docker": {"host": str},
+    "immudb": {"mirror": bool},  # [immudb] mirror = true: reads checked against a verified replay (docs/immudb.md)
     "gate": {},
     "policy": dict,
 }
