@@ -6,8 +6,9 @@ state, lets immudb-py prove the server's answer consistent with it, runs the che
 _proofs), and only then persists the new state. Any failure leaves the trusted state file untouched.
 
 What immudb cannot prove (documented in docs/immudb.md): that a value is the *latest* version of its key, that a
-key is absent, and that a history is complete. Those answers are the server's word; every value returned is
-proven included, and every head proven consistent with what this client saw before.
+key is absent, and that a history is complete. Here those answers are the server's word; every value returned is
+proven included, and every head proven consistent with what this client saw before. `open(..., mirror=True)`
+closes the gap by replaying every transaction locally (_mirrored, mirror).
 """
 
 from __future__ import annotations
@@ -39,8 +40,19 @@ class ImmudbLedger(ImmudbSession):
     """A Ledger on one immudb database, opened with `ImmudbLedger.open("immudb://user@host:3322/db")`."""
 
     @classmethod
-    def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None) -> ImmudbLedger:
-        """Connect, log in, and check the server against this client's trusted state (TOFU on first contact)."""
+    def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
+             mirror: bool = False) -> ImmudbLedger:
+        """Connect, log in, and check the server against this client's trusted state (TOFU on first contact).
+
+        mirror=True keeps a local, fully verified replay of the ledger beside the trusted state and checks
+        every read against it (notary.ledger.immudb.mirror): the one way to know a read shows the newest
+        version, or that a key is absent. It costs a catch-up of the new transactions per read.
+        """
+        if mirror:
+            from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+
+            if not issubclass(cls, MirroredImmudbLedger):
+                return MirroredImmudbLedger.open(url, trust=trust, password=password, mirror=True)
         target = parse_url(url)
         secret = password if password is not None else read_password(target.user)
         ledger = cls(target, trust or TrustStore(), read_timeout())
@@ -48,10 +60,14 @@ class ImmudbLedger(ImmudbSession):
         try:
             with ledger._guard("connect"):
                 ledger._connect(secret, configured_key)
+            ledger._ready()
         except BaseException:
             ledger.close()
             raise
         return ledger
+
+    def _ready(self) -> None:
+        """Runs once connected and checked (the mirrored ledger catches its mirror up here)."""
 
     def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
         encoded = self._encode_kvs(kvs)
@@ -311,7 +327,6 @@ class ImmudbLedger(ImmudbSession):
                 raise InputError(f"value of ledger key {key!r} must be bytes")
             out[_key_bytes(key)] = bytes(value)
         return out
-
 
 
 def _key_bytes(key: str) -> bytes:

@@ -1,0 +1,280 @@
+"""ImmudbLedger with a verified local mirror: reads that show the newest version, or prove there is none.
+
+Every read first catches the mirror up to the server's current state (`_sync`: CurrentState, then TxScan pages
+of the new transactions, each re-hashed and chained from the trusted state to that state; nothing new: one
+round trip). The read itself still goes through the server's verified calls, unchanged, and its answer is then
+compared with the mirror: a server (or a proxy on the plain-HTTP/2 gRPC channel) that answers with an older
+revision, leaves a version out of a history, or says "not found" for a key the replay holds is caught with a
+ProofError (exit 3), instead of being served around silently, so the operator learns the ledger lies.
+
+A read happens after one sync (head H1) and may see transactions written after it. It is accepted when it is
+exactly what the mirror holds as of some transaction X with H1 <= X <= H2, where H2 is a second sync made only
+when the first comparison fails: so an answer is never older than the head the client verified before asking.
+
+`keys` and `tx_at_time` are served from the mirror (complete, where the server's scan is only a hint).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from notary.errors import InputError, ProofError
+from notary.ledger.base import Entry, LedgerInfo, TreeHead
+from notary.ledger.immudb._replay import EMPTY_ALH, value_hash
+from notary.ledger.immudb.ledger import ImmudbLedger
+from notary.ledger.immudb.mirror import Mirror, Version, mirror_path, replay
+
+_MAX_PAGE = 1000  # immudb's default maxResultSize: the most transactions one TxScan may return
+_PAGE_BYTES = 2 << 20  # aim for answers of about 2 MiB (gRPC's default receive limit is 4 MiB)
+
+
+@dataclass(frozen=True)
+class MirrorAudit:
+    """What `audit` replayed and checked (the fields `notary ledger audit` prints)."""
+
+    head: TreeHead
+    transactions: int
+    entries: int
+    keys: int
+    signatures_checked: int
+    replayed: int
+    added: int
+    seconds: float
+    mirror: str
+
+
+class MirroredImmudbLedger(ImmudbLedger):
+    """An ImmudbLedger whose reads are checked against a local replay of every transaction (see module doc)."""
+
+    mirror: Mirror
+    last_catch_up: tuple[int, float] = (0, 0.0)  # (transactions added, seconds) of the latest sync
+    _page = 250
+
+    def _ready(self) -> None:
+        self.mirror = Mirror.open(mirror_path(self.trust, self.ledger_id), self.ledger_id)
+        with self._guard("catch up the local immudb mirror"):
+            self._sync()
+
+    def close(self) -> None:
+        mirror = getattr(self, "mirror", None)
+        if mirror is not None:
+            mirror.close()
+        super().close()
+
+    def catch_up(self) -> int:
+        """Bring the mirror to the server's current state now; returns the transactions added."""
+        with self._guard("catch up the local immudb mirror"):
+            self._sync()
+        return self.last_catch_up[0]
+
+    # -- reads -----------------------------------------------------------------------------------------------
+
+    def get(self, key: str, *, at_tx: int | None = None) -> Entry | None:
+        if at_tx is not None and at_tx < 1:
+            return None
+        with self._guard(f"read {key}"):
+            head = self._sync()
+            if at_tx is not None:
+                if at_tx > head:
+                    raise InputError(f"immudb ledger {self.ledger_id} has no transaction {at_tx} yet")
+                entry = self._verified_get_as_of(key, at_tx)
+                return self._checked_get(key, entry, at_tx, at_tx)
+            entry = self._verified_get(key, None)
+            if self._get_problem(key, entry, head, head) is None:
+                return self._mark(entry, head)
+            return self._checked_get(key, entry, head, self._sync())
+
+    def history(self, key: str) -> list[Entry]:
+        with self._guard(f"read the history of {key}"):
+            head = self._sync()
+            entries = super().history(key)
+            if self._history_problem(key, entries, head, head) is not None:
+                later = self._sync()
+                problem = self._history_problem(key, entries, head, later)
+                if problem is not None:
+                    raise ProofError(f"immudb's history of {key} {problem}", hint=_LIE)
+            return [self._mark(e, head) for e in entries]  # type: ignore[misc]
+
+    def keys(self, prefix: str) -> list[str]:
+        with self._guard(f"list keys under {prefix!r}"):
+            return self.mirror.keys(prefix, self._sync())
+
+    def tx_at_time(self, when: datetime) -> int | None:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        with self._guard("map a time to a transaction"):
+            return self.mirror.last_tx_until(when.timestamp(), self._sync())
+
+    def info(self) -> LedgerInfo:
+        with self._guard("read the ledger head"):
+            head_tx = self._sync()
+            head = self._head(None)
+            if head_tx:
+                head = replace(head, time=datetime.fromtimestamp(self.mirror.header(head_tx).ts, timezone.utc))
+        added, seconds = self.last_catch_up
+        return LedgerInfo(
+            url=self.url,
+            backend="immudb",
+            ledger_id=self.ledger_id,
+            head=head,
+            trusted=self._trusted.to_json() if self._trusted else None,
+            entries=self.mirror.entries,
+            transactions=head.tx,
+            details={
+                "server_uuid": self.server_uuid,
+                "server_version": self.server_version,
+                "database": self.target.database,
+                "address": self.target.address,
+                "state_signature_checked": self._key is not None,
+                "mirror": {"path": str(self.mirror.path), "tx": self.mirror.last_tx, "entries": self.mirror.entries,
+                           "last_catch_up": {"transactions": added, "seconds": round(seconds, 3)}},
+            },
+        )
+
+    def audit(self) -> MirrorAudit:
+        """Replay the whole ledger from the server (tx 1 to its current state) against the trusted state and
+        the mirror, after re-hashing the mirror file and catching it up. Raises on the first discrepancy."""
+        started = time.perf_counter()
+        with self._guard("audit the immudb ledger"):
+            self.mirror.verify()
+            head = self._sync()
+            added = self.last_catch_up[0]
+            replayed = self._replay_against_mirror(head)
+            head_info = self._head(None)
+        return MirrorAudit(
+            head=head_info, transactions=head, entries=self.mirror.entries, keys=self.mirror.key_count(),
+            signatures_checked=1 if self._key and head else 0, replayed=replayed, added=added,
+            seconds=time.perf_counter() - started, mirror=str(self.mirror.path),
+        )
+
+    # -- the comparison --------------------------------------------------------------------------------------
+
+    def _checked_get(self, key: str, entry: Entry | None, lo: int, hi: int) -> Entry | None:
+        problem = self._get_problem(key, entry, lo, hi)
+        if problem is not None:
+            raise ProofError(f"immudb answered a read of {key} {problem}", hint=_LIE)
+        return self._mark(entry, hi)
+
+    def _get_problem(self, key: str, entry: Entry | None, lo: int, hi: int) -> str | None:
+        """Why entry is not the newest version of key as of any transaction in [lo, hi] (None: it is)."""
+        versions = self._versions(key, hi)
+        if entry is None:
+            for x in [lo] + [v.tx for v in versions if lo < v.tx <= hi]:
+                newest = _newest(versions, x)
+                if newest is None or newest.deleted:
+                    return None
+            newest = _newest(versions, lo)
+            assert newest is not None
+            return (f"with 'not found', but the verified replay holds revision {newest.revision} at tx "
+                    f"{newest.tx}: the server hides the key")
+        mine = next((v for v in versions if v.tx == entry.tx), None)
+        if mine is None or mine.deleted or mine.revision != entry.revision:
+            return f"with revision {entry.revision} at tx {entry.tx}, which the verified replay does not hold"
+        if value_hash(entry.value) != mine.hvalue:
+            return f"at tx {entry.tx} with other bytes than the verified replay holds"
+        after = next((v for v in versions if v.tx > entry.tx), None)
+        if after is not None and after.tx <= lo:
+            return (f"with revision {entry.revision} (tx {entry.tx}), but the verified replay holds the newer "
+                    f"revision {after.revision} at tx {after.tx}: the server hides the newest version")
+        return None
+
+    def _history_problem(self, key: str, entries: list[Entry], lo: int, hi: int) -> str | None:
+        versions = self._versions(key, hi)
+        for entry, mine in zip(entries, versions, strict=False):
+            if entry.tx != mine.tx or entry.revision != mine.revision:
+                return (f"names tx {entry.tx} as revision {entry.revision}, where the verified replay holds tx "
+                        f"{mine.tx}: a version was left out")
+            if not mine.deleted and value_hash(entry.value) != mine.hvalue:
+                return f"holds other bytes at tx {entry.tx} than the verified replay"
+        if len(entries) > len(versions):
+            return f"has {len(entries)} versions, the verified replay {len(versions)}"
+        complete_to = sum(1 for v in versions if v.tx <= lo)
+        if len(entries) < complete_to:
+            missing = versions[len(entries)]
+            return (f"ends at revision {len(entries)}, but the verified replay holds revision {missing.revision} "
+                    f"at tx {missing.tx}: the server hides the newest versions")
+        return None
+
+    def _versions(self, key: str, as_of: int) -> list[Version]:
+        versions = self.mirror.versions(key, as_of)
+        expiring = next((v for v in versions if v.expires), None)
+        if expiring is not None:  # its visibility depends on the server's clock: nothing to compare against
+            raise ProofError(f"ledger key {key} has an expiring version at tx {expiring.tx}; notary never writes "
+                             "one, and cannot check reads of it against the verified replay")
+        return versions
+
+    def _mark(self, entry: Entry | None, head: int) -> Entry | None:
+        if entry is None:
+            return None
+        checked = list(entry.proof.get("checked", [])) + ["mirror-replay"]
+        return replace(entry, proof={**entry.proof, "checked": checked, "mirror_tx": head})
+
+    # -- catching up -----------------------------------------------------------------------------------------
+
+    def _sync(self) -> int:
+        """Catch the mirror up to the server's current state, chained from trust; move trust there."""
+        current = self._current_state()
+        self._check_not_behind(current)
+        trusted = self._rs.current
+        started = time.perf_counter()
+        added = 0
+        if current.tx > 0:
+            added = self.mirror.catch_up(self._scan, trusted=(trusted.tx, trusted.alh),
+                                         target=(current.tx, current.alh))
+        self._rs.accept(current)  # proven: the replayed chain runs from the trusted Alh to this one
+        self.last_catch_up = (added, time.perf_counter() - started)
+        return current.tx
+
+    def _scan(self, first: int, last: int) -> Iterator[Any]:
+        """Transactions first..last (every entry, digests only), in pages sized to stay under gRPC's limit."""
+        import grpc
+        from immudb.grpc import schema_pb2
+
+        while first <= last:
+            n = min(self._page, last - first + 1)
+            request = schema_pb2.TxScanRequest(initialTx=first, limit=n, sinceTx=1)
+            try:
+                answer = self._rpc(lambda r=request: self._stub._stub.TxScan(r, timeout=self.timeout))
+            except grpc.RpcError as exc:
+                if n > 1 and (exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or "limit" in (exc.details() or "")):
+                    self._page = max(1, n // 4)
+                    continue
+                raise
+            page = answer.txs
+            if not page or len(page) > n:
+                raise ProofError(f"immudb answered a scan of {n} transactions from tx {first} with {len(page)}")
+            self._page = max(1, min(_MAX_PAGE, n * _PAGE_BYTES // max(1, answer.ByteSize())))
+            yield from page
+            first += len(page)
+
+    def _replay_against_mirror(self, head: int) -> int:
+        """Fetch and re-hash every transaction again; each Alh must equal the mirror's and the trusted one."""
+        if head == 0:
+            return 0
+        trusted = self._rs.current
+        done = 0
+        for row, _ in replay(self._scan(1, head), 1, EMPTY_ALH, (trusted.tx, trusted.alh)):
+            if row.alh != self.mirror.header(row.id).alh:
+                raise ProofError(f"immudb's transaction {row.id} differs from the one this client mirrored")
+            done = row.id
+            if done == head:
+                break
+        if done != head:
+            raise ProofError(f"immudb's scan ended at tx {done}, its state is at tx {head}")
+        return done
+
+
+_LIE = "the server or a proxy on the way withholds ledger data; do not trust its answers"
+
+
+def _newest(versions: list[Version], as_of: int) -> Version | None:
+    found = None
+    for v in versions:
+        if v.tx > as_of:
+            break
+        found = v
+    return found

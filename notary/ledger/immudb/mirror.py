@@ -1,0 +1,378 @@
+"""A local, fully verified mirror of one immudb database: completeness by replay.
+
+immudb proves that a value is included in a transaction and that states are consistent; it cannot prove that a
+value is the newest version of its key, that a key is absent, or that a history is complete. A client that has
+replayed every transaction itself can: the mirror holds every transaction header and every entry digest from
+transaction 1 to a state this client trusts, each re-hashed (entries -> eH -> header -> Alh chain), so "which
+versions of this key exist up to tx N" is answered from bytes that the trusted Alh fixes, not from the server.
+
+One SQLite file per ledger identity beside the trusted state (0600, WAL, one transaction per catch-up). Only
+rows that chained to a trusted or proven-consistent state are ever committed. The file is re-hashed in full
+when it is opened and whenever another connection changed it (`PRAGMA data_version`), so an edited, truncated
+or swapped mirror is an integrity error, never a silent answer. Nothing here talks to the server: `catch_up`
+takes the transactions from the caller (ImmudbLedger's TxScan pages) and checks them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError, TrustStoreError
+from notary.ledger.immudb._replay import (
+    EMPTY_ALH,
+    SET_KEY_PREFIX,
+    EntryRow,
+    TxRow,
+    check_tx,
+    key_of,
+    md_flags,
+    rows_from_proto,
+)
+from notary.ledger.trust import TrustStore
+
+FORMAT = "notary.immudb-mirror/v1"
+SCHEMA = {
+    "meta": "CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
+    "txs": "CREATE TABLE txs (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, version INTEGER NOT NULL, "
+           "md BLOB NOT NULL, nentries INTEGER NOT NULL, eh BLOB NOT NULL, bl_tx INTEGER NOT NULL, "
+           "bl_root BLOB NOT NULL, alh BLOB NOT NULL)",
+    "entries": "CREATE TABLE entries (tx INTEGER NOT NULL, i INTEGER NOT NULL, key BLOB NOT NULL, "
+               "md BLOB NOT NULL, hvalue BLOB NOT NULL, vlen INTEGER NOT NULL, PRIMARY KEY (tx, i)) WITHOUT ROWID",
+    "entries_by_key": "CREATE INDEX entries_by_key ON entries (key, tx)",
+}
+_REBUILD = "remove it to rebuild it from the server (notary ledger mirror --rebuild)"
+
+
+class Version(NamedTuple):
+    """One indexed version of a key, as the replay saw it (revision counts from 1, as immudb's does)."""
+
+    revision: int
+    tx: int
+    hvalue: bytes
+    vlen: int
+    deleted: bool
+    expires: bool
+
+
+def mirror_path(trust: TrustStore, ledger_id: str) -> Path:
+    """The mirror of a ledger lives beside its trusted state: ledger-<id hash>.mirror.db."""
+    return trust.path_for(ledger_id).with_suffix(".mirror.db")
+
+
+class Mirror:
+    """The verified transactions of one immudb database, and the key index derived from them."""
+
+    def __init__(self, path: Path, ledger_id: str, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.ledger_id = ledger_id
+        self._db = conn
+        self.last_tx = 0
+        self.last_alh = EMPTY_ALH
+        self.entries = 0
+        self._seen_version = -1
+
+    @classmethod
+    def open(cls, path: Path, ledger_id: str) -> Mirror:
+        """Open (or create, 0600) the mirror at path and re-hash all of it. Raises TrustStoreError if altered."""
+        created = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+                created = True
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerUnavailableError(f"cannot open the immudb mirror {path}: {exc}") from exc
+        mirror = cls(path, ledger_id, conn)
+        try:
+            with mirror._sql("open"):
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                if created or not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+                    mirror._create()
+            mirror.verify()
+        except BaseException:
+            conn.close()
+            raise
+        return mirror
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    # -- integrity -------------------------------------------------------------------------------------------
+
+    def verify(self) -> None:
+        """Re-hash every stored row: transaction ids 1..n without gaps, each transaction's entries to its eH,
+        each header onto the previous Alh, every stored Alh equal to the recomputed one.
+
+        The rows a read uses (the entries index) are the rows hashed here, so a deleted, renamed or altered
+        entry, a dropped transaction, or a file from another ledger cannot pass. Whether the chain ends at a
+        state this client trusts is checked against the trusted state by `catch_up` (every read syncs first).
+        """
+        with self._sql("verify"):
+            self._check_schema()
+            check = self._db.execute("PRAGMA integrity_check(1)").fetchone()  # the key index matches the rows
+            if check is None or check[0] != "ok":
+                raise self._altered(f"SQLite integrity check: {check[0] if check else 'no answer'}")
+            meta = dict(self._db.execute("SELECT name, value FROM meta"))
+            if meta.get("format") != FORMAT or meta.get("ledger_id") != self.ledger_id:
+                raise self._altered(f"it belongs to {meta.get('ledger_id')!r} ({meta.get('format')!r})")
+            txs = self._db.execute("SELECT id, ts, version, md, nentries, eh, bl_tx, bl_root, alh FROM txs ORDER BY id")
+            entries = self._db.cursor().execute("SELECT key, md, hvalue, vlen, tx FROM entries ORDER BY tx, i")
+            groups = groupby(entries, key=lambda r: r[4])  # rows laid out like EntryRow, the tx last
+            prev, expected, count = EMPTY_ALH, 1, 0
+            pending = next(groups, None)
+            for raw in txs:
+                row = TxRow(*raw)
+                if row.id != expected:
+                    raise self._altered(f"transaction {expected} is missing")
+                if pending is None or pending[0] != row.id:
+                    raise self._altered(f"transaction {row.id} has no entries")
+                ents = list(pending[1])
+                try:
+                    computed = check_tx(row, ents, prev)
+                except ProofError as exc:
+                    raise self._altered(exc.message) from None
+                if computed.alh != row.alh:
+                    raise self._altered(f"transaction {row.id} does not hash to its stored Alh")
+                prev, expected, count = row.alh, expected + 1, count + len(ents)
+                pending = next(groups, None)
+            if pending is not None:
+                raise self._altered(f"it holds entries of transaction {pending[0]}, which it does not hold")
+            if int(meta.get("last_tx", -1)) != expected - 1:
+                raise self._altered("its recorded last transaction is not its last row")
+            self.last_tx, self.last_alh, self.entries = expected - 1, prev, count
+            self._seen_version = self._data_version()
+
+    def refresh(self) -> None:
+        """Re-verify if another connection (another notary process, or anyone) changed the file since."""
+        with self._sql("check"):
+            if self._data_version() != self._seen_version:
+                self.verify()
+
+    def alh_at(self, tx: int) -> bytes:
+        with self._sql("read"):
+            row = self._db.execute("SELECT alh FROM txs WHERE id = ?", (tx,)).fetchone()
+        if row is None:
+            raise self._altered(f"transaction {tx} is missing")
+        return bytes(row[0])
+
+    # -- catch-up --------------------------------------------------------------------------------------------
+
+    def catch_up(self, fetch: Callable[[int, int], Iterable[Any]], *, trusted: tuple[int, bytes],
+                 target: tuple[int, bytes]) -> int:
+        """Replay transactions last+1..target from `fetch(first, last)` (schema.Tx messages) and store them.
+
+        trusted: (tx, Alh) this client already trusts; the replayed chain must pass through it. target: the
+        server's current state (tx, Alh); the chain must end exactly there, which proves that state an
+        extension of everything before it. Returns how many transactions were added. Nothing is stored
+        unless the whole chain checks out.
+        """
+        for _ in range(3):  # another process may append while we wait for the write lock: re-verify, retry
+            self.refresh()
+            t_tx, t_alh = trusted
+            if target[0] < self.last_tx:
+                raise RollbackError(
+                    f"immudb ledger {self.ledger_id} is at tx {target[0]}, but this client's verified mirror "
+                    f"already holds tx {self.last_tx}: the ledger was rolled back or replaced"
+                )
+            if 0 < t_tx <= self.last_tx and self.alh_at(t_tx) != t_alh:
+                raise ProofError(
+                    f"the verified mirror of {self.ledger_id} does not match the trusted state at tx {t_tx}: "
+                    "the ledger or the mirror was rewritten", hint=f"if the mirror {self.path} was altered, {_REBUILD}"
+                )
+            if target[0] == self.last_tx:
+                if self.last_alh != target[1]:
+                    raise RollbackError(f"immudb ledger {self.ledger_id} forked at tx {target[0]}: other Alh")
+                return 0
+            added = self._append(fetch, trusted, target)
+            if added is not None:
+                return added
+        raise LedgerUnavailableError(f"the immudb mirror {self.path} keeps changing under this process")
+
+    def _append(self, fetch: Callable[[int, int], Iterable[Any]], trusted: tuple[int, bytes],
+                target: tuple[int, bytes]) -> int | None:
+        first = self.last_tx + 1
+        prev_alh = self.last_alh
+        with self._sql("update"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._data_version() != self._seen_version:
+                    self._db.execute("ROLLBACK")
+                    return None
+                tx_id, prev_alh, added = self._store(replay(fetch(first, target[0]), first, prev_alh, trusted),
+                                                     target[0])
+                if tx_id != target[0] or prev_alh != target[1]:
+                    raise ProofError(
+                        f"immudb's transactions {first}..{target[0]} do not chain to its own state at tx {target[0]}",
+                        hint="the server's answers are inconsistent: the ledger was altered, or a proxy rewrites them",
+                    )
+                self._db.execute("UPDATE meta SET value = ? WHERE name = 'last_tx'", (tx_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise
+            self.last_tx, self.last_alh = tx_id, prev_alh
+            self.entries += added
+            self._seen_version = self._data_version()
+            return tx_id - first + 1
+
+    def _store(self, rows: Iterator[tuple[TxRow, list[EntryRow]]], last: int) -> tuple[int, bytes, int]:
+        tx_id, alh, added = self.last_tx, self.last_alh, 0
+        batch_tx: list[TxRow] = []
+        batch_entries: list[tuple[int, int, bytes, bytes, bytes, int]] = []
+        for row, entries in rows:
+            batch_tx.append(row)
+            batch_entries.extend((row.id, i, e.key, e.md, e.hvalue, e.vlen) for i, e in enumerate(entries))
+            tx_id, alh, added = row.id, row.alh, added + len(entries)
+            if len(batch_entries) >= 5000 or tx_id == last:
+                self._flush(batch_tx, batch_entries)
+            if tx_id == last:
+                break
+        self._flush(batch_tx, batch_entries)
+        return tx_id, alh, added
+
+    def _flush(self, txs: list[TxRow], entries: list[tuple[int, int, bytes, bytes, bytes, int]]) -> None:
+        self._db.executemany("INSERT INTO txs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", txs)
+        self._db.executemany("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", entries)
+        txs.clear()
+        entries.clear()
+
+    # -- the index -------------------------------------------------------------------------------------------
+
+    def versions(self, key: str, as_of: int) -> list[Version]:
+        """Every indexed version of key written up to transaction as_of, oldest first."""
+        raw = bytes([SET_KEY_PREFIX]) + key.encode("utf-8")
+        with self._sql("read"):
+            rows = self._db.execute(
+                "SELECT tx, md, hvalue, vlen FROM entries WHERE key = ? AND tx <= ? ORDER BY tx", (raw, as_of)
+            ).fetchall()
+        out: list[Version] = []
+        for tx, md, hvalue, vlen in rows:
+            deleted, expires, non_indexable = md_flags(md)
+            if not non_indexable:  # immudb keeps such entries out of its index: no revision, no history
+                out.append(Version(len(out) + 1, tx, bytes(hvalue), vlen, deleted, expires))
+        return out
+
+    def keys(self, prefix: str, as_of: int) -> list[str]:
+        """Keys starting with prefix whose newest version up to as_of is not a deletion, sorted."""
+        lo = bytes([SET_KEY_PREFIX]) + prefix.encode("utf-8")
+        hi = _after_prefix(lo)
+        with self._sql("read"):
+            rows = self._db.execute(
+                "SELECT key, md FROM entries WHERE key >= ? AND key < ? AND tx <= ? ORDER BY key, tx", (lo, hi, as_of)
+            ).fetchall()
+        found: list[str] = []
+        for raw, group in groupby(rows, key=lambda r: bytes(r[0])):
+            flags = [md_flags(md) for _, md in group]
+            indexed = [f for f in flags if not f[2]]
+            name = key_of(raw)
+            if indexed and not indexed[-1][0] and name is not None:
+                found.append(name)
+        return sorted(found)
+
+    def header(self, tx: int) -> TxRow:
+        with self._sql("read"):
+            row = self._db.execute(
+                "SELECT id, ts, version, md, nentries, eh, bl_tx, bl_root, alh FROM txs WHERE id = ?", (tx,)
+            ).fetchone()
+        if row is None:
+            raise self._altered(f"transaction {tx} is missing")
+        return TxRow(*row)
+
+    def last_tx_until(self, ts: float, last: int) -> int | None:
+        """The last transaction up to `last` whose header time is <= ts (binary search, as ImmudbLedger does)."""
+        if last < 1 or self.header(1).ts > ts:
+            return None
+        lo, hi = 1, last
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.header(mid).ts <= ts:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def key_count(self) -> int:
+        with self._sql("read"):
+            row = self._db.execute("SELECT count(DISTINCT key) FROM entries WHERE key >= x'00' AND key < x'01'")
+            return int(row.fetchone()[0])
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal")) if p.exists())
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        for sql in SCHEMA.values():
+            self._db.execute(sql)
+        self._db.executemany("INSERT INTO meta VALUES (?, ?)",
+                             [("format", FORMAT), ("ledger_id", self.ledger_id), ("last_tx", 0)])
+        self._db.execute("COMMIT")
+
+    def _check_schema(self) -> None:
+        """Exactly our tables and index, as we created them: no trigger, view or altered index can change
+        what a query returns without also changing what `verify` hashes."""
+        rows = self._db.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_autoindex%'")
+        found = {name: sql for _, name, sql in rows}
+        if found != SCHEMA:
+            raise self._altered("its schema is not the mirror's")
+
+    def _data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def _altered(self, why: str) -> TrustStoreError:
+        return TrustStoreError(f"the immudb mirror {self.path} was altered or is corrupt: {why}",
+                               hint=_REBUILD)
+
+    @contextlib.contextmanager
+    def _sql(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except NotaryError:
+            raise
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if any(s in text for s in ("locked", "unable to open", "disk I/O", "readonly", "full")):
+                raise LedgerUnavailableError(f"cannot {what} the immudb mirror {self.path}: {text}") from exc
+            raise self._altered(text) from exc
+        except sqlite3.Error as exc:  # "file is not a database", malformed pages, constraint violations
+            raise self._altered(str(exc)) from exc
+        except (TypeError, ValueError, struct.error) as exc:  # a column holding another type than we store
+            raise self._altered(f"a row holds a value of the wrong type ({exc})") from exc
+
+
+def replay(txs: Iterable[Any], first: int, prev_alh: bytes,
+           trusted: tuple[int, bytes]) -> Iterator[tuple[TxRow, list[EntryRow]]]:
+    """Check each schema.Tx in turn: the next id, chained on the previous Alh, entries hashing to its eH, and
+    passing through the trusted (tx, Alh). Yields the checked rows (Alh filled in)."""
+    expected = first
+    for tx in txs:
+        row, entries = rows_from_proto(tx)
+        if row.id != expected:
+            raise ProofError(f"immudb answered a scan from tx {expected} with tx {row.id}")
+        if bytes(tx.header.prevAlh) != prev_alh:
+            raise ProofError(f"immudb transaction {row.id} does not chain on transaction {row.id - 1}")
+        row = check_tx(row, entries, prev_alh)
+        if row.id == trusted[0] and row.alh != trusted[1]:
+            raise ProofError(
+                f"immudb's transaction {row.id} is not the one this client trusts: the ledger was rewritten"
+            )
+        yield row, entries
+        prev_alh, expected = row.alh, expected + 1
+
+
+def _after_prefix(prefix: bytes) -> bytes:
+    """The smallest byte string greater than every string starting with prefix."""
+    trimmed = prefix.rstrip(b"\xff")
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
