@@ -272,17 +272,24 @@ def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
 
 
 def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> Gate:
-    """A Gate for a loaded config: its [policy], and the ledger it names (opened lazily, never created)."""
+    """A Gate for a loaded config: its [policy], and the ledger it names (opened lazily, never created).
+
+    Resident front ends check immudb reads against the verified mirror by default (a revocation the server
+    withholds is caught; the catch-up is paid once, then per new transaction); per-process ones only when
+    NOTARY_IMMUDB_MIRROR or [immudb] mirror asks, since each process re-hashes the mirror when it opens it.
+    """
     from notary.config import state_dir_from
     from notary.gate.policy import load_policy
+    from notary.ledger import mirror_setting
 
     policy = load_policy(config)
     state_dir = state_dir_from(config)
+    mirror = mirror_setting(config, default=front_end in ("oci-hook-server", "docker-authz", "webhook"))
 
     def opener() -> Ledger:
         from notary.ledger import open_ledger
 
-        return open_ledger(ledger_url, state_dir=state_dir, create=False)
+        return open_ledger(ledger_url, state_dir=state_dir, create=False, mirror=mirror)
 
     return Gate(policy, opener, front_end=front_end, keep_open=keep_open)
 

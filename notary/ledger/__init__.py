@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from notary.errors import UsageError
 from notary.ledger.base import Entry, Ledger, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.trust import TrustStore
 
-__all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "open_ledger"]
+if TYPE_CHECKING:
+    from notary.config import Config
+
+__all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "mirror_setting",
+           "open_ledger"]
 
 
 def default_ledger_url() -> str:
@@ -21,10 +26,13 @@ def default_ledger_url() -> str:
     return (Path(base) / "notary" / "ledger.db").resolve().as_uri()
 
 
-def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, create: bool = True) -> Ledger:
+def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, create: bool = True,
+                mirror: bool | None = None) -> Ledger:
     """Open the ledger named by url (default: the embedded ledger under the user's data dir).
 
     create=False refuses to create a missing embedded ledger (read commands must not invent one).
+    mirror (immudb only): check every read against a local, verified replay of the ledger, which proves a read
+    shows the newest version or that a key is absent; None leaves it to NOTARY_IMMUDB_MIRROR (default off).
     """
     url = url or default_ledger_url()
     trust = TrustStore(state_dir)
@@ -36,8 +44,22 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
     if scheme == "immudb":
         from notary.ledger.immudb import ImmudbLedger
 
-        return ImmudbLedger.open(url, trust=trust)
+        return ImmudbLedger.open(url, trust=trust, mirror=mirror_setting(None) if mirror is None else mirror)
     raise UsageError(
         f"unsupported ledger URL {url!r}",
         hint="use file:///path/ledger.db or immudb://user@host:3322/database",
     )
+
+
+def mirror_setting(config: Config | None, *, default: bool = False) -> bool:
+    """Whether to keep the verified immudb mirror: NOTARY_IMMUDB_MIRROR (1/0, true/false, yes/no, on/off), else
+    `[immudb] mirror` in notary.toml, else default (resident gate front ends default to on, see gate_for)."""
+    raw = os.environ.get("NOTARY_IMMUDB_MIRROR", "").strip().lower()
+    if raw:
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"NOTARY_IMMUDB_MIRROR={raw!r} is neither 1 nor 0")
+    configured = config.section("immudb").get("mirror") if config is not None else None
+    return default if configured is None else bool(configured)
