@@ -40,10 +40,12 @@ class App:
     def ledger_url(self) -> str | None:
         return ledger_url_from(self.ledger_flag, self.config)
 
-    def open_ledger(self, *, create: bool = False) -> Ledger:
-        from notary.ledger import open_ledger
+    def open_ledger(self, *, create: bool = False, mirror: bool | None = None) -> Ledger:
+        """mirror: check immudb reads against the verified mirror (None: NOTARY_IMMUDB_MIRROR, [immudb] mirror)."""
+        from notary.ledger import mirror_setting, open_ledger
 
-        ledger = open_ledger(self.ledger_url, state_dir=state_dir_from(self.config), create=create)
+        ledger = open_ledger(self.ledger_url, state_dir=state_dir_from(self.config), create=create,
+                             mirror=mirror_setting(self.config) if mirror is None else mirror)
         self._ledgers.append(ledger)
         return ledger
 
