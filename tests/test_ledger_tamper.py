@@ -64,13 +64,14 @@ def test_edited_old_version_is_refused_in_history(tmp_path: Path) -> None:
 def test_entry_moved_to_another_key_is_refused(tmp_path: Path) -> None:
     _ledger_with_history(tmp_path)
     sql(ledger_path(tmp_path), "UPDATE entries SET key = 'k', revision = 6 WHERE key = 'other/4'")
-    _refused(tmp_path, ProofError, "not in the signed tree")
+    _refused(tmp_path, ProofError, "revision 6 .* the signed key index does not know")
+    _refused(tmp_path, ProofError, "not in the signed tree", op="history")
 
 
 def test_deleted_middle_version_is_refused_in_history(tmp_path: Path) -> None:
     _ledger_with_history(tmp_path)
     sql(ledger_path(tmp_path), "DELETE FROM entries WHERE key = 'k' AND revision = 3")
-    _refused(tmp_path, ProofError, "gaps", op="history")
+    _refused(tmp_path, ProofError, "has 5 versions, the ledger holds revisions \\[1, 2, 4, 5\\]", op="history")
 
 
 def test_truncated_ledger_tail_is_refused_as_rollback(tmp_path: Path) -> None:
@@ -214,12 +215,12 @@ def test_ledger_file_emptied_is_refused_as_replaced(tmp_path: Path) -> None:
     _refused(tmp_path, RollbackError, "was replaced: .* now holds nothing")
 
 
-def test_deleted_newest_version_is_found_by_the_full_audit(tmp_path: Path) -> None:
-    """The documented limit of per-read proofs (omission), and what closes it."""
+def test_deleted_newest_version_is_refused_by_every_read(tmp_path: Path) -> None:
+    """Omission of the newest version: the signed key index names it, so its absence is tampering."""
     _ledger_with_history(tmp_path)
     sql(ledger_path(tmp_path), "DELETE FROM entries WHERE key = 'k' AND revision = 5")
-    with open_local(tmp_path, create=False) as ledger:
-        assert ledger.get("k").value == b"v3"  # type: ignore[union-attr]  # proven, but not the newest
+    _refused(tmp_path, ProofError, "revision 5 .* has no such entry: a record was deleted")
+    _refused(tmp_path, ProofError, "has 5 versions", op="history")
     _refused(tmp_path, ProofError, "entry at leaf 8 .* is missing", op="audit")
 
 
@@ -243,8 +244,10 @@ def test_hidden_transaction_cannot_shift_a_time_lookup(tmp_path: Path) -> None:
     sql(ledger_path(tmp_path), "DELETE FROM txs WHERE tx = 4")
     before = {p.name: p.read_bytes() for p in (tmp_path / "state").glob("*.json")}
     with open_local(tmp_path, create=False) as ledger:
-        third = ledger.get("k", at_tx=3)
-        assert third is not None and third.time is not None
+        third = ledger.get("other/2")  # written in tx 3
+        assert third is not None and third.tx == 3 and third.time is not None
+        with pytest.raises(ProofError, match="revision 4 .* belongs to a transaction that is missing"):
+            ledger.get("k", at_tx=3)  # the version after tx 3 must be proven later: its tx is gone
         with pytest.raises(ProofError, match="transaction 4 is missing"):
             ledger.tx_at_time(third.time)
     assert {p.name: p.read_bytes() for p in (tmp_path / "state").glob("*.json")} == before

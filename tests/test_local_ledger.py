@@ -220,19 +220,32 @@ def test_proof_json_can_be_checked_with_hashlib_alone(tmp_path: Path) -> None:
         fn, sn = fn >> 1, sn >> 1
     assert sn == 0 and r.hex() == proof["root_hash"]
 
-    # 3. the head signature, with any Ed25519 implementation
+    # 3. the key index: revision 2 at this leaf is k3's newest version (docs/proofs.md, "The key index")
+    ki = proof["key_index"]
+    khash = hashlib.sha256(b"k3").digest()
+    assert ki["key_hash"] == khash.hex() and ki["leaf"]["key_hash"] == khash.hex()
+    index_value = bytes.fromhex(ki["leaf"]["value"])
+    assert index_value == struct.pack(">QQ", revision, proof["leaf_index"]) + leaf
+    h = hashlib.sha256(b"\x02" + khash + index_value).digest()
+    for depth in range(len(ki["siblings"]) - 1, -1, -1):
+        sibling = bytes.fromhex(ki["siblings"][depth])
+        right = (int.from_bytes(khash, "big") >> (255 - depth)) & 1
+        h = hashlib.sha256(b"\x03" + (sibling + h if right else h + sibling)).digest()
+    assert h.hex() == proof["key_index_root"]
+
+    # 4. the head signature, with any Ed25519 implementation: it covers the log root and the key index root
     public = load_pem_public_key(proof["ledger_key"].encode())
     message = head_message(proof["tree_size"], bytes.fromhex(proof["root_hash"]), proof["head_tx"],
-                           proof["head_time_us"])
-    assert message == b"notary-head-v1" + struct.pack(
+                           proof["head_time_us"], bytes.fromhex(proof["key_index_root"]))
+    assert message == b"notary-head-v2" + struct.pack(
         ">Q32sQq", proof["tree_size"], bytes.fromhex(proof["root_hash"]), proof["head_tx"], proof["head_time_us"]
-    )
+    ) + bytes.fromhex(proof["key_index_root"])
     public.verify(bytes.fromhex(proof["head_signature"]), message)  # type: ignore[union-attr]
     assert proof["ledger_id"] == "file:sha256:" + hashlib.sha256(
         public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)  # type: ignore[union-attr]
     ).hexdigest()
 
-    # 4. consistency with what the auditor trusted before
+    # 5. consistency with what the auditor trusted before
     cons = proof["consistency"]
     assert (cons["from_size"], cons["to_size"]) == (11, 12)
     merkle.verify_consistency(cons["from_size"], cons["to_size"], bytes.fromhex(cons["from_root"]),

@@ -25,6 +25,7 @@ class TreeHead:
     tx: int
     time: datetime | None = None
     signature: bytes | None = None
+    map_root: bytes | None = None  # embedded ledgers from format v2: the signed key index root
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class TreeHead:
             "tx": self.tx,
             "time": _iso(self.time),
             "signature": self.signature.hex() if self.signature else None,
+            **({"key_index_root": self.map_root.hex()} if self.map_root is not None else {}),
         }
 
 

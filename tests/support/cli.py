@@ -73,6 +73,9 @@ def flip_envelope_byte(db: Path, marker: bytes = b"payloadType") -> int:
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
+            sql_text = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+            if "WITHOUT ROWID" in (sql_text or "").upper():
+                continue  # the key index holds hashes, not envelopes
             cols = [r[1] for r in con.execute(f"PRAGMA table_info({table})")]
             for col in cols:
                 rows = con.execute(f"SELECT rowid, {col} FROM {table}").fetchall()

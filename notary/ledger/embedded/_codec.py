@@ -18,6 +18,7 @@ from notary.errors import InputError, ProofError
 
 LEAF_MAGIC = b"notary-leaf-v1"
 HEAD_MAGIC = b"notary-head-v1"
+HEAD_MAGIC_V2 = b"notary-head-v2"  # v1 plus the key index root
 _LEAF_FIXED = struct.Struct(">QqQI")  # tx, time_us, revision, key length
 _VALUE_LEN = struct.Struct(">Q")
 _HEAD = struct.Struct(">Q32sQq")  # tree_size, root, tx, time_us
@@ -92,9 +93,12 @@ def decode_leaf(data: bytes) -> tuple[int, int, str, int, bytes]:
         raise ProofError(f"malformed leaf data: {exc}") from exc
 
 
-def head_message(tree_size: int, root: bytes, tx: int, time_us: int) -> bytes:
-    """What the ledger key signs: magic || u64 tree_size || root (32) || u64 tx || i64 time_us."""
-    return HEAD_MAGIC + _HEAD.pack(tree_size, root, tx, time_us)
+def head_message(tree_size: int, root: bytes, tx: int, time_us: int, map_root: bytes | None = None) -> bytes:
+    """What the ledger key signs: magic || u64 tree_size || root (32) || u64 tx || i64 time_us, and with a key
+    index (format v2) the v2 magic and its root (32) at the end. The magic says which: one message, one reading."""
+    if map_root is None:
+        return HEAD_MAGIC + _HEAD.pack(tree_size, root, tx, time_us)
+    return HEAD_MAGIC_V2 + _HEAD.pack(tree_size, root, tx, time_us) + map_root
 
 
 def to_time_us(when: datetime) -> int:

@@ -18,8 +18,11 @@ from notary import merkle
 from notary.errors import IntegrityError, ProofError, RollbackError
 from notary.ledger.base import Entry, TreeHead
 from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _map
 from notary.ledger.embedded._store import EntryRow, HeadRow
 from notary.ledger.trust import TrustedState, TrustStore
+
+INDEX_ROOT = "key_index_root"  # trusted-state extra: the key index root of the trusted head (format v2)
 
 
 class Verifier:
@@ -64,8 +67,9 @@ class Verifier:
 
     # -- heads -----------------------------------------------------------------------------------------------
 
-    def empty_head(self) -> TreeHead:
-        return TreeHead(self.ledger_id, 0, merkle.EMPTY_ROOT, 0)
+    def empty_head(self, v2: bool = True) -> TreeHead:
+        """Before the first transaction (nothing signed yet): the empty log, and the empty key index."""
+        return TreeHead(self.ledger_id, 0, merkle.EMPTY_ROOT, 0, map_root=_map.EMPTY if v2 else None)
 
     def valid_row(self, row: HeadRow | None) -> HeadRow | None:
         """Reject a head row of the wrong shape before any of its numbers is used to plan a proof."""
@@ -75,6 +79,7 @@ class Verifier:
         if (
             not all(type(v) is int and v >= 0 for v in ints)
             or not isinstance(row.root, bytes) or len(row.root) != merkle.HASH_SIZE
+            or not (row.map_root is None or (isinstance(row.map_root, bytes) and len(row.map_root) == 32))
             or not isinstance(row.signature, bytes) or len(row.signature) != 64
             or row.leaf_count < 1 or row.first_leaf + row.leaf_count != row.tree_size or row.tx < 1
         ):
@@ -84,14 +89,15 @@ class Verifier:
     def check_head(self, row: HeadRow | None) -> TreeHead:
         if row is None:
             return self.empty_head()
+        message = codec.head_message(row.tree_size, row.root, row.tx, row.time_us, row.map_root)
         try:
-            self._public.verify(row.signature, codec.head_message(row.tree_size, row.root, row.tx, row.time_us))
+            self._public.verify(row.signature, message)
         except InvalidSignature:
             raise ProofError(
                 f"tree head of tx {row.tx} (size {row.tree_size}) in {self.path} is not signed by the ledger key"
             ) from None
         return TreeHead(self.ledger_id, row.tree_size, row.root, row.tx, codec.from_time_us(row.time_us),
-                        row.signature)
+                        row.signature, row.map_root)
 
     def check_trust(self, trusted: TrustedState | None, head: TreeHead, path: Sequence[bytes]) -> dict[str, Any]:
         """Prove head extends the trusted state; returns the consistency part of the proof JSON."""
@@ -101,6 +107,14 @@ class Verifier:
             if trusted.ledger_key and trusted.ledger_key != self.ledger_key:
                 raise RollbackError(f"ledger {self.ledger_id} at {self.path} changed its signing key")
             old_size, old_root = trusted.tree_size, bytes.fromhex(trusted.root_hash)
+            index_root = trusted.extra.get(INDEX_ROOT)
+            if index_root and head.map_root is None:
+                raise RollbackError(
+                    f"ledger {self.path} lost its key index: this client already trusted a head with one, so it "
+                    "can no longer prove completeness (a downgraded or replaced ledger)"
+                )
+            if index_root and head.tree_size == old_size and head.map_root != bytes.fromhex(index_root):
+                raise RollbackError(f"ledger {self.path} forked: size {old_size} now has a different key index")
         if head.tree_size < old_size:
             raise RollbackError(
                 f"ledger {self.path} is at size {head.tree_size}, older than size {old_size} this client "
@@ -163,19 +177,60 @@ class Verifier:
             "head_tx": head.tx,
             "head_time_us": codec.to_time_us(head.time) if head.time else None,
             "head_signature": head.signature.hex() if head.signature else None,
+            **({"key_index_root": head.map_root.hex()} if head.map_root is not None else {}),
             "consistency": consistency,
         }
         return Entry(key, row.value, row.tx, codec.from_time_us(row.time_us), row.revision, proof)
+
+    # -- the key index (completeness) ------------------------------------------------------------------------
+
+    def check_index(self, key: str, proof: _map.MapProof | None, head: TreeHead) -> _map.MapValue | None:
+        """What the signed key index says is key's newest version (None: never written), proven to head."""
+        if head.map_root is None:
+            raise ProofError("internal: no key index in this head")  # callers check head.map_root first
+        if proof is None:
+            raise ProofError(f"key index path of {key!r} is missing from ledger {self.path}")
+        return _map.verify(head.map_root, key, proof)
+
+    def check_newest(self, key: str, row: EntryRow | None, newest: _map.MapValue, head: TreeHead,
+                     path: Sequence[bytes], consistency: dict[str, Any], proof: _map.MapProof) -> Entry:
+        """The row the index names must be exactly that version of key, included in the log."""
+        where = f"the signed key index says {key!r} is at revision {newest.revision} (leaf {newest.leaf_index})"
+        if row is None:
+            raise ProofError(f"{where}, but the ledger has no such entry: a record was deleted")
+        if row.key != key:
+            raise ProofError(f"{where}, but that entry is stored under {row.key!r}: a record was renamed")
+        if row.revision != newest.revision or row.leaf != newest.leaf_index:
+            raise ProofError(f"{where}, but the stored entry is revision {row.revision} at leaf {row.leaf}")
+        entry = self.check_entry(key, row, head, path, consistency)
+        if entry.proof["leaf_hash"] != newest.leaf_hash.hex():
+            raise ProofError(f"{where}, but the stored entry is another version")
+        return with_index_proof(entry, key, proof)
+
+    def absent(self, key: str, stray: EntryRow | None) -> None:
+        """The index proved key absent: a stored row under that key can only be a renamed or forged one."""
+        if stray is not None:
+            raise ProofError(f"ledger {self.path} holds an entry under {key!r} (leaf {stray.leaf}), a key the "
+                             "signed key index says was never written: a record was renamed or forged")
 
     # -- trust -----------------------------------------------------------------------------------------------
 
     def advance(self, trusted: TrustedState | None, head: TreeHead, *, first_use_notice: bool = True) -> TrustedState:
         """Move the trusted state to head (every check already passed); forward-only by TrustStore."""
+        extra = dict(trusted.extra) if trusted else {}
+        if head.map_root is not None:
+            extra[INDEX_ROOT] = head.map_root.hex()
         state = TrustedState(self.ledger_id, head.tree_size, head.root.hex(), head.tx, ledger_key=self.ledger_key,
-                             extra=dict(trusted.extra) if trusted else {})
+                             extra=extra)
         if trusted is None and first_use_notice:
             self.notices.append(f"trusting new ledger {self.ledger_id} at {self.path} at size {head.tree_size} "
                                 "(first use)")
         if state != trusted:
             self.trust.save(state)
         return state
+
+
+def with_index_proof(entry: Entry, key: str, proof: _map.MapProof) -> Entry:
+    """Attach the key index proof (docs/proofs.md, "The key index") to an entry's proof JSON."""
+    return Entry(entry.key, entry.value, entry.tx, entry.time, entry.revision,
+                 {**entry.proof, "key_index": {"key_hash": _map.key_hash(key).hex(), **proof.to_json()}})

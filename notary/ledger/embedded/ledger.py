@@ -13,7 +13,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from notary.errors import (
 )
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _map, _reads, _writer
 from notary.ledger.embedded import _store as store
 from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
 from notary.ledger.embedded._verify import Verifier
@@ -59,6 +59,53 @@ class _Snap:
     tx: int
     cons: list[list[int]]
     plan: ProofPlan
+    v2: bool
+
+
+_LOAD = object()  # _snapshot: load the trusted state itself (under the trust lock)
+
+
+class _View:
+    """One verified snapshot of the ledger: a head proven against trust, and the still-open SQLite snapshot
+    it came from, for reading the rows to prove against it."""
+
+    def __init__(self, ledger: EmbeddedLedger, conn: sqlite3.Connection, trusted: TrustedState | None,
+                 head: TreeHead, cons: dict[str, Any], plan: ProofPlan, nodes: dict[int, bytes], v2: bool) -> None:
+        self.ledger, self.conn, self.trusted = ledger, conn, trusted
+        self.head, self.cons, self.plan, self.nodes, self.v2 = head, cons, plan, nodes, v2
+
+    def read(self, fn: Any) -> Any:
+        return fn(self.conn)
+
+    def paths(self, leaves: Sequence[object]) -> list[list[bytes]]:
+        """Inclusion paths of leaves in head, one query; a leaf outside the head gets an empty path, which
+        then fails its proof."""
+        size = self.head.tree_size
+        plan = ProofPlan()
+        parts = [plan.inclusion(i, size) if type(i) is int and 0 <= i < size else [] for i in leaves]
+        nodes = store.fetch_nodes(self.conn, plan.ids) if leaves else {}
+        return [assemble(p, nodes) for p in parts]
+
+    def path(self, leaf: object) -> list[bytes]:
+        return self.paths([leaf])[0]
+
+    def consistency(self, size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from an earlier size to head."""
+        plan = ProofPlan()
+        parts = plan.consistency(size, self.head.tree_size)
+        return assemble(parts, store.fetch_nodes(self.conn, plan.ids))
+
+    def entries(self, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
+        """Each row as an entry of key (the key asked for, not the stored one), proven included in head."""
+        return [self.ledger.check_entry(key, r, self.head, p, self.cons)
+                for r, p in zip(rows, self.paths([r.leaf for r in rows]), strict=True)]
+
+    def entry(self, ledger: EmbeddedLedger, key: str, row: store.EntryRow) -> Entry:
+        return self.entries(key, [row])[0]
+
+    def done(self) -> TrustedState:
+        """Every check passed: move the trusted state to this head."""
+        return self.ledger.advance(self.trusted, self.head)
 
 
 class EmbeddedLedger(Verifier):
@@ -95,7 +142,7 @@ class EmbeddedLedger(Verifier):
                 raise LedgerUnavailableError(f"cannot create ledger directory {path.parent}: {exc.strerror}") from exc
         conn = store.connect(path, create=create)
         try:
-            public_raw, created = store.load_or_create(conn, path, create and pinned is None)
+            public_raw, created, _ = store.load_or_create(conn, path, create and pinned is None)
             if public_raw is None:
                 if pinned is not None:
                     raise Verifier.replaced(trust, path, pinned, "nothing (it is empty)")
@@ -141,6 +188,8 @@ class EmbeddedLedger(Verifier):
         with self._trust_lock():
             trusted = self.trust.load(self.ledger_id)
             with store.transaction(self._conn, self.path, write=True) as conn:
+                if not store.is_v2(conn):
+                    trusted = self._upgrade(conn, trusted, signer)
                 before = self._verified_head(conn, trusted)  # never extend a ledger we cannot trust
                 plan = ProofPlan()
                 ids = plan.frontier(before.tree_size)
@@ -148,62 +197,73 @@ class EmbeddedLedger(Verifier):
                 frontier = Frontier(before.tree_size, assemble([[i] for i in ids], nodes))
                 if frontier.root() != before.root:
                     raise ProofError(f"stored tree of ledger {self.path} does not match its signed head")
-                written = self._append(conn, txs, frontier, before, signer)
+                written = _writer.append(conn, txs, frontier, before, signer)
             # Committed. Now prove it the way any reader would, against whatever head is current.
             last = written[-1]
-            with store.transaction(self._conn, self.path) as conn:
-                snap = self._read_head(conn, trusted)
-                if snap.size < last["tree_size"]:
+            with self._snapshot(trusted) as view:
+                if view.head.tree_size < last.tree_size:
                     raise RollbackError(f"ledger {self.path} lost the transaction just written to it")
-                leaves = [(i, h) for w in written for i, h in w["leaves"]] if prove_each else []
-                parts = [snap.plan.inclusion(i, snap.size) for i, _ in leaves]
-                tail = [] if prove_each else snap.plan.consistency(last["tree_size"], snap.size)
-                nodes = store.fetch_nodes(conn, snap.plan.ids)
-            head, _ = self._finish(snap, trusted, nodes)
-            for (index, leaf), path in zip(leaves, parts, strict=True):
-                self.check_leaf(leaf, index, head, assemble(path, nodes), what=f"written leaf {index}")
-            if not prove_each:
-                self.check_extension(last["tree_size"], last["root"], head, assemble(tail, nodes))
-            self.advance(trusted, head)
+                if prove_each:
+                    self._prove_written(view, written)
+                else:
+                    tail = view.consistency(last.tree_size)
+                    self.check_extension(last.tree_size, last.root, view.head, tail)
+                    if view.head.tx == last.tx and view.head.map_root != last.map_root:
+                        raise ProofError(f"ledger {self.path} does not hold the key index just written")
+                view.done()
         return [
-            WriteReceipt(
-                tx=w["tx"], time=codec.from_time_us(w["time_us"]), keys=w["keys"],
-                head=TreeHead(self.ledger_id, w["tree_size"], w["root"], w["tx"],
-                              codec.from_time_us(w["time_us"]), w["signature"]),
-            )
+            WriteReceipt(tx=w.tx, time=codec.from_time_us(w.time_us), keys=w.keys,
+                         head=TreeHead(self.ledger_id, w.tree_size, w.root, w.tx, codec.from_time_us(w.time_us),
+                                       w.signature, w.map_root))
             for w in written
         ]
 
-    def _append(self, conn: sqlite3.Connection, txs: list[list[tuple[str, bytes]]], frontier: Frontier,
-                before: TreeHead, signer: Ed25519PrivateKey) -> list[dict[str, Any]]:
-        now = max(time.time_ns() // 1000, codec.to_time_us(before.time) if before.time else 0)
-        revisions: dict[str, int] = {}
-        entry_rows: list[tuple[int, int, str, int, bytes]] = []
-        node_rows: list[tuple[int, bytes]] = []
-        tx_rows: list[tuple[int, int, int, int, int, bytes, bytes]] = []
-        written = []
-        tx = before.tx
-        for items in txs:
-            tx += 1
-            first = frontier.size
-            leaves = []
-            for key, value in items:
-                revision = revisions.get(key)
-                if revision is None:
-                    revision = store.max_revision(conn, key)
-                revision += 1
-                revisions[key] = revision
-                leaf = codec.leaf_hash_of(tx, now, key, revision, value)
-                leaves.append((frontier.size, leaf))
-                entry_rows.append((frontier.size, tx, key, revision, value))
-                frontier.append(leaf, node_rows)
-            root = frontier.root()
-            signature = signer.sign(codec.head_message(frontier.size, root, tx, now))
-            tx_rows.append((tx, now, first, len(items), frontier.size, root, signature))
-            written.append({"tx": tx, "time_us": now, "keys": tuple(k for k, _ in items), "leaves": leaves,
-                            "tree_size": frontier.size, "root": root, "signature": signature})
-        store.insert(conn, entry_rows, node_rows, tx_rows)
-        return written
+    def _prove_written(self, view: _View, written: list[_writer.Written]) -> None:
+        """Each new leaf included in the current head, and named by the key index as its key's newest."""
+        leaves = [leaf for w in written for leaf in w.leaves]
+        keys = [k for w in written for k in w.keys]
+        for (i, leaf), path in zip(leaves, view.paths([i for i, _ in leaves]), strict=True):
+            self.check_leaf(leaf, i, view.head, path, what=f"written leaf {i}")
+        proofs = view.read(lambda c: _reads.index_proofs(c, keys))
+        for key, (i, leaf) in zip(keys, leaves, strict=True):
+            newest = self.check_index(key, proofs[key], view.head)
+            if newest is None or (newest.leaf_index, newest.leaf_hash) != (i, leaf):
+                raise ProofError(f"the key index of ledger {self.path} does not name {key!r} as just written")
+
+    def upgrade(self) -> dict[str, Any]:
+        """Give a format v1 ledger its key index (notary ledger upgrade); a no-op on v2. Never rewrites a
+        record: the whole log is recomputed and checked first, then the index is built from it and the
+        current head re-signed with the index root (same tree size, same log root)."""
+        signer = self._signing_key()
+        with self._trust_lock():
+            trusted = self.trust.load(self.ledger_id)
+            with store.transaction(self._conn, self.path, write=True) as conn:
+                if store.is_v2(conn):
+                    head = self._verified_head(conn, trusted)
+                    return {"upgraded": False, "format": store.FORMAT, "head": head.to_json()}
+                trusted = self._upgrade(conn, trusted, signer)
+                head = self._verified_head(conn, trusted)
+            self.advance(trusted, head)
+        return {"upgraded": True, "format": store.FORMAT, "head": head.to_json()}
+
+    def _upgrade(self, conn: sqlite3.Connection, trusted: TrustedState | None,
+                 signer: Ed25519PrivateKey) -> TrustedState | None:
+        from notary.ledger.embedded._audit import recompute
+
+        head = self._verified_head(conn, trusted, v2=False)
+        report, newest = recompute(self, conn, False, all_signatures=True)
+        if report.head != head:
+            raise ProofError("the audited head is not the current head")
+        store.upgrade_schema(conn)
+        map_root, rows = _writer.build_index(newest)
+        store.insert(conn, [], [], [], [(_map.node_key(n), h, leaf) for n, h, leaf in rows])
+        if head.tree_size:
+            time_us = codec.to_time_us(head.time) if head.time else 0
+            signature = signer.sign(codec.head_message(head.tree_size, head.root, head.tx, time_us, map_root))
+            store.resign_head(conn, head.tx, map_root, signature)
+        self.notices.append(f"upgraded ledger {self.path} to {store.FORMAT}: a signed key index of {len(newest)} "
+                            f"keys; every read now proves it shows the newest version (no record changed)")
+        return trusted
 
     def _signing_key(self) -> Ed25519PrivateKey:
         if self._signer is None:
@@ -227,37 +287,36 @@ class EmbeddedLedger(Verifier):
         codec.check_key(key)
         if at_tx is not None and (isinstance(at_tx, bool) or not isinstance(at_tx, int) or at_tx < 1):
             raise InputError(f"transaction number must be a positive integer, got {at_tx!r}")
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path) as conn:
-                snap = self._read_head(conn, trusted)
-                if at_tx is not None and at_tx > snap.tx:
-                    raise InputError(f"ledger {self.path} has no transaction {at_tx} yet (head is tx {snap.tx})")
-                row = store.latest_entry(conn, key, at_tx)
-                parts = snap.plan.inclusion(row.leaf, snap.size) if row and 0 <= row.leaf < snap.size else []
-                nodes = store.fetch_nodes(conn, snap.plan.ids)
-            head, cons = self._finish(snap, trusted, nodes)
-            entry = self.check_entry(key, row, head, assemble(parts, nodes), cons) if row else None
-            if entry is not None and at_tx is not None and entry.tx > at_tx:
-                raise ProofError(f"ledger returned tx {entry.tx} for a read as of tx {at_tx}")
-            self.advance(trusted, head)
+        with self._snapshot() as view:
+            if at_tx is not None and at_tx > view.head.tx:
+                raise InputError(f"ledger {self.path} has no transaction {at_tx} yet (head is tx {view.head.tx})")
+            if view.head.map_root is None:
+                entry = self._get_v1(view, key, at_tx)
+            else:
+                entry = _reads.get(self, view, key, at_tx)
+            view.done()
+        return entry
+
+    def _get_v1(self, view: _View, key: str, at_tx: int | None) -> Entry | None:
+        """Format v1: inclusion only (the newest version cannot be proven without the key index)."""
+        row = view.read(lambda c: store.latest_entry(c, key, at_tx))
+        entry = view.entry(self, key, row) if row else None
+        if entry is not None and at_tx is not None and entry.tx > at_tx:
+            raise ProofError(f"ledger returned tx {entry.tx} for a read as of tx {at_tx}")
         return entry
 
     def history(self, key: str) -> list[Entry]:
         codec.check_key(key)
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path) as conn:
-                snap = self._read_head(conn, trusted)
-                rows = store.entries_of(conn, key)
-                parts = [snap.plan.inclusion(r.leaf, snap.size) if 0 <= r.leaf < snap.size else [] for r in rows]
-                nodes = store.fetch_nodes(conn, snap.plan.ids)
-            head, cons = self._finish(snap, trusted, nodes)
-            entries = [self.check_entry(key, r, head, assemble(p, nodes), cons) for r, p in zip(rows, parts, strict=True)]
+        with self._snapshot() as view:
+            rows = view.read(lambda c: store.entries_of(c, key))
+            if view.head.map_root is None:
+                entries = [view.entry(self, key, r) for r in rows]
+            else:
+                entries = _reads.history(self, view, key, rows)
             revisions = [e.revision for e in entries]
             if revisions != list(range(1, len(entries) + 1)):
                 raise ProofError(f"history of {key!r} has gaps or duplicates: revisions {revisions}")
-            self.advance(trusted, head)
+            view.done()
         return entries
 
     def keys(self, prefix: str) -> list[str]:
@@ -269,58 +328,48 @@ class EmbeddedLedger(Verifier):
     def tx_at_time(self, when: datetime) -> int | None:
         """Last tx with time <= when, proven by the hashed times of its first leaf and of the next tx's."""
         when_us = codec.to_time_us(when)
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path) as conn:
-                snap = self._read_head(conn, trusted)
-                found = store.last_tx_at_or_before(conn, when_us)
-                after = store.tx_row(conn, found.tx + 1 if found else 1)
-                probes = [(r, store.entry_at(conn, r.first_leaf)) for r in (found, after) if r is not None]
-                parts = [snap.plan.inclusion(e.leaf, snap.size) if e and 0 <= e.leaf < snap.size else []
-                         for _, e in probes]
-                nodes = store.fetch_nodes(conn, snap.plan.ids)
-            head, cons = self._finish(snap, trusted, nodes)
-            if after is None and (found.tx if found else 0) != head.tx:
+        with self._snapshot() as view:
+            found, after = view.read(lambda c: (store.last_tx_at_or_before(c, when_us, view.v2),))[0], None
+            after = view.read(lambda c: store.tx_row(c, found.tx + 1 if found else 1, view.v2))
+            if after is None and (found.tx if found else 0) != view.head.tx:
                 raise ProofError(f"transaction {(found.tx if found else 0) + 1} is missing from the ledger")
-            for (txrow, erow), path in zip(probes, parts, strict=True):
+            for txrow in (r for r in (found, after) if r is not None):
+                erow = view.read(lambda c, r=txrow: store.entry_at(c, r.first_leaf))
                 if erow is None:
                     raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
-                entry = self.check_entry(erow.key, erow, head, assemble(path, nodes), cons)
+                entry = view.entry(self, erow.key, erow)
                 at_or_before = codec.to_time_us(entry.time) <= when_us  # type: ignore[arg-type]
                 if entry.tx != txrow.tx or at_or_before != (txrow is found):
                     raise ProofError(f"transaction times around {when.isoformat()} do not match the proven leaves")
-            self.advance(trusted, head)
+            view.done()
         return found.tx if found else None
 
     def info(self) -> LedgerInfo:
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path) as conn:
-                snap = self._read_head(conn, trusted)
-                nodes = store.fetch_nodes(conn, snap.plan.ids)
-            head, _ = self._finish(snap, trusted, nodes)
-            state = self.advance(trusted, head)
+        with self._snapshot() as view:
+            state = view.done()
+        fmt = store.FORMAT if view.v2 else store.FORMAT_V1
         return LedgerInfo(
-            url=self.url, backend=self.backend, ledger_id=self.ledger_id, head=head, trusted=state.to_json(),
-            entries=head.tree_size, transactions=head.tx,
-            details={"path": str(self.path), "ledger_key": self.ledger_key, "format": store.FORMAT},
+            url=self.url, backend=self.backend, ledger_id=self.ledger_id, head=view.head, trusted=state.to_json(),
+            entries=view.head.tree_size, transactions=view.head.tx,
+            details={"path": str(self.path), "ledger_key": self.ledger_key, "format": fmt,
+                     "key_index": view.head.map_root is not None},
         )
 
     def audit(self, *, all_signatures: bool = True) -> AuditReport:
-        """Recompute the whole tree from the entry rows (O(n)): finds rows deleted or edited anywhere, which
-        per-read proofs cannot (docs/proofs.md, Limits). Then the head is checked against trust as usual."""
-        from notary.ledger.embedded._audit import recompute  # auditors only: kept off the hook's start-up
+        """Recompute everything stored from the entry rows (O(n)): rows deleted, edited or added anywhere, in
+        the entries, the log's stored subtrees or the key index (docs/proofs.md, "Audit"). Then the head is
+        checked against trust as usual."""
+        from dataclasses import replace
 
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path) as conn:
-                snap = self._read_head(conn, trusted)
-                report = recompute(self, conn, all_signatures=all_signatures)
-                nodes = store.fetch_nodes(conn, snap.plan.ids)
-            head, _ = self._finish(snap, trusted, nodes)
-            if head != report.head:
+        from notary.ledger.embedded._audit import check_index, recompute  # auditors only: off the hook's path
+
+        with self._snapshot() as view:
+            report, newest = view.read(lambda c: recompute(self, c, view.v2, all_signatures=all_signatures))
+            if view.v2:
+                report = replace(report, index_nodes_checked=view.read(lambda c: check_index(c, view.head, newest)))
+            if view.head != report.head:
                 raise ProofError("the audited head is not the current head")
-            self.advance(trusted, head)
+            view.done()
         return report
 
     # -- raw proof material (unverified: for auditors, tools and tests) ------------------------------------
@@ -347,7 +396,7 @@ class EmbeddedLedger(Verifier):
 
     def _material(self, planner: Any, size: int) -> list[bytes]:
         with self._lock, store.transaction(self._conn, self.path) as conn:
-            row = self.valid_row(store.head(conn))
+            row = self.valid_row(store.head(conn, store.is_v2(conn)))
             if size > (row.tree_size if row else 0):
                 raise InputError(f"ledger {self.path} has fewer than {size} entries")
             plan = ProofPlan()
@@ -357,23 +406,46 @@ class EmbeddedLedger(Verifier):
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
-    def _read_head(self, conn: sqlite3.Connection, trusted: TrustedState | None) -> _Snap:
+    def _read_head(self, conn: sqlite3.Connection, trusted: TrustedState | None, v2: bool | None = None) -> _Snap:
         """The head row plus the plan of its consistency proof from the trusted state (same snapshot)."""
-        row = self.valid_row(store.head(conn))
+        v2 = store.is_v2(conn) if v2 is None else v2
+        row = self.valid_row(store.head(conn, v2))
         plan = ProofPlan()
         size = row.tree_size if row else 0
         old = trusted.tree_size if trusted else 0
         cons = plan.consistency(old, size) if 0 < old < size else []
-        return _Snap(row, size, row.tx if row else 0, cons, plan)
+        return _Snap(row, size, row.tx if row else 0, cons, plan, v2)
 
     def _finish(self, snap: _Snap, trusted: TrustedState | None,
                 nodes: Mapping[int, bytes]) -> tuple[TreeHead, dict[str, Any]]:
-        head = self.check_head(snap.row)
+        head = self.check_head(snap.row) if snap.row is not None else self.empty_head(snap.v2)
+        if snap.v2 and head.map_root is None:
+            raise ProofError(f"ledger {self.path} has a key index, but its head (tx {head.tx}) is not signed "
+                             "with one")
         return head, self.check_trust(trusted, head, assemble(snap.cons, nodes))
 
-    def _verified_head(self, conn: sqlite3.Connection, trusted: TrustedState | None) -> TreeHead:
-        snap = self._read_head(conn, trusted)
+    def _verified_head(self, conn: sqlite3.Connection, trusted: TrustedState | None,
+                       v2: bool | None = None) -> TreeHead:
+        snap = self._read_head(conn, trusted, v2)
         return self._finish(snap, trusted, store.fetch_nodes(conn, snap.plan.ids))[0]
+
+    @contextlib.contextmanager
+    def _snapshot(self, trusted: Any = _LOAD) -> Iterator[_View]:
+        """The one read skeleton: lock trust, read the head and what the caller needs in one SQLite snapshot,
+        prove the head (signature, consistency with trust), let the caller check its rows, then advance.
+
+        The caller reads inside its `with` block through view.read (same snapshot, still open) and must
+        call view.done() after its own checks: only then does the trusted state move. An exception anywhere
+        leaves it untouched."""
+        with contextlib.ExitStack() as stack:
+            if trusted is _LOAD:
+                stack.enter_context(self._trust_lock())
+                trusted = self.trust.load(self.ledger_id)
+            conn = stack.enter_context(store.transaction(self._conn, self.path))
+            snap = self._read_head(conn, trusted)
+            nodes = store.fetch_nodes(conn, snap.plan.ids)
+            head, cons = self._finish(snap, trusted, nodes)
+            yield _View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
 
     @contextlib.contextmanager
     def _trust_lock(self) -> Iterator[None]:

@@ -1,0 +1,114 @@
+"""Reads of a format v2 embedded ledger: every answer proven complete by the signed key index.
+
+Inclusion (the log) proves a version exists; the key index proves which version is the newest, or that a key
+was never written. Together: `get` returns the newest version or a proven absence, `get` as of a transaction
+returns the newest version at that point with the next version proven later, and `history` returns revisions
+1..N, all of them. A row the index names that is missing, renamed or altered is a ProofError (exit 3), never
+"not found" (docs/proofs.md, "The key index").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from notary.errors import ProofError
+from notary.ledger.base import Entry
+from notary.ledger.embedded import _map
+from notary.ledger.embedded import _store as store
+from notary.ledger.embedded._writer import map_loader
+
+if TYPE_CHECKING:
+    from notary.ledger.embedded.ledger import EmbeddedLedger, _View
+
+_SHALLOW = 40  # depths fetched first: a random key's leaf sits at about log2(keys) + 1
+
+
+def index_proofs(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, _map.MapProof | None]:
+    """Key index proofs of keys as the file holds them (unverified: the caller checks them against a head).
+    Two queries at most: the shallow levels of every path, then the rest for paths that go deeper."""
+    load = map_loader(conn)
+    out: dict[str, _map.MapProof | None] = {}
+    pending = list(dict.fromkeys(keys))
+    for hi in (_SHALLOW, _map.DEPTH + 1):
+        if not pending:
+            break
+        ids = [i for key in pending for i in _map.proof_ids(_map.key_hash(key), 0, hi)]
+        got = load(ids)
+        nodes = {i: got.get(i) for i in ids}
+        deeper = []
+        for key in pending:
+            proof = _map.prove(_map.key_hash(key), nodes)
+            if proof is None and hi <= _map.DEPTH:
+                deeper.append(key)
+            out[key] = proof
+        pending = deeper
+    return out
+
+
+def get(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> Entry | None:
+    proof = view.read(lambda c: index_proofs(c, [key]))[key]
+    newest = ledger.check_index(key, proof, view.head)
+    if newest is None:
+        ledger.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
+        return None
+    row, top = view.read(lambda c: (store.entry_at(c, newest.leaf_index), store.latest_entry(c, key, None)))
+    entry = _newest(ledger, view, key, row, newest, proof)
+    if top is not None and (top.revision, top.leaf) != (newest.revision, newest.leaf_index):
+        raise ProofError(f"ledger {ledger.path} holds a revision {top.revision} of {key!r} (leaf {top.leaf}) "
+                         "that the signed key index does not know: a record was moved or forged")
+    if at_tx is None or entry.tx <= at_tx:
+        return entry
+    return _as_of(ledger, view, key, at_tx, entry, newest)
+
+
+def _newest(ledger: EmbeddedLedger, view: _View, key: str, row: store.EntryRow | None, newest: _map.MapValue,
+            proof: _map.MapProof | None) -> Entry:
+    assert proof is not None  # check_index refused a missing proof
+    path = view.path(row.leaf) if row is not None else []
+    return ledger.check_newest(key, row, newest, view.head, path, view.cons, proof)
+
+
+def _as_of(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int, newest_entry: Entry,
+           newest: _map.MapValue) -> Entry | None:
+    """The newest version written in a transaction <= at_tx: that version, and the one after it proven to
+    come later (revisions of a key only ever grow with transactions; `ledger audit` checks that rule)."""
+    older = view.read(lambda c: store.latest_entry(c, key, at_tx))
+    revision = older.revision if older is not None else 0
+    if type(revision) is not int or revision >= newest.revision:
+        raise ProofError(f"ledger {ledger.path} holds revision {revision} of {key!r} at or before tx {at_tx}, "
+                         f"but the newest version (revision {newest.revision}) is from tx {newest_entry.tx}")
+    if revision + 1 == newest.revision:
+        following = newest_entry
+    else:
+        row = view.read(lambda c: store.entry_of(c, key, revision + 1))
+        if row is None:
+            raise ProofError(f"revision {revision + 1} of {key!r} is missing from ledger {ledger.path}: "
+                             "a record was deleted")
+        following = view.entries(key, [row])[0]
+    if following.tx <= at_tx:
+        raise ProofError(f"revision {following.revision} of {key!r} is from tx {following.tx}, not after tx {at_tx}")
+    next_version = {k: following.proof[k] for k in ("leaf_index", "leaf_hash", "leaf_data", "audit_path")}
+    if older is None:
+        return None
+    entry = view.entries(key, [older])[0]
+    if entry.tx > at_tx:
+        raise ProofError(f"revision {entry.revision} of {key!r} is from tx {entry.tx}, after tx {at_tx}")
+    extra = {"as_of_tx": at_tx, "next_version": next_version, "key_index": newest_entry.proof["key_index"]}
+    return Entry(entry.key, entry.value, entry.tx, entry.time, entry.revision, {**entry.proof, **extra})
+
+
+def history(ledger: EmbeddedLedger, view: _View, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
+    proof = view.read(lambda c: index_proofs(c, [key]))[key]
+    newest = ledger.check_index(key, proof, view.head)
+    if newest is None:
+        ledger.absent(key, rows[0] if rows else None)
+        return []
+    entries = view.entries(key, rows)
+    revisions = [e.revision for e in entries]
+    if revisions != list(range(1, newest.revision + 1)):
+        raise ProofError(f"the signed key index says {key!r} has {newest.revision} versions, the ledger holds "
+                         f"revisions {revisions}: a record was deleted or renamed")
+    last = _newest(ledger, view, key, rows[-1], newest, proof)
+    return [*entries[:-1], last]
