@@ -1,0 +1,366 @@
+"""The verified immudb mirror, against a real immudb and a real man in the middle (tests/support/grpc_proxy.py).
+
+Each attack is first shown to work without the mirror (the lie passes: the test can fail), then to be caught
+with it (exit 3 / IntegrityError), with the trusted state left where it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from notary.errors import ProofError, TrustStoreError, UsageError
+from notary.ledger.immudb import ImmudbLedger
+from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+from notary.ledger.immudb.mirror import mirror_path
+from notary.ledger.trust import TrustStore
+from tests.support.cli import Notary
+from tests.support.grpc_proxy import GrpcProxy
+from tests.support.immudb import ImmudbServer, fresh_immudb_url
+
+
+@pytest.fixture
+def url(immudb_server: ImmudbServer) -> str:
+    return fresh_immudb_url(immudb_server)
+
+
+@pytest.fixture
+def proxy(immudb_server: ImmudbServer) -> Iterator[GrpcProxy]:
+    man_in_the_middle = GrpcProxy(immudb_server.address).start()
+    yield man_in_the_middle
+    man_in_the_middle.stop()
+
+
+def _via(proxy: GrpcProxy, url: str) -> str:
+    return f"immudb://immudb@{proxy.address}/{url.rsplit('/', 1)[1]}"
+
+
+def _drop_newest_history_entry(raw: bytes) -> bytes:
+    from immudb.grpc import schema_pb2
+
+    answer = schema_pb2.Entries.FromString(raw)
+    if len(answer.entries) > 1:
+        del answer.entries[-1]  # notary asks oldest first: the last one is the newest version
+    return answer.SerializeToString()
+
+
+def _ask_at_tx(key: bytes, tx: int):  # noqa: ANN202 - a proxy rewrite
+    def rewrite(raw: bytes) -> bytes:
+        from immudb.grpc import schema_pb2
+
+        request = schema_pb2.VerifiableGetRequest.FromString(raw)
+        if request.keyRequest.key == key and request.keyRequest.atTx == 0:
+            request.keyRequest.atTx = tx  # "now" becomes "the version written in tx": a proven, older answer
+        return request.SerializeToString()
+
+    return rewrite
+
+
+def _ask_for_another_key(key: bytes, message: str):  # noqa: ANN202 - a proxy rewrite
+    def rewrite(raw: bytes) -> bytes:
+        from immudb.grpc import schema_pb2
+
+        request = getattr(schema_pb2, message).FromString(raw)
+        target = request.keyRequest if message == "VerifiableGetRequest" else request
+        if target.key == key:
+            target.key = b"subject/nothing-here"  # the server truthfully answers "key not found"
+        return request.SerializeToString()
+
+    return rewrite
+
+
+def test_server_hiding_newest_revision_is_caught(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
+    user = Notary(tmp_path, ledger_url=_via(proxy, url))
+    user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    key = user.key()
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"release 1.4")
+    digest = user.run("--json", "notarize", str(artifact), "--key", str(key), "--job-id", "77").json
+    digest = digest["records"][0]["subject"]["digest"]
+    user.run("revoke", digest, "--reason", "CVE-2026-1234", "--key", str(key))
+    pub = f"{key}.pub"
+    assert "was revoked" in user.run("verify", str(artifact), "--key", pub, expect=1).err
+
+    proxy.responses["History"] = _drop_newest_history_entry  # the revocation vanishes from every history
+    lie = user.run("verify", str(artifact), "--key", pub, expect=0)  # without the mirror the lie passes
+    assert "notarized by" in lie.out + lie.err, lie
+    before = user.trusted_state()
+    caught = user.run("verify", str(artifact), "--key", pub, env={"NOTARY_IMMUDB_MIRROR": "1"}, expect=3)
+    assert "hides the newest versions" in caught.err and len(caught.err.strip().splitlines()) == 1, caught.err
+    assert "Traceback" not in caught.err
+    after = user.trusted_state()
+    assert {k: v for k, v in after.items() if k in before} == before, "a failed check never moves trust"
+
+    # `get` now: the proxy turns verifiedGet(key) into "the version written in the notarization's tx"
+    proxy.responses.clear()
+    plain = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "plain"))
+    mirrored = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "mirrored"), mirror=True)
+    subject_key = next(k for k in plain.keys("subject/"))
+    versions = plain.history(subject_key)
+    proxy.requests["VerifiableGet"] = _ask_at_tx(subject_key.encode(), versions[0].tx)
+    assert plain.get(subject_key).tx == versions[0].tx  # type: ignore[union-attr]  # the lie passes
+    with pytest.raises(ProofError, match="hides the newest version"):
+        mirrored.get(subject_key)
+    plain.close()
+    mirrored.close()
+
+
+def test_server_hiding_a_key_is_caught(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
+    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer.write({"subject/a": b"notarized"})
+    writer.write({"subject/a": b"revoked", "job/j": b"{}"})
+    plain = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "plain"))
+    mirrored = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "mirrored"), mirror=True)
+    proxy.requests["VerifiableGet"] = _ask_for_another_key(b"subject/a", "VerifiableGetRequest")
+    proxy.requests["History"] = _ask_for_another_key(b"subject/a", "HistoryRequest")
+    assert plain.get("subject/a") is None and plain.history("subject/a") == []  # the lie passes
+    with pytest.raises(ProofError, match="not found.*hides the key"):
+        mirrored.get("subject/a")
+    with pytest.raises(ProofError, match="hides the newest versions"):
+        mirrored.history("subject/a")
+    with pytest.raises(ProofError, match="not found.*hides the key"):
+        mirrored.get("subject/a", at_tx=2)  # as-of reads go through the history too
+    assert mirrored.get("subject/never-written") is None  # absence the replay proves still reads as absent
+    assert mirrored.keys("subject/") == ["subject/a"]  # keys come from the replay, not the server's scan
+    for ledger in (writer, plain, mirrored):
+        ledger.close()
+
+
+def test_tampered_mirror_file_is_caught(url: str, tmp_path: Path) -> None:
+    store = TrustStore(tmp_path / "state")
+    ledger = ImmudbLedger.open(url, trust=store, mirror=True)
+    ledger.write({"subject/a": b"notarized", "job/1": b"{}"})
+    revocation = ledger.write({"subject/a": b"revoked"}).tx
+    ledger.write({"job/2": b"{}"})
+    assert ledger.get("subject/a").value == b"revoked"  # type: ignore[union-attr]
+    path = mirror_path(store, ledger.ledger_id)
+    assert path.stat().st_mode & 0o777 == 0o600
+    pristine = tmp_path / "pristine.db"
+    ledger.close()
+    _copy_db(path, pristine)
+    trusted = store.path_for(ledger.ledger_id).read_bytes()
+
+    edits = {
+        "deleted revocation": f"DELETE FROM entries WHERE tx = {revocation}",
+        "renamed key": f"UPDATE entries SET key = x'00' || CAST('subject/b' AS BLOB) WHERE tx = {revocation}",
+        "altered value hash": f"UPDATE entries SET hvalue = zeroblob(32) WHERE tx = {revocation}",
+        "altered Alh": f"UPDATE txs SET alh = zeroblob(32) WHERE id = {revocation}",
+        "dropped transaction": f"DELETE FROM txs WHERE id = {revocation}",
+        "partial index": "DROP INDEX entries_by_key; "
+                         f"CREATE INDEX entries_by_key ON entries (key, tx) WHERE tx != {revocation}",
+        "other ledger": "UPDATE meta SET value = 'immudb:other/db' WHERE name = 'ledger_id'",
+    }
+    for name, sql in edits.items():
+        _copy_db(pristine, path)
+        with sqlite3.connect(path) as db:
+            db.executescript(sql)
+        with pytest.raises(TrustStoreError, match="mirror .* was altered"):
+            ImmudbLedger.open(url, trust=store, mirror=True)
+        assert store.path_for(ledger.ledger_id).read_bytes() == trusted, name
+
+    path.write_bytes(os.urandom(8192))  # not a database at all
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    with pytest.raises(TrustStoreError, match="was altered or is corrupt"):
+        ImmudbLedger.open(url, trust=store, mirror=True)
+
+    # a resident process notices an edit made while it runs (another connection changed the file)
+    _copy_db(pristine, path)
+    resident = ImmudbLedger.open(url, trust=store, mirror=True)
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM entries WHERE tx = ?", (revocation,))
+    with pytest.raises(TrustStoreError, match="was altered"):
+        resident.get("subject/a")
+    resident.close()
+
+    # a mirror cut short (last transactions dropped consistently) is caught up again, never read short
+    _copy_db(pristine, path)
+    with sqlite3.connect(path) as db:
+        db.executescript(f"DELETE FROM entries WHERE tx >= {revocation}; DELETE FROM txs WHERE id >= {revocation}; "
+                         f"UPDATE meta SET value = {revocation - 1} WHERE name = 'last_tx';")
+    healed = ImmudbLedger.open(url, trust=store, mirror=True)
+    assert healed.get("subject/a").value == b"revoked"  # type: ignore[union-attr]
+    healed.close()
+
+
+def test_tampered_mirror_is_exit_3_at_the_cli(url: str, tmp_path: Path) -> None:
+    user = Notary(tmp_path, ledger_url=url)
+    user.env.update({"NOTARY_IMMUDB_PASSWORD": "immudb", "NOTARY_IMMUDB_MIRROR": "1"})
+    user.run("ledger", "info")
+    ledger = ImmudbLedger.open(url, trust=TrustStore(user.state_dir))
+    ledger.write({"subject/a": b"v"})
+    user.run("ledger", "mirror")
+    path = mirror_path(TrustStore(user.state_dir), ledger.ledger_id)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE entries SET key = x'00' || CAST('subject/z' AS BLOB)")
+    failed = user.run("ledger", "info", expect=3)
+    assert "was altered" in failed.err and len(failed.err.strip().splitlines()) == 1, failed.err
+    user.run("ledger", "mirror", "--rebuild")  # the remedy the error names
+    user.run("ledger", "info")
+    ledger.close()
+
+
+def test_mirror_catches_up_incrementally(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
+    from immudb.grpc import schema_pb2
+
+    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer.write_batch([{f"subject/{i}": b"x", f"job/{i}": b"{}", f"artifact/{i}": b"{}"} for i in range(5)])
+    scans: list[int] = []
+
+    def record(raw: bytes) -> bytes:
+        scans.append(schema_pb2.TxScanRequest.FromString(raw).initialTx)
+        return raw
+
+    proxy.requests["TxScan"] = record
+    store = TrustStore(tmp_path / "reader")
+    reader = ImmudbLedger.open(_via(proxy, url), trust=store, mirror=True)
+    assert isinstance(reader, MirroredImmudbLedger) and reader.last_catch_up[0] == 5 and scans == [1]
+    writer.write_batch([{f"subject/{i}": b"y"} for i in range(7)])
+    assert reader.get("subject/3").value == b"y"  # type: ignore[union-attr]
+    assert reader.last_catch_up[0] == 7 and scans == [1, 6], "only the new transactions are fetched"
+    assert reader.get("subject/4").revision == 2 and scans == [1, 6]  # type: ignore[union-attr]
+    reader.close()
+
+    # a second process on the same state dir appends to the same mirror; the first re-checks and goes on
+    first = ImmudbLedger.open(_via(proxy, url), trust=store, mirror=True)
+    second = ImmudbLedger.open(_via(proxy, url), trust=store, mirror=True)
+    writer.write({"subject/0": b"revoked"})
+    assert second.get("subject/0").value == b"revoked"  # type: ignore[union-attr]
+    assert first.get("subject/0").value == b"revoked"  # type: ignore[union-attr]
+    assert first.last_catch_up[0] == 0 and first.mirror.last_tx == 13  # type: ignore[attr-defined]
+    assert scans == [1, 6, 13]
+    for ledger in (first, second, writer):
+        ledger.close()
+
+
+def test_audit_of_immudb_passes_on_an_honest_server(url: str, tmp_path: Path) -> None:
+    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer.write_batch([{f"subject/{i}": b"x", f"job/{i}": b"{}"} for i in range(40)])
+    user = Notary(tmp_path, ledger_url=url)
+    user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    report = user.run("--json", "ledger", "audit").json
+    assert report["ok"] and report["replayed"] == report["transactions"] == 40
+    assert report["entries"] == 80 and report["keys"] == 80
+    assert "audit ok: replayed 40 transactions" in user.run("ledger", "audit").out
+    writer.write({"subject/0": b"revoked"})
+    status = user.run("--json", "ledger", "mirror").json
+    assert status["tx"] == 41 and status["added"] == 1
+    assert user.run("--json", "ledger", "mirror", "--rebuild").json["added"] == 41
+    info = user.run("--json", "ledger", "info", env={"NOTARY_IMMUDB_MIRROR": "1"}).json
+    assert info["details"]["mirror"]["tx"] == 41 and info["entries"] == 81
+    writer.close()
+
+
+def test_audit_of_a_server_rewriting_a_transaction_fails(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
+    from immudb.grpc import schema_pb2
+
+    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer.write_batch([{f"subject/{i}": b"x"} for i in range(6)])
+    user = Notary(tmp_path, ledger_url=_via(proxy, url))
+    user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    user.run("ledger", "audit")
+
+    def rewrite_tx_3(raw: bytes) -> bytes:
+        answer = schema_pb2.TxList.FromString(raw)
+        for tx in answer.txs:
+            if tx.header.id == 3:
+                tx.entries[0].key = b"\x00subject/renamed"
+        return answer.SerializeToString()
+
+    proxy.responses["TxScan"] = rewrite_tx_3
+    failed = user.run("ledger", "audit", expect=3)
+    assert "transaction 3" in failed.err and "Traceback" not in failed.err, failed.err
+    writer.close()
+
+
+def test_resident_gate_front_ends_use_the_mirror_by_default(url: str, proxy: GrpcProxy, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from notary import keys
+    from notary.config import Config
+    from notary.gate.decide import gate_for
+    from notary.notarize import notarize, revoke
+    from notary.sources import identify
+
+    signer = keys.generate_private_key()
+    pub = keys.write_key_pair(tmp_path / "ci.key", signer)
+    artifact = tmp_path / "app.bin"
+    artifact.write_bytes(b"release 2")
+    subjects = identify(str(artifact))
+    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    notarize(writer, subjects, signer, {"system": "local", "jobId": "1"})
+    revoke(writer, subjects[0].digest, signer, "bad build")
+    lying = _via(proxy, url)
+    config = Config(None, {"policy": {"trust": [{"images": ["*"], "keys": [str(pub)]}]}})
+    proxy.responses["History"] = _drop_newest_history_entry
+
+    def decide(front_end: str, cfg: Config = config) -> tuple[int, bool]:
+        monkeypatch.setenv("NOTARY_STATE_DIR", str(tmp_path / f"state-{front_end}-{len(os.listdir(tmp_path))}"))
+        gate = gate_for(cfg, lying, front_end=front_end)
+        try:
+            decision = gate.check("registry.example.com/app:2", [subjects[0].digest])
+            return decision.exit_code, isinstance(gate._ledger, MirroredImmudbLedger)
+        finally:
+            gate.close()
+
+    for resident in ("oci-hook-server", "docker-authz", "webhook"):
+        assert decide(resident) == (3, True), resident
+    for per_process in ("check", "oci-hook"):
+        assert decide(per_process) == (0, False), per_process  # the lie passes where the mirror is off
+    assert decide("check", Config(None, {**config.data, "immudb": {"mirror": True}})) == (3, True)
+    monkeypatch.setenv("NOTARY_IMMUDB_MIRROR", "0")
+    assert decide("webhook") == (0, False)
+    monkeypatch.setenv("NOTARY_IMMUDB_MIRROR", "1")
+    assert decide("oci-hook") == (3, True)
+    monkeypatch.setenv("NOTARY_IMMUDB_MIRROR", "sometimes")
+    with pytest.raises(UsageError, match="NOTARY_IMMUDB_MIRROR"):
+        gate_for(config, lying, front_end="webhook")
+    writer.close()
+
+
+def test_replay_hashes_every_kind_of_entry_like_immudb(immudb_server: ImmudbServer, url: str, tmp_path: Path) -> None:
+    """SQL rows, sorted sets, deletions and expiring entries all hash into the chain the replay rebuilds."""
+    import datetime
+
+    from immudb import schema
+    from immudb.grpc import schema_pb2
+
+    database = url.rsplit("/", 1)[1].encode()
+    admin = immudb_server.admin_client()
+    admin.useDatabase(database)
+    admin.set(b"subject/gone", b"1")
+    admin.setAll({b"subject/kept": b"2", b"job/x": b"3"})
+    admin.sqlExec("CREATE TABLE t (id INTEGER, PRIMARY KEY id)")
+    admin.sqlExec("INSERT INTO t (id) VALUES (1)")
+    admin.zAdd(b"set", 1.0, b"subject/kept")
+    admin.delete(schema_pb2.DeleteKeysRequest(keys=[b"subject/gone"]))
+    admin.expireableSet(b"subject/expiring", b"4", datetime.datetime(2100, 1, 1))
+    ledger = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "state"), mirror=True)
+    head = ledger.info().head.tx
+    assert ledger.mirror.last_tx == head  # type: ignore[attr-defined]  # the chain ended at the server's Alh
+    for tx in range(1, head + 1):  # and each Alh is what immudb-py's own hashing gives for that header
+        header = admin._stub.TxById(schema_pb2.TxRequest(tx=tx)).header
+        assert ledger.mirror.header(tx).alh == schema.TxHeaderFromProto(header).Alh()  # type: ignore[attr-defined]
+    assert ledger.keys("subject/") == ["subject/expiring", "subject/kept"]  # the deleted key is gone
+    assert ledger.get("subject/gone") is None
+    assert [v.tx for v in ledger.history("subject/kept")] == [2]
+    with pytest.raises(ProofError, match="expiring version"):
+        ledger.get("subject/expiring")
+    admin.shutdown()
+    ledger.close()
+
+
+def _copy_db(source: Path, dest: Path) -> None:
+    """Copy a SQLite database consistently (WAL folded in) and drop dest's stale WAL/SHM files."""
+    for suffix in ("-wal", "-shm"):
+        dest.with_name(dest.name + suffix).unlink(missing_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    with sqlite3.connect(source) as src, sqlite3.connect(tmp) as out:
+        src.backup(out)
+    shutil.move(tmp, dest)
+    dest.chmod(0o600)
+
