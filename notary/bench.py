@@ -202,6 +202,7 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
         url, password = server.url, server.password
     try:
         out = bench_immudb.bench_notarize_vs_raw(url, password, writes)
+        out["mirror"] = _optional(lambda: bench_immudb.bench_mirror(url, password, n_tx=2000))  # goal: gate < 30 ms
         env = {**os.environ, "NOTARY_LEDGER": url, "NOTARY_IMMUDB_PASSWORD": password}
         out["verify_process"] = bench_verify_process(work / "immudb-verify", verify_runs, env=env, goal_ms=150)
         out["import_cost_p50_ms"] = {
