@@ -118,14 +118,20 @@ def _index_hits(ledger: Ledger, key: str) -> list[IndexHit]:
 
 
 def lookup_job(ledger: Ledger, job_id: str, system: str | None = None) -> list[IndexHit]:
-    """Every notarization recorded under a CI job id (all CI systems unless one is named)."""
+    """Every notarization recorded under a CI job id (all CI systems unless one is named).
+
+    The key of every CI system notary detects is read (a proven read: on a ledger that proves absence, a
+    deleted job record is an integrity error, not "nothing recorded"); keys() adds any other system's, as a
+    hint only, since an enumeration proves nothing."""
     if system:
         return _index_hits(ledger, records.job_key(system, job_id))
-    records.job_key("x", job_id)  # validates the id
+    from notary.ci import SYSTEMS
+
+    wanted = [records.job_key(s, job_id) for s in (*(x.name for x in SYSTEMS), "local")]
+    wanted += [k for k in ledger.keys("job/") if k.rsplit("/", 1)[-1] == job_id and k not in wanted]
     hits: list[IndexHit] = []
-    for key in ledger.keys("job/"):
-        if key.rsplit("/", 1)[-1] == job_id:
-            hits.extend(_index_hits(ledger, key))
+    for key in wanted:
+        hits.extend(_index_hits(ledger, key))
     return hits
 
 

@@ -31,6 +31,10 @@ def info(app: App) -> None:
         ]
         if details.entries is not None:
             lines.append(f"entries:       {details.entries} in {details.transactions} transactions")
+        if details.head.map_root is not None:
+            lines.append(f"key index:     root {details.head.map_root.hex()} (reads prove completeness)")
+        elif details.backend == "file":
+            lines.append("key index:     none (format v1: reads cannot prove completeness; notary ledger upgrade)")
         lines.append(f"trusted state: size {trusted.get('tree_size')}, root {trusted.get('root_hash')}")
         return "\n".join(lines)
 
@@ -59,10 +63,34 @@ def audit(app: App) -> None:
     report = run_audit()
     app.emit(
         {"ok": True, "head": report.head.to_json(), "entries": report.entries, "transactions": report.transactions,
-         "keys": report.keys, "signatures_checked": report.signatures_checked},
+         "keys": report.keys, "signatures_checked": report.signatures_checked,
+         "log_nodes_checked": report.nodes_checked, "key_index_nodes_checked": report.index_nodes_checked},
         f"audit ok: {report.entries} entries in {report.transactions} transactions, {report.keys} keys, "
-        f"{report.signatures_checked} head signatures checked; head size {report.head.tree_size}",
+        f"{report.signatures_checked} head signatures, {report.nodes_checked} stored log subtrees and "
+        f"{report.index_nodes_checked} key index nodes checked; head size {report.head.tree_size}",
     )
+
+
+@ledger.command("upgrade")
+@pass_app
+def upgrade(app: App) -> None:
+    """Give an embedded ledger written by notary 0.1 (format v1) its signed key index.
+
+    The whole log is recomputed and checked first; then the key index is built from the newest version of
+    every key and the current head is re-signed with its root (same size, same log root: no record is
+    added, changed or removed). From then on every read proves it shows the newest version, or that a key
+    is absent. Needs the ledger's signing key (beside the file). A first write upgrades automatically.
+    """
+    from notary.errors import UsageError
+
+    if not (app.ledger_url or "file:").startswith("file:"):
+        raise UsageError("ledger upgrade applies to embedded ledgers (file://...)")
+    ledger_obj = app.open_ledger()
+    result = ledger_obj.upgrade()  # type: ignore[attr-defined]
+    head = result["head"]
+    app.emit(result, (f"upgraded to {result['format']}: " if result["upgraded"] else
+                      f"already {result['format']}: ") + f"head size {head['tree_size']}, tx {head['tx']}, "
+             f"key index root {head.get('key_index_root')}")
 
 
 ledger.add_command(mirror_cmd.mirror)  # `notary ledger mirror`, kept in its own module

@@ -11,6 +11,8 @@ builds its key index from, so an upgrade never signs an index over rows that do 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -127,7 +129,11 @@ def check_index(conn: sqlite3.Connection, head: TreeHead, newest: dict[str, tupl
     root, rows = build_index(newest)
     if head.map_root is not None and root != head.map_root:
         raise ProofError("the signed key index root does not match the newest versions in the log")
-    stored = ((_map.key_node(n), h, leaf) for n, h, leaf in store.iter_map_nodes(conn))
+    with contextlib.closing(store.map_nodes_cursor(conn)) as cursor:
+        return _compare_index(rows, ((_map.key_node(n), h, leaf) for n, h, leaf in cursor))
+
+
+def _compare_index(rows: list[tuple[int, bytes, bytes | None]], stored: Iterator[tuple[int, bytes, bytes | None]]) -> int:
     for expected in rows:  # both in node number order
         found = next(stored, None)
         if found is None or found[0] > expected[0]:

@@ -246,10 +246,10 @@ def fetch_map_nodes(conn: sqlite3.Connection, keys: Sequence[int | bytes]) -> di
     return out
 
 
-def iter_map_nodes(conn: sqlite3.Connection) -> Iterator[tuple[object, bytes, bytes | None]]:
-    # integers sort before blobs, and the 33-byte blobs only hold numbers above every integer key: this is
-    # numeric order of the node numbers
-    yield from conn.execute("SELECT node, hash, leaf FROM map_nodes ORDER BY node")
+def map_nodes_cursor(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    """Every key index node in node number order (integers sort before blobs, and the 33-byte blobs hold
+    only numbers above every integer key). A cursor, so the caller can close it when it stops early."""
+    return conn.execute("SELECT node, hash, leaf FROM map_nodes ORDER BY node")
 
 
 def insert(

@@ -121,6 +121,7 @@ class EmbeddedLedger(Verifier):
         self._conn = conn
         self._lock = threading.RLock()
         self._signer: Ed25519PrivateKey | None = None
+        self._v1_noticed = False
         self.key_path = Path(f"{path}.key")
 
     # -- opening ------------------------------------------------------------------------------------------
@@ -422,6 +423,10 @@ class EmbeddedLedger(Verifier):
         if snap.v2 and head.map_root is None:
             raise ProofError(f"ledger {self.path} has a key index, but its head (tx {head.tx}) is not signed "
                              "with one")
+        if not snap.v2 and not self._v1_noticed:
+            self._v1_noticed = True
+            self.notices.append(f"ledger {self.path} is format v1: reads prove inclusion, not that they show the "
+                                "newest version (run `notary ledger upgrade`, or write once, to add the key index)")
         return head, self.check_trust(trusted, head, assemble(snap.cons, nodes))
 
     def _verified_head(self, conn: sqlite3.Connection, trusted: TrustedState | None,
