@@ -1,8 +1,13 @@
-"""The fast hook path: runc runs curl, curl asks a resident `notary gate hook-server`; same verdicts."""
+"""The fast hook path: runc runs curl, curl asks a resident `notary gate hook-server`; same verdicts.
+
+Bursts are real curl processes (the argv `gate install --server` writes) released at the same moment.
+"""
 
 from __future__ import annotations
 
+import http.client
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -11,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from notary.gate.bench_burst import hook_burst, state, write_bundle
+from notary.sources.base import Subject
+from tests.support.gate_servers import HookServer, raw_request
 from tests.support.integration import require_tool
 from tests.support.runtimes import GateWorld, HookServerProc, image_subject, run_runc, runc_bundle
+
+GOOD = "sha256:" + "a7" * 32
+UNSIGNED = "sha256:" + "b7" * 32
 
 
 @pytest.fixture
@@ -87,3 +98,62 @@ def test_stopped_server_removes_its_socket_and_a_live_one_is_never_stolen(server
     server.proc.terminate()  # what systemd or `docker stop` sends
     assert server.proc.wait(timeout=10) == 0
     assert not server.socket.exists()
+
+
+def test_burst_of_100_hooks_all_decided(server: HookServerProc, world: GateWorld, tmp_path: Path) -> None:
+    """100 containers starting at once: every hook connects and gets notary's verdict (a listen backlog of 5
+    made curl fail with exit 7 and the runtime refuse containers for lack of a connection)."""
+    world.notarize(Subject(GOOD, "registry.example/app", "oci-manifest"))
+    bundles = {"good": write_bundle(tmp_path / "good", GOOD, "registry.example/app:1"),
+               "unsigned": write_bundle(tmp_path / "unsigned", UNSIGNED, "registry.example/app:2")}
+    kinds = {f"c{i:03d}-{'good' if i % 2 else 'unsigned'}": "good" if i % 2 else "unsigned" for i in range(100)}
+    before = len(world.decisions())
+    results = hook_burst(str(server.socket), {cid: state(cid, bundles[kind]) for cid, kind in kinds.items()})
+    for result in results:
+        if kinds[result.container] == "good":
+            assert result.exit_code == 0, result.output
+            assert "notary: allowed" in result.output
+        else:
+            assert result.exit_code == 22, result.output  # HTTP 403: curl --fail-with-body, the runtime refuses
+            assert "not notarized" in result.output
+    lines = world.decisions()[before:]
+    assert sorted(line["container"] for line in lines) == sorted(kinds)
+    assert all(line["allowed"] is (kinds[line["container"]] == "good") for line in lines)
+    assert all(line["front_end"] == "oci-hook-server" for line in lines)
+
+
+def test_full_queue_refuses_the_hook_at_once_with_a_clear_reason(world: GateWorld, tmp_path: Path) -> None:
+    """One worker, a queue of one: a third hook is refused with a 503 and a one-line reason (curl exits 22,
+    the runtime refuses and shows it), logged; the queued hook is still decided once the worker is free."""
+    require_tool("curl")
+    world.notarize(Subject(GOOD, "registry.example/app", "oci-manifest"))
+    bundle = write_bundle(tmp_path / "bundle", GOOD, "registry.example/app:1")
+    server = HookServer(world, "--workers", "1", "--queue", "1")
+    held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        held.settimeout(30)
+        waiting.settimeout(30)
+        body = state("held", bundle)
+        held.connect(str(server.socket))
+        held.sendall(f"POST /oci-hook HTTP/1.1\r\nHost: notary\r\nContent-Length: {len(body)}\r\n"
+                     "Expect: 100-continue\r\n\r\n".encode())
+        assert held.recv(64).startswith(b"HTTP/1.1 100")  # the only worker now waits for this body
+        waiting.connect(str(server.socket))
+        waiting.sendall(raw_request("POST", "/oci-hook", state("waiting", bundle)))  # fills the queue
+        [refused] = hook_burst(str(server.socket), {"refused": state("refused", bundle)})
+        assert refused.exit_code == 22, refused.output
+        assert refused.body.startswith("notary: refused: the gate is busy")
+        assert refused.body.count("\n") == 1 and refused.seconds < 5
+        line = world.decisions()[-1]
+        assert (line["container"], line["allowed"], line["exit_code"]) == ("refused", False, 4)
+        held.sendall(body)
+        for sock, name in ((held, "held"), (waiting, "waiting")):
+            resp = http.client.HTTPResponse(sock)
+            resp.begin()
+            assert resp.status == 200, resp.read()
+            assert any(x["container"] == name and x["allowed"] for x in world.decisions())
+    finally:
+        held.close()
+        waiting.close()
+        server.stop()

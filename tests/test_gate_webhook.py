@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +17,7 @@ import pytest
 import requests
 
 from notary.sources.base import Subject
+from tests.support.processes import stop_process
 from tests.support.registry import registry  # noqa: F401 - fixture
 from tests.support.runtimes import GateWorld, Webhook
 
@@ -243,3 +248,95 @@ def test_image_without_a_tag_is_resolved_as_latest(webhook: Webhook, world: Gate
     out = verdict(webhook, pod(f"{registry}/gate/untagged"))
     assert out["allowed"] is True, out
     assert world.decisions()[-1]["digest"] == digest
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE", "CONNECT"])
+@pytest.mark.parametrize("missing", ["null", "absent"])
+def test_webhook_create_without_object_is_a_bad_request(webhook: Webhook, operation: str, missing: str) -> None:
+    """Only DELETE may come without an object: a CREATE/UPDATE/CONNECT without one is HTTP 400 (with
+    failurePolicy Fail the API server then refuses it), never "nothing to run"."""
+    body = pod(f"registry.example/app@{UNKNOWN}")
+    body["request"]["operation"] = operation
+    if missing == "null":
+        body["request"]["object"] = None
+    else:
+        del body["request"]["object"]
+    resp = post(webhook, body)
+    assert resp.status_code == 400, resp.text
+    assert f"{operation} request has no object" in resp.json()["error"]
+
+
+def test_webhook_review_without_a_known_operation_is_a_bad_request(webhook: Webhook) -> None:
+    for operation in (None, "PATCH", "delete"):
+        body = pod(f"registry.example/app@{UNKNOWN}")
+        body["request"]["operation"] = operation
+        resp = post(webhook, body)
+        assert resp.status_code == 400 and "operation" in resp.json()["error"], resp.text
+
+
+def test_webhook_connect_with_its_options_object_is_allowed(webhook: Webhook) -> None:
+    """kubectl exec/attach reviews carry PodExecOptions, not a pod spec: nothing new is admitted to run."""
+    body = review("PodExecOptions", {"metadata": {"name": "web"}, "kind": "PodExecOptions",
+                                     "command": ["sh"], "stdin": True}, operation="CONNECT")
+    out = verdict(webhook, body)
+    assert out["allowed"] is True and "CONNECT" in out["status"]["message"]
+
+
+def _webhook_cli(world: GateWorld, *args: str, wait: float = 20) -> tuple[int | None, str, int]:
+    """Run `notary gate webhook ARGS` on a free port; (exit code or None if it kept serving, stderr, port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
+                             "webhook", "--port", str(port), *args], env=world.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        code: int | None = proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        code = None
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+    return code, proc.stderr.read() if proc.stderr else "", port
+
+
+@pytest.mark.parametrize("args", [
+    ("--cert", "", "--key", ""),
+    ("--cert", "", "--key", "tls.key"),
+    ("--cert", " ", "--key", " "),
+    ("--key", "tls.key"),
+    (),
+    ("--insecure-plain-http", "--host", "0.0.0.0"),
+    ("--insecure-plain-http", "--cert", "tls.crt", "--key", "tls.key"),
+])
+def test_empty_tls_paths_refuse_to_start(world: GateWorld, args: tuple[str, ...]) -> None:
+    """An empty --cert/--key used to mean "serve AdmissionReview over plain HTTP": now a usage error, one line."""
+    code, stderr, port = _webhook_cli(world, *args, wait=20)
+    assert code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("notary: usage: "), stderr
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_plain_http_only_with_the_explicit_flag_and_a_warning(world: GateWorld) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
+                             "webhook", "--insecure-plain-http", "--port", str(port)], env=world.env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                resp = requests.post(f"http://127.0.0.1:{port}/validate", json=pod(f"registry.example/app@{GOOD}"),
+                                     timeout=5)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "plain-HTTP webhook did not start"
+                time.sleep(0.1)
+        assert resp.status_code == 200 and resp.json()["response"]["allowed"] is True
+    finally:
+        stop_process(proc)  # type: ignore[arg-type]
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert "warning: --insecure-plain-http" in stderr and "local tests only" in stderr

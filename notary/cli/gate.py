@@ -97,15 +97,20 @@ def oci_hook(app: App, storage_root: str | None) -> None:
 
 
 @gate.command("webhook", short_help="Kubernetes validating admission webhook over TLS.")
-@click.option("--cert", "certfile", required=True, metavar="PEM", help="TLS certificate (chain) file.")
-@click.option("--key", "keyfile", required=True, metavar="PEM", help="TLS private key file.")
+@click.option("--cert", "certfile", metavar="PEM", help="TLS certificate (chain) file (required).")
+@click.option("--key", "keyfile", metavar="PEM", help="TLS private key file (required).")
+@click.option("--insecure-plain-http", is_flag=True,
+              help="For local tests only: serve plain HTTP on a loopback address, without --cert/--key. "
+              "The API server never calls a plain-HTTP webhook.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--host", default=None, help="Address to listen on.  [default: 0.0.0.0; 127.0.0.1 with "
+              "--insecure-plain-http]")
 @click.option("--max-body", type=click.IntRange(1024, 64 << 20), default=1 << 20, show_default=True,
               help="Largest AdmissionReview body accepted (bytes); larger requests get HTTP 413.")
 @source_options_flags
 @pass_app
-def webhook(app: App, certfile: str, keyfile: str, port: int, host: str, max_body: int, **flags: Any) -> None:
+def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_http: bool, port: int,
+            host: str | None, max_body: int, **flags: Any) -> None:
     """Kubernetes validating admission webhook (AdmissionReview v1) over TLS.
 
     POST /validate checks every container, init and ephemeral container image of Pods and pod templates
@@ -113,13 +118,18 @@ def webhook(app: App, certfile: str, keyfile: str, port: int, host: str, max_bod
     resolved to digests through the registry (--insecure allows plain HTTP to a loopback registry).
     """
     from notary.gate.decide import gate_for
-    from notary.gate.webhook import make_server
+    from notary.gate.webhook import check_listen_options, make_server
 
+    host = check_listen_options(certfile, keyfile, host, plain_http=insecure_plain_http)
+    if insecure_plain_http:
+        click.echo("notary: warning: --insecure-plain-http: serving AdmissionReview over plain HTTP on "
+                   f"{host}, for local tests only", err=True)
     the_gate = gate_for(app.config, app.ledger_url, front_end="webhook")
     server = make_server(the_gate, host=host, port=port, certfile=certfile, keyfile=keyfile,
-                         options=source_options(app, flags), max_body=max_body)
+                         options=source_options(app, flags), max_body=max_body, plain_http=insecure_plain_http)
     bound = server.server_address
-    _serve(server, the_gate, f"webhook listening on https://{bound[0]}:{bound[1]}/validate")
+    scheme = "http" if insecure_plain_http else "https"
+    _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]}:{bound[1]}/validate")
 
 
 @gate.command("docker-authz", short_help="Docker Engine authorization plugin on a unix socket.")
@@ -129,9 +139,15 @@ def webhook(app: App, certfile: str, keyfile: str, port: int, host: str, max_bod
               "/etc/docker/plugins/NAME.spec at unix://PATH).")
 @click.option("--docker-host", metavar="URL", help="Engine API for image lookups (default DOCKER_HOST, else "
               "unix:///var/run/docker.sock).")
+@click.option("--workers", type=click.IntRange(2, 1024), default=64, show_default=True,
+              help="Threads answering the daemon; three quarters of them may decide gated calls at once.")
+@click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
+              help="Calls waiting for a worker; beyond it gated calls are refused as busy (ungated ones pass).")
 @pass_app
-def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str | None) -> None:
-    """Docker Engine authorization plugin: refuse creating, starting or exec-ing containers of refused images.
+def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str | None, workers: int,
+                 queue_size: int) -> None:
+    """Docker Engine authorization plugin: refuse creating, starting, attaching to or exec-ing containers of
+    refused images.
 
     `docker run` of a refused image then fails with notary's reason. Other API calls are allowed.
     """
@@ -140,7 +156,8 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
 
     the_gate = gate_for(app.config, app.ledger_url, front_end="docker-authz")
     host = docker_host or app.config.section("docker").get("host")
-    server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host)
+    server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host, workers=workers,
+                         queue_size=queue_size)
     _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}")
 
 
@@ -203,18 +220,23 @@ def install(app: App, target: str, directory: str | None, stage: str, server: st
 @gate.command("hook-server", short_help="Resident gate on a unix socket for a curl-based (fast) OCI hook.")
 @click.option("--socket", "socket_file", default="/run/notary/gate.sock", show_default=True, metavar="PATH")
 @click.option("--storage-root", metavar="DIR", help="podman storage root (default: from each bundle's rootfs).")
+@click.option("--workers", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Threads deciding hooks at once.")
+@click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
+              help="Hooks waiting for a worker; beyond it a hook is refused at once with HTTP 503 (busy).")
 @pass_app
-def hook_server(app: App, socket_file: str, storage_root: str | None) -> None:
+def hook_server(app: App, socket_file: str, storage_root: str | None, workers: int, queue_size: int) -> None:
     """Serve OCI hook decisions on a unix socket (0600), with the policy parsed and the ledger opened once.
 
     \b
     The hook is then curl (see `gate install podman --server`):
       curl -sS --fail-with-body --unix-socket PATH --data-binary @- http://notary/oci-hook
-    200 allows; 403 refuses with the reason. If this server is down, curl fails and the container is refused.
+    200 allows; 403 refuses with the reason; 503 refuses because --queue hooks are already waiting. If this
+    server is down, curl fails and the container is refused.
     """
     from notary.gate.decide import gate_for
     from notary.gate.hook_server import HookServer
 
     the_gate = gate_for(app.config, app.ledger_url, front_end="oci-hook-server")
-    server = HookServer(socket_file, the_gate, storage_root)
+    server = HookServer(socket_file, the_gate, storage_root, workers=workers, queue_size=queue_size)
     _serve(server, the_gate, f"gate hook server listening on {socket_file}")

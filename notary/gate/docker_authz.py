@@ -1,107 +1,43 @@
-"""Docker Engine authorization plugin: the daemon asks notary before it creates, starts or execs a container.
+"""Docker Engine authorization plugin: the daemon asks notary before anything of an image's runs or is touched.
 
 dockerd (started with `--authorization-plugin=NAME`) POSTs `Plugin.Activate` once, then `AuthZPlugin.AuthZReq`
 before and `AuthZPlugin.AuthZRes` after every API call, to the unix socket `/run/docker/plugins/NAME.sock`.
-notary refuses `containers/create` for an image that fails the gate (the image name is resolved to its image
-id and repo digests through the Docker API), and re-checks at `start`, `restart` and `exec` so that an image
-revoked after its container was created cannot be started again. Every other call is allowed: notary gates
-what runs, not who manages the daemon. Anything unreadable about a gated call refuses it.
+Which calls are gated, and how the request is read exactly as dockerd routes and decodes it (percent-decoded
+path, version prefix, case-insensitive body keys), is `docker_route`. A create is decided on the image its
+body names (resolved to image id and repo digests through the Docker API); start, restart, unpause, update,
+attach and exec re-check the image of the container they act on, so an image revoked after its container
+was created cannot run again. Everything else is allowed: notary gates what runs, not who manages the
+daemon. Anything unreadable about a call refuses it, with a decision-log line.
 
-stdlib only: a threaded HTTP server on a unix socket (the daemon calls the plugin again for the plugin's own
-API requests, so it must answer concurrently), and http.client over AF_UNIX for the Docker API.
+Concurrency: while the plugin decides, it asks the Docker API, and dockerd asks the plugin about *those*
+calls before answering. A worker pool in which every worker waits on the API would never get to those
+nested calls, so at most `workers - reserve` gated calls are decided at once; a gated call beyond that is
+refused as busy (and logged), and the reserved workers always answer the ungated rest.
 """
 
 from __future__ import annotations
 
-import base64
-import http.client
 import json
 import os
 import re
-import socket
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
 
-from notary.errors import InputError, NotaryError, NotFoundError, SourceUnavailableError
-from notary.gate.decide import EXIT_INTEGRITY, Gate, GateDecision
-from notary.gate.unix_server import PrivateUnixServer, QuietUnixHandler
+from notary.errors import InputError, NotaryError, NotFoundError, UsageError
+from notary.gate import docker_route
+from notary.gate.decide import EXIT_INTEGRITY, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
+from notary.gate.docker_api import DockerAPI
+from notary.gate.unix_server import DEFAULT_QUEUE, BusyReply, PrivateUnixServer, QuietUnixHandler
+
+__all__ = ["AuthZ", "Authorizer", "AuthzServer", "DockerAPI", "make_server", "socket_path"]
 
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 PLUGIN_DIR = "/run/docker/plugins"
-MAX_BODY = 4 << 20
-_VERSIONED = re.compile(r"^/v[0-9.]+(/.*)$")
-_CREATE = re.compile(r"^/containers/create$")
-_BY_ID = re.compile(r"^/containers/([^/]+)/(start|restart|exec)$")
+MAX_REQUEST = 4 << 20  # an AuthZReq: a body under 1 MiB, base64-encoded, plus headers
+DEFAULT_WORKERS = 64
 _SHA = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-# ---------------------------------------------------------------- the Docker API
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.unix_path)
-        self.sock = sock
-
-
-class DockerAPI:
-    """Just enough of the Engine API to learn what image a name or a container stands for."""
-
-    def __init__(self, host: str | None = None, timeout: float = 10.0) -> None:
-        self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        self.timeout = timeout
-
-    def _connection(self) -> http.client.HTTPConnection:
-        url = urlsplit(self.host)
-        if url.scheme == "unix":
-            return _UnixConnection(url.path, self.timeout)
-        if url.scheme in ("tcp", "http"):
-            return http.client.HTTPConnection(url.hostname or "localhost", url.port or 2375, timeout=self.timeout)
-        raise InputError(f"unsupported Docker host {self.host!r}", hint="use unix:///path/docker.sock")
-
-    def get(self, path: str) -> Any:
-        conn = self._connection()
-        try:
-            conn.request("GET", path, headers={"Host": "docker"})
-            resp = conn.getresponse()
-            body = resp.read(MAX_BODY + 1)
-        except OSError as exc:
-            raise SourceUnavailableError(f"cannot reach the Docker API at {self.host}: {exc}") from exc
-        finally:
-            conn.close()
-        if resp.status == 404:
-            raise NotFoundError(f"Docker has no {path.split('/')[1][:-1]} {path.split('/')[2]}")
-        if resp.status != 200 or len(body) > MAX_BODY:
-            raise InputError(f"Docker API GET {path} answered {resp.status}")
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise InputError(f"Docker API GET {path} answered non-JSON") from exc
-
-    def image(self, name: str) -> tuple[str, list[str], list[str]]:
-        """(image id, repo digests, repo tags) of a local image name, id or name@digest."""
-        data = self.get(f"/images/{quote(name, safe='/:@')}/json")
-        image_id = str(data.get("Id") or "")
-        digests = [d.split("@", 1)[1] for d in data.get("RepoDigests") or [] if isinstance(d, str) and "@" in d]
-        tags = [t for t in data.get("RepoTags") or [] if isinstance(t, str)]
-        return image_id, digests, tags
-
-    def container_image(self, container: str) -> tuple[str, str]:
-        """(image id, the image name it was created with) of a container."""
-        data = self.get(f"/containers/{quote(container, safe='')}/json")
-        config = data.get("Config") if isinstance(data.get("Config"), Mapping) else {}
-        return str(data.get("Image") or ""), str(config.get("Image") or "")
-
-
-# ---------------------------------------------------------------- decisions
 
 
 @dataclass(frozen=True)
@@ -119,57 +55,90 @@ class AuthZ:
         return out
 
 
+def max_gated_for(workers: int) -> int:
+    """Gated calls decided at once: the other workers (a quarter, at least one) stay free for ungated calls,
+    dockerd's nested calls about the plugin's own Docker API lookups among them."""
+    if workers < 2:
+        raise UsageError("the authorization plugin needs at least 2 workers (one must stay free for the "
+                         "daemon's calls about the plugin's own Docker API lookups)")
+    return workers - max(1, workers // 4)
+
+
 class Authorizer:
-    def __init__(self, gate: Gate, docker: DockerAPI) -> None:
+    def __init__(self, gate: Gate, docker: DockerAPI, *, max_gated: int = 48) -> None:
         self.gate = gate
         self.docker = docker
+        self.max_gated = max_gated
+        self._slots = threading.BoundedSemaphore(max_gated)
 
     def request(self, req: Mapping[str, Any]) -> AuthZ:
-        method = str(req.get("RequestMethod") or "")
-        uri = str(req.get("RequestUri") or "")
-        path = urlsplit(uri).path
-        match = _VERSIONED.match(path)
-        if match:
-            path = match.group(1)
-        if method != "POST":
+        method, uri = req.get("RequestMethod"), req.get("RequestUri")
+        if not isinstance(method, str) or not isinstance(uri, str):
+            return self.refuse(None, "request without a method or URI", "unknown")
+        try:
+            call = docker_route.gated_call(method, uri)
+        except InputError as exc:
+            return self.refuse(None, f"cannot read the request target {uri[:200]!r}: {exc.one_line()}", "unknown")
+        if call is None:
             return AuthZ(True)
-        if _CREATE.match(path):
-            return self._create(req)
-        by_id = _BY_ID.match(path)
-        if by_id:
-            return self._existing(by_id.group(1), by_id.group(2))
-        return AuthZ(True)
+        if not self._slots.acquire(blocking=False):
+            return self.refuse(None, f"the plugin is busy: {self.max_gated} gated calls are being decided; "
+                                "try again", call.action, EXIT_UNAVAILABLE)
+        try:
+            if call.action == "create":
+                return self._create(req)
+            if call.action == "exec-start":
+                return self._exec_start(call.target)
+            return self._existing(call.target, call.action)
+        finally:
+            self._slots.release()
 
     def _create(self, req: Mapping[str, Any]) -> AuthZ:
-        raw = req.get("RequestBody")
-        if not raw:
-            return self._refuse(None, "containers/create without a readable body: cannot tell the image")
         try:
-            body = json.loads(base64.b64decode(raw, validate=True))
-            image = body["Image"]
-            if not isinstance(image, str) or not image:
-                raise ValueError("no Image")
-        except (ValueError, KeyError, TypeError) as exc:
-            return self._refuse(None, f"containers/create body is unreadable: {exc}")
+            image = docker_route.create_image(req.get("RequestBody"))
+        except InputError as exc:
+            return self.refuse(None, f"containers/create body is unreadable: {exc.one_line()}", "create")
         try:
             image_id, digests, _ = self.docker.image(image)
         except NotFoundError:
-            # the daemon will answer "No such image" itself; `docker run` then pulls and asks again
-            return AuthZ(True)
+            # the daemon answers "No such image" itself; `docker run` then pulls and asks again
+            return self._absent(image, f"no image {image} in the daemon: dockerd answers 'No such image'", "create")
         except NotaryError as exc:
-            return self._refuse(image, f"cannot resolve {image} through the Docker API: {exc.one_line()}")
+            return self.refuse(image, f"cannot resolve {image} through the Docker API: {exc.one_line()}", "create",
+                               exc.exit_code)
         return self._decide(image, [*digests, image_id], "create")
+
+    def _exec_start(self, exec_id: str) -> AuthZ:
+        try:
+            container = self.docker.exec_container(exec_id)
+        except NotFoundError:
+            return self._absent(None, f"no exec instance {exec_id[:80]!r}: dockerd answers 'No such exec'",
+                                "exec-start")
+        except NotaryError as exc:
+            return self.refuse(None, f"cannot resolve exec instance {exec_id[:80]!r}: {exc.one_line()}",
+                               "exec-start", exc.exit_code)
+        return self._existing(container, "exec-start")
 
     def _existing(self, container: str, action: str) -> AuthZ:
         try:
-            image_id, name = self.docker.container_image(container)
-            digests: list[str] = []
-            if image_id:
-                _, digests, _ = self.docker.image(image_id)
+            image_id, name, running = self.docker.container(container)
         except NotFoundError:
-            return AuthZ(True)  # no such container: the daemon refuses on its own
+            return self._absent(None, f"no container {container[:80]!r}: dockerd answers 'No such container'",
+                                action)
         except NotaryError as exc:
-            return self._refuse(None, f"cannot resolve the image of container {container}: {exc.one_line()}")
+            return self.refuse(None, f"cannot resolve the image of container {container[:80]!r}: "
+                               f"{exc.one_line()}", action, exc.exit_code)
+        if action == "attach" and not running:
+            return AuthZ(True)  # nothing of the image runs until the start that follows, which is checked
+        digests: list[str] = []
+        if image_id:
+            try:
+                _, digests, _ = self.docker.image(image_id)
+            except NotFoundError:
+                digests = []  # untagged and gone from the image store: the image id alone still identifies it
+            except NotaryError as exc:
+                return self.refuse(name or image_id, f"cannot resolve image {image_id}: {exc.one_line()}", action,
+                                   exc.exit_code)
         return self._decide(name or image_id, [*digests, image_id], action)
 
     def _decide(self, image: str, digests: list[str], action: str) -> AuthZ:
@@ -179,10 +148,13 @@ class Authorizer:
             return AuthZ(True)
         return AuthZ(False, msg=f"notary refused {image}: {decision.reason}")
 
-    def _refuse(self, image: str | None, reason: str) -> AuthZ:
-        decision = GateDecision(image, None, False, EXIT_INTEGRITY, reason, "error",
-                                extra={"front_end_detail": "docker-authz"})
-        self.gate.log_only(decision)
+    def _absent(self, image: str | None, reason: str, action: str) -> AuthZ:
+        """Let dockerd answer "No such ..." (the CLI pulls on that answer), and record that it did."""
+        self.gate.log_only(GateDecision(image, None, True, EXIT_OK, reason, "absent", extra={"action": action}))
+        return AuthZ(True)
+
+    def refuse(self, image: str | None, reason: str, action: str, code: int = EXIT_USAGE) -> AuthZ:
+        self.gate.log_only(GateDecision(image, None, False, code, reason, "error", extra={"action": action}))
         return AuthZ(False, msg=f"notary refused: {reason}")
 
 
@@ -198,7 +170,7 @@ class _Handler(QuietUnixHandler):
         self.send_response(code)
         self.send_header("Content-Type", PLUGIN_CONTENT_TYPE)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        self.end_reply_headers()
         self.wfile.write(body)
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
@@ -206,35 +178,55 @@ class _Handler(QuietUnixHandler):
             length = int(self.headers.get("Content-Length") or "0")
         except ValueError:
             length = -1
-        if length < 0 or length > MAX_BODY:
+        if length < 0 or length > MAX_REQUEST:
             self.close_connection = True
-            self._reply(AuthZ(False, err="notary: request too large or unreadable").to_json())
+            self._reply(AuthZ(False, msg="notary refused: plugin request too large or unreadable").to_json())
             return
         raw = self.rfile.read(length) if length else b"{}"
-        path = self.path.split("?", 1)[0]
+        self._reply(*self.server.answer(self.path.split("?", 1)[0], raw))
+
+
+class AuthzServer(PrivateUnixServer):
+    def __init__(self, path: str, authorizer: Authorizer, *, workers: int = DEFAULT_WORKERS,
+                 queue_size: int = DEFAULT_QUEUE) -> None:
+        self.authorizer = authorizer
+        super().__init__(path, _Handler, workers=workers, queue_size=queue_size)
+
+    def answer(self, path: str, raw: bytes, *, busy: bool = False) -> tuple[dict[str, Any], int]:
+        """(JSON answer, HTTP status) for one plugin call; with busy, gated calls are refused undecided."""
         if path == "/Plugin.Activate":
-            self._reply({"Implements": ["authz"]})
-            return
+            return {"Implements": ["authz"]}, 200
         if path == "/AuthZPlugin.AuthZRes":
-            self._reply({"Allow": True})
-            return
+            return {"Allow": True}, 200
         if path != "/AuthZPlugin.AuthZReq":
-            self._reply({"Err": f"notary: unknown plugin call {path}"}, 404)
-            return
+            return {"Err": f"notary: unknown plugin call {path[:100]}"}, 404
         try:
             req = json.loads(raw)
             if not isinstance(req, dict):
                 raise ValueError("not an object")
-            answer = self.server.authorizer.request(req)
+            if busy:
+                return self._busy(req).to_json(), 200
+            answer = self.authorizer.request(req)
         except Exception as exc:  # noqa: BLE001 - fail closed
-            answer = AuthZ(False, msg=f"notary refused: internal error: {type(exc).__name__}: {exc}")
-        self._reply(answer.to_json())
+            answer = AuthZ(False, msg=f"notary refused: internal error: {type(exc).__name__}: {str(exc)[:200]}")
+            self.authorizer.gate.log_only(GateDecision(None, None, False, EXIT_INTEGRITY, answer.msg, "error",
+                                                       extra={"action": "unknown"}))
+        return answer.to_json(), 200
 
+    def _busy(self, req: Mapping[str, Any]) -> AuthZ:
+        """Queue full: ungated calls still pass (they decide nothing), gated ones are refused and logged."""
+        try:
+            call = docker_route.gated_call(str(req.get("RequestMethod")), str(req.get("RequestUri")))
+        except InputError:
+            call = docker_route.GatedCall("unknown", "", "")
+        if call is None:
+            return AuthZ(True)
+        return self.authorizer.refuse(None, f"the plugin is busy ({self.queue_size} calls waiting); try again",
+                                       call.action, EXIT_UNAVAILABLE)
 
-class AuthzServer(PrivateUnixServer):
-    def __init__(self, path: str, authorizer: Authorizer) -> None:
-        self.authorizer = authorizer
-        super().__init__(path, _Handler)
+    def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
+        data, code = self.answer(path, body, busy=True)
+        return BusyReply(code, json.dumps(data).encode(), {"Content-Type": PLUGIN_CONTENT_TYPE})
 
 
 def socket_path(name: str, explicit: str | None = None) -> str:
@@ -246,5 +238,7 @@ def socket_path(name: str, explicit: str | None = None) -> str:
 
 
 def make_server(gate: Gate, *, name: str = "notary", socket_file: str | None = None,
-                docker_host: str | None = None) -> AuthzServer:
-    return AuthzServer(socket_path(name, socket_file), Authorizer(gate, DockerAPI(docker_host)))
+                docker_host: str | None = None, workers: int = DEFAULT_WORKERS,
+                queue_size: int = DEFAULT_QUEUE) -> AuthzServer:
+    authorizer = Authorizer(gate, DockerAPI(docker_host), max_gated=max_gated_for(workers))
+    return AuthzServer(socket_path(name, socket_file), authorizer, workers=workers, queue_size=queue_size)

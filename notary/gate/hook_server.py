@@ -10,17 +10,29 @@ policy is parsed and the ledger opened once; the hook itself is curl posting the
 it). If the server is down curl fails too: still fail closed. The decision is the same `Gate.check` as
 every other front end, logged with front_end "oci-hook-server". The socket is created 0600: the server
 reads any bundle path it is given, so only root (the runtime) may ask.
+
+Bursts (unix_server.PrivateUnixServer): a 1024-deep listen backlog, `workers` threads deciding (ledger reads
+are serialized in the Gate anyway; more threads only overlap reading bundles), and up to `queue_size`
+accepted hooks waiting. Past that a hook is answered 503 "the gate is busy" at once (curl --fail-with-body
+exits 22 and the runtime shows the line), and the refusal is logged like any other.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 from notary.errors import NotaryError
-from notary.gate.decide import EXIT_INTEGRITY, EXIT_USAGE, Gate, GateDecision
+from notary.gate.decide import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
 from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
-from notary.gate.unix_server import PrivateUnixServer, QuietUnixHandler
+from notary.gate.unix_server import (
+    DEFAULT_QUEUE,
+    DEFAULT_WORKERS,
+    BusyReply,
+    PrivateUnixServer,
+    QuietUnixHandler,
+)
 
 DEFAULT_SOCKET = "/run/notary/gate.sock"
 CURL = "/usr/bin/curl"
@@ -60,7 +72,7 @@ class _Handler(QuietUnixHandler):
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Notary-Exit-Code", str(exit_code))
-        self.end_headers()
+        self.end_reply_headers()
         self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
@@ -90,10 +102,26 @@ class _Handler(QuietUnixHandler):
 
 
 class HookServer(PrivateUnixServer):
-    def __init__(self, path: str, gate: Gate, storage_root: str | None = None) -> None:
+    def __init__(self, path: str, gate: Gate, storage_root: str | None = None, *, workers: int = DEFAULT_WORKERS,
+                 queue_size: int = DEFAULT_QUEUE) -> None:
         self.gate = gate
         self.storage_root = storage_root
-        super().__init__(path, _Handler, dir_mode=0o700)
+        super().__init__(path, _Handler, dir_mode=0o700, workers=workers, queue_size=queue_size)
+
+    def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
+        """A full queue refuses the container at once, with the reason on the line curl shows, and logs it."""
+        reason = (f"the gate is busy: {self.workers} hooks being decided and {self.queue_size} waiting; "
+                  "refusing rather than letting the runtime time out")
+        if method == "POST" and path == "/oci-hook":
+            try:
+                state = json.loads(body)
+            except (ValueError, RecursionError):
+                state = None
+            container = state.get("id") if isinstance(state, dict) and isinstance(state.get("id"), str) else None
+            self.gate.log_only(GateDecision(None, None, False, EXIT_UNAVAILABLE, reason, "error",
+                                            extra={"container": container}))
+        return BusyReply(503, f"notary: refused: {reason}\n".encode(),
+                         {"Content-Type": "text/plain; charset=utf-8", "X-Notary-Exit-Code": str(EXIT_UNAVAILABLE)})
 
 
 def health(path: str) -> dict[str, Any]:

@@ -5,6 +5,15 @@ tags are resolved to digests through the registry (the gate verifies digests, ne
 refuses the object, and the response's status message says which image and why. Any malformed request is
 answered with an HTTP error (the API server then applies the webhook's failurePolicy: use Fail).
 
+Operations (admission.k8s.io/v1): CREATE and UPDATE carry the object being written, and one without it is a
+malformed review (HTTP 400), never an allow. DELETE carries no object (only oldObject) and runs nothing: it is
+allowed. CONNECT (exec, attach, port-forward) carries the subresource's options object, not a pod spec: it
+starts no new image and is allowed once the object is there (webhook.yaml does not register it). Any other
+operation is malformed.
+
+TLS only: a webhook without a certificate and key does not start (UsageError), unless plain HTTP was asked
+for explicitly (`--insecure-plain-http`, local tests), and then only on a loopback address.
+
 stdlib only: a ThreadingHTTPServer (one thread per connection, TLS handshakes in those threads, so a slow
 client cannot stall the accept loop), a request body size limit, socket timeouts, and /healthz.
 """
@@ -19,7 +28,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from notary.errors import InputError, NotaryError
+from notary.errors import InputError, NotaryError, UsageError
 from notary.gate.decide import EXIT_USAGE, Gate, GateDecision
 from notary.sources.base import SourceOptions
 
@@ -116,11 +125,18 @@ class Reviewer:
     def review(self, request: Mapping[str, Any]) -> dict[str, Any]:
         uid = request["uid"]
         kind = request.get("kind", {}).get("kind") if isinstance(request.get("kind"), Mapping) else None
+        operation = request.get("operation")
         obj = request.get("object")
-        if request.get("operation") == "DELETE" or obj is None:
-            return _response(uid, True, "nothing to run")
-        if not isinstance(obj, Mapping) or not isinstance(kind, str):
-            raise InputError("AdmissionReview request has no object or kind")
+        if operation == "DELETE":
+            return _response(uid, True, "DELETE runs nothing")
+        if operation not in ("CREATE", "UPDATE", "CONNECT"):
+            raise InputError(f"AdmissionReview request has no known operation (got {str(operation)[:40]!r})")
+        if not isinstance(obj, Mapping):
+            raise InputError(f"AdmissionReview {operation} request has no object: only DELETE comes without one")
+        if operation == "CONNECT":
+            return _response(uid, True, "CONNECT starts no new image")
+        if not isinstance(kind, str):
+            raise InputError("AdmissionReview request has no kind")
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
         where = {"namespace": request.get("namespace") or meta.get("namespace"),
                  "object": f"{kind}/{meta.get('name') or meta.get('generateName') or '?'}"}
@@ -278,9 +294,44 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return context
 
 
+def check_listen_options(certfile: str | None, keyfile: str | None, host: str | None, *,
+                         plain_http: bool = False) -> str:
+    """The address to listen on, or UsageError: TLS needs both files named; plain HTTP only when asked, on loopback.
+
+    An empty path used to mean "no TLS" and silently served AdmissionReview in clear text."""
+    if plain_http:
+        if certfile is not None or keyfile is not None:
+            raise UsageError("--insecure-plain-http serves without TLS: drop --cert and --key, or drop the flag")
+        host = host or "127.0.0.1"
+        if not _is_loopback(host):
+            raise UsageError(f"plain HTTP is for local tests: listen on a loopback address, not {host!r}",
+                             hint="use --host 127.0.0.1, or --cert and --key for TLS")
+        return host
+    if certfile is None or keyfile is None:
+        raise UsageError("the webhook serves TLS only: --cert and --key name the certificate and key files",
+                         hint="--insecure-plain-http serves plain HTTP on loopback, for local tests")
+    if not certfile.strip() or not keyfile.strip():
+        raise UsageError("--cert and --key must name files: an empty path would serve without TLS")
+    return host or "0.0.0.0"
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def make_server(gate: Gate, *, host: str, port: int, certfile: str | None, keyfile: str | None,
-                options: SourceOptions | None = None, max_body: int = DEFAULT_MAX_BODY) -> WebhookServer:
-    context = tls_context(certfile, keyfile) if certfile and keyfile else None
+                options: SourceOptions | None = None, max_body: int = DEFAULT_MAX_BODY,
+                plain_http: bool = False) -> WebhookServer:
+    """The webhook server: TLS with certfile and keyfile; plain HTTP only with plain_http on loopback."""
+    host = check_listen_options(certfile, keyfile, host, plain_http=plain_http)
+    context = None if plain_http else tls_context(str(certfile), str(keyfile))
     return WebhookServer((host, port), Reviewer(gate, options), context, max_body)
 
 
