@@ -109,3 +109,29 @@ def test_malformed_key_index_proof_is_a_proof_error() -> None:
                 {"siblings": ["00" * 31], "leaf": None}, {"siblings": ["00" * 32] * 257, "leaf": None}):
         with pytest.raises(ProofError):
             _map.verify(root, key, _map.MapProof.from_json(bad))
+
+
+def test_the_worked_example_in_docs_checks_a_real_proof(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/proofs.md's hashlib-only check, run as written against a proof from a real ledger, so the
+    documentation cannot drift from the format."""
+    import re
+
+    from notary.ledger.embedded import EmbeddedLedger
+    from notary.ledger.trust import TrustStore
+
+    url = (tmp_path / "l.db").as_uri()
+    with EmbeddedLedger.open(url, trust=TrustStore(tmp_path / "w")) as writer:
+        for i in range(5):
+            writer.write({f"job/ci/{i}": b"[]"})
+        with EmbeddedLedger.open(url, trust=TrustStore(tmp_path / "r")) as reader:
+            reader.get("job/ci/0")
+            writer.write({"subject/sha256:ab/sha256:cd": b'{"payload":"..."}'})
+            writer.write({"job/ci/5": b"[]"})
+            proof = reader.get("subject/sha256:ab/sha256:cd").proof  # type: ignore[union-attr]
+    (tmp_path / "proof.json").write_text(json.dumps(proof))
+    doc = (Path(__file__).parent.parent / "docs" / "proofs.md").read_text()
+    check_index = re.search(r"```python\n(import hashlib, struct\ndef check_index.*?)```", doc, re.S)
+    example = re.search(r"## Worked example.*?```python\n(.*?)```", doc, re.S)
+    assert check_index and example
+    monkeypatch.chdir(tmp_path)
+    exec(check_index.group(1) + "\n" + example.group(1), {})  # noqa: S102 - the documentation's own code
