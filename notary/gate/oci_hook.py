@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from notary.errors import InputError, NotaryError, NotFoundError
-from notary.fsio import read_regular
+from notary.fsio import check_path_length, read_regular
 from notary.jsonsafe import loads, loads_object
 
 ANNOTATION_DIGEST = "dev.notary.image.digest"
@@ -120,6 +120,8 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
     container_id = state.get("id")
     root = config.get("root")
     rootfs = root.get("path") if isinstance(root, Mapping) else None
+    if isinstance(rootfs, str):  # the storage lookups below stat paths built from it
+        check_path_length(rootfs, "bundle rootfs")
     bundle = str(state.get("bundle") or "")
     if bundle:
         found = _umoci_digests(bundle)

@@ -31,6 +31,13 @@ def _field(data: bytes) -> bytes:
     return str(len(data)).encode() + b":" + data
 
 
+def _text(name: bytes) -> str:
+    """A file name as record text. Records are UTF-8 JSON, and os.fsdecode turns other bytes into lone
+    surrogates that no encoder accepts; those bytes are shown as \\xNN instead. Only the listing uses this:
+    the tree digest is computed over the raw bytes."""
+    return name.decode("utf-8", "backslashreplace")
+
+
 def hash_regular(path: str | os.PathLike[str], expected: str | None = None, size: int | None = None,
                  progress: Progress | None = None, *, name: str | None = None,
                  follow_symlinks: bool = True) -> Digested:
@@ -93,12 +100,12 @@ def tree_digest(root: Path, *, workers: int | None = None,
         elif kind == "symlink":
             target = os.readlink(os.fsencode(path))
             line = b"l " + _field(rel) + b" " + _field(target)
-            links[os.fsdecode(rel)] = os.fsdecode(target)
+            links[_text(rel)] = _text(target)
         else:
             res = by_rel[rel]
             mode = b"x" if st.st_mode & 0o111 else b"-"
             line = b"f " + _field(rel) + b" " + mode + b" " + res.digest.encode() + b" " + str(res.size).encode()
-            artifacts.append(Artifact(res.digest, res.size, OCTET, "file", name=os.fsdecode(rel)))
+            artifacts.append(Artifact(res.digest, res.size, OCTET, "file", name=_text(rel)))
         hasher.update(line + b"\n")
     return "sha256:" + hasher.hexdigest(), artifacts, links
 

@@ -124,6 +124,11 @@ def _parse(spec: str) -> SubjectRef:
         raise UsageError("empty subject", hint=f"use one of: {FORMS}")
     if spec != spec.strip() or "\x00" in spec or "\n" in spec:
         raise UsageError(f"subject {spec!r} contains whitespace or control characters")
+    if not spec.isascii():
+        try:  # bytes that are not UTF-8 arrive from argv as lone surrogates: no record could hold the name
+            spec.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"subject {spec!r} is not UTF-8 text", hint="rename it, or name its directory") from None
     if spec.startswith("oci:"):
         return _parse_oci(spec, spec[4:])
     if spec.startswith("docker-archive:"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,5 +129,6 @@ def stream_members(fileobj: IO[bytes], archive: str) -> Iterator[tuple[Member, I
                 member = member_of(info, archive)
                 _add(seen, member, archive)
                 yield member, (tar.extractfile(info) if member.kind == "file" else None)
-    except tarfile.TarError as exc:
-        raise InputError(f"corrupt or unsupported tar stream {archive}: {exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error, TypeError) as exc:
+        # TypeError: tarfile's gzip header reader calls ord() on the empty read of a truncated header
+        raise InputError(f"corrupt or unsupported tar stream {archive}: {exc or type(exc).__name__}") from None
