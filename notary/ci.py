@@ -60,6 +60,28 @@ def _get(env: Mapping[str, str], name: str | None) -> str | None:
     return value
 
 
+def clean_url(value: str | None) -> str | None:
+    """A URL-valued variable as it may be recorded: scheme, host, port and path only.
+
+    CI systems put tokens in URLs (`https://user:token@ci/...`, `?circle-token=...`); the ledger is forever, so
+    userinfo, query and fragment are dropped, and anything that is not a plain http(s) URL is not recorded."""
+    if not value:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host:
+        return None
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def detect(env: Mapping[str, str], job_id: str | None = None) -> dict[str, str]:
     """CI context for the record: system, jobId, runUrl, commit, ref, pipeline, runner, project (when known).
 
@@ -82,10 +104,12 @@ def detect(env: Mapping[str, str], job_id: str | None = None) -> dict[str, str]:
             ("project", system.project),
         ):
             value = _get(env, var)
+            if value and field_name == "runUrl":
+                value = clean_url(value)
             if value:
                 context[field_name] = value
         if system.name == "github":
-            server, repo, run = _get(env, "GITHUB_SERVER_URL"), _get(env, "GITHUB_REPOSITORY"), detected
+            server, repo, run = clean_url(_get(env, "GITHUB_SERVER_URL")), _get(env, "GITHUB_REPOSITORY"), detected
             if server and repo and run:
                 context["runUrl"] = f"{server}/{repo}/actions/runs/{run}"
             attempt = _get(env, "GITHUB_RUN_ATTEMPT")

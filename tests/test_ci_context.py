@@ -67,3 +67,40 @@ def test_only_allow_listed_variables_are_read() -> None:
     env = Spy({"GITLAB_CI": "true", "CI_JOB_ID": "7", **SECRETS})
     ci.detect(env)
     assert Spy.read <= ci.ALLOWED_VARIABLES
+
+
+@pytest.mark.parametrize("system_env, url_var", [
+    ({"GITLAB_CI": "true", "CI_JOB_ID": "2"}, "CI_JOB_URL"),
+    ({"JENKINS_URL": "https://j", "BUILD_TAG": "jenkins-x-3"}, "BUILD_URL"),
+    ({"CIRCLECI": "true", "CIRCLE_BUILD_NUM": "4"}, "CIRCLE_BUILD_URL"),
+    ({"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "1", "GITHUB_REPOSITORY": "o/r"}, "GITHUB_SERVER_URL"),
+])
+@pytest.mark.parametrize("url", [
+    "https://ci-user:tok3n-s3cret@ci.example:8443/job/9/?circle-token=tok3n-s3cret#tok3n-s3cret",
+    "https://ci.example:8443/job/9/?token=tok3n-s3cret",
+    "https://tok3n-s3cret@ci.example:8443/job/9/",
+])
+def test_token_in_ci_url_never_reaches_the_ledger(system_env: dict[str, str], url_var: str, url: str,
+                                                   tmp_path) -> None:  # noqa: ANN001 - pytest fixture
+    """Through the real notarize into a real ledger: no byte of the token is stored, the URL's host stays."""
+    from notary.ledger import open_ledger
+    from notary.notarize import notarize
+    from notary.sources.base import Subject
+
+    context = ci.detect({**system_env, url_var: url})
+    assert "tok3n-s3cret" not in json.dumps(context)
+    assert context["runUrl"].startswith("https://ci.example:8443/")
+    key = keys.generate_private_key()
+    ledger = open_ledger((tmp_path / "l.db").as_uri(), state_dir=tmp_path / "state")
+    try:
+        notarize(ledger, [Subject("sha256:" + "0" * 64, "app", "file")], key, context)
+    finally:
+        ledger.close()
+    assert b"tok3n-s3cret" not in (tmp_path / "l.db").read_bytes()
+    wal = tmp_path / "l.db-wal"
+    assert not wal.exists() or b"tok3n-s3cret" not in wal.read_bytes()
+
+
+@pytest.mark.parametrize("url", ["ftp://ci.example/x", "javascript:alert(1)", "https://[::1", "not a url"])
+def test_ci_url_that_is_not_plain_http_is_not_recorded(url: str) -> None:
+    assert "runUrl" not in ci.detect({"GITLAB_CI": "true", "CI_JOB_ID": "2", "CI_JOB_URL": url})
