@@ -10,18 +10,19 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from notary.errors import ProofError, TrustStoreError, UsageError
+from notary.errors import ProofError, RollbackError, TrustStoreError, UsageError
 from notary.ledger.immudb import ImmudbLedger
 from notary.ledger.immudb._mirrored import MirroredImmudbLedger
 from notary.ledger.immudb.mirror import mirror_path
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
 from tests.support.grpc_proxy import GrpcProxy
-from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_binaries
 
 
 @pytest.fixture
@@ -253,6 +254,11 @@ def test_audit_of_immudb_passes_on_an_honest_server(url: str, tmp_path: Path) ->
     assert user.run("--json", "ledger", "mirror", "--rebuild").json["added"] == 41
     info = user.run("--json", "ledger", "info", env={"NOTARY_IMMUDB_MIRROR": "1"}).json
     assert info["details"]["mirror"]["tx"] == 41 and info["entries"] == 81
+    mirrored = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "mirrored"), mirror=True)
+    now, long_ago = datetime.now(timezone.utc), datetime(2000, 1, 1, tzinfo=timezone.utc)
+    assert mirrored.tx_at_time(now) == writer.tx_at_time(now) == 41  # served from the replayed headers
+    assert mirrored.tx_at_time(long_ago) is None
+    mirrored.close()
     writer.close()
 
 
@@ -364,3 +370,53 @@ def _copy_db(source: Path, dest: Path) -> None:
     shutil.move(tmp, dest)
     dest.chmod(0o600)
 
+
+def test_rolled_back_server_is_refused_with_the_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also when this client's trusted state lags its mirror (a crash between the two writes): the mirror's
+    own rows then show the server went back."""
+    immudb_binaries()
+    server = ImmudbServer(tmp_path / "data").start()
+    monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
+    try:
+        store = TrustStore(tmp_path / "state")
+        ledger = ImmudbLedger.open(server.url, trust=store, mirror=True)
+        for i in range(3):
+            ledger.write({f"subject/{i}": b"notarized"})
+        ledger.get("subject/0")
+        lagging = store.path_for(ledger.ledger_id).read_bytes()  # trust (and mirror) at tx 3
+        ledger.close()
+        server.stop()
+        shutil.copytree(server.data_dir, tmp_path / "at-tx-3")
+        server.start()
+        ledger = ImmudbLedger.open(server.url, trust=store, mirror=True)
+        ledger.write({"subject/0": b"revoked"})
+        ledger.write({"subject/1": b"revoked"})
+        assert ledger.get("subject/0").value == b"revoked"  # type: ignore[union-attr]  # mirror at tx 5
+        ledger.close()
+        server.stop()
+        shutil.rmtree(server.data_dir)
+        shutil.copytree(tmp_path / "at-tx-3", server.data_dir)
+        server.start()  # the revocations are gone from the server
+        with pytest.raises(RollbackError, match="rolled back"):
+            ImmudbLedger.open(server.url, trust=store, mirror=True)
+        store.path_for(ledger.ledger_id).write_bytes(lagging)  # trust at tx 3, as the server; the mirror at 5
+        with pytest.raises(RollbackError, match="mirror already holds tx 5"):
+            ImmudbLedger.open(server.url, trust=store, mirror=True)
+        assert store.path_for(ledger.ledger_id).read_bytes() == lagging
+    finally:
+        server.stop()
+
+
+def test_large_transactions_are_replayed_in_smaller_pages(immudb_server: ImmudbServer, url: str,
+                                                         tmp_path: Path) -> None:
+    """A page of big transactions exceeds gRPC's 4 MiB answer limit: the catch-up shrinks its pages."""
+    admin = immudb_server.admin_client()
+    admin.useDatabase(url.rsplit("/", 1)[1].encode())
+    for t in range(40):
+        admin.setAll({f"artifact/sha256:{t:04d}{i:060d}/sha256:{i:064d}".encode(): b"{}" for i in range(1000)})
+    admin.shutdown()
+    ledger = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "state"), mirror=True)
+    assert ledger.last_catch_up[0] == 40 and ledger.mirror.entries == 40_000  # type: ignore[attr-defined]
+    assert ledger._page < 40  # type: ignore[attr-defined]
+    assert len(ledger.keys("artifact/sha256:0039")) == 1000
+    ledger.close()
