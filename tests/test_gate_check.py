@@ -104,6 +104,22 @@ def test_unreachable_ledger_with_fail_open_is_allowed_and_logged(world: GateWorl
     assert line["decision"] == "allow" and line["via"] == "fail-open" and "unreachable" in line["reason"]
 
 
+@pytest.mark.parametrize("replace", ["delete", "directory"])
+def test_deleted_pinned_ledger_refuses_even_fail_open(world: GateWorld, replace: str) -> None:
+    """A ledger the gate already trusted does not vanish by accident: removing it must not open the gate."""
+    world.write_policy(fail="open")
+    assert world.gate_check(DIGEST).returncode == 0  # the gate pins the ledger at its path
+    for f in world.root.glob("ledger.db*"):
+        f.unlink()
+    if replace == "directory":
+        (world.root / "ledger.db").mkdir()
+    result = world.gate_check(DIGEST)
+    assert result.returncode == 3, result.stderr
+    assert "replaced" in result.stderr
+    line = world.decisions()[-1]
+    assert line["decision"] == "refuse" and line["exit_code"] == 3
+
+
 def test_fail_open_never_covers_an_integrity_failure(world: GateWorld) -> None:
     world.write_policy(fail="open")
     world.tamper()

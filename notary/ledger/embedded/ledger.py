@@ -132,11 +132,14 @@ class EmbeddedLedger(Verifier):
         path = path_from_url(url)
         trust = trust if trust is not None else TrustStore()
         pinned = Verifier.location_pin(trust, path)
+        if pinned is not None and not path.is_file():
+            # A ledger this client already trusted does not vanish by accident: deleted, or a directory or
+            # something else put in its place, is tampering (exit 3), so a fail-open gate cannot be opened
+            # by removing the file.
+            raise Verifier.replaced(trust, path, pinned, None if not path.exists() else "something else")
         if not path.exists():
             if not create:
                 raise LedgerUnavailableError(f"no ledger at {path}", hint="check --ledger / NOTARY_LEDGER")
-            if pinned is not None:
-                raise Verifier.replaced(trust, path, pinned, None)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
