@@ -181,6 +181,11 @@ def _ledger(work: Path, records: int, proof_entries: int) -> dict[str, Any]:
         "proof_entries": proof.get("entries"),
         "proof_build_s": round(proof.get("build_seconds", 0.0), 1),
         "inclusion_plus_consistency_verify_ms": round(proof["seconds_per_verification"] * 1000, 3),
+        "key_index_verify_ms": round(proof.get("seconds_per_index_verification", 0.0) * 1000, 3),
+        "log_plus_index_verify_ms": round((proof["seconds_per_verification"]
+                                           + proof.get("seconds_per_index_verification", 0.0)) * 1000, 3),
+        "key_index_proof_bytes": round(proof.get("index_proof_bytes", 0.0)),
+        "key_index_proof_bytes_max": proof.get("index_proof_bytes_max"),
         "verified_get_ms": round(proof.get("seconds_per_get", 0.0) * 1000, 3),
         "verify_goal_ms": 1.0,
     }
