@@ -139,7 +139,7 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
               "/etc/docker/plugins/NAME.spec at unix://PATH).")
 @click.option("--docker-host", metavar="URL", help="Engine API for image lookups (default DOCKER_HOST, else "
               "unix:///var/run/docker.sock).")
-@click.option("--workers", type=click.IntRange(2, 1024), default=64, show_default=True,
+@click.option("--workers", type=click.IntRange(2, 1024), default=128, show_default=True,
               help="Threads answering the daemon; three quarters of them may decide gated calls at once.")
 @click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
               help="Calls waiting for a worker; beyond it gated calls are refused as busy (ungated ones pass).")

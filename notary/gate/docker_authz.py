@@ -36,7 +36,7 @@ __all__ = ["AuthZ", "Authorizer", "AuthzServer", "DockerAPI", "make_server", "so
 PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 PLUGIN_DIR = "/run/docker/plugins"
 MAX_REQUEST = 4 << 20  # an AuthZReq: a body under 1 MiB, base64-encoded, plus headers
-DEFAULT_WORKERS = 64
+DEFAULT_WORKERS = 128  # threads are cheap; 96 gated calls may be decided at once
 _SHA = re.compile(r"sha256:[0-9a-f]{64}")
 
 
@@ -65,7 +65,7 @@ def max_gated_for(workers: int) -> int:
 
 
 class Authorizer:
-    def __init__(self, gate: Gate, docker: DockerAPI, *, max_gated: int = 48) -> None:
+    def __init__(self, gate: Gate, docker: DockerAPI, *, max_gated: int = 96) -> None:
         self.gate = gate
         self.docker = docker
         self.max_gated = max_gated
