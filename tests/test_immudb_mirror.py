@@ -21,7 +21,7 @@ from notary.ledger.immudb._mirrored import MirroredImmudbLedger
 from notary.ledger.immudb.mirror import mirror_path
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
-from tests.support.grpc_proxy import GrpcProxy
+from tests.support.grpc_proxy import GrpcProxy, Rewrite
 from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_binaries
 
 
@@ -50,7 +50,7 @@ def _drop_newest_history_entry(raw: bytes) -> bytes:
     return answer.SerializeToString()
 
 
-def _ask_at_tx(key: bytes, tx: int):  # noqa: ANN202 - a proxy rewrite
+def _ask_at_tx(key: bytes, tx: int) -> Rewrite:
     def rewrite(raw: bytes) -> bytes:
         from immudb.grpc import schema_pb2
 
@@ -62,7 +62,7 @@ def _ask_at_tx(key: bytes, tx: int):  # noqa: ANN202 - a proxy rewrite
     return rewrite
 
 
-def _ask_for_another_key(key: bytes, message: str):  # noqa: ANN202 - a proxy rewrite
+def _ask_for_another_key(key: bytes, message: str) -> Rewrite:
     def rewrite(raw: bytes) -> bytes:
         from immudb.grpc import schema_pb2
 

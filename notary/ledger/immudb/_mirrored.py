@@ -97,7 +97,7 @@ class MirroredImmudbLedger(ImmudbLedger):
                 problem = self._history_problem(key, entries, head, later)
                 if problem is not None:
                     raise ProofError(f"immudb's history of {key} {problem}", hint=_LIE)
-            return [self._mark(e, head) for e in entries]  # type: ignore[misc]
+            return [_marked(e, head) for e in entries]
 
     def keys(self, prefix: str) -> list[str]:
         with self._guard(f"list keys under {prefix!r}"):
@@ -208,10 +208,7 @@ class MirroredImmudbLedger(ImmudbLedger):
         return versions
 
     def _mark(self, entry: Entry | None, head: int) -> Entry | None:
-        if entry is None:
-            return None
-        checked = list(entry.proof.get("checked", [])) + ["mirror-replay"]
-        return replace(entry, proof={**entry.proof, "checked": checked, "mirror_tx": head})
+        return None if entry is None else _marked(entry, head)
 
     # -- catching up -----------------------------------------------------------------------------------------
 
@@ -269,6 +266,12 @@ class MirroredImmudbLedger(ImmudbLedger):
 
 
 _LIE = "the server or a proxy on the way withholds ledger data; do not trust its answers"
+
+
+def _marked(entry: Entry, head: int) -> Entry:
+    """The entry with the mirror comparison recorded in its proof record (docs/immudb.md, the proof record)."""
+    checked = list(entry.proof.get("checked", [])) + ["mirror-replay"]
+    return replace(entry, proof={**entry.proof, "checked": checked, "mirror_tx": head})
 
 
 def _newest(versions: list[Version], as_of: int) -> Version | None:
