@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from notary import keys, records
-from notary.errors import InputError, NotFoundError
+from notary.errors import InputError, NotFoundError, RefusedError
 from notary.ledger.base import Entry, Ledger, WriteReceipt
 from notary.sources.base import Subject
+from notary.status import decide
 
 
 @dataclass(frozen=True)
@@ -37,9 +39,13 @@ def _index_value(value: Mapping[str, Any]) -> bytes:
 
 
 def notarization_writes(
-    subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str]
+    subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str],
+    reinstated: Mapping[str, tuple[str, datetime]] | None = None,
 ) -> tuple[dict[str, bytes], tuple[records.Record, ...]]:
-    """Every key/value of one notarization, built and signed before anything touches the ledger."""
+    """Every key/value of one notarization, built and signed before anything touches the ledger.
+
+    reinstated: digest -> (reason, time of the revocation it lifts): those subjects get a reinstatement
+    record, issued strictly after that revocation (so it sorts after it, notary.status)."""
     if not subjects:
         raise InputError("nothing to notarize: the subjects resolved to no images or files")
     kvs: dict[str, bytes] = {}
@@ -47,7 +53,13 @@ def notarization_writes(
     artifact_subjects: dict[str, list[str]] = {}
     for subject in subjects:
         artifacts = tuple(a.to_json() for a in subject.artifacts)
-        record = records.new_record("notarization", subject.to_json(), signer, artifacts=artifacts, ci=ci)
+        lift = (reinstated or {}).get(subject.digest)
+        if lift is None:
+            record = records.new_record("notarization", subject.to_json(), signer, artifacts=artifacts, ci=ci)
+        else:
+            issued = max(records.utc_now(), lift[1] + timedelta(seconds=1))
+            record = records.new_record("reinstatement", subject.to_json(), signer, artifacts=artifacts, ci=ci,
+                                        reason=lift[0], issued_at=issued)
         key = records.subject_key(subject.digest, record.signer)
         if key in kvs:
             continue  # the same image named twice on one command line
@@ -73,10 +85,44 @@ def notarization_writes(
 
 
 def notarize(
-    ledger: Ledger, subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str]
+    ledger: Ledger, subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str], *,
+    reinstate: str | None = None,
 ) -> Written:
-    kvs, made = notarization_writes(subjects, signer, ci)
+    """Notarize subjects in one transaction. A subject this signer revoked is refused (RefusedError, exit 1,
+    naming the revocation) unless reinstate gives the reason to lift it: then it gets a reinstatement record.
+    (The verifier enforces the same rule: a plain notarization after a revocation never lifts it.)"""
+    if reinstate is not None and not reinstate.strip():
+        raise InputError("--reinstate needs a reason", hint="pass --reinstate --reason TEXT")
+    revoked = revoked_by(ledger, [s.digest for s in subjects], keys.key_id(signer))
+    if revoked and reinstate is None:
+        digest, rev = next(iter(revoked.items()))
+        why = f" ({rev.reason})" if rev.reason else ""
+        more = f" (and {len(revoked) - 1} more subject(s))" if len(revoked) > 1 else ""
+        raise RefusedError(
+            f"{digest} was revoked by this signer at {rev.issued_at}{why}{more}: notarizing it again would not "
+            "lift the revocation",
+            hint="if the revocation no longer applies, notarize with --reinstate --reason TEXT",
+        )
+    lifts = {d: (str(reinstate).strip(), rev.issued) for d, rev in revoked.items()}
+    kvs, made = notarization_writes(subjects, signer, ci, lifts)
     return Written(receipt=ledger.write(kvs), records=made)
+
+
+def revoked_by(ledger: Ledger, digests: Sequence[str], signer_id: str) -> dict[str, records.Record]:
+    """digest -> this signer's standing revocation of it, for each digest the signer has revoked."""
+    from notary.status import ROLES, TrustedKey
+    from notary.verify import signer_history
+
+    out: dict[str, records.Record] = {}
+    for digest in dict.fromkeys(digests):
+        history = signer_history(ledger, digest, signer_id)
+        if not history:
+            continue
+        key = keys.load_public_key(history[0][0].signer_public_key.encode())
+        finding = decide(TrustedKey(key, signer_id, ROLES), history)
+        if finding.status == "revoked" and finding.record is not None:
+            out[digest] = finding.record
+    return out
 
 
 def revoke(

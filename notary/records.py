@@ -22,7 +22,9 @@ from notary.errors import InputError, IntegrityError, SignatureError
 
 SCHEMA = "https://notary.dev/record/v1"
 PAYLOAD_TYPE = "application/vnd.notary.record.v1+json"
-RECORD_TYPES = {"notarization": "notarized", "revocation": "revoked"}
+# type -> the status it states. A reinstatement is a notarization that lifts the same signer's earlier
+# revocation on purpose (`notarize --reinstate --reason`): a plain notarization never does (notary.status).
+RECORD_TYPES = {"notarization": "notarized", "revocation": "revoked", "reinstatement": "reinstated"}
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 MAX_ENVELOPE = 16 * 1024 * 1024
 
@@ -42,6 +44,10 @@ def _reject_floats(value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for v in value:
             _reject_floats(v)
+
+
+def is_digest(value: object) -> bool:
+    return isinstance(value, str) and bool(_DIGEST.match(value))
 
 
 def check_digest(digest: str) -> str:
@@ -165,6 +171,8 @@ class Record:
                 reason=data.get("reason"),
             )
             record.issued  # noqa: B018 - validates the timestamp
+            if rtype == "reinstatement" and not (isinstance(record.reason, str) and record.reason.strip()):
+                raise ValueError(f"a {rtype} without a reason")
             return record
         except (KeyError, TypeError, ValueError, InputError, AttributeError) as exc:
             raise IntegrityError(f"record payload is malformed: {exc}") from exc

@@ -16,17 +16,26 @@ from typing import Any
 from notary import keys, records
 from notary.errors import IntegrityError
 from notary.ledger.base import Entry, Ledger, TreeHead
+from notary.status import SignerFinding, TrustedKey, as_trusted, decide
+
+__all__ = ["Decision", "Revocation", "SignerFinding", "TrustedKey", "open_entry", "signer_finding",
+           "verify_digest"]
 
 
 @dataclass(frozen=True)
-class SignerFinding:
-    """What one trusted signer's history says about a digest."""
+class Revocation:
+    """The revocation that refused a digest: of the digest itself, or of an identity a trusted record ties
+    to it (its index, its config / image id, a platform manifest of an index, a manifest naming it as config)."""
 
+    digest: str
     signer: str
-    status: str  # notarized, revoked, absent
-    record: records.Record | None = None
-    entry: Entry | None = None
-    versions: int = 0
+    issued_at: str
+    reason: str | None
+    relation: str  # "itself", "its index", "its image id", "its linux/arm64 manifest", "a manifest of it"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "signer": self.signer, "issuedAt": self.issued_at, "reason": self.reason,
+                "relation": self.relation}
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class Decision:
     signer: str | None = None
     head: TreeHead | None = None
     findings: tuple[SignerFinding, ...] = field(default_factory=tuple)
+    revocation: Revocation | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +58,7 @@ class Decision:
             "status": self.status,
             "reason": self.reason,
             "signer": self.signer,
+            "revocation": self.revocation.to_json() if self.revocation else None,
             "record": self.record.to_json() if self.record else None,
             "entry": self.entry.to_json() if self.entry else None,
             "signers": [
@@ -55,6 +66,8 @@ class Decision:
                     "signer": f.signer,
                     "status": f.status,
                     "versions": f.versions,
+                    "ignored": f.ignored,
+                    "reinstated": f.reinstated,
                     "issuedAt": f.record.issued_at if f.record else None,
                     "reason": f.record.reason if f.record else None,
                     "entry": f.entry.to_json() if f.entry else None,
@@ -77,41 +90,38 @@ def open_entry(entry: Entry, digest: str, signer: str) -> records.Record:
     return record
 
 
-def signer_finding(ledger: Ledger, digest: str, signer: str) -> SignerFinding:
-    """The signer's current word on digest, decided over the key's whole verified history.
+def signer_history(ledger: Ledger, digest: str, signer: str) -> list[tuple[records.Record, Entry]]:
+    """Every record signer wrote about digest, each opened, signature-checked and proven (complete, on a
+    ledger that proves completeness)."""
+    return [(open_entry(e, digest, signer), e) for e in ledger.history(records.subject_key(digest, signer))]
 
-    The newest record by issue time wins, a revocation winning a tie, so re-appending an old notarization
-    envelope (a replay by someone who can write to the ledger) cannot undo a later revocation.
-    """
-    history = ledger.history(records.subject_key(digest, signer))
-    if not history:
-        return SignerFinding(signer=signer, status="absent")
-    best: tuple[datetime, int, records.Record, Entry] | None = None
-    for entry in history:
-        record = open_entry(entry, digest, signer)
-        rank = (record.issued, 1 if record.type == "revocation" else 0)
-        if best is None or rank >= (best[0], best[1]):
-            best = (rank[0], rank[1], record, entry)
-    assert best is not None
-    record, entry = best[2], best[3]
-    return SignerFinding(signer=signer, status=record.status, record=record, entry=entry, versions=len(history))
+
+def signer_finding(ledger: Ledger, digest: str, trusted: TrustedKey | keys.PublicKey) -> SignerFinding:
+    """The signer's current word on digest, decided over the key's whole verified history (notary.status)."""
+    tk = trusted if isinstance(trusted, TrustedKey) else TrustedKey.of(trusted)
+    return decide(tk, signer_history(ledger, digest, tk.key_id))
 
 
 def verify_digest(
     ledger: Ledger,
     digest: str,
-    trusted_keys: Sequence[keys.PublicKey],
+    trusted_keys: Sequence[keys.PublicKey | TrustedKey],
     *,
     max_age: timedelta | None = None,
     now: datetime | None = None,
+    platform: str | None = None,
+    ties: bool = True,
 ) -> Decision:
-    """Decide whether digest is notarized, unrevoked, by a trusted key (and recent enough)."""
+    """Decide whether digest is notarized, unrevoked (itself and every identity tied to it), by a trusted key
+    (and recent enough). platform: the platform a runtime will run, when known: an index is then refused
+    only for a revoked manifest of that platform; unknown (None), any revoked platform manifest refuses it."""
     records.check_digest(digest)
-    if not trusted_keys:
+    trusted = as_trusted(trusted_keys)
+    if not trusted:
         raise IntegrityError("no trusted keys: refusing to verify against nothing")
-    signer_ids = sorted({keys.key_id(k) for k in trusted_keys})
-    findings = tuple(signer_finding(ledger, digest, s) for s in signer_ids)
-    head = ledger.info().head if findings else None
+    histories = {tk.key_id: signer_history(ledger, digest, tk.key_id) for tk in trusted}
+    findings = tuple(decide(tk, histories[tk.key_id]) for tk in trusted)
+    head = ledger.info().head
 
     revoked = [f for f in findings if f.status == "revoked"]
     if revoked:
@@ -119,11 +129,19 @@ def verify_digest(
         assert f.record is not None
         why = f" ({f.record.reason})" if f.record.reason else ""
         return Decision(digest, False, "revoked", f"{digest} was revoked by {f.signer} at {f.record.issued_at}{why}",
-                        f.record, f.entry, f.signer, head, findings)
+                        f.record, f.entry, f.signer, head, findings,
+                        Revocation(digest, f.signer, f.record.issued_at, f.record.reason, "itself"))
+    if ties:
+        tied = tied_revocation(ledger, digest, trusted, histories, platform)
+        if tied is not None:
+            why = f" ({tied.reason})" if tied.reason else ""
+            return Decision(digest, False, "revoked",
+                            f"{digest} is refused: {tied.relation} {tied.digest} was revoked by {tied.signer} at "
+                            f"{tied.issued_at}{why}", None, None, tied.signer, head, findings, tied)
     notarized = [f for f in findings if f.status == "notarized"]
     if not notarized:
         return Decision(digest, False, "not-notarized",
-                        f"{digest} is not notarized by any trusted key ({len(signer_ids)} trusted)",
+                        f"{digest} is not notarized by any trusted key ({len(trusted)} trusted)",
                         None, None, None, head, findings)
     newest = max(notarized, key=lambda f: f.record.issued if f.record else datetime.min)
     assert newest.record is not None
@@ -133,6 +151,69 @@ def verify_digest(
             return Decision(digest, False, "too-old",
                             f"{digest} was last notarized at {newest.record.issued_at}, older than the maximum age",
                             newest.record, newest.entry, newest.signer, head, findings)
+    how = f" (reinstated: {newest.record.reason})" if newest.reinstated else ""
     return Decision(digest, True, "trusted",
-                    f"{digest} notarized by {newest.signer} at {newest.record.issued_at}",
+                    f"{digest} notarized by {newest.signer} at {newest.record.issued_at}{how}",
                     newest.record, newest.entry, newest.signer, head, findings)
+
+
+MAX_TIES = 16  # identities checked per tie kind: bounds the reads a hostile index entry can cause
+
+
+def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
+                    histories: dict[str, list[tuple[records.Record, Entry]]], platform: str | None) -> Revocation | None:
+    """The first revocation, by a trusted revoker, of an identity that a trusted record ties to digest.
+
+    Ties come only from signed records of trusted signers: digest's own (its config / image id; for an index,
+    its platform manifests) and those of the subjects the artifact index names as holding digest (an index
+    listing it as a manifest, a manifest naming it as config). The artifact index is only a hint of where to
+    look: a holder counts only if its own trusted record names digest in that role.
+    """
+    by_id = {tk.key_id: tk for tk in trusted}
+    own = [r for signer, h in histories.items() for r, _ in h if r.type != "revocation" and by_id[signer].may(r.type)]
+    candidates: list[tuple[str, str]] = []
+    for record in own:
+        config = [a.get("digest") for a in record.artifacts if a.get("role") == "config"]
+        for c in [record.subject.get("imageId"), *config]:
+            if isinstance(c, str) and c != digest:
+                candidates.append((c, "its image id"))
+        if record.subject.get("kind") == "oci-index":
+            for a in record.artifacts:
+                if a.get("role") == "manifest" and (platform is None or a.get("name") == platform):
+                    candidates.append((str(a.get("digest")), f"its {a.get('name') or 'platform'} manifest"))
+    for holder, role in _holders(ledger, digest, trusted):
+        candidates.append((holder, "its index" if role == "manifest" else "a manifest of it"))
+    revokers = [tk for tk in trusted if "revoke" in tk.roles]
+    seen: set[str] = set()
+    for tied, relation in candidates:
+        if tied in seen or len(seen) >= 3 * MAX_TIES or not records.is_digest(tied):
+            continue
+        seen.add(tied)
+        for tk in revokers:
+            finding = decide(tk, signer_history(ledger, tied, tk.key_id))
+            if finding.status == "revoked" and finding.record is not None:
+                return Revocation(tied, tk.key_id, finding.record.issued_at, finding.record.reason, relation)
+    return None
+
+
+def _holders(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list[tuple[str, str]]:
+    """(subject, role) for subjects whose trusted record lists digest as their manifest or config."""
+    from notary.notarize import lookup_artifact
+
+    names: list[str] = []
+    for hit in lookup_artifact(ledger, digest):
+        for subject in hit.value.get("subjects", []) if isinstance(hit.value, dict) else []:
+            if isinstance(subject, str) and subject != digest and subject not in names and records.is_digest(subject):
+                names.append(subject)
+    found = []
+    for holder in names[:MAX_TIES]:
+        roles: set[object] = set()
+        for tk in trusted:
+            for record, _ in signer_history(ledger, holder, tk.key_id):
+                if record.type == "revocation" or not tk.may(record.type):
+                    continue
+                roles.update(a.get("role") for a in record.artifacts if a.get("digest") == digest)
+                if record.subject.get("imageId") == digest:
+                    roles.add("config")
+        found += [(holder, role) for role in ("manifest", "config") if role in roles]
+    return found

@@ -19,9 +19,13 @@ from notary.cli.subjects import source_options, source_options_flags
               "Jenkins, CircleCI, Tekton).")
 @click.option("--key", "key_path", metavar="PATH", help="Private key file. Default: NOTARY_SIGNING_KEY (PEM "
               "text) or [signing] key in notary.toml. Passphrase: NOTARY_KEY_PASSPHRASE.")
+@click.option("--reinstate", is_flag=True, help="Lift this key's earlier revocation of a subject (needs "
+              "--reason): writes a reinstatement record instead of a notarization.")
+@click.option("--reason", metavar="TEXT", help="Why a revoked subject is reinstated (with --reinstate).")
 @source_options_flags
 @pass_app
-def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None, **source_flags: object) -> None:
+def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None, reinstate: bool,
+             reason: str | None, **source_flags: object) -> None:
     """Hash SUBJECTs, sign one record per image/artifact, and store them in one ledger transaction.
 
     \b
@@ -34,10 +38,18 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
 
     Every blob is hashed as it streams and checked against the digest naming it; a mismatch stops
     everything (exit 3) and nothing is written.
+
+    Revocations stick: a subject this key revoked is refused (exit 1, naming the revocation) until it is
+    notarized with --reinstate --reason TEXT, which records why, for every auditor to see.
     """
+    from notary.errors import UsageError
     from notary.notarize import notarize as write_notarization
     from notary.sources import resolve
 
+    if reinstate and not (reason and reason.strip()):
+        raise UsageError("--reinstate needs --reason TEXT: why the revocation no longer applies")
+    if reason is not None and not reinstate:
+        raise UsageError("--reason is for --reinstate (a notarization needs no reason)")
     ci = detect(os.environ, job_id)
     signer = keys.load_private_key(signing_key_source(key_path, app))
     options = source_options(app, source_flags)
@@ -50,7 +62,7 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
         if progress:
             progress.finish()
     ledger = app.open_ledger(create=True)
-    written = write_notarization(ledger, resolved, signer, ci)
+    written = write_notarization(ledger, resolved, signer, ci, reinstate=reason if reinstate else None)
 
     def human() -> str:
         lines = [f"notarized {len(written.records)} subject(s) in tx {written.receipt.tx} "
@@ -58,7 +70,9 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
         for record in written.records:
             subject = record.subject
             arts = len(record.artifacts)
-            lines.append(f"  {subject['digest']}  {subject.get('kind', '')}  {subject.get('name', '')}  ({arts} artifacts)")
+            again = f"  REINSTATED: {record.reason}" if record.type == "reinstatement" else ""
+            lines.append(f"  {subject['digest']}  {subject.get('kind', '')}  {subject.get('name', '')}  "
+                         f"({arts} artifacts){again}")
         return "\n".join(lines)
 
     app.emit(written.to_json() | {"ci": ci}, human)

@@ -223,8 +223,9 @@ class Gate:
             stale = [r for r in results if r.status == "too-old"]
             r = (revoked or stale or results)[0]
             reason = r.reason if len(results) == 1 or revoked or stale else "; ".join(x.reason for x in results)
+            extra = {"revocation": r.revocation.to_json()} if getattr(r, "revocation", None) else None
             return GateDecision(image, r.digest, False, EXIT_REFUSED, reason, "verified", tree, r.status,
-                                r.signer, tuple(digests))
+                                r.signer, tuple(digests), extra)
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
         return GateDecision(image, r.digest, True, EXIT_OK, r.reason + via_id, "verified", tree, r.status, r.signer,

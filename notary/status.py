@@ -1,0 +1,114 @@
+"""A trusted signer's word on a digest, decided from that signer's whole verified history. Pure: no I/O.
+
+Rules (docs/records.md, "How a verifier decides"):
+- Only records the key may make count: a notarization or reinstatement needs the `notarize` role, a revocation
+  the `revoke` role. A key's records from transactions after its `not_after` (the proven ledger time of the
+  transaction, never the record's own claim) do not count: a leaked key cannot vouch, or un-revoke, after
+  the moment it was retired, and what it signed before stays valid.
+- Records are taken in the order of their issue time; within one second notarizations, then reinstatements,
+  then revocations (so a revocation of the same second wins); then ledger order. An old envelope replayed
+  later sorts where it was issued and cannot undo a later revocation.
+- Revocations stick: after a revocation, only a reinstatement (an explicit, reasoned record) makes the digest
+  notarized again; a plain later notarization does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from notary import keys
+from notary.errors import InputError
+from notary.ledger.base import Entry
+from notary.records import Record
+
+ROLES = frozenset({"notarize", "revoke"})
+Status = Literal["notarized", "revoked", "absent"]
+# same-second order: a revocation issued in the same second as a notarization or reinstatement wins
+_RANK = {"notarization": 0, "reinstatement": 1, "revocation": 2}
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key a verifier trusts, with what for (roles) and until when (not_after, ledger time)."""
+
+    key: keys.PublicKey
+    key_id: str
+    roles: frozenset[str] = ROLES
+    not_after: datetime | None = None
+    label: str = ""
+
+    @classmethod
+    def of(cls, key: keys.PublicKey, roles: Iterable[str] | None = None, not_after: datetime | None = None,
+           label: str = "") -> TrustedKey:
+        wanted = frozenset(roles) if roles is not None else ROLES
+        unknown = wanted - ROLES
+        if unknown or not wanted:
+            raise InputError(f"unknown key role(s) {', '.join(sorted(unknown)) or '(none)'}",
+                             hint="roles are notarize and revoke")
+        if not_after is not None and not_after.tzinfo is None:
+            raise InputError("not_after needs a UTC offset (e.g. ...Z)")
+        return cls(key, keys.key_id(key), wanted, not_after, label)
+
+    def may(self, record_type: str) -> bool:
+        return ("revoke" if record_type == "revocation" else "notarize") in self.roles
+
+    def in_force(self, entry: Entry) -> bool:
+        return self.not_after is None or (entry.time is not None and entry.time <= self.not_after)
+
+
+def as_trusted(keys_or_trusted: Sequence[keys.PublicKey | TrustedKey]) -> list[TrustedKey]:
+    """Plain public keys are trusted for every role, forever (what `verify --key` means)."""
+    out: dict[str, TrustedKey] = {}
+    for k in keys_or_trusted:
+        tk = k if isinstance(k, TrustedKey) else TrustedKey.of(k)
+        if tk.key_id in out:  # the same key named twice (two rules): the union of its roles, the later end
+            prev = out[tk.key_id]
+            end = None if prev.not_after is None or tk.not_after is None else max(prev.not_after, tk.not_after)
+            tk = TrustedKey(tk.key, tk.key_id, prev.roles | tk.roles, end, prev.label or tk.label)
+        out[tk.key_id] = tk
+    return [out[k] for k in sorted(out)]
+
+
+@dataclass(frozen=True)
+class SignerFinding:
+    """What one trusted signer's history says about a digest.
+
+    status: notarized (also after a reinstatement), revoked or absent. record/entry: the record that decided
+    it (the revocation; or the newest notarization or reinstatement). ignored: records that did not count
+    (a role the key lacks, or written after the key's not_after), so an operator can see them.
+    """
+
+    signer: str
+    status: Status
+    record: Record | None = None
+    entry: Entry | None = None
+    versions: int = 0
+    ignored: int = 0
+    reinstated: bool = False
+    revocation: Record | None = None  # a revocation later lifted by a reinstatement, for the record
+
+
+def decide(trusted: TrustedKey, history: Sequence[tuple[Record, Entry]]) -> SignerFinding:
+    """Fold one signer's verified (record, entry) history into its current word on the digest."""
+    counted = [(r, e) for r, e in history if trusted.may(r.type) and trusted.in_force(e)]
+    counted.sort(key=lambda re: (re[0].issued, _RANK[re[0].type], re[1].revision))
+    status: Status = "absent"
+    deciding: tuple[Record, Entry] | None = None
+    lifted: Record | None = None
+    for record, entry in counted:
+        if record.type == "revocation":
+            status, deciding = "revoked", (record, entry)
+        elif record.type == "reinstatement":
+            if status == "revoked":
+                lifted = deciding[0] if deciding else None
+            status, deciding = "notarized", (record, entry)
+        elif status != "revoked":  # a plain notarization never lifts a revocation
+            status, deciding = "notarized", (record, entry)
+    if status == "notarized" and "notarize" not in trusted.roles:
+        status, deciding = "absent", None  # pragma: no cover - may() already kept such records out
+    record, entry = deciding if deciding else (None, None)
+    return SignerFinding(trusted.key_id, status, record, entry, len(history), len(history) - len(counted),
+                         reinstated=bool(record is not None and record.type == "reinstatement"), revocation=lifted)
