@@ -1,4 +1,9 @@
-"""The OCI hook in a real `runc run`: a refused image never starts (its command leaves no trace)."""
+"""The OCI hook in a real `runc run` and `crun run`: a refused image never starts (its command leaves no trace).
+
+Every test runs once per low-level runtime (Debian's runc and crun), with the same umoci bundle and hook.
+crun discards a hook's output unless the bundle's `run.oci.hooks.stderr` annotation names a file: the tests
+set it, as a crun user wanting notary's reason would (tests/support/oci_runtimes.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.runtimes import GateWorld, image_subject, run_runc, runc_bundle
+from tests.support.oci_runtimes import RUNTIMES, hook_output_annotations, run_bundle
+from tests.support.runtimes import GateWorld, image_subject, runc_bundle
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture
@@ -16,93 +27,102 @@ def world(tmp_path: Path) -> GateWorld:
     return w
 
 
-def _run(world: GateWorld, layout: Path, tmp_path: Path, **kw: object) -> tuple[int, str, Path]:
+def _bundle(runtime: str, layout: Path, tmp_path: Path, hook: dict[str, object], *,
+            annotations: dict[str, str] | None = None, stage: str = "createRuntime") -> tuple[Path, Path]:
+    """(bundle, trace dir) of the layout's v1 image with hook; crun is told where to keep the hook's stderr."""
     trace = tmp_path / "trace"
-    bundle = runc_bundle(layout, "v1", tmp_path / "bundle", trace, world.hook_spec(), **kw)  # type: ignore[arg-type]
-    proc = run_runc(bundle, tmp_path / "runc-state")
+    notes = {**hook_output_annotations(runtime, tmp_path), **(annotations or {})}
+    bundle = runc_bundle(layout, "v1", tmp_path / "bundle", trace, hook, stage=stage, annotations=notes)
+    return bundle, trace
+
+
+def _run(world: GateWorld, layout: Path, tmp_path: Path, runtime: str, *, annotations: dict[str, str] | None = None,
+         stage: str = "createRuntime") -> tuple[int, str, Path]:
+    bundle, trace = _bundle(runtime, layout, tmp_path, world.hook_spec(), annotations=annotations, stage=stage)
+    proc = run_bundle(runtime, bundle, tmp_path / f"{runtime}-state")
     return proc.returncode, proc.stdout + proc.stderr, trace / "ran"
 
 
-def test_notarized_image_runs_through_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+def test_notarized_image_runs_through_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
     world.notarize(image_subject(busybox_layout))
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code == 0, output
     assert "hello" in output and ran.exists()
     line = world.decisions()[-1]
     assert line["decision"] == "allow" and line["front_end"] == "oci-hook" and line["identified_by"] == "umoci"
 
 
-def test_never_notarized_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+def test_never_notarized_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code != 0 and not ran.exists()
     assert "notary: refused" in output and "not notarized" in output
 
 
-def test_revoked_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+def test_revoked_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
     subject = image_subject(busybox_layout)
     world.notarize(subject)
     world.revoke(subject.digest, "CVE-2026-1111")
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code != 0 and not ran.exists()
     assert "revoked" in output and "CVE-2026-1111" in output
 
 
 def test_image_signed_by_an_untrusted_key_never_starts(world: GateWorld, busybox_layout: Path,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, runtime: str) -> None:
     world.notarize(image_subject(busybox_layout), trusted=False)
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code != 0 and not ran.exists()
     assert "not notarized by any trusted key" in output
 
 
 def test_tampered_ledger_stops_the_container_with_an_integrity_failure(world: GateWorld, busybox_layout: Path,
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path, runtime: str) -> None:
     world.notarize(image_subject(busybox_layout))
     world.tamper()
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code != 0 and not ran.exists()
     assert "integrity failure" in output
     assert world.decisions()[-1]["exit_code"] == 3
 
 
 def test_prestart_stage_and_explicit_annotation_are_honoured(world: GateWorld, busybox_layout: Path,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, runtime: str) -> None:
     subject = image_subject(busybox_layout)
     world.notarize(subject)
     world.config.write_text(world.config.read_text().replace('images = ["*"]', 'images = ["registry.example/*"]'))
     annotations = {"dev.notary.image.digest": subject.digest, "dev.notary.image.name": "registry.example/bb:v1"}
-    code, output, ran = _run(world, busybox_layout, tmp_path, stage="prestart", annotations=annotations)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, stage="prestart", annotations=annotations)
     assert code == 0, output
     assert ran.exists()
     assert world.decisions()[-1]["identified_by"] == "annotation"
 
 
-def test_unreachable_ledger_refuses_the_container(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+def test_unreachable_ledger_refuses_the_container(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
     world.notarize(image_subject(busybox_layout))
     world.write_policy(ledger_url=(tmp_path / "nowhere" / "ledger.db").as_uri())
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code != 0 and not ran.exists()
     assert "unreachable" in output
 
 
 def test_unreachable_ledger_with_fail_open_runs_and_is_logged(world: GateWorld, busybox_layout: Path,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, runtime: str) -> None:
     world.write_policy(fail="open", ledger_url=(tmp_path / "nowhere" / "ledger.db").as_uri())
-    code, output, ran = _run(world, busybox_layout, tmp_path)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code == 0, output
     assert ran.exists()
     assert world.decisions()[-1]["via"] == "fail-open"
 
 
 def test_crio_annotations_identify_the_image_by_its_image_id(world: GateWorld, busybox_layout: Path,
-                                                             tmp_path: Path) -> None:
+                                                             tmp_path: Path, runtime: str) -> None:
     """CRI-O's ImageRef may be the bare image id (config digest): matched through the signed record's config."""
     subject = image_subject(busybox_layout)
     world.notarize(subject)
     assert subject.image_id is not None
     annotations = {"io.kubernetes.cri-o.ImageName": "registry.example/bb:v1",
                    "io.kubernetes.cri-o.ImageRef": subject.image_id.split(":", 1)[1]}
-    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
     assert code == 0, output
     assert ran.exists()
     line = world.decisions()[-1]
@@ -110,51 +130,49 @@ def test_crio_annotations_identify_the_image_by_its_image_id(world: GateWorld, b
 
 
 def test_crio_image_id_of_a_revoked_image_is_refused(world: GateWorld, busybox_layout: Path,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, runtime: str) -> None:
     subject = image_subject(busybox_layout)
     world.notarize(subject)
     world.revoke(subject.digest, "pulled from prod")
     assert subject.image_id is not None
     annotations = {"io.kubernetes.cri-o.ImageName": "registry.example/bb:v1",
                    "io.kubernetes.cri-o.ImageRef": subject.image_id.split(":", 1)[1]}
-    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
     assert code != 0 and not ran.exists() and "pulled from prod" in output
 
 
 def test_containerd_annotations_identify_the_image(world: GateWorld, busybox_layout: Path,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, runtime: str) -> None:
     subject = image_subject(busybox_layout)
     annotations = {"io.kubernetes.cri.image-name": f"registry.example/bb@{subject.digest}",
                    "io.kubernetes.cri.container-type": "container"}
-    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
     assert code != 0 and not ran.exists()  # not notarized yet
     world.notarize(subject)
     (tmp_path / "bundle").rename(tmp_path / "bundle-old")
-    code, output, ran = _run(world, busybox_layout, tmp_path, annotations=annotations)
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
     assert code == 0, output
     assert world.decisions()[-1]["identified_by"] == "containerd"
 
 
 def test_bundle_without_any_image_identity_is_refused(world: GateWorld, busybox_layout: Path,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, runtime: str) -> None:
     world.notarize(image_subject(busybox_layout))
-    trace = tmp_path / "trace"
-    bundle = runc_bundle(busybox_layout, "v1", tmp_path / "bundle", trace, world.hook_spec())
+    bundle, trace = _bundle(runtime, busybox_layout, tmp_path, world.hook_spec())
     (bundle / "umoci.json").unlink()
-    proc = run_runc(bundle, tmp_path / "runc-state")
+    proc = run_bundle(runtime, bundle, tmp_path / f"{runtime}-state")
     assert proc.returncode != 0 and not (trace / "ran").exists()
     assert "no image digest known" in proc.stderr
 
 
-def test_cli_subcommand_works_as_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
+def test_cli_subcommand_works_as_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
     """`notary gate oci-hook` (the CLI form) decides exactly like the light entry point."""
     import sys
 
     world.notarize(image_subject(busybox_layout), trusted=False)
     hook = world.hook_spec()
     hook["args"] = [sys.executable, "-m", "notary.cli.main", "gate", "oci-hook"]
-    trace = tmp_path / "trace"
-    bundle = runc_bundle(busybox_layout, "v1", tmp_path / "bundle", trace, hook)
-    proc = run_runc(bundle, tmp_path / "runc-state")
+    bundle, trace = _bundle(runtime, busybox_layout, tmp_path, hook)
+    proc = run_bundle(runtime, bundle, tmp_path / f"{runtime}-state")
     assert proc.returncode != 0 and not (trace / "ran").exists()
     assert "not notarized by any trusted key" in proc.stderr
