@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover - layout of older/newer cryptography rel
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from notary.errors import InputError, SignatureError, UsageError
-from notary.fsio import MAX_KEY, read_regular
+from notary.fsio import MAX_KEY, check_path_length, read_regular
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -169,22 +169,35 @@ def private_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
+def _write_with_mode(path: Path, data: bytes, mode: int) -> None:
+    """Create or truncate path and give it exactly mode before any byte is written: os.open's mode is
+    filtered by the umask (000 would make a key world-writable) and ignored for an existing file, fchmod
+    is neither."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_key_pair(path: str | Path, key: PrivateKey, passphrase: bytes | None = None, *, force: bool = False) -> Path:
-    """Write PATH (private, created 0600 before any byte is written) and PATH.pub; return the .pub path."""
+    """Write PATH (private, 0600) and PATH.pub (0644), whatever the umask; return the .pub path.
+
+    The directory must exist: creating it silently would hide a mistyped path, and a directory made here
+    would get whatever mode the umask gives, not one chosen for a key."""
+    check_path_length(f"{path}.pub", "key", error=UsageError)
     path = Path(path)
     pub_path = path.with_name(path.name + ".pub")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise UsageError(f"directory {parent} {what}", hint="create it first: notary does not create directories")
     if not force:
         for existing in (path, pub_path):
             if existing.exists():
                 raise UsageError(f"{existing} already exists", hint="choose another --out or pass --force")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, private_pem(key, passphrase))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    pub_path.write_text(public_pem(key.public_key()))
+    _write_with_mode(path, private_pem(key, passphrase), 0o600)
+    _write_with_mode(pub_path, public_pem(key.public_key()).encode(), 0o644)
     return pub_path

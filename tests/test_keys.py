@@ -65,3 +65,21 @@ def test_garbage_key_file_is_a_clear_input_error(tmp_path: Path) -> None:
     (tmp_path / "k").write_text("hello")
     with pytest.raises(InputError):
         keys.load_private_key(tmp_path / "k")
+
+
+def test_missing_directory_is_refused_and_not_created(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        keys.write_key_pair(tmp_path / "new" / "k", keys.generate_private_key())
+    assert not (tmp_path / "new").exists()
+
+
+def test_modes_are_0600_and_0644_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0)
+    try:
+        keys.write_key_pair(tmp_path / "k", keys.generate_private_key())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "k.pub").stat().st_mode) == 0o644

@@ -9,7 +9,7 @@ import click
 
 from notary import keys
 from notary.cli.common import App, pass_app
-from notary.errors import NotFoundError
+from notary.fsio import MAX_KEY, read_regular
 
 
 @click.group("key")
@@ -19,8 +19,10 @@ def key() -> None:
 
 @key.command("generate")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="PATH",
-              help="Private key file (written 0600); the public key goes to PATH.pub.")
-@click.option("--type", "kind", type=click.Choice(keys.KEY_TYPES), default="ed25519", show_default=True)
+              help="Private key file (written 0600); the public key goes to PATH.pub (0644). The directory "
+                   "must exist.")
+@click.option("--type", "kind", type=click.Choice(keys.KEY_TYPES), default="ed25519", show_default=True,
+              help="Key algorithm: Ed25519, or ECDSA P-256 where policy or an HSM requires NIST curves.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @pass_app
 def generate(app: App, out: str, kind: str, force: bool) -> None:
@@ -45,10 +47,8 @@ def generate(app: App, out: str, kind: str, force: bool) -> None:
 @pass_app
 def show(app: App, path: str) -> None:
     """Print the key id and public key of a private or public key file."""
-    file = Path(path)
-    if not file.is_file():
-        raise NotFoundError(f"key file {file} does not exist")
-    data = file.read_bytes()
+    # bounded, regular files only: a "key" that is a FIFO or /dev/zero is one clear line, not a hang
+    data = read_regular(path, MAX_KEY, "key file")
     public = keys.load_private_key(data).public_key() if b"PRIVATE KEY" in data else keys.load_public_key(data)
     kid = keys.key_id(public)
     pem = keys.public_pem(public)

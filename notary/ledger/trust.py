@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from notary.errors import RollbackError, TrustStoreError
-from notary.fsio import atomic_write
+from notary.fsio import atomic_write, read_regular
 
 FORMAT = "notary.trusted-state/v1"
+MAX_STATE_FILE = 1 << 20  # a state is a few hundred bytes; extra holds a few backend fields
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,14 @@ class TrustStore:
         """The stored state, or None on first contact. Raises TrustStoreError if the file is unusable."""
         path = self.path_for(ledger_id)
         try:
-            raw = path.read_bytes()
+            os.lstat(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:
+        except OSError as exc:  # unreadable directory: an error, never "first contact" (that would re-trust)
             raise TrustStoreError(f"cannot read trusted state {path}: {exc.strerror}") from exc
+        # bounded, regular file only: a state file swapped for a FIFO or /dev/zero must fail closed with one
+        # line, not hang every verify or fill memory (a vanished file from here on is an error, not first use)
+        raw = read_regular(path, MAX_STATE_FILE, "trusted state", error=TrustStoreError)
         try:
             data = json.loads(raw)
         except ValueError as exc:

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from notary.errors import InputError, LedgerUnavailableError, NotaryError, ProofError, UsageError
+from notary.fsio import MAX_KEY, read_regular
 
 DEFAULT_PORT = 3322
 DEFAULT_TIMEOUT = 10.0
 _DB_RE = re.compile(r"[a-z0-9_]{1,128}")  # immudb's own rule: lower-case letters, digits, underscore
 _USER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,63}")
 _URL_FORM = "immudb://USER@HOST:PORT/DATABASE"
+MAX_PASSWORD_FILE = 64 << 10  # a password, perhaps with a trailing newline
 _PASSWORD_HINT = "set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE, never a command-line argument"
 
 
@@ -69,6 +71,15 @@ def parse_url(url: str) -> ImmudbTarget:
     return ImmudbTarget(user=user, host=host.lower(), port=port or DEFAULT_PORT, database=database)
 
 
+def _read_named_file(variable: str, path: str, limit: int) -> bytes:
+    """The bytes of the file an environment variable names, bounded and regular files only: a FIFO or
+    /dev/zero given as a secret file is one usage line, never a hung or memory-filling client."""
+    try:
+        return read_regular(path, limit, "file", error=UsageError)
+    except UsageError as exc:
+        raise UsageError(f"cannot read {variable}: {exc.message}") from None
+
+
 def read_password(user: str) -> str:
     """The password from NOTARY_IMMUDB_PASSWORD, else from the file NOTARY_IMMUDB_PASSWORD_FILE names."""
     value = os.environ.get("NOTARY_IMMUDB_PASSWORD")
@@ -77,10 +88,8 @@ def read_password(user: str) -> str:
     path = os.environ.get("NOTARY_IMMUDB_PASSWORD_FILE")
     if path:
         try:
-            with open(path, encoding="utf-8") as fh:
-                value = fh.read().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read NOTARY_IMMUDB_PASSWORD_FILE {path}: {exc.strerror}") from exc
+            value = _read_named_file("NOTARY_IMMUDB_PASSWORD_FILE", path, MAX_PASSWORD_FILE).decode()
+            value = value.rstrip("\r\n")
         except UnicodeDecodeError as exc:
             raise UsageError(f"NOTARY_IMMUDB_PASSWORD_FILE {path} is not UTF-8 text") from exc
         if not value:
@@ -107,11 +116,7 @@ def read_server_key() -> str | None:
     path = os.environ.get("NOTARY_IMMUDB_SERVER_KEY")
     if not path:
         return None
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read NOTARY_IMMUDB_SERVER_KEY {path}: {exc.strerror}") from exc
+    data = _read_named_file("NOTARY_IMMUDB_SERVER_KEY", path, MAX_KEY)
     return normalise_public_key(data, source=f"NOTARY_IMMUDB_SERVER_KEY {path}")
 
 
