@@ -234,9 +234,32 @@ def hook_server(app: App, socket_file: str, storage_root: str | None, workers: i
     200 allows; 403 refuses with the reason; 503 refuses because --queue hooks are already waiting. If this
     server is down, curl fails and the container is refused.
     """
+    import os
+
+    from notary.config import find_config
     from notary.gate.decide import gate_for
+    from notary.gate.hook_main import config_fingerprint, identity
     from notary.gate.hook_server import HookServer
 
+    found = find_config(app.config_flag or os.environ.get("NOTARY_CONFIG"))
+    before = _fingerprint(config_fingerprint, found)
     the_gate = gate_for(app.config, app.ledger_url, front_end="oci-hook-server")
-    server = HookServer(socket_file, the_gate, storage_root, workers=workers, queue_size=queue_size)
+    after = _fingerprint(config_fingerprint, found)
+    ident = None
+    if before is not None and before == after:  # the file loaded is the file hooks will compare with
+        ident = identity(after, app.ledger_flag, storage_root, dict(os.environ))
+    elif found is not None:
+        click.echo(f"notary: warning: {found} changed while it was loaded: Python hooks decide themselves "
+                   "until this server is restarted", err=True)
+    server = HookServer(socket_file, the_gate, storage_root, workers=workers, queue_size=queue_size,
+                        identity=ident)
     _serve(server, the_gate, f"gate hook server listening on {socket_file}")
+
+
+def _fingerprint(fingerprint: Any, path: Any) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(fingerprint(str(path)))
+    except OSError:
+        return None

@@ -20,11 +20,11 @@ exits 22 and the runtime shows the line), and the refusal is logged like any oth
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
-from notary.errors import NotaryError
+from notary.errors import InputError, NotaryError
 from notary.gate.decide import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
+from notary.gate.hook_main import IDENTITY_HEADER
 from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
 from notary.gate.unix_server import (
     DEFAULT_QUEUE,
@@ -33,6 +33,7 @@ from notary.gate.unix_server import (
     PrivateUnixServer,
     QuietUnixHandler,
 )
+from notary.jsonsafe import loads
 
 DEFAULT_SOCKET = "/run/notary/gate.sock"
 CURL = "/usr/bin/curl"
@@ -43,7 +44,8 @@ def curl_hook_args(socket_path: str, curl: str = CURL, timeout: int = 25) -> lis
             "--data-binary", "@-", "http://notary/oci-hook"]
 
 
-def decide(gate: Gate, body: bytes, storage_root: str | None = None) -> GateDecision:
+def decide(gate: Gate, body: bytes, storage_root: str | None = None, *, delegated: bool = False) -> GateDecision:
+    """The decision for one posted container state (delegated: asked by the Python hook, not by curl)."""
     try:
         state = read_state(io.BytesIO(body))
         config = read_bundle_config(str(state.get("bundle") or "."))
@@ -58,8 +60,10 @@ def decide(gate: Gate, body: bytes, storage_root: str | None = None) -> GateDeci
                                 "error")
         gate.log_only(decision)
         return decision
-    return gate.check(identity.name, identity.digests, front_end="oci-hook-server",
-                      extra={"container": state.get("id"), "identified_by": identity.source})
+    extra = {"container": state.get("id"), "identified_by": identity.source}
+    if delegated:
+        extra["delegated"] = True
+    return gate.check(identity.name, identity.digests, front_end="oci-hook-server", extra=extra)
 
 
 class _Handler(QuietUnixHandler):
@@ -93,7 +97,14 @@ class _Handler(QuietUnixHandler):
             self.close_connection = True
             self._reply(413, "notary: refused: container state missing or larger than 1 MiB\n", 2)
             return
-        decision = decide(self.server.gate, self.rfile.read(length), self.server.storage_root)
+        asked_by_hook = self.headers.get(IDENTITY_HEADER)
+        if asked_by_hook is not None and asked_by_hook != self.server.identity:
+            self.rfile.read(length)
+            self._reply(409, "notary: this hook server decides for another notary.toml, ledger or storage root "
+                        "(or an older version of the file); the hook decides itself\n", 2)
+            return
+        decision = decide(self.server.gate, self.rfile.read(length), self.server.storage_root,
+                          delegated=asked_by_hook is not None)
         if decision.allowed:
             self._reply(200, f"notary: allowed: {decision.reason}\n", 0)
         else:
@@ -103,9 +114,12 @@ class _Handler(QuietUnixHandler):
 
 class HookServer(PrivateUnixServer):
     def __init__(self, path: str, gate: Gate, storage_root: str | None = None, *, workers: int = DEFAULT_WORKERS,
-                 queue_size: int = DEFAULT_QUEUE) -> None:
+                 queue_size: int = DEFAULT_QUEUE, identity: str | None = None) -> None:
+        """identity (hook_main.identity of the config, ledger and storage root this server decides with): the
+        Python hook delegates to this server only when its own identity is the same; None never decides for it."""
         self.gate = gate
         self.storage_root = storage_root
+        self.identity = identity
         super().__init__(path, _Handler, dir_mode=0o700, workers=workers, queue_size=queue_size)
 
     def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
@@ -114,8 +128,8 @@ class HookServer(PrivateUnixServer):
                   "refusing rather than letting the runtime time out")
         if method == "POST" and path == "/oci-hook":
             try:
-                state = json.loads(body)
-            except (ValueError, RecursionError):
+                state = loads(body, "container state")
+            except InputError:
                 state = None
             container = state.get("id") if isinstance(state, dict) and isinstance(state.get("id"), str) else None
             self.gate.log_only(GateDecision(None, None, False, EXIT_UNAVAILABLE, reason, "error",

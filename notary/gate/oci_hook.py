@@ -7,9 +7,9 @@ digests, and `dev.notary.image.name`), CRI-O's (`io.kubernetes.cri-o.ImageName` 
 containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), a umoci-unpacked bundle's `umoci.json`,
 and Docker's and podman's storage (container id -> image). Finding nothing refuses.
 
-This module is the hook's entry point (`python -c HOOK_CODE`, or `python -m notary.gate.oci_hook`): it
-avoids click, requests and every backend it does not use, because its start-up time is added to every
-container start.
+This module decides in process (`python -m notary.gate.oci_hook`, and the fallback of the hook's entry point
+`python -c HOOK_CODE`, notary.gate.hook_main, which first asks a running hook server): it avoids click,
+requests and every backend it does not use, because its start-up time is added to every container start.
 
 Everything it reads is bounded: the state on stdin (1 MiB), the bundle's `config.json` (16 MiB) and
 `umoci.json`, read through notary.fsio (regular files only, not through a symlink, never blocking: a FIFO
@@ -167,7 +167,8 @@ def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str
 
 
 USAGE = "usage: python -m notary.gate.oci_hook [--config FILE] [--ledger URL] [--storage-root DIR]"
-HOOK_CODE = "from notary.gate.oci_hook import run; run()"  # `python -c` entry: no runpy start-up cost
+# `python -c` entry (no runpy start-up cost): hook_main asks a running hook server first, then decides here
+HOOK_CODE = "from notary.gate.hook_main import run; run()"
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, str]:
