@@ -1,8 +1,9 @@
 """Gate benchmarks for `python -m notary.bench`: what the gate costs where it sits on the critical path.
 
-- `bench_hook`: `runc run` of a busybox bundle with the notary hook vs the same bundle without it, the two
-  interleaved in one run (so machine noise hits both alike); reports the hook's added p50 wall time, and
-  the same for the curl hook asking a resident `notary gate hook-server` (the fast path).
+- `bench_hook`: `runc run` of a busybox bundle with the notary hook vs the same bundle without it, the runs
+  interleaved in one run (so machine noise hits all alike); reports the added p50 wall (and CPU) time of the
+  Python hook deciding in process (no server), of the same Python hook while a `notary gate hook-server`
+  runs (it delegates), and of the curl hook asking that server.
 - `bench_webhook`: `notary gate webhook` as its own process over TLS; 8 clients with keep-alive connections
   POST a Pod with 3 containers; reports requests/s and p50/p99 latency.
 - `bench_burst.bench_hook_burst`: 50 curl hooks at the same moment against one hook server; p50/p99 per hook
@@ -148,14 +149,19 @@ def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None
                 os.environ[k] = v
     from notary.gate.oci_hook import HOOK_CODE
 
-    hook = {"path": sys.executable, "args": [sys.executable, "-c", HOOK_CODE],
-            "env": [f"NOTARY_CONFIG={config}", *(f"{k}={v}" for k, v in ledger_env.items())], "timeout": 30}
+    def python_hook(socket_path: str) -> dict[str, Any]:
+        return {"path": sys.executable, "args": [sys.executable, "-c", HOOK_CODE], "timeout": 30,
+                "env": [f"NOTARY_CONFIG={config}", f"NOTARY_GATE_SOCKET={socket_path}",
+                        *(f"{k}={v}" for k, v in ledger_env.items())]}
+
     plain = _bundle(layout, work / "plain", None)
-    hooked = _bundle(layout, work / "hooked", hook)
+    hooked = _bundle(layout, work / "hooked", python_hook("none"))  # never asks a server: the whole decision
     server, served = _start_hook_server(work, config, layout, ledger_env)
+    delegating = _bundle(layout, work / "delegating", python_hook(str(work / "gate.sock"))) if served else None
     root = work / "runc-state"
     try:
-        modes = {"plain": plain, "hook": hooked, **({"server": served} if served else {})}
+        modes = {"plain": plain, "hook": hooked,
+                 **({"server": served, "delegated": delegating} if served and delegating else {})}
         for _ in range(2):  # warm the page cache and the trusted state
             for bundle in modes.values():
                 _runc_once(runc, root, bundle)
@@ -184,6 +190,9 @@ def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None
     }
     if "server" in times:  # the curl hook asking a resident `notary gate hook-server`
         out["hook_server_added_p50_ms"] = round(p50("server", 0) - p50("plain", 0), 1)
+    if "delegated" in times:  # the Python hook (what `gate install` writes) while a hook server runs
+        out["hook_delegated_added_p50_ms"] = round(p50("delegated", 0) - p50("plain", 0), 1)
+        out["hook_delegated_added_cpu_p50_ms"] = round(p50("delegated", 1) - p50("plain", 1), 1)
     return out
 
 

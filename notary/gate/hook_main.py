@@ -173,6 +173,7 @@ def delegate(argv: list[str], state: bytes, environ: dict[str, str]) -> int | No
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The hook's exit code: 0 lets the container start."""
     args = sys.argv[1:] if argv is None else argv
     state = sys.stdin.buffer.read(MAX_STATE + 1)
     try:
@@ -190,7 +191,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    """The process entry point. A hook process lives for one decision: the cyclic garbage collector (about a
+    tenth of its instructions, collecting during imports) is off, and the exit skips the interpreter's
+    teardown (another ~7%: freeing every module one by one) once stdout and stderr are flushed. Files the
+    decision wrote (decision log, trusted state) are written with os.write / fsync'ed renames and closed."""
+    import gc
+
+    gc.disable()
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":
