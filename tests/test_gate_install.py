@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from notary.errors import UsageError
+from notary.gate.bench_burst import state, write_bundle
 from notary.gate.install import add_hook, install
+from notary.sources.base import Subject
+from tests.support.gate_servers import HookServer
 from tests.support.runtimes import GateWorld
+
+GOOD = "sha256:" + "e7" * 32
 
 
 @pytest.fixture
@@ -36,12 +41,38 @@ def test_hooks_d_file_runs_the_hook_with_this_policy(world: GateWorld, tmp_path:
     assert f"NOTARY_CONFIG={world.config}" in spec["hook"]["env"]
 
 
-def test_python_hook_on_immudb_points_at_the_hook_server(world: GateWorld, tmp_path: Path) -> None:
+def test_install_says_no_hook_server_answers(world: GateWorld, tmp_path: Path) -> None:
+    missing = tmp_path / "run" / "gate.sock"
     result = _notary(world, "--ledger", "immudb://notary@127.0.0.1:3322/defaultdb", "gate", "install", "podman",
-                     "--hooks-dir", str(tmp_path / "h"), "--dry-run")
-    assert result.returncode == 0 and "gate hook-server" in result.stderr
-    quiet = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"), "--dry-run")
-    assert quiet.returncode == 0 and "hook-server" not in quiet.stderr
+                     "--hooks-dir", str(tmp_path / "h"), "--delegate-to", str(missing), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert f"no hook server answers on {missing}" in result.stderr and "250 ms" in result.stderr
+
+
+def test_install_uses_the_running_hook_server(world: GateWorld, tmp_path: Path) -> None:
+    """The hook install writes, while a hook server with this notary.toml runs, is decided by that server."""
+    world.ensure_ledger()
+    world.notarize(Subject(GOOD, "registry.example/app", "oci-manifest"))
+    server = HookServer(world)
+    try:
+        result = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"),
+                         "--delegate-to", str(server.socket))
+        assert result.returncode == 0, result.stderr
+        assert f"the hook server on {server.socket} serves this notary.toml" in result.stderr
+        hook = json.loads((tmp_path / "h" / "notary-gate.json").read_text())["hook"]
+        assert f"NOTARY_GATE_SOCKET={server.socket}" in hook["env"]
+        env = dict(item.split("=", 1) for item in hook["env"])
+        proc = subprocess.run(hook["args"], input=state("installed", write_bundle(tmp_path / "b", GOOD, "registry.example/app:1")),
+                              env=env, capture_output=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        line = world.decisions()[-1]
+        assert (line["container"], line["front_end"], line.get("delegated")) == ("installed", "oci-hook-server", True)
+        world.config.write_text(world.config.read_text() + "\n")  # an edited policy file: no longer the server's
+        again = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"),
+                        "--delegate-to", str(server.socket), "--dry-run")
+        assert "runs another notary.toml" in again.stderr
+    finally:
+        server.stop()
 
 
 def test_dry_run_writes_nothing(world: GateWorld, tmp_path: Path) -> None:

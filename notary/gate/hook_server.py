@@ -82,6 +82,8 @@ class _Handler(QuietUnixHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path == "/healthz":
             self._reply(200, "ok\n", 0)
+        elif self.path == "/identity":  # what `gate install` compares with the hook it writes
+            self._reply(200 if self.server.identity else 404, f"{self.server.identity or ''}\n", 0)
         else:
             self._reply(404, "not found\n", 2)
 
@@ -138,8 +140,8 @@ class HookServer(PrivateUnixServer):
                          {"Content-Type": "text/plain; charset=utf-8", "X-Notary-Exit-Code": str(EXIT_UNAVAILABLE)})
 
 
-def health(path: str) -> dict[str, Any]:
-    """Ask a running server for /healthz (used by tests and `install --server` checks)."""
+def health(path: str, what: str = "/healthz") -> dict[str, Any]:
+    """Ask a running server for /healthz or /identity (used by tests and `gate install`). Raises OSError."""
     import http.client
     import socket
 
@@ -151,7 +153,7 @@ def health(path: str) -> dict[str, Any]:
 
     conn = _Conn("localhost", timeout=5)
     try:
-        conn.request("GET", "/healthz")
+        conn.request("GET", what)
         resp = conn.getresponse()
         return {"status": resp.status, "body": resp.read().decode(errors="replace")}
     finally:

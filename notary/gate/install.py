@@ -41,10 +41,13 @@ class Installed:
 
 
 def hook_definition(config: str, *, stage: str = "prestart", python: str | None = None,
-                    ledger: str | None = None, timeout: int = 30, server: str | None = None) -> dict[str, Any]:
+                    ledger: str | None = None, timeout: int = 30, server: str | None = None,
+                    delegate_to: str | None = None) -> dict[str, Any]:
     """containers/common hooks.d schema 1.0.0: run the notary hook for every container at stage.
 
-    server: the socket of a running `notary gate hook-server`; the hook is then curl asking it (fast path).
+    server: the socket of a running `notary gate hook-server`; the hook is then curl asking it (fast path, but
+    every container is refused while that server is down). Otherwise the Python hook, which asks the hook
+    server on delegate_to (default /run/notary/gate.sock) first when one runs there, and decides itself when not.
     """
     if stage not in STAGES:
         raise UsageError(f"unknown hook stage {stage!r}", hint="use prestart or createRuntime")
@@ -60,6 +63,8 @@ def hook_definition(config: str, *, stage: str = "prestart", python: str | None 
         env.insert(0, f"NOTARY_CONFIG={config}")
         if ledger:
             env.append(f"NOTARY_LEDGER={ledger}")
+        if delegate_to:
+            env.append(f"NOTARY_GATE_SOCKET={delegate_to}")
         hook = {"path": python, "args": [python, "-c", HOOK_CODE], "env": env, "timeout": timeout}
     return {"version": "1.0.0", "hook": hook, "when": {"always": True}, "stages": [stage]}
 
@@ -148,7 +153,7 @@ def _atomic_write(path: Path, text: str, mode: int) -> None:
 
 def install(target: str, *, config: str, directory: str | None = None, stage: str = "prestart",
             python: str | None = None, ledger: str | None = None, dry_run: bool = False,
-            server: str | None = None) -> Installed:
+            server: str | None = None, delegate_to: str | None = None) -> Installed:
     if target not in TARGETS:
         raise UsageError(f"unknown install target {target!r}", hint=f"one of {', '.join(TARGETS)}")
     config_path = Path(config).resolve()
@@ -168,7 +173,7 @@ def install(target: str, *, config: str, directory: str | None = None, stage: st
     else:
         path = Path(directory or DEFAULT_HOOKS_DIR) / HOOK_FILE
         text = json.dumps(hook_definition(str(config_path), stage=stage, python=python, ledger=ledger,
-                                          server=server), indent=2) + "\n"
+                                          server=server, delegate_to=delegate_to), indent=2) + "\n"
         mode = 0o644
     if not dry_run:
         try:
@@ -176,3 +181,20 @@ def install(target: str, *, config: str, directory: str | None = None, stage: st
         except OSError as exc:
             raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
     return Installed(target, str(path), text)
+
+
+def hook_server_status(socket_path: str, config: str, ledger: str | None) -> str:
+    """Whether the Python hook for config will be decided by the hook server on socket_path: "serving" (a
+    trusted socket whose server has this config's identity), "other" (a server with another notary.toml,
+    ledger or an older version of the file: hooks decide themselves), or "none"."""
+    from notary.gate.hook_main import config_fingerprint, identity, trusted_socket
+    from notary.gate.hook_server import health
+
+    if not trusted_socket(socket_path):
+        return "none"
+    try:
+        answer = health(socket_path, "/identity")
+        mine = identity(config_fingerprint(config), ledger, None, {})  # the hook's env is only what we write
+    except OSError:
+        return "none"
+    return "serving" if answer["status"] == 200 and answer["body"].strip() == mine else "other"
