@@ -53,6 +53,7 @@ def notarization_writes(
     artifact_subjects: dict[str, list[str]] = {}
     for subject in subjects:
         artifacts = tuple(a.to_json() for a in subject.artifacts)
+        subject = _with_names(subject)
         lift = (reinstated or {}).get(subject.digest)
         if lift is None:
             record = records.new_record("notarization", subject.to_json(), signer, artifacts=artifacts, ci=ci)
@@ -82,6 +83,19 @@ def notarization_writes(
             {"type": "artifact", "signer": signer_id, "subjects": sorted(set(holders))}
         )
     return kvs, tuple(made)
+
+
+def _with_names(subject: Subject) -> Subject:
+    """Library callers may hand in an image subject named by a reference but without names: bind it."""
+    from dataclasses import replace
+
+    from notary.names import is_reference, repositories
+
+    if subject.names or subject.kind not in ("oci-manifest", "oci-index", "docker-image"):
+        return subject
+    if "/" in subject.name and is_reference(subject.name):
+        return replace(subject, names=repositories([subject.name]))
+    return subject
 
 
 def notarize(

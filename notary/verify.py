@@ -50,6 +50,7 @@ class Decision:
     head: TreeHead | None = None
     findings: tuple[SignerFinding, ...] = field(default_factory=tuple)
     revocation: Revocation | None = None
+    names: tuple[str, ...] = ()  # repositories the trusted records bind the digest to (notary.names)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +60,7 @@ class Decision:
             "reason": self.reason,
             "signer": self.signer,
             "revocation": self.revocation.to_json() if self.revocation else None,
+            "names": list(self.names),
             "record": self.record.to_json() if self.record else None,
             "entry": self.entry.to_json() if self.entry else None,
             "signers": [
@@ -152,9 +154,13 @@ def verify_digest(
                             f"{digest} was last notarized at {newest.record.issued_at}, older than the maximum age",
                             newest.record, newest.entry, newest.signer, head, findings)
     how = f" (reinstated: {newest.record.reason})" if newest.reinstated else ""
+    by_id = {tk.key_id: tk for tk in trusted}
+    names = sorted({n for signer, h in histories.items() for r, _ in h
+                    if r.type != "revocation" and by_id[signer].may(r.type) and by_id[signer].in_force(_)
+                    for n in (r.subject.get("names") or []) if isinstance(n, str)})
     return Decision(digest, True, "trusted",
                     f"{digest} notarized by {newest.signer} at {newest.record.issued_at}{how}",
-                    newest.record, newest.entry, newest.signer, head, findings)
+                    newest.record, newest.entry, newest.signer, head, findings, names=tuple(names))
 
 
 MAX_TIES = 16  # identities checked per tie kind: bounds the reads a hostile index entry can cause

@@ -90,7 +90,7 @@ def test_a_policy_field_of_the_wrong_type_is_a_usage_error(tmp_path: Path, setti
     [
         ('[[policy.trust]]\nimages = 5\nkeys = ["ci.pub"]\n', "images must be a non-empty list of strings"),
         ('[[policy.trust]]\nimages = []\nkeys = ["ci.pub"]\n', "images must be a non-empty list of strings"),
-        ('[[policy.trust]]\nimages = ["*"]\nkeys = [1]\n', "keys must be a non-empty list of strings"),
+        ('[[policy.trust]]\nimages = ["*"]\nkeys = [1]\n', "keys[0] must be a key path or a"),
         ('[[policy.trust]]\nimages = ["*"]\nkeys = ["/dev/zero"]\n', "character device"),
         (TRUST + GLASS + "images = []\n", "images must be a non-empty list of strings"),
         (TRUST + GLASS + "expires = 5\n", "expires must be an RFC 3339 time"),

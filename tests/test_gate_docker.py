@@ -105,7 +105,7 @@ def test_loaded_image_notarized_by_manifest_digest_is_matched_by_its_image_id(
         gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld, images: dict[str, Path]) -> None:
     """`docker load` knows no manifest digest; the image id is the config the signed record names."""
     daemon, _ = gated
-    subject = image_subject(images["viaoci-layout"])
+    subject = image_subject(images["viaoci-layout"], names=("notary.test/viaoci",))
     world.notarize(subject)
     _load(daemon, images["viaoci"])
     assert daemon.image_id("notary.test/viaoci:v1") == subject.image_id
@@ -338,7 +338,7 @@ def wrapped(world: GateWorld, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_runtime_wrapper_runs_a_notarized_image(wrapped: DockerDaemon, world: GateWorld,
                                                 images: dict[str, Path]) -> None:
-    subject = image_subject(images["wrapped-layout"])
+    subject = image_subject(images["wrapped-layout"], names=("notary.test/wrapped",))
     world.notarize(subject)
     wrapped.load(images["wrapped"])
     proc = wrapped.docker("run", "--rm", "--network", "none", "notary.test/wrapped:v1", check=False)

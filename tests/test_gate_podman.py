@@ -16,6 +16,11 @@ import pytest
 from tests.support.runtimes import GateWorld, Podman, image_subject
 
 
+def _podman_name(layout: Path) -> str:
+    """What podman calls an image it runs from an `oci:` layout path (the gate sees this name)."""
+    return f"localhost{layout}"
+
+
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     runtime = Podman(tmp_path_factory.mktemp("podman"))
@@ -46,7 +51,7 @@ def _run(podman: Podman, layout: Path, tmp_path: Path) -> tuple[int, str, Path]:
 
 def test_notarized_image_runs_under_podman(world: GateWorld, podman: Podman, busybox_layout_template: Path,
                                            tmp_path: Path) -> None:
-    world.notarize(image_subject(busybox_layout_template))
+    world.notarize(image_subject(busybox_layout_template, names=(_podman_name(busybox_layout_template),)))
     code, output, ran = _run(podman, busybox_layout_template, tmp_path)
     assert code == 0, output
     assert ran.exists() and "hello" in output
@@ -63,7 +68,7 @@ def test_never_notarized_image_never_starts_under_podman(world: GateWorld, podma
 
 def test_revoked_image_never_starts_under_podman(world: GateWorld, podman: Podman, busybox_layout_template: Path,
                                                  tmp_path: Path) -> None:
-    subject = image_subject(busybox_layout_template)
+    subject = image_subject(busybox_layout_template, names=(_podman_name(busybox_layout_template),))
     world.notarize(subject)
     world.revoke(subject.digest, "CVE-2026-2222")
     code, output, ran = _run(podman, busybox_layout_template, tmp_path)
@@ -73,7 +78,7 @@ def test_revoked_image_never_starts_under_podman(world: GateWorld, podman: Podma
 
 def test_untrusted_signer_never_starts_under_podman(world: GateWorld, podman: Podman,
                                                     busybox_layout_template: Path, tmp_path: Path) -> None:
-    world.notarize(image_subject(busybox_layout_template), trusted=False)
+    world.notarize(image_subject(busybox_layout_template, names=(_podman_name(busybox_layout_template),)), trusted=False)
     code, output, ran = _run(podman, busybox_layout_template, tmp_path)
     assert code != 0 and not ran.exists()
     assert "not notarized by any trusted key" in output
@@ -81,7 +86,7 @@ def test_untrusted_signer_never_starts_under_podman(world: GateWorld, podman: Po
 
 def test_tampered_ledger_never_starts_under_podman(world: GateWorld, podman: Podman,
                                                    busybox_layout_template: Path, tmp_path: Path) -> None:
-    world.notarize(image_subject(busybox_layout_template))
+    world.notarize(image_subject(busybox_layout_template, names=(_podman_name(busybox_layout_template),)))
     world.tamper()
     code, output, ran = _run(podman, busybox_layout_template, tmp_path)
     assert code != 0 and not ran.exists()
@@ -103,7 +108,7 @@ def test_podman_with_the_curl_hook_and_the_hook_server(world: GateWorld, podman:
         assert proc.returncode == 0, proc.stderr
         code, output, ran = _run(podman, busybox_layout_template, tmp_path)
         assert code != 0 and not ran.exists() and "not notarized" in output
-        world.notarize(image_subject(busybox_layout_template))
+        world.notarize(image_subject(busybox_layout_template, names=(_podman_name(busybox_layout_template),)))
         (tmp_path / "trace").rename(tmp_path / "trace-refused")
         code, output, ran = _run(podman, busybox_layout_template, tmp_path)
         assert code == 0, output

@@ -61,15 +61,15 @@ def test_a_valid_policy_loads_with_paths_relative_to_the_file(tmp_path: Path, mo
     assert policy.decision_log == str(tmp_path / "log" / "decisions.jsonl")
     prod = keys.key_id(keys.load_public_key(tmp_path / "keys" / "prod.key.pub"))
     ci = keys.key_id(keys.load_public_key(tmp_path / "keys" / "ci.key.pub"))
-    assert [keys.key_id(k) for k in policy.keys_for("registry.example/prod/api:1.0")] == [prod]
-    assert sorted(keys.key_id(k) for k in policy.keys_for("busybox")) == sorted([ci, prod])
+    assert [k.key_id for k in policy.keys_for("registry.example/prod/api:1.0")] == [prod]
+    assert sorted(k.key_id for k in policy.keys_for("busybox")) == sorted([ci, prod])
     assert policy.describe()["check_revocation"] is True
 
 
 def test_first_matching_rule_wins_so_a_catch_all_key_cannot_sign_prod_images(tmp_path: Path) -> None:
     policy = load_policy(load_config(str(_config(tmp_path, GOOD))))
     ci = keys.key_id(keys.load_public_key(tmp_path / "keys" / "ci.key.pub"))
-    assert ci not in {keys.key_id(k) for k in policy.keys_for("registry://registry.example/prod/api@" + DIGEST)}
+    assert ci not in {k.key_id for k in policy.keys_for("registry://registry.example/prod/api@" + DIGEST)}
 
 
 def test_an_unnamed_image_only_matches_a_catch_all_rule(tmp_path: Path) -> None:

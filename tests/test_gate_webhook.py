@@ -31,7 +31,8 @@ UNKNOWN = "sha256:" + "c1" * 32
 def world(tmp_path_factory: pytest.TempPathFactory) -> GateWorld:
     w = GateWorld(tmp_path_factory.mktemp("webhook") / "world")
     for digest in (GOOD, GOOD2, REVOKED):
-        w.notarize(Subject(digest, "registry.example/app", "oci-manifest"))
+        w.notarize(Subject(digest, "registry.example/app", "oci-manifest",
+                           names=("registry.example/app", "registry.example/side")))
     w.revoke(REVOKED, "CVE-2026-3333")
     return w
 
@@ -128,6 +129,13 @@ def test_pod_with_three_notarized_containers_is_allowed(webhook: Webhook, world:
     assert out["allowed"] is True
     line = world.decisions()[-1]
     assert line["front_end"] == "webhook" and line["namespace"] == "prod" and line["object"] == "Pod/web"
+
+
+def test_image_signed_for_one_repository_is_refused_under_another(webhook: Webhook) -> None:
+    out = verdict(webhook, pod(f"registry.example/app@{GOOD}", f"registry.example/other@{GOOD}"))
+    assert out["allowed"] is False
+    assert "spec.containers[1]" in out["status"]["message"]
+    assert "not notarized under the name registry.example/other" in out["status"]["message"]
 
 
 def test_pod_with_a_revoked_container_is_refused_with_the_reason(webhook: Webhook) -> None:

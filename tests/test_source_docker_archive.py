@@ -202,7 +202,7 @@ def test_skopeo_oci_archive_is_read_as_an_oci_layout_in_a_tar(busybox_layout: Pa
     [subject] = resolve(f"docker-archive:{archive}")
     assert subject.digest == digest
     [tagged] = resolve(f"oci-archive:{archive}:v1")
-    assert (tagged.digest, tagged.name) == (digest, f"oci-archive:{archive}:v1")
+    assert (tagged.digest, tagged.name) == (digest, f"oci-archive:{archive.name}:v1")  # no local path
     assert identify(f"oci-archive:{archive}")[0].digest == digest
     with pytest.raises(InputError, match="not found"):
         identify(f"oci-archive:{archive}:v2")

@@ -19,13 +19,16 @@ from notary.cli.subjects import source_options, source_options_flags
               "Jenkins, CircleCI, Tekton).")
 @click.option("--key", "key_path", metavar="PATH", help="Private key file. Default: NOTARY_SIGNING_KEY (PEM "
               "text) or [signing] key in notary.toml. Passphrase: NOTARY_KEY_PASSPHRASE.")
+@click.option("--name", "names", multiple=True, metavar="IMAGE",
+              help="A repository the image is published as (repeatable), e.g. registry.example/team/app: bound "
+              "into the record, so a gate with require_name_match admits it only under its names.")
 @click.option("--reinstate", is_flag=True, help="Lift this key's earlier revocation of a subject (needs "
               "--reason): writes a reinstatement record instead of a notarization.")
 @click.option("--reason", metavar="TEXT", help="Why a revoked subject is reinstated (with --reinstate).")
 @source_options_flags
 @pass_app
-def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None, reinstate: bool,
-             reason: str | None, **source_flags: object) -> None:
+def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None,
+             names: tuple[str, ...], reinstate: bool, reason: str | None, **source_flags: object) -> None:
     """Hash SUBJECTs, sign one record per image/artifact, and store them in one ledger transaction.
 
     \b
@@ -39,10 +42,14 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
     Every blob is hashed as it streams and checked against the digest naming it; a mismatch stops
     everything (exit 3) and nothing is written.
 
+    Each image record names the repositories it was built or pushed as (registry reference, RepoTags, the
+    layout's image-name annotations, --name); files and directories record their base name, never a path.
+
     Revocations stick: a subject this key revoked is refused (exit 1, naming the revocation) until it is
     notarized with --reinstate --reason TEXT, which records why, for every auditor to see.
     """
     from notary.errors import UsageError
+    from notary.names import check_name
     from notary.notarize import notarize as write_notarization
     from notary.sources import resolve
 
@@ -50,6 +57,7 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
         raise UsageError("--reinstate needs --reason TEXT: why the revocation no longer applies")
     if reason is not None and not reinstate:
         raise UsageError("--reason is for --reinstate (a notarization needs no reason)")
+    bound = tuple(check_name(n) for n in names)
     ci = detect(os.environ, job_id)
     signer = keys.load_private_key(signing_key_source(key_path, app))
     options = source_options(app, source_flags)
@@ -57,7 +65,7 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
     resolved = []
     try:
         for spec in subjects:
-            resolved.extend(resolve(spec, options=options, progress=progress))
+            resolved.extend(resolve(spec, options=options, progress=progress, names=bound))
     finally:
         if progress:
             progress.finish()

@@ -19,8 +19,9 @@ from typing import Any
 
 from notary.config import Config
 from notary.errors import IntegrityError, LedgerUnavailableError, NotaryError
-from notary.gate.policy import Policy, normalize_name
+from notary.gate.policy import Policy
 from notary.ledger.base import Ledger
+from notary.names import normalize_name
 
 ALLOW, REFUSE = "allow", "refuse"
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
@@ -228,8 +229,20 @@ class Gate:
                                 r.signer, tuple(digests), extra)
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
+        extra: dict[str, Any] = {}
+        if image and self.policy.require_name_match:
+            # The record binds the digest to the repositories it was built or pushed as: a key trusted for
+            # prod/* cannot lend an image signed for prod/a to prod/b (docs/gate.md, "Names are bound").
+            name = normalize_name(image)
+            bound = {n for x in good for n in getattr(x, "names", ())}
+            if name not in bound:
+                shown = ", ".join(sorted(bound)) or "none (notarized before names were bound)"
+                return GateDecision(image, r.digest, False, EXIT_REFUSED,
+                                    f"{r.digest} is not notarized under the name {name} (its records name: {shown})",
+                                    "verified", tree, "name-mismatch", r.signer, tuple(digests))
+            extra["name_matched"] = name
         return GateDecision(image, r.digest, True, EXIT_OK, r.reason + via_id, "verified", tree, r.status, r.signer,
-                            tuple(digests))
+                            tuple(digests), extra or None)
 
 
 MAX_IMAGE_ID_HOLDERS = 16

@@ -20,43 +20,18 @@ from notary import keys
 from notary.config import Config
 from notary.durations import parse_duration
 from notary.errors import NotaryError, UsageError
+from notary.names import normalize_name
 from notary.records import check_digest, parse_time
+from notary.status import ROLES, TrustedKey
 
-POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "break_glass"}
+POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "break_glass", "require_name_match"}
 TRUST_KEYS = {"images", "keys"}
+KEY_ENTRY_KEYS = {"path", "roles", "not_after"}
 BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
 _GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+$")
-DEFAULT_REGISTRY = "docker.io"
 
 
-# ---------------------------------------------------------------- image names
-
-
-def normalize_name(reference: str) -> str:
-    """registry/repository of an image reference, Docker-style: `busybox` -> `docker.io/library/busybox`.
-
-    Tag and digest are dropped (policy is about names; the digest is what gets verified). Accepts the
-    subject forms notary uses elsewhere (`registry://`, `docker://`).
-    """
-    ref = reference.strip()
-    for scheme in ("registry://", "docker://", "docker-daemon:"):
-        if ref.startswith(scheme):
-            ref = ref[len(scheme):]
-    ref = ref.split("@", 1)[0]
-    head, _, last = ref.rpartition("/")
-    if ":" in last:
-        last = last.split(":", 1)[0]
-    ref = f"{head}/{last}" if head else last
-    if not ref:
-        return ""
-    parts = ref.split("/")
-    first = parts[0]
-    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
-        parts[0] = first.lower()
-        return "/".join(parts)
-    if len(parts) == 1:
-        parts = ["library", *parts]
-    return "/".join([DEFAULT_REGISTRY, *parts])
+# ---------------------------------------------------------------- image globs
 
 
 def _check_glob(glob: Any, where: str) -> str:
@@ -95,7 +70,7 @@ class TrustRule:
 
     __slots__ = ("images", "key_paths", "keys", "patterns")
 
-    def __init__(self, images: tuple[str, ...], key_paths: tuple[str, ...], keys: tuple[keys.PublicKey, ...],
+    def __init__(self, images: tuple[str, ...], key_paths: tuple[str, ...], keys: tuple[TrustedKey, ...],
                  patterns: tuple[re.Pattern[str], ...] = ()) -> None:
         self.images = images
         self.key_paths = key_paths
@@ -130,17 +105,18 @@ class BreakGlass:
 
 
 class Policy:
-    __slots__ = ("trust", "fail_open", "max_age", "decision_log", "break_glass", "source")
+    __slots__ = ("trust", "fail_open", "max_age", "decision_log", "break_glass", "source", "require_name_match")
 
     def __init__(self, trust: tuple[TrustRule, ...], fail_open: bool = False, max_age: timedelta | None = None,
                  decision_log: str | None = None, break_glass: tuple[BreakGlass, ...] = (),
-                 source: str | None = None) -> None:
+                 source: str | None = None, require_name_match: bool = True) -> None:
         self.trust = trust
         self.fail_open = fail_open
         self.max_age = max_age
         self.decision_log = decision_log
         self.break_glass = break_glass
         self.source = source
+        self.require_name_match = require_name_match
 
     def rule_for(self, name: str | None) -> TrustRule | None:
         """The first rule matching the (normalized) image name; None: no key is trusted for it."""
@@ -150,7 +126,7 @@ class Policy:
                 return rule
         return None
 
-    def keys_for(self, name: str | None) -> tuple[keys.PublicKey, ...]:
+    def keys_for(self, name: str | None) -> tuple[TrustedKey, ...]:
         rule = self.rule_for(name)
         return rule.keys if rule else ()
 
@@ -170,9 +146,13 @@ class Policy:
             "fail": "open" if self.fail_open else "closed",
             "max_age_seconds": int(self.max_age.total_seconds()) if self.max_age else None,
             "check_revocation": True,
+            "require_name_match": self.require_name_match,
             "decision_log": self.decision_log,
             "trust": [
-                {"images": list(r.images), "keys": [keys.key_id(k) for k in r.keys]} for r in self.trust
+                {"images": list(r.images),
+                 "keys": [{"key_id": k.key_id, "roles": sorted(k.roles),
+                           "not_after": k.not_after.isoformat() if k.not_after else None} for k in r.keys]}
+                for r in self.trust
             ],
             "break_glass": [
                 {"digest": b.digest, "reason": b.reason, "expires": b.expires.isoformat() if b.expires else None}
@@ -223,22 +203,31 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
     if log is not None and (not isinstance(log, str) or not log):
         raise UsageError(f"{where}: decision_log must be a file path")
 
+    names = section.get("require_name_match", True)
+    if not isinstance(names, bool):
+        raise UsageError(f"{where}: require_name_match must be true or false, not {names!r:.40}")
+
     rules: list[TrustRule] = []
     key_cache: dict[str, keys.PublicKey] = {}
     for i, table in enumerate(_table_list(section.get("trust", []), f"{where}.trust")):
         rwhere = f"{where} trust rule {i + 1}"
         _unknown(table, TRUST_KEYS, rwhere)
         images = tuple(_check_glob(g, rwhere) for g in _str_list(table.get("images"), f"{rwhere}: images"))
-        paths = tuple(resolve(p) for p in _str_list(table.get("keys"), f"{rwhere}: keys"))
+        entries = [_key_entry(e, f"{rwhere}: keys[{j}]", resolve)
+                   for j, e in enumerate(_entry_list(table.get("keys"), f"{rwhere}: keys"))]
         loaded = []
-        for p in paths:
-            if p not in key_cache:
+        for path, roles, not_after, kwhere in entries:
+            if path not in key_cache:
                 try:
-                    key_cache[p] = keys.load_public_key(Path(p))
+                    key_cache[path] = keys.load_public_key(Path(path))
                 except NotaryError as exc:
-                    raise UsageError(f"{rwhere}: {exc.one_line()}") from exc
-            loaded.append(key_cache[p])
-        rules.append(TrustRule(images, paths, tuple(loaded), tuple(_glob_regex(g) for g in images)))
+                    raise UsageError(f"{kwhere}: {exc.one_line()}") from exc
+            try:
+                loaded.append(TrustedKey.of(key_cache[path], roles, not_after, label=path))
+            except NotaryError as exc:
+                raise UsageError(f"{kwhere}: {exc.one_line()}") from exc
+        rules.append(TrustRule(images, tuple(e[0] for e in entries), tuple(loaded),
+                               tuple(_glob_regex(g) for g in images)))
     if not rules:
         raise UsageError(f"{where}: no [[policy.trust]] rules", hint="name at least one image glob and key")
 
@@ -270,7 +259,50 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
         globs = () if imgs is None else tuple(_check_glob(g, bwhere) for g in _str_list(imgs, f"{bwhere}: images"))
         glass.append(BreakGlass(digest, reason.strip(), when, globs, tuple(_glob_regex(g) for g in globs)))
 
-    return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source)
+    return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source, names)
+
+
+def _entry_list(value: Any, where: str) -> list[Any]:
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise UsageError(f"{where} must be a non-empty list of key paths or {{ path = ..., roles = [...] }} tables")
+    return value
+
+
+def _key_entry(entry: Any, where: str, resolve: Any) -> tuple[str, tuple[str, ...] | None, datetime | None, str]:
+    """A trusted key: a path, or { path, roles = ["notarize", "revoke"], not_after = RFC 3339 }."""
+    if isinstance(entry, str) and entry:
+        return resolve(entry), None, None, where
+    if not isinstance(entry, Mapping):
+        raise UsageError(f"{where} must be a key path or a {{ path = ..., roles = [...] }} table")
+    _unknown(entry, KEY_ENTRY_KEYS, where)
+    path = entry.get("path")
+    if not isinstance(path, str) or not path:
+        raise UsageError(f"{where}: path must name a public key file")
+    roles = entry.get("roles")
+    if roles is not None:
+        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
+            raise UsageError(f"{where}: roles must be a non-empty list of \"notarize\" / \"revoke\"")
+        unknown = sorted(set(roles) - ROLES)
+        if unknown:
+            raise UsageError(f"{where}: unknown role(s) {', '.join(unknown)}", hint="roles are notarize and revoke")
+    return resolve(path), tuple(roles) if roles is not None else None, _time(entry.get("not_after"), where), where
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise UsageError(f"{where}: not_after has no UTC offset", hint="append Z for UTC")
+        return value.astimezone(timezone.utc)
+    if isinstance(value, str):
+        try:
+            return parse_time(value)
+        except NotaryError as exc:
+            raise UsageError(f"{where}: not_after: {exc.one_line()}") from exc
+    raise UsageError(f"{where}: not_after must be an RFC 3339 time, e.g. 2026-11-20T00:00:00Z")
 
 
 def load_policy(config: Config) -> Policy:

@@ -17,8 +17,51 @@ __all__ = ["Artifact", "NoProgress", "Progress", "SourceOptions", "Subject", "Su
 _DEFAULT_OPTIONS = SourceOptions()
 
 
-def _read(spec: str, options: SourceOptions, progress: Progress | None, *, full: bool) -> list[Subject]:
+IMAGE_KINDS = ("oci-manifest", "oci-index", "docker-image")
+
+
+def _read(spec: str, options: SourceOptions, progress: Progress | None, *, full: bool,
+          names: tuple[str, ...] = ()) -> list[Subject]:
     ref = parse_subject(spec)
+    return bind_names(_subjects(ref, options, progress, full=full), ref, names)
+
+
+def bind_names(subjects: list[Subject], ref: SubjectRef, extra_names: tuple[str, ...] = ()) -> list[Subject]:
+    """Give each image subject the repositories it was built or pushed as, and every subject a display name
+    without a local path (the ledger is immutable: a runner's workspace path must never reach it)."""
+    from dataclasses import replace
+
+    from notary.names import display_name, is_reference, repositories
+
+    base: list[str] = list(extra_names)
+    if ref.kind == "registry":
+        base.append(f"{ref.host}/{ref.repository}")
+    if ref.name and is_reference(ref.name) and (ref.kind in ("docker-daemon", "docker-archive") or "/" in ref.name):
+        base.append(ref.name)  # an oci-archive's NAME is usually just a tag
+    local = f"{ref.kind}:{display_name(ref.path)}" if ref.path and ref.kind != "path" else None
+    out = []
+    for s in subjects:
+        if s.kind in ("file", "directory"):
+            out.append(replace(s, name=display_name(ref.path or s.name)))
+            continue
+        if s.kind not in IMAGE_KINDS:
+            out.append(s)
+            continue
+        found = [*base, *s.extra.get("repoTags", []), *s.extra.get("imageNames", [])]
+        named = s.name if "/" in s.name and is_reference(s.name) else None
+        names = repositories([*found, named])
+        if named or ref.kind == "registry":
+            name = named or ref.reference
+        elif found and is_reference(found[0]):
+            name = found[0]
+        else:
+            tag = s.extra.get("tag") or ref.tag
+            name = (local or s.name) + (f":{tag}" if tag and local else "")
+        out.append(replace(s, name=name, names=names))
+    return out
+
+
+def _subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | None, *, full: bool) -> list[Subject]:
     if ref.kind == "digest":
         assert ref.digest is not None
         if full:
@@ -47,11 +90,11 @@ def _read(spec: str, options: SourceOptions, progress: Progress | None, *, full:
 
 
 def resolve(spec: str, *, options: SourceOptions = _DEFAULT_OPTIONS,
-            progress: Progress | None = None) -> list[Subject]:
+            progress: Progress | None = None, names: tuple[str, ...] = ()) -> list[Subject]:
     """Full notarization read: every blob hashed while streaming and checked against the digest and size
     that name it (DigestMismatchError, exit 3). A multi-platform index gives one subject per platform
-    manifest plus one for the index itself."""
-    return _read(spec, options, progress, full=True)
+    manifest plus one for the index itself. names: more repositories to bind the images to (--name)."""
+    return _read(spec, options, progress, full=True, names=names)
 
 
 def identify(spec: str, *, options: SourceOptions = _DEFAULT_OPTIONS) -> list[Subject]:

@@ -38,8 +38,9 @@ class Subject:
     """A notarizable thing. digest is its identity (DESIGN.md "Identity of what is notarized").
 
     kind: oci-index, oci-manifest, docker-image (identity = image id, no manifest digest known), file,
-    directory. name: human name (e.g. registry.example/app:1.0, or a path). image_id: the config digest when
-    the subject is an image, so the gate can match a local Docker image by id.
+    directory. name: human name (e.g. registry.example/app:1.0, or a file's base name: never a local path).
+    image_id: the config digest when the subject is an image, so the gate can match a local Docker image by
+    id. names: the repositories the record binds it to.
     """
 
     digest: str
@@ -49,6 +50,7 @@ class Subject:
     platform: str | None = None
     image_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    names: tuple[str, ...] = ()  # normalized repositories it was built or pushed as (notary.names)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"digest": self.digest, "name": self.name, "kind": self.kind}
@@ -56,6 +58,8 @@ class Subject:
             data["platform"] = self.platform
         if self.image_id:
             data["imageId"] = self.image_id
+        if self.names:
+            data["names"] = list(self.names)
         return data
 
 

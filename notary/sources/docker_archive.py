@@ -25,6 +25,7 @@ from notary.sources.ocimodel import (
     MAX_MANIFEST,
     REF_NAME,
     hash_blobs,
+    image_names,
     parse_descriptor,
     parse_json,
     platform_string,
@@ -99,7 +100,8 @@ def _oci_in_tar(view: View, ref: SubjectRef, options: SourceOptions, progress: P
         name = desc.annotations.get(IMAGE_NAME) or default_name
         if ref.kind == "oci-archive" and desc.annotations.get(REF_NAME) and not desc.annotations.get(IMAGE_NAME):
             name = f"{default_name}:{desc.annotations[REF_NAME]}"
-        walk = walk_descriptor(view, desc, name, full=full, walk=walk, extra={"archive": view.label})
+        walk = walk_descriptor(view, desc, name, full=full, walk=walk,
+                               extra={"archive": view.label, "imageNames": image_names(desc.annotations)})
     assert walk is not None
     if full:
         hash_blobs(view, walk, workers=options.workers, progress=progress if isinstance(view, FileView) else None)

@@ -20,6 +20,7 @@ from notary.sources.ocimodel import (
     REF_NAME,
     Descriptor,
     hash_blobs,
+    image_names,
     parse_json,
     select_from_index,
     walk_descriptor,
@@ -109,7 +110,8 @@ def layout_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress 
     store = LayoutStore(root)
     desc = _select(store, index, root, ref)
     tag = ref.tag or (None if ref.digest else desc.annotations.get(REF_NAME))
-    extra = {"tag": tag} if tag else {}
+    extra: dict[str, object] = {"tag": tag} if tag else {}
+    extra["imageNames"] = image_names(desc.annotations)
     walk = walk_descriptor(store, desc, _name(ref, os.fspath(ref.path), tag), full=full, extra=extra)
     if full:
         hash_blobs(store, walk, workers=options.workers, progress=progress)

@@ -31,6 +31,13 @@ INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 IMAGE_CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
 ACCEPT = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 REF_NAME = "org.opencontainers.image.ref.name"
+IMAGE_NAME = "io.containerd.image.name"
+
+
+def image_names(annotations: dict[str, str]) -> list[str]:
+    """Full image names an index entry carries: containerd's image name, and a ref.name that is a whole
+    reference (it is usually just a tag, which names no repository)."""
+    return [v for k in (IMAGE_NAME, REF_NAME) if isinstance(v := annotations.get(k), str) and "/" in v]
 
 MAX_MANIFEST = 4 << 20  # registries (distribution) refuse manifests over 4 MiB too
 MAX_CONFIG = 8 << 20

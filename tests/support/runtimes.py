@@ -34,14 +34,19 @@ from tests.support.processes import stop_process, wait_for_socket
 HOOK_ARGV = [sys.executable, "-c", HOOK_CODE]
 
 
-def image_subject(layout: Path, tag: str = "v1", name: str | None = None) -> Subject:
+def image_subject(layout: Path, tag: str = "v1", name: str | None = None,
+                  names: tuple[str, ...] = ("registry.example/bb",)) -> Subject:
+    """The layout's image as notarize records it, bound to the repositories it is published as (names)."""
+    from notary.names import repositories
+
     digest, manifest = manifest_of(layout, tag)
     arts = [Artifact(digest, 0, manifest.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
                      "manifest")]
     cfg = manifest["config"]
     arts.append(Artifact(cfg["digest"], cfg["size"], cfg["mediaType"], "config"))
     arts += [Artifact(x["digest"], x["size"], x["mediaType"], "layer") for x in manifest["layers"]]
-    return Subject(digest, name or f"oci:{layout}:{tag}", "oci-manifest", tuple(arts), image_id=cfg["digest"])
+    return Subject(digest, name or f"oci:{layout.name}:{tag}", "oci-manifest", tuple(arts), image_id=cfg["digest"],
+                   names=repositories(names))
 
 
 class GateWorld:
