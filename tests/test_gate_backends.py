@@ -43,3 +43,39 @@ def test_stopped_immudb_is_refused_unless_the_policy_fails_open(tmp_path: Path) 
     assert opened.returncode == 0, opened.stderr
     assert world.decisions()[-1]["via"] == "fail-open"
 
+
+
+def test_revocation_semantics_hold_on_every_backend(ledger_url: str, tmp_path: Path) -> None:
+    """Tied revocations, sticky revocations, key roles and name binding decide alike on both ledgers."""
+    from notary.ledger import open_ledger
+    from notary.notarize import notarization_writes
+    from notary.sources.base import Artifact
+
+    world = GateWorld(tmp_path / "world", ledger_url=ledger_url)
+    config, index = "sha256:" + "c1" * 32, "sha256:" + "c2" * 32
+    world.notarize(Subject(DIGEST, "registry.example/app:1", "oci-manifest", image_id=config))
+    world.notarize(Subject(index, "registry.example/app:1", "oci-index",
+                           (Artifact(index, 1, "x", "index"), Artifact(DIGEST, 1, "y", "manifest", "linux/amd64"))))
+    world.notarize(Subject(OTHER, "registry.example/app:2", "oci-manifest"))
+    assert world.gate_check(f"registry.example/app@{DIGEST}").returncode == 0
+    assert world.gate_check(f"registry.example/other@{DIGEST}").returncode == 1  # name binding
+
+    world.revoke(index, "bad multi-arch push")  # the index ties DIGEST as its linux/amd64 manifest
+    refused = world.gate_check(f"registry.example/app@{DIGEST}")
+    assert refused.returncode == 1 and "its index" in refused.stderr and "bad multi-arch push" in refused.stderr
+
+    world.revoke(config, "CVE-2026-0707")  # an image id revocation refuses only the manifests naming it
+    assert world.gate_check(f"registry.example/app@{OTHER}").returncode == 0
+
+    world.revoke(OTHER, "CVE-2026-0808")
+    ledger = open_ledger(world.ledger_url, state_dir=world.client_state)
+    try:  # a writer that bypasses notarize's check: a plain notarization must not lift the revocation
+        import time
+
+        time.sleep(1.1)
+        ledger.write(notarization_writes([Subject(OTHER, "registry.example/app:2", "oci-manifest")], world.trusted,
+                                         {"system": "local", "jobId": "replay"})[0])
+    finally:
+        ledger.close()
+    again = world.gate_check(f"registry.example/app@{OTHER}")
+    assert again.returncode == 1 and "CVE-2026-0808" in again.stderr

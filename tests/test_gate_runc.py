@@ -176,3 +176,22 @@ def test_cli_subcommand_works_as_the_hook(world: GateWorld, busybox_layout: Path
     proc = run_bundle(runtime, bundle, tmp_path / f"{runtime}-state")
     assert proc.returncode != 0 and not (trace / "ran").exists()
     assert "not notarized by any trusted key" in proc.stderr
+
+
+def test_revoked_image_id_refuses_the_container_run_by_manifest_digest(world: GateWorld, busybox_layout: Path,
+                                                                      tmp_path: Path, runtime: str) -> None:
+    """Revoking the image id (e.g. the `docker save` archive of the same image) stops the container that a
+    runtime identifies by its manifest digest: the signed record ties the two."""
+    subject = image_subject(busybox_layout)
+    world.notarize(subject)
+    annotations = {"dev.notary.image.digest": subject.digest, "dev.notary.image.name": "registry.example/bb:v1"}
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
+    assert code == 0, output
+    assert subject.image_id is not None
+    world.revoke(subject.image_id, "CVE-2026-7777 in the base layer")
+    (tmp_path / "bundle").rename(tmp_path / "bundle-old")
+    ran.unlink()
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
+    assert code != 0 and not ran.exists()
+    assert "its image id" in output and "CVE-2026-7777" in output
+    assert world.decisions()[-1]["revocation"]["digest"] == subject.image_id
