@@ -7,7 +7,7 @@ NOTARY := $(VENV)/bin/notary
 DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean
+.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean dist ci-runners
 
 help:
 	@echo "make demo       build a busybox OCI image, notarize, verify, revoke, show history (embedded ledger)"
@@ -16,6 +16,7 @@ help:
 	@echo "make immudb     obtain the pinned immudb server + immuclient (built from the Go module proxy)"
 	@echo "make immudb-up  start an immudb on loopback for trying notary against it"
 	@echo "make lint       ruff"
+	@echo "make dist       build the notary-ledger wheel into dist/ and print its sha256 (what CI installs, by hash)"
 
 setup: deps venv
 
@@ -31,6 +32,8 @@ deps:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
+	@# the distribution was called `notary` before it got a name of its own: drop that editable install first
+	@$(VENV)/bin/pip uninstall -q -y notary >/dev/null 2>&1 || true
 	$(VENV)/bin/pip install -q -e '.[test,immudb,docker]' --config-settings editable_mode=compat
 	@# immudb-py 1.5.0 lists `google-api`, an unrelated package whose google/__init__.py imports the appier web
 	@# framework, so every protobuf import pays ~60 ms for nothing. immudb-py never uses it: remove it.
@@ -48,12 +51,21 @@ immudb-up: immudb
 lint: venv
 	$(VENV)/bin/ruff check notary tests
 
-test: setup immudb
+# The CI runners that execute ci-templates/ in the tests: act (Go, built from the module proxy) and
+# gitlab-ci-local (npm, from a lockfile), each pinned and cached under ~/.cache/notary/.
+ci-runners:
+	@scripts/act-build.sh >/dev/null
+	@scripts/gitlab-ci-local-install.sh >/dev/null
+
+test: setup immudb ci-runners
 	$(VENV)/bin/ruff check notary tests
 	IMMUDB_DIR="$$(scripts/immudb-build.sh | tail -n 1)" $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 demo: setup
 	@scripts/demo.sh
+
+dist: venv
+	@scripts/dist.sh dist
 
 bench: setup immudb
 	@$(PY) -m notary.bench
