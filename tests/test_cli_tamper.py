@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -143,3 +144,37 @@ def test_deleted_revocation_is_found_by_ledger_audit(notarized: tuple[Notary, Pa
     assert deleted >= 1
     result = notary.run("ledger", "audit", expect=3)
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_verify_reads_the_bytes_of_a_local_layout(tmp_path: Path, busybox_layout: Path) -> None:
+    """Altered layer bytes after notarizing: verify of the layout is exit 3, like notarize; --identity-only
+    (for callers that check blobs themselves) still answers from the identity alone."""
+    notary = Notary(tmp_path)
+    key = notary.key()
+    notary.run("notarize", f"oci:{busybox_layout}:v1", "--job-id", "j", "--key", str(key))
+    assert notary.run("--json", "verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub").json["bytes_checked"]
+    tamper_layer(busybox_layout, "v1")
+    result = notary.run("verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub", expect=3)
+    assert "digest-mismatch" in result.err and len(result.err.strip().splitlines()) == 1
+    notary.run("verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub", "--identity-only")
+
+
+def test_verify_reads_the_bytes_of_a_docker_archive(tmp_path: Path, busybox_layout: Path) -> None:
+    import tarfile
+
+    from tests.support.images import layout_to_docker_archive
+
+    notary = Notary(tmp_path)
+    key = notary.key()
+    archive = layout_to_docker_archive(busybox_layout, "v1", tmp_path / "img.tar", "notary.test/bb:v1")
+    notary.run("notarize", f"docker-archive:{archive}", "--job-id", "j", "--key", str(key))
+    notary.run("verify", f"docker-archive:{archive}", "--key", f"{key}.pub")
+    altered = tmp_path / "altered.tar"
+    with tarfile.open(archive) as src, tarfile.open(altered, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if data is not None and member.size > 1000 and not member.name.endswith(".json"):
+                data = data[:-1] + bytes([data[-1] ^ 1])  # one bit of one layer
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    result = notary.run("verify", f"docker-archive:{altered}", "--key", f"{key}.pub", expect=3)
+    assert "digest-mismatch" in result.err and len(result.err.strip().splitlines()) == 1

@@ -52,3 +52,21 @@ def identify_digests(app: App, spec: str, flags: dict[str, Any]) -> list[tuple[s
     from notary.sources import identify
 
     return [(s.digest, s.name) for s in identify(spec, options=source_options(app, flags))]
+
+
+LOCAL_KINDS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "path")
+
+
+def read_subjects(app: App, spec: str, flags: dict[str, Any], *, read_bytes: bool,
+                  pull_blobs: bool = False) -> tuple[list[Any], bool]:
+    """The subjects SPEC names, and whether their bytes were read: a local image (layout, archive, Docker
+    Engine) is read and every blob hashed against its digest unless read_bytes is off; a registry image only
+    with pull_blobs. A bare digest is just an identity."""
+    from notary.sources import Subject, identify, parse_subject, resolve
+
+    if _BARE_DIGEST.match(spec):
+        return [Subject(check_digest(spec), spec, "digest")], False
+    kind = parse_subject(spec).kind
+    full = read_bytes and (kind in LOCAL_KINDS or (kind == "registry" and pull_blobs))
+    options = source_options(app, flags)
+    return (resolve(spec, options=options) if full else identify(spec, options=options)), full

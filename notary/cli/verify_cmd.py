@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from notary import keys
 from notary.cli.common import App, pass_app
-from notary.cli.subjects import identify_digests, source_options_flags
+from notary.cli.subjects import source_options_flags
 from notary.durations import parse_duration
 from notary.errors import UsageError
 from notary.verify import verify_digest
@@ -18,24 +20,52 @@ from notary.verify import verify_digest
               help="A trusted public key (repeatable). Without it, the trusted keys of the [policy] in notary.toml.")
 @click.option("--max-age", "max_age", metavar="DURATION", help="Refuse notarizations older than this (e.g. 30d; s, m, h, d, w; not 0, "
               "leave it out for no limit).")
+@click.option("--identity-only", "identity_only", is_flag=True,
+              help="Only compute the subject's digest; do not read and hash its blobs (for callers that trust "
+              "the bytes, like a runtime that checks blobs itself).")
+@click.option("--pull-blobs", "pull_blobs", is_flag=True,
+              help="For a registry:// subject, also download and hash every blob (default: identity only).")
+@click.option("--platform", metavar="OS/ARCH",
+              help="The platform that will run it (e.g. linux/arm64): a multi-arch index is then refused only "
+              "for a revoked manifest of that platform. Without it, any revoked platform manifest refuses.")
 @source_options_flags
 @pass_app
-def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | None, **flags: object) -> None:
+def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | None, identity_only: bool,
+           pull_blobs: bool, platform: str | None, **flags: object) -> None:
     """Exit 0 if SUBJECT is notarized by a trusted key and not revoked; otherwise say why and exit non-zero.
 
     Every record read is proven included in the ledger, and the ledger proven consistent with the state this
     client trusted before (exit 3 if not). verify never trusts a key it was not told to trust.
+
+    A local image (oci:, oci-archive:, docker-archive:, docker-daemon:) is read and every blob hashed against
+    its digest, and every artifact the trusted record lists must be there: altered bytes are exit 3, as they
+    are for notarize. --identity-only skips that; registry images are identity-only unless --pull-blobs.
     """
+    from notary.cli.subjects import read_subjects
+    from notary.errors import IntegrityError
+
     # the flag is checked before any key or ledger is touched; "0s" is refused, as in a policy (durations.py)
     age = parse_duration(max_age, "--max-age") if max_age is not None else None
+    if platform is not None and not re.fullmatch(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?", platform):
+        raise UsageError(f"--platform {platform!r} is not OS/ARCH[/VARIANT]", hint="e.g. linux/amd64")
     trusted = [keys.load_public_key(p) for p in key_paths] or policy_keys(app, subject)
-    targets = identify_digests(app, subject, dict(flags))
+    subjects, read = read_subjects(app, subject, dict(flags), read_bytes=not identity_only, pull_blobs=pull_blobs)
     ledger = app.open_ledger()
-    decisions = [verify_digest(ledger, digest, trusted, max_age=age) for digest, _ in targets]
+    decisions = [verify_digest(ledger, s.digest, trusted, max_age=age, platform=platform) for s in subjects]
+    if read:
+        for s, d in zip(subjects, decisions, strict=True):
+            held = {a.digest for a in s.artifacts} | {s.digest}
+            missing = [str(a.get("digest")) for a in (d.record.artifacts if d.record else ()) if a.get("digest") not in held]
+            if d.allowed and missing:
+                raise IntegrityError(f"{s.digest}: the trusted record lists {missing[0]}, which the local image does "
+                                     "not hold: it is not the image that was notarized")
     refused = [d for d in decisions if not d.allowed]
     app.emit(
-        {"subject": subject, "allowed": not refused, "decisions": [d.to_json() for d in decisions]},
-        lambda: "\n".join(f"trusted: {d.reason}" for d in decisions if d.allowed),
+        {"subject": subject, "allowed": not refused, "bytes_checked": read,
+         "decisions": [d.to_json() | ({"platform": s.platform} if s.platform else {})
+                       for s, d in zip(subjects, decisions, strict=True)]},
+        lambda: "\n".join(f"trusted: {d.reason}" + (f" [{s.platform}]" if s.platform else "")
+                          for s, d in zip(subjects, decisions, strict=True) if d.allowed),
     )
     if refused:
         for d in refused:
