@@ -71,6 +71,15 @@ def repositories(candidates: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(sorted(out))[:MAX_NAMES]
 
 
+def canonical(reference: str) -> str:
+    """registry/repository:tag of a reference, with Docker's defaults (docker.io, library/, latest), so that
+    `busybox`, `busybox:latest` and `docker.io/library/busybox:latest` name the same image."""
+    ref = reference.strip().split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else "latest"
+    return f"{normalize_name(ref)}:{tag}"
+
+
 def check_name(text: str) -> str:
     """A --name given by the user: an image reference, or a usage error."""
     cleaned = text.strip()

@@ -139,3 +139,15 @@ def test_multiarch_index_notarizes_index_and_each_platform(notary: Notary, multi
 def test_json_errors_are_machine_readable(notary: Notary) -> None:
     result = notary.run("--json", "verify", "sha512:" + "a" * 128, "--key", "/nonexistent.pub", expect=2)
     assert result.json["error"]["exit_code"] == 2
+
+
+def test_lookup_by_the_digest_of_a_file_notarized_on_its_own(notary: Notary) -> None:
+    key = notary.key()
+    artifact = notary.root / "release.bin"
+    artifact.write_bytes(b"release\n")
+    digest = notary.run("--json", "notarize", str(artifact), "--job-id", "j", "--key", str(key)).json[
+        "records"][0]["subject"]["digest"]
+    result = notary.run("--json", "lookup", "--artifact", digest)
+    [hit] = result.json["results"]
+    assert hit["type"] == "subject" and hit["subjects"] == [digest]
+    notary.run("lookup", "--artifact", "sha256:" + "0" * 64, expect=2)

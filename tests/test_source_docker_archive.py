@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import DigestMismatchError, InputError
+from notary.names import normalize_name
 from notary.sources import SourceOptions, identify, resolve
 from tests.support.dockerd import DockerDaemon
 from tests.support.images import (
@@ -211,3 +212,18 @@ def test_skopeo_oci_archive_is_read_as_an_oci_layout_in_a_tar(busybox_layout: Pa
 def test_classic_archive_is_not_an_oci_archive(skopeo_archive: Path) -> None:
     with pytest.raises(InputError, match="not an OCI archive"):
         identify(f"oci-archive:{skopeo_archive}")
+
+
+@pytest.mark.parametrize("stored, asked", [
+    ("registry.example:5000/team/bb:v1", "registry.example:5000/team/bb:v1"),  # a NAME with '/' and ':'
+    ("docker.io/library/bb:v1", "bb:v1"),  # a short name, as docker reads it
+    ("docker.io/library/bb:latest", "bb"),  # no tag: latest
+])
+def test_image_selected_by_name_in_an_archive(busybox_layout: Path, tmp_path: Path, stored: str, asked: str) -> None:
+    archive = layout_to_docker_archive(busybox_layout, "v1", tmp_path / "img.tar", stored)
+    [subject] = identify(f"docker-archive:{archive}:{asked}")
+    assert subject.kind == "docker-image"
+    [full] = resolve(f"docker-archive:{archive}:{asked}")
+    assert full.digest == subject.digest and normalize_name(stored) in full.names
+    with pytest.raises(InputError, match="not found"):
+        identify(f"docker-archive:{archive}:registry.example:5000/team/other:v1")

@@ -124,6 +124,18 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
         raise UsageError("give exactly one of --job-id or --artifact")
     ledger = app.open_ledger()
     hits = lookup_job(ledger, job_id, system) if job_id else lookup_artifact(ledger, records.check_digest(str(artifact)))
+    if artifact and not hits:
+        # a file notarized on its own is a subject, not an artifact of one: its own digest finds it
+        from notary.notarize import signers_of
+
+        holders = [{"key": records.subject_key(str(artifact), signer), "tx": e.tx, "revision": e.revision,
+                    "type": "subject", "signer": signer, "subjects": [str(artifact)], "proof": dict(e.proof)}
+                   for signer in signers_of(ledger, str(artifact))
+                   if (e := ledger.get(records.subject_key(str(artifact), signer))) is not None]
+        if holders:
+            app.emit({"results": holders}, lambda: "\n".join(
+                f"tx {h['tx']}: {h['key']} ({artifact} is itself a notarized subject)" for h in holders))
+            return
     if not hits:
         raise NotFoundError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}")
     rows = [{"key": h.entry.key, "tx": h.entry.tx, "revision": h.entry.revision, **dict(h.value),

@@ -79,7 +79,8 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
             subject = record.subject
             arts = len(record.artifacts)
             again = f"  REINSTATED: {record.reason}" if record.type == "reinstatement" else ""
-            lines.append(f"  {subject['digest']}  {subject.get('kind', '')}  {subject.get('name', '')}  "
+            platform = f" [{subject['platform']}]" if subject.get("platform") else ""
+            lines.append(f"  {subject['digest']}  {subject.get('kind', '')}{platform}  {subject.get('name', '')}  "
                          f"({arts} artifacts){again}")
         return "\n".join(lines)
 

@@ -16,6 +16,7 @@ from notary.digests import check_digest, default_workers, run_parallel, sha256_b
 from notary.errors import DigestMismatchError, InputError
 from notary.fsio import open_regular
 from notary.jsonsafe import loads
+from notary.names import canonical
 from notary.sources import tarsafe
 from notary.sources.archive_view import FileView, LayerCheck, StreamView, claimed_digest
 from notary.sources.base import Artifact, Progress, SourceOptions, Subject
@@ -91,7 +92,10 @@ def _oci_in_tar(view: View, ref: SubjectRef, options: SourceOptions, progress: P
         raise InputError(f"malformed index.json in {view.label}: manifests must be a non-empty list")
     descs = [parse_descriptor(item, f"entry {i} of index.json in {view.label}") for i, item in enumerate(raw)]
     if ref.name:
-        descs = [d for d in descs if ref.name in (d.annotations.get(IMAGE_NAME), d.annotations.get(REF_NAME))]
+        wanted = canonical(ref.name) if "/" in ref.name or ":" in ref.name else None
+        descs = [d for d in descs if ref.name in (d.annotations.get(IMAGE_NAME), d.annotations.get(REF_NAME))
+                 or (wanted is not None and isinstance(d.annotations.get(IMAGE_NAME), str)
+                     and canonical(d.annotations[IMAGE_NAME]) == wanted)]
         if not descs:
             raise InputError(f"image {ref.name!r} not found in {view.label}")
     subjects: list[Subject] = []
@@ -129,7 +133,8 @@ def _classic(view: View, ref: SubjectRef, options: SourceOptions, progress: Prog
         layers = [tarsafe.safe_name(n, view.label) for n in _strings(item.get("Layers"), f"Layers of {where}")]
         entries.append((tarsafe.safe_name(item["Config"], view.label), tags, layers, where))
     if ref.name:
-        entries = [e for e in entries if ref.name in e[1]]
+        wanted = canonical(ref.name)  # a short name matches its normalized RepoTag, as docker reads it
+        entries = [e for e in entries if ref.name in e[1] or wanted in {canonical(t) for t in e[1]}]
         if not entries:
             raise InputError(f"image {ref.name!r} not found in {view.label}")
     if not entries:

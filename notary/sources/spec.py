@@ -137,11 +137,12 @@ def _parse(spec: str) -> SubjectRef:
             raise UsageError(f"empty file name in subject {spec!r}", hint="use docker-archive:FILE")
         path, name = rest, None
         if not os.path.exists(rest):
-            head, tail = _split_tag(rest)
-            head2, tail2 = _split_tag(head) if tail is not None else (head, None)
-            # docker-archive:FILE:NAME:TAG selects one image of a multi-image archive (skopeo's form)
-            if tail2 is not None and os.path.exists(head2):
-                path, name = head2, f"{tail2}:{tail}"
+            # docker-archive:FILE:NAME[:TAG] selects one image of a multi-image archive (skopeo's form); NAME
+            # may hold '/' and ':' (registry.example:5000/team/app:1), so the file is the longest existing prefix
+            for at in sorted((i for i, c in enumerate(rest) if c == ":"), reverse=True):
+                if os.path.isfile(rest[:at]) and rest[at + 1:]:
+                    path, name = rest[:at], rest[at + 1:]
+                    break
         return SubjectRef("docker-archive", spec, path=path, name=name)
     if spec.startswith("oci-archive:"):
         rest = spec[len("oci-archive:"):]
