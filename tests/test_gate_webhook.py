@@ -184,7 +184,7 @@ def test_concurrent_requests_each_get_their_own_verdict(webhook: Webhook) -> Non
 
 def test_malformed_body_is_a_400_not_an_allow(webhook: Webhook) -> None:
     resp = post(webhook, b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": ')
-    assert resp.status_code == 400 and "not JSON" in resp.json()["error"]
+    assert resp.status_code == 400 and "malformed JSON" in resp.json()["error"]
     resp = post(webhook, {"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
                           "request": {"uid": "x"}})
     assert resp.status_code == 400 and "version" in resp.json()["error"]

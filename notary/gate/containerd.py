@@ -11,12 +11,12 @@ Entry point: `python -m notary.gate.containerd` (light start, like the OCI hook)
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
 from notary.errors import InputError, NotaryError
+from notary.jsonsafe import loads_object
 from notary.records import check_digest
 
 DESCRIPTOR_MEDIA_TYPE = "application/vnd.oci.descriptor.v1+json"
@@ -32,13 +32,7 @@ def read_descriptor(stream: IO[bytes], media_type: str | None) -> dict[str, Any]
         return None
     if media_type and media_type != DESCRIPTOR_MEDIA_TYPE:
         raise InputError(f"unsupported stdin media type {media_type!r}")
-    try:
-        desc = json.loads(data)
-    except ValueError as exc:
-        raise InputError(f"descriptor on stdin is not JSON: {exc}") from exc
-    if not isinstance(desc, dict):
-        raise InputError("descriptor on stdin is not a JSON object")
-    return desc
+    return loads_object(data, "descriptor on stdin")  # depth, integer size, surrogates, duplicate keys
 
 
 def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,

@@ -9,7 +9,6 @@ is `InputError` or `SourceUnavailableError`, which the plugin turns into a refus
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import socket
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from notary.errors import InputError, NotFoundError, SourceUnavailableError
+from notary.jsonsafe import loads
 
 MAX_ANSWER = 4 << 20
 
@@ -72,10 +72,7 @@ class DockerAPI:
             raise NotFoundError(f"Docker API GET {path}: no such object")
         if resp.status != 200 or len(body) > MAX_ANSWER:
             raise InputError(f"Docker API GET {path} answered {resp.status}")
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise InputError(f"Docker API GET {path} answered non-JSON") from exc
+        data = loads(body, f"the Docker API's answer to GET {path[:200]}")  # bounded: depth, integers, keys
         if not isinstance(data, dict):
             raise InputError(f"Docker API GET {path} answered a non-object")
         return data

@@ -30,6 +30,7 @@ from notary.gate import docker_route
 from notary.gate.decide import EXIT_INTEGRITY, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
 from notary.gate.docker_api import DockerAPI
 from notary.gate.unix_server import DEFAULT_QUEUE, BusyReply, PrivateUnixServer, QuietUnixHandler
+from notary.jsonsafe import loads_object
 
 __all__ = ["AuthZ", "Authorizer", "AuthzServer", "DockerAPI", "make_server", "socket_path"]
 
@@ -201,9 +202,10 @@ class AuthzServer(PrivateUnixServer):
         if path != "/AuthZPlugin.AuthZReq":
             return {"Err": f"notary: unknown plugin call {path[:100]}"}, 404
         try:
-            req = json.loads(raw)
-            if not isinstance(req, dict):
-                raise ValueError("not an object")
+            req = loads_object(raw, "the plugin request")  # depth, integer size, surrogates, duplicate keys
+        except InputError as exc:
+            return self.authorizer.refuse(None, f"unreadable plugin request: {exc.one_line()}", "unknown").to_json(), 200
+        try:
             if busy:
                 return self._busy(req).to_json(), 200
             answer = self.authorizer.request(req)

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections import Counter
 from typing import Any, NamedTuple
 
 from notary.errors import InputError
+from notary.jsonsafe import loads
 
 MAX_BODY = 1 << 20  # dockerd forwards bodies below 1 MiB to plugins, and none above
 _CTL = re.compile(r"[\x00-\x1f\x7f]")
@@ -135,14 +135,6 @@ def _fold(key: str) -> str:
     return "".join(out).replace("\u212a", "K")
 
 
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    repeated = [k for k, n in Counter(keys).items() if n > 1]
-    if repeated:
-        raise InputError(f"key {repeated[0][:80]!r} appears twice: dockerd would read the last one")
-    return dict(pairs)
-
-
 def read_body(encoded: Any) -> dict[str, Any]:
     """The JSON object of an AuthZReq's base64 RequestBody; InputError for anything dockerd might read otherwise."""
     if not isinstance(encoded, str) or not encoded:
@@ -154,12 +146,12 @@ def read_body(encoded: Any) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise InputError("request body is larger than 1 MiB")
     try:
-        text = raw.decode("utf-8")
-        body = json.loads(text, object_pairs_hook=_unique_pairs)
-    except InputError:
-        raise
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raw.decode("utf-8")  # strictly UTF-8 (jsonsafe would accept a BOM, which Go's decoder refuses)
+        body = loads(raw, "the request body")  # depth, integer size, surrogates; exact repeats at any level
+    except UnicodeDecodeError as exc:
         raise InputError(f"request body is not a single UTF-8 JSON value: {str(exc)[:200]}") from exc
+    except InputError as exc:
+        raise InputError(f"request body is not a single UTF-8 JSON value: {exc.one_line()[:300]}") from exc
     if not isinstance(body, dict):
         raise InputError("request body is not a JSON object")
     folded = Counter(_fold(k) for k in body)

@@ -8,12 +8,13 @@ Only read, never locked or changed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from notary.errors import InputError, NotFoundError
-from notary.gate.podman_storage import StoredImage
+from notary.fsio import read_regular
+from notary.gate.podman_storage import MAX_STORAGE_FILE, StoredImage
+from notary.jsonsafe import loads
 
 DRIVERS = ("overlay2", "overlay", "fuse-overlayfs", "vfs", "btrfs", "zfs", "devicemapper", "aufs")
 
@@ -31,13 +32,10 @@ def root_from_rootfs(rootfs: str | None) -> tuple[str, str] | None:
 
 
 def _read(path: Path) -> Any:
-    try:
-        with path.open("rb") as fh:
-            return json.load(fh)
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"Docker storage file {path} does not exist") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read Docker storage file {path}: {exc}") from exc
+    """A storage file, on the hook's critical path: a regular file (a FIFO planted here must not hang the
+    container start), not a symlink, bounded in size, parsed with jsonsafe. NotFoundError when missing."""
+    return loads(read_regular(path, MAX_STORAGE_FILE, "Docker storage file", follow_symlinks=False),
+                 f"Docker storage file {path}")
 
 
 def image_of_container(container_id: str, root: str, driver: str) -> StoredImage:

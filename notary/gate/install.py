@@ -109,13 +109,13 @@ ADD_HOOK_CODE = "from notary.gate.install import add_hook_main; add_hook_main()"
 
 def add_hook(bundle: str, config: str, *, python: str | None = None, stage: str = "createRuntime") -> None:
     """Put notary's hook first in the bundle's config.json at stage (atomic rewrite; idempotent)."""
-    path = Path(bundle) / "config.json"
-    try:
-        spec = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read bundle config {path}: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise UsageError(f"bundle config {path} is not a JSON object")
+    from notary.fsio import read_regular
+    from notary.gate.oci_hook import MAX_CONFIG
+    from notary.jsonsafe import loads_object
+
+    path = Path(bundle) / "config.json"  # a FIFO here must not hang the runtime's create: regular files only
+    spec = loads_object(read_regular(path, MAX_CONFIG, "bundle config", error=UsageError, follow_symlinks=False),
+                        f"bundle config {path}", error=UsageError)
     hook = hook_definition(config, stage=stage, python=python)["hook"]
     hooks = spec.setdefault("hooks", {})
     existing = [h for h in hooks.get(stage) or [] if h != hook]

@@ -7,15 +7,17 @@ path (`<root>/<driver>/<layer>/merged`) or named explicitly; the files are only 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from notary.errors import InputError, NotFoundError
+from notary.fsio import read_regular
+from notary.jsonsafe import loads
 
 DEFAULT_ROOT = "/var/lib/containers/storage"
+MAX_STORAGE_FILE = 64 << 20  # images.json of a node with thousands of images is a few MiB
 DRIVERS = ("overlay", "vfs", "btrfs", "zfs", "aufs")
 
 
@@ -38,13 +40,10 @@ def root_from_rootfs(rootfs: str | None) -> str | None:
 
 
 def _read_list(path: Path) -> list[dict[str, Any]]:
-    try:
-        with path.open("rb") as fh:
-            data = json.load(fh)
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"podman storage file {path} does not exist") from exc
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read podman storage file {path}: {exc}") from exc
+    """A storage list, on the hook's critical path: a regular file (never a FIFO that would hang the start),
+    not a symlink, at most MAX_STORAGE_FILE bytes, parsed with jsonsafe. NotFoundError when missing."""
+    data = loads(read_regular(path, MAX_STORAGE_FILE, "podman storage file", follow_symlinks=False),
+                 f"podman storage file {path}")
     if not isinstance(data, list):
         raise InputError(f"podman storage file {path} is not a JSON list")
     return [d for d in data if isinstance(d, dict)]

@@ -30,6 +30,7 @@ from typing import Any
 
 from notary.errors import InputError, NotaryError, UsageError
 from notary.gate.decide import EXIT_USAGE, Gate, GateDecision
+from notary.jsonsafe import loads
 from notary.sources.base import SourceOptions
 
 DEFAULT_MAX_BODY = 1 << 20
@@ -96,10 +97,7 @@ def _containers(prefix: str, field_name: str, containers: Any) -> Iterator[Image
 
 
 def parse_review(body: bytes) -> dict[str, Any]:
-    try:
-        review = json.loads(body)
-    except ValueError as exc:
-        raise InputError(f"request body is not JSON: {exc}") from exc
+    review = loads(body, "AdmissionReview request body")  # depth, integer size, surrogates, duplicate keys
     if not isinstance(review, dict) or review.get("kind") != "AdmissionReview":
         raise InputError("request body is not an AdmissionReview")
     if review.get("apiVersion") != "admission.k8s.io/v1":
