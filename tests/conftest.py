@@ -1,4 +1,4 @@
-"""Suite-wide fixtures. Area-specific fixtures live in tests/support/<area>.py and are imported by tests."""
+"""Suite-wide fixtures. Area-specific fixtures live in tests/support/<area>.py, registered as plugins below."""
 
 from __future__ import annotations
 
@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+
+# fixture modules (dockerd, OCI images, immudb, both ledger backends, registries) available to every test
+pytest_plugins = [
+    "tests.support.dockerd",
+    "tests.support.images",
+    "tests.support.immudb",
+    "tests.support.ledgers",
+    "tests.support.registry",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -20,13 +29,3 @@ def _isolated_notary_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdgstate"))
-from tests.support.dockerd import dockerd  # noqa: F401
-from tests.support.images import (
-    busybox_layout,
-    busybox_layout_template,
-    multiarch_layout,
-    multiarch_layout_template,
-)
-from tests.support.immudb import immudb_server  # noqa: F401
-from tests.support.ledgers import ledger_url  # noqa: F401
-from tests.support.registry import auth_registry, registry, token_registry  # noqa: F401
