@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTARY := $(VENV)/bin/notary
-DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine
+DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine rsync git \
+	crun mmdebstrap systemd
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean dist ci-runners
+.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean components webhook-image dist ci-runners
 
 help:
 	@echo "make demo       build a busybox OCI image, notarize, verify, revoke, show history (embedded ledger)"
@@ -16,6 +17,8 @@ help:
 	@echo "make immudb     obtain the pinned immudb server + immuclient (built from the Go module proxy)"
 	@echo "make immudb-up  start an immudb on loopback for trying notary against it"
 	@echo "make lint       ruff"
+	@echo "make components containerd 2.x, etcd, kube-apiserver for the tests (pinned, built from the Go module proxy)"
+	@echo "make webhook-image  the gate webhook's container image (podman; Debian base made with mmdebstrap)"
 	@echo "make dist       build the notary-ledger wheel into dist/ and print its sha256 (what CI installs, by hash)"
 
 setup: deps venv
@@ -48,6 +51,13 @@ immudb: venv
 immudb-up: immudb
 	@scripts/immudb-up.sh
 
+# Cached under ~/.cache/notary/; the first build takes long (README, "What the first CI run costs").
+components:
+	@scripts/components.sh
+
+webhook-image:
+	@scripts/webhook-image.sh
+
 lint: venv
 	$(VENV)/bin/ruff check notary tests
 
@@ -59,7 +69,9 @@ ci-runners:
 
 test: setup immudb ci-runners
 	$(VENV)/bin/ruff check notary tests
-	IMMUDB_DIR="$$(scripts/immudb-build.sh | tail -n 1)" $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+	@# containerd, etcd and kube-apiserver build in the background while the suite runs; their tests wait for them
+	IMMUDB_DIR="$$(scripts/immudb-build.sh | tail -n 1)" scripts/components.sh --during \
+	  $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
 
 demo: setup
 	@scripts/demo.sh

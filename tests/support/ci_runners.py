@@ -135,8 +135,10 @@ def git_repo(path: Path, remote: str | None = None) -> Path:
         subprocess.run(["git", *args], cwd=path, check=True, capture_output=True, timeout=60)
 
     git("init", "-q", "-b", "main")
+    git("config", "user.email", "ci@example.invalid")
+    git("config", "user.name", "ci")
     if remote:
         git("remote", "add", "origin", remote)
     git("add", "-A")
-    git("-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "commit", "-q", "-m", "build")
+    git("commit", "-q", "-m", "build")
     return path
