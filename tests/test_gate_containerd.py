@@ -1,7 +1,9 @@
 """The containerd image verifier, executed exactly as containerd's bindir plugin runs it.
 
-containerd 2.x is not installed on this machine, so the verifier written by `notary gate install containerd`
-is run here with containerd's argv (`-name -digest -stdin-media-type`) and an OCI descriptor on stdin.
+The verifier written by `notary gate install containerd` is run here with containerd's argv (`-name -digest
+-stdin-media-type`) and an OCI descriptor on stdin: the cases a real pull cannot easily produce (a descriptor
+that disagrees with -digest, a tampered ledger). tests/test_containerd_gate.py runs it inside a real
+containerd 2.x.
 """
 
 from __future__ import annotations

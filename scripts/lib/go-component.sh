@@ -54,6 +54,16 @@ go_mod_dir() {  # $1 = module@version; print its (read-only) directory in the mo
   printf '%s\n' "$dir"
 }
 
+wait_for_pending() {  # $1 = dest; a build scripts/components.sh queued (marker: its pid) may not hold the lock yet
+  local marker="$cache_root/.$NAME.pending" pid
+  [[ "${NOTARY_NO_BUILD:-0}" == 1 ]] || return 0
+  while [[ -f "$marker" ]] && ! all_present "$1"; do
+    pid="$(cat "$marker" 2>/dev/null || true)"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || break
+    sleep 2
+  done
+}
+
 find_or_build() {
   local dest="$cache_root/$NAME-$VERSION" first="${BINS[0]}" on_path work
   if [[ -n "${!ENV_VAR:-}" ]]; then
@@ -66,6 +76,7 @@ find_or_build() {
   if all_present "$dest"; then printf '%s\n' "$dest"; exit 0; fi
 
   mkdir -p "$cache_root"
+  wait_for_pending "$dest"
   exec 9>"$cache_root/.$NAME-$VERSION.lock"
   flock 9   # concurrent callers (make test, the background prefetch, parallel shells) build once
   if all_present "$dest"; then printf '%s\n' "$dest"; exit 0; fi
