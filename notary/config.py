@@ -43,7 +43,8 @@ def _load_toml(path: Path) -> dict[str, Any]:
         import tomli as tomllib
     raw = read_regular(path, MAX_CONFIG_FILE, "config file", error=UsageError)  # bounded; never a FIFO
     try:
-        return tomllib.loads(raw.decode("utf-8"))
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+        return data
     except UnicodeDecodeError as exc:
         raise UsageError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
     except RecursionError:  # tomllib recurses per nested array or inline table

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar, cast
 
 from notary.errors import DigestMismatchError, InputError, NotFoundError
 
@@ -163,6 +163,7 @@ class _Region:
     def readinto(self, view: memoryview) -> int:
         if self.left <= 0:
             return 0
+        # fh comes from _open (binary, buffered): a BufferedReader, which has readinto; IO[bytes] does not say so
         n = self.fh.readinto(view[: min(len(view), self.left)])  # type: ignore[attr-defined]
         if not n:
             raise InputError("archive ends inside a member: truncated file")
@@ -177,7 +178,8 @@ def hash_region(path: str | os.PathLike[str], offset: int, size: int, expected: 
     label = name or f"{os.fspath(path)}@{offset}"
     with _open(path, os.fspath(path)) as fh:
         fh.seek(offset)
-        return hash_stream(_Region(fh, size), expected, size, progress, name=label)  # type: ignore[arg-type]
+        # hash_stream only calls readinto(): a region of the file is file enough
+        return hash_stream(cast(IO[bytes], _Region(fh, size)), expected, size, progress, name=label)
 
 
 def default_workers(workers: int | None = None) -> int:
@@ -204,5 +206,7 @@ def run_parallel(tasks: Sequence[Callable[[], T]], workers: int | None = None) -
             if future in done and future.exception() is not None:
                 for other in pending:
                     other.cancel()
-                raise future.exception()  # type: ignore[misc]
+                failure = future.exception()
+                assert failure is not None
+                raise failure
         return [future.result() for future in futures]

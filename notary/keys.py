@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -71,8 +72,8 @@ def _public_from_der(der: bytes) -> PublicKey | None:
 
 
 def key_id(key: PublicKey | PrivateKey) -> str:
-    pub = key.public_key() if hasattr(key, "private_bytes") else key
-    return "sha256:" + hashlib.sha256(public_der(pub)).hexdigest()  # type: ignore[arg-type]
+    pub = key.public_key() if isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)) else key
+    return "sha256:" + hashlib.sha256(public_der(pub)).hexdigest()
 
 
 def sign(key: PrivateKey, data: bytes) -> bytes:
@@ -133,8 +134,8 @@ def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None
         raise InputError(f"{name} is not a PEM private key") from exc
     except UnsupportedAlgorithm as exc:
         raise InputError(f"{name} uses an unsupported key algorithm") from exc
-    _check_supported(key, name)
-    return key  # type: ignore[return-value]
+    _check_supported(key, name)  # raises unless Ed25519 or ECDSA P-256, which is what the cast states
+    return cast(PrivateKey, key)
 
 
 def load_public_key(source: str | bytes | Path) -> PublicKey:
@@ -156,8 +157,8 @@ def load_public_key(source: str | bytes | Path) -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(f"{name} is not a PEM public key") from exc
-    _check_supported(key, name)
-    return key  # type: ignore[return-value]
+    _check_supported(key, name)  # raises unless Ed25519 or ECDSA P-256, which is what the cast states
+    return cast(PublicKey, key)
 
 
 def private_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:

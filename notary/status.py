@@ -109,6 +109,8 @@ def decide(trusted: TrustedKey, history: Sequence[tuple[Record, Entry]]) -> Sign
             status, deciding = "notarized", (record, entry)
     if status == "notarized" and "notarize" not in trusted.roles:
         status, deciding = "absent", None  # pragma: no cover - may() already kept such records out
-    record, entry = deciding if deciding else (None, None)
+    if deciding is None:
+        return SignerFinding(trusted.key_id, status, None, None, len(history), len(history) - len(counted))
+    record, entry = deciding
     return SignerFinding(trusted.key_id, status, record, entry, len(history), len(history) - len(counted),
-                         reinstated=bool(record is not None and record.type == "reinstatement"), revocation=lifted)
+                         reinstated=record.type == "reinstatement", revocation=lifted)

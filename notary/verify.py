@@ -211,7 +211,7 @@ def _holders(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list
         for subject in hit.value.get("subjects", []) if isinstance(hit.value, dict) else []:
             if isinstance(subject, str) and subject != digest and subject not in names and records.is_digest(subject):
                 names.append(subject)
-    found = []
+    found: list[tuple[str, str]] = []
     for holder in names[:MAX_TIES]:
         roles: set[object] = set()
         for tk in trusted:

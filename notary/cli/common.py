@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -79,7 +79,9 @@ class App:
             click.echo(text, err=True)
 
 
-pass_app = click.make_pass_decorator(App)
+_F = TypeVar("_F", bound=Callable[..., Any])
+# click's make_pass_decorator is typed for positional-only first parameters; commands take `app` by name
+pass_app = cast(Callable[[_F], _F], click.make_pass_decorator(App))
 
 
 def signing_key_source(flag: str | None, app: App) -> str:

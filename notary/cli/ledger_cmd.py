@@ -85,8 +85,11 @@ def upgrade(app: App) -> None:
 
     if not (app.ledger_url or "file:").startswith("file:"):
         raise UsageError("ledger upgrade applies to embedded ledgers (file://...)")
+    from notary.ledger.embedded import EmbeddedLedger
+
     ledger_obj = app.open_ledger()
-    result = ledger_obj.upgrade()  # type: ignore[attr-defined]
+    assert isinstance(ledger_obj, EmbeddedLedger)  # a file: URL opens the embedded backend
+    result = ledger_obj.upgrade()
     head = result["head"]
     app.emit(result, (f"upgraded to {result['format']}: " if result["upgraded"] else
                       f"already {result['format']}: ") + f"head size {head['tree_size']}, tx {head['tx']}, "

@@ -11,7 +11,7 @@ from notary.cli.common import App, pass_app
 from notary.cli.subjects import source_options_flags
 from notary.durations import parse_duration
 from notary.errors import UsageError
-from notary.verify import verify_digest
+from notary.verify import TrustedKey, verify_digest
 
 
 @click.command("verify")
@@ -73,12 +73,10 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
         raise SystemExit(1)
 
 
-def policy_keys(app: App, subject: str) -> list[keys.PublicKey]:
-    try:
-        from notary.gate.policy import load_policy
-    except ImportError:
-        load_policy = None  # type: ignore[assignment]
-    if load_policy is not None and app.config.data.get("policy"):
+def policy_keys(app: App, subject: str) -> list[keys.PublicKey | TrustedKey]:
+    from notary.gate.policy import load_policy
+
+    if app.config.data.get("policy"):
         found = load_policy(app.config).keys_for(subject)
         if found:
             return list(found)

@@ -224,9 +224,9 @@ class Gate:
             stale = [r for r in results if r.status == "too-old"]
             r = (revoked or stale or results)[0]
             reason = r.reason if len(results) == 1 or revoked or stale else "; ".join(x.reason for x in results)
-            extra = {"revocation": r.revocation.to_json()} if getattr(r, "revocation", None) else None
+            revocation = {"revocation": r.revocation.to_json()} if r.revocation is not None else None
             return GateDecision(image, r.digest, False, EXIT_REFUSED, reason, "verified", tree, r.status,
-                                r.signer, tuple(digests), extra)
+                                r.signer, tuple(digests), revocation)
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
         extra: dict[str, Any] = {}
@@ -234,7 +234,7 @@ class Gate:
             # The record binds the digest to the repositories it was built or pushed as: a key trusted for
             # prod/* cannot lend an image signed for prod/a to prod/b (docs/gate.md, "Names are bound").
             name = normalize_name(image)
-            bound = {n for x in good for n in getattr(x, "names", ())}
+            bound = {n for x in good for n in x.names}
             if name not in bound:
                 shown = ", ".join(sorted(bound)) or "none (notarized before names were bound)"
                 return GateDecision(image, r.digest, False, EXIT_REFUSED,

@@ -98,12 +98,15 @@ def bench_mirror(url: str, password: str, n_tx: int = 2000, keys_per_tx: int = 3
         raw.shutdown()
     out: dict[str, Any] = {"transactions_written": n_tx, "keys_per_tx": keys_per_tx}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as state:
+        from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+
         ledger = ImmudbLedger.open(url, trust=TrustStore(state), password=password, mirror=True)
         try:
-            added, seconds = ledger.last_catch_up  # type: ignore[attr-defined]
+            assert isinstance(ledger, MirroredImmudbLedger)
+            added, seconds = ledger.last_catch_up
             out["catch_up_transactions"] = added
             out["catch_up_tx_per_s"] = round(added / seconds)
-            out["mirror_bytes_per_tx"] = round(ledger.mirror.size_bytes() / max(1, ledger.mirror.last_tx))  # type: ignore[attr-defined]
+            out["mirror_bytes_per_tx"] = round(ledger.mirror.size_bytes() / max(1, ledger.mirror.last_tx))
         finally:
             ledger.close()
         started = time.perf_counter()

@@ -44,7 +44,7 @@ def build_ledger(path: Path, state: Path, n: int, *, tx_size: int = 1000, txs_pe
         have = ledger.info().entries or 0
         start = time.perf_counter()
         while have < n:
-            txs = []
+            txs: list[dict[str, bytes]] = []
             while have < n and len(txs) < txs_per_batch:
                 count = min(tx_size, n - have)
                 txs.append({f"bench/proof/{i:09d}": _VALUE[:100] for i in range(have, have + count)})
@@ -95,7 +95,8 @@ def bench_proof_verify(path_or_tmp: str | os.PathLike[str] | None = None, n: int
                 key, kp = proofs[k % len(proofs)]
                 proof = _map.MapProof.from_json(kp)
                 t0 = time.perf_counter()
-                _map.verify(index_root, key, proof)  # type: ignore[arg-type]
+                assert index_root is not None
+                _map.verify(index_root, key, proof)
                 map_timings.append(time.perf_counter() - t0)
                 sizes.append(len(proof.siblings) * 32 + (0 if proof.leaf is None else 32 + _map.VALUE_SIZE))
             gets = []

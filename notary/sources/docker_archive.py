@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from notary.digests import check_digest, default_workers, run_parallel, sha256_bytes
 from notary.errors import DigestMismatchError, InputError
@@ -52,7 +52,8 @@ def archive_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress
             fh.seek(0)
             if progress is not None:
                 progress.add_total(os.fstat(fh.fileno()).st_size)
-            view: View = StreamView(_CountingReader(fh, progress), ref.path, None)
+            # tarfile's stream mode only calls read(): the counting wrapper is file enough
+            view: View = StreamView(cast(IO[bytes], _CountingReader(fh, progress)), ref.path, None)
     if compressed:
         return subjects_from_view(view, ref, options, progress, full=full, default_name=default_name)
     return subjects_from_view(FileView(path), ref, options, progress, full=full, default_name=default_name)

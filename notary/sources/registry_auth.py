@@ -75,14 +75,15 @@ def _from_auth_entry(entry: Any, where: str) -> Credentials:
         raise InputError(f"malformed registry credentials in {where}")
     if isinstance(entry.get("auth"), str) and entry["auth"]:
         try:
-            user, sep, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+            user, sep, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             raise InputError(f"malformed 'auth' value in {where}") from None
         if not sep:
             raise InputError(f"malformed 'auth' value in {where}: expected base64 of user:password")
-        return Credentials(user, password)
+        return Credentials(user, secret)
     token = entry.get("token") or entry.get("registrytoken")
-    username, password = entry.get("username"), entry.get("password")
+    username: object = entry.get("username")
+    password: object = entry.get("password")
     if token is not None and not isinstance(token, str):
         raise InputError(f"malformed token in {where}")
     if (username is not None and not isinstance(username, str)) or (

@@ -23,6 +23,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from notary.errors import ProofError
 
@@ -94,11 +95,11 @@ class MapProof:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> MapProof:
+    def from_json(cls, data: Mapping[str, Any]) -> MapProof:
         try:
-            sibs = tuple(bytes.fromhex(str(s)) for s in data["siblings"])  # type: ignore[attr-defined]
+            sibs = tuple(bytes.fromhex(str(s)) for s in data["siblings"])
             raw = data.get("leaf")
-            leaf = None if raw is None else (bytes.fromhex(raw["key_hash"]), bytes.fromhex(raw["value"]))  # type: ignore[index]
+            leaf = None if raw is None else (bytes.fromhex(raw["key_hash"]), bytes.fromhex(raw["value"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProofError(f"malformed key index proof: {exc}") from exc
         return cls(sibs, leaf)

@@ -174,6 +174,7 @@ def _entry(row: Sequence[object] | None) -> EntryRow | None:
     leaf, tx, key, revision, value, time_us = row
     if time_us is None:
         time_us = -1  # its transaction row is gone: the leaf cannot verify, which is the right outcome
+    # the row's types are checked where it is proven (Verifier.check_entry): a wrong type is an IntegrityError
     return EntryRow(leaf, tx, key, revision, value, time_us)  # type: ignore[arg-type]
 
 
@@ -300,10 +301,11 @@ def load_or_create(conn: sqlite3.Connection, path: Path, create: bool) -> tuple[
                 create_schema(c, public_raw, time.time_ns() // 1000)
                 created = True
             meta = read_meta(c)
-    public_raw = meta.get("public_key")
+    raw = meta.get("public_key")
     fmt = meta.get("format")
-    if fmt not in (FORMAT, FORMAT_V1) or not isinstance(public_raw, bytes) or len(public_raw) != 32:
+    if fmt not in (FORMAT, FORMAT_V1) or not isinstance(raw, bytes) or len(raw) != 32:
         raise IntegrityError(f"ledger {path} has unknown format or a malformed public key in its meta table")
+    public_raw = raw
     Ed25519PublicKey.from_public_bytes(public_raw)
     return public_raw, created, str(fmt)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ class Written:
     signature: bytes
 
 
-def map_loader(conn: sqlite3.Connection):  # noqa: ANN201 - a callable for MapUpdate
+def map_loader(conn: sqlite3.Connection) -> Callable[[list[_map.NodeId]], Mapping[_map.NodeId, _map.Node]]:
     """Fetch key index nodes by id from the file (absent ones are empty subtrees)."""
 
     def load(ids: list[_map.NodeId]) -> Mapping[_map.NodeId, _map.Node]:

@@ -342,7 +342,8 @@ class EmbeddedLedger(Verifier):
                 if erow is None:
                     raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
                 entry = view.entry(self, erow.key, erow)
-                at_or_before = codec.to_time_us(entry.time) <= when_us  # type: ignore[arg-type]
+                assert entry.time is not None  # embedded entries always carry their transaction's time
+                at_or_before = codec.to_time_us(entry.time) <= when_us
                 if entry.tx != txrow.tx or at_or_before != (txrow is found):
                     raise ProofError(f"transaction times around {when.isoformat()} do not match the proven leaves")
             view.done()
@@ -368,6 +369,7 @@ class EmbeddedLedger(Verifier):
         from notary.ledger.embedded._audit import check_index, recompute  # auditors only: off the hook's path
 
         with self._snapshot() as view:
+            report: AuditReport
             report, newest = view.read(lambda c: recompute(self, c, view.v2, all_signatures=all_signatures))
             if view.v2:
                 report = replace(report, index_nodes_checked=view.read(lambda c: check_index(c, view.head, newest)))

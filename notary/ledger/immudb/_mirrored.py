@@ -16,6 +16,7 @@ when the first comparison fails: so an answer is never older than the head the c
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -235,7 +236,9 @@ class MirroredImmudbLedger(ImmudbLedger):
             n = min(self._page, last - first + 1)
             request = schema_pb2.TxScanRequest(initialTx=first, limit=n, sinceTx=1)
             try:
-                answer = self._rpc(lambda r=request: self._stub._stub.TxScan(r, timeout=self.timeout))
+                stub = self._stub
+                assert stub is not None  # set by _connect before any call
+                answer = self._rpc(functools.partial(stub._stub.TxScan, request, timeout=self.timeout))
             except grpc.RpcError as exc:
                 if n > 1 and (exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or "limit" in (exc.details() or "")):
                     self._page = max(1, n // 4)

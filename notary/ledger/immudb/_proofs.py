@@ -71,7 +71,7 @@ def make_state_provider(initial: ImmuState, server_key_pem: str | None) -> Any:
     """A RootService for immudb-py whose state comes from notary's trust store, never from the server."""
     from immudb.rootService import RootService, State
 
-    class NotaryStateProvider(RootService):  # type: ignore[misc]
+    class NotaryStateProvider(RootService):  # type: ignore[misc]  # immudb-py ships no types: RootService is Any
         def __init__(self) -> None:
             self.current = initial
             self.key = server_key_pem

@@ -142,7 +142,9 @@ class ImmudbSession:
     def _current_state(self) -> ImmuState:
         from google.protobuf import empty_pb2
 
-        raw = self._rpc(lambda: self._stub.CurrentState(empty_pb2.Empty()))
+        stub = self._stub
+        assert stub is not None  # set by _connect before any call
+        raw = self._rpc(lambda: stub.CurrentState(empty_pb2.Empty()))
         state = ImmuState(str(raw.db), int(raw.txId), bytes(raw.txHash), bytes(raw.signature.signature))
         if state.db != self.target.database:
             raise ProofError(f"immudb answered with the state of database {state.db!r}")

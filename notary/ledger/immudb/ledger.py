@@ -13,6 +13,7 @@ closes the gap by replaying every transaction locally (_mirrored, mirror).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -114,7 +115,7 @@ class ImmudbLedger(ImmudbSession):
         offset = 0
         while True:
             try:
-                page = self._rpc(lambda o=offset: self._client.history(k, o, _PAGE, False))
+                page = self._rpc(functools.partial(self._client.history, k, offset, _PAGE, False))
             except Exception as exc:
                 if _is_missing(exc):
                     break
@@ -164,7 +165,7 @@ class ImmudbLedger(ImmudbSession):
             seek = b""
             while True:
                 try:
-                    page = self._rpc(lambda s=seek: self._client.scan(s, p, False, _PAGE))
+                    page = self._rpc(functools.partial(self._client.scan, seek, p, False, _PAGE))
                 except Exception as exc:
                     if _is_missing(exc):
                         break
@@ -261,7 +262,9 @@ class ImmudbLedger(ImmudbSession):
 
         if self._rs.current.tx == 0:
             request = schema_pb2.VerifiableTxRequest(tx=tx, proveSinceTx=tx)
-            vtx = self._rpc(lambda: self._stub.VerifiableTxById(request))
+            stub = self._stub
+            assert stub is not None  # set by _connect before any call
+            vtx = self._rpc(lambda: stub.VerifiableTxById(request))
             header = verify_tx_tofu(vtx, tx)
             if kvs is not None:
                 check_tx_entries(vtx, header, kvs)
