@@ -21,13 +21,26 @@ def gate() -> None:
     """
 
 
-def _serve(server: Any, the_gate: Any, banner: str) -> None:
+LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                          help="The server's own lines on stderr (start, stop, warnings, refusals): text, or one "
+                          "JSON object per line for journald / kubectl logs. Decisions also go to the decision log.")
+
+
+def _observed(the_gate: Any, log_format: str) -> tuple[Any, Any, Any]:
+    """(gate whose decisions are counted and logged, its Metrics, the ServerLog) for a resident front end."""
+    from notary.gate.metrics import Metrics, ObservedGate, ServerLog
+
+    metrics, log = Metrics(), ServerLog(log_format)
+    return ObservedGate(the_gate, metrics, log), metrics, log
+
+
+def _serve(server: Any, the_gate: Any, banner: str, log: Any) -> None:
     """Serve until interrupted or told to stop (SIGTERM from systemd, Kubernetes, docker stop); the socket and
     the ledger are released however it ends."""
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    click.echo(f"notary: {banner}", err=True)
+    log.info(banner)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -35,6 +48,7 @@ def _serve(server: Any, the_gate: Any, banner: str) -> None:
     finally:
         server.server_close()
         the_gate.close()
+        log.info("stopped")
 
 
 def _finish(app: App, decision: Any) -> None:
@@ -102,34 +116,38 @@ def oci_hook(app: App, storage_root: str | None) -> None:
 @click.option("--insecure-plain-http", is_flag=True,
               help="For local tests only: serve plain HTTP on a loopback address, without --cert/--key. "
               "The API server never calls a plain-HTTP webhook.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8443, show_default=True,
+              help="TCP port for /validate, /healthz and /metrics (the Service's targetPort).")
 @click.option("--host", default=None, help="Address to listen on.  [default: 0.0.0.0; 127.0.0.1 with "
               "--insecure-plain-http]")
+@LOG_FORMAT
 @click.option("--max-body", type=click.IntRange(1024, 64 << 20), default=1 << 20, show_default=True,
               help="Largest AdmissionReview body accepted (bytes); larger requests get HTTP 413.")
 @source_options_flags
 @pass_app
 def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_http: bool, port: int,
-            host: str | None, max_body: int, **flags: Any) -> None:
+            host: str | None, log_format: str, max_body: int, **flags: Any) -> None:
     """Kubernetes validating admission webhook (AdmissionReview v1) over TLS.
 
     POST /validate checks every container, init and ephemeral container image of Pods and pod templates
-    (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet); GET /healthz answers ok. Tags are
-    resolved to digests through the registry (--insecure allows plain HTTP to a loopback registry).
+    (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet); GET /healthz answers ok; GET /metrics is
+    Prometheus text on the same port (and TLS). Tags are resolved to digests through the registry (--insecure
+    allows plain HTTP to a loopback registry).
     """
     from notary.gate.decide import gate_for
     from notary.gate.webhook import check_listen_options, make_server
 
     host = check_listen_options(certfile, keyfile, host, plain_http=insecure_plain_http)
+    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="webhook"), log_format)
     if insecure_plain_http:
-        click.echo("notary: warning: --insecure-plain-http: serving AdmissionReview over plain HTTP on "
-                   f"{host}, for local tests only", err=True)
-    the_gate = gate_for(app.config, app.ledger_url, front_end="webhook")
+        log.warning(f"--insecure-plain-http: serving AdmissionReview over plain HTTP on {host}, for local tests "
+                    "only")
     server = make_server(the_gate, host=host, port=port, certfile=certfile, keyfile=keyfile,
-                         options=source_options(app, flags), max_body=max_body, plain_http=insecure_plain_http)
+                         options=source_options(app, flags), max_body=max_body, plain_http=insecure_plain_http,
+                         metrics=metrics)
     bound = server.server_address
     scheme = "http" if insecure_plain_http else "https"
-    _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]}:{bound[1]}/validate")
+    _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]}:{bound[1]}/validate", log)
 
 
 @gate.command("docker-authz", short_help="Docker Engine authorization plugin on a unix socket.")
@@ -143,34 +161,38 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
               help="Threads answering the daemon; three quarters of them may decide gated calls at once.")
 @click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
               help="Calls waiting for a worker; beyond it gated calls are refused as busy (ungated ones pass).")
+@LOG_FORMAT
 @pass_app
 def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str | None, workers: int,
-                 queue_size: int) -> None:
+                 queue_size: int, log_format: str) -> None:
     """Docker Engine authorization plugin: refuse creating, starting, attaching to or exec-ing containers of
     refused images.
 
     `docker run` of a refused image then fails with notary's reason. Other API calls are allowed.
+    GET /metrics on the same socket is Prometheus text (dockerd never asks for it).
     """
     from notary.gate.decide import gate_for
     from notary.gate.docker_authz import make_server
 
-    the_gate = gate_for(app.config, app.ledger_url, front_end="docker-authz")
+    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="docker-authz"), log_format)
     host = docker_host or app.config.section("docker").get("host")
     server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host, workers=workers,
-                         queue_size=queue_size)
-    _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}")
+                         queue_size=queue_size, metrics=metrics)
+    _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}", log)
 
 
-@gate.command("containerd-verifier", short_help="containerd 2.x image verifier: exit 0 allows the pull.",
+@gate.command("containerd-verifier", short_help="containerd 2.x image verifier (bindir): exit 0 allows the pull.",
+              help="containerd 2.x image verifier (the bindir ImageVerifier plugin): containerd runs it as "
+              "`-name REF -digest DIGEST -stdin-media-type application/vnd.oci.descriptor.v1+json` with the "
+              "image's descriptor on stdin; exit 0 lets the pull proceed, anything else refuses it, and the "
+              "reason printed on stdout is what containerd shows. Exit codes as for `gate check`. The lighter "
+              "`python -m notary.gate.containerd` does the same with a faster start; `notary gate install "
+              "containerd` writes the wrapper for containerd's bin_dir.",
               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
-    """containerd 2.x image verifier: `-name REF -digest DIGEST`, descriptor on stdin; exit 0 allows the pull.
-
-    The reason goes to stdout (containerd shows it). The lighter `python -m notary.gate.containerd` does the
-    same with a faster start; `notary gate install containerd` writes the wrapper for containerd's bin_dir.
-    """
+    """containerd's own argv is passed through untouched (its single-dash options are not click's)."""
     from notary.gate.containerd import main
 
     argv = list(args)
@@ -247,21 +269,26 @@ def _say_which_server(app: App, config: str, delegate_to: str | None) -> None:
 
 
 @gate.command("hook-server", short_help="Resident gate on a unix socket for a curl-based (fast) OCI hook.")
-@click.option("--socket", "socket_file", default="/run/notary/gate.sock", show_default=True, metavar="PATH")
+@click.option("--socket", "socket_file", default="/run/notary/gate.sock", show_default=True, metavar="PATH",
+              help="Unix socket to serve on (created 0600, its directory 0700): the curl hook's --unix-socket, "
+              "and where the Python hook looks for a server first.")
 @click.option("--storage-root", metavar="DIR", help="podman storage root (default: from each bundle's rootfs).")
 @click.option("--workers", type=click.IntRange(1, 1024), default=16, show_default=True,
               help="Threads deciding hooks at once.")
 @click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
               help="Hooks waiting for a worker; beyond it a hook is refused at once with HTTP 503 (busy).")
+@LOG_FORMAT
 @pass_app
-def hook_server(app: App, socket_file: str, storage_root: str | None, workers: int, queue_size: int) -> None:
+def hook_server(app: App, socket_file: str, storage_root: str | None, workers: int, queue_size: int,
+                log_format: str) -> None:
     """Serve OCI hook decisions on a unix socket (0600), with the policy parsed and the ledger opened once.
 
     \b
     The hook is then curl (see `gate install podman --server`):
       curl -sS --fail-with-body --unix-socket PATH --data-binary @- http://notary/oci-hook
     200 allows; 403 refuses with the reason; 503 refuses because --queue hooks are already waiting. If this
-    server is down, curl fails and the container is refused.
+    server is down, curl fails and the container is refused. The Python hook asks this server first when it
+    runs with the same notary.toml, and decides itself otherwise. GET /metrics is Prometheus text.
     """
     import os
 
@@ -272,17 +299,18 @@ def hook_server(app: App, socket_file: str, storage_root: str | None, workers: i
 
     found = find_config(app.config_flag or os.environ.get("NOTARY_CONFIG"))
     before = _fingerprint(config_fingerprint, found)
-    the_gate = gate_for(app.config, app.ledger_url, front_end="oci-hook-server")
+    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="oci-hook-server"),
+                                       log_format)
     after = _fingerprint(config_fingerprint, found)
     ident = None
     if before is not None and before == after:  # the file loaded is the file hooks will compare with
         ident = identity(after, app.ledger_flag, storage_root, dict(os.environ))
     elif found is not None:
-        click.echo(f"notary: warning: {found} changed while it was loaded: Python hooks decide themselves "
-                   "until this server is restarted", err=True)
+        log.warning(f"{found} changed while it was loaded: Python hooks decide themselves until this server is "
+                    "restarted")
     server = HookServer(socket_file, the_gate, storage_root, workers=workers, queue_size=queue_size,
-                        identity=ident)
-    _serve(server, the_gate, f"gate hook server listening on {socket_file}")
+                        identity=ident, metrics=metrics)
+    _serve(server, the_gate, f"gate hook server listening on {socket_file}", log)
 
 
 def _fingerprint(fingerprint: Any, path: Any) -> str | None:

@@ -29,7 +29,13 @@ from notary.errors import InputError, NotaryError, NotFoundError, UsageError
 from notary.gate import docker_route
 from notary.gate.decide import EXIT_INTEGRITY, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
 from notary.gate.docker_api import DockerAPI
-from notary.gate.unix_server import DEFAULT_QUEUE, BusyReply, PrivateUnixServer, QuietUnixHandler
+from notary.gate.unix_server import (
+    DEFAULT_QUEUE,
+    BusyReply,
+    PrivateUnixServer,
+    QuietUnixHandler,
+    send_metrics,
+)
 from notary.jsonsafe import loads_object
 
 __all__ = ["AuthZ", "Authorizer", "AuthzServer", "DockerAPI", "make_server", "socket_path"]
@@ -174,6 +180,12 @@ class _Handler(QuietUnixHandler):
         self.end_reply_headers()
         self.wfile.write(body)
 
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming; dockerd only POSTs, Prometheus GETs /metrics
+        if self.path == "/metrics" and self.server.metrics is not None:
+            send_metrics(self, self.server.metrics)
+        else:
+            self._reply({"Err": "notary: not found"}, 404)
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         try:
             length = int(self.headers.get("Content-Length") or "0")
@@ -189,8 +201,9 @@ class _Handler(QuietUnixHandler):
 
 class AuthzServer(PrivateUnixServer):
     def __init__(self, path: str, authorizer: Authorizer, *, workers: int = DEFAULT_WORKERS,
-                 queue_size: int = DEFAULT_QUEUE) -> None:
+                 queue_size: int = DEFAULT_QUEUE, metrics: Any = None) -> None:
         self.authorizer = authorizer
+        self.metrics = metrics  # notary.gate.metrics.Metrics, served at GET /metrics
         super().__init__(path, _Handler, workers=workers, queue_size=queue_size)
 
     def answer(self, path: str, raw: bytes, *, busy: bool = False) -> tuple[dict[str, Any], int]:
@@ -241,6 +254,7 @@ def socket_path(name: str, explicit: str | None = None) -> str:
 
 def make_server(gate: Gate, *, name: str = "notary", socket_file: str | None = None,
                 docker_host: str | None = None, workers: int = DEFAULT_WORKERS,
-                queue_size: int = DEFAULT_QUEUE) -> AuthzServer:
+                queue_size: int = DEFAULT_QUEUE, metrics: Any = None) -> AuthzServer:
     authorizer = Authorizer(gate, DockerAPI(docker_host), max_gated=max_gated_for(workers))
-    return AuthzServer(socket_path(name, socket_file), authorizer, workers=workers, queue_size=queue_size)
+    return AuthzServer(socket_path(name, socket_file), authorizer, workers=workers, queue_size=queue_size,
+                       metrics=metrics)

@@ -25,6 +25,7 @@ from typing import Any
 from notary.errors import InputError, NotaryError
 from notary.gate.decide import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
 from notary.gate.hook_main import IDENTITY_HEADER
+from notary.gate.metrics import Metrics
 from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
 from notary.gate.unix_server import (
     DEFAULT_QUEUE,
@@ -32,6 +33,7 @@ from notary.gate.unix_server import (
     BusyReply,
     PrivateUnixServer,
     QuietUnixHandler,
+    send_metrics,
 )
 from notary.jsonsafe import loads
 
@@ -84,6 +86,8 @@ class _Handler(QuietUnixHandler):
             self._reply(200, "ok\n", 0)
         elif self.path == "/identity":  # what `gate install` compares with the hook it writes
             self._reply(200 if self.server.identity else 404, f"{self.server.identity or ''}\n", 0)
+        elif self.path == "/metrics" and self.server.metrics is not None:
+            send_metrics(self, self.server.metrics)
         else:
             self._reply(404, "not found\n", 2)
 
@@ -116,12 +120,14 @@ class _Handler(QuietUnixHandler):
 
 class HookServer(PrivateUnixServer):
     def __init__(self, path: str, gate: Gate, storage_root: str | None = None, *, workers: int = DEFAULT_WORKERS,
-                 queue_size: int = DEFAULT_QUEUE, identity: str | None = None) -> None:
+                 queue_size: int = DEFAULT_QUEUE, identity: str | None = None,
+                 metrics: Metrics | None = None) -> None:
         """identity (hook_main.identity of the config, ledger and storage root this server decides with): the
         Python hook delegates to this server only when its own identity is the same; None never decides for it."""
         self.gate = gate
         self.storage_root = storage_root
         self.identity = identity
+        self.metrics = metrics
         super().__init__(path, _Handler, dir_mode=0o700, workers=workers, queue_size=queue_size)
 
     def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:

@@ -193,6 +193,19 @@ class QuietUnixHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+def send_metrics(handler: BaseHTTPRequestHandler, metrics: Any) -> None:
+    """GET /metrics: the Prometheus text exposition (notary.gate.metrics), on the server's own socket."""
+    from notary.gate.metrics import CONTENT_TYPE
+
+    body = metrics.render().encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", CONTENT_TYPE)
+    handler.send_header("Content-Length", str(len(body)))
+    end = getattr(handler, "end_reply_headers", handler.end_headers)
+    end()
+    handler.wfile.write(body)
+
+
 class _BusyHandler(QuietUnixHandler):
     """Reads one request (bounded in size and time) and answers the server's busy reply, then closes."""
 

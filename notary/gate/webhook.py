@@ -223,6 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path.split("?", 1)[0] in ("/healthz", "/readyz", "/livez"):
             self._send(200, b"ok\n", "text/plain")
+        elif self.path.split("?", 1)[0] == "/metrics" and self.server.metrics is not None:
+            from notary.gate.metrics import CONTENT_TYPE
+
+            self._send(200, self.server.metrics.render().encode(), CONTENT_TYPE)
         else:
             self._error(404, "not found")
 
@@ -264,9 +268,10 @@ class WebhookServer(ThreadingHTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], reviewer: Reviewer, context: ssl.SSLContext | None,
-                 max_body: int = DEFAULT_MAX_BODY) -> None:
+                 max_body: int = DEFAULT_MAX_BODY, metrics: Any = None) -> None:
         self.reviewer = reviewer
         self.max_body = max_body
+        self.metrics = metrics  # notary.gate.metrics.Metrics, served at GET /metrics on the same port
         super().__init__(address, _Handler)
         if context is not None:
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
@@ -326,11 +331,11 @@ def _is_loopback(host: str) -> bool:
 
 def make_server(gate: Gate, *, host: str, port: int, certfile: str | None, keyfile: str | None,
                 options: SourceOptions | None = None, max_body: int = DEFAULT_MAX_BODY,
-                plain_http: bool = False) -> WebhookServer:
+                plain_http: bool = False, metrics: Any = None) -> WebhookServer:
     """The webhook server: TLS with certfile and keyfile; plain HTTP only with plain_http on loopback."""
     host = check_listen_options(certfile, keyfile, host, plain_http=plain_http)
     context = None if plain_http else tls_context(str(certfile), str(keyfile))
-    return WebhookServer((host, port), Reviewer(gate, options), context, max_body)
+    return WebhookServer((host, port), Reviewer(gate, options), context, max_body, metrics)
 
 
 def serve_in_thread(server: WebhookServer) -> threading.Thread:
