@@ -49,9 +49,9 @@ def index_proofs(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, _ma
 
 def get(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> Entry | None:
     proof = view.read(lambda c: index_proofs(c, [key]))[key]
-    newest = ledger.check_index(key, proof, view.head)
+    newest = ledger.verifier.check_index(key, proof, view.head)
     if newest is None:
-        ledger.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
+        ledger.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
         return None
     row, top = view.read(lambda c: (store.entry_at(c, newest.leaf_index), store.latest_entry(c, key, None)))
     entry = _newest(ledger, view, key, row, newest, proof)
@@ -67,7 +67,7 @@ def _newest(ledger: EmbeddedLedger, view: _View, key: str, row: store.EntryRow |
             proof: _map.MapProof | None) -> Entry:
     assert proof is not None  # check_index refused a missing proof
     path = view.path(row.leaf) if row is not None else []
-    return ledger.check_newest(key, row, newest, view.head, path, view.cons, proof)
+    return ledger.verifier.check_newest(key, row, newest, view.head, path, view.cons, proof)
 
 
 def _as_of(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int, newest_entry: Entry,
@@ -101,9 +101,9 @@ def _as_of(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int, newest_ent
 
 def history(ledger: EmbeddedLedger, view: _View, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
     proof = view.read(lambda c: index_proofs(c, [key]))[key]
-    newest = ledger.check_index(key, proof, view.head)
+    newest = ledger.verifier.check_index(key, proof, view.head)
     if newest is None:
-        ledger.absent(key, rows[0] if rows else None)
+        ledger.verifier.absent(key, rows[0] if rows else None)
         return []
     entries = view.entries(key, rows)
     revisions = [e.revision for e in entries]

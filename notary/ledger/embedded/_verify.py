@@ -1,8 +1,20 @@
-"""Client-side checks of the embedded ledger: head signatures, trusted-state consistency, leaf inclusion.
+"""Client-side checks of the embedded ledger: pure functions of what was read and what the client trusts.
 
-Kept apart from the SQL so that what the client believes is decided in one small place. Each check raises an
-IntegrityError subclass naming the attack it stops (rollback, fork, replaced ledger, forged head, edited
-entry); none of them touches the trusted state, which only advance() writes, after every check passed.
+No I/O and no trusted-state writes here: every check takes bytes and rows in and either returns a verified
+value or raises an IntegrityError subclass naming the attack it stops (rollback, fork, downgrade, forged
+head, edited, deleted or renamed entry). `next_state` computes the state to trust next; the ledger persists it
+(EmbeddedLedger._advance) only after every check of an operation passed, the way python-tuf's trusted
+metadata set sits inside its updater.
+
+The checks of one read, in order (docs/proofs.md, "What the client checks, every time"):
+  1. which ledger: the location pin (_location.py), before anything is read;
+  2. head signature (check_head), over the log root and, from format v2, the key index root;
+  3. consistency with trust (check_trust): RFC 9162 section 2.1.4 proof from the trusted size; no rollback,
+     no fork, no downgrade of the key index;
+  4. newest version or absence (check_index, check_newest, absent): the key index proof, docs/proofs.md
+     "The key index";
+  5. inclusion (check_entry, check_leaf): the leaf recomputed from the row, RFC 9162 section 2.1.3 proof;
+  6. next_state: what the ledger then persists.
 """
 
 from __future__ import annotations
@@ -20,50 +32,20 @@ from notary.ledger.base import Entry, TreeHead
 from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _map
 from notary.ledger.embedded._store import EntryRow, HeadRow
-from notary.ledger.trust import TrustedState, TrustStore
+from notary.ledger.trust import TrustedState
 
 INDEX_ROOT = "key_index_root"  # trusted-state extra: the key index root of the trusted head (format v2)
 
 
 class Verifier:
-    def __init__(self, path: Path, trust: TrustStore, public_raw: bytes) -> None:
+    """The checks for one ledger (its public key); path is only for messages."""
+
+    def __init__(self, path: Path, public_raw: bytes) -> None:
         self.path = path
-        self.trust = trust
         self.public_raw = public_raw
         self.ledger_id = codec.ledger_id_for(public_raw)
         self.ledger_key = codec.public_pem(public_raw)
         self._public = Ed25519PublicKey.from_public_bytes(public_raw)
-        self.notices: list[str] = []
-
-    # -- which ledger lives at this path --------------------------------------------------------------------
-
-    @staticmethod
-    def location_id(path: Path) -> str:
-        return f"location:{path.as_uri()}"
-
-    @staticmethod
-    def location_pin(trust: TrustStore, path: Path) -> TrustedState | None:
-        """The ledger this client first met at path: its trusted state is kept per ledger key, so without
-        this pin a ledger swapped for a fresh one (new key) would simply look like a first use."""
-        return trust.load(Verifier.location_id(path))
-
-    @staticmethod
-    def replaced(trust: TrustStore, path: Path, pinned: TrustedState, now_id: str | None) -> RollbackError:
-        was = pinned.extra.get("ledger_id", "?")
-        now = f"now holds {now_id}" if now_id else "is gone"
-        return RollbackError(
-            f"ledger at {path} was replaced: this client trusts {was} there, the file {now}",
-            hint=f"if the replacement is intended, remove {trust.path_for(Verifier.location_id(path))}",
-        )
-
-    def pin_location(self, pinned: TrustedState | None) -> None:
-        if pinned is None:
-            self.trust.save(TrustedState(
-                ledger_id=self.location_id(self.path), tree_size=0, root_hash=merkle.EMPTY_ROOT.hex(), tx=0,
-                ledger_key=self.ledger_key, extra={"ledger_id": self.ledger_id, "path": str(self.path)},
-            ))
-        elif pinned.extra.get("ledger_id") != self.ledger_id:
-            raise self.replaced(self.trust, self.path, pinned, self.ledger_id)
 
     # -- heads -----------------------------------------------------------------------------------------------
 
@@ -215,19 +197,14 @@ class Verifier:
 
     # -- trust -----------------------------------------------------------------------------------------------
 
-    def advance(self, trusted: TrustedState | None, head: TreeHead, *, first_use_notice: bool = True) -> TrustedState:
-        """Move the trusted state to head (every check already passed); forward-only by TrustStore."""
+    def next_state(self, trusted: TrustedState | None, head: TreeHead) -> TrustedState:
+        """The state to trust once every check against head passed (step 6). Pure: the caller persists it,
+        and the TrustStore refuses to move it backwards or sideways whatever a caller does."""
         extra = dict(trusted.extra) if trusted else {}
         if head.map_root is not None:
             extra[INDEX_ROOT] = head.map_root.hex()
-        state = TrustedState(self.ledger_id, head.tree_size, head.root.hex(), head.tx, ledger_key=self.ledger_key,
-                             extra=extra)
-        if trusted is None and first_use_notice:
-            self.notices.append(f"trusting new ledger {self.ledger_id} at {self.path} at size {head.tree_size} "
-                                "(first use)")
-        if state != trusted:
-            self.trust.save(state)
-        return state
+        return TrustedState(self.ledger_id, head.tree_size, head.root.hex(), head.tx, ledger_key=self.ledger_key,
+                            extra=extra)
 
 
 def with_index_proof(entry: Entry, key: str, proof: _map.MapProof) -> Entry:

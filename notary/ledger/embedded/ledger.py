@@ -32,7 +32,7 @@ from notary.errors import (
 )
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.embedded import _codec as codec
-from notary.ledger.embedded import _map, _reads, _writer
+from notary.ledger.embedded import _location, _map, _reads, _writer
 from notary.ledger.embedded import _store as store
 from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
 from notary.ledger.embedded._verify import Verifier
@@ -97,7 +97,7 @@ class _View:
 
     def entries(self, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
         """Each row as an entry of key (the key asked for, not the stored one), proven included in head."""
-        return [self.ledger.check_entry(key, r, self.head, p, self.cons)
+        return [self.ledger.verifier.check_entry(key, r, self.head, p, self.cons)
                 for r, p in zip(rows, self.paths([r.leaf for r in rows]), strict=True)]
 
     def entry(self, ledger: EmbeddedLedger, key: str, row: store.EntryRow) -> Entry:
@@ -105,17 +105,22 @@ class _View:
 
     def done(self) -> TrustedState:
         """Every check passed: move the trusted state to this head."""
-        return self.ledger.advance(self.trusted, self.head)
+        return self.ledger._advance(self.trusted, self.head)
 
 
-class EmbeddedLedger(Verifier):
+class EmbeddedLedger:
     """Ledger protocol over one SQLite file. Thread-safe (one lock); processes serialize through SQLite and
     a lock file beside the trusted state, so concurrent clients never move trust out of order."""
 
     backend = "file"
 
     def __init__(self, url: str, path: Path, conn: sqlite3.Connection, trust: TrustStore, public_raw: bytes):
-        super().__init__(path, trust, public_raw)
+        self.verifier = Verifier(path, public_raw)  # every check, pure; this class does the I/O around it
+        self.path = path
+        self.trust = trust
+        self.public_raw = public_raw
+        self.ledger_id = self.verifier.ledger_id
+        self.ledger_key = self.verifier.ledger_key
         self.url = url
         self.notices: list[str] = []
         self._conn = conn
@@ -131,12 +136,12 @@ class EmbeddedLedger(Verifier):
         """Open (or with create=True, create) the ledger at url; refuses a ledger replaced at that path."""
         path = path_from_url(url)
         trust = trust if trust is not None else TrustStore()
-        pinned = Verifier.location_pin(trust, path)
+        pinned = _location.pinned(trust, path)
         if pinned is not None and not path.is_file():
             # A ledger this client already trusted does not vanish by accident: deleted, or a directory or
             # something else put in its place, is tampering (exit 3), so a fail-open gate cannot be opened
             # by removing the file.
-            raise Verifier.replaced(trust, path, pinned, None if not path.exists() else "something else")
+            raise _location.replaced(trust, path, pinned, None if not path.exists() else "something else")
         if not path.exists():
             if not create:
                 raise LedgerUnavailableError(f"no ledger at {path}", hint="check --ledger / NOTARY_LEDGER")
@@ -149,17 +154,17 @@ class EmbeddedLedger(Verifier):
             public_raw, created, _ = store.load_or_create(conn, path, create and pinned is None)
             if public_raw is None:
                 if pinned is not None:
-                    raise Verifier.replaced(trust, path, pinned, "nothing (it is empty)")
+                    raise _location.replaced(trust, path, pinned, "nothing (it is empty)")
                 raise LedgerUnavailableError(f"no ledger at {path} (the file is empty)")
         except BaseException:
             conn.close()
             raise
         ledger = cls(url, path, conn, trust, public_raw)
         try:
-            ledger.pin_location(pinned)
+            _location.pin(trust, path, pinned, ledger.ledger_id, ledger.ledger_key)
             if created:
                 with ledger._trust_lock():
-                    ledger.advance(None, ledger.empty_head(), first_use_notice=False)
+                    ledger._advance(None, ledger.verifier.empty_head(), first_use_notice=False)
                 ledger.notices.append(f"created new ledger {ledger.ledger_id} at {path}")
         except BaseException:
             conn.close()
@@ -211,7 +216,7 @@ class EmbeddedLedger(Verifier):
                     self._prove_written(view, written)
                 else:
                     tail = view.consistency(last.tree_size)
-                    self.check_extension(last.tree_size, last.root, view.head, tail)
+                    self.verifier.check_extension(last.tree_size, last.root, view.head, tail)
                     if view.head.tx == last.tx and view.head.map_root != last.map_root:
                         raise ProofError(f"ledger {self.path} does not hold the key index just written")
                 view.done()
@@ -227,10 +232,10 @@ class EmbeddedLedger(Verifier):
         leaves = [leaf for w in written for leaf in w.leaves]
         keys = [k for w in written for k in w.keys]
         for (i, leaf), path in zip(leaves, view.paths([i for i, _ in leaves]), strict=True):
-            self.check_leaf(leaf, i, view.head, path, what=f"written leaf {i}")
+            self.verifier.check_leaf(leaf, i, view.head, path, what=f"written leaf {i}")
         proofs = view.read(lambda c: _reads.index_proofs(c, keys))
         for key, (i, leaf) in zip(keys, leaves, strict=True):
-            newest = self.check_index(key, proofs[key], view.head)
+            newest = self.verifier.check_index(key, proofs[key], view.head)
             if newest is None or (newest.leaf_index, newest.leaf_hash) != (i, leaf):
                 raise ProofError(f"the key index of ledger {self.path} does not name {key!r} as just written")
 
@@ -247,7 +252,7 @@ class EmbeddedLedger(Verifier):
                     return {"upgraded": False, "format": store.FORMAT, "head": head.to_json()}
                 trusted = self._upgrade(conn, trusted, signer)
                 head = self._verified_head(conn, trusted)
-            self.advance(trusted, head)
+            self._advance(trusted, head)
         return {"upgraded": True, "format": store.FORMAT, "head": head.to_json()}
 
     def _upgrade(self, conn: sqlite3.Connection, trusted: TrustedState | None,
@@ -255,7 +260,7 @@ class EmbeddedLedger(Verifier):
         from notary.ledger.embedded._audit import recompute
 
         head = self._verified_head(conn, trusted, v2=False)
-        report, newest = recompute(self, conn, False, all_signatures=True)
+        report, newest = recompute(self.verifier, conn, False, all_signatures=True)
         if report.head != head:
             raise ProofError("the audited head is not the current head")
         store.upgrade_schema(conn)
@@ -370,7 +375,7 @@ class EmbeddedLedger(Verifier):
 
         with self._snapshot() as view:
             report: AuditReport
-            report, newest = view.read(lambda c: recompute(self, c, view.v2, all_signatures=all_signatures))
+            report, newest = view.read(lambda c: recompute(self.verifier, c, view.v2, all_signatures=all_signatures))
             if view.v2:
                 report = replace(report, index_nodes_checked=view.read(lambda c: check_index(c, view.head, newest)))
             if view.head != report.head:
@@ -402,7 +407,7 @@ class EmbeddedLedger(Verifier):
 
     def _material(self, planner: Any, size: int) -> list[bytes]:
         with self._lock, store.transaction(self._conn, self.path) as conn:
-            row = self.valid_row(store.head(conn, store.is_v2(conn)))
+            row = self.verifier.valid_row(store.head(conn, store.is_v2(conn)))
             if size > (row.tree_size if row else 0):
                 raise InputError(f"ledger {self.path} has fewer than {size} entries")
             plan = ProofPlan()
@@ -415,7 +420,7 @@ class EmbeddedLedger(Verifier):
     def _read_head(self, conn: sqlite3.Connection, trusted: TrustedState | None, v2: bool | None = None) -> _Snap:
         """The head row plus the plan of its consistency proof from the trusted state (same snapshot)."""
         v2 = store.is_v2(conn) if v2 is None else v2
-        row = self.valid_row(store.head(conn, v2))
+        row = self.verifier.valid_row(store.head(conn, v2))
         plan = ProofPlan()
         size = row.tree_size if row else 0
         old = trusted.tree_size if trusted else 0
@@ -424,7 +429,7 @@ class EmbeddedLedger(Verifier):
 
     def _finish(self, snap: _Snap, trusted: TrustedState | None,
                 nodes: Mapping[int, bytes]) -> tuple[TreeHead, dict[str, Any]]:
-        head = self.check_head(snap.row) if snap.row is not None else self.empty_head(snap.v2)
+        head = self.verifier.check_head(snap.row) if snap.row is not None else self.verifier.empty_head(snap.v2)
         if snap.v2 and head.map_root is None:
             raise ProofError(f"ledger {self.path} has a key index, but its head (tx {head.tx}) is not signed "
                              "with one")
@@ -432,7 +437,7 @@ class EmbeddedLedger(Verifier):
             self._v1_noticed = True
             self.notices.append(f"ledger {self.path} is format v1: reads prove inclusion, not that they show the "
                                 "newest version (run `notary ledger upgrade`, or write once, to add the key index)")
-        return head, self.check_trust(trusted, head, assemble(snap.cons, nodes))
+        return head, self.verifier.check_trust(trusted, head, assemble(snap.cons, nodes))
 
     def _verified_head(self, conn: sqlite3.Connection, trusted: TrustedState | None,
                        v2: bool | None = None) -> TreeHead:
@@ -456,6 +461,16 @@ class EmbeddedLedger(Verifier):
             nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
             yield _View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
+
+    def _advance(self, trusted: TrustedState | None, head: TreeHead, *, first_use_notice: bool = True) -> TrustedState:
+        """Persist the state every check of this operation proved (forward-only, by the TrustStore)."""
+        state = self.verifier.next_state(trusted, head)
+        if trusted is None and first_use_notice:
+            self.notices.append(f"trusting new ledger {self.ledger_id} at {self.path} at size {head.tree_size} "
+                                "(first use)")
+        if state != trusted:
+            self.trust.save(state)
+        return state
 
     @contextlib.contextmanager
     def _trust_lock(self) -> Iterator[None]:
