@@ -1,8 +1,18 @@
 """The one verification path shared by `notary verify`, the runtime hooks and the admission webhook.
 
-verified ledger read -> envelope signature -> signer is trusted -> status over the key's whole history ->
-decision. Refusals are values (Decision.allowed is False); broken evidence raises (IntegrityError, exit 3);
-an unreachable ledger raises LedgerUnavailableError (exit 4). The gate turns both exceptions into refusals
+The steps of one decision, in order:
+  1. verified ledger reads (notary.ledger): head signature, consistency with the trusted state (RFC 9162
+     section 2.1.4), inclusion (section 2.1.3) and, for completeness, the newest version or absence of the
+     key (docs/proofs.md, "The key index"; immudb: the verified mirror, docs/immudb.md);
+  2. envelope: the DSSE signature by the signer the ledger key names, about this digest (open_entry;
+     docs/records.md, "Envelope");
+  3. status per trusted key over its whole history: roles, not_after, sticky revocations, reinstatements
+     (notary.status; docs/records.md, "How a verifier decides", steps 2-3);
+  4. revocations, of the digest and of every identity a trusted record ties to it (tied_revocation; step 4);
+  5. decision: notarized by a trusted key, recent enough (step 5). Name binding is the gate's (gate/decide.py).
+
+Refusals are values (Decision.allowed is False); broken evidence raises (IntegrityError, exit 3); an
+unreachable ledger raises LedgerUnavailableError (exit 4). The gate turns both exceptions into refusals
 unless its policy says to fail open.
 """
 
