@@ -137,7 +137,7 @@ def test_image_revoked_after_its_pull_never_starts(containerd: Containerd, runc_
     layout = build_busybox_layout(tmp_path / "layout", tag="late", marker="late-image")
     digest = registry.push(layout, "late", f"{REPO_PATH}:late", all_platforms=False)
     ref = f"{registry}/{REPO_PATH}:late"
-    world.notarize(image_subject(layout, "late", name=ref))
+    world.notarize(image_subject(layout, "late", name=ref, names=(f"{registry}/{REPO_PATH}",)))
     assert containerd.pull(ref).returncode == 0
     world.revoke(digest, "CVE-2026-5252")
     proc = ctr_run(containerd, runc_wrapper, ref, digest, tmp_path / "trace")

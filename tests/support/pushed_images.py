@@ -45,7 +45,7 @@ class PushedImage:
 
     def subject(self) -> Subject:
         """The record `notary notarize` would write for it (manifest, config and layers)."""
-        return image_subject(self.layout, self.role, name=self.tag_ref)
+        return image_subject(self.layout, self.role, name=self.tag_ref, names=(self.name,))
 
 
 @pytest.fixture(scope="session")
