@@ -69,9 +69,10 @@ ci-runners:
 
 test: setup immudb ci-runners
 	$(VENV)/bin/ruff check notary tests
-	@# containerd, etcd and kube-apiserver build in the background while the suite runs; their tests wait for them
+	@# containerd, etcd and kube-apiserver build in the background while the suite runs; the tests that need them
+	@# run last (tests/support/late_components.py) and wait for them
 	IMMUDB_DIR="$$(scripts/immudb-build.sh | tail -n 1)" scripts/components.sh --during \
-	  $(VENV)/bin/pytest -q -ra $(PYTEST_ARGS)
+	  $(VENV)/bin/pytest -q -ra -p tests.support.late_components $(PYTEST_ARGS)
 
 demo: setup
 	@scripts/demo.sh
