@@ -301,7 +301,8 @@ def test_resident_gate_front_ends_use_the_mirror_by_default(url: str, proxy: Grp
     notarize(writer, subjects, signer, {"system": "local", "jobId": "1"})
     revoke(writer, subjects[0].digest, signer, "bad build")
     lying = _via(proxy, url)
-    config = Config(None, {"policy": {"trust": [{"images": ["*"], "keys": [str(pub)]}]}})
+    # a file, not an image: no repository names to bind (require_name_match is about images)
+    config = Config(None, {"policy": {"require_name_match": False, "trust": [{"images": ["*"], "keys": [str(pub)]}]}})
     proxy.responses["History"] = _drop_newest_history_entry
 
     def decide(front_end: str, cfg: Config = config) -> tuple[int, bool]:

@@ -14,7 +14,7 @@ closes the gap by replaying every transaction locally (_mirrored, mirror).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -110,24 +110,11 @@ class ImmudbLedger(ImmudbSession):
             head = self._refresh_head()
             if head is None or at_tx > int(head.id):
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {at_tx} yet")
-        k = _key_bytes(key)
         found: tuple[int, int] | None = None  # (revision, tx)
-        offset = 0
-        while True:
-            try:
-                page = self._rpc(functools.partial(self._client.history, k, offset, _PAGE, False))
-            except Exception as exc:
-                if _is_missing(exc):
-                    break
-                raise
-            for item in page:
-                offset += 1
-                if int(item.tx) > at_tx:
-                    page = []
-                    break
-                found = (offset, int(item.tx))
-            if len(page) < _PAGE:
+        for revision, item in enumerate(self._history_items(key), start=1):
+            if int(item.tx) > at_tx:
                 break
+            found = (revision, int(item.tx))
         if found is None:
             return None
         revision, tx = found
@@ -137,21 +124,9 @@ class ImmudbLedger(ImmudbSession):
         return replace(entry, revision=revision)
 
     def history(self, key: str) -> list[Entry]:
-        k = _key_bytes(key)
         with self._guard(f"read the history of {key}"):
-            items: list[Any] = []
-            while True:
-                try:
-                    page = self._rpc(lambda: self._client.history(k, len(items), _PAGE, False))
-                except Exception as exc:
-                    if _is_missing(exc):
-                        break
-                    raise
-                items.extend(page)
-                if len(page) < _PAGE:
-                    break
             entries = []
-            for revision, item in enumerate(items, start=1):
+            for revision, item in enumerate(list(self._history_items(key)), start=1):
                 entry = self._verified_get(key, int(item.tx))
                 if entry is None or entry.tx != int(item.tx) or entry.value != bytes(item.value):
                     raise ProofError(f"immudb history of {key} names tx {item.tx}, which does not verify")
@@ -160,21 +135,33 @@ class ImmudbLedger(ImmudbSession):
 
     def keys(self, prefix: str) -> list[str]:
         p = prefix.encode()
-        found: list[str] = []
         with self._guard(f"list keys under {prefix!r}"):
-            seek = b""
-            while True:
-                try:
-                    page = self._rpc(functools.partial(self._client.scan, seek, p, False, _PAGE))
-                except Exception as exc:
-                    if _is_missing(exc):
-                        break
-                    raise
-                found.extend(k.decode("utf-8", "replace") for k in page)
-                if len(page) < _PAGE:
-                    break
-                seek = max(page)
-        return sorted(set(found))
+            found = {k.decode("utf-8", "replace")
+                     for k in self._pages(lambda seek: self._client.scan(seek, p, False, _PAGE),
+                                          lambda _, page: max(page), b"")}
+        return sorted(found)
+
+    def _history_items(self, key: str) -> Iterator[Any]:
+        """Every version of key as the server lists it, oldest first (unverified: callers prove each one)."""
+        k = _key_bytes(key)
+        yield from self._pages(lambda offset: self._client.history(k, offset, _PAGE, False),
+                               lambda offset, page: offset + len(page), 0)
+
+    def _pages(self, fetch: Callable[[Any], Any], after: Callable[[Any, Any], Any], start: Any) -> Iterator[Any]:
+        """immudb's paged listings (history, scan): pages of at most _PAGE items until a short page; a key
+        the server does not know is an empty listing, not an error."""
+        cursor = start
+        while True:
+            try:
+                page = self._rpc(functools.partial(fetch, cursor))
+            except Exception as exc:
+                if _is_missing(exc):
+                    return
+                raise
+            yield from page
+            if len(page) < _PAGE:
+                return
+            cursor = after(cursor, page)
 
     def tx_at_time(self, when: datetime) -> int | None:
         if when.tzinfo is None:
