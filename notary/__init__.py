@@ -1,3 +1,52 @@
-"""notary: notarize container images and build artifacts in a verifiable ledger, and gate what runs."""
+"""notary: notarize container images and build artifacts in a verifiable ledger, and gate what runs.
+
+The library API (what the CLI and the gate front ends are built on; docs/architecture.md):
+
+    subjects = notary.resolve("oci:build/layout:v1")                 # sources: read and hash, every blob checked
+    ledger = notary.open_ledger("file:///var/lib/notary/ledger.db")  # or immudb://user@host:3322/db
+    notary.notarize(ledger, subjects, notary.load_private_key("ci.key"), {"system": "local", "jobId": "1"})
+    decision = notary.verify_digest(ledger, subjects[0].digest, [notary.load_public_key("ci.key.pub")])
+
+Names load lazily: `import notary` stays cheap on the container-start path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = {
+    "open_ledger": "notary.ledger",
+    "Ledger": "notary.ledger.base",
+    "Entry": "notary.ledger.base",
+    "TreeHead": "notary.ledger.base",
+    "resolve": "notary.sources",
+    "identify": "notary.sources",
+    "Subject": "notary.sources.base",
+    "SourceOptions": "notary.sources.base",
+    "notarize": "notary.notarize",
+    "revoke": "notary.notarize",
+    "lookup_job": "notary.notarize",
+    "lookup_artifact": "notary.notarize",
+    "verify_digest": "notary.verify",
+    "Decision": "notary.verify",
+    "TrustedKey": "notary.status",
+    "generate_private_key": "notary.keys",
+    "load_private_key": "notary.keys",
+    "load_public_key": "notary.keys",
+    "key_id": "notary.keys",
+    "Gate": "notary.gate.decide",
+    "gate_for": "notary.gate.decide",
+    "NotaryError": "notary.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'notary' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
