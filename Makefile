@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 NOTARY := $(VENV)/bin/notary
-DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine rsync git \
+DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine rsync git default-jre-headless \
 	crun mmdebstrap systemd
 PYTEST_ARGS ?=
 
@@ -61,11 +61,13 @@ webhook-image:
 lint: venv
 	$(VENV)/bin/ruff check notary tests
 
-# The CI runners that execute ci-templates/ in the tests: act (Go, built from the module proxy) and
-# gitlab-ci-local (npm, from a lockfile), each pinned and cached under ~/.cache/notary/.
+# What the tests run ci-templates/ with: act and tekton-validate (Go, built from the module proxy),
+# gitlab-ci-local and npm-groovy-lint (npm, from lockfiles), each pinned and cached under ~/.cache/notary/.
 ci-runners:
 	@scripts/act-build.sh >/dev/null
+	@scripts/tekton-validate-build.sh >/dev/null
 	@scripts/gitlab-ci-local-install.sh >/dev/null
+	@scripts/npm-tool-install.sh npm-groovy-lint >/dev/null
 
 test: setup immudb ci-runners
 	$(VENV)/bin/ruff check notary tests

@@ -1,7 +1,7 @@
 """Real CI runners for the template tests, and what their jobs install: the project's own wheel, by hash.
 
-- `runner_bin("act")` / `runner_bin("gitlab-ci-local")`: the pinned runner that scripts/act-build.sh or
-  scripts/gitlab-ci-local-install.sh provides (`make test` builds them first). The scripts are asked with
+- `runner_bin(NAME)`: the pinned runner or validator (act, gitlab-ci-local, tekton-validate, npm-groovy-lint)
+  that its script under scripts/ provides (`make test` builds them first, `make ci-runners`). The scripts are asked with
   NOTARY_NO_BUILD=1, so a test never starts a build; a missing runner skips locally and fails in CI
   (tests.support.integration).
 - `notary_wheel` (session): the wheel scripts/dist.sh builds from this work tree, with its sha256, exactly as a
@@ -25,7 +25,13 @@ import pytest
 from tests.support.integration import missing
 
 REPO = Path(__file__).resolve().parents[2]
-RUNNERS = {"act": ("act-build.sh", "act"), "gitlab-ci-local": ("gitlab-ci-local-install.sh", "gitlab-ci-local")}
+# tool -> (script and its arguments, executable in the directory the script prints)
+RUNNERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "act": (("act-build.sh",), "act"),
+    "gitlab-ci-local": (("gitlab-ci-local-install.sh",), "gitlab-ci-local"),
+    "tekton-validate": (("tekton-validate-build.sh",), "tekton-validate"),
+    "npm-groovy-lint": (("npm-tool-install.sh", "npm-groovy-lint"), "npm-groovy-lint"),
+}
 _found: dict[str, Path] = {}
 
 
@@ -33,9 +39,9 @@ def runner_bin(name: str) -> Path:
     """Path of the pinned runner executable, or skip/fail (CI) saying how to get it."""
     if name in _found:
         return _found[name]
-    script, exe = RUNNERS[name]
+    (script, *args), exe = RUNNERS[name]
     try:
-        proc = subprocess.run([str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=900,
+        proc = subprocess.run([str(REPO / "scripts" / script), *args], capture_output=True, text=True, timeout=900,
                               env={**os.environ, "NOTARY_NO_BUILD": "1"}, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         missing(name, f"scripts/{script} did not answer: {exc}")
