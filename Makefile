@@ -8,7 +8,7 @@ DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap
 	crun mmdebstrap systemd
 PYTEST_ARGS ?=
 
-.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean components webhook-image dist ci-runners
+.PHONY: help setup deps venv test lint demo bench immudb immudb-up clean components webhook-image dist ci-runners cosign
 
 help:
 	@echo "make demo       build a busybox OCI image, notarize, verify, revoke, show history (embedded ledger)"
@@ -82,7 +82,11 @@ demo: setup
 dist: venv
 	@scripts/dist.sh dist
 
-bench: setup immudb
+# cosign, the measured peer of `make bench` (pinned, built from the Go module proxy; never needed by CI)
+cosign:
+	@scripts/cosign-build.sh >/dev/null
+
+bench: setup immudb cosign
 	@$(PY) -m notary.bench
 
 clean:

@@ -149,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--proof-entries", type=int, default=1_000_000)
     parser.add_argument("--immudb-writes", type=int, default=500)
-    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate")
+    parser.add_argument("--cosign-runs", type=int, default=7)
+    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign")
     args = parser.parse_args(argv)
-    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate"])
+    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign"])
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as tmp:
         work = Path(tmp)
@@ -166,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                   gate="gate" in only))
         if "gate" in only:
             results["gate"] = _optional(lambda: _gate(work))
+        if "cosign" in only:  # the measured peer: cosign sign/verify --key on the same registry image
+            from notary import bench_cosign
+
+            results["cosign"] = _optional(lambda: bench_cosign.bench(work / "cosign", args.cosign_runs))
     print(json.dumps(results, indent=2))
     return 0
 
