@@ -14,7 +14,7 @@ from typing import Any
 
 from notary import keys, records
 from notary.errors import InputError, NotFoundError, RefusedError
-from notary.ledger.base import Entry, Ledger, WriteReceipt
+from notary.ledger.base import Entry, Ledger, WriteReceipt, rfc3339
 from notary.sources.base import Subject
 from notary.status import decide
 
@@ -27,7 +27,7 @@ class Written:
     def to_json(self) -> dict[str, Any]:
         return {
             "tx": self.receipt.tx,
-            "time": records.format_time(self.receipt.time) if self.receipt.time else None,
+            "time": rfc3339(self.receipt.time),
             "keys": list(self.receipt.keys),
             "head": self.receipt.head.to_json(),
             "records": [r.to_json() for r in self.records],

@@ -10,7 +10,7 @@ from notary import keys, records
 from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
 from notary.errors import NotFoundError, UsageError
-from notary.ledger.base import Entry, Ledger
+from notary.ledger.base import Entry, Ledger, rfc3339
 from notary.notarize import lookup_artifact, lookup_job, require_known
 from notary.verify import open_entry
 
@@ -25,7 +25,7 @@ def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[
     record = open_entry(entry, digest, signer)
     return {
         "tx": entry.tx,
-        "time": entry.time.isoformat().replace("+00:00", "Z") if entry.time else None,
+        "time": rfc3339(entry.time),
         "revision": entry.revision,
         "type": record.type,
         "status": record.status,
@@ -75,7 +75,7 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], **flags: object)
         lines.append(f"ledger head: size {head.tree_size}, tx {head.tx}")
         return "\n".join(lines)
 
-    app.emit({"subjects": out, "head": head.to_json()}, human)
+    app.emit({"subjects": out, "head": head.to_json()}, human, schema="history")
 
 
 @click.command("get")
@@ -109,7 +109,7 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
     if not out:
         when = f" as of tx {as_of}" if as_of else ""
         raise NotFoundError(f"no record about {subject}{when}")
-    app.emit({"as_of_tx": as_of, "records": out},
+    app.emit({"as_of_tx": as_of, "records": out, "head": ledger.info().head.to_json()}, schema="get", human=
              lambda: "\n".join([f"{o['digest']}{f' as of tx {as_of}' if as_of else ''}:" + _line(o) for o in out]))
 
 
@@ -133,8 +133,9 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
                    for signer in signers_of(ledger, str(artifact))
                    if (e := ledger.get(records.subject_key(str(artifact), signer))) is not None]
         if holders:
-            app.emit({"results": holders}, lambda: "\n".join(
-                f"tx {h['tx']}: {h['key']} ({artifact} is itself a notarized subject)" for h in holders))
+            app.emit({"results": holders, "head": ledger.info().head.to_json()}, lambda: "\n".join(
+                f"tx {h['tx']}: {h['key']} ({artifact} is itself a notarized subject)" for h in holders),
+                schema="lookup")
             return
     if not hits:
         raise NotFoundError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}")
@@ -149,4 +150,4 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
                 lines.append(f"  {s['digest']}  {s.get('kind', '')}  {s.get('name', '')}" if isinstance(s, dict) else f"  {s}")
         return "\n".join(lines)
 
-    app.emit({"results": rows}, human)
+    app.emit({"results": rows, "head": ledger.info().head.to_json()}, human, schema="lookup")

@@ -62,11 +62,14 @@ class App:
         if getattr(ledger, "notices", None):
             ledger.notices.clear()
 
-    def emit(self, data: Any, human: str | Callable[[], str]) -> None:
-        """One result: JSON on stdout with --json, else the human text."""
+    def emit(self, data: Any, human: str | Callable[[], str], *, schema: str | None = None) -> None:
+        """One result: JSON on stdout with --json, else the human text. schema names the documented shape
+        (docs/json.md): the object gets `"schema": "notary.<schema>/v1"`."""
         for ledger in self._ledgers:
             self.flush_notices(ledger)
         if self.json:
+            if schema is not None and isinstance(data, dict):
+                data = {"schema": f"notary.{schema}/{JSON_VERSION}", **data}
             click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
         else:
             text = human() if callable(human) else human
@@ -79,6 +82,7 @@ class App:
             click.echo(text, err=True)
 
 
+JSON_VERSION = "v1"
 _F = TypeVar("_F", bound=Callable[..., Any])
 # click's make_pass_decorator is typed for positional-only first parameters; commands take `app` by name
 pass_app = cast(Callable[[_F], _F], click.make_pass_decorator(App))

@@ -52,7 +52,7 @@ def _serve(server: Any, the_gate: Any, banner: str, log: Any) -> None:
 
 
 def _finish(app: App, decision: Any) -> None:
-    app.emit(decision.to_json(), lambda: f"allowed: {decision.reason}" if decision.allowed else "")
+    app.emit(decision.to_json(), lambda: f"allowed: {decision.reason}" if decision.allowed else "", schema="gate-check")
     if not decision.allowed:
         click.echo(f"notary: refused: {decision.reason}", err=True)
         raise SystemExit(decision.exit_code or 1)
@@ -245,7 +245,7 @@ def install(app: App, target: str, directory: str | None, stage: str, server: st
                  dry_run=dry_run, server=server, delegate_to=delegate_to)
     if not server and target in ("podman", "cri-o"):
         _say_which_server(app, str(config), delegate_to)
-    app.emit(done.to_json(), lambda: done.content if dry_run else f"wrote {done.path}")
+    app.emit(done.to_json(), lambda: done.content if dry_run else f"wrote {done.path}", schema="gate-install")
 
 
 def _say_which_server(app: App, config: str, delegate_to: str | None) -> None:

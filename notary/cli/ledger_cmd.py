@@ -38,7 +38,7 @@ def info(app: App) -> None:
         lines.append(f"trusted state: size {trusted.get('tree_size')}, root {trusted.get('root_hash')}")
         return "\n".join(lines)
 
-    app.emit(data, human)
+    app.emit(data, human, schema="ledger-info")
 
 
 @ledger.command("audit")
@@ -68,6 +68,7 @@ def audit(app: App) -> None:
         f"audit ok: {report.entries} entries in {report.transactions} transactions, {report.keys} keys, "
         f"{report.signatures_checked} head signatures, {report.nodes_checked} stored log subtrees and "
         f"{report.index_nodes_checked} key index nodes checked; head size {report.head.tree_size}",
+        schema="ledger-audit",
     )
 
 
@@ -93,7 +94,7 @@ def upgrade(app: App) -> None:
     head = result["head"]
     app.emit(result, (f"upgraded to {result['format']}: " if result["upgraded"] else
                       f"already {result['format']}: ") + f"head size {head['tree_size']}, tx {head['tx']}, "
-             f"key index root {head.get('key_index_root')}")
+             f"key index root {head.get('key_index_root')}", schema="ledger-upgrade")
 
 
 ledger.add_command(mirror_cmd.mirror)  # `notary ledger mirror`, kept in its own module

@@ -47,12 +47,29 @@ class LazyGroup(click.Group):
         if not gc.isenabled():  # the console script's start-up is over (main): collect from here on
             gc.freeze()
             gc.enable()
+        _accept_json_flag(command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, text) for name, (_, _, text) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and isinstance(ctx.obj, App):
+        ctx.obj.json = True
+
+
+def _accept_json_flag(command: click.Command) -> None:
+    """`--json` works after the subcommand too (`notary lookup --job-id 1 --json`), for every command."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_json_flag(sub)
+    if not any(p.name == "json_after" for p in command.params):
+        command.params.append(click.Option(["--json", "json_after"], is_flag=True, expose_value=False,
+                                           callback=_set_json, help="Machine-readable JSON on stdout "
+                                           "(also accepted before the command)."))
 
 
 EPILOG = """\b
@@ -86,7 +103,7 @@ def cli(ctx: click.Context, ledger: str | None, config: str | None, as_json: boo
     Every ledger read is proven against this client's trusted state, which only moves forward.
     """
     app = App(ledger_flag=ledger, config_flag=config, json=as_json)
-    ctx.obj = app
+    ctx.obj = app  # subcommands find it here (and set app.json when --json comes after them)
     ctx.call_on_close(app.close)
 
 
@@ -94,8 +111,8 @@ def _report(error: NotaryError, as_json: bool) -> None:
     if as_json:
         import json
 
-        click.echo(json.dumps({"error": {"kind": error.kind, "message": error.one_line(),
-                                         "exit_code": error.exit_code}}))
+        click.echo(json.dumps({"schema": "notary.error/v1", "error": {"kind": error.kind, "message": error.one_line(),
+                                                                       "exit_code": error.exit_code}}))
     click.echo(f"notary: {error.kind}: {error.one_line()}", err=True)
 
 

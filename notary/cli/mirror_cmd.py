@@ -39,7 +39,7 @@ def mirror(app: App, rebuild: bool) -> None:
             "tx_per_s": round(added / seconds) if added and seconds else None, "ledger_id": ledger.ledger_id}
     rate = f" ({data['tx_per_s']} tx/s)" if data["tx_per_s"] else ""
     app.emit(data, f"mirror {store.path}: tx 1..{store.last_tx} verified, {store.entries} entries, {keys} keys; "
-                   f"{added} new transactions in {seconds:.2f} s{rate}")
+                   f"{added} new transactions in {seconds:.2f} s{rate}", schema="ledger-mirror")
 
 
 def _discard(app: App) -> None:
@@ -65,4 +65,5 @@ def audit_immudb(app: App) -> None:
         f"audit ok: replayed {report.replayed} transactions from the server ({report.entries} entries, "
         f"{report.keys} keys), every one re-hashed and chained to the trusted state at tx {report.head.tx}"
         f"{', state signature checked' if report.signatures_checked else ''}; mirror {report.mirror}",
+        schema="ledger-audit",
     )

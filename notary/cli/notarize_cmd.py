@@ -84,4 +84,4 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
                          f"({arts} artifacts){again}")
         return "\n".join(lines)
 
-    app.emit(written.to_json() | {"ci": ci}, human)
+    app.emit(written.to_json() | {"ci": ci}, human, schema="notarize")

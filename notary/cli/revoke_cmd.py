@@ -37,9 +37,9 @@ def revoke(app: App, subject: str, reason: str, key_path: str | None, job_id: st
     ledger = app.open_ledger(create=True)
     results = [write_revocation(ledger, digest, signer, reason, ci) for digest, _ in targets]
     app.emit(
-        {"revoked": [r.to_json() for r in results]},
+        {"revoked": [r.to_json() for r in results], "head": results[-1].receipt.head.to_json() if results else None},
+        schema="revoke", human=
         lambda: "\n".join(
             f"revoked {r.records[0].digest} in tx {r.receipt.tx} (signer {r.records[0].signer}): {reason}"
             for r in results
-        ),
-    )
+        ))

@@ -62,10 +62,12 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
     refused = [d for d in decisions if not d.allowed]
     app.emit(
         {"subject": subject, "allowed": not refused, "bytes_checked": read,
+         "head": next((d.head.to_json() for d in decisions if d.head is not None), None),
          "decisions": [d.to_json() | ({"platform": s.platform} if s.platform else {})
                        for s, d in zip(subjects, decisions, strict=True)]},
         lambda: "\n".join(f"trusted: {d.reason}" + (f" [{s.platform}]" if s.platform else "")
                           for s, d in zip(subjects, decisions, strict=True) if d.allowed),
+        schema="verify",
     )
     if refused:
         for d in refused:

@@ -20,7 +20,7 @@ from typing import Any
 from notary.config import Config
 from notary.errors import IntegrityError, LedgerUnavailableError, NotaryError
 from notary.gate.policy import Policy
-from notary.ledger.base import Ledger
+from notary.ledger.base import Ledger, rfc3339
 from notary.names import normalize_name
 
 ALLOW, REFUSE = "allow", "refuse"
@@ -88,7 +88,7 @@ class DecisionLog:
         if not self.path:
             return
         line = {
-            "time": now.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "time": rfc3339(now),
             "front_end": front_end,
             **decision.to_json(),
         }

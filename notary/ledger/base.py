@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -142,7 +142,12 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-def _iso(t: datetime | None) -> str | None:
+def rfc3339(t: datetime | None) -> str | None:
+    """The one timestamp format of notary's JSON: RFC 3339 in UTC with Z, microseconds when the time has them
+    (ledger times do; a record's issuedAt has whole seconds)."""
     if t is None:
         return None
-    return t.isoformat().replace("+00:00", "Z")
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+_iso = rfc3339
