@@ -6,17 +6,18 @@ transaction: an interrupted run leaves the whole notarization or nothing, never 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary import keys, records
-from notary.errors import InputError, NotFoundError, RefusedError
-from notary.ledger.base import Entry, Ledger, WriteReceipt, rfc3339
-from notary.sources.base import Subject
+from notary.errors import InputError, RefusedError
+from notary.ledger.base import Ledger, WriteReceipt, rfc3339
 from notary.status import decide
+
+if TYPE_CHECKING:
+    from notary.sources.base import Subject
 
 
 @dataclass(frozen=True)
@@ -159,54 +160,3 @@ def revoke(
     record = records.new_record("revocation", subject, signer, ci=ci or {}, reason=reason.strip())
     receipt = ledger.write({key: records.sign_record(record, signer)})
     return Written(receipt=receipt, records=(record,))
-
-
-@dataclass(frozen=True)
-class IndexHit:
-    entry: Entry
-    value: Mapping[str, Any]
-
-
-def _index_hits(ledger: Ledger, key: str) -> list[IndexHit]:
-    hits = []
-    for entry in ledger.history(key):
-        try:
-            hits.append(IndexHit(entry, json.loads(entry.value)))
-        except ValueError:
-            hits.append(IndexHit(entry, {"error": "index value is not JSON"}))
-    return hits
-
-
-def lookup_job(ledger: Ledger, job_id: str, system: str | None = None) -> list[IndexHit]:
-    """Every notarization recorded under a CI job id (all CI systems unless one is named).
-
-    The key of every CI system notary detects is read (a proven read: on a ledger that proves absence, a
-    deleted job record is an integrity error, not "nothing recorded"); keys() adds any other system's, as a
-    hint only, since an enumeration proves nothing."""
-    if system:
-        return _index_hits(ledger, records.job_key(system, job_id))
-    from notary.ci import SYSTEMS
-
-    wanted = [records.job_key(s, job_id) for s in (*(x.name for x in SYSTEMS), "local")]
-    wanted += [k for k in ledger.keys("job/") if k.rsplit("/", 1)[-1] == job_id and k not in wanted]
-    hits: list[IndexHit] = []
-    for key in wanted:
-        hits.extend(_index_hits(ledger, key))
-    return hits
-
-
-def lookup_artifact(ledger: Ledger, digest: str) -> list[IndexHit]:
-    return _index_hits(ledger, records.artifact_key(digest))
-
-
-def signers_of(ledger: Ledger, digest: str) -> list[str]:
-    """Key ids that have written anything about digest (an enumeration hint, not evidence)."""
-    prefix = records.subject_prefix(digest)
-    return [k[len(prefix):] for k in ledger.keys(prefix)]
-
-
-def require_known(ledger: Ledger, digest: str) -> list[str]:
-    found = signers_of(ledger, digest)
-    if not found:
-        raise NotFoundError(f"the ledger holds no record about {digest}")
-    return found

@@ -214,7 +214,7 @@ def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
 
 def _holders(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list[tuple[str, str]]:
     """(subject, role) for subjects whose trusted record lists digest as their manifest or config."""
-    from notary.notarize import lookup_artifact
+    from notary.lookup import lookup_artifact
 
     names: list[str] = []
     for hit in lookup_artifact(ledger, digest):

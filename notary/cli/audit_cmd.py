@@ -11,7 +11,7 @@ from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
 from notary.errors import NotFoundError, UsageError
 from notary.ledger.base import Entry, Ledger, rfc3339
-from notary.notarize import lookup_artifact, lookup_job, require_known
+from notary.lookup import lookup_artifact, lookup_job, require_known
 from notary.verify import open_entry
 
 
@@ -126,7 +126,7 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
     hits = lookup_job(ledger, job_id, system) if job_id else lookup_artifact(ledger, records.check_digest(str(artifact)))
     if artifact and not hits:
         # a file notarized on its own is a subject, not an artifact of one: its own digest finds it
-        from notary.notarize import signers_of
+        from notary.lookup import signers_of
 
         holders = [{"key": records.subject_key(str(artifact), signer), "tx": e.tx, "revision": e.revision,
                     "type": "subject", "signer": signer, "subjects": [str(artifact)], "proof": dict(e.proof)}

@@ -256,7 +256,7 @@ def _by_image_id(ledger: Ledger, image_id: str, trusted: Sequence[Any], max_age:
     image_id as its config or imageId, so a forged index entry cannot borrow another image's trust. Layers are
     shared between images and never identify one. A revoked holder vetoes (its revocation may carry no link).
     """
-    from notary.notarize import lookup_artifact
+    from notary.lookup import lookup_artifact
     from notary.verify import verify_digest
 
     holders: list[str] = []
