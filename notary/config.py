@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from notary.errors import UsageError
 from notary.fsio import MAX_CONFIG_FILE, read_regular
@@ -97,10 +97,12 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
-@dataclass(frozen=True)
-class Config:
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
+
+
+class Config(NamedTuple):
     path: Path | None
-    data: Mapping[str, Any] = field(default_factory=dict)
+    data: Mapping[str, Any] = _EMPTY
 
     def section(self, name: str) -> Mapping[str, Any]:
         value = self.data.get(name, {})

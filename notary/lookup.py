@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from notary import records
 from notary.errors import NotFoundError
 from notary.ledger.base import Entry, Ledger
 
 
-@dataclass(frozen=True)
-class IndexHit:
+class IndexHit(NamedTuple):
     entry: Entry
     value: Mapping[str, Any]
 

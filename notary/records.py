@@ -13,9 +13,9 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from notary import keys
 from notary.errors import InputError, IntegrityError, SignatureError
@@ -107,15 +107,17 @@ def _key_part(text: str, what: str) -> str:
 # ---------------------------------------------------------------- the record
 
 
-@dataclass(frozen=True)
-class Record:
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
+
+
+class Record(NamedTuple):
     type: str
     subject: Mapping[str, Any]
     signer: str
     signer_public_key: str
     issued_at: str
     artifacts: tuple[Mapping[str, Any], ...] = ()
-    ci: Mapping[str, Any] = field(default_factory=dict)
+    ci: Mapping[str, Any] = _EMPTY
     reason: str | None = None
 
     @property
@@ -224,8 +226,7 @@ def sign_record(record: Record, private_key: keys.PrivateKey) -> bytes:
     return canonical_json(envelope)
 
 
-@dataclass(frozen=True)
-class OpenedEnvelope:
+class OpenedEnvelope(NamedTuple):
     record: Record
     envelope: Mapping[str, Any]
 

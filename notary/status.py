@@ -15,9 +15,8 @@ Rules (docs/records.md, "How a verifier decides"):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from notary import keys
 from notary.errors import InputError
@@ -30,8 +29,7 @@ Status = Literal["notarized", "revoked", "absent"]
 _RANK = {"notarization": 0, "reinstatement": 1, "revocation": 2}
 
 
-@dataclass(frozen=True)
-class TrustedKey:
+class TrustedKey(NamedTuple):
     """A public key a verifier trusts, with what for (roles) and until when (not_after, ledger time)."""
 
     key: keys.PublicKey
@@ -72,8 +70,7 @@ def as_trusted(keys_or_trusted: Sequence[keys.PublicKey | TrustedKey]) -> list[T
     return [out[k] for k in sorted(out)]
 
 
-@dataclass(frozen=True)
-class SignerFinding:
+class SignerFinding(NamedTuple):
     """What one trusted signer's history says about a digest.
 
     status: notarized (also after a reinstatement), revoked or absent. record/entry: the record that decided

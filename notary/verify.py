@@ -19,9 +19,8 @@ unless its policy says to fail open.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from notary import keys, records
 from notary.errors import IntegrityError
@@ -32,8 +31,7 @@ __all__ = ["Decision", "Revocation", "SignerFinding", "TrustedKey", "open_entry"
            "verify_digest"]
 
 
-@dataclass(frozen=True)
-class Revocation:
+class Revocation(NamedTuple):
     """The revocation that refused a digest: of the digest itself, or of an identity a trusted record ties
     to it (its index, its config / image id, a platform manifest of an index, a manifest naming it as config)."""
 
@@ -48,8 +46,7 @@ class Revocation:
                 "relation": self.relation}
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     digest: str
     allowed: bool
     status: str  # trusted, not-notarized, revoked, too-old
@@ -58,7 +55,7 @@ class Decision:
     entry: Entry | None = None
     signer: str | None = None
     head: TreeHead | None = None
-    findings: tuple[SignerFinding, ...] = field(default_factory=tuple)
+    findings: tuple[SignerFinding, ...] = ()
     revocation: Revocation | None = None
     names: tuple[str, ...] = ()  # repositories the trusted records bind the digest to (notary.names)
 

@@ -89,7 +89,7 @@ def test_swapped_public_key_inside_the_payload_is_refused() -> None:
     """An attacker cannot re-sign with their key while claiming the trusted key id."""
     trusted, attacker = keys.generate_private_key(), keys.generate_private_key()
     record = _record(attacker)
-    record = records.Record(**{**record.__dict__, "signer": keys.key_id(trusted)})
+    record = record._replace(signer=keys.key_id(trusted))
     payload = records.canonical_json(record.to_payload())
     sig = attacker.sign(records.pae(records.PAYLOAD_TYPE, payload))
     env = {"payloadType": records.PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),

@@ -9,13 +9,14 @@ enumeration hint (what to `get`), never evidence.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
 
 
-@dataclass(frozen=True)
-class TreeHead:
+class TreeHead(NamedTuple):
     """A ledger state: what the client pins. For the embedded ledger tree_size counts leaves (entries);
     for immudb it is the transaction id of the state (immudb's tree has one leaf per transaction)."""
 
@@ -39,8 +40,7 @@ class TreeHead:
         }
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One verified version of one key.
 
     `proof` is a JSON-able description of the proofs that were checked (documented in docs/proofs.md), so an
@@ -52,7 +52,7 @@ class Entry:
     tx: int
     time: datetime | None
     revision: int
-    proof: Mapping[str, Any] = field(default_factory=dict)
+    proof: Mapping[str, Any] = _EMPTY
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,8 +64,7 @@ class Entry:
         }
 
 
-@dataclass(frozen=True)
-class WriteReceipt:
+class WriteReceipt(NamedTuple):
     """A transaction that was written and then verified as included in a head consistent with trust."""
 
     tx: int
@@ -74,8 +73,7 @@ class WriteReceipt:
     head: TreeHead
 
 
-@dataclass(frozen=True)
-class LedgerInfo:
+class LedgerInfo(NamedTuple):
     url: str
     backend: str
     ledger_id: str
@@ -83,7 +81,7 @@ class LedgerInfo:
     trusted: Mapping[str, Any] | None
     entries: int | None = None
     transactions: int | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = _EMPTY
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from notary.errors import RollbackError, TrustStoreError
 from notary.fsio import atomic_write, read_regular
@@ -22,8 +23,10 @@ FORMAT = "notary.trusted-state/v1"
 MAX_STATE_FILE = 1 << 20  # a state is a few hundred bytes; extra holds a few backend fields
 
 
-@dataclass(frozen=True)
-class TrustedState:
+_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
+
+
+class TrustedState(NamedTuple):
     """What this client last proved about a ledger.
 
     tree_size/root_hash: the head it verified; tx: that head's transaction; ledger_key: the ledger's public
@@ -36,7 +39,7 @@ class TrustedState:
     root_hash: str
     tx: int
     ledger_key: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = _EMPTY
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,7 +49,7 @@ class TrustedState:
             "root_hash": self.root_hash,
             "tx": self.tx,
             "ledger_key": self.ledger_key,
-            "extra": self.extra,
+            "extra": dict(self.extra),
         }
 
     @classmethod

@@ -22,8 +22,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from notary.errors import ProofError
 
@@ -38,8 +37,7 @@ VALUE_SIZE = _VALUE.size  # 48
 _sha256 = hashlib.sha256
 
 
-@dataclass(frozen=True)
-class MapValue:
+class MapValue(NamedTuple):
     """What the index says about a key: its newest revision and where that version sits in the log."""
 
     revision: int
@@ -77,8 +75,7 @@ def bit(khash_int: int, depth: int) -> int:
 # ------------------------------------------------------------------------------------------------ proofs
 
 
-@dataclass(frozen=True)
-class MapProof:
+class MapProof(NamedTuple):
     """Siblings from the root's children down to the node the walk ended at, and what that node holds.
 
     leaf is None: the walk ended at an empty subtree (the key is absent). Otherwise (key_hash, value) of the

@@ -12,8 +12,8 @@ import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -47,8 +47,7 @@ CREATE TABLE map_nodes (node PRIMARY KEY, hash BLOB NOT NULL, leaf BLOB) WITHOUT
 _STRUCTURAL = ("not a database", "malformed", "no such table", "no such column", "corrupt", "constraint")
 
 
-@dataclass(frozen=True)
-class HeadRow:
+class HeadRow(NamedTuple):
     tx: int
     time_us: int
     first_leaf: int
@@ -59,8 +58,7 @@ class HeadRow:
     map_root: bytes | None = None  # None: a head signed without a key index (format v1)
 
 
-@dataclass(frozen=True)
-class EntryRow:
+class EntryRow(NamedTuple):
     leaf: int
     tx: int
     key: str

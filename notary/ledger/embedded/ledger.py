@@ -14,10 +14,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -52,8 +51,7 @@ def path_from_url(url: str) -> Path:
     return Path(os.path.abspath(raw)).resolve()
 
 
-@dataclass(frozen=True)
-class _Snap:
+class _Snap(NamedTuple):
     row: store.HeadRow | None
     size: int
     tx: int

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -115,7 +115,7 @@ class MirroredImmudbLedger(ImmudbLedger):
             head_tx = self._sync()
             head = self._head(None)
             if head_tx:
-                head = replace(head, time=datetime.fromtimestamp(self.mirror.header(head_tx).ts, timezone.utc))
+                head = head._replace(time=datetime.fromtimestamp(self.mirror.header(head_tx).ts, timezone.utc))
         added, seconds = self.last_catch_up
         return LedgerInfo(
             url=self.url,
@@ -274,7 +274,7 @@ _LIE = "the server or a proxy on the way withholds ledger data; do not trust its
 def _marked(entry: Entry, head: int) -> Entry:
     """The entry with the mirror comparison recorded in its proof record (docs/immudb.md, the proof record)."""
     checked = list(entry.proof.get("checked", [])) + ["mirror-replay"]
-    return replace(entry, proof={**entry.proof, "checked": checked, "mirror_tx": head})
+    return entry._replace(proof={**entry.proof, "checked": checked, "mirror_tx": head})
 
 
 def _newest(versions: list[Version], as_of: int) -> Version | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -121,7 +120,7 @@ class ImmudbLedger(ImmudbSession):
         entry = self._verified_get(key, tx)
         if entry is None or entry.tx != tx:
             raise ProofError(f"immudb history of {key} names tx {tx}, which does not verify")
-        return replace(entry, revision=revision)
+        return entry._replace(revision=revision)
 
     def history(self, key: str) -> list[Entry]:
         with self._guard(f"read the history of {key}"):
@@ -130,7 +129,7 @@ class ImmudbLedger(ImmudbSession):
                 entry = self._verified_get(key, int(item.tx))
                 if entry is None or entry.tx != int(item.tx) or entry.value != bytes(item.value):
                     raise ProofError(f"immudb history of {key} names tx {item.tx}, which does not verify")
-                entries.append(replace(entry, revision=revision))
+                entries.append(entry._replace(revision=revision))
             return entries
 
     def keys(self, prefix: str) -> list[str]:
