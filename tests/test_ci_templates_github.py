@@ -73,6 +73,13 @@ class ActRun:
     def log(self) -> str:
         return self.proc.stdout + self.proc.stderr
 
+    def why(self) -> str:
+        """The failed step and what it printed (act logs every step line; the tail alone may miss it)."""
+        lines = self.log.splitlines()
+        failed = [i for i, line in enumerate(lines) if "Failure - " in line]
+        start = max(0, (failed[0] if failed else len(lines)) - 40)
+        return "\n".join(lines[start:start + 60])
+
 
 def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Path, signer: KeyPair,
              trusted_pem: str, *, wheel_sha256: str | None = None) -> ActRun:
@@ -116,7 +123,7 @@ def test_github_template_notarizes_and_verifies_a_real_image(
     signer = new_key_pair(tmp_path / "keys", "ci")
     ledger = tmp_path / "ledger.db"
     run = _run_act(tmp_path, notary_wheel, wheelhouse, busybox_layout, ledger, signer, signer.public_pem)
-    assert run.proc.returncode == 0, run.log[-4000:]
+    assert run.proc.returncode == 0, run.why()
     assert "Job succeeded" in run.log
     evidence = (run.artifacts / "notarization" / "notarization.json").read_text()
     json.loads(evidence)
