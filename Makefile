@@ -60,6 +60,7 @@ webhook-image:
 
 lint: venv
 	$(VENV)/bin/ruff check notary tests
+	$(VENV)/bin/mypy
 
 # What the tests run ci-templates/ with: act and tekton-validate (Go, built from the module proxy),
 # gitlab-ci-local and npm-groovy-lint (npm, from lockfiles), each pinned and cached under ~/.cache/notary/.
@@ -71,6 +72,7 @@ ci-runners:
 
 test: setup immudb ci-runners
 	$(VENV)/bin/ruff check notary tests
+	$(VENV)/bin/mypy
 	@# containerd, etcd and kube-apiserver build in the background while the suite runs; the tests that need them
 	@# run last (tests/support/late_components.py) and wait for them
 	IMMUDB_DIR="$$(scripts/immudb-build.sh | tail -n 1)" scripts/components.sh --during \

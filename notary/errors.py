@@ -6,6 +6,9 @@ The message is one line a user can act on; `hint` is an optional second sentence
 
 from __future__ import annotations
 
+# The exit codes: the contract for scripts and hooks (README, "Exit codes"). Error classes carry theirs.
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+
 
 class NotaryError(Exception):
     """Base of every error notary raises on purpose; anything else is a bug."""

@@ -79,8 +79,9 @@ def check(app: App, image: str, name: str | None, **flags: Any) -> None:
         try:
             found_name, digests = resolve_image(image, source_options(app, flags))
         except NotaryError as exc:  # logged like every other refusal, then reported with its own exit code
-            the_gate.log_only(GateDecision(name or image, None, False, exc.exit_code,
-                                           f"cannot resolve {image}: {exc.one_line()}", "error"))
+            the_gate.log_only(GateDecision(image=name or image, digest=None, allowed=False,
+                                           exit_code=exc.exit_code,
+                                           reason=f"cannot resolve {image}: {exc.one_line()}", via="error"))
             raise
         decision = the_gate.check(name or found_name, digests)
     finally:
@@ -147,7 +148,7 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
                          metrics=metrics)
     bound = server.server_address
     scheme = "http" if insecure_plain_http else "https"
-    _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]}:{bound[1]}/validate", log)
+    _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]!s}:{bound[1]}/validate", log)
 
 
 @gate.command("docker-authz", short_help="Docker Engine authorization plugin on a unix socket.")

@@ -39,7 +39,7 @@ class LazyGroup(click.Group):
             return None
         module, attr, _ = COMMANDS[name]
         try:
-            command = getattr(importlib.import_module(module), attr)
+            command: click.Command | None = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as exc:
             if exc.name == module:
                 return None
@@ -47,7 +47,8 @@ class LazyGroup(click.Group):
         if not gc.isenabled():  # the console script's start-up is over (main): collect from here on
             gc.freeze()
             gc.enable()
-        _accept_json_flag(command)
+        if command is not None:
+            _accept_json_flag(command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -340,9 +341,10 @@ def run(work: Path) -> dict[str, Any]:
     from notary.gate.bench_burst import bench_hook_burst
 
     out: dict[str, Any] = {}
-    for name, fn in (("oci_hook", lambda: bench_hook(work / "hook")),
-                     ("hook_burst", lambda: bench_hook_burst(work / "burst")),
-                     ("webhook", lambda: bench_webhook(work / "webhook"))):
+    benches: list[tuple[str, Callable[[], Any]]] = [("oci_hook", lambda: bench_hook(work / "hook")),
+                                                   ("hook_burst", lambda: bench_hook_burst(work / "burst")),
+                                                   ("webhook", lambda: bench_webhook(work / "webhook"))]
+    for name, fn in benches:
         try:
             out[name] = fn()
         except Exception as exc:  # noqa: BLE001 - report, do not hide the rest

@@ -38,7 +38,8 @@ def read_descriptor(stream: IO[bytes], media_type: str | None) -> dict[str, Any]
 def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
            config_flag: str | None = None, ledger_flag: str | None = None) -> Any:
     """The gate's decision; unreadable input is a logged refusal (exit 2), never an allow."""
-    from notary.gate.decide import EXIT_USAGE, GateDecision, gate_from_flags
+    from notary.errors import EXIT_USAGE
+    from notary.gate.decide import GateDecision, gate_from_flags
 
     gate = gate_from_flags(config_flag, ledger_flag, front_end="containerd-verifier", keep_open=False)
     try:
@@ -47,8 +48,8 @@ def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
         if descriptor is not None and descriptor.get("digest") not in (None, digest):
             raise InputError(f"descriptor digest {descriptor.get('digest')} differs from -digest {digest}")
     except NotaryError as exc:
-        decision = GateDecision(name or None, None, False, EXIT_USAGE, f"bad verifier input: {exc.one_line()}",
-                                "error")
+        decision = GateDecision(image=name or None, digest=None, allowed=False, exit_code=EXIT_USAGE,
+                                reason=f"bad verifier input: {exc.one_line()}", via="error")
         gate.log_only(decision)
         return decision
     extra = {"media_type": descriptor.get("mediaType")} if descriptor else None

@@ -13,45 +13,49 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal, NamedTuple
 
 from notary.config import Config
-from notary.errors import IntegrityError, LedgerUnavailableError, NotaryError
+from notary.errors import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNAVAILABLE,
+    IntegrityError,
+    LedgerUnavailableError,
+    NotaryError,
+)
 from notary.gate.policy import Policy
 from notary.ledger.base import Ledger, rfc3339
 from notary.names import normalize_name
 
 ALLOW, REFUSE = "allow", "refuse"
-EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTEGRITY, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+# how the gate reached a decision: the ledger's word, a policy allow-list, a fail-open allow, the policy alone
+# (no rule or no digest), an error before the ledger was asked, or a Docker call about nothing that exists
+Via = Literal["verified", "break-glass", "fail-open", "policy", "error", "absent"]
 
 
-class GateDecision:
-    """What the gate said about one image, and why (a value: never mutated after it is made).
+class GateDecision(NamedTuple):
+    """What the gate said about one image, and why (a typed, immutable value; built with keywords).
 
-    via: verified (the ledger's word), break-glass, fail-open, policy (no rule / no digest), error.
-    exit_code follows the CLI contract: 0 allowed, 1 refused, 2 bad input, 3 integrity, 4 unreachable.
-    A plain class, not a dataclass: the runtime hook imports this on every container start.
+    exit_code follows the CLI contract (notary.errors): 0 allowed, 1 refused, 2 bad input, 3 integrity,
+    4 unreachable. A NamedTuple rather than a dataclass: the runtime hook imports this on every start.
     """
 
-    __slots__ = ("image", "digest", "allowed", "exit_code", "reason", "via", "tree_size", "status", "signer",
-                 "digests", "extra")
-
-    def __init__(self, image: str | None, digest: str | None, allowed: bool, exit_code: int, reason: str,
-                 via: str, tree_size: int | None = None, status: str | None = None, signer: str | None = None,
-                 digests: tuple[str, ...] = (), extra: dict[str, Any] | None = None) -> None:
-        self.image = image
-        self.digest = digest
-        self.allowed = allowed
-        self.exit_code = exit_code
-        self.reason = reason
-        self.via = via
-        self.tree_size = tree_size
-        self.status = status
-        self.signer = signer
-        self.digests = tuple(digests)
-        self.extra: dict[str, Any] = dict(extra or {})
+    image: str | None
+    digest: str | None
+    allowed: bool
+    exit_code: int
+    reason: str
+    via: Via
+    tree_size: int | None = None
+    status: str | None = None
+    signer: str | None = None
+    digests: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = MappingProxyType({})
 
     def __repr__(self) -> str:
         return f"GateDecision({self.decision} {self.image or self.digest}: {self.reason})"
@@ -143,20 +147,23 @@ class Gate:
         try:
             decision = self._decide(image, list(dict.fromkeys(digests)), current)
         except Exception as exc:  # noqa: BLE001 - fail closed on anything unforeseen
-            decision = GateDecision(image, digests[0] if digests else None, False, EXIT_INTEGRITY,
-                                    f"internal error, refusing: {type(exc).__name__}: {exc}", "error",
-                                    digests=tuple(digests))
+            decision = GateDecision(image=image, digest=digests[0] if digests else None, allowed=False,
+                                    exit_code=EXIT_INTEGRITY,
+                                    reason=f"internal error, refusing: {type(exc).__name__}: {exc}",
+                                    via="error", digests=tuple(digests))
         if extra:
             decision = _with_extra(decision, extra)
         try:
             self.log.write(decision, front_end=front_end or self.front_end, now=current)
         except OSError as exc:
             if decision.allowed:
-                decision = GateDecision(decision.image, decision.digest, False, EXIT_UNAVAILABLE,
-                                        f"cannot write the decision log {self.log.path}: {exc.strerror}; "
-                                        "refusing an allow that would not be recorded", "error",
-                                        decision.tree_size, decision.status, decision.signer, decision.digests,
-                                        decision.extra)
+                decision = GateDecision(image=decision.image, digest=decision.digest, allowed=False,
+                                        exit_code=EXIT_UNAVAILABLE,
+                                        reason=f"cannot write the decision log {self.log.path}: {exc.strerror}; "
+                                        "refusing an allow that would not be recorded",
+                                        via="error", tree_size=decision.tree_size, status=decision.status,
+                                        signer=decision.signer, digests=decision.digests,
+                                        extra=decision.extra)
         return decision
 
     def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
@@ -168,36 +175,38 @@ class Gate:
         policy = self.policy
         name = normalize_name(image) if image else None
         if not digests:
-            return GateDecision(image, None, False, EXIT_REFUSED,
-                                f"no image digest known for {image or 'the container'}: cannot verify",
-                                "policy")
+            return GateDecision(image=image, digest=None, allowed=False, exit_code=EXIT_REFUSED,
+                                reason=f"no image digest known for {image or 'the container'}: cannot verify",
+                                via="policy")
         glass = policy.break_glass_for(digests, image, now)
         if glass is not None:
             until = f" until {glass.expires.isoformat()}" if glass.expires else ""
-            return GateDecision(image, glass.digest, True, EXIT_OK,
-                                f"break-glass allow of {glass.digest}{until}: {glass.reason}", "break-glass",
-                                digests=tuple(digests))
+            return GateDecision(image=image, digest=glass.digest, allowed=True, exit_code=EXIT_OK,
+                                reason=f"break-glass allow of {glass.digest}{until}: {glass.reason}",
+                                via="break-glass", digests=tuple(digests))
         rule = policy.rule_for(image)
         if rule is None:
-            return GateDecision(image, digests[0], False, EXIT_REFUSED,
-                                f"no trust rule in the policy matches image {name or '(unnamed)'}", "policy",
-                                digests=tuple(digests))
+            return GateDecision(image=image, digest=digests[0], allowed=False, exit_code=EXIT_REFUSED,
+                                reason=f"no trust rule in the policy matches image {name or '(unnamed)'}",
+                                via="policy", digests=tuple(digests))
         try:
             return self._verify(image, digests, rule.keys, now)
         except IntegrityError as exc:
-            return GateDecision(image, digests[0], False, EXIT_INTEGRITY, f"integrity failure: {exc.one_line()}",
-                                "verified", status="integrity", digests=tuple(digests))
+            return GateDecision(image=image, digest=digests[0], allowed=False, exit_code=EXIT_INTEGRITY,
+                                reason=f"integrity failure: {exc.one_line()}", via="verified",
+                                status="integrity", digests=tuple(digests))
         except LedgerUnavailableError as exc:
             if policy.fail_open:
-                return GateDecision(image, digests[0], True, EXIT_OK,
-                                    f"ledger unreachable, allowed by fail-open policy: {exc.one_line()}",
-                                    "fail-open", status="unreachable", digests=tuple(digests))
-            return GateDecision(image, digests[0], False, EXIT_UNAVAILABLE,
-                                f"ledger unreachable, refusing (fail closed): {exc.one_line()}", "verified",
-                                status="unreachable", digests=tuple(digests))
+                return GateDecision(image=image, digest=digests[0], allowed=True, exit_code=EXIT_OK,
+                                    reason=f"ledger unreachable, allowed by fail-open policy: {exc.one_line()}",
+                                    via="fail-open", status="unreachable", digests=tuple(digests))
+            return GateDecision(image=image, digest=digests[0], allowed=False, exit_code=EXIT_UNAVAILABLE,
+                                reason=f"ledger unreachable, refusing (fail closed): {exc.one_line()}",
+                                via="verified", status="unreachable", digests=tuple(digests))
         except NotaryError as exc:
-            return GateDecision(image, digests[0], False, exc.exit_code if exc.exit_code else EXIT_REFUSED,
-                                f"{exc.kind}: {exc.one_line()}", "error", digests=tuple(digests))
+            return GateDecision(image=image, digest=digests[0], allowed=False,
+                                exit_code=exc.exit_code if exc.exit_code else EXIT_REFUSED,
+                                reason=f"{exc.kind}: {exc.one_line()}", via="error", digests=tuple(digests))
 
     def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any], now: datetime) -> GateDecision:
         from notary.verify import verify_digest
@@ -224,9 +233,10 @@ class Gate:
             stale = [r for r in results if r.status == "too-old"]
             r = (revoked or stale or results)[0]
             reason = r.reason if len(results) == 1 or revoked or stale else "; ".join(x.reason for x in results)
-            revocation = {"revocation": r.revocation.to_json()} if r.revocation is not None else None
-            return GateDecision(image, r.digest, False, EXIT_REFUSED, reason, "verified", tree, r.status,
-                                r.signer, tuple(digests), revocation)
+            revocation = {"revocation": r.revocation.to_json()} if r.revocation is not None else {}
+            return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
+                                reason=reason, via="verified", tree_size=tree, status=r.status,
+                                signer=r.signer, digests=tuple(digests), extra=revocation)
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
         extra: dict[str, Any] = {}
@@ -237,12 +247,14 @@ class Gate:
             bound = {n for x in good for n in x.names}
             if name not in bound:
                 shown = ", ".join(sorted(bound)) or "none (notarized before names were bound)"
-                return GateDecision(image, r.digest, False, EXIT_REFUSED,
-                                    f"{r.digest} is not notarized under the name {name} (its records name: {shown})",
-                                    "verified", tree, "name-mismatch", r.signer, tuple(digests))
+                return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
+                                    reason=f"{r.digest} is not notarized under the name {name} (its records name: {shown})",
+                                    via="verified", tree_size=tree, status="name-mismatch", signer=r.signer,
+                                    digests=tuple(digests))
             extra["name_matched"] = name
-        return GateDecision(image, r.digest, True, EXIT_OK, r.reason + via_id, "verified", tree, r.status, r.signer,
-                            tuple(digests), extra or None)
+        return GateDecision(image=image, digest=r.digest, allowed=True, exit_code=EXIT_OK,
+                            reason=r.reason + via_id, via="verified", tree_size=tree, status=r.status,
+                            signer=r.signer, digests=tuple(digests), extra=extra)
 
 
 MAX_IMAGE_ID_HOLDERS = 16
@@ -279,10 +291,7 @@ def _names_config(record: Any, image_id: str) -> bool:
 
 
 def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
-    merged = {**decision.extra, **extra}
-    return GateDecision(decision.image, decision.digest, decision.allowed, decision.exit_code, decision.reason,
-                        decision.via, decision.tree_size, decision.status, decision.signer, decision.digests,
-                        merged)
+    return decision._replace(extra={**decision.extra, **extra})
 
 
 def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> Gate:

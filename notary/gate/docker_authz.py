@@ -25,9 +25,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from notary.errors import InputError, NotaryError, NotFoundError, UsageError
+from notary.errors import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    InputError,
+    NotaryError,
+    NotFoundError,
+    UsageError,
+)
 from notary.gate import docker_route
-from notary.gate.decide import EXIT_INTEGRITY, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
+from notary.gate.decide import Gate, GateDecision
 from notary.gate.docker_api import DockerAPI
 from notary.gate.unix_server import (
     DEFAULT_QUEUE,
@@ -157,11 +166,13 @@ class Authorizer:
 
     def _absent(self, image: str | None, reason: str, action: str) -> AuthZ:
         """Let dockerd answer "No such ..." (the CLI pulls on that answer), and record that it did."""
-        self.gate.log_only(GateDecision(image, None, True, EXIT_OK, reason, "absent", extra={"action": action}))
+        self.gate.log_only(GateDecision(image=image, digest=None, allowed=True, exit_code=EXIT_OK,
+                                        reason=reason, via="absent", extra={"action": action}))
         return AuthZ(True)
 
     def refuse(self, image: str | None, reason: str, action: str, code: int = EXIT_USAGE) -> AuthZ:
-        self.gate.log_only(GateDecision(image, None, False, code, reason, "error", extra={"action": action}))
+        self.gate.log_only(GateDecision(image=image, digest=None, allowed=False, exit_code=code,
+                                        reason=reason, via="error", extra={"action": action}))
         return AuthZ(False, msg=f"notary refused: {reason}")
 
 
@@ -224,8 +235,9 @@ class AuthzServer(PrivateUnixServer):
             answer = self.authorizer.request(req)
         except Exception as exc:  # noqa: BLE001 - fail closed
             answer = AuthZ(False, msg=f"notary refused: internal error: {type(exc).__name__}: {str(exc)[:200]}")
-            self.authorizer.gate.log_only(GateDecision(None, None, False, EXIT_INTEGRITY, answer.msg, "error",
-                                                       extra={"action": "unknown"}))
+            self.authorizer.gate.log_only(GateDecision(image=None, digest=None, allowed=False,
+                                                       exit_code=EXIT_INTEGRITY, reason=answer.msg,
+                                                       via="error", extra={"action": "unknown"}))
         return answer.to_json(), 200
 
     def _busy(self, req: Mapping[str, Any]) -> AuthZ:

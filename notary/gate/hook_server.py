@@ -22,8 +22,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from notary.errors import InputError, NotaryError
-from notary.gate.decide import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, Gate, GateDecision
+from notary.errors import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, InputError, NotaryError
+from notary.gate.decide import Gate, GateDecision
 from notary.gate.hook_main import IDENTITY_HEADER
 from notary.gate.metrics import Metrics
 from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
@@ -53,13 +53,15 @@ def decide(gate: Gate, body: bytes, storage_root: str | None = None, *, delegate
         config = read_bundle_config(str(state.get("bundle") or "."))
         identity = identify(state, config, storage_root=storage_root)
     except NotaryError as exc:
-        decision = GateDecision(None, None, False, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
-                                f"cannot identify the container's image: {exc.one_line()}", "error")
+        decision = GateDecision(image=None, digest=None, allowed=False,
+                                exit_code=EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
+                                reason=f"cannot identify the container's image: {exc.one_line()}",
+                                via="error")
         gate.log_only(decision)
         return decision
     except Exception as exc:  # noqa: BLE001 - fail closed
-        decision = GateDecision(None, None, False, EXIT_INTEGRITY, f"internal error: {type(exc).__name__}: {exc}",
-                                "error")
+        decision = GateDecision(image=None, digest=None, allowed=False, exit_code=EXIT_INTEGRITY,
+                                reason=f"internal error: {type(exc).__name__}: {exc}", via="error")
         gate.log_only(decision)
         return decision
     extra = {"container": state.get("id"), "identified_by": identity.source}
@@ -140,7 +142,8 @@ class HookServer(PrivateUnixServer):
             except InputError:
                 state = None
             container = state.get("id") if isinstance(state, dict) and isinstance(state.get("id"), str) else None
-            self.gate.log_only(GateDecision(None, None, False, EXIT_UNAVAILABLE, reason, "error",
+            self.gate.log_only(GateDecision(image=None, digest=None, allowed=False,
+                                            exit_code=EXIT_UNAVAILABLE, reason=reason, via="error",
                                             extra={"container": container}))
         return BusyReply(503, f"notary: refused: {reason}\n".encode(),
                          {"Content-Type": "text/plain; charset=utf-8", "X-Notary-Exit-Code": str(EXIT_UNAVAILABLE)})

@@ -149,7 +149,8 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
 def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str | None = None,
            storage_root: str | None = None) -> Any:
     """The gate's decision for the container described on stdin (a GateDecision)."""
-    from notary.gate.decide import EXIT_USAGE, GateDecision, gate_from_flags
+    from notary.errors import EXIT_USAGE
+    from notary.gate.decide import GateDecision, gate_from_flags
 
     try:
         state = read_state(stdin)
@@ -157,8 +158,10 @@ def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str
         identity = identify(state, config, storage_root=storage_root)
     except NotaryError as exc:
         gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook")
-        decision = GateDecision(None, None, False, EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
-                                f"cannot identify the container's image: {exc.one_line()}", "error")
+        decision = GateDecision(image=None, digest=None, allowed=False,
+                                exit_code=EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
+                                reason=f"cannot identify the container's image: {exc.one_line()}",
+                                via="error")
         gate.log_only(decision)
         return decision
     gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook", keep_open=False)

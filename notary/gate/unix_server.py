@@ -179,7 +179,7 @@ class QuietUnixHandler(BaseHTTPRequestHandler):
     def _next_request_arrives(self) -> bool:
         try:
             self.connection.settimeout(self.idle_timeout)
-            return bool(self.rfile.peek(1))
+            return bool(self.rfile.peek(1))  # type: ignore[attr-defined]  # socketserver's rfile is a BufferedReader
         except OSError:  # idle too long (TimeoutError), or the peer is gone
             return False
         finally:

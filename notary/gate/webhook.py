@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from notary.errors import InputError, NotaryError, UsageError
-from notary.gate.decide import EXIT_USAGE, Gate, GateDecision
+from notary.errors import EXIT_INTEGRITY, EXIT_USAGE, InputError, NotaryError, UsageError
+from notary.gate.decide import Gate, GateDecision
 from notary.jsonsafe import loads
 from notary.sources.base import SourceOptions
 
@@ -135,7 +135,8 @@ class Reviewer:
             return _response(uid, True, "CONNECT starts no new image")
         if not isinstance(kind, str):
             raise InputError("AdmissionReview request has no kind")
-        meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+        raw_meta = obj.get("metadata")
+        meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
         where = {"namespace": request.get("namespace") or meta.get("namespace"),
                  "object": f"{kind}/{meta.get('name') or meta.get('generateName') or '?'}"}
         refused: list[tuple[ImageUse, GateDecision]] = []
@@ -159,14 +160,17 @@ class Reviewer:
         try:
             name, digests = self.resolve(use.image, self.options)
         except NotaryError as exc:
-            decision = GateDecision(use.image, None, False, exc.exit_code or EXIT_USAGE,
-                                    f"cannot resolve {use.image} to a digest: {exc.one_line()}", "error",
-                                    extra=extra)
+            decision = GateDecision(image=use.image, digest=None, allowed=False,
+                                    exit_code=exc.exit_code or EXIT_USAGE,
+                                    reason=f"cannot resolve {use.image} to a digest: {exc.one_line()}",
+                                    via="error", extra=extra)
             self.gate.log_only(decision)
             return decision
         except Exception as exc:  # noqa: BLE001 - fail closed
-            decision = GateDecision(use.image, None, False, 3, f"cannot resolve {use.image}: "
-                                    f"{type(exc).__name__}: {exc}", "error", extra=extra)
+            decision = GateDecision(image=use.image, digest=None, allowed=False, exit_code=EXIT_INTEGRITY,
+                                    reason=f"cannot resolve {use.image}: "
+                                    f"{type(exc).__name__}: {exc}",
+                                    via="error", extra=extra)
             self.gate.log_only(decision)
             return decision
         return self.gate.check(name or use.image, digests, front_end="webhook", extra=extra)

@@ -156,7 +156,7 @@ def translate(exc: BaseException, target: ImmudbTarget, what: str) -> NotaryErro
     try:
         from ecdsa.keys import BadSignatureError
     except ImportError:  # pragma: no cover - ecdsa comes with immudb-py
-        BadSignatureError = ()  # type: ignore[assignment,misc]  # noqa: N806
+        BadSignatureError = ()  # noqa: N806
     if BadSignatureError and isinstance(exc, BadSignatureError):
         return ProofError(f"immudb {what}: the server's state signature does not verify under the pinned key")
     if isinstance(exc, immu_exc.ErrCorruptedData):
