@@ -32,6 +32,7 @@ from tests.support.ci_runners import (
 )
 from tests.support.cli import Notary
 from tests.support.images import manifest_of
+from tests.support.immudb import ImmudbServer, fresh_immudb_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -81,8 +82,8 @@ class ActRun:
         return "\n".join(lines[start:start + 60])
 
 
-def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Path, signer: KeyPair,
-             trusted_pem: str, *, wheel_sha256: str | None = None) -> ActRun:
+def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Path | str, signer: KeyPair,
+             trusted_pem: str, *, wheel_sha256: str | None = None, immudb_password: str = "") -> ActRun:
     repo = tmp_path / "repo"
     (repo / ".github" / "workflows").mkdir(parents=True)
     (repo / ".github" / "workflows" / "notarize.yml").write_text(_workflow_with_stand_in_build())
@@ -102,10 +103,10 @@ def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Pa
         "--local-repository", f"actions/upload-artifact@v4={stub}",
         "--var", f"NOTARY_WHEEL_URL={wheel.url}",
         "--var", f"NOTARY_WHEEL_SHA256={wheel_sha256 or wheel.sha256}",
-        "--var", f"NOTARY_LEDGER={ledger.as_uri()}",
+        "--var", f"NOTARY_LEDGER={ledger if isinstance(ledger, str) else ledger.as_uri()}",
         "--var", f"NOTARY_PUBLIC_KEY={trusted_pem}",
         "--secret", f"NOTARY_SIGNING_KEY={signer.private_pem}",
-        "--secret", "NOTARY_IMMUDB_PASSWORD=",
+        "--secret", f"NOTARY_IMMUDB_PASSWORD={immudb_password}",
     ]
     proc = subprocess.run(argv, cwd=repo, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=600, check=False)
@@ -158,3 +159,17 @@ def test_github_template_refuses_a_wheel_whose_hash_differs(
     assert run.proc.returncode != 0
     assert "HASHES" in run.log.upper() or "hash" in run.log, run.log[-3000:]
     assert not ledger.exists(), "nothing is notarized by a notary whose bytes were not the pinned ones"
+
+
+def test_github_template_notarizes_into_immudb_with_the_password_secret(
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        immudb_server: ImmudbServer) -> None:
+    url = fresh_immudb_url(immudb_server)
+    signer = new_key_pair(tmp_path / "keys", "ci")
+    run = _run_act(tmp_path, notary_wheel, wheelhouse, busybox_layout, url, signer, signer.public_pem,
+                   immudb_password=immudb_server.password)
+    assert run.proc.returncode == 0, run.why()
+    (tmp_path / "auditor").mkdir()
+    Notary(tmp_path / "auditor", ledger_url=url).run(
+        "verify", f"oci:{busybox_layout}:v1", "--key", str(signer.public),
+        env={"NOTARY_IMMUDB_PASSWORD": immudb_server.password})
