@@ -12,6 +12,7 @@ import base64
 import hashlib
 import re
 import struct
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from notary.errors import InputError, ProofError
@@ -148,3 +149,14 @@ def parse_private_pem(text: str, source: str) -> bytes:
     if len(der) != len(_PKCS8_PREFIX) + 32 or not der.startswith(_PKCS8_PREFIX):
         raise ProofError(f"ledger signing key {source} is not an Ed25519 key")
     return der[len(_PKCS8_PREFIX) :]
+
+
+def check_kvs(kvs: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
+    """One transaction's keys and values, checked, in key order (the order their leaves take)."""
+    if not isinstance(kvs, Mapping):
+        raise InputError(f"a ledger transaction must map keys to values, got {type(kvs).__name__}")
+    if not kvs:
+        raise InputError("refusing to write an empty transaction")
+    for k in kvs:
+        check_key(k)
+    return [(k, check_value(k, kvs[k])) for k in sorted(kvs)]

@@ -20,7 +20,8 @@ from notary.ledger.embedded import _store as store
 from notary.ledger.embedded._writer import map_loader
 
 if TYPE_CHECKING:
-    from notary.ledger.embedded.ledger import EmbeddedLedger, _View
+    from notary.ledger.embedded._view import View as _View
+    from notary.ledger.embedded.ledger import EmbeddedLedger
 
 _SHALLOW = 40  # depths fetched first: a random key's leaf sits at about log2(keys) + 1
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,10 +31,12 @@ from notary.errors import (
 )
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.embedded import _codec as codec
-from notary.ledger.embedded import _location, _map, _reads, _writer
+from notary.ledger.embedded import _location, _reads, _writer
 from notary.ledger.embedded import _store as store
 from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
+from notary.ledger.embedded._upgrade import upgrade_in_place
 from notary.ledger.embedded._verify import Verifier
+from notary.ledger.embedded._view import LOAD, Snap, View
 from notary.ledger.trust import TrustedState, TrustStore
 
 if TYPE_CHECKING:
@@ -49,61 +51,6 @@ def path_from_url(url: str) -> Path:
     if not raw.startswith("/") or raw.endswith("/"):
         raise UsageError(f"ledger URL {url!r} must name a file by absolute path", hint="file:///path/ledger.db")
     return Path(os.path.abspath(raw)).resolve()
-
-
-class _Snap(NamedTuple):
-    row: store.HeadRow | None
-    size: int
-    tx: int
-    cons: list[list[int]]
-    plan: ProofPlan
-    v2: bool
-
-
-_LOAD = object()  # _snapshot: load the trusted state itself (under the trust lock)
-
-
-class _View:
-    """One verified snapshot of the ledger: a head proven against trust, and the still-open SQLite snapshot
-    it came from, for reading the rows to prove against it."""
-
-    def __init__(self, ledger: EmbeddedLedger, conn: sqlite3.Connection, trusted: TrustedState | None,
-                 head: TreeHead, cons: dict[str, Any], plan: ProofPlan, nodes: dict[int, bytes], v2: bool) -> None:
-        self.ledger, self.conn, self.trusted = ledger, conn, trusted
-        self.head, self.cons, self.plan, self.nodes, self.v2 = head, cons, plan, nodes, v2
-
-    def read(self, fn: Any) -> Any:
-        return fn(self.conn)
-
-    def paths(self, leaves: Sequence[object]) -> list[list[bytes]]:
-        """Inclusion paths of leaves in head, one query; a leaf outside the head gets an empty path, which
-        then fails its proof."""
-        size = self.head.tree_size
-        plan = ProofPlan()
-        parts = [plan.inclusion(i, size) if type(i) is int and 0 <= i < size else [] for i in leaves]
-        nodes = store.fetch_nodes(self.conn, plan.ids) if leaves else {}
-        return [assemble(p, nodes) for p in parts]
-
-    def path(self, leaf: object) -> list[bytes]:
-        return self.paths([leaf])[0]
-
-    def consistency(self, size: int) -> list[bytes]:
-        """RFC 9162 consistency proof from an earlier size to head."""
-        plan = ProofPlan()
-        parts = plan.consistency(size, self.head.tree_size)
-        return assemble(parts, store.fetch_nodes(self.conn, plan.ids))
-
-    def entries(self, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
-        """Each row as an entry of key (the key asked for, not the stored one), proven included in head."""
-        return [self.ledger.verifier.check_entry(key, r, self.head, p, self.cons)
-                for r, p in zip(rows, self.paths([r.leaf for r in rows]), strict=True)]
-
-    def entry(self, ledger: EmbeddedLedger, key: str, row: store.EntryRow) -> Entry:
-        return self.entries(key, [row])[0]
-
-    def done(self) -> TrustedState:
-        """Every check passed: move the trusted state to this head."""
-        return self.ledger._advance(self.trusted, self.head)
 
 
 class EmbeddedLedger:
@@ -182,12 +129,12 @@ class EmbeddedLedger:
     # -- writing ------------------------------------------------------------------------------------------
 
     def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
-        return self._write([_check_kvs(kvs)], prove_each=True)[0]
+        return self._write([codec.check_kvs(kvs)], prove_each=True)[0]
 
     def write_batch(self, txs: Sequence[Mapping[str, bytes]]) -> list[WriteReceipt]:
         if not isinstance(txs, Sequence) or isinstance(txs, (str, bytes)):
             raise InputError(f"write_batch takes a list of transactions, got {type(txs).__name__}")
-        checked = [_check_kvs(kvs) for kvs in txs]
+        checked = [codec.check_kvs(kvs) for kvs in txs]
         return self._write(checked, prove_each=False) if checked else []
 
     def _write(self, txs: list[list[tuple[str, bytes]]], *, prove_each: bool) -> list[WriteReceipt]:
@@ -196,7 +143,7 @@ class EmbeddedLedger:
             trusted = self.trust.load(self.ledger_id)
             with store.transaction(self._conn, self.path, write=True) as conn:
                 if not store.is_v2(conn):
-                    trusted = self._upgrade(conn, trusted, signer)
+                    trusted = upgrade_in_place(self, conn, trusted, signer)
                 before = self._verified_head(conn, trusted)  # never extend a ledger we cannot trust
                 plan = ProofPlan()
                 ids = plan.frontier(before.tree_size)
@@ -225,7 +172,7 @@ class EmbeddedLedger:
             for w in written
         ]
 
-    def _prove_written(self, view: _View, written: list[_writer.Written]) -> None:
+    def _prove_written(self, view: View, written: list[_writer.Written]) -> None:
         """Each new leaf included in the current head, and named by the key index as its key's newest."""
         leaves = [leaf for w in written for leaf in w.leaves]
         keys = [k for w in written for k in w.keys]
@@ -248,29 +195,10 @@ class EmbeddedLedger:
                 if store.is_v2(conn):
                     head = self._verified_head(conn, trusted)
                     return {"upgraded": False, "format": store.FORMAT, "head": head.to_json()}
-                trusted = self._upgrade(conn, trusted, signer)
+                trusted = upgrade_in_place(self, conn, trusted, signer)
                 head = self._verified_head(conn, trusted)
             self._advance(trusted, head)
         return {"upgraded": True, "format": store.FORMAT, "head": head.to_json()}
-
-    def _upgrade(self, conn: sqlite3.Connection, trusted: TrustedState | None,
-                 signer: Ed25519PrivateKey) -> TrustedState | None:
-        from notary.ledger.embedded._audit import recompute
-
-        head = self._verified_head(conn, trusted, v2=False)
-        report, newest = recompute(self.verifier, conn, False, all_signatures=True)
-        if report.head != head:
-            raise ProofError("the audited head is not the current head")
-        store.upgrade_schema(conn)
-        map_root, rows = _writer.build_index(newest)
-        store.insert(conn, [], [], [], [(_map.node_key(n), h, leaf) for n, h, leaf in rows])
-        if head.tree_size:
-            time_us = codec.to_time_us(head.time) if head.time else 0
-            signature = signer.sign(codec.head_message(head.tree_size, head.root, head.tx, time_us, map_root))
-            store.resign_head(conn, head.tx, map_root, signature)
-        self.notices.append(f"upgraded ledger {self.path} to {store.FORMAT}: a signed key index of {len(newest)} "
-                            f"keys; every read now proves it shows the newest version (no record changed)")
-        return trusted
 
     def _signing_key(self) -> Ed25519PrivateKey:
         if self._signer is None:
@@ -304,10 +232,10 @@ class EmbeddedLedger:
             view.done()
         return entry
 
-    def _get_v1(self, view: _View, key: str, at_tx: int | None) -> Entry | None:
+    def _get_v1(self, view: View, key: str, at_tx: int | None) -> Entry | None:
         """Format v1: inclusion only (the newest version cannot be proven without the key index)."""
         row = view.read(lambda c: store.latest_entry(c, key, at_tx))
-        entry = view.entry(self, key, row) if row else None
+        entry = view.entry(key, row) if row else None
         if entry is not None and at_tx is not None and entry.tx > at_tx:
             raise ProofError(f"ledger returned tx {entry.tx} for a read as of tx {at_tx}")
         return entry
@@ -317,7 +245,7 @@ class EmbeddedLedger:
         with self._snapshot() as view:
             rows = view.read(lambda c: store.entries_of(c, key))
             if view.head.map_root is None:
-                entries = [view.entry(self, key, r) for r in rows]
+                entries = [view.entry(key, r) for r in rows]
             else:
                 entries = _reads.history(self, view, key, rows)
             revisions = [e.revision for e in entries]
@@ -344,7 +272,7 @@ class EmbeddedLedger:
                 erow = view.read(lambda c, r=txrow: store.entry_at(c, r.first_leaf))
                 if erow is None:
                     raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
-                entry = view.entry(self, erow.key, erow)
+                entry = view.entry(erow.key, erow)
                 assert entry.time is not None  # embedded entries always carry their transaction's time
                 at_or_before = codec.to_time_us(entry.time) <= when_us
                 if entry.tx != txrow.tx or at_or_before != (txrow is found):
@@ -415,7 +343,7 @@ class EmbeddedLedger:
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
-    def _read_head(self, conn: sqlite3.Connection, trusted: TrustedState | None, v2: bool | None = None) -> _Snap:
+    def _read_head(self, conn: sqlite3.Connection, trusted: TrustedState | None, v2: bool | None = None) -> Snap:
         """The head row plus the plan of its consistency proof from the trusted state (same snapshot)."""
         v2 = store.is_v2(conn) if v2 is None else v2
         row = self.verifier.valid_row(store.head(conn, v2))
@@ -423,9 +351,9 @@ class EmbeddedLedger:
         size = row.tree_size if row else 0
         old = trusted.tree_size if trusted else 0
         cons = plan.consistency(old, size) if 0 < old < size else []
-        return _Snap(row, size, row.tx if row else 0, cons, plan, v2)
+        return Snap(row, size, row.tx if row else 0, cons, plan, v2)
 
-    def _finish(self, snap: _Snap, trusted: TrustedState | None,
+    def _finish(self, snap: Snap, trusted: TrustedState | None,
                 nodes: Mapping[int, bytes]) -> tuple[TreeHead, dict[str, Any]]:
         head = self.verifier.check_head(snap.row) if snap.row is not None else self.verifier.empty_head(snap.v2)
         if snap.v2 and head.map_root is None:
@@ -443,7 +371,7 @@ class EmbeddedLedger:
         return self._finish(snap, trusted, store.fetch_nodes(conn, snap.plan.ids))[0]
 
     @contextlib.contextmanager
-    def _snapshot(self, trusted: Any = _LOAD) -> Iterator[_View]:
+    def _snapshot(self, trusted: Any = LOAD) -> Iterator[View]:
         """The one read skeleton: lock trust, read the head and what the caller needs in one SQLite snapshot,
         prove the head (signature, consistency with trust), let the caller check its rows, then advance.
 
@@ -451,14 +379,14 @@ class EmbeddedLedger:
         call view.done() after its own checks: only then does the trusted state move. An exception anywhere
         leaves it untouched."""
         with contextlib.ExitStack() as stack:
-            if trusted is _LOAD:
+            if trusted is LOAD:
                 stack.enter_context(self._trust_lock())
                 trusted = self.trust.load(self.ledger_id)
             conn = stack.enter_context(store.transaction(self._conn, self.path))
             snap = self._read_head(conn, trusted)
             nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
-            yield _View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
+            yield View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
 
     def _advance(self, trusted: TrustedState | None, head: TreeHead, *, first_use_notice: bool = True) -> TrustedState:
         """Persist the state every check of this operation proved (forward-only, by the TrustStore)."""
@@ -488,13 +416,3 @@ class EmbeddedLedger:
             finally:
                 if fd is not None:
                     os.close(fd)
-
-
-def _check_kvs(kvs: Mapping[str, bytes]) -> list[tuple[str, bytes]]:
-    if not isinstance(kvs, Mapping):
-        raise InputError(f"a ledger transaction must map keys to values, got {type(kvs).__name__}")
-    if not kvs:
-        raise InputError("refusing to write an empty transaction")
-    for k in kvs:
-        codec.check_key(k)
-    return [(k, codec.check_value(k, kvs[k])) for k in sorted(kvs)]
