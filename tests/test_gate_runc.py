@@ -43,7 +43,8 @@ def _run(world: GateWorld, layout: Path, tmp_path: Path, runtime: str, *, annota
     return proc.returncode, proc.stdout + proc.stderr, trace / "ran"
 
 
-def test_notarized_image_runs_through_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+def test_notarized_image_runs_through_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path,
+                                               runtime: str) -> None:
     world.notarize(image_subject(busybox_layout))
     code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code == 0, output
@@ -52,13 +53,15 @@ def test_notarized_image_runs_through_the_hook(world: GateWorld, busybox_layout:
     assert line["decision"] == "allow" and line["front_end"] == "oci-hook" and line["identified_by"] == "umoci"
 
 
-def test_never_notarized_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+def test_never_notarized_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path,
+                                            runtime: str) -> None:
     code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
     assert code != 0 and not ran.exists()
     assert "notary: refused" in output and "not notarized" in output
 
 
-def test_revoked_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+def test_revoked_image_never_starts(world: GateWorld, busybox_layout: Path, tmp_path: Path,
+                                    runtime: str) -> None:
     subject = image_subject(busybox_layout)
     world.notarize(subject)
     world.revoke(subject.digest, "CVE-2026-1111")
@@ -97,7 +100,8 @@ def test_prestart_stage_and_explicit_annotation_are_honoured(world: GateWorld, b
     assert world.decisions()[-1]["identified_by"] == "annotation"
 
 
-def test_unreachable_ledger_refuses_the_container(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+def test_unreachable_ledger_refuses_the_container(world: GateWorld, busybox_layout: Path, tmp_path: Path,
+                                                  runtime: str) -> None:
     world.notarize(image_subject(busybox_layout))
     world.write_policy(ledger_url=(tmp_path / "nowhere" / "ledger.db").as_uri())
     code, output, ran = _run(world, busybox_layout, tmp_path, runtime)
@@ -165,7 +169,8 @@ def test_bundle_without_any_image_identity_is_refused(world: GateWorld, busybox_
     assert "no image digest known" in proc.stderr
 
 
-def test_cli_subcommand_works_as_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+def test_cli_subcommand_works_as_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path,
+                                          runtime: str) -> None:
     """`notary gate oci-hook` (the CLI form) decides exactly like the light entry point."""
     import sys
 

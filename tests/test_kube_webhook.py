@@ -167,7 +167,8 @@ def test_pod_with_a_notarized_image_pinned_by_digest_is_admitted(kube: KubeClien
     assert_admitted(kube, pod(images["good"].digest_ref))
 
 
-def test_pod_with_a_never_notarized_image_is_denied_with_notarys_reason(kube: KubeClient, images: dict[str, PushedImage],
+def test_pod_with_a_never_notarized_image_is_denied_with_notarys_reason(kube: KubeClient,
+                                                                        images: dict[str, PushedImage],
                                                                         world: GateWorld) -> None:
     obj = pod(images["good"].tag_ref, images["unsigned"].tag_ref)
     message = assert_denied(kube, obj, f"spec.containers[1] (c1) image {images['unsigned'].tag_ref}", "not notarized")
@@ -181,7 +182,8 @@ def test_pod_with_a_revoked_image_is_denied_with_the_revocation_reason(kube: Kub
     assert_denied(kube, pod(images["revoked"].tag_ref), "revoked", "CVE-2026-4242")
 
 
-def test_pod_with_a_tag_the_registry_does_not_have_is_denied(kube: KubeClient, images: dict[str, PushedImage]) -> None:
+def test_pod_with_a_tag_the_registry_does_not_have_is_denied(kube: KubeClient,
+                                                             images: dict[str, PushedImage]) -> None:
     missing_tag = f"{images['good'].name}:no-such-tag"
     assert_denied(kube, pod(missing_tag), f"image {missing_tag}", "cannot resolve")
 

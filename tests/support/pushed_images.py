@@ -49,7 +49,8 @@ class PushedImage:
 
 
 @pytest.fixture(scope="session")
-def pushed_images(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PushedImage]]:
+def pushed_images(registry: RegistryServer,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PushedImage]]:
     layout = tmp_path_factory.mktemp("pushed") / "layout"
     images = {}
     for role in ROLES:
