@@ -59,7 +59,7 @@ webhook-image:
 	@scripts/webhook-image.sh
 
 lint: venv
-	$(VENV)/bin/ruff check notary tests
+	$(VENV)/bin/ruff check notary tests benchmarks
 	$(VENV)/bin/mypy
 
 # What the tests run ci-templates/ with: act and tekton-validate (Go, built from the module proxy),
@@ -71,7 +71,7 @@ ci-runners:
 	@scripts/npm-tool-install.sh npm-groovy-lint >/dev/null
 
 test: setup immudb ci-runners
-	$(VENV)/bin/ruff check notary tests
+	$(VENV)/bin/ruff check notary tests benchmarks
 	$(VENV)/bin/mypy
 	@# containerd, etcd and kube-apiserver build in the background while the suite runs; the tests that need them
 	@# run last (tests/support/late_components.py) and wait for them
@@ -89,7 +89,7 @@ cosign:
 	@scripts/cosign-build.sh >/dev/null
 
 bench: setup immudb cosign
-	@$(PY) -m notary.bench
+	@$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo-work

@@ -37,8 +37,8 @@ _API = {
     "load_private_key": "notary.keys",
     "load_public_key": "notary.keys",
     "key_id": "notary.keys",
-    "Gate": "notary.gate.decide",
-    "gate_for": "notary.gate.decide",
+    "Gate": "notary.gate.decision",
+    "gate_for": "notary.gate.decision",
     "NotaryError": "notary.errors",
 }
 

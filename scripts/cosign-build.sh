@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Obtain the pinned cosign (the measured peer of `make bench`); print the directory holding it (last line).
 #
-# Only the benchmarks use it (notary/bench_cosign.py), never CI. Order: COSIGN_BIN (path to a cosign binary),
+# Only the benchmarks use it (benchmarks/cosign.py), never CI. Order: COSIGN_BIN (path to a cosign binary),
 # then `cosign` on PATH, then a cached build, then a fresh build from the Go module proxy into
 # ${XDG_CACHE_HOME:-~/.cache}/notary/cosign-<version>/ (outside the repo). A binary found on PATH or via
 # COSIGN_BIN must report the pinned version unless COSIGN_ANY_VERSION=1.

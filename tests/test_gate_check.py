@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from notary.config import load_config
-from notary.gate.decide import gate_for
+from notary.gate.decision import gate_for
 from notary.sources.base import Subject
 from tests.support.registry import registry  # noqa: F401 - fixture
 from tests.support.runtimes import GateWorld

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.burst import state, write_bundle
 from notary.gate import hook_main, oci_hook
-from notary.gate.bench_burst import state, write_bundle
 from notary.sources.base import Subject
 from tests.support.gate_servers import HookServer
 from tests.support.runtimes import HOOK_ARGV, GateWorld, image_subject, run_runc, runc_bundle

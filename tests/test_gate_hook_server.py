@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from notary.gate.bench_burst import hook_burst, state, write_bundle
+from benchmarks.burst import hook_burst, state, write_bundle
 from notary.sources.base import Subject
 from tests.support.gate_servers import HookServer, raw_request
 from tests.support.integration import require_tool

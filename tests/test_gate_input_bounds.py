@@ -25,9 +25,9 @@ import pytest
 
 from notary.config import load_config
 from notary.errors import InputError
-from notary.gate.decide import gate_for
-from notary.gate.docker_api import DockerAPI
-from notary.gate.hook_server import HookServer
+from notary.gate.decision import gate_for
+from notary.gate.frontends.docker_api import DockerAPI
+from notary.gate.frontends.hook_server import HookServer
 from notary.gate.install import ADD_HOOK_CODE
 from tests.support.gate_servers import AuthzPluginWith, raw_http, raw_request
 from tests.support.runtimes import HOOK_ARGV, GateWorld

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.burst import state, write_bundle
 from notary.errors import UsageError
-from notary.gate.bench_burst import state, write_bundle
 from notary.gate.install import add_hook, install
 from notary.sources.base import Subject
 from tests.support.gate_servers import HookServer

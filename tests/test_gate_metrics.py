@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from notary.gate.bench_burst import hook_burst, state, write_bundle
+from benchmarks.burst import hook_burst, state, write_bundle
 from notary.gate.metrics import Metrics, ServerLog
 from notary.sources.base import Subject
 from tests.support.gate_servers import AuthzPluginWith, HookServer, raw_http, raw_request

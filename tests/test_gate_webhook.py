@@ -236,14 +236,14 @@ def test_image_by_tag_is_resolved_through_the_registry(webhook: Webhook, world: 
 )
 def test_every_container_of_every_pod_template_kind_is_found(kind: str, obj: dict[str, Any],
                                                               fields: list[str]) -> None:
-    from notary.gate.webhook import image_uses
+    from notary.gate.frontends.webhook import image_uses
 
     assert [u.field for u in image_uses(kind, obj)] == fields
 
 
 def test_a_workload_without_a_pod_template_is_malformed() -> None:
     from notary.errors import InputError
-    from notary.gate.webhook import image_uses
+    from notary.gate.frontends.webhook import image_uses
 
     with pytest.raises(InputError):
         list(image_uses("Deployment", {"spec": {"replicas": 1}}))

@@ -208,7 +208,7 @@ def test_password_file_is_read(server: ImmudbServer, tmp_path: Path, monkeypatch
 
 
 def test_benchmark_reports_rates(server: ImmudbServer) -> None:
-    from notary.ledger.bench_immudb import bench_notarize_vs_raw
+    from benchmarks.immudb_ledger import bench_notarize_vs_raw
 
     numbers = bench_notarize_vs_raw(server.url_for(server.create_database()), server.password, 5)
     rates = [v for k, v in numbers.items() if k.endswith("_per_s")]

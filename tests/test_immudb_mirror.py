@@ -288,7 +288,7 @@ def test_resident_gate_front_ends_use_the_mirror_by_default(url: str, proxy: Grp
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from notary import keys
     from notary.config import Config
-    from notary.gate.decide import gate_for
+    from notary.gate.decision import gate_for
     from notary.notarize import notarize, revoke
     from notary.sources import identify
 

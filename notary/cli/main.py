@@ -18,15 +18,15 @@ from notary.errors import NotaryError
 # name -> (module, attribute, one-line help). Modules load only when their command runs, so
 # `notary verify` never imports the registry client or the immudb driver it does not need.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "notarize": ("notary.cli.notarize_cmd", "notarize", "Hash, sign and record images or artifacts."),
-    "verify": ("notary.cli.verify_cmd", "verify", "Check a subject is notarized by a trusted key."),
-    "revoke": ("notary.cli.revoke_cmd", "revoke", "Record that a subject must no longer be trusted."),
-    "history": ("notary.cli.audit_cmd", "history", "Every record about a subject, with proofs."),
-    "get": ("notary.cli.audit_cmd", "get", "A subject's records now or as of a transaction or time."),
-    "lookup": ("notary.cli.audit_cmd", "lookup", "Find notarizations by CI job id or artifact digest."),
-    "ledger": ("notary.cli.ledger_cmd", "ledger", "Inspect the ledger and this client's trusted state."),
-    "key": ("notary.cli.key_cmd", "key", "Generate and inspect signing keys."),
-    "gate": ("notary.cli.gate", "gate", "Refuse to run images that fail verification (hooks, webhook)."),
+    "notarize": ("notary.cli.commands.notarize", "notarize", "Hash, sign and record images or artifacts."),
+    "verify": ("notary.cli.commands.verify", "verify", "Check a subject is notarized by a trusted key."),
+    "revoke": ("notary.cli.commands.revoke", "revoke", "Record that a subject must no longer be trusted."),
+    "history": ("notary.cli.commands.audit", "history", "Every record about a subject, with proofs."),
+    "get": ("notary.cli.commands.audit", "get", "A subject's records now or as of a transaction or time."),
+    "lookup": ("notary.cli.commands.audit", "lookup", "Find notarizations by CI job id or artifact digest."),
+    "ledger": ("notary.cli.commands.ledger", "ledger", "Inspect the ledger and this client's trusted state."),
+    "key": ("notary.cli.commands.key", "key", "Generate and inspect signing keys."),
+    "gate": ("notary.cli.commands.gate", "gate", "Refuse to run images that fail verification (hooks, webhook)."),
 }
 
 

@@ -39,7 +39,7 @@ def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
            config_flag: str | None = None, ledger_flag: str | None = None) -> Any:
     """The gate's decision; unreadable input is a logged refusal (exit 2), never an allow."""
     from notary.errors import EXIT_USAGE
-    from notary.gate.decide import GateDecision, gate_from_flags
+    from notary.gate.decision import GateDecision, gate_from_flags
 
     gate = gate_from_flags(config_flag, ledger_flag, front_end="containerd-verifier", keep_open=False)
     try:

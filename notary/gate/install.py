@@ -53,7 +53,7 @@ def hook_definition(config: str, *, stage: str = "prestart", python: str | None 
         raise UsageError(f"unknown hook stage {stage!r}", hint="use prestart or createRuntime")
     env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     if server:
-        from notary.gate.hook_server import CURL, curl_hook_args
+        from notary.gate.frontends.hook_server import CURL, curl_hook_args
 
         curl = shutil.which("curl") or CURL
         hook = {"path": curl, "args": curl_hook_args(server, curl, timeout=max(timeout - 5, 5)), "env": env,
@@ -187,8 +187,8 @@ def hook_server_status(socket_path: str, config: str, ledger: str | None) -> str
     """Whether the Python hook for config will be decided by the hook server on socket_path: "serving" (a
     trusted socket whose server has this config's identity), "other" (a server with another notary.toml,
     ledger or an older version of the file: hooks decide themselves), or "none"."""
+    from notary.gate.frontends.hook_server import health
     from notary.gate.hook_main import config_fingerprint, identity, trusted_socket
-    from notary.gate.hook_server import health
 
     if not trusted_socket(socket_path):
         return "none"

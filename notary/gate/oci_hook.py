@@ -128,7 +128,7 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
         if found:
             return ImageIdentity(annotations.get("org.opencontainers.image.ref.name"), tuple(found), "umoci")
     if isinstance(container_id, str) and container_id and isinstance(rootfs, str):
-        from notary.gate import docker_storage
+        from notary.gate.runtime import docker_storage
 
         docker_root = docker_storage.root_from_rootfs(rootfs)
         if docker_root is not None:
@@ -136,7 +136,7 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
             return ImageIdentity(image.names[0] if image.names else None, (*image.digests, image.image_id),
                                  "docker")
     if isinstance(container_id, str) and container_id:
-        from notary.gate import podman_storage
+        from notary.gate.runtime import podman_storage
 
         storage = storage_root or podman_storage.root_from_rootfs(rootfs if isinstance(rootfs, str) else None)
         if storage or annotations.get("io.container.manager") == "libpod":
@@ -150,7 +150,7 @@ def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str
            storage_root: str | None = None) -> Any:
     """The gate's decision for the container described on stdin (a GateDecision)."""
     from notary.errors import EXIT_USAGE
-    from notary.gate.decide import GateDecision, gate_from_flags
+    from notary.gate.decision import GateDecision, gate_from_flags
 
     try:
         state = read_state(stdin)

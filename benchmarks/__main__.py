@@ -1,4 +1,4 @@
-"""`python -m notary.bench` (or `make bench`): the numbers the issues ask for, measured in one run.
+"""`python -m benchmarks` (or `make bench`): the numbers the issues ask for, measured in one run.
 
 Reports ratios against a baseline measured in the same run on the same machine, not bare timings: a
 2-core CI box and a laptop differ, the ratio is what stays meaningful.
@@ -141,7 +141,7 @@ def _optional(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m notary.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--layer-mib", type=int, default=160)
     parser.add_argument("--runs", type=int, default=3)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         if "gate" in only:
             results["gate"] = _optional(lambda: _gate(work))
         if "cosign" in only:  # the measured peer: cosign sign/verify --key on the same registry image
-            from notary import bench_cosign
+            from benchmarks import cosign as bench_cosign
 
             results["cosign"] = _optional(lambda: bench_cosign.bench(work / "cosign", args.cosign_runs))
     print(json.dumps(results, indent=2))
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ledger(work: Path, records: int, proof_entries: int) -> dict[str, Any]:
-    from notary.ledger import bench_local
+    from benchmarks import embedded_ledger as bench_local
 
     rate = bench_local.bench_append(work / "append.db", n=records, batch=1000)
     proof = bench_local.bench_proof_verify(work / "proof", n=proof_entries)
@@ -199,14 +199,13 @@ def _ledger(work: Path, records: int, proof_entries: int) -> dict[str, Any]:
 def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, Any]:
     """Against a real immudb: the bench starts its own server (the test suite's launcher) unless
     NOTARY_BENCH_IMMUDB_URL (+ NOTARY_IMMUDB_PASSWORD) names one."""
-    from notary.ledger import bench_immudb
+    from benchmarks import immudb_ledger as bench_immudb
 
     url = os.environ.get("NOTARY_BENCH_IMMUDB_URL")
     password = os.environ.get("NOTARY_IMMUDB_PASSWORD", "immudb")
     server = None
     if not url:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.support.immudb import ImmudbServer
+        from tests.support.immudb import ImmudbServer  # `python -m benchmarks` runs from the repo root
 
         server = ImmudbServer(work / "immudb-data").start()
         url, password = server.url, server.password
@@ -220,7 +219,7 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
             for name in ("grpc", "immudb", "notary.cli.main")
         }
         if gate:  # the runtime hook's cost on this server (goal <= 150 ms)
-            from notary.gate import bench_gate
+            from benchmarks import gate as bench_gate
 
             out["oci_hook"] = _optional(lambda: bench_gate.bench_hook(work / "immudb-hook", immudb=(url, password)))
         return out
@@ -230,7 +229,7 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
 
 
 def _gate(work: Path) -> dict[str, Any]:
-    from notary.gate import bench_gate
+    from benchmarks import gate as bench_gate
 
     return bench_gate.run(work)
 

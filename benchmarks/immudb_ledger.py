@@ -147,7 +147,7 @@ def _gate_decision_p50(url: str, work: Path, runs: int, *, mirror: bool) -> floa
 
     from notary import keys
     from notary.config import Config
-    from notary.gate.decide import gate_for
+    from notary.gate.decision import gate_for
     from notary.notarize import notarize
     from notary.sources import identify
 

@@ -1,4 +1,4 @@
-"""Gate benchmarks for `python -m notary.bench`: what the gate costs where it sits on the critical path.
+"""Gate benchmarks for `python -m benchmarks`: what the gate costs where it sits on the critical path.
 
 - `bench_hook`: `runc run` of a busybox bundle with the notary hook vs the same bundle without it, the runs
   interleaved in one run (so machine noise hits all alike); reports the added p50 wall (and CPU) time of the
@@ -338,7 +338,7 @@ def _wait_healthy(port: int, context: ssl.SSLContext, server: subprocess.Popen[b
 
 def run(work: Path) -> dict[str, Any]:
     """The gate benchmarks; one failing does not hide the others' numbers."""
-    from notary.gate.bench_burst import bench_hook_burst
+    from benchmarks.burst import bench_hook_burst
 
     out: dict[str, Any] = {}
     benches: list[tuple[str, Callable[[], Any]]] = [("oci_hook", lambda: bench_hook(work / "hook")),

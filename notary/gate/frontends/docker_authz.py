@@ -35,10 +35,10 @@ from notary.errors import (
     NotFoundError,
     UsageError,
 )
-from notary.gate import docker_route
-from notary.gate.decide import Gate, GateDecision
-from notary.gate.docker_api import DockerAPI
-from notary.gate.unix_server import (
+from notary.gate.decision import Gate, GateDecision
+from notary.gate.frontends import docker_route
+from notary.gate.frontends.docker_api import DockerAPI
+from notary.gate.frontends.unix_server import (
     DEFAULT_QUEUE,
     BusyReply,
     PrivateUnixServer,

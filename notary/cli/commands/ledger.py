@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from notary.cli import mirror_cmd
+from notary.cli.commands import mirror as mirror_cmd
 from notary.cli.common import App, pass_app
 
 

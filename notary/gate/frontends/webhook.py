@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from notary.errors import EXIT_INTEGRITY, EXIT_USAGE, InputError, NotaryError, UsageError
-from notary.gate.decide import Gate, GateDecision
+from notary.gate.decision import Gate, GateDecision
 from notary.jsonsafe import loads
 from notary.sources.base import SourceOptions
 

@@ -62,8 +62,7 @@ def _ratio(a: dict[str, float], b: dict[str, float]) -> float:
 
 def bench(work: Path, runs: int = 7) -> dict[str, Any]:
     """notary notarize/verify and cosign sign/verify on one image in a loopback registry; ratios notary/cosign."""
-    sys.path.insert(0, str(REPO))
-    from tests.support.images import build_busybox_layout
+    from tests.support.images import build_busybox_layout  # `python -m benchmarks` runs from the repo root
     from tests.support.registry import start_registry
 
     cosign = cosign_binary()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from notary.gate.hook_server import curl_hook_args
+from notary.gate.frontends.hook_server import curl_hook_args
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def bench_hook_burst(work: Path, hooks: int = 50, rounds: int = 5) -> dict[str, 
 
     The baseline (one hook at a time, same server, same run) is what makes the burst numbers comparable
     between machines: the ratio says how much waiting the burst adds."""
-    from notary.gate.bench_gate import gate_world
+    from benchmarks.gate import gate_world
     from notary.sources.base import Subject
 
     work.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Benchmarks of the embedded ledger, for `python -m notary.bench` (which prints; these only measure).
+"""Benchmarks of the embedded ledger, for `python -m benchmarks` (which prints; these only measure).
 
 Each function builds real ledgers with real SQLite files and its own trusted-state directory, so a run never
 touches the user's ledgers or trust.

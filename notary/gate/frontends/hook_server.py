@@ -23,11 +23,8 @@ import io
 from typing import Any
 
 from notary.errors import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, InputError, NotaryError
-from notary.gate.decide import Gate, GateDecision
-from notary.gate.hook_main import IDENTITY_HEADER
-from notary.gate.metrics import Metrics
-from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
-from notary.gate.unix_server import (
+from notary.gate.decision import Gate, GateDecision
+from notary.gate.frontends.unix_server import (
     DEFAULT_QUEUE,
     DEFAULT_WORKERS,
     BusyReply,
@@ -35,6 +32,9 @@ from notary.gate.unix_server import (
     QuietUnixHandler,
     send_metrics,
 )
+from notary.gate.hook_main import IDENTITY_HEADER
+from notary.gate.metrics import Metrics
+from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
 from notary.jsonsafe import loads
 
 DEFAULT_SOCKET = "/run/notary/gate.sock"

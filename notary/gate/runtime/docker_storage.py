@@ -13,7 +13,7 @@ from typing import Any
 
 from notary.errors import InputError, NotFoundError
 from notary.fsio import read_regular
-from notary.gate.podman_storage import MAX_STORAGE_FILE, StoredImage
+from notary.gate.runtime.podman_storage import MAX_STORAGE_FILE, StoredImage
 from notary.jsonsafe import loads
 
 DRIVERS = ("overlay2", "overlay", "fuse-overlayfs", "vfs", "btrfs", "zfs", "devicemapper", "aufs")

@@ -71,7 +71,7 @@ def check(app: App, image: str, name: str | None, **flags: Any) -> None:
     docker-daemon:NAME, registry://...). The decision is logged to the policy's decision_log.
     """
     from notary.errors import NotaryError
-    from notary.gate.decide import GateDecision, gate_for
+    from notary.gate.decision import GateDecision, gate_for
     from notary.gate.resolve import resolve_image
 
     the_gate = gate_for(app.config, app.ledger_url, front_end="check")
@@ -135,8 +135,8 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
     Prometheus text on the same port (and TLS). Tags are resolved to digests through the registry (--insecure
     allows plain HTTP to a loopback registry).
     """
-    from notary.gate.decide import gate_for
-    from notary.gate.webhook import check_listen_options, make_server
+    from notary.gate.decision import gate_for
+    from notary.gate.frontends.webhook import check_listen_options, make_server
 
     host = check_listen_options(certfile, keyfile, host, plain_http=insecure_plain_http)
     the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="webhook"), log_format)
@@ -172,8 +172,8 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
     `docker run` of a refused image then fails with notary's reason. Other API calls are allowed.
     GET /metrics on the same socket is Prometheus text (dockerd never asks for it).
     """
-    from notary.gate.decide import gate_for
-    from notary.gate.docker_authz import make_server
+    from notary.gate.decision import gate_for
+    from notary.gate.frontends.docker_authz import make_server
 
     the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="docker-authz"), log_format)
     host = docker_host or app.config.section("docker").get("host")
@@ -294,9 +294,9 @@ def hook_server(app: App, socket_file: str, storage_root: str | None, workers: i
     import os
 
     from notary.config import find_config
-    from notary.gate.decide import gate_for
+    from notary.gate.decision import gate_for
+    from notary.gate.frontends.hook_server import HookServer
     from notary.gate.hook_main import config_fingerprint, identity
-    from notary.gate.hook_server import HookServer
 
     found = find_config(app.config_flag or os.environ.get("NOTARY_CONFIG"))
     before = _fingerprint(config_fingerprint, found)
