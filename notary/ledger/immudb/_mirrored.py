@@ -117,24 +117,9 @@ class MirroredImmudbLedger(ImmudbLedger):
             if head_tx:
                 head = head._replace(time=datetime.fromtimestamp(self.mirror.header(head_tx).ts, timezone.utc))
         added, seconds = self.last_catch_up
-        return LedgerInfo(
-            url=self.url,
-            backend="immudb",
-            ledger_id=self.ledger_id,
-            head=head,
-            trusted=self._trusted.to_json() if self._trusted else None,
-            entries=self.mirror.entries,
-            transactions=head.tx,
-            details={
-                "server_uuid": self.server_uuid,
-                "server_version": self.server_version,
-                "database": self.target.database,
-                "address": self.target.address,
-                "state_signature_checked": self._key is not None,
-                "mirror": {"path": str(self.mirror.path), "tx": self.mirror.last_tx, "entries": self.mirror.entries,
-                           "last_catch_up": {"transactions": added, "seconds": round(seconds, 3)}},
-            },
-        )
+        return self._info(head, self.mirror.entries, mirror={
+            "path": str(self.mirror.path), "tx": self.mirror.last_tx, "entries": self.mirror.entries,
+            "last_catch_up": {"transactions": added, "seconds": round(seconds, 3)}})
 
     def audit(self) -> MirrorAudit:
         """Replay the whole ledger from the server (tx 1 to its current state) against the trusted state and

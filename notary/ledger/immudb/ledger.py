@@ -183,13 +183,16 @@ class ImmudbLedger(ImmudbSession):
         with self._guard("read the ledger head"):
             header = self._refresh_head()
             head = self._head(header)
+        return self._info(head)
+
+    def _info(self, head: TreeHead, entries: int | None = None, **details: Any) -> LedgerInfo:
         return LedgerInfo(
             url=self.url,
             backend="immudb",
             ledger_id=self.ledger_id,
             head=head,
             trusted=self._trusted.to_json() if self._trusted else None,
-            entries=None,
+            entries=entries,
             transactions=head.tx,
             details={
                 "server_uuid": self.server_uuid,
@@ -197,6 +200,7 @@ class ImmudbLedger(ImmudbSession):
                 "database": self.target.database,
                 "address": self.target.address,
                 "state_signature_checked": self._key is not None,
+                **details,
             },
         )
 
