@@ -149,24 +149,37 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
 def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str | None = None,
            storage_root: str | None = None) -> Any:
     """The gate's decision for the container described on stdin (a GateDecision)."""
-    from notary.errors import EXIT_USAGE
-    from notary.gate.decision import GateDecision, gate_from_flags
+    from notary.gate.decision import gate_from_flags
+
+    gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook", keep_open=False)
+    return decide_container(gate, stdin, storage_root=storage_root, front_end="oci-hook")
+
+
+def decide_container(gate: Any, stdin: IO[bytes], *, storage_root: str | None, front_end: str,
+                     extra: dict[str, Any] | None = None) -> Any:
+    """The one decision for a container described by its OCI state, for the hook and the hook server alike:
+    identify its image (bundle annotations, then the runtime's storage), then Gate.check. A container whose
+    image cannot be identified is refused, and the refusal logged, like every other decision."""
+    from notary.errors import EXIT_INTEGRITY, EXIT_USAGE
+    from notary.gate.decision import GateDecision
 
     try:
         state = read_state(stdin)
         config = read_bundle_config(str(state.get("bundle") or "."))
         identity = identify(state, config, storage_root=storage_root)
     except NotaryError as exc:
-        gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook")
         decision = GateDecision(image=None, digest=None, allowed=False,
                                 exit_code=EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
-                                reason=f"cannot identify the container's image: {exc.one_line()}",
-                                via="error")
+                                reason=f"cannot identify the container's image: {exc.one_line()}", via="error")
         gate.log_only(decision)
         return decision
-    gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook", keep_open=False)
-    extra = {"container": state.get("id"), "identified_by": identity.source}
-    return gate.check(identity.name, identity.digests, extra=extra)
+    except Exception as exc:  # noqa: BLE001 - fail closed
+        decision = GateDecision(image=None, digest=None, allowed=False, exit_code=EXIT_INTEGRITY,
+                                reason=f"internal error: {type(exc).__name__}: {exc}", via="error")
+        gate.log_only(decision)
+        return decision
+    return gate.check(identity.name, identity.digests, front_end=front_end,
+                      extra={"container": state.get("id"), "identified_by": identity.source, **(extra or {})})
 
 
 USAGE = "usage: python -m notary.gate.oci_hook [--config FILE] [--ledger URL] [--storage-root DIR]"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from notary.errors import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, InputError, NotaryError
+from notary.errors import EXIT_UNAVAILABLE, InputError
 from notary.gate.decision import Gate, GateDecision
 from notary.gate.frontends.unix_server import (
     DEFAULT_QUEUE,
@@ -34,7 +34,7 @@ from notary.gate.frontends.unix_server import (
 )
 from notary.gate.hook_main import IDENTITY_HEADER
 from notary.gate.metrics import Metrics
-from notary.gate.oci_hook import MAX_STATE, identify, read_bundle_config, read_state
+from notary.gate.oci_hook import MAX_STATE, decide_container
 from notary.jsonsafe import loads
 
 DEFAULT_SOCKET = "/run/notary/gate.sock"
@@ -48,26 +48,10 @@ def curl_hook_args(socket_path: str, curl: str = CURL, timeout: int = 25) -> lis
 
 def decide(gate: Gate, body: bytes, storage_root: str | None = None, *, delegated: bool = False) -> GateDecision:
     """The decision for one posted container state (delegated: asked by the Python hook, not by curl)."""
-    try:
-        state = read_state(io.BytesIO(body))
-        config = read_bundle_config(str(state.get("bundle") or "."))
-        identity = identify(state, config, storage_root=storage_root)
-    except NotaryError as exc:
-        decision = GateDecision(image=None, digest=None, allowed=False,
-                                exit_code=EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
-                                reason=f"cannot identify the container's image: {exc.one_line()}",
-                                via="error")
-        gate.log_only(decision)
-        return decision
-    except Exception as exc:  # noqa: BLE001 - fail closed
-        decision = GateDecision(image=None, digest=None, allowed=False, exit_code=EXIT_INTEGRITY,
-                                reason=f"internal error: {type(exc).__name__}: {exc}", via="error")
-        gate.log_only(decision)
-        return decision
-    extra = {"container": state.get("id"), "identified_by": identity.source}
-    if delegated:
-        extra["delegated"] = True
-    return gate.check(identity.name, identity.digests, front_end="oci-hook-server", extra=extra)
+    decision: GateDecision = decide_container(gate, io.BytesIO(body), storage_root=storage_root,
+                                              front_end="oci-hook-server",
+                                              extra={"delegated": True} if delegated else None)
+    return decision
 
 
 class _Handler(QuietUnixHandler):
