@@ -13,7 +13,6 @@ Both use the embedded ledger and real tools (umoci, runc, busybox-static); they 
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import json
 import os
@@ -218,32 +217,6 @@ def _start_hook_server(work: Path, config: Path, layout: Path,
     return proc, _bundle(layout, work / "served", hook_definition(str(config), server=str(sock))["hook"])
 
 
-def _self_signed(work: Path) -> tuple[Path, Path]:
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "notary-bench")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = work / "tls.crt", work / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def _pod_review(images: list[str]) -> bytes:
     return json.dumps({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -261,7 +234,9 @@ def bench_webhook(work: Path, seconds: float = 5.0, clients: int = 8) -> dict[st
     work.mkdir(parents=True, exist_ok=True)
     digests = [f"sha256:{i:064x}" for i in range(1, 4)]
     config = gate_world(work, [Subject(d, f"registry.example/app{i}", "oci-manifest") for i, d in enumerate(digests)])
-    cert, key = _self_signed(work)
+    from tests.support.runtimes import self_signed_cert  # the suite's throwaway certificate
+
+    cert, key = self_signed_cert(work)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
