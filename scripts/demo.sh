@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NOTARY="$PWD/.venv/bin/notary"
+PY="$PWD/.venv/bin/python"
 WORK="$PWD/demo-work"
 rm -rf "$WORK"; mkdir -p "$WORK"
 export NOTARY_LEDGER="file://$WORK/ledger.db" NOTARY_STATE_DIR="$WORK/state"
@@ -53,5 +54,21 @@ run "$NOTARY" lookup --job-id demo-42
 step "9. the ledger and this client's trusted state"
 run "$NOTARY" ledger info
 
-printf '\n\033[1mDemo complete:\033[0m built, notarized, verified (0), revoked, refused (1), audited.\n'
+step "10. an attacker with write access to the ledger file deletes the revocation: integrity failure (exit 3)"
+cp "$WORK/ledger.db" "$WORK/ledger.db.bak"
+"$PY" - "$WORK/ledger.db" <<'PYEOF'
+import sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("DELETE FROM entries WHERE key LIKE 'subject/%' AND revision = 2")  # the revocation's row
+con.commit()
+PYEOF
+set +e
+"$NOTARY" verify "oci:$WORK/image:v1" --key "$WORK/ci.key.pub"
+code=$?
+set -e
+echo "exit code: $code (the signed key index still names the deleted revocation)"
+[ "$code" -eq 3 ] || { echo "expected exit 3 after the revocation was deleted" >&2; exit 1; }
+mv "$WORK/ledger.db.bak" "$WORK/ledger.db"
+
+printf '\n\033[1mDemo complete:\033[0m built, notarized, verified (0), revoked, refused (1), audited, tamper caught (3).\n'
 printf 'Ledger: %s   trusted state: %s\n' "$NOTARY_LEDGER" "$NOTARY_STATE_DIR"
