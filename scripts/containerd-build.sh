@@ -23,7 +23,7 @@ version_ok() {
 
 do_build() {  # $1 = scratch dir, $2 = output dir
   local pkg=github.com/containerd/containerd/v2
-  printf 'module notary.invalid/containerd-build\n\ngo 1.24\n\nrequire %s %s\n' "$pkg" "$VERSION" >"$1/go.mod"
+  require_released "$1" "$pkg" 1.24
   GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -tags "no_btrfs no_devmapper no_zfs" \
     -ldflags "-s -w -X $pkg/version.Version=$VERSION -X $pkg/version.Revision=notary-containerd-build" \
     -o "$2/" "$pkg/cmd/containerd" "$pkg/cmd/ctr" "$pkg/cmd/containerd-shim-runc-v2"

@@ -15,7 +15,7 @@ source "$(dirname "$0")/lib/go-component.sh"
 version_ok() { "$1" --version 2>/dev/null | grep -qx "etcd Version: ${VERSION#v}"; }
 
 do_build() {  # $1 = scratch dir, $2 = output dir
-  printf 'module notary.invalid/etcd-build\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$VERSION" >"$1/go.mod"
+  require_released "$1" go.etcd.io/etcd/server/v3 1.24
   GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$2/etcd" go.etcd.io/etcd/server/v3
 }
 

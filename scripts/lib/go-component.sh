@@ -1,11 +1,15 @@
 # shellcheck shell=bash
 # Shared by the *-build.sh scripts: find a pinned Go-built component (env var, then PATH, then the cache) or
-# build it from the Go module proxy in a scratch module outside the repo, then print the directory holding it.
+# build it from the Go module proxy in a scratch directory outside the repo, then print the directory holding it.
 #
-# Callers set: NAME (log prefix), VERSION (pinned), BINS (array of binary names), ENV_VAR (name of the variable
-# that may point at the first binary), version_ok BIN (function: true if BIN is the pinned version) and
-# do_build WORKDIR OUTDIR (function: build every binary of BINS into OUTDIR). Progress goes to stderr; stdout is
-# only the directory, so `make` and the tests can capture it. NOTARY_NO_BUILD=1: find, never build (exit 1).
+# Callers set: NAME (log prefix, cache directory name), VERSION (pinned; or a hash of the sources for a
+# component of this repo), BINS (array of binary names), do_build WORKDIR OUTDIR (function: build every binary
+# of BINS into OUTDIR, run in WORKDIR) and, for a component that may already be installed, ENV_VAR (name of the
+# variable that may point at the first binary) and version_ok BIN (function: true if BIN is the pinned version).
+# Without ENV_VAR only the cached build counts (no env var, no PATH lookup). Optional: MAKE_TARGET (what the
+# messages tell to run to build it; default components), TOGETHER=1 (the others must sit beside an installed
+# first binary; never taken from PATH). Progress goes to stderr; stdout is only the directory, so
+# `make` and the tests can capture it. NOTARY_NO_BUILD=1: find, never build (exit 1).
 set -euo pipefail
 
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/notary"
@@ -25,20 +29,26 @@ all_present() {  # $1 = dir; true if every binary of BINS is executable there
 }
 
 use_existing() {  # $1 = first binary found outside the cache; its siblings (or PATH) supply the others
-  local first dir link b found
+  local first dir link b found elsewhere=" or on PATH"
   first="$(readlink -f "$1")"
   dir="$(dirname "$first")"
   if ! any_version && ! version_ok "$first"; then
     log "$first is not $NAME $VERSION (set ${NAME^^}_ANY_VERSION=1 to use it anyway)"
     return 1
   fi
+  if [[ "$(basename "$first")" == "${BINS[0]}" ]] && all_present "$dir"; then
+    printf '%s\n' "$dir"   # all of them side by side: their own directory is the answer
+    exit 0
+  fi
+  [[ "${TOGETHER:-0}" == 1 ]] && elsewhere=""
   # Present the binaries in one directory of symlinks, so callers get one answer whatever their origin.
   link="$cache_root/$NAME-found"
   mkdir -p "$link"
   for b in "${BINS[@]}"; do
-    if [[ -x "$dir/$b" ]]; then found="$dir/$b"
-    elif found="$(command -v "$b" 2>/dev/null)"; then :
-    else log "found $first but no $b next to it or on PATH"; return 1
+    if [[ "$b" == "${BINS[0]}" ]]; then found="$first"
+    elif [[ -x "$dir/$b" ]]; then found="$dir/$b"
+    elif [[ -n "$elsewhere" ]] && found="$(command -v "$b" 2>/dev/null)"; then :
+    else log "found $first but no $b next to it$elsewhere"; return 1
     fi
     ln -sfn "$(readlink -f "$found")" "$link/$b"
   done
@@ -54,6 +64,12 @@ go_mod_dir() {  # $1 = module@version; print its (read-only) directory in the mo
   printf '%s\n' "$dir"
 }
 
+require_released() {  # $1 = scratch dir, $2 = module, $3 = go directive: a go.mod that requires module@VERSION
+  # For a module whose go.mod has no replace directives: `go build <package>` in this scratch module (with
+  # GOFLAGS=-mod=mod) then builds it as released, like `go install module@version` but with our own flags.
+  printf 'module notary.invalid/%s-build\n\ngo %s\n\nrequire %s %s\n' "$NAME" "$3" "$2" "$VERSION" >"$1/go.mod"
+}
+
 wait_for_pending() {  # $1 = dest; a build scripts/components.sh queued (marker: its pid) may not hold the lock yet
   local marker="$cache_root/.$NAME.pending" pid
   [[ "${NOTARY_NO_BUILD:-0}" == 1 ]] || return 0
@@ -65,13 +81,16 @@ wait_for_pending() {  # $1 = dest; a build scripts/components.sh queued (marker:
 }
 
 find_or_build() {
-  local dest="$cache_root/$NAME-$VERSION" first="${BINS[0]}" on_path work
-  if [[ -n "${!ENV_VAR:-}" ]]; then
-    [[ -x "${!ENV_VAR}" ]] || die "$ENV_VAR=${!ENV_VAR} is not an executable"
-    use_existing "${!ENV_VAR}" || die "$ENV_VAR=${!ENV_VAR} cannot be used (see above)"
-  fi
-  if on_path="$(command -v "$first" 2>/dev/null)"; then
-    use_existing "$on_path" || log "not using $on_path; falling back to the pinned build"
+  local dest="$cache_root/$NAME-$VERSION" first="${BINS[0]}" on_path work or_set=""
+  if [[ -n "${ENV_VAR:-}" ]]; then
+    or_set=", or set $ENV_VAR"
+    if [[ -n "${!ENV_VAR:-}" ]]; then
+      [[ -x "${!ENV_VAR}" ]] || die "$ENV_VAR=${!ENV_VAR} is not an executable"
+      use_existing "${!ENV_VAR}" || die "$ENV_VAR=${!ENV_VAR} cannot be used (see above)"
+    fi
+    if on_path="$(command -v "$first" 2>/dev/null)"; then
+      use_existing "$on_path" || log "not using $on_path; falling back to the pinned build"
+    fi
   fi
   if all_present "$dest"; then printf '%s\n' "$dest"; exit 0; fi
 
@@ -82,9 +101,9 @@ find_or_build() {
   if all_present "$dest"; then printf '%s\n' "$dest"; exit 0; fi
   # The tests ask with NOTARY_NO_BUILD=1: they wait for a build under way (the lock above) but never start
   # one, because a 20-minute build must not begin silently inside a test.
-  [[ "${NOTARY_NO_BUILD:-0}" == 1 ]] && die "$NAME $VERSION is not built yet (run make components, or set $ENV_VAR)"
+  [[ "${NOTARY_NO_BUILD:-0}" == 1 ]] && die "$NAME $VERSION is not built yet (run make ${MAKE_TARGET:-components}$or_set)"
 
-  command -v go >/dev/null || die "no $first found and no Go toolchain to build it (install Go, or set $ENV_VAR)"
+  command -v go >/dev/null || die "no $first found and no Go toolchain to build it (install Go$or_set)"
   log "building $NAME $VERSION from the Go module proxy (see the README for how long the first build takes)"
   work="$(mktemp -d "$cache_root/.build-$NAME-XXXXXX")"
   # shellcheck disable=SC2064
