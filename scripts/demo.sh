@@ -12,6 +12,16 @@ unset NOTARY_SIGNING_KEY NOTARY_CONFIG
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
+expect_exit() {  # $1 = the exit code the command must end with, $2 = why; then the command
+  local want=$1 why=$2 code
+  shift 2
+  set +e
+  "$@"
+  code=$?
+  set -e
+  echo "exit code: $code ($why)"
+  [ "$code" -eq "$want" ] || { echo "expected exit $want: $why" >&2; exit 1; }
+}
 
 step "1. build a small OCI image (umoci + busybox-static)"
 umoci init --layout "$WORK/image" >/dev/null
@@ -38,12 +48,7 @@ step "5. revoke it"
 run "$NOTARY" revoke "oci:$WORK/image:v1" --reason "demo: pretend CVE-2026-0001" --key "$WORK/ci.key"
 
 step "6. verify again: refused (exit 1)"
-set +e
-"$NOTARY" verify "oci:$WORK/image:v1" --key "$WORK/ci.key.pub"
-code=$?
-set -e
-echo "exit code: $code"
-[ "$code" -eq 1 ] || { echo "expected exit 1 after revocation" >&2; exit 1; }
+expect_exit 1 "revoked" "$NOTARY" verify "oci:$WORK/image:v1" --key "$WORK/ci.key.pub"
 
 step "7. history of the subject (every record proven included)"
 run "$NOTARY" history "oci:$WORK/image:v1"
@@ -62,12 +67,8 @@ con = sqlite3.connect(sys.argv[1])
 con.execute("DELETE FROM entries WHERE key LIKE 'subject/%' AND revision = 2")  # the revocation's row
 con.commit()
 PYEOF
-set +e
-"$NOTARY" verify "oci:$WORK/image:v1" --key "$WORK/ci.key.pub"
-code=$?
-set -e
-echo "exit code: $code (the signed key index still names the deleted revocation)"
-[ "$code" -eq 3 ] || { echo "expected exit 3 after the revocation was deleted" >&2; exit 1; }
+expect_exit 3 "the signed key index still names the deleted revocation" \
+  "$NOTARY" verify "oci:$WORK/image:v1" --key "$WORK/ci.key.pub"
 mv "$WORK/ledger.db.bak" "$WORK/ledger.db"
 
 printf '\n\033[1mDemo complete:\033[0m built, notarized, verified (0), revoked, refused (1), audited, tamper caught (3).\n'
