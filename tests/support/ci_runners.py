@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.components import script_dir
 from tests.support.integration import missing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,24 +38,10 @@ _found: dict[str, Path] = {}
 
 def runner_bin(name: str) -> Path:
     """Path of the pinned runner executable, or skip/fail (CI) saying how to get it."""
-    if name in _found:
-        return _found[name]
-    (script, *args), exe = RUNNERS[name]
-    try:
-        proc = subprocess.run([str(REPO / "scripts" / script), *args], capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "NOTARY_NO_BUILD": "1"}, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        missing(name, f"scripts/{script} did not answer: {exc}")
-        raise AssertionError("unreachable") from exc
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        missing(name, f"{tail} (scripts/{script} provides it; make test runs it)")
-    path = Path(lines[-1]) / exe
-    if not os.access(path, os.X_OK):
-        missing(name, f"scripts/{script} printed {lines[-1]}, which has no executable {exe}")
-    _found[name] = path
-    return path
+    if name not in _found:
+        (script, *args), exe = RUNNERS[name]
+        _found[name] = script_dir(name, script, *args, need=(exe,), timeout=900) / exe
+    return _found[name]
 
 
 @dataclass(frozen=True)

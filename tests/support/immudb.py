@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.components import script_dir
 from tests.support.integration import missing
 from tests.support.processes import stop_process
 
@@ -48,22 +49,8 @@ def immudb_binaries() -> Path:
     if env_dir and (Path(env_dir) / "immudb").is_file() and (Path(env_dir) / "immuclient").is_file():
         _binaries = Path(env_dir)
         return _binaries
-    try:
-        out = subprocess.run(
-            [str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1800, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        missing("immudb", f"scripts/immudb-build.sh could not run: {exc}")
-        raise AssertionError("unreachable") from exc
-    lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        missing("immudb", f"scripts/immudb-build.sh failed: {tail}")
-    directory = Path(lines[-1])
-    if not (directory / "immudb").is_file() or not (directory / "immuclient").is_file():
-        missing("immudb", f"scripts/immudb-build.sh printed {directory}, which lacks immudb/immuclient")
-    _binaries = directory
-    return directory
+    _binaries = script_dir("immudb", BUILD_SCRIPT.name, need=("immudb", "immuclient"), timeout=1800, build=True)
+    return _binaries
 
 
 def free_port() -> int:
