@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-# fixture modules (dockerd, OCI images, immudb, both ledger backends, registries) available to every test
+# fixture modules (the CI templates' wheel, dockerd, OCI images, immudb, both ledger backends, registries) available
+# to every test
 pytest_plugins = [
+    "tests.support.ci_runners",
     "tests.support.dockerd",
     "tests.support.images",
     "tests.support.immudb",

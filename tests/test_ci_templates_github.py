@@ -22,15 +22,13 @@ from tests.support.ci_runners import (
     REPO,
     KeyPair,
     Wheel,
+    auditor,
     clean_env,
     git_repo,
     job_pip_env,
     new_key_pair,
-    notary_wheel,  # noqa: F401 - fixture
     runner_bin,
-    wheelhouse,  # noqa: F401 - fixture
 )
-from tests.support.cli import Notary
 from tests.support.images import manifest_of
 from tests.support.immudb import ImmudbServer, fresh_immudb_url
 
@@ -113,14 +111,8 @@ def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Pa
     return ActRun(proc, artifacts)
 
 
-def _auditor(tmp_path: Path, ledger: Path) -> Notary:
-    """A client of the job's ledger with trust of its own, as a later audit would be."""
-    (tmp_path / "auditor").mkdir(exist_ok=True)
-    return Notary(tmp_path / "auditor", ledger_url=ledger.as_uri())
-
-
 def test_github_template_notarizes_and_verifies_a_real_image(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path) -> None:  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     ledger = tmp_path / "ledger.db"
     run = _run_act(tmp_path, notary_wheel, wheelhouse, busybox_layout, ledger, signer, signer.public_pem)
@@ -130,14 +122,14 @@ def test_github_template_notarizes_and_verifies_a_real_image(
     json.loads(evidence)
     assert manifest_of(busybox_layout, "v1")[0] in evidence, "the evidence artifact names the image it notarized"
     # an independent client, with its own trust, finds the image notarized by the job's key, as GitHub's run
-    result = _auditor(tmp_path, ledger).run(
+    result = auditor(tmp_path, ledger).run(
         "--json", "verify", f"oci:{busybox_layout}:v1", "--key", str(signer.public))
     assert result.code == 0
     assert "1-1" in json.dumps(result.json), "the job id (GITHUB_RUN_ID-GITHUB_RUN_ATTEMPT) is recorded"
 
 
 def test_github_template_fails_the_job_when_verification_fails(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path) -> None:  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     stranger = new_key_pair(tmp_path / "keys", "stranger")
     ledger = tmp_path / "ledger.db"
@@ -146,12 +138,12 @@ def test_github_template_fails_the_job_when_verification_fails(
     assert re.search(r"Failure - Main Verify", run.log), run.log[-4000:]
     assert not (run.artifacts / "notarization").exists(), "no step after a failed verification runs"
     # the record was written (notarize ran), so the failure is the verification's refusal, exit 1
-    _auditor(tmp_path, ledger).run(
+    auditor(tmp_path, ledger).run(
         "verify", f"oci:{busybox_layout}:v1", "--key", str(signer.public))
 
 
 def test_github_template_refuses_a_wheel_whose_hash_differs(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path) -> None:  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     ledger = tmp_path / "ledger.db"
     run = _run_act(tmp_path, notary_wheel, wheelhouse, busybox_layout, ledger, signer, signer.public_pem,
@@ -162,14 +154,13 @@ def test_github_template_refuses_a_wheel_whose_hash_differs(
 
 
 def test_github_template_notarizes_into_immudb_with_the_password_secret(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,
         immudb_server: ImmudbServer) -> None:
     url = fresh_immudb_url(immudb_server)
     signer = new_key_pair(tmp_path / "keys", "ci")
     run = _run_act(tmp_path, notary_wheel, wheelhouse, busybox_layout, url, signer, signer.public_pem,
                    immudb_password=immudb_server.password)
     assert run.proc.returncode == 0, run.why()
-    (tmp_path / "auditor").mkdir()
-    Notary(tmp_path / "auditor", ledger_url=url).run(
+    auditor(tmp_path, url).run(
         "verify", f"oci:{busybox_layout}:v1", "--key", str(signer.public),
         env={"NOTARY_IMMUDB_PASSWORD": immudb_server.password})

@@ -21,15 +21,13 @@ from tests.support.ci_runners import (
     REPO,
     KeyPair,
     Wheel,
+    auditor,
     clean_env,
     git_repo,
     job_pip_env,
     new_key_pair,
-    notary_wheel,  # noqa: F401 - fixture
     runner_bin,
-    wheelhouse,  # noqa: F401 - fixture
 )
-from tests.support.cli import Notary
 from tests.support.integration import require_tool
 from tests.support.registry import RegistryServer
 
@@ -104,13 +102,8 @@ def _run_pipeline(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, regis
     return PipelineRun(proc, repo)
 
 
-def _auditor(tmp_path: Path, ledger: Path) -> Notary:
-    (tmp_path / "auditor").mkdir(exist_ok=True)
-    return Notary(tmp_path / "auditor", ledger_url=ledger.as_uri())
-
-
 def test_gitlab_template_notarizes_and_verifies_a_pushed_image(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,
         auth_registry: RegistryServer) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     ledger = tmp_path / "ledger.db"
@@ -119,8 +112,7 @@ def test_gitlab_template_notarizes_and_verifies_a_pushed_image(
     assert run.proc.returncode == 0, run.log[-5000:]
     assert re.search(r"PASS\s+notarize", run.log), run.log[-5000:]
     digest = (run.repo / "digest").read_text().strip()  # what the build job pushed (shell mode: runs in place)
-    auditor = _auditor(tmp_path, ledger)
-    result = auditor.run("--json", "verify", f"registry://{auth_registry}/team/app@{digest}", "--insecure",
+    result = auditor(tmp_path, ledger).run("--json", "verify", f"registry://{auth_registry}/team/app@{digest}", "--insecure",
                          "--key", str(signer.public),
                          env={"NOTARY_REGISTRY_USERNAME": auth_registry.username or "",
                               "NOTARY_REGISTRY_PASSWORD": auth_registry.password or ""})
@@ -129,7 +121,7 @@ def test_gitlab_template_notarizes_and_verifies_a_pushed_image(
 
 
 def test_gitlab_template_fails_the_job_when_verification_fails(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,
         auth_registry: RegistryServer) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     stranger = new_key_pair(tmp_path / "keys", "stranger")
@@ -144,7 +136,7 @@ def test_gitlab_template_fails_the_job_when_verification_fails(
 
 
 def test_gitlab_template_without_the_build_digest_fails_with_one_clear_line(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,
         auth_registry: RegistryServer) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     no_dotenv = PIPELINE.split("  artifacts:")[0]  # a build job that does not publish IMAGE_DIGEST

@@ -24,14 +24,12 @@ from tests.support.ci_runners import (
     REPO,
     KeyPair,
     Wheel,
+    auditor,
     clean_env,
     job_pip_env,
     new_key_pair,
-    notary_wheel,  # noqa: F401 - fixture
     runner_bin,
-    wheelhouse,  # noqa: F401 - fixture
 )
-from tests.support.cli import Notary
 from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.integration
@@ -132,7 +130,7 @@ def _tekton_run(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, registr
 
 @pytest.mark.slow
 def test_tekton_step_notarizes_and_verifies_a_pushed_image(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,
         auth_registry: RegistryServer) -> None:
     signer = new_key_pair(tmp_path / "keys", "ci")
     run, results, digest, ledger = _tekton_run(tmp_path, notary_wheel, wheelhouse, busybox_layout, auth_registry,
@@ -140,15 +138,13 @@ def test_tekton_step_notarizes_and_verifies_a_pushed_image(
     assert run.returncode == 0, run.stderr[-3000:]
     assert (results / "subject").read_text() == f"registry://{auth_registry}/team/app@{digest}"
     assert digest in (tmp_path / "workspace" / "notarization.json").read_text()
-    (tmp_path / "auditor").mkdir()
-    found = Notary(tmp_path / "auditor", ledger_url=ledger.as_uri()).run("--json", "lookup", "--job-id",
-                                                                       "release-run-1-notarize", expect=None)
+    found = auditor(tmp_path, ledger).run("--json", "lookup", "--job-id", "release-run-1-notarize", expect=None)
     assert found.code == 0 and digest in found.out, "the TaskRun name is the recorded job id"
 
 
 @pytest.mark.slow
 def test_tekton_step_fails_when_verification_fails(
-        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,  # noqa: F811
+        tmp_path: Path, notary_wheel: Wheel, wheelhouse: Path, busybox_layout: Path,
         auth_registry: RegistryServer) -> None:
     signer, stranger = new_key_pair(tmp_path / "keys", "ci"), new_key_pair(tmp_path / "keys", "stranger")
     run, results, _digest, ledger = _tekton_run(tmp_path, notary_wheel, wheelhouse, busybox_layout, auth_registry,

@@ -7,7 +7,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.support.ci_runners import REPO, Wheel, notary_wheel  # noqa: F401 - fixture
+from tests.support.ci_runners import REPO, Wheel
 
 
 def _metadata(wheel: Path) -> tuple[str, str]:
@@ -17,7 +17,7 @@ def _metadata(wheel: Path) -> tuple[str, str]:
         return zf.read(info).decode(), zf.read(entry_points).decode()
 
 
-def test_wheel_is_named_notary_ledger_and_installs_the_notary_command(notary_wheel: Wheel) -> None:  # noqa: F811
+def test_wheel_is_named_notary_ledger_and_installs_the_notary_command(notary_wheel: Wheel) -> None:
     metadata, entry_points = _metadata(notary_wheel.path)
     assert "\nName: notary-ledger\n" in metadata, "`notary` on the public index is another project"
     assert "notary = notary.cli.main:main" in entry_points
@@ -26,12 +26,12 @@ def test_wheel_is_named_notary_ledger_and_installs_the_notary_command(notary_whe
         assert not [n for n in zf.namelist() if n.startswith("tests/")], "the test suite is not shipped"
 
 
-def test_dist_prints_the_hash_and_the_pinned_pip_line(notary_wheel: Wheel) -> None:  # noqa: F811
+def test_dist_prints_the_hash_and_the_pinned_pip_line(notary_wheel: Wheel) -> None:
     recorded = (notary_wheel.path.parent / f"{notary_wheel.path.name}.sha256").read_text().split()
     assert recorded == [notary_wheel.sha256, notary_wheel.path.name]
 
 
-def test_rebuilding_the_same_tree_gives_the_same_bytes(notary_wheel: Wheel, tmp_path: Path) -> None:  # noqa: F811
+def test_rebuilding_the_same_tree_gives_the_same_bytes(notary_wheel: Wheel, tmp_path: Path) -> None:
     proc = subprocess.run([str(REPO / "scripts" / "dist.sh"), str(tmp_path)], capture_output=True, text=True,
                           timeout=600, check=True)
     path, sha, pip_line = proc.stdout.strip().splitlines()[-3:]

@@ -9,6 +9,9 @@
 - `wheelhouse` (session): that wheel's dependencies as wheels, so each job's `pip install` of the wheel (by
   hash) runs offline and fast (PIP_NO_INDEX + PIP_FIND_LINKS in `job_pip_env`).
 - `new_key_pair(dir, name)`: a real key pair from `notary key generate`, PEM texts for CI variables.
+- `auditor(tmp_path, ledger)`: a client of a job's ledger with trust of its own, as a later audit would be.
+
+The fixtures are registered suite-wide (tests/conftest.py), so the template tests only name them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import Notary
 from tests.support.components import script_dir
 from tests.support.integration import missing
 
@@ -108,6 +112,12 @@ def new_key_pair(directory: Path, name: str) -> KeyPair:
     subprocess.run([sys.executable, "-m", "notary.cli.main", "key", "generate", "--out", str(private)],
                    check=True, capture_output=True, timeout=60)
     return KeyPair(private, Path(f"{private}.pub"))
+
+
+def auditor(tmp_path: Path, ledger: Path | str) -> Notary:
+    """A client of the job's ledger (a file or a URL) with trust of its own, as a later audit would be."""
+    (tmp_path / "auditor").mkdir(exist_ok=True)
+    return Notary(tmp_path / "auditor", ledger_url=ledger if isinstance(ledger, str) else ledger.as_uri())
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
