@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-# fixture modules (the CI templates' wheel, dockerd, OCI images, immudb, both ledger backends, registries) available
-# to every test
+# fixture modules (the CI templates' wheel, dockerd, OCI images, immudb, both ledger backends, registries, a gate
+# world) available to every test
 pytest_plugins = [
     "tests.support.ci_runners",
     "tests.support.dockerd",
@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.immudb",
     "tests.support.ledgers",
     "tests.support.registry",
+    "tests.support.runtimes",
 ]
 
 

@@ -9,6 +9,7 @@ tampering test runs last: it ruins the module's ledger on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from notary.sources import resolve
 from notary.sources.base import Subject
 from tests.support.dockerd import DockerDaemon, start_dockerd
-from tests.support.gate_servers import AuthzPluginWith, raw_http, raw_request
+from tests.support.gate_servers import raw_http, raw_request
 from tests.support.images import build_busybox_layout, layout_to_docker_archive
 from tests.support.registry import registry  # noqa: F401 - fixture
 from tests.support.runtimes import AuthzPlugin, GateWorld, image_subject
@@ -34,18 +35,21 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> GateWorld:
     return w
 
 
+@contextlib.contextmanager
+def _docker_gated_by(plugin: AuthzPlugin) -> Iterator[DockerDaemon]:
+    """A private dockerd with plugin as its authorization plugin, and the plugin pointed back at it."""
+    daemon = start_dockerd([f"--authorization-plugin={plugin.name}"])
+    try:
+        plugin.point_at(str(daemon))
+        yield daemon
+    finally:
+        daemon.stop()
+
+
 @pytest.fixture(scope="module")
 def gated(world: GateWorld) -> Iterator[tuple[DockerDaemon, AuthzPlugin]]:
-    plugin = AuthzPlugin(world)
-    daemon = None
-    try:
-        daemon = start_dockerd([f"--authorization-plugin={plugin.name}"])
-        plugin.point_at(str(daemon))
+    with AuthzPlugin(world) as plugin, _docker_gated_by(plugin) as daemon:
         yield daemon, plugin
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        plugin.stop()
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +72,15 @@ def _notarize_archive(world: GateWorld, archive: Path, *, trusted: bool = True) 
     [subject] = resolve(f"docker-archive:{archive}")
     world.notarize(subject, trusted=trusted)
     return subject
+
+
+def _created_and_running(daemon: DockerDaemon, world: GateWorld, archive: Path, image: str) -> tuple[Subject, str, str]:
+    """image notarized and loaded, and two containers of it: one created (never started), one running sleep 60."""
+    subject = _notarize_archive(world, archive)
+    _load(daemon, archive)
+    created = daemon.docker("create", "--network", "none", image).stdout.strip()
+    running = daemon.docker("run", "-d", "--network", "none", image, "/bin/sleep", "60").stdout.strip()
+    return subject, created, running
 
 
 def _run(daemon: DockerDaemon, image: str) -> tuple[int, str]:
@@ -127,10 +140,7 @@ def test_never_notarized_image_is_refused_with_notarys_reason(gated: tuple[Docke
 def test_revoked_image_is_refused_and_an_existing_container_cannot_start(
         gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld, images: dict[str, Path]) -> None:
     daemon, _ = gated
-    subject = _notarize_archive(world, images["revoked"])
-    _load(daemon, images["revoked"])
-    created = daemon.docker("create", "--network", "none", "notary.test/revoked:v1").stdout.strip()
-    running = daemon.docker("run", "-d", "--network", "none", "notary.test/revoked:v1", "/bin/sleep", "60").stdout.strip()
+    subject, created, running = _created_and_running(daemon, world, images["revoked"], "notary.test/revoked:v1")
     world.revoke(subject.digest, "CVE-2026-5555")
     exec_ = daemon.docker("exec", running, "/bin/echo", "exec-ran", check=False)
     assert exec_.returncode != 0 and "CVE-2026-5555" in exec_.stderr and "exec-ran" not in exec_.stdout
@@ -270,10 +280,7 @@ def test_percent_encoded_start_exec_restart_of_a_revoked_image_are_refused(
         gated: tuple[DockerDaemon, AuthzPlugin], world: GateWorld, images: dict[str, Path]) -> None:
     """Every endpoint that runs a container's code again re-checks its image, however the path is spelled."""
     daemon, _ = gated
-    subject = _notarize_archive(world, images["encoded"])
-    _load(daemon, images["encoded"])
-    created = daemon.docker("create", "--network", "none", "notary.test/encoded:v1").stdout.strip()
-    running = daemon.docker("run", "-d", "--network", "none", "notary.test/encoded:v1", "/bin/sleep", "60").stdout.strip()
+    subject, created, running = _created_and_running(daemon, world, images["encoded"], "notary.test/encoded:v1")
     assert daemon.docker("exec", running, "/bin/echo", "before").stdout.strip() == "before"
     assert [x["action"] for x in world.decisions()[-2:]] == ["exec", "exec-start"]
     status, answer = _api(daemon, "POST", f"/v1.41/containers/{running}/exec",
@@ -312,15 +319,11 @@ def test_concurrent_creates_are_all_answered_with_few_workers(world: GateWorld, 
     workers only 3 gated calls are decided at once, the 4th worker answers the nested calls (no deadlock);
     gated calls beyond are refused as busy at once, with a reason and a log line."""
     _notarize_archive(world, images["good"])
-    plugin = AuthzPluginWith(world, "--workers", "4", "--queue", "64")
-    daemon = None
-    try:
-        daemon = start_dockerd([f"--authorization-plugin={plugin.name}"])
-        plugin.point_at(str(daemon))
+    with AuthzPlugin(world, "--workers", "4", "--queue", "64") as plugin, _docker_gated_by(plugin) as daemon:
         _load(daemon, images["good"])
         lines = len(world.decisions())
         with ThreadPoolExecutor(max_workers=16) as pool:
-            results = list(pool.map(lambda _: _api(daemon, "POST", "/v1.41/containers/create",  # type: ignore[union-attr]
+            results = list(pool.map(lambda _: _api(daemon, "POST", "/v1.41/containers/create",
                                                    {"Image": "notary.test/good:v1"}), range(16)))
         created = [json.loads(answer)["Id"] for status, answer in results if status == 201]
         busy = [answer for status, answer in results if status == 403]
@@ -328,10 +331,6 @@ def test_concurrent_creates_are_all_answered_with_few_workers(world: GateWorld, 
         assert created and all("busy" in answer for answer in busy), results
         decided = world.decisions()[lines:]
         assert sum(x["allowed"] for x in decided) == len(created) and len(decided) == 16
-    finally:
-        if daemon is not None:
-            daemon.stop()
-        plugin.stop()
 
 
 # ---------------------------------------------------------------- the runtime wrapper (daemon.json "runtimes")

@@ -21,27 +21,16 @@ import pytest
 from benchmarks.burst import state, write_bundle
 from notary.gate import hook_main, oci_hook
 from notary.sources.base import Subject
-from tests.support.gate_servers import HookServer
-from tests.support.runtimes import HOOK_ARGV, GateWorld, image_subject, run_runc, runc_bundle
+from tests.support.runtimes import HOOK_ARGV, GateWorld, HookServer, image_subject, run_runc, runc_bundle
 
 GOOD = "sha256:" + "c7" * 32
 UNSIGNED = "sha256:" + "d7" * 32
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GateWorld:
-    w = GateWorld(tmp_path / "world")
-    w.ensure_ledger()
-    return w
-
-
-@pytest.fixture
 def server(world: GateWorld) -> Iterator[HookServer]:
-    proc = HookServer(world)
-    try:
+    with HookServer(world) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _hook(world: GateWorld, body: bytes, socket_path: Path | str,

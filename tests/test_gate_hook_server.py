@@ -18,44 +18,34 @@ import pytest
 
 from benchmarks.burst import hook_burst, state, write_bundle
 from notary.sources.base import Subject
-from tests.support.gate_servers import HookServer, raw_request
+from tests.support.gate_servers import raw_request
 from tests.support.integration import require_tool
-from tests.support.runtimes import GateWorld, HookServerProc, image_subject, run_runc, runc_bundle
+from tests.support.runtimes import GateWorld, HookServer, image_subject, run_runc, runc_bundle
 
 GOOD = "sha256:" + "a7" * 32
 UNSIGNED = "sha256:" + "b7" * 32
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> GateWorld:
-    w = GateWorld(tmp_path / "world")
-    w.ensure_ledger()
-    return w
-
-
-@pytest.fixture
-def server(world: GateWorld) -> Iterator[HookServerProc]:
+def server(world: GateWorld) -> Iterator[HookServer]:
     require_tool("curl")
-    proc = HookServerProc(world)
-    try:
+    with HookServer(world) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
-def _run(server: HookServerProc, layout: Path, tmp_path: Path, name: str = "bundle") -> tuple[int, str, Path]:
+def _run(server: HookServer, layout: Path, tmp_path: Path, name: str = "bundle") -> tuple[int, str, Path]:
     trace = tmp_path / f"trace-{name}"
     bundle = runc_bundle(layout, "v1", tmp_path / name, trace, server.hook_spec())
     proc = run_runc(bundle, tmp_path / "runc-state")
     return proc.returncode, proc.stdout + proc.stderr, trace / "ran"
 
 
-def test_socket_is_private_to_root(server: HookServerProc) -> None:
+def test_socket_is_private_to_root(server: HookServer) -> None:
     mode = os.stat(server.socket).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) & 0o077 == 0
 
 
-def test_notarized_image_runs_and_revoked_one_never_starts(server: HookServerProc, world: GateWorld,
+def test_notarized_image_runs_and_revoked_one_never_starts(server: HookServer, world: GateWorld,
                                                            busybox_layout: Path, tmp_path: Path) -> None:
     subject = image_subject(busybox_layout)
     code, output, ran = _run(server, busybox_layout, tmp_path, "first")
@@ -70,7 +60,7 @@ def test_notarized_image_runs_and_revoked_one_never_starts(server: HookServerPro
     assert code != 0 and not ran.exists() and "CVE-2026-8888" in output
 
 
-def test_tampered_ledger_is_refused_by_the_server(server: HookServerProc, world: GateWorld,
+def test_tampered_ledger_is_refused_by_the_server(server: HookServer, world: GateWorld,
                                                   busybox_layout: Path, tmp_path: Path) -> None:
     world.notarize(image_subject(busybox_layout))
     world.tamper()
@@ -78,7 +68,7 @@ def test_tampered_ledger_is_refused_by_the_server(server: HookServerProc, world:
     assert code != 0 and not ran.exists() and "integrity failure" in output
 
 
-def test_server_down_means_the_container_is_refused(server: HookServerProc, world: GateWorld,
+def test_server_down_means_the_container_is_refused(server: HookServer, world: GateWorld,
                                                     busybox_layout: Path, tmp_path: Path) -> None:
     world.notarize(image_subject(busybox_layout))
     spec = server.hook_spec()
@@ -89,7 +79,7 @@ def test_server_down_means_the_container_is_refused(server: HookServerProc, worl
     assert proc.returncode != 0 and not (trace / "ran").exists()
 
 
-def test_stopped_server_removes_its_socket_and_a_live_one_is_never_stolen(server: HookServerProc,
+def test_stopped_server_removes_its_socket_and_a_live_one_is_never_stolen(server: HookServer,
                                                                           world: GateWorld) -> None:
     second = subprocess.run(
         [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "hook-server",
@@ -100,7 +90,7 @@ def test_stopped_server_removes_its_socket_and_a_live_one_is_never_stolen(server
     assert not server.socket.exists()
 
 
-def test_burst_of_100_hooks_all_decided(server: HookServerProc, world: GateWorld, tmp_path: Path) -> None:
+def test_burst_of_100_hooks_all_decided(server: HookServer, world: GateWorld, tmp_path: Path) -> None:
     """100 containers starting at once: every hook connects and gets notary's verdict (a listen backlog of 5
     made curl fail with exit 7 and the runtime refuse containers for lack of a connection)."""
     world.notarize(Subject(GOOD, "registry.example/app", "oci-manifest"))

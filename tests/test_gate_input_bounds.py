@@ -29,20 +29,13 @@ from notary.gate.decision import gate_for
 from notary.gate.frontends.docker_api import DockerAPI
 from notary.gate.frontends.hook_server import HookServer
 from notary.gate.install import ADD_HOOK_CODE
-from tests.support.gate_servers import AuthzPluginWith, raw_http, raw_request
-from tests.support.runtimes import HOOK_ARGV, GateWorld
+from tests.support.gate_servers import raw_http, raw_request
+from tests.support.runtimes import HOOK_ARGV, AuthzPlugin, GateWorld, Webhook
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 HUGE = b"9" * 5000
 DIGEST = "sha256:" + "f7" * 32
 CID = "c0ffee" * 10 + "beef"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> GateWorld:
-    w = GateWorld(tmp_path / "world")
-    w.ensure_ledger()
-    return w
 
 
 def _hook(world: GateWorld, state: dict[str, object]) -> subprocess.CompletedProcess[str]:
@@ -164,24 +157,8 @@ def test_hostile_bundle_config_refuses_in_the_runtime_wrapper(attack: str, world
 
 @pytest.fixture
 def webhook(world: GateWorld) -> Iterator[int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
-                             "webhook", "--insecure-plain-http", "--port", str(port)], env=world.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, "webhook did not start"
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with Webhook(world, tls=False) as server:
+        yield server.port
 
 
 @pytest.mark.parametrize(("body", "reason"), [
@@ -202,12 +179,9 @@ def test_hostile_admission_review_is_a_bad_request(webhook: int, body: bytes, re
 
 
 def test_deeply_nested_authz_request_is_refused_and_logged(world: GateWorld) -> None:
-    plugin = AuthzPluginWith(world)
-    try:
+    with AuthzPlugin(world) as plugin:
         body = b'{"RequestMethod": "POST", "RequestUri": "/v1.41/containers/create", "x": ' + DEEP + b"}"
         status, answer = raw_http(str(plugin.socket), raw_request("POST", "/AuthZPlugin.AuthZReq", body))
-    finally:
-        plugin.stop()
     reply = json.loads(answer)
     assert status == 200 and reply["Allow"] is False and "nested" in reply["Msg"], reply
     line = world.decisions()[-1]

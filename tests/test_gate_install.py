@@ -14,8 +14,7 @@ from benchmarks.burst import state, write_bundle
 from notary.errors import UsageError
 from notary.gate.install import add_hook, install
 from notary.sources.base import Subject
-from tests.support.gate_servers import HookServer
-from tests.support.runtimes import GateWorld
+from tests.support.runtimes import GateWorld, HookServer
 
 GOOD = "sha256:" + "e7" * 32
 
@@ -53,8 +52,7 @@ def test_install_uses_the_running_hook_server(world: GateWorld, tmp_path: Path) 
     """The hook install writes, while a hook server with this notary.toml runs, is decided by that server."""
     world.ensure_ledger()
     world.notarize(Subject(GOOD, "registry.example/app", "oci-manifest"))
-    server = HookServer(world)
-    try:
+    with HookServer(world) as server:
         result = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"),
                          "--delegate-to", str(server.socket))
         assert result.returncode == 0, result.stderr
@@ -71,8 +69,6 @@ def test_install_uses_the_running_hook_server(world: GateWorld, tmp_path: Path) 
         again = _notary(world, "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"),
                         "--delegate-to", str(server.socket), "--dry-run")
         assert "runs another notary.toml" in again.stderr
-    finally:
-        server.stop()
 
 
 def test_dry_run_writes_nothing(world: GateWorld, tmp_path: Path) -> None:

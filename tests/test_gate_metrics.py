@@ -8,14 +8,9 @@ the latency histogram, an integrity failure counted as a proof failure, the veri
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +19,8 @@ import pytest
 from benchmarks.burst import hook_burst, state, write_bundle
 from notary.gate.metrics import Metrics, ServerLog
 from notary.sources.base import Subject
-from tests.support.gate_servers import AuthzPluginWith, HookServer, raw_http, raw_request
-from tests.support.runtimes import GateWorld
+from tests.support.gate_servers import raw_http, raw_request
+from tests.support.runtimes import AuthzPlugin, GateWorld, HookServer, Webhook
 
 GOOD = "sha256:" + "a9" * 32
 UNSIGNED = "sha256:" + "b9" * 32
@@ -78,8 +73,7 @@ def world(tmp_path: Path) -> GateWorld:
 
 
 def test_hook_server_metrics_count_what_was_decided(world: GateWorld, tmp_path: Path) -> None:
-    server = HookServer(world, "--log-format", "json")
-    try:
+    with HookServer(world, "--log-format", "json") as server:
         good = write_bundle(tmp_path / "good", GOOD, "registry.example/app:1")
         unsigned = write_bundle(tmp_path / "unsigned", UNSIGNED, "registry.example/app:2")
         states = {f"g{i}": state(f"g{i}", good) for i in range(3)} | {"u0": state("u0", unsigned)}
@@ -101,8 +95,6 @@ def test_hook_server_metrics_count_what_was_decided(world: GateWorld, tmp_path: 
         assert broken.exit_code == 22
         after = parse_exposition(raw_http(str(server.socket), raw_request("GET", "/metrics"))[1].decode())
         assert _value(after, "notary_gate_proof_failures_total", front_end="oci-hook-server") == 1
-    finally:
-        server.stop()
     lines = [json.loads(line) for line in server.log_path.read_text().splitlines()]
     assert lines[0]["level"] == "info" and "listening" in lines[0]["msg"]
     refused = [x for x in lines if x["level"] == "warning"]
@@ -112,15 +104,12 @@ def test_hook_server_metrics_count_what_was_decided(world: GateWorld, tmp_path: 
 
 
 def test_docker_plugin_serves_metrics_on_its_socket(world: GateWorld) -> None:
-    plugin = AuthzPluginWith(world)
-    try:
+    with AuthzPlugin(world) as plugin:
         body = json.dumps({"RequestMethod": "POST", "RequestUri": "/v1.41/containers/create",
                            "RequestBody": "bm90IGpzb24="}).encode()  # "not json": refused, logged, counted
         status, answer = raw_http(str(plugin.socket), raw_request("POST", "/AuthZPlugin.AuthZReq", body))
         assert status == 200 and json.loads(answer)["Allow"] is False
         status, text = raw_http(str(plugin.socket), raw_request("GET", "/metrics"))
-    finally:
-        plugin.stop()
     assert status == 200
     samples = parse_exposition(text.decode())
     assert _value(samples, "notary_gate_decisions_total", front_end="docker-authz", decision="refuse",
@@ -128,25 +117,9 @@ def test_docker_plugin_serves_metrics_on_its_socket(world: GateWorld) -> None:
 
 
 @pytest.fixture
-def webhook(world: GateWorld) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
-                             "webhook", "--insecure-plain-http", "--port", str(port), "--log-format", "json"],
-                            env=world.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, "webhook did not start"
-            time.sleep(0.05)
-        yield port, proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+def webhook(world: GateWorld) -> Iterator[Webhook]:
+    with Webhook(world, "--log-format", "json", tls=False) as server:
+        yield server
 
 
 def _review(image: str) -> bytes:
@@ -156,9 +129,8 @@ def _review(image: str) -> bytes:
             {"name": "c", "image": image}]}}}}).encode()
 
 
-def test_webhook_serves_metrics_on_its_port_and_logs_json(webhook: tuple[int, subprocess.Popen[bytes]]) -> None:
-    port, proc = webhook
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def test_webhook_serves_metrics_on_its_port_and_logs_json(webhook: Webhook) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", webhook.port, timeout=30)
     try:
         for image in (f"registry.example/app@{GOOD}", f"registry.example/app@{UNSIGNED}"):
             conn.request("POST", "/validate", body=_review(image), headers={"Content-Type": "application/json"})
@@ -175,10 +147,8 @@ def test_webhook_serves_metrics_on_its_port_and_logs_json(webhook: tuple[int, su
     assert _value(samples, "notary_gate_decisions_total", front_end="webhook", decision="allow", exit_code="0") == 1
     assert _value(samples, "notary_gate_decisions_total", front_end="webhook", decision="refuse", exit_code="1") == 1
     assert _value(samples, "notary_gate_decision_duration_seconds_count", front_end="webhook") == 2
-    proc.terminate()
-    proc.wait(timeout=10)
-    assert proc.stderr is not None
-    lines = [json.loads(line) for line in proc.stderr.read().decode().splitlines()]
+    webhook.stop()
+    lines = [json.loads(line) for line in webhook.log_path.read_text().splitlines()]
     assert [x["level"] for x in lines[:2]] == ["warning", "info"]  # plain HTTP warning, then the banner
     assert any(x["level"] == "warning" and x.get("digest") == UNSIGNED and x["reason"] for x in lines)
 

@@ -97,11 +97,10 @@ def test_podman_with_the_curl_hook_and_the_hook_server(world: GateWorld, podman:
                                                        busybox_layout_template: Path, tmp_path: Path) -> None:
     """`gate install podman --server SOCKET`: the hook is curl; podman storage is read by the server."""
     from tests.support.integration import require_tool
-    from tests.support.runtimes import HookServerProc
+    from tests.support.runtimes import HookServer
 
     require_tool("curl")
-    server = HookServerProc(world)
-    try:
+    with HookServer(world) as server:
         proc = subprocess.run([sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate",
                                "install", "podman", "--hooks-dir", str(podman.hooks_dir), "--server",
                                str(server.socket)], capture_output=True, text=True, check=False)
@@ -115,5 +114,3 @@ def test_podman_with_the_curl_hook_and_the_hook_server(world: GateWorld, podman:
         assert ran.exists()
         line = world.decisions()[-1]
         assert line["front_end"] == "oci-hook-server" and line["identified_by"] == "podman"
-    finally:
-        server.stop()

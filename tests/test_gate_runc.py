@@ -20,13 +20,6 @@ def runtime(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> GateWorld:
-    w = GateWorld(tmp_path / "world")
-    w.ensure_ledger()
-    return w
-
-
 def _bundle(runtime: str, layout: Path, tmp_path: Path, hook: dict[str, object], *,
             annotations: dict[str, str] | None = None, stage: str = "createRuntime") -> tuple[Path, Path]:
     """(bundle, trace dir) of the layout's v1 image with hook; crun is told where to keep the hook's stderr."""

@@ -39,11 +39,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> GateWorld:
 
 @pytest.fixture(scope="module")
 def webhook(world: GateWorld) -> Iterator[Webhook]:
-    server = Webhook(world, max_body=65536, extra=("--insecure",))
-    try:
+    with Webhook(world, "--max-body", "65536", "--insecure") as server:
         yield server
-    finally:
-        server.stop()
 
 
 def review(kind: str, obj: dict[str, Any], *, group: str = "", version: str = "v1",

@@ -241,13 +241,6 @@ def _refused_as_bad_input(world: GateWorld, proc: subprocess.CompletedProcess[st
     return proc.stderr
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> GateWorld:
-    w = GateWorld(tmp_path / "world")
-    w.ensure_ledger()
-    return w
-
-
 def test_fifo_config_does_not_hang_the_hook(world: GateWorld, busybox_layout: Path, tmp_path: Path) -> None:
     """config.json swapped for a FIFO after the runtime read it: the hook used to block in open() until the
     runtime's hook timeout; now it refuses at once, and the refusal is logged."""

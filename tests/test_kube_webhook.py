@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.kube import GateWebhook, KubeClient, KubeCluster, yaml_documents, yaml_kind
+from tests.support.kube import KubeClient, KubeCluster, yaml_documents, yaml_kind
 from tests.support.pushed_images import PushedImage, pushed_images  # noqa: F401 - fixture
 from tests.support.registry import registry  # noqa: F401 - fixture
-from tests.support.runtimes import GateWorld
+from tests.support.runtimes import GateWorld, Webhook
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "kubernetes"
 CA_PLACEHOLDER = 'caBundle: "<base64 PEM of the CA>"'
@@ -54,15 +54,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, images: dict[str, PushedImag
 
 
 @pytest.fixture(scope="module")
-def webhook(world: GateWorld) -> Iterator[GateWebhook]:
-    hook = GateWebhook(world, "--insecure")  # --insecure: the loopback registry is plain HTTP
-    try:
+def webhook(world: GateWorld) -> Iterator[Webhook]:
+    with Webhook(world, "--insecure") as hook:  # --insecure: the loopback registry is plain HTTP
         yield hook
-    finally:
-        hook.stop()
 
 
-def webhook_configuration(client: KubeClient, hook: GateWebhook) -> dict[str, Any]:
+def webhook_configuration(client: KubeClient, hook: Webhook) -> dict[str, Any]:
     """docs/kubernetes/webhook.yaml as the API server reads it, pointed at the test webhook."""
     text = (DOCS / "webhook.yaml").read_text()
     assert CA_PLACEHOLDER in text, "webhook.yaml changed its caBundle placeholder: update this test with it"
@@ -74,14 +71,14 @@ def webhook_configuration(client: KubeClient, hook: GateWebhook) -> dict[str, An
         client_config = hook_entry["clientConfig"]
         assert client_config["service"]["path"] == "/validate"
         del client_config["service"]  # in a cluster: the notary-gate Service; here: the process on loopback
-        client_config["url"] = hook.url
+        client_config["url"] = hook.url + "/validate"
     for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
         config["metadata"].pop(key, None)
     return config
 
 
 @pytest.fixture(scope="module")
-def kube(cluster: KubeCluster, webhook: GateWebhook, images: dict[str, PushedImage]) -> KubeClient:
+def kube(cluster: KubeCluster, webhook: Webhook, images: dict[str, PushedImage]) -> KubeClient:
     """The API server with docs/kubernetes/webhook.yaml registered, once the webhook is in effect."""
     client = cluster.client
     resp = client.create(webhook_configuration(client, webhook))
@@ -281,7 +278,7 @@ def test_namespace_claiming_an_exempt_name_by_label_is_still_gated(kube: KubeCli
     assert_denied(kube, pod(images["unsigned"].tag_ref, namespace="lookalike"), "not notarized")
 
 
-def test_webhook_down_with_failure_policy_fail_denies_everything(kube: KubeClient, webhook: GateWebhook,
+def test_webhook_down_with_failure_policy_fail_denies_everything(kube: KubeClient, webhook: Webhook,
                                                                  images: dict[str, PushedImage]) -> None:
     webhook.stop()
     try:

@@ -112,13 +112,6 @@ def exec_start_post(name: str, replace: dict[str, str]) -> int:
     return subprocess.run(shlex.split(line), timeout=30, check=False).returncode
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> GateWorld:
-    w = GateWorld(tmp_path / "world")
-    w.ensure_ledger()
-    return w
-
-
 def test_hook_server_unit_command_serves_its_socket(world: GateWorld) -> None:
     sock_dir = Path("/tmp") / f"nus-{uuid.uuid4().hex[:8]}"
     sock_dir.mkdir()

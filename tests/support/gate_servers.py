@@ -1,7 +1,6 @@
-"""Gate servers started with options (worker pool and queue sizes), and raw HTTP over unix sockets.
+"""Raw HTTP over unix sockets, for the gate's servers (tests.support.runtimes starts them, with any options).
 
-- `HookServer(world, "--workers", "1", ...)`: `notary gate hook-server` as its own process on a private socket.
-- `AuthzPluginWith(world, "--workers", "4")`: `notary gate docker-authz` like runtimes.AuthzPlugin, with options.
+- `raw_request(method, target, body)`: an HTTP/1.1 request with the target byte for byte as given.
 - `raw_http(socket, request_bytes)`: send bytes exactly as given and parse the answer (status, body): for
   request targets and bodies no well-behaved client library would send.
 """
@@ -10,59 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import shutil
 import socket
-import subprocess
-import sys
-import uuid
-from pathlib import Path
-
-from tests.support.processes import stop_process, wait_for_socket
-from tests.support.runtimes import AuthzPlugin, GateWorld
-
-
-class HookServer:
-    """`notary gate hook-server [OPTIONS]` on a private unix socket."""
-
-    def __init__(self, world: GateWorld, *options: str) -> None:
-        self.socket = Path("/tmp") / f"nhs-{uuid.uuid4().hex[:8]}" / "gate.sock"
-        self.log_path = world.root / f"hook-server-{uuid.uuid4().hex[:6]}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "hook-server",
-             "--socket", str(self.socket), *options], env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_socket(self.proc, self.socket, self.log_path, "hook server")
-        except RuntimeError:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
-        shutil.rmtree(self.socket.parent, ignore_errors=True)
-
-
-class AuthzPluginWith(AuthzPlugin):
-    """runtimes.AuthzPlugin, with extra `gate docker-authz` options (the parent takes none)."""
-
-    def __init__(self, world: GateWorld, *options: str) -> None:
-        self.name = "notary-test-" + uuid.uuid4().hex[:8]
-        self.socket = Path("/run/docker/plugins") / f"{self.name}.sock"
-        self.link_dir = Path("/tmp") / f"nda-{uuid.uuid4().hex[:8]}"
-        self.link_dir.mkdir()
-        self.docker_link = self.link_dir / "docker.sock"
-        self.log_path = world.root / f"authz-{self.name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the plugin
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "docker-authz",
-             "--name", self.name, "--docker-host", f"unix://{self.docker_link}", *options],
-            env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_socket(self.proc, self.socket, self.log_path, "authz plugin")
-        except RuntimeError:
-            self.stop()
-            raise
 
 
 def raw_request(method: str, target: str, body: bytes | None = None, *, content_type: str = "application/json",

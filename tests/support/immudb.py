@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -21,7 +20,7 @@ import pytest
 
 from tests.support.components import script_dir
 from tests.support.integration import missing
-from tests.support.processes import stop_process
+from tests.support.processes import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "immudb-build.sh"
@@ -51,12 +50,6 @@ def immudb_binaries() -> Path:
         return _binaries
     _binaries = script_dir("immudb", BUILD_SCRIPT.name, need=("immudb", "immuclient"), timeout=1800, build=True)
     return _binaries
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_signing_key(directory: Path) -> tuple[Path, Path]:

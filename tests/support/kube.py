@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,7 @@ from typing import Any
 import requests
 
 from tests.support.components import component_dir
-from tests.support.processes import stop_process
-from tests.support.registry import free_port
+from tests.support.processes import free_port, stop_process, wait_until
 from tests.support.runtimes import self_signed_cert
 
 # kind -> (API prefix, plural, namespaced) for what the tests create
@@ -162,7 +160,7 @@ class KubeCluster:
                  "--initial-cluster", f"test={peer_url}", "--log-level", "warn",
                  "--unsafe-no-fsync"],  # throwaway data: durability would only cost test time
                 stdout=log, stderr=subprocess.STDOUT)
-        self._wait("etcd", self.etcd, self.etcd_log, lambda: requests.get(self.etcd_url + "/health", timeout=2)
+        wait_until("etcd", self.etcd, self.etcd_log, lambda: requests.get(self.etcd_url + "/health", timeout=2)
                    .json().get("health") == "true", timeout=60)
 
     # ------------------------------------------------------------ kube-apiserver
@@ -205,61 +203,12 @@ class KubeCluster:
         def ready() -> bool:
             return self.client.request("GET", "/readyz", timeout=5).status_code == 200
 
-        self._wait("kube-apiserver", self.apiserver, self.apiserver_log, ready, timeout=120)
+        wait_until("kube-apiserver", self.apiserver, self.apiserver_log, ready, timeout=120)
         self.client.ensure_default_service_account("default")
 
     # ------------------------------------------------------------ common
-
-    @staticmethod
-    def _wait(what: str, proc: subprocess.Popen[bytes], log: Path, ready: Any, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{what} exited with {proc.returncode}: {tail}")
-            try:
-                if ready():
-                    return
-            except (requests.RequestException, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{what} was not ready within {timeout:.0f}s: {tail}")
-            time.sleep(0.25)
 
     def stop(self) -> None:
         """kube-apiserver first (it holds etcd connections), then etcd."""
         stop_process(self.apiserver, grace=20)
         stop_process(self.etcd, grace=20)
-
-
-class GateWebhook:
-    """`notary gate webhook` run as the real CLI over TLS on a fixed loopback port; stop() and start() again
-    on the same port and certificate (to show the API server's failurePolicy while it is down)."""
-
-    def __init__(self, world: Any, *extra: str) -> None:
-        self.world = world
-        self.extra = extra
-        self.cert, self.key = self_signed_cert(world.root / "webhook-tls")
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}/validate"
-        self.log_path = world.root / "webhook.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        import sys
-
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "notary.cli.main", "--config", str(self.world.config), "gate", "webhook",
-                 "--cert", str(self.cert), "--key", str(self.key), "--host", "127.0.0.1",
-                 "--port", str(self.port), *self.extra],
-                env=self.world.env(), stdout=log, stderr=subprocess.STDOUT)
-        health = self.url.replace("/validate", "/healthz")
-        KubeCluster._wait("notary gate webhook", self.proc, self.log_path,
-                          lambda: requests.get(health, verify=str(self.cert), timeout=2).status_code == 200, 30)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None

@@ -20,7 +20,6 @@ import http.server
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -34,13 +33,7 @@ import pytest
 import requests
 
 from tests.support.integration import missing, require_tool
-from tests.support.processes import stop_process
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.processes import free_port, stop_process
 
 
 def bcrypt_hash(password: str) -> str:

@@ -2,10 +2,13 @@
 
 - `GateWorld`: one ledger with a trusted and an untrusted signing key, a notary.toml whose [policy] trusts
   the first key for every image, and a decision log. The gate keeps its own trusted state (gate-state/),
-  separate from the notarizing client's, as a real node would.
+  separate from the notarizing client's, as a real node would. The `world` fixture (registered suite-wide)
+  is one per test, with its ledger created.
 - runc: `runc_bundle(layout, tag, dest, trace)` unpacks an image with umoci into a runnable bundle whose
   command writes `trace/ran` (the proof a container started); `run_runc(bundle)` runs it.
 - podman: `Podman` runs `podman run --rm oci:LAYOUT:TAG` with private storage and a hooks dir.
+- the gate's resident servers as their own processes (`GateServer`): `Webhook`, `AuthzPlugin` and `HookServer`,
+  each with extra command-line options as given.
 Images are notarized through the library (manifest digest plus config and layers as artifacts), the same
 records `notary notarize oci:...` writes.
 """
@@ -19,7 +22,9 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from notary import keys
 from notary.gate.oci_hook import HOOK_CODE
@@ -29,7 +34,7 @@ from notary.sources.base import Artifact, Subject
 from tests.support.cli import flip_envelope_byte
 from tests.support.images import manifest_of
 from tests.support.integration import missing, require_tool
-from tests.support.processes import stop_process, wait_for_socket
+from tests.support.processes import free_port, stop_process, wait_for_socket, wait_until
 
 HOOK_ARGV = [sys.executable, "-c", HOOK_CODE]
 
@@ -126,6 +131,15 @@ class GateWorld:
         return {"path": HOOK_ARGV[0], "args": HOOK_ARGV, "env": [f"NOTARY_CONFIG={self.config}",
                                                                   "PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
                 "timeout": 30}
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> GateWorld:
+    """A GateWorld of the test's own, its (empty) ledger created: what a gate on a fresh node finds. Modules
+    that need another world (notarized images, a module-wide one) define their own `world`."""
+    w = GateWorld(tmp_path / "world")
+    w.ensure_ledger()
+    return w
 
 
 # ---------------------------------------------------------------- runc
@@ -240,51 +254,86 @@ def self_signed_cert(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Pa
     return cert_path, key_path
 
 
-class Webhook:
-    """`notary gate webhook` running as its own process, over real TLS on a loopback port."""
+_Server = TypeVar("_Server", bound="GateServer")
 
-    def __init__(self, world: GateWorld, *, max_body: int = 65536, extra: tuple[str, ...] = ()) -> None:
-        import socket
-        import time
 
-        import requests
+class GateServer:
+    """`notary gate ARGS...` under a world's notary.toml and environment, as its own process; its output is
+    appended to log_path (a restarted server keeps one log). start() returns once it serves (by default: once
+    self.socket exists), stop() sends SIGTERM as a service manager would; `with` stops it at the end."""
 
-        self.cert, self.key = self_signed_cert(world.root / "tls")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"https://127.0.0.1:{self.port}"
-        self.log = open(world.root / "webhook.log", "wb")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "webhook",
-             "--cert", str(self.cert), "--key", str(self.key), "--host", "127.0.0.1", "--port", str(self.port),
-             "--max-body", str(max_body), *extra],
-            env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"webhook exited: {(world.root / 'webhook.log').read_text()}")
-            try:
-                if requests.get(self.url + "/healthz", verify=str(self.cert), timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("webhook did not answer /healthz within 20s")
+    what = "gate server"
+    socket: Path
+
+    def __init__(self, world: GateWorld, log_path: Path, *args: str) -> None:
+        self.world = world
+        self.log_path = log_path
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "notary.cli.main", "--config", str(self.world.config), "gate", *self.args],
+                env=self.world.env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            self.wait_until_serving(self.proc)
+        except RuntimeError:
+            self.stop()
+            raise
+
+    def wait_until_serving(self, proc: subprocess.Popen[bytes]) -> None:
+        wait_for_socket(proc, self.socket, self.log_path, self.what)
 
     def stop(self) -> None:
         stop_process(self.proc)
-        self.log.close()
+
+    def __enter__(self: _Server) -> _Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
-class AuthzPlugin:
-    """`notary gate docker-authz` as its own process on /run/docker/plugins/NAME.sock.
+class Webhook(GateServer):
+    """`notary gate webhook [OPTIONS]` on a loopback port, over real TLS with a throwaway certificate (cert), or
+    with tls=False over plain HTTP (--insecure-plain-http). url is its base (the API server posts to
+    url + "/validate"); stop() and start() again serve on the same port and certificate."""
+
+    what = "notary gate webhook"
+
+    def __init__(self, world: GateWorld, *options: str, tls: bool = True) -> None:
+        self.port = free_port()
+        self.cert: Path | None = None
+        if tls:
+            self.cert, self.key = self_signed_cert(world.root / "webhook-tls")
+            listen: tuple[str, ...] = ("--cert", str(self.cert), "--key", str(self.key))
+        else:
+            listen = ("--insecure-plain-http",)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        super().__init__(world, world.root / f"webhook-{self.port}.log", "webhook", *listen, "--host", "127.0.0.1",
+                         "--port", str(self.port), *options)
+        self.start()
+
+    def wait_until_serving(self, proc: subprocess.Popen[bytes]) -> None:
+        import requests
+
+        verify = str(self.cert) if self.cert else False
+        wait_until(self.what, proc, self.log_path,
+                   lambda: requests.get(self.url + "/healthz", verify=verify, timeout=2).status_code == 200,
+                   timeout=30)
+
+
+class AuthzPlugin(GateServer):
+    """`notary gate docker-authz [OPTIONS]` as its own process on /run/docker/plugins/NAME.sock.
 
     The Docker API address is a symlink the test points at the daemon once it is up: dockerd needs the plugin
     answering before it is usable, and the plugin needs the daemon only for gated calls.
     """
 
-    def __init__(self, world: GateWorld) -> None:
+    what = "authz plugin"
+
+    def __init__(self, world: GateWorld, *options: str) -> None:
         if os.geteuid() != 0:
             missing("docker authz plugin", "needs root to listen under /run/docker/plugins")
         self.name = "notary-test-" + uuid.uuid4().hex[:8]
@@ -292,17 +341,9 @@ class AuthzPlugin:
         self.link_dir = Path("/tmp") / f"nda-{uuid.uuid4().hex[:8]}"
         self.link_dir.mkdir()
         self.docker_link = self.link_dir / "docker.sock"
-        self.log_path = world.root / "authz.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the plugin
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "docker-authz",
-             "--name", self.name, "--docker-host", f"unix://{self.docker_link}"],
-            env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_socket(self.proc, self.socket, self.log_path, "authz plugin")
-        except RuntimeError:
-            self.stop()
-            raise
+        super().__init__(world, world.root / f"authz-{self.name}.log", "docker-authz", "--name", self.name,
+                         "--docker-host", f"unix://{self.docker_link}", *options)
+        self.start()
 
     def point_at(self, docker_socket: str) -> None:
         if self.docker_link.is_symlink():
@@ -310,34 +351,28 @@ class AuthzPlugin:
         self.docker_link.symlink_to(docker_socket)
 
     def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
+        super().stop()
         self.socket.unlink(missing_ok=True)
         shutil.rmtree(self.link_dir, ignore_errors=True)
 
 
-class HookServerProc:
-    """`notary gate hook-server` as its own process on a private unix socket."""
+class HookServer(GateServer):
+    """`notary gate hook-server [OPTIONS]` as its own process on a private unix socket."""
 
-    def __init__(self, world: GateWorld) -> None:
+    what = "hook server"
+
+    def __init__(self, world: GateWorld, *options: str) -> None:
         self.socket = Path("/tmp") / f"nhs-{uuid.uuid4().hex[:8]}" / "gate.sock"
-        self.log_path = world.root / "hook-server.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "gate", "hook-server",
-             "--socket", str(self.socket)], env=world.env(), stdout=self.log, stderr=subprocess.STDOUT)
-        try:
-            wait_for_socket(self.proc, self.socket, self.log_path, "hook server")
-        except RuntimeError:
-            self.stop()
-            raise
+        super().__init__(world, world.root / f"hook-server-{self.socket.parent.name}.log", "hook-server",
+                         "--socket", str(self.socket), *options)
+        self.start()
 
     def hook_spec(self) -> dict[str, Any]:
+        """The OCI hook `gate install --server` writes: curl asking this server."""
         from notary.gate.install import hook_definition
 
         return dict(hook_definition("unused", server=str(self.socket))["hook"])
 
     def stop(self) -> None:
-        stop_process(self.proc)
-        self.log.close()
+        super().stop()
         shutil.rmtree(self.socket.parent, ignore_errors=True)
