@@ -143,10 +143,7 @@ def test_json_errors_are_machine_readable(notary: Notary) -> None:
 
 def test_lookup_by_the_digest_of_a_file_notarized_on_its_own(notary: Notary) -> None:
     key = notary.key()
-    artifact = notary.root / "release.bin"
-    artifact.write_bytes(b"release\n")
-    digest = notary.run("--json", "notarize", str(artifact), "--job-id", "j", "--key", str(key)).json[
-        "records"][0]["subject"]["digest"]
+    _, digest = notary.notarize_file(key, b"release\n", name="release.bin", job_id="j")
     result = notary.run("--json", "lookup", "--artifact", digest)
     [hit] = result.json["results"]
     assert hit["type"] == "subject" and hit["subjects"] == [digest]

@@ -34,10 +34,7 @@ def _times(value: Any, path: str = "") -> list[tuple[str, Any]]:
 def world(tmp_path: Path) -> tuple[Notary, Path, str]:
     notary = Notary(tmp_path)
     key = notary.key()
-    artifact = tmp_path / "app.bin"
-    artifact.write_bytes(b"release\n")
-    digest = notary.run("--json", "notarize", str(artifact), "--job-id", "j7", "--key", str(key)).json[
-        "records"][0]["subject"]["digest"]
+    _, digest = notary.notarize_file(key, b"release\n", job_id="j7")
     return notary, key, digest
 
 

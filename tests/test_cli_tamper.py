@@ -18,9 +18,7 @@ from tests.support.images import tamper_layer
 def notarized(tmp_path: Path) -> tuple[Notary, Path, Path]:
     notary = Notary(tmp_path)
     key = notary.key()
-    artifact = tmp_path / "app.bin"
-    artifact.write_bytes(b"the release\n")
-    notary.run("notarize", str(artifact), "--job-id", "j1", "--key", str(key))
+    artifact, _ = notary.notarize_file(key, b"the release\n")
     notary.run("verify", str(artifact), "--key", f"{key}.pub")
     return notary, key, artifact
 

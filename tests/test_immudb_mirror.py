@@ -79,10 +79,7 @@ def test_server_hiding_newest_revision_is_caught(url: str, proxy: GrpcProxy, tmp
     user = Notary(tmp_path, ledger_url=_via(proxy, url))
     user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
     key = user.key()
-    artifact = tmp_path / "app.bin"
-    artifact.write_bytes(b"release 1.4")
-    digest = user.run("--json", "notarize", str(artifact), "--key", str(key), "--job-id", "77").json
-    digest = digest["records"][0]["subject"]["digest"]
+    artifact, digest = user.notarize_file(key, b"release 1.4", job_id="77")
     user.run("revoke", digest, "--reason", "CVE-2026-1234", "--key", str(key))
     pub = f"{key}.pub"
     assert "was revoked" in user.run("verify", str(artifact), "--key", pub, expect=1).err

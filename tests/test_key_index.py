@@ -36,10 +36,7 @@ def revoked(tmp_path: Path) -> tuple[Notary, Path, Path, str]:
     """A file notarized, then revoked: verify refuses it (exit 1)."""
     notary = Notary(tmp_path)
     key = notary.key()
-    artifact = tmp_path / "app.bin"
-    artifact.write_bytes(b"the release\n")
-    digest = notary.run("--json", "notarize", str(artifact), "--job-id", "j1", "--key", str(key)).json[
-        "records"][0]["subject"]["digest"]
+    artifact, digest = notary.notarize_file(key, b"the release\n")
     notary.run("revoke", digest, "--reason", "CVE-2026-0001", "--key", str(key))
     notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=1)
     return notary, key, artifact, digest
@@ -83,10 +80,7 @@ def test_deleted_job_index_is_an_integrity_error(revoked: tuple[Notary, Path, Pa
 def test_deleted_only_record_is_an_integrity_error_not_absence(tmp_path: Path) -> None:
     notary = Notary(tmp_path)
     key = notary.key()
-    artifact = tmp_path / "app.bin"
-    artifact.write_bytes(b"the release\n")
-    digest = notary.run("--json", "notarize", str(artifact), "--job-id", "j1", "--key", str(key)).json[
-        "records"][0]["subject"]["digest"]
+    artifact, digest = notary.notarize_file(key, b"the release\n")
     assert _sql(notary.ledger_path, f"DELETE FROM entries WHERE key LIKE 'subject/{digest}/%'") == 1
     result = notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=3)
     assert "a record was deleted" in result.err

@@ -56,6 +56,13 @@ class Notary:
         self.run("key", "generate", "--out", str(path), "--type", kind)
         return path
 
+    def notarize_file(self, key: Path, content: bytes, *, name: str = "app.bin", job_id: str = "j1") -> tuple[Path, str]:
+        """Write content to a file under root and notarize it with key under job_id; (the file, its digest)."""
+        artifact = self.root / name
+        artifact.write_bytes(content)
+        result = self.run("--json", "notarize", str(artifact), "--job-id", job_id, "--key", str(key))
+        return artifact, str(result.json["records"][0]["subject"]["digest"])
+
     def trusted_state(self) -> dict[str, bytes]:
         """Raw bytes of every trusted-state file, to assert a failed check moved nothing."""
         if not self.state_dir.exists():
