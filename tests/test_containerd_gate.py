@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.containerd import Containerd
 from tests.support.images import build_busybox_layout
-from tests.support.pushed_images import REPO_PATH, PushedImage, pushed_images  # noqa: F401 - fixture
+from tests.support.pushed_images import REPO_PATH, PushedImage, gate_world, pushed_images  # noqa: F401 - fixture
 from tests.support.registry import RegistryServer, registry  # noqa: F401 - fixture
 from tests.support.runtimes import GateWorld, image_subject
 
@@ -34,11 +34,7 @@ def images(pushed_images: dict[str, PushedImage]) -> dict[str, PushedImage]:  # 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, images: dict[str, PushedImage]) -> GateWorld:
-    w = GateWorld(tmp_path_factory.mktemp("containerd-gate") / "world")
-    w.notarize(images["good"].subject())
-    w.notarize(images["revoked"].subject())
-    w.revoke(images["revoked"].digest, "CVE-2026-5151")
-    return w
+    return gate_world(tmp_path_factory.mktemp("containerd-gate") / "world", images, "CVE-2026-5151")
 
 
 def notary_install(world: GateWorld, target: str, directory: Path) -> Path:

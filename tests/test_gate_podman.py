@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,6 @@ from tests.support.runtimes import GateWorld, Podman, image_subject
 def _podman_name(layout: Path) -> str:
     """What podman calls an image it runs from an `oci:` layout path (the gate sees this name)."""
     return f"localhost{layout}"
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    runtime = Podman(tmp_path_factory.mktemp("podman"))
-    try:
-        yield runtime
-    finally:
-        runtime.cleanup()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.kube import KubeClient, KubeCluster, yaml_documents, yaml_kind
-from tests.support.pushed_images import PushedImage, pushed_images  # noqa: F401 - fixture
+from tests.support.pushed_images import PushedImage, gate_world, pushed_images  # noqa: F401 - fixture
 from tests.support.registry import registry  # noqa: F401 - fixture
 from tests.support.runtimes import GateWorld, Webhook
 
@@ -46,11 +46,7 @@ def images(pushed_images: dict[str, PushedImage]) -> dict[str, PushedImage]:  # 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, images: dict[str, PushedImage]) -> GateWorld:
-    w = GateWorld(tmp_path_factory.mktemp("kube-gate") / "world")
-    w.notarize(images["good"].subject())
-    w.notarize(images["revoked"].subject())
-    w.revoke(images["revoked"].digest, "CVE-2026-4242")
-    return w
+    return gate_world(tmp_path_factory.mktemp("kube-gate") / "world", images, "CVE-2026-4242")
 
 
 @pytest.fixture(scope="module")

@@ -44,15 +44,6 @@ def deployment_container() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    engine = Podman(tmp_path_factory.mktemp("image-podman"))
-    try:
-        yield engine
-    finally:
-        engine.cleanup()
-
-
-@pytest.fixture(scope="module")
 def image(podman: Podman) -> str:
     for tool in ("mmdebstrap", "unzip"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:

@@ -2,8 +2,8 @@
 
 `pushed_images` (session): busybox images built with umoci (each with its own /marker.txt, so each has its
 own manifest digest) and pushed with skopeo to the session `registry` as `notary-test/app:<role>`, for the
-roles "good" (to be notarized), "unsigned" (never notarized) and "revoked" (notarized, then revoked). Which
-of them is notarized is each test module's business: every module keeps its own ledger (GateWorld).
+roles "good" (to be notarized), "unsigned" (never notarized) and "revoked" (notarized, then revoked). Every
+module keeps its own ledger: `gate_world(root, images, reason)` is a GateWorld in which they play those roles.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from notary.sources.base import Subject
 from tests.support.images import build_busybox_layout
 from tests.support.registry import RegistryServer
-from tests.support.runtimes import image_subject
+from tests.support.runtimes import GateWorld, image_subject
 
 ROLES = ("good", "unsigned", "revoked")
 REPO_PATH = "notary-test/app"
@@ -60,3 +60,12 @@ def pushed_images(registry: RegistryServer,
     assert len({image.digest for image in images.values()}) == len(ROLES)
     assert all(images[r].subject().digest == images[r].digest for r in ROLES), "skopeo rewrote a manifest"
     yield images
+
+
+def gate_world(root: Path, images: dict[str, PushedImage], reason: str) -> GateWorld:
+    """A GateWorld under root whose ledger notarizes "good" and "revoked", then revokes "revoked" for reason."""
+    world = GateWorld(root)
+    world.notarize(images["good"].subject())
+    world.notarize(images["revoked"].subject())
+    world.revoke(images["revoked"].digest, reason)
+    return world

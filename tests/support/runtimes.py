@@ -6,7 +6,8 @@
   is one per test, with its ledger created.
 - runc: `runc_bundle(layout, tag, dest, trace)` unpacks an image with umoci into a runnable bundle whose
   command writes `trace/ran` (the proof a container started); `run_runc(bundle)` runs it.
-- podman: `Podman` runs `podman run --rm oci:LAYOUT:TAG` with private storage and a hooks dir.
+- podman: `Podman` runs `podman run --rm oci:LAYOUT:TAG` with private storage and a hooks dir (the `podman`
+  fixture: one per test module).
 - the gate's resident servers as their own processes (`GateServer`): `Webhook`, `AuthzPlugin` and `HookServer`,
   each with extra command-line options as given.
 Images are notarized through the library (manifest digest plus config and layers as artifacts), the same
@@ -21,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -220,6 +222,16 @@ class Podman:
                         "system", "reset", "--force"], env=self.env(), capture_output=True, check=False)
         subprocess.run(["umount", "-R", str(self.storage / "overlay")], capture_output=True, check=False)
         shutil.rmtree(self.runroot, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    """One Podman (private storage) per test module, its containers and storage removed afterwards."""
+    runtime = Podman(tmp_path_factory.mktemp("podman"))
+    try:
+        yield runtime
+    finally:
+        runtime.cleanup()
 
 
 # ---------------------------------------------------------------- TLS and the webhook
