@@ -96,51 +96,31 @@ class _Handler(grpc.GenericRpcHandler):
         def fail(context: grpc.ServicerContext, exc: grpc.RpcError) -> None:
             context.abort(exc.code(), exc.details() or "")
 
-        if not client_streaming and not server_streaming:
-            upstream_uu = channel.unary_unary(path)
+        def upstream_request(request: Any) -> Any:  # one message, or (client streaming) an iterator of them
+            if client_streaming:
+                return (proxy._request(name, r) for r in request)
+            return proxy._request(name, request)
 
-            def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
-                try:
-                    response, call = upstream_uu.with_call(proxy._request(name, request),
-                                                           metadata=_forwarded(context), timeout=60)
-                except grpc.RpcError as exc:
-                    fail(context, exc)
-                    raise
-                context.send_initial_metadata(call.initial_metadata() or ())
-                return proxy._response(name, response)
-
-            return grpc.unary_unary_rpc_method_handler(unary)
-        if not client_streaming:
-            upstream_us = channel.unary_stream(path)
-
-            def stream_out(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-                call = upstream_us(proxy._request(name, request), metadata=_forwarded(context), timeout=60)
-                try:
-                    context.send_initial_metadata(call.initial_metadata() or ())
-                    for item in call:
-                        yield proxy._response(name, item)
-                except grpc.RpcError as exc:
-                    fail(context, exc)
-
-            return grpc.unary_stream_rpc_method_handler(stream_out)
         if not server_streaming:
-            upstream_su = channel.stream_unary(path)
+            upstream_one = (channel.stream_unary if client_streaming else channel.unary_unary)(path)
 
-            def stream_in(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+            def one_answer(request: Any, context: grpc.ServicerContext) -> bytes:
                 try:
-                    response, call = upstream_su.with_call((proxy._request(name, r) for r in requests),
-                                                           metadata=_forwarded(context), timeout=60)
+                    response, call = upstream_one.with_call(upstream_request(request), metadata=_forwarded(context),
+                                                            timeout=60)
                 except grpc.RpcError as exc:
                     fail(context, exc)
                     raise
                 context.send_initial_metadata(call.initial_metadata() or ())
                 return proxy._response(name, response)
 
-            return grpc.stream_unary_rpc_method_handler(stream_in)
-        upstream_ss = channel.stream_stream(path)
+            if client_streaming:
+                return grpc.stream_unary_rpc_method_handler(one_answer)
+            return grpc.unary_unary_rpc_method_handler(one_answer)
+        upstream_many = (channel.stream_stream if client_streaming else channel.unary_stream)(path)
 
-        def both(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-            call = upstream_ss((proxy._request(name, r) for r in requests), metadata=_forwarded(context), timeout=60)
+        def answers(request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+            call = upstream_many(upstream_request(request), metadata=_forwarded(context), timeout=60)
             try:
                 context.send_initial_metadata(call.initial_metadata() or ())
                 for item in call:
@@ -148,4 +128,6 @@ class _Handler(grpc.GenericRpcHandler):
             except grpc.RpcError as exc:
                 fail(context, exc)
 
-        return grpc.stream_stream_rpc_method_handler(both)
+        if client_streaming:
+            return grpc.stream_stream_rpc_method_handler(answers)
+        return grpc.unary_stream_rpc_method_handler(answers)
