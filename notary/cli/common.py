@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import click
@@ -20,15 +19,16 @@ from notary.errors import UsageError
 from notary.ledger.base import Ledger
 
 
-@dataclass
 class App:
-    """Per-invocation state, built from the global options (`ctx.obj`)."""
+    """Per-invocation state, built from the global options (`ctx.obj`). A plain class: every command
+    (and `notary verify` on a container's start path) pays for its creation."""
 
-    ledger_flag: str | None = None
-    config_flag: str | None = None
-    json: bool = False
-    _config: Config | None = None
-    _ledgers: list[Ledger] = field(default_factory=list)
+    def __init__(self, ledger_flag: str | None = None, config_flag: str | None = None, json: bool = False) -> None:
+        self.ledger_flag = ledger_flag
+        self.config_flag = config_flag
+        self.json = json
+        self._config: Config | None = None
+        self._ledgers: list[Ledger] = []
 
     @property
     def config(self) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -57,15 +57,25 @@ def identify_digests(app: App, spec: str, flags: dict[str, Any]) -> list[tuple[s
 LOCAL_KINDS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "path")
 
 
+class BareDigest(NamedTuple):
+    """A subject given as its digest: the fields of a Subject that verify reads."""
+
+    digest: str
+    name: str
+    kind: str = "digest"
+    platform: str | None = None
+    artifacts: tuple[Any, ...] = ()
+
+
 def read_subjects(app: App, spec: str, flags: dict[str, Any], *, read_bytes: bool,
                   pull_blobs: bool = False) -> tuple[list[Any], bool]:
     """The subjects SPEC names, and whether their bytes were read: a local image (layout, archive, Docker
     Engine) is read and every blob hashed against its digest unless read_bytes is off; a registry image only
     with pull_blobs. A bare digest is just an identity."""
-    from notary.sources import Subject, identify, parse_subject, resolve
+    if _BARE_DIGEST.match(spec):  # no source to read: the sources are not even imported (hook start-up)
+        return [BareDigest(check_digest(spec), spec)], False
+    from notary.sources import identify, parse_subject, resolve
 
-    if _BARE_DIGEST.match(spec):
-        return [Subject(check_digest(spec), spec, "digest")], False
     kind = parse_subject(spec).kind
     full = read_bytes and (kind in LOCAL_KINDS or (kind == "registry" and pull_blobs))
     options = source_options(app, flags)

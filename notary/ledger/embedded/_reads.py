@@ -17,7 +17,6 @@ from notary.errors import ProofError
 from notary.ledger.base import Entry
 from notary.ledger.embedded import _map
 from notary.ledger.embedded import _store as store
-from notary.ledger.embedded._writer import map_loader
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._view import View as _View
@@ -29,7 +28,7 @@ _SHALLOW = 40  # depths fetched first: a random key's leaf sits at about log2(ke
 def index_proofs(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, _map.MapProof | None]:
     """Key index proofs of keys as the file holds them (unverified: the caller checks them against a head).
     Two queries at most: the shallow levels of every path, then the rest for paths that go deeper."""
-    load = map_loader(conn)
+    load = store.map_loader(conn)
     out: dict[str, _map.MapProof | None] = {}
     pending = list(dict.fromkeys(keys))
     for hi in (_SHALLOW, _map.DEPTH + 1):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from notary.errors import IntegrityError, LedgerUnavailableError
 from notary.fsio import atomic_write
 from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _map
 
 FORMAT = "notary.ledger/v2"  # v1 plus the key index (map_nodes, txs.map_root)
 FORMAT_V1 = "notary.ledger/v1"
@@ -313,3 +314,14 @@ def write_key_file(key_path: Path, seed: bytes) -> None:
         atomic_write(key_path, codec.private_pem(seed).encode("ascii"), 0o600)
     except OSError as exc:
         raise LedgerUnavailableError(f"cannot write ledger signing key {key_path}: {exc.strerror}") from exc
+
+
+def map_loader(conn: sqlite3.Connection) -> Callable[[list[_map.NodeId]], Mapping[_map.NodeId, _map.Node]]:
+    """Fetch key index nodes by id from the file (absent ones are empty subtrees)."""
+
+    def load(ids: list[_map.NodeId]) -> Mapping[_map.NodeId, _map.Node]:
+        found = fetch_map_nodes(conn, [_map.node_key(n) for n in ids])
+        return {_map.key_node(k): (h, None if leaf is None else (leaf[:32], leaf[32:]))
+                for k, (h, leaf) in found.items()}
+
+    return load

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple
 
 from notary.errors import ProofError
 from notary.ledger.base import TreeHead
@@ -25,8 +24,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     tx: int
     time_us: int
     keys: tuple[str, ...]
@@ -35,17 +33,6 @@ class Written:
     root: bytes
     map_root: bytes
     signature: bytes
-
-
-def map_loader(conn: sqlite3.Connection) -> Callable[[list[_map.NodeId]], Mapping[_map.NodeId, _map.Node]]:
-    """Fetch key index nodes by id from the file (absent ones are empty subtrees)."""
-
-    def load(ids: list[_map.NodeId]) -> Mapping[_map.NodeId, _map.Node]:
-        found = store.fetch_map_nodes(conn, [_map.node_key(n) for n in ids])
-        return {_map.key_node(k): (h, None if leaf is None else (leaf[:32], leaf[32:]))
-                for k, (h, leaf) in found.items()}
-
-    return load
 
 
 def map_rows(update: _map.MapUpdate) -> list[tuple[int | bytes, bytes, bytes | None]]:
@@ -61,7 +48,7 @@ def append(conn: sqlite3.Connection, txs: list[list[tuple[str, bytes]]], frontie
     if before.map_root is None:
         raise ProofError("internal: appending to a ledger without a key index")  # the caller upgrades first
     now = max(time.time_ns() // 1000, codec.to_time_us(before.time) if before.time else 0)
-    index = _map.MapUpdate(before.map_root, map_loader(conn))
+    index = _map.MapUpdate(before.map_root, store.map_loader(conn))
     hashes = {key: _map.key_hash(key) for items in txs for key, _ in items}
     index.prefetch(hashes.values())
     entry_rows: list[tuple[int, int, str, int, bytes]] = []

@@ -31,7 +31,7 @@ from notary.errors import (
 )
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.embedded import _codec as codec
-from notary.ledger.embedded import _location, _reads, _writer
+from notary.ledger.embedded import _location, _reads
 from notary.ledger.embedded import _store as store
 from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
 from notary.ledger.embedded._upgrade import upgrade_in_place
@@ -41,6 +41,7 @@ from notary.ledger.trust import TrustedState, TrustStore
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._audit import AuditReport
+    from notary.ledger.embedded._writer import Written
 
 
 def path_from_url(url: str) -> Path:
@@ -151,6 +152,8 @@ class EmbeddedLedger:
                 frontier = Frontier(before.tree_size, assemble([[i] for i in ids], nodes))
                 if frontier.root() != before.root:
                     raise ProofError(f"stored tree of ledger {self.path} does not match its signed head")
+                from notary.ledger.embedded import _writer  # writers only: kept off the read path's start-up
+
                 written = _writer.append(conn, txs, frontier, before, signer)
             # Committed. Now prove it the way any reader would, against whatever head is current.
             last = written[-1]
@@ -172,7 +175,7 @@ class EmbeddedLedger:
             for w in written
         ]
 
-    def _prove_written(self, view: View, written: list[_writer.Written]) -> None:
+    def _prove_written(self, view: View, written: list[Written]) -> None:
         """Each new leaf included in the current head, and named by the key index as its key's newest."""
         leaves = [leaf for w in written for leaf in w.leaves]
         keys = [k for w in written for k in w.keys]
