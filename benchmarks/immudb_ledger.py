@@ -163,7 +163,8 @@ def _gate_decision_p50(url: str, work: Path, runs: int, *, mirror: bool) -> floa
     finally:
         writer.close()
     config = Config(None, {"state_dir": str(work / "gate-state"), "immudb": {"mirror": mirror},
-                           "policy": {"trust": [{"images": ["*"], "keys": [str(pub)]}]}})
+                           "policy": {"require_name_match": False,  # a file: no repository to bind
+                                      "trust": [{"images": ["*"], "keys": [str(pub)]}]}})
     gate = gate_for(config, url, front_end="webhook")
     try:
         samples = []
