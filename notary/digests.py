@@ -12,8 +12,7 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, TypeVar, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from notary.errors import DigestMismatchError, InputError, NotFoundError
 
@@ -21,14 +20,14 @@ if TYPE_CHECKING:  # notary.sources imports this module; keep the import graph o
     from notary.sources.base import Progress
 
 CHUNK = 1 << 20
-SHA256_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+SHA256_PATTERN = r"sha256:[0-9a-f]{64}"  # the one digest form notary accepts, stores and names files by
+SHA256_RE = re.compile(rf"^{SHA256_PATTERN}$")
 _ALGO_RE = re.compile(r"^([A-Za-z0-9+._-]+):")
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Digested:
+class Digested(NamedTuple):
     """What hashing a blob found: its digest and exact size in bytes."""
 
     digest: str
@@ -49,7 +48,7 @@ def check_digest(value: object, what: str = "digest") -> str:
         if algo and algo.group(1) != "sha256":
             raise InputError(f"unsupported digest algorithm {algo.group(1)!r} in {what} {shown}",
                              hint="only sha256 digests are supported")
-    raise InputError(f"malformed {what} {shown}", hint="expected sha256: followed by 64 lowercase hex digits")
+    raise InputError(f"not a sha256 {what}: {shown}", hint="expected sha256: followed by 64 lowercase hex digits")
 
 
 def digest_hex(digest: str) -> str:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from notary.digests import SHA256_PATTERN
 from notary.errors import InputError, NotaryError, NotFoundError
 from notary.fsio import check_path_length, read_regular
 from notary.jsonsafe import loads, loads_object
@@ -36,7 +37,7 @@ CRI_NAME, CRI_REF = "io.kubernetes.cri.image-name", "io.kubernetes.cri.image-ref
 MAX_STATE = 1 << 20
 MAX_CONFIG = 16 << 20
 MAX_UMOCI = 1 << 20
-_SHA = re.compile(r"sha256:[0-9a-f]{64}")
+_SHA = re.compile(SHA256_PATTERN)  # digests inside annotation values
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -236,7 +236,7 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
         bwhere = f"{where} break_glass entry {i + 1}"
         _unknown(table, BREAK_GLASS_KEYS, bwhere)
         try:
-            digest = check_digest(table.get("digest"))  # type: ignore[arg-type]  # any TOML value: checked here
+            digest = check_digest(table.get("digest"))
         except NotaryError as exc:
             raise UsageError(f"{bwhere}: {exc.one_line()}") from exc
         reason = table.get("reason")

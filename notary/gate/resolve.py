@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import re
 
+from notary.digests import SHA256_PATTERN, SHA256_RE, check_digest
 from notary.errors import InputError
-from notary.records import check_digest
 from notary.sources.base import SourceOptions
 
 SUBJECT_SCHEMES = ("oci:", "oci-archive:", "docker-archive:", "docker-daemon:", "registry://", "docker://")
-_BARE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*(@sha256:[0-9a-f]{64})?$", re.IGNORECASE)
+_REFERENCE = re.compile(rf"^[a-z0-9][a-z0-9._\-/:]*(@{SHA256_PATTERN})?$", re.IGNORECASE)
 
 
 def split_reference(ref: str) -> tuple[str, str | None]:
@@ -29,7 +28,7 @@ def split_reference(ref: str) -> tuple[str, str | None]:
 def resolve_image(spec: str, options: SourceOptions | None = None) -> tuple[str | None, list[str]]:
     """(image name or None, candidate digests) for spec; tags are resolved through the registry."""
     spec = spec.strip()
-    if _BARE_DIGEST.match(spec):
+    if SHA256_RE.match(spec):
         return None, [spec]
     if spec.startswith(SUBJECT_SCHEMES):
         return _identify(spec if not spec.startswith("docker://") else "registry://" + spec[9:], options)

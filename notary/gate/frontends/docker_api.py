@@ -21,7 +21,9 @@ from notary.jsonsafe import loads
 MAX_ANSWER = 4 << 20
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP/1.1 to a server on a unix socket (the Docker API, notary's own hook server)."""
+
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
@@ -51,7 +53,7 @@ class DockerAPI:
     def _connection(self) -> http.client.HTTPConnection:
         url = urlsplit(self.host)
         if url.scheme == "unix":
-            return _UnixConnection(url.path, self.timeout)
+            return UnixConnection(url.path, self.timeout)
         if url.scheme in ("tcp", "http"):
             return http.client.HTTPConnection(url.hostname or "localhost", url.port or 2375, timeout=self.timeout)
         raise InputError(f"unsupported Docker host {self.host!r}", hint="use unix:///path/docker.sock")

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from notary.digests import SHA256_RE
 from notary.errors import (
     EXIT_INTEGRITY,
     EXIT_OK,
@@ -53,7 +54,6 @@ PLUGIN_CONTENT_TYPE = "application/vnd.docker.plugins.v1.2+json"
 PLUGIN_DIR = "/run/docker/plugins"
 MAX_REQUEST = 4 << 20  # an AuthZReq: a body under 1 MiB, base64-encoded, plus headers
 DEFAULT_WORKERS = 128  # threads are cheap; 96 gated calls may be decided at once
-_SHA = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class Authorizer:
         return self._decide(name or image_id, [*digests, image_id], action)
 
     def _decide(self, image: str, digests: list[str], action: str) -> AuthZ:
-        found = [d for d in digests if _SHA.fullmatch(d)]
+        found = [d for d in digests if SHA256_RE.match(d)]
         decision = self.gate.check(image, found, front_end="docker-authz", extra={"action": action})
         if decision.allowed:
             return AuthZ(True)

@@ -135,16 +135,9 @@ class HookServer(PrivateUnixServer):
 
 def health(path: str, what: str = "/healthz") -> dict[str, Any]:
     """Ask a running server for /healthz or /identity (used by tests and `gate install`). Raises OSError."""
-    import http.client
-    import socket
+    from notary.gate.frontends.docker_api import UnixConnection
 
-    class _Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(5)
-            self.sock.connect(path)
-
-    conn = _Conn("localhost", timeout=5)
+    conn = UnixConnection(path, 5.0)
     try:
         conn.request("GET", what)
         resp = conn.getresponse()
