@@ -47,6 +47,7 @@ def world(tmp_path: Path) -> tuple[Notary, Path, str]:
     (("ledger", "info"), "notary.ledger-info/v1"),
     (("ledger", "audit"), "notary.ledger-audit/v1"),
     (("revoke", "{digest}", "--reason", "r", "--key", "{key}"), "notary.revoke/v1"),
+    (("key", "show", "{pub}"), "notary.key-show/v1"),
 ])
 def test_json_after_the_subcommand_with_a_schema_and_rfc3339_times(world: tuple[Notary, Path, str],
                                                                     args: tuple[str, ...], schema: str) -> None:

@@ -62,13 +62,13 @@ class App:
         if getattr(ledger, "notices", None):
             ledger.notices.clear()
 
-    def emit(self, data: Any, human: str | Callable[[], str], *, schema: str | None = None) -> None:
+    def emit(self, data: Any, human: str | Callable[[], str], *, schema: str) -> None:
         """One result: JSON on stdout with --json, else the human text. schema names the documented shape
         (docs/json.md): the object gets `"schema": "notary.<schema>/v1"`."""
         for ledger in self._ledgers:
             self.flush_notices(ledger)
         if self.json:
-            if schema is not None and isinstance(data, dict):
+            if isinstance(data, dict):
                 data = {"schema": f"notary.{schema}/{JSON_VERSION}", **data}
             click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
         else:

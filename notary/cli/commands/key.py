@@ -39,6 +39,7 @@ def generate(app: App, out: str, kind: str, force: bool) -> None:
         {"key_id": kid, "type": kind, "private_key": str(Path(out)), "public_key": str(pub_path),
          "encrypted": bool(passphrase)},
         f"wrote {out} (private, 0600{', encrypted' if passphrase else ''}) and {pub_path}\nkey id: {kid}",
+        schema="key-generate",
     )
 
 
@@ -52,4 +53,5 @@ def show(app: App, path: str) -> None:
     public = keys.load_private_key(data).public_key() if b"PRIVATE KEY" in data else keys.load_public_key(data)
     kid = keys.key_id(public)
     pem = keys.public_pem(public)
-    app.emit({"key_id": kid, "type": keys.key_type(public), "public_key": pem}, f"key id: {kid}\n{pem.rstrip()}")
+    app.emit({"key_id": kid, "type": keys.key_type(public), "public_key": pem}, f"key id: {kid}\n{pem.rstrip()}",
+             schema="key-show")
