@@ -9,7 +9,7 @@ The steps of one decision, in order:
   3. status per trusted key over its whole history: roles, not_after, sticky revocations, reinstatements
      (notary.status; docs/records.md, "How a verifier decides", steps 2-3);
   4. revocations, of the digest and of every identity a trusted record ties to it (tied_revocation; step 4);
-  5. decision: notarized by a trusted key, recent enough (step 5). Name binding is the gate's (gate/decide.py).
+  5. decision: notarized by a trusted key, recent enough (step 5). Name binding is the gate's (gate/decision.py).
 
 Refusals are values (Decision.allowed is False); broken evidence raises (IntegrityError, exit 3); an
 unreachable ledger raises LedgerUnavailableError (exit 4). The gate turns both exceptions into refusals
