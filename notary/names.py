@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from notary.errors import UsageError
 
 DEFAULT_REGISTRY = "docker.io"
+LEGACY_DOCKER_HUB = ("index.docker.io", "registry-1.docker.io")  # other spellings of Docker Hub's registry
 # registry/repository[:tag][@digest], Docker reference grammar, lower-case path components
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REFERENCE = re.compile(
@@ -43,14 +44,18 @@ def normalize_name(reference: str) -> str:
     ref = f"{head}/{last}" if head else last
     if not ref:
         return ""
-    parts = ref.split("/")
-    first = parts[0]
-    if len(parts) > 1 and ("." in first or ":" in first or first == "localhost"):
-        parts[0] = first.lower()
-        return "/".join(parts)
-    if len(parts) == 1:
-        parts = ["library", *parts]
-    return "/".join([DEFAULT_REGISTRY, *parts])
+    # the domain rule of the reference grammar runtimes use (distribution/reference): the first component
+    # is a registry if it has a '.' or ':', is localhost, or has upper case; anything else is Docker Hub
+    first, sep, rest = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        domain, path = first.lower(), rest
+    else:
+        domain, path = DEFAULT_REGISTRY, ref
+    if domain in LEGACY_DOCKER_HUB:
+        domain = DEFAULT_REGISTRY
+    if domain == DEFAULT_REGISTRY and "/" not in path:
+        path = f"library/{path}"  # docker.io/busybox is docker.io/library/busybox, as every runtime pulls it
+    return f"{domain}/{path}"
 
 
 def is_reference(text: str) -> bool:

@@ -30,12 +30,14 @@ _RANK = {"notarization": 0, "reinstatement": 1, "revocation": 2}
 
 
 class TrustedKey(NamedTuple):
-    """A public key a verifier trusts, with what for (roles) and until when (not_after, ledger time)."""
+    """A public key a verifier trusts: for which roles, each until when (its not_after, in ledger time).
+
+    grants holds (role, not_after or None) per role, so one key may keep revoking after it was retired from
+    notarizing (the same key listed twice in a rule, with other roles and ends)."""
 
     key: keys.PublicKey
     key_id: str
-    roles: frozenset[str] = ROLES
-    not_after: datetime | None = None
+    grants: tuple[tuple[str, datetime | None], ...] = (("notarize", None), ("revoke", None))
     label: str = ""
 
     @classmethod
@@ -48,13 +50,41 @@ class TrustedKey(NamedTuple):
                              hint="roles are notarize and revoke")
         if not_after is not None and not_after.tzinfo is None:
             raise InputError("not_after needs a UTC offset (e.g. ...Z)")
-        return cls(key, keys.key_id(key), wanted, not_after, label)
+        return cls(key, keys.key_id(key), tuple((r, not_after) for r in sorted(wanted)), label)
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return frozenset(r for r, _ in self.grants)
+
+    def end(self, role: str) -> datetime | None:
+        return next(end for r, end in self.grants if r == role)
 
     def may(self, record_type: str) -> bool:
-        return ("revoke" if record_type == "revocation" else "notarize") in self.roles
+        return _role(record_type) in self.roles
 
-    def in_force(self, entry: Entry) -> bool:
-        return self.not_after is None or (entry.time is not None and entry.time <= self.not_after)
+    def counts(self, record_type: str, entry: Entry) -> bool:
+        """Whether a record of this type in this (proven) entry counts: the key holds the role, and the
+        entry's transaction is not after that role's end."""
+        role = _role(record_type)
+        if role not in self.roles:
+            return False
+        end = self.end(role)
+        return end is None or (entry.time is not None and entry.time <= end)
+
+    def merged(self, other: TrustedKey) -> TrustedKey:
+        """The same key named twice: each role it holds in either, until the later of its ends there."""
+        ends: dict[str, datetime | None] = {}
+        for role, end in (*self.grants, *other.grants):
+            if role not in ends:
+                ends[role] = end
+            else:
+                prev = ends[role]
+                ends[role] = None if prev is None or end is None else max(prev, end)
+        return TrustedKey(self.key, self.key_id, tuple(sorted(ends.items())), self.label or other.label)
+
+
+def _role(record_type: str) -> str:
+    return "revoke" if record_type == "revocation" else "notarize"
 
 
 def as_trusted(keys_or_trusted: Sequence[keys.PublicKey | TrustedKey]) -> list[TrustedKey]:
@@ -62,11 +92,7 @@ def as_trusted(keys_or_trusted: Sequence[keys.PublicKey | TrustedKey]) -> list[T
     out: dict[str, TrustedKey] = {}
     for k in keys_or_trusted:
         tk = k if isinstance(k, TrustedKey) else TrustedKey.of(k)
-        if tk.key_id in out:  # the same key named twice (two rules): the union of its roles, the later end
-            prev = out[tk.key_id]
-            end = None if prev.not_after is None or tk.not_after is None else max(prev.not_after, tk.not_after)
-            tk = TrustedKey(tk.key, tk.key_id, prev.roles | tk.roles, end, prev.label or tk.label)
-        out[tk.key_id] = tk
+        out[tk.key_id] = out[tk.key_id].merged(tk) if tk.key_id in out else tk
     return [out[k] for k in sorted(out)]
 
 
@@ -90,7 +116,7 @@ class SignerFinding(NamedTuple):
 
 def decide(trusted: TrustedKey, history: Sequence[tuple[Record, Entry]]) -> SignerFinding:
     """Fold one signer's verified (record, entry) history into its current word on the digest."""
-    counted = [(r, e) for r, e in history if trusted.may(r.type) and trusted.in_force(e)]
+    counted = [(r, e) for r, e in history if trusted.counts(r.type, e)]
     counted.sort(key=lambda re: (re[0].issued, _RANK[re[0].type], re[1].revision))
     status: Status = "absent"
     deciding: tuple[Record, Entry] | None = None

@@ -49,7 +49,7 @@ class Revocation(NamedTuple):
 class Decision(NamedTuple):
     digest: str
     allowed: bool
-    status: str  # trusted, not-notarized, revoked, too-old
+    status: str  # trusted, not-notarized, revoked, too-old, unverifiable (more ties than a verifier checks)
     reason: str
     record: records.Record | None = None
     entry: Entry | None = None
@@ -141,7 +141,11 @@ def verify_digest(
                         f.record, f.entry, f.signer, head, findings,
                         Revocation(digest, f.signer, f.record.issued_at, f.record.reason, "itself"))
     if ties:
-        tied = tied_revocation(ledger, digest, trusted, histories, platform)
+        try:
+            tied = tied_revocation(ledger, digest, trusted, histories, platform)
+        except TooManyTies as exc:  # fail closed: a flooded index must not hide a revoked identity
+            return Decision(digest, False, "unverifiable", f"{digest} is refused: {exc}", None, None, None, head,
+                            findings)
         if tied is not None:
             why = f" ({tied.reason})" if tied.reason else ""
             return Decision(digest, False, "revoked",
@@ -163,14 +167,15 @@ def verify_digest(
     how = f" (reinstated: {newest.record.reason})" if newest.reinstated else ""
     by_id = {tk.key_id: tk for tk in trusted}
     names = sorted({n for signer, h in histories.items() for r, _ in h
-                    if r.type != "revocation" and by_id[signer].may(r.type) and by_id[signer].in_force(_)
+                    if r.type != "revocation" and by_id[signer].counts(r.type, _)
                     for n in (r.subject.get("names") or []) if isinstance(n, str)})
     return Decision(digest, True, "trusted",
                     f"{digest} notarized by {newest.signer} at {newest.record.issued_at}{how}",
                     newest.record, newest.entry, newest.signer, head, findings, names=tuple(names))
 
 
-MAX_TIES = 16  # identities checked per tie kind: bounds the reads a hostile index entry can cause
+MAX_TIES = 64  # identities tied by trusted records that a verifier checks for revocations
+MAX_HOLDER_CANDIDATES = 256  # artifact-index candidates read; beyond it the decision refuses (fail closed)
 
 
 def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
@@ -183,7 +188,7 @@ def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
     look: a holder counts only if its own trusted record names digest in that role.
     """
     by_id = {tk.key_id: tk for tk in trusted}
-    own = [r for signer, h in histories.items() for r, _ in h if r.type != "revocation" and by_id[signer].may(r.type)]
+    own = [r for signer, h in histories.items() for r, e in h if r.type != "revocation" and by_id[signer].counts(r.type, e)]
     candidates: list[tuple[str, str]] = []
     for record in own:
         config = [a.get("digest") for a in record.artifacts if a.get("role") == "config"]
@@ -194,12 +199,16 @@ def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
             for a in record.artifacts:
                 if a.get("role") == "manifest" and (platform is None or a.get("name") == platform):
                     candidates.append((str(a.get("digest")), f"its {a.get('name') or 'platform'} manifest"))
-    for holder, role in _holders(ledger, digest, trusted):
+    for holder, role in holders_of(ledger, digest, trusted):
         candidates.append((holder, "its index" if role == "manifest" else "a manifest of it"))
+    distinct = {t for t, _ in candidates if records.is_digest(t)}
+    if len(distinct) > MAX_TIES:
+        raise TooManyTies(f"{len(distinct)} identities are tied to it by trusted records, more than the "
+                          f"{MAX_TIES} a verifier checks")
     revokers = [tk for tk in trusted if "revoke" in tk.roles]
     seen: set[str] = set()
     for tied, relation in candidates:
-        if tied in seen or len(seen) >= 3 * MAX_TIES or not records.is_digest(tied):
+        if tied in seen or tied not in distinct:
             continue
         seen.add(tied)
         for tk in revokers:
@@ -209,8 +218,16 @@ def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
     return None
 
 
-def _holders(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list[tuple[str, str]]:
-    """(subject, role) for subjects whose trusted record lists digest as their manifest or config."""
+class TooManyTies(Exception):
+    """More identities to check than a verifier will read: the decision refuses rather than check fewer."""
+
+
+def holders_of(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list[tuple[str, str]]:
+    """(subject, role) for subjects whose trusted record lists digest as their manifest or config.
+
+    The artifact index is shared by every writer, so it is a list of candidates only: each is kept only if a
+    counted record of a trusted key names digest. Every candidate is checked (none is skipped because others
+    came first); more than MAX_HOLDER_CANDIDATES raises TooManyTies, and the caller refuses."""
     from notary.lookup import lookup_artifact
 
     names: list[str] = []
@@ -218,12 +235,15 @@ def _holders(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list
         for subject in hit.value.get("subjects", []) if isinstance(hit.value, dict) else []:
             if isinstance(subject, str) and subject != digest and subject not in names and records.is_digest(subject):
                 names.append(subject)
+    if len(names) > MAX_HOLDER_CANDIDATES:
+        raise TooManyTies(f"the artifact index names {len(names)} subjects holding {digest}, more than the "
+                          f"{MAX_HOLDER_CANDIDATES} a verifier checks: a revoked one cannot be ruled out")
     found: list[tuple[str, str]] = []
-    for holder in names[:MAX_TIES]:
+    for holder in names:
         roles: set[object] = set()
         for tk in trusted:
-            for record, _ in signer_history(ledger, holder, tk.key_id):
-                if record.type == "revocation" or not tk.may(record.type):
+            for record, entry in signer_history(ledger, holder, tk.key_id):
+                if record.type == "revocation" or not tk.counts(record.type, entry):
                     continue
                 roles.update(a.get("role") for a in record.artifacts if a.get("digest") == digest)
                 if record.subject.get("imageId") == digest:

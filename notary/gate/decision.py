@@ -257,37 +257,23 @@ class Gate:
                             signer=r.signer, digests=tuple(digests), extra=extra)
 
 
-MAX_IMAGE_ID_HOLDERS = 16
-
-
 def _by_image_id(ledger: Ledger, image_id: str, trusted: Sequence[Any], max_age: Any, now: datetime) -> list[Any]:
     """Decisions about the manifests whose *signed* record names image_id as their config (the image id).
 
     Runtimes that know only an image id (CRI-O's ImageRef, a `docker load`ed image) are matched through the
-    ledger's artifact index, which is only a hint: a manifest counts only if its own signed notarization names
-    image_id as its config or imageId, so a forged index entry cannot borrow another image's trust. Layers are
-    shared between images and never identify one. A revoked holder vetoes (its revocation may carry no link).
+    ledger's artifact index, which is only a hint: a manifest counts only if a counted record of a trusted key
+    names image_id as its config or imageId (verify.holders_of), so a forged index entry can neither borrow
+    another image's trust nor veto this one with an unrelated revocation. Layers never identify an image.
     """
-    from notary.lookup import lookup_artifact
-    from notary.verify import verify_digest
+    from notary.status import as_trusted
+    from notary.verify import Decision, TooManyTies, holders_of, verify_digest
 
-    holders: list[str] = []
-    for hit in lookup_artifact(ledger, image_id):
-        for subject in hit.value.get("subjects", []) if isinstance(hit.value, dict) else []:
-            if isinstance(subject, str) and subject not in holders and subject != image_id:
-                holders.append(subject)
-    found = []
-    for manifest in holders[:MAX_IMAGE_ID_HOLDERS]:
-        result = verify_digest(ledger, manifest, trusted, max_age=max_age, now=now)
-        if result.status == "revoked" or (result.record is not None and _names_config(result.record, image_id)):
-            found.append(result)
-    return found
-
-
-def _names_config(record: Any, image_id: str) -> bool:
-    if record.subject.get("imageId") == image_id:
-        return True
-    return any(a.get("digest") == image_id and a.get("role") == "config" for a in record.artifacts)
+    try:
+        holders = holders_of(ledger, image_id, as_trusted(trusted))
+    except TooManyTies as exc:
+        return [Decision(image_id, False, "unverifiable", f"{image_id} is refused: {exc}")]
+    return [verify_digest(ledger, manifest, trusted, max_age=max_age, now=now)
+            for manifest, role in holders if role == "config"]
 
 
 def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:

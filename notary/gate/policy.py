@@ -150,8 +150,9 @@ class Policy:
             "decision_log": self.decision_log,
             "trust": [
                 {"images": list(r.images),
-                 "keys": [{"key_id": k.key_id, "roles": sorted(k.roles),
-                           "not_after": k.not_after.isoformat() if k.not_after else None} for k in r.keys]}
+                 "keys": [{"key_id": k.key_id,
+                           "roles": {role: end.isoformat() if end else None for role, end in k.grants}}
+                          for k in r.keys]}
                 for r in self.trust
             ],
             "break_glass": [

@@ -225,6 +225,9 @@ class MapUpdate:
         self.changed: set[NodeId] = set()
         self._loaded: set[NodeId] = set()
         self._ready: set[bytes] = set()
+        # positions taken to be empty without being read (below a one-key leaf that a new key split): the
+        # signed index says they are empty, so a stored row there is tampering; the writer checks before commit
+        self.assumed_empty: set[NodeId] = set()
 
     def _fetch(self, ids: list[NodeId]) -> None:
         want = [i for i in ids if i not in self._loaded]
@@ -320,6 +323,8 @@ class MapUpdate:
         leaves[n] = (khash, encoded)
         changed.add(n)
         while n > 1:
+            if n ^ 1 not in hashes and n ^ 1 not in self._loaded:
+                self.assumed_empty.add(n ^ 1)
             s = hashes.get(n ^ 1, EMPTY)
             h = _sha256(NODE_PREFIX + s + h if n & 1 else NODE_PREFIX + h + s).digest()
             n >>= 1

@@ -74,6 +74,10 @@ def append(conn: sqlite3.Connection, txs: list[list[tuple[str, bytes]]], frontie
         tx_rows.append((tx, now, first, len(items), frontier.size, root, signature, map_root))
         written.append(Written(tx, now, tuple(k for k, _ in items), tuple(leaves), frontier.size, root, map_root,
                                signature))
+    planted = store.fetch_map_nodes(conn, [_map.node_key(n) for n in index.assumed_empty - index.changed])
+    if planted:  # rows below a one-key leaf: nothing the signed index covers, so someone put them there
+        raise ProofError(f"ledger holds {len(planted)} key index node(s) where the signed index is empty: the file "
+                         "was tampered with; nothing was written")
     store.insert(conn, entry_rows, node_rows, tx_rows, map_rows(index))
     return written
 
