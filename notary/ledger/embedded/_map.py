@@ -228,6 +228,7 @@ class MapUpdate:
         # positions taken to be empty without being read (below a one-key leaf that a new key split): the
         # signed index says they are empty, so a stored row there is tampering; the writer checks before commit
         self.assumed_empty: set[NodeId] = set()
+        self._walked: tuple[bytes, int, NodeId] | None = None  # the last get()'s walk, until the tree changes
 
     def _fetch(self, ids: list[NodeId]) -> None:
         want = [i for i in ids if i not in self._loaded]
@@ -295,14 +296,17 @@ class MapUpdate:
         return d, n
 
     def get(self, khash: bytes) -> MapValue | None:
-        """The current value of a prefetched key (None: absent)."""
-        _, n = self._walk(khash)
+        """The current value of a prefetched key (None: absent). The walk is kept for a set() of the same
+        key that follows (the writer reads a key's revision, then sets it: one walk, not two)."""
+        d, n = self._walk(khash)
+        self._walked = (khash, d, n)
         leaf = self.leaves.get(n)
         return MapValue.decode(leaf[1]) if leaf is not None and leaf[0] == khash else None
 
     def set(self, khash: bytes, value: MapValue) -> None:
         """Point khash at value and rehash its path up to the root (eagerly: one pass, each node once)."""
-        d, n = self._walk(khash)
+        walked, self._walked = self._walked, None
+        d, n = walked[1:] if walked is not None and walked[0] == khash else self._walk(khash)
         kint = int.from_bytes(khash, "big")
         hashes, leaves, changed = self.hashes, self.leaves, self.changed
         other = leaves.get(n)
