@@ -1,0 +1,279 @@
+"""The bounded serving model every resident gate server shares (hook server, Docker plugin, webhook).
+
+Sized for a node's or a cluster's bursts (every pod of a rebooted node starting at once, a Deployment scaled
+up): a listen backlog of 1024 (the kernel caps it at net.core.somaxconn), so a connect never fails while the
+server is up; one acceptor thread (serve_forever's) that only hands connections on, never reads from them;
+a bounded pool of worker threads; and a bounded queue of accepted connections waiting for a worker. Whatever
+a connection needs before its request can be read (the webhook's TLS handshake) happens in the worker, within
+`open_connection`'s deadline, never in the acceptor.
+
+When that queue is full, the connection goes to a small refusal path of its own (REFUSERS threads, a queue
+of REFUSAL_QUEUE): it is opened there too, within BUSY_TIMEOUT, its request read (so the client is not reset
+mid-write) and answered with the server's `busy_reply`, a 503 with a one-line reason, so the caller fails
+closed with a message instead of a timeout. If even that queue is full, the connection is closed unanswered
+(the caller fails closed all the same). Nothing here grows without bound, and nothing prints: the decision
+log is the record.
+
+A kept-alive connection must not hold a worker others wait for: between requests a worker waits
+`idle_timeout` at most and gives the connection up as soon as another one waits in the queue, and a reply made
+while others wait says `Connection: close`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import resource
+import select
+import socketserver
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from notary.errors import UsageError
+
+LISTEN_BACKLOG = 1024
+DEFAULT_WORKERS = 16
+DEFAULT_QUEUE = 512
+REFUSERS = 2  # threads answering "busy" when the queue is full
+REFUSAL_QUEUE = 64  # connections waiting for that answer; beyond it a connection is closed unanswered
+BUSY_TIMEOUT = 2.0  # a refused connection gets this long to be opened, and for each read of its request
+MAX_BUSY_BODY = 4 << 20  # an AuthZReq carries a base64 body of up to 1 MiB
+FD_HEADROOM = 64  # the listening socket, the ledger, log files, Docker API and registry connections
+HANDOVER_CHECK = 0.05  # how often an idle kept-alive connection looks whether others wait for its worker
+
+
+class BusyReply:
+    """What the server answers when its queue is full: status, headers and body."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or {"Content-Type": "text/plain; charset=utf-8"}
+
+
+class PooledServer(socketserver.BaseServer):
+    """Mixin (before the socketserver class) replacing thread-per-connection with the bounded pool.
+
+    A server calls `init_pool` before it binds (a bad size is a UsageError before anything listens) and
+    `start_pool` once it listens; its server_close drains the queues and stops the threads."""
+
+    request_queue_size = LISTEN_BACKLOG
+    workers: int
+    queue_size: int
+
+    def init_pool(self, workers: int, queue_size: int) -> None:
+        if workers < 1 or queue_size < 1:
+            raise UsageError("a gate server needs at least one worker and a queue of at least one")
+        self.workers = workers
+        self.queue_size = _fit_fd_limit(workers, queue_size)
+        self._pending: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=self.queue_size)
+        self._refusals: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=REFUSAL_QUEUE)
+        self._threads: list[threading.Thread] = []
+
+    def start_pool(self) -> None:
+        for i in range(self.workers):
+            self._spawn(self._work, f"notary-gate-worker-{i}")
+        for i in range(REFUSERS):
+            self._spawn(self._refuse, f"notary-gate-busy-{i}")
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------ the acceptor (serve_forever's thread)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Queue the connection for a worker; never block the acceptor."""
+        try:
+            self._pending.put_nowait((request, client_address))
+            return
+        except queue.Full:
+            pass
+        try:
+            self._refusals.put_nowait((request, client_address))
+        except queue.Full:
+            self.shutdown_request(request)  # even the refusal path is saturated: close, the caller fails closed
+
+    def pending(self) -> int:
+        """Accepted connections waiting for a worker."""
+        return self._pending.qsize()
+
+    # ------------------------------------------------------------ workers and refusers
+
+    def open_connection(self, request: Any, seconds: float) -> bool:
+        """Make an accepted connection ready for its request, within seconds (the webhook: its TLS handshake);
+        False closes it unanswered. Runs in a worker or refuser, never in the acceptor."""
+        return True
+
+    def _work(self) -> None:
+        timeout = float(getattr(self.RequestHandlerClass, "timeout", None) or BUSY_TIMEOUT)
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                if self.open_connection(request, timeout):
+                    self.finish_request(request, client_address)
+            except Exception:  # noqa: BLE001, S110 - the handler already answered or the peer is gone
+                pass
+            finally:
+                self.shutdown_request(request)
+
+    def _refuse(self) -> None:
+        while True:
+            item = self._refusals.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                if self.open_connection(request, BUSY_TIMEOUT):
+                    BusyHandler(request, client_address, self)
+            except Exception:  # noqa: BLE001, S110 - a refusal that cannot be delivered still refuses
+                pass
+            finally:
+                self.shutdown_request(request)
+
+    def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
+        """The answer when the queue is full (servers override it to speak their protocol, and log)."""
+        return BusyReply(503, (f"notary: refused: the gate is busy ({self.workers} workers busy, "
+                               f"{self.queue_size} requests waiting); try again\n").encode())
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # library code never prints; every handler fails closed on its own
+
+    def server_close(self) -> None:
+        super().server_close()
+        for waiting, threads in ((self._pending, self.workers), (self._refusals, REFUSERS)):
+            while True:  # waiting connections: close them (their callers fail closed)
+                try:
+                    item = waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self.shutdown_request(item[0])
+            for _ in range(threads):  # then one stop sign per thread
+                with contextlib.suppress(queue.Full):
+                    waiting.put_nowait(None)
+
+
+class PooledHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 for a pooled server, with no access log (the decision log is the record).
+
+    A worker serves one connection at a time, so a kept-alive connection must not hold it for long: between
+    requests it waits `idle_timeout` at most, and gives the worker up at once when other connections wait for
+    one; a reply made while others wait says `Connection: close` (`end_reply_headers`). Within a request,
+    reads may take `timeout`."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30.0
+    idle_timeout = 5.0
+    server: PooledServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection and self._next_request_arrives():
+            self.handle_one_request()
+
+    def _next_request_arrives(self) -> bool:
+        """Whether the client sends (or closes) within idle_timeout, while nobody else waits for a worker."""
+        if self._buffered():
+            return True
+        try:
+            poller = select.poll()  # not select(): descriptors beyond 1024 are normal here
+            poller.register(self.connection, select.POLLIN)
+            deadline = time.monotonic() + self.idle_timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if poller.poll(min(left, HANDOVER_CHECK) * 1000):
+                    return True  # a request, or the peer closing: handle_one_request reads which
+                if self.server.pending() > 0:
+                    return False  # hand the worker on; the client reconnects
+        except (OSError, ValueError):
+            return False
+
+    def _buffered(self) -> bool:
+        """Whether a next request has already been read from the socket (pipelined, or held by TLS)."""
+        conn = self.connection
+        if isinstance(conn, ssl.SSLSocket) and conn.pending():
+            return True
+        try:
+            conn.settimeout(0.0)
+            return bool(self.rfile.peek(1))  # type: ignore[attr-defined]  # socketserver's rfile is a BufferedReader
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                conn.settimeout(self.timeout)
+
+    def end_reply_headers(self) -> None:
+        """end_headers, closing the connection after this reply when others wait for a worker."""
+        if self.server.pending() > 0:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+
+class BusyHandler(PooledHandler):
+    """Reads one request (bounded in size and time) and answers the server's busy reply, then closes."""
+
+    timeout = BUSY_TIMEOUT
+
+    def address_string(self) -> str:
+        return str(self.client_address[0]) if isinstance(self.client_address, tuple) else "peer"
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+
+    def _busy(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or "0")
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if 0 < length <= MAX_BUSY_BODY else b""
+        reply = self.server.busy_reply(self.command, self.path.split("?", 1)[0], body)
+        self.close_connection = True
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _busy  # noqa: N815 - stdlib naming
+
+
+def _fit_fd_limit(workers: int, queue_size: int) -> int:
+    """The queue size the open-file limit allows (raising the soft limit up to the hard one if needed).
+
+    Every waiting connection is an open descriptor; a server out of descriptors cannot accept, and the
+    kernel's backlog then fills with connections nobody will answer in time."""
+    need = workers + queue_size + REFUSERS + REFUSAL_QUEUE + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY:
+        return queue_size
+    room = soft - workers - REFUSERS - REFUSAL_QUEUE - FD_HEADROOM
+    if room < 1:
+        raise UsageError(f"the open-file limit ({soft}) is too low for {workers} workers",
+                         hint="raise LimitNOFILE or use fewer --workers")
+    return min(queue_size, room)
