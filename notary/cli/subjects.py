@@ -19,11 +19,22 @@ _BARE_DIGEST = re.compile(r"^[a-z0-9]+:[0-9a-fA-F]{32,}$")
 
 
 def source_options_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    @registry_options_flags
+    @click.option("--workers", type=click.IntRange(1, 64), help="Parallel hashing threads (default: CPUs).")
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def registry_options_flags(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--insecure and --registry-auth alone: for commands that resolve tags but never hash blobs (the webhook,
+    whose --workers are its serving threads)."""
     @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry on loopback.")
     @click.option("--registry-auth", "registry_auth", metavar="FILE", help="Registry credentials file "
                   "(docker config.json, or {\"username\",\"password\"} / {\"token\"}). Or env "
                   "NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN.")
-    @click.option("--workers", type=click.IntRange(1, 64), help="Parallel hashing threads (default: CPUs).")
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)

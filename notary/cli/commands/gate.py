@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from notary.cli.common import App, pass_app
-from notary.cli.subjects import source_options, source_options_flags
+from notary.cli.subjects import registry_options_flags, source_options, source_options_flags
 
 
 @click.group("gate")
@@ -124,10 +124,17 @@ def oci_hook(app: App, storage_root: str | None) -> None:
 @LOG_FORMAT
 @click.option("--max-body", type=click.IntRange(1024, 64 << 20), default=1 << 20, show_default=True,
               help="Largest AdmissionReview body accepted (bytes); larger requests get HTTP 413.")
-@source_options_flags
+@click.option("--workers", type=click.IntRange(1, 1024), default=16, show_default=True,
+              help="Threads serving connections (each does its connection's TLS handshake and decides its "
+              "reviews); tag resolution through the registry runs in parallel, ledger reads one at a time.")
+@click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
+              help="Accepted connections waiting for a worker; beyond it a review is answered at once with "
+              "HTTP 503 'the gate is busy' (failurePolicy: Fail then refuses the object and shows why).")
+@registry_options_flags
 @pass_app
 def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_http: bool, port: int,
-            host: str | None, log_format: str, max_body: int, **flags: Any) -> None:
+            host: str | None, log_format: str, max_body: int, workers: int, queue_size: int,
+            **flags: Any) -> None:
     """Kubernetes validating admission webhook (AdmissionReview v1) over TLS.
 
     POST /validate checks every container, init and ephemeral container image of Pods and pod templates
@@ -145,7 +152,7 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
                     "only")
     server = make_server(the_gate, host=host, port=port, certfile=certfile, keyfile=keyfile,
                          options=source_options(app, flags), max_body=max_body, plain_http=insecure_plain_http,
-                         metrics=metrics)
+                         metrics=metrics, workers=workers, queue_size=queue_size)
     bound = server.server_address
     scheme = "http" if insecure_plain_http else "https"
     _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]!s}:{bound[1]}/validate", log)

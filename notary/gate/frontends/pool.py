@@ -258,6 +258,32 @@ class BusyHandler(PooledHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _busy  # noqa: N815 - stdlib naming
 
 
+def tls_handshake(sock: ssl.SSLSocket, seconds: float) -> bool:
+    """The server side of a TLS handshake, all of it within seconds: a client that never sends its
+    ClientHello, or sends it a byte at a time, holds a worker no longer than that. False: no handshake."""
+    deadline = time.monotonic() + seconds
+    try:
+        sock.setblocking(False)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        while True:
+            try:
+                sock.do_handshake()
+                return True
+            except ssl.SSLWantReadError:
+                poller.modify(sock, select.POLLIN)
+            except ssl.SSLWantWriteError:
+                poller.modify(sock, select.POLLOUT)
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                return False
+    except (OSError, ValueError):  # ssl.SSLError is an OSError: a bad ClientHello, plain HTTP, a reset
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(seconds)
+
+
 def _fit_fd_limit(workers: int, queue_size: int) -> int:
     """The queue size the open-file limit allows (raising the soft limit up to the hard one if needed).
 

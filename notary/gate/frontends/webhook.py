@@ -14,8 +14,12 @@ operation is malformed.
 TLS only: a webhook without a certificate and key does not start (UsageError), unless plain HTTP was asked
 for explicitly (`--insecure-plain-http`, local tests), and then only on a loopback address.
 
-stdlib only: a ThreadingHTTPServer (one thread per connection, TLS handshakes in those threads, so a slow
-client cannot stall the accept loop), a request body size limit, socket timeouts, and /healthz.
+stdlib only, on the gate servers' shared bounded model (`pool`): a 1024-deep listen backlog, an acceptor
+that only accepts, `workers` threads (each does its connection's TLS handshake, within the handler's
+timeout, so a slow or silent client never stalls the acceptor), at most `queue_size` connections waiting
+for one, and past that a small refusal path that completes the handshake and answers HTTP 503 with a
+Kubernetes Status saying the gate is busy (with failurePolicy: Fail the API server refuses the object and
+shows it). A request body size limit, socket timeouts, and /healthz.
 """
 
 from __future__ import annotations
@@ -25,11 +29,19 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import HTTPServer
 from typing import Any
 
-from notary.errors import EXIT_INTEGRITY, EXIT_USAGE, InputError, NotaryError, UsageError
+from notary.errors import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, InputError, NotaryError, UsageError
 from notary.gate.decision import Gate, GateDecision
+from notary.gate.frontends.pool import (
+    DEFAULT_QUEUE,
+    DEFAULT_WORKERS,
+    BusyReply,
+    PooledHandler,
+    PooledServer,
+    tls_handshake,
+)
 from notary.jsonsafe import loads
 from notary.sources.base import SourceOptions
 
@@ -184,33 +196,26 @@ def _response(uid: str, allowed: bool, message: str, *, code: int = 200, reason:
             "response": {"uid": uid, "allowed": allowed, "status": status}}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(PooledHandler):
+    """No access log (the decision log is the record); kept-alive connections hand their worker on."""
+
     server: WebhookServer
-    protocol_version = "HTTP/1.1"
     timeout = 15.0
     server_version = "notary-gate"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return  # the decision log is the record; access logs would only repeat it
-
-    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+    def _send(self, code: int, body: bytes, ctype: str = "application/json", *, close: bool = False) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        if close:
+            self.send_header("Connection", "close")
+            self.end_headers()
+        else:
+            self.end_reply_headers()
         self.wfile.write(body)
 
     def _error(self, code: int, message: str, *, close: bool = False) -> None:
-        if close:
-            self.close_connection = True
-        body = json.dumps({"error": message}).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
+        self._send(code, json.dumps({"error": message}).encode(), close=close)
 
     def _discard(self, length: int) -> None:
         """Read (and drop) a refused body, bounded, so the client gets to read the 413 instead of a reset."""
@@ -267,28 +272,50 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(response).encode())
 
 
-class WebhookServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 64
+class WebhookServer(PooledServer, HTTPServer):
+    """AdmissionReview over TLS on the bounded pool (`pool.PooledServer`); accepting never handshakes."""
 
     def __init__(self, address: tuple[str, int], reviewer: Reviewer, context: ssl.SSLContext | None,
-                 max_body: int = DEFAULT_MAX_BODY, metrics: Any = None) -> None:
+                 max_body: int = DEFAULT_MAX_BODY, metrics: Any = None, *, workers: int = DEFAULT_WORKERS,
+                 queue_size: int = DEFAULT_QUEUE) -> None:
         self.reviewer = reviewer
         self.max_body = max_body
         self.metrics = metrics  # notary.gate.metrics.Metrics, served at GET /metrics on the same port
+        self.init_pool(workers, queue_size)
         super().__init__(address, _Handler)
         if context is not None:
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.start_pool()
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """TLS handshake in the connection's own thread, under the handler's timeout."""
-        if isinstance(request, ssl.SSLSocket):
-            request.settimeout(_Handler.timeout)
-            try:
-                request.do_handshake()
-            except (OSError, ssl.SSLError):
-                return
-        super().finish_request(request, client_address)
+    def open_connection(self, request: Any, seconds: float) -> bool:
+        """The TLS handshake, in the worker (or refuser) and all of it within seconds."""
+        return tls_handshake(request, seconds) if isinstance(request, ssl.SSLSocket) else True
+
+    def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
+        """Queue full: a Kubernetes Status the API server shows (and, failurePolicy Fail, refuses the object
+        with); a review refused this way is logged like every other refusal (exit code 4)."""
+        reason = (f"the gate is busy: {self.workers} reviews being decided and {self.queue_size} waiting; "
+                  "refusing rather than letting the API server time out")
+        if method == "POST" and path in ("/", "/validate"):
+            self._log_busy(body, reason)
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                  "message": f"notary refused: {reason}", "reason": "ServiceUnavailable", "code": 503}
+        return BusyReply(503, json.dumps(status).encode(), {"Content-Type": "application/json"})
+
+    def _log_busy(self, body: bytes, reason: str) -> None:
+        extra: dict[str, Any] = {}
+        try:
+            request = parse_review(body)
+            kind = request.get("kind")
+            obj = request.get("object")
+            meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+            name = meta.get("name") or meta.get("generateName") if isinstance(meta, Mapping) else None
+            extra = {"namespace": request.get("namespace"), "uid": request["uid"],
+                     "object": f"{kind.get('kind') if isinstance(kind, Mapping) else '?'}/{name or '?'}"}
+        except NotaryError:
+            pass
+        self.reviewer.gate.log_only(GateDecision(image=None, digest=None, allowed=False, exit_code=EXIT_UNAVAILABLE,
+                                                 reason=reason, via="error", extra=extra))
 
 
 def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
@@ -335,11 +362,13 @@ def _is_loopback(host: str) -> bool:
 
 def make_server(gate: Gate, *, host: str, port: int, certfile: str | None, keyfile: str | None,
                 options: SourceOptions | None = None, max_body: int = DEFAULT_MAX_BODY,
-                plain_http: bool = False, metrics: Any = None) -> WebhookServer:
+                plain_http: bool = False, metrics: Any = None, workers: int = DEFAULT_WORKERS,
+                queue_size: int = DEFAULT_QUEUE) -> WebhookServer:
     """The webhook server: TLS with certfile and keyfile; plain HTTP only with plain_http on loopback."""
     host = check_listen_options(certfile, keyfile, host, plain_http=plain_http)
     context = None if plain_http else tls_context(str(certfile), str(keyfile))
-    return WebhookServer((host, port), Reviewer(gate, options), context, max_body, metrics)
+    return WebhookServer((host, port), Reviewer(gate, options), context, max_body, metrics, workers=workers,
+                         queue_size=queue_size)
 
 
 def serve_in_thread(server: WebhookServer) -> threading.Thread:
