@@ -259,29 +259,15 @@ class BusyHandler(PooledHandler):
 
 
 def tls_handshake(sock: ssl.SSLSocket, seconds: float) -> bool:
-    """The server side of a TLS handshake, all of it within seconds: a client that never sends its
-    ClientHello, or sends it a byte at a time, holds a worker no longer than that. False: no handshake."""
-    deadline = time.monotonic() + seconds
+    """The server side of a TLS handshake, all of it within seconds (CPython's do_handshake holds the socket's
+    timeout as one deadline for the whole handshake, not per read): a client that never sends its
+    ClientHello, or trickles it a byte at a time, holds a worker no longer than that. False: no handshake."""
     try:
-        sock.setblocking(False)
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        while True:
-            try:
-                sock.do_handshake()
-                return True
-            except ssl.SSLWantReadError:
-                poller.modify(sock, select.POLLIN)
-            except ssl.SSLWantWriteError:
-                poller.modify(sock, select.POLLOUT)
-            left = deadline - time.monotonic()
-            if left <= 0 or not poller.poll(left * 1000):
-                return False
-    except (OSError, ValueError):  # ssl.SSLError is an OSError: a bad ClientHello, plain HTTP, a reset
+        sock.settimeout(seconds)
+        sock.do_handshake()
+        return True
+    except (OSError, ValueError):  # ssl.SSLError is an OSError: a bad ClientHello, plain HTTP, a reset, timeout
         return False
-    finally:
-        with contextlib.suppress(OSError):
-            sock.settimeout(seconds)
 
 
 def _fit_fd_limit(workers: int, queue_size: int) -> int:

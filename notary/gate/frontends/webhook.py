@@ -293,7 +293,11 @@ class WebhookServer(PooledServer, HTTPServer):
 
     def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
         """Queue full: a Kubernetes Status the API server shows (and, failurePolicy Fail, refuses the object
-        with); a review refused this way is logged like every other refusal (exit code 4)."""
+        with); a review refused this way is logged like every other refusal (exit code 4).
+
+        A Status, not text: the API server replaces a text 503 body with "the server is currently unable to
+        handle the request". No Retry-After: it would retry until its own timeout and show "context deadline
+        exceeded" instead (both seen with kube-apiserver v1.34, tests/test_kube_webhook.py)."""
         reason = (f"the gate is busy: {self.workers} reviews being decided and {self.queue_size} waiting; "
                   "refusing rather than letting the API server time out")
         if method == "POST" and path in ("/", "/validate"):
