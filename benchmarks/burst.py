@@ -1,17 +1,24 @@
-"""A burst of simultaneous curl hooks against `notary gate hook-server`: what a node sees when every pod starts.
+"""Bursts against the gate's resident servers: what a node sees when every pod starts, and what the webhook sees
+when a cluster creates many pods at once.
 
 `hook_burst` starts one real curl per hook, with exactly the argv `gate install --server` writes, waits until
 every curl is up and blocked on its stdin, then hands all of them their container state at once: the
 connections arrive together, as they do when a rebooted node starts its pods. Each hook's time runs from
 that release to curl's exit (curl's own start-up excluded). Used by `bench_hook_burst` (p50/p99 for 50
 simultaneous hooks, in `make bench`) and by the burst tests.
+
+`webhook_burst` does the same for `notary gate webhook`: one thread per AdmissionReview, each opening its own
+TLS connection once all are released together (connect, handshake, POST, answer all inside the timing), as
+an API server's many callers do.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import ssl
 import statistics
 import subprocess
 import sys
@@ -142,3 +149,41 @@ def bench_hook_burst(work: Path, hooks: int = 50, rounds: int = 5) -> dict[str, 
         "burst_p50_vs_single": round(statistics.median(burst) * 1000 / single_p50, 1),
         "all_decided": True,
     }
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    status: int  # HTTP status; 0 when there was no answer (refused, reset, timed out: see error)
+    body: bytes
+    error: str
+    seconds: float
+
+
+def webhook_burst(port: int, cafile: str, bodies: list[bytes], *, host: str = "127.0.0.1",
+                  timeout: float = 60) -> list[WebhookResult]:
+    """POST each body to /validate on a new TLS connection, all released at the same moment; one result
+    each, in order. Each time runs from the release to the last byte of the answer."""
+    context = ssl.create_default_context(cafile=cafile)
+    results: list[WebhookResult | None] = [None] * len(bodies)
+    gate = threading.Barrier(len(bodies) + 1)
+
+    def one(i: int) -> None:
+        gate.wait()
+        start = time.perf_counter()
+        conn = http.client.HTTPSConnection(host, port, context=context, timeout=timeout)
+        try:
+            conn.request("POST", "/validate", body=bodies[i], headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            results[i] = WebhookResult(resp.status, resp.read(), "", time.perf_counter() - start)
+        except (OSError, http.client.HTTPException) as exc:
+            results[i] = WebhookResult(0, b"", f"{type(exc).__name__}: {exc}", time.perf_counter() - start)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    for thread in threads:
+        thread.join()
+    return [r if r is not None else WebhookResult(0, b"", "no result", 0.0) for r in results]

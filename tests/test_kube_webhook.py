@@ -10,6 +10,7 @@ and tags are resolved through it.
 from __future__ import annotations
 
 import base64
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -286,3 +287,36 @@ def test_webhook_down_with_failure_policy_fail_denies_everything(kube: KubeClien
     finally:
         webhook.start()
     assert_admitted(kube, pod(images["good"].tag_ref))  # the same request passes once notary answers again
+
+
+def test_busy_webhook_refuses_with_notarys_busy_message(kube: KubeClient, webhook: Webhook,
+                                                       images: dict[str, PushedImage]) -> None:
+    """With its worker and queue held by clients that never finish a TLS handshake, the webhook answers the
+    API server HTTP 503 with a Status saying the gate is busy: the object is refused with that message
+    (failurePolicy: Fail), not after a timeout; the same request passes once the webhook is free. (A text body
+    would be lost: the API server shows only "the server is currently unable to handle the request"; with
+    Retry-After it would retry until its own timeout and show "context deadline exceeded".)"""
+    saved = webhook.args
+    webhook.stop()
+    webhook.args = (*saved, "--workers", "1", "--queue", "1")
+    webhook.start()
+    held = [socket.create_connection(("127.0.0.1", webhook.port), timeout=30)]
+    try:
+        time.sleep(0.3)
+        held.append(socket.create_connection(("127.0.0.1", webhook.port), timeout=30))
+        time.sleep(0.3)
+        obj = pod(images["good"].tag_ref)
+        started = time.monotonic()
+        resp = kube.create(obj)
+        assert time.monotonic() - started < 5
+        assert resp.status_code >= 400, resp.text
+        message = resp.json()["message"]
+        assert 'failed calling webhook "gate.notary.dev"' in message and "the gate is busy" in message, message
+        assert kube.get("Pod", obj["metadata"]["name"], GATED).status_code == 404
+    finally:
+        for sock in held:
+            sock.close()
+        webhook.stop()
+        webhook.args = saved
+        webhook.start()
+    assert_admitted(kube, pod(images["good"].tag_ref))
