@@ -187,3 +187,42 @@ def webhook_burst(port: int, cafile: str, bodies: list[bytes], *, host: str = "1
     for thread in threads:
         thread.join()
     return [r if r is not None else WebhookResult(0, b"", "no result", 0.0) for r in results]
+
+
+def bench_webhook_burst(work: Path, connections: int = 100, rounds: int = 3) -> dict[str, Any]:
+    """p50/p99 of `connections` AdmissionReviews (a Pod, one image) each on its own new TLS connection, all
+    released together against `notary gate webhook` with its default --workers and --queue."""
+    import socket
+
+    from benchmarks.gate import _pod_review, _wait_healthy, gate_world
+    from notary.sources.base import Subject
+    from tests.support.runtimes import self_signed_cert  # the suite's throwaway certificate
+
+    work.mkdir(parents=True, exist_ok=True)
+    digest = "sha256:" + "5f" * 32
+    config = gate_world(work, [Subject(digest, "registry.example/burst", "oci-manifest")])
+    cert, key = self_signed_cert(work)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    server = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(config), "gate", "webhook",
+                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seconds: list[float] = []
+    try:
+        _wait_healthy(port, ssl.create_default_context(cafile=str(cert)), server)
+        for _ in range(rounds):
+            results = webhook_burst(port, str(cert), [_pod_review([f"registry.example/burst@{digest}"])
+                                                      for _ in range(connections)])
+            wrong = [r for r in results if r.status != 200 or b'"allowed": true' not in r.body]
+            if wrong:
+                raise RuntimeError(f"{len(wrong)} of {connections} reviews were not allowed, e.g. "
+                                   f"{wrong[0].status} {wrong[0].error or wrong[0].body[:200]!r}")
+            seconds += [r.seconds for r in results]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return {"simultaneous_connections": connections, "rounds": rounds, "all_answered": True,
+            "p50_ms": round(statistics.median(seconds) * 1000, 1),
+            "p99_ms": round(percentile(seconds, 0.99) * 1000, 1), "max_ms": round(max(seconds) * 1000, 1)}

@@ -8,6 +8,8 @@
   POST a Pod with 3 containers; reports requests/s and p50/p99 latency.
 - `bench_burst.bench_hook_burst`: 50 curl hooks at the same moment against one hook server; p50/p99 per hook
   next to one hook alone (a node starting all its pods).
+- `bench_burst.bench_webhook_burst`: 100 AdmissionReviews, each on a new TLS connection, at the same moment
+  against one webhook with its default --workers and --queue; p50/p99 (every one must be answered).
 Both use the embedded ledger and real tools (umoci, runc, busybox-static); they raise if one is missing.
 """
 
@@ -313,12 +315,13 @@ def _wait_healthy(port: int, context: ssl.SSLContext, server: subprocess.Popen[b
 
 def run(work: Path) -> dict[str, Any]:
     """The gate benchmarks; one failing does not hide the others' numbers."""
-    from benchmarks.burst import bench_hook_burst
+    from benchmarks.burst import bench_hook_burst, bench_webhook_burst
 
     out: dict[str, Any] = {}
     benches: list[tuple[str, Callable[[], Any]]] = [("oci_hook", lambda: bench_hook(work / "hook")),
                                                    ("hook_burst", lambda: bench_hook_burst(work / "burst")),
-                                                   ("webhook", lambda: bench_webhook(work / "webhook"))]
+                                                   ("webhook", lambda: bench_webhook(work / "webhook")),
+                                                   ("webhook_burst", lambda: bench_webhook_burst(work / "wburst"))]
     for name, fn in benches:
         try:
             out[name] = fn()

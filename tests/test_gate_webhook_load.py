@@ -9,6 +9,7 @@ timeout and never stall the accept loop.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
@@ -160,6 +161,31 @@ def test_connection_flood_keeps_threads_bounded_and_sheds_the_rest(world: GateWo
                 sock.close()
         resp = post(webhook, review(f"registry.example/app@{GOOD}"), timeout=20)
         assert resp.status_code == 200 and resp.json()["response"]["allowed"] is True, resp.text
+
+
+def test_idle_kept_alive_connections_hand_their_worker_on(world: GateWorld) -> None:
+    """The API server keeps connections alive between reviews. With both workers holding such an idle
+    connection, a new connection is answered at once (the idle ones give their worker up as soon as someone
+    waits), not after the 5 s idle timeout; a kept-alive connection nobody waits behind stays usable."""
+    with Webhook(world, "--workers", "2") as webhook:
+        context = ssl.create_default_context(cafile=str(webhook.cert))
+        idle = [http.client.HTTPSConnection("127.0.0.1", webhook.port, context=context, timeout=30) for _ in range(2)]
+        try:
+            for conn in idle:
+                conn.request("GET", "/healthz")
+                resp = conn.getresponse()
+                assert resp.status == 200 and resp.getheader("Connection") != "close"
+                resp.read()
+            idle[0].request("GET", "/healthz")  # still the same connection: kept alive while nobody waits
+            assert idle[0].getresponse().read() == b"ok\n"
+            started = time.monotonic()
+            resp = post(webhook, review(f"registry.example/app@{GOOD}"), timeout=10)
+            took = time.monotonic() - started
+            assert resp.status_code == 200 and resp.json()["response"]["allowed"] is True, resp.text
+            assert took < 2, f"a new connection waited {took:.1f}s behind idle kept-alive ones"
+        finally:
+            for conn in idle:
+                conn.close()
 
 
 def _client_hello() -> bytes:
