@@ -192,23 +192,14 @@ def webhook_burst(port: int, cafile: str, bodies: list[bytes], *, host: str = "1
 def bench_webhook_burst(work: Path, connections: int = 100, rounds: int = 3) -> dict[str, Any]:
     """p50/p99 of `connections` AdmissionReviews (a Pod, one image) each on its own new TLS connection, all
     released together against `notary gate webhook` with its default --workers and --queue."""
-    import socket
 
-    from benchmarks.gate import _pod_review, _wait_healthy, gate_world
+    from benchmarks.gate import _pod_review, _wait_healthy, gate_world, start_webhook
     from notary.sources.base import Subject
-    from tests.support.runtimes import self_signed_cert  # the suite's throwaway certificate
 
     work.mkdir(parents=True, exist_ok=True)
     digest = "sha256:" + "5f" * 32
     config = gate_world(work, [Subject(digest, "registry.example/burst", "oci-manifest")])
-    cert, key = self_signed_cert(work)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
-    server = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(config), "gate", "webhook",
-                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server, port, cert = start_webhook(work, config)
     seconds: list[float] = []
     try:
         _wait_healthy(port, ssl.create_default_context(cafile=str(cert)), server)

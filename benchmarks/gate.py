@@ -219,6 +219,22 @@ def _start_hook_server(work: Path, config: Path, layout: Path,
     return proc, _bundle(layout, work / "served", hook_definition(str(config), server=str(sock))["hook"])
 
 
+def start_webhook(work: Path, config: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`notary gate webhook` as its own process on a free loopback port, with the suite's throwaway
+    certificate: (process, port, certificate)."""
+    from tests.support.runtimes import self_signed_cert
+
+    cert, key = self_signed_cert(work)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
+    server = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(config), "gate", "webhook",
+                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return server, port, cert
+
+
 def _pod_review(images: list[str]) -> bytes:
     return json.dumps({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -236,16 +252,7 @@ def bench_webhook(work: Path, seconds: float = 5.0, clients: int = 8) -> dict[st
     work.mkdir(parents=True, exist_ok=True)
     digests = [f"sha256:{i:064x}" for i in range(1, 4)]
     config = gate_world(work, [Subject(d, f"registry.example/app{i}", "oci-manifest") for i, d in enumerate(digests)])
-    from tests.support.runtimes import self_signed_cert  # the suite's throwaway certificate
-
-    cert, key = self_signed_cert(work)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
-    server = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(config), "gate", "webhook",
-                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server, port, cert = start_webhook(work, config)
     context = ssl.create_default_context(cafile=str(cert))
     body = _pod_review([f"registry.example/app{i}@{d}" for i, d in enumerate(digests)])
     try:
