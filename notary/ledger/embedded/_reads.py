@@ -53,21 +53,16 @@ def get(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> Ent
     if newest is None:
         ledger.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
         return None
+    assert proof is not None  # check_index refused a missing proof
     row, top = view.read(lambda c: (store.entry_at(c, newest.leaf_index), store.latest_entry(c, key, None)))
-    entry = _newest(ledger, view, key, row, newest, proof)
+    named = ledger.verifier.check_named(key, row, newest)
+    entry = ledger.verifier.check_newest(key, view.entry(key, named), newest, proof)
     if top is not None and (top.revision, top.leaf) != (newest.revision, newest.leaf_index):
         raise ProofError(f"ledger {ledger.path} holds a revision {top.revision} of {key!r} (leaf {top.leaf}) "
                          "that the signed key index does not know: a record was moved or forged")
     if at_tx is None or entry.tx <= at_tx:
         return entry
     return _as_of(ledger, view, key, at_tx, entry, newest)
-
-
-def _newest(ledger: EmbeddedLedger, view: _View, key: str, row: store.EntryRow | None, newest: _map.MapValue,
-            proof: _map.MapProof | None) -> Entry:
-    assert proof is not None  # check_index refused a missing proof
-    path = view.path(row.leaf) if row is not None else []
-    return ledger.verifier.check_newest(key, row, newest, view.head, path, view.cons, proof)
 
 
 def _as_of(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int, newest_entry: Entry,
@@ -110,5 +105,6 @@ def history(ledger: EmbeddedLedger, view: _View, key: str, rows: Sequence[store.
     if revisions != list(range(1, newest.revision + 1)):
         raise ProofError(f"the signed key index says {key!r} has {newest.revision} versions, the ledger holds "
                          f"revisions {revisions}: a record was deleted or renamed")
-    last = _newest(ledger, view, key, rows[-1], newest, proof)
-    return [*entries[:-1], last]
+    assert proof is not None  # check_index refused a missing proof
+    ledger.verifier.check_named(key, rows[-1], newest)
+    return [*entries[:-1], ledger.verifier.check_newest(key, entries[-1], newest, proof)]

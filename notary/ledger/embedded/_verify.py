@@ -11,7 +11,7 @@ The checks of one read, in order (docs/proofs.md, "What the client checks, every
   2. head signature (check_head), over the log root and, from format v2, the key index root;
   3. consistency with trust (check_trust): RFC 9162 section 2.1.4 proof from the trusted size; no rollback,
      no fork, no downgrade of the key index;
-  4. newest version or absence (check_index, check_newest, absent): the key index proof, docs/proofs.md
+  4. newest version or absence (check_index, check_named, check_newest, absent): the key index proof, docs/proofs.md
      "The key index";
   5. inclusion (check_entry, check_leaf): the leaf recomputed from the row, RFC 9162 section 2.1.3 proof;
   6. next_state: what the ledger then persists.
@@ -174,19 +174,20 @@ class Verifier:
             raise ProofError(f"key index path of {key!r} is missing from ledger {self.path}")
         return _map.verify(head.map_root, key, proof)
 
-    def check_newest(self, key: str, row: EntryRow | None, newest: _map.MapValue, head: TreeHead,
-                     path: Sequence[bytes], consistency: dict[str, Any], proof: _map.MapProof) -> Entry:
-        """The row the index names must be exactly that version of key, included in the log."""
-        where = f"the signed key index says {key!r} is at revision {newest.revision} (leaf {newest.leaf_index})"
+    def check_named(self, key: str, row: EntryRow | None, newest: _map.MapValue) -> EntryRow:
+        """The row the index names must be exactly that version of key (its inclusion is checked next)."""
         if row is None:
-            raise ProofError(f"{where}, but the ledger has no such entry: a record was deleted")
+            raise ProofError(f"{_named(key, newest)}, but the ledger has no such entry: a record was deleted")
         if row.key != key:
-            raise ProofError(f"{where}, but that entry is stored under {row.key!r}: a record was renamed")
+            raise ProofError(f"{_named(key, newest)}, but that entry is stored under {row.key!r}: a record was renamed")
         if row.revision != newest.revision or row.leaf != newest.leaf_index:
-            raise ProofError(f"{where}, but the stored entry is revision {row.revision} at leaf {row.leaf}")
-        entry = self.check_entry(key, row, head, path, consistency)
+            raise ProofError(f"{_named(key, newest)}, but the stored entry is revision {row.revision} at leaf {row.leaf}")
+        return row
+
+    def check_newest(self, key: str, entry: Entry, newest: _map.MapValue, proof: _map.MapProof) -> Entry:
+        """The included entry of the named row must hash to the leaf the index holds; attach the index proof."""
         if entry.proof["leaf_hash"] != newest.leaf_hash.hex():
-            raise ProofError(f"{where}, but the stored entry is another version")
+            raise ProofError(f"{_named(key, newest)}, but the stored entry is another version")
         return with_index_proof(entry, key, proof)
 
     def absent(self, key: str, stray: EntryRow | None) -> None:
@@ -205,6 +206,10 @@ class Verifier:
             extra[INDEX_ROOT] = head.map_root.hex()
         return TrustedState(self.ledger_id, head.tree_size, head.root.hex(), head.tx, ledger_key=self.ledger_key,
                             extra=extra)
+
+
+def _named(key: str, newest: _map.MapValue) -> str:
+    return f"the signed key index says {key!r} is at revision {newest.revision} (leaf {newest.leaf_index})"
 
 
 def with_index_proof(entry: Entry, key: str, proof: _map.MapProof) -> Entry:
