@@ -47,6 +47,7 @@ SCHEMA = {
                "md BLOB NOT NULL, hvalue BLOB NOT NULL, vlen INTEGER NOT NULL, PRIMARY KEY (tx, i)) WITHOUT ROWID",
     "entries_by_key": "CREATE INDEX entries_by_key ON entries (key, tx)",
 }
+_TX_ROWS = "SELECT id, ts, version, md, nentries, eh, bl_tx, bl_root, alh FROM txs"  # laid out like TxRow
 _REBUILD = "remove it to rebuild it from the server (notary ledger mirror --rebuild)"
 
 
@@ -125,7 +126,7 @@ class Mirror:
             meta = dict(self._db.execute("SELECT name, value FROM meta"))
             if meta.get("format") != FORMAT or meta.get("ledger_id") != self.ledger_id:
                 raise self._altered(f"it belongs to {meta.get('ledger_id')!r} ({meta.get('format')!r})")
-            txs = self._db.execute("SELECT id, ts, version, md, nentries, eh, bl_tx, bl_root, alh FROM txs ORDER BY id")
+            txs = self._db.execute(_TX_ROWS + " ORDER BY id")
             entries = self._db.cursor().execute("SELECT key, md, hvalue, vlen, tx FROM entries ORDER BY tx, i")
             groups = groupby(entries, key=lambda r: r[4])  # rows laid out like EntryRow, the tx last
             prev, expected, count = EMPTY_ALH, 1, 0
@@ -158,13 +159,6 @@ class Mirror:
             if self._data_version() != self._seen_version:
                 self.verify()
 
-    def alh_at(self, tx: int) -> bytes:
-        with self._sql("read"):
-            row = self._db.execute("SELECT alh FROM txs WHERE id = ?", (tx,)).fetchone()
-        if row is None:
-            raise self._altered(f"transaction {tx} is missing")
-        return bytes(row[0])
-
     # -- catch-up --------------------------------------------------------------------------------------------
 
     def catch_up(self, fetch: Callable[[int, int], Iterable[Any]], *, trusted: tuple[int, bytes],
@@ -184,7 +178,7 @@ class Mirror:
                     f"immudb ledger {self.ledger_id} is at tx {target[0]}, but this client's verified mirror "
                     f"already holds tx {self.last_tx}: the ledger was rolled back or replaced"
                 )
-            if 0 < t_tx <= self.last_tx and self.alh_at(t_tx) != t_alh:
+            if 0 < t_tx <= self.last_tx and self.header(t_tx).alh != t_alh:
                 raise ProofError(
                     f"the verified mirror of {self.ledger_id} does not match the trusted state at tx {t_tx}: "
                     "the ledger or the mirror was rewritten", hint=f"if the mirror {self.path} was altered, {_REBUILD}"
@@ -282,9 +276,7 @@ class Mirror:
 
     def header(self, tx: int) -> TxRow:
         with self._sql("read"):
-            row = self._db.execute(
-                "SELECT id, ts, version, md, nentries, eh, bl_tx, bl_root, alh FROM txs WHERE id = ?", (tx,)
-            ).fetchone()
+            row = self._db.execute(_TX_ROWS + " WHERE id = ?", (tx,)).fetchone()
         if row is None:
             raise self._altered(f"transaction {tx} is missing")
         return TxRow(*row)
