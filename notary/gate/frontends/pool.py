@@ -29,6 +29,7 @@ import socketserver
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -113,29 +114,23 @@ class PooledServer(socketserver.BaseServer):
 
     def _work(self) -> None:
         timeout = float(getattr(self.RequestHandlerClass, "timeout", None) or BUSY_TIMEOUT)
-        while True:
-            item = self._pending.get()
-            if item is None:
-                return
-            request, client_address = item
-            try:
-                if self.open_connection(request, timeout):
-                    self.finish_request(request, client_address)
-            except Exception:  # noqa: BLE001, S110 - the handler already answered or the peer is gone
-                pass
-            finally:
-                self.shutdown_request(request)
+        self._serve_from(self._pending, timeout, self.finish_request)
 
     def _refuse(self) -> None:
+        self._serve_from(self._refusals, BUSY_TIMEOUT, lambda request, address: BusyHandler(request, address, self))
+
+    def _serve_from(self, waiting: queue.Queue[tuple[Any, Any] | None], seconds: float,
+                    handle: Callable[[Any, Any], object]) -> None:
+        """Open and handle connections from waiting until a stop sign (None); every one is closed after."""
         while True:
-            item = self._refusals.get()
+            item = waiting.get()
             if item is None:
                 return
             request, client_address = item
             try:
-                if self.open_connection(request, BUSY_TIMEOUT):
-                    BusyHandler(request, client_address, self)
-            except Exception:  # noqa: BLE001, S110 - a refusal that cannot be delivered still refuses
+                if self.open_connection(request, seconds):
+                    handle(request, client_address)
+            except Exception:  # noqa: BLE001, S110 - the handler already answered (or refused), or the peer is gone
                 pass
             finally:
                 self.shutdown_request(request)
