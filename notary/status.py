@@ -71,6 +71,10 @@ class TrustedKey(NamedTuple):
         end = self.end(role)
         return end is None or (entry.time is not None and entry.time <= end)
 
+    def vouches(self, record: Record, entry: Entry) -> bool:
+        """Whether a record counts as this key's word *for* its subject (what ties and names come from)."""
+        return record.type != "revocation" and self.counts(record.type, entry)
+
     def merged(self, other: TrustedKey) -> TrustedKey:
         """The same key named twice: each role it holds in either, until the later of its ends there."""
         ends: dict[str, datetime | None] = {}

@@ -140,9 +140,10 @@ def verify_digest(
         return Decision(digest, False, "revoked", f"{digest} was revoked by {f.signer} at {f.record.issued_at}{why}",
                         f.record, f.entry, f.signer, head, findings,
                         Revocation(digest, f.signer, f.record.issued_at, f.record.reason, "itself"))
+    vouching = _vouching(trusted, histories)
     if ties:
         try:
-            tied = tied_revocation(ledger, digest, trusted, histories, platform)
+            tied = tied_revocation(ledger, digest, trusted, vouching, platform)
         except TooManyTies as exc:  # fail closed: a flooded index must not hide a revoked identity
             return Decision(digest, False, "unverifiable", f"{digest} is refused: {exc}", None, None, None, head,
                             findings)
@@ -165,10 +166,7 @@ def verify_digest(
                             f"{digest} was last notarized at {newest.record.issued_at}, older than the maximum age",
                             newest.record, newest.entry, newest.signer, head, findings)
     how = f" (reinstated: {newest.record.reason})" if newest.reinstated else ""
-    by_id = {tk.key_id: tk for tk in trusted}
-    names = sorted({n for signer, h in histories.items() for r, _ in h
-                    if r.type != "revocation" and by_id[signer].counts(r.type, _)
-                    for n in (r.subject.get("names") or []) if isinstance(n, str)})
+    names = sorted({n for r in vouching for n in (r.subject.get("names") or []) if isinstance(n, str)})
     return Decision(digest, True, "trusted",
                     f"{digest} notarized by {newest.signer} at {newest.record.issued_at}{how}",
                     newest.record, newest.entry, newest.signer, head, findings, names=tuple(names))
@@ -178,17 +176,23 @@ MAX_TIES = 64  # identities tied by trusted records that a verifier checks for r
 MAX_HOLDER_CANDIDATES = 256  # artifact-index candidates read; beyond it the decision refuses (fail closed)
 
 
-def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
-                    histories: dict[str, list[tuple[records.Record, Entry]]], platform: str | None) -> Revocation | None:
+def _vouching(trusted: Sequence[TrustedKey],
+              histories: dict[str, list[tuple[records.Record, Entry]]]) -> list[records.Record]:
+    """The records of digest's histories that count as their trusted signer's word for it."""
+    by_id = {tk.key_id: tk for tk in trusted}
+    return [r for signer, h in histories.items() for r, e in h if by_id[signer].vouches(r, e)]
+
+
+def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
+                    platform: str | None) -> Revocation | None:
     """The first revocation, by a trusted revoker, of an identity that a trusted record ties to digest.
 
     Ties come only from signed records of trusted signers: digest's own (its config / image id; for an index,
     its platform manifests) and those of the subjects the artifact index names as holding digest (an index
     listing it as a manifest, a manifest naming it as config). The artifact index is only a hint of where to
-    look: a holder counts only if its own trusted record names digest in that role.
+    look: a holder counts only if its own trusted record names digest in that role. own: digest's records
+    that vouch for it (_vouching).
     """
-    by_id = {tk.key_id: tk for tk in trusted}
-    own = [r for signer, h in histories.items() for r, e in h if r.type != "revocation" and by_id[signer].counts(r.type, e)]
     candidates: list[tuple[str, str]] = []
     for record in own:
         config = [a.get("digest") for a in record.artifacts if a.get("role") == "config"]
@@ -243,7 +247,7 @@ def holders_of(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> li
         roles: set[object] = set()
         for tk in trusted:
             for record, entry in signer_history(ledger, holder, tk.key_id):
-                if record.type == "revocation" or not tk.counts(record.type, entry):
+                if not tk.vouches(record, entry):
                     continue
                 roles.update(a.get("role") for a in record.artifacts if a.get("digest") == digest)
                 if record.subject.get("imageId") == digest:
