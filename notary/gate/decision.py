@@ -157,13 +157,10 @@ class Gate:
             self.log.write(decision, front_end=front_end or self.front_end, now=current)
         except OSError as exc:
             if decision.allowed:
-                decision = GateDecision(image=decision.image, digest=decision.digest, allowed=False,
-                                        exit_code=EXIT_UNAVAILABLE,
-                                        reason=f"cannot write the decision log {self.log.path}: {exc.strerror}; "
-                                        "refusing an allow that would not be recorded",
-                                        via="error", tree_size=decision.tree_size, status=decision.status,
-                                        signer=decision.signer, digests=decision.digests,
-                                        extra=decision.extra)
+                decision = decision._replace(
+                    allowed=False, exit_code=EXIT_UNAVAILABLE, via="error",
+                    reason=f"cannot write the decision log {self.log.path}: {exc.strerror}; refusing an allow "
+                    "that would not be recorded")
         return decision
 
     def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
