@@ -37,7 +37,6 @@ from notary.gate.metrics import Metrics
 from notary.gate.oci_hook import MAX_STATE, decide_container
 from notary.jsonsafe import loads
 
-DEFAULT_SOCKET = "/run/notary/gate.sock"
 CURL = "/usr/bin/curl"
 
 
