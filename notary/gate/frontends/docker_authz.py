@@ -44,7 +44,6 @@ from notary.gate.frontends.unix_server import (
     BusyReply,
     PrivateUnixServer,
     QuietUnixHandler,
-    send_metrics,
 )
 from notary.jsonsafe import loads_object
 
@@ -184,16 +183,11 @@ class _Handler(QuietUnixHandler):
     peer = "docker"
 
     def _reply(self, data: Mapping[str, Any], code: int = 200) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", PLUGIN_CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_reply_headers()
-        self.wfile.write(body)
+        self.send_body(code, json.dumps(data).encode(), {"Content-Type": PLUGIN_CONTENT_TYPE})
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming; dockerd only POSTs, Prometheus GETs /metrics
         if self.path == "/metrics" and self.server.metrics is not None:
-            send_metrics(self, self.server.metrics)
+            self.send_metrics(self.server.metrics)
         else:
             self._reply({"Err": "notary: not found"}, 404)
 

@@ -30,7 +30,6 @@ from notary.gate.frontends.unix_server import (
     BusyReply,
     PrivateUnixServer,
     QuietUnixHandler,
-    send_metrics,
 )
 from notary.gate.hook_main import IDENTITY_HEADER
 from notary.gate.metrics import Metrics
@@ -58,13 +57,8 @@ class _Handler(QuietUnixHandler):
     peer = "runtime"
 
     def _reply(self, code: int, text: str, exit_code: int) -> None:
-        body = text.encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Notary-Exit-Code", str(exit_code))
-        self.end_reply_headers()
-        self.wfile.write(body)
+        self.send_body(code, text.encode(), {"Content-Type": "text/plain; charset=utf-8",
+                                             "X-Notary-Exit-Code": str(exit_code)})
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         if self.path == "/healthz":
@@ -72,7 +66,7 @@ class _Handler(QuietUnixHandler):
         elif self.path == "/identity":  # what `gate install` compares with the hook it writes
             self._reply(200 if self.server.identity else 404, f"{self.server.identity or ''}\n", 0)
         elif self.path == "/metrics" and self.server.metrics is not None:
-            send_metrics(self, self.server.metrics)
+            self.send_metrics(self.server.metrics)
         else:
             self._reply(404, "not found\n", 2)
 

@@ -29,7 +29,7 @@ import socketserver
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -221,6 +221,26 @@ class PooledHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
 
+    def send_body(self, code: int, body: bytes, headers: Mapping[str, str], *, close: bool = False) -> None:
+        """One whole reply (headers name its Content-Type). close: the connection ends after it; otherwise it
+        ends when others wait for a worker (end_reply_headers)."""
+        self.send_response(code)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.end_headers()
+        else:
+            self.end_reply_headers()
+        self.wfile.write(body)
+
+    def send_metrics(self, metrics: Any) -> None:
+        """GET /metrics: the Prometheus text exposition (notary.gate.metrics), on the server's own socket."""
+        from notary.gate.metrics import CONTENT_TYPE
+
+        self.send_body(200, metrics.render().encode(), {"Content-Type": CONTENT_TYPE})
+
 
 class BusyHandler(PooledHandler):
     """Reads one request (bounded in size and time) and answers the server's busy reply, then closes."""
@@ -241,14 +261,7 @@ class BusyHandler(PooledHandler):
             length = 0
         body = self.rfile.read(length) if 0 < length <= MAX_BUSY_BODY else b""
         reply = self.server.busy_reply(self.command, self.path.split("?", 1)[0], body)
-        self.close_connection = True
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(reply.body)
+        self.send_body(reply.status, reply.body, reply.headers, close=True)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _busy  # noqa: N815 - stdlib naming
 

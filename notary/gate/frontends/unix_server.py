@@ -17,7 +17,6 @@ import os
 import socket
 import socketserver
 import stat
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from notary.errors import InputError
@@ -30,7 +29,7 @@ from notary.gate.frontends.pool import (
 )
 
 __all__ = ["DEFAULT_QUEUE", "DEFAULT_WORKERS", "BusyReply", "PrivateUnixServer", "QuietUnixHandler",
-           "remove_stale_socket", "send_metrics"]
+           "remove_stale_socket"]
 
 
 class PrivateUnixServer(PooledServer, socketserver.UnixStreamServer):
@@ -64,19 +63,6 @@ class QuietUnixHandler(PooledHandler):
 
     def address_string(self) -> str:
         return self.peer
-
-
-def send_metrics(handler: BaseHTTPRequestHandler, metrics: Any) -> None:
-    """GET /metrics: the Prometheus text exposition (notary.gate.metrics), on the server's own socket."""
-    from notary.gate.metrics import CONTENT_TYPE
-
-    body = metrics.render().encode()
-    handler.send_response(200)
-    handler.send_header("Content-Type", CONTENT_TYPE)
-    handler.send_header("Content-Length", str(len(body)))
-    end = getattr(handler, "end_reply_headers", handler.end_headers)
-    end()
-    handler.wfile.write(body)
 
 
 def remove_stale_socket(path: str) -> None:

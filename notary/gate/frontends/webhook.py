@@ -204,15 +204,7 @@ class _Handler(PooledHandler):
     server_version = "notary-gate"
 
     def _send(self, code: int, body: bytes, ctype: str = "application/json", *, close: bool = False) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-            self.end_headers()
-        else:
-            self.end_reply_headers()
-        self.wfile.write(body)
+        self.send_body(code, body, {"Content-Type": ctype}, close=close)
 
     def _error(self, code: int, message: str, *, close: bool = False) -> None:
         self._send(code, json.dumps({"error": message}).encode(), close=close)
@@ -233,9 +225,7 @@ class _Handler(PooledHandler):
         if self.path.split("?", 1)[0] in ("/healthz", "/readyz", "/livez"):
             self._send(200, b"ok\n", "text/plain")
         elif self.path.split("?", 1)[0] == "/metrics" and self.server.metrics is not None:
-            from notary.gate.metrics import CONTENT_TYPE
-
-            self._send(200, self.server.metrics.render().encode(), CONTENT_TYPE)
+            self.send_metrics(self.server.metrics)
         else:
             self._error(404, "not found")
 
