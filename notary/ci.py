@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from notary.errors import UsageError
 
-_SAFE_VALUE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,511}$")
+_SAFE_VALUE = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,511}\Z")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # notary.sources imports this module; keep the import graph o
 
 CHUNK = 1 << 20
 SHA256_PATTERN = r"sha256:[0-9a-f]{64}"  # the one digest form notary accepts, stores and names files by
-SHA256_RE = re.compile(rf"^{SHA256_PATTERN}$")
+SHA256_RE = re.compile(rf"^{SHA256_PATTERN}\Z")  # \Z: `$` would also match before a final newline
 _ALGO_RE = re.compile(r"^([A-Za-z0-9+._-]+):")
 
 T = TypeVar("T")

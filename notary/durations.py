@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from notary.errors import UsageError
 
-_DURATION = re.compile(r"^([0-9]+)([smhdw])$")  # ASCII digits only: int() would take any Unicode digit
+_DURATION = re.compile(r"^([0-9]+)([smhdw])\Z")  # ASCII digits only: int() would take any Unicode digit
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_DURATION = timedelta(days=36525)  # 100 years
 MAX_SECONDS = int(MAX_DURATION.total_seconds())

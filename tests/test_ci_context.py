@@ -40,6 +40,13 @@ def test_no_ci_and_no_job_id_is_a_usage_error() -> None:
         ci.detect({})
 
 
+def test_job_id_with_a_trailing_newline_never_reaches_a_ledger_key() -> None:
+    with pytest.raises(UsageError, match="printable ASCII"):
+        ci.detect({}, "55\n")
+    with pytest.raises(UsageError, match="no CI job id"):
+        ci.detect({"GITLAB_CI": "true", "CI_JOB_ID": "55\n"})
+
+
 @pytest.mark.parametrize("system_env", [
     {"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": "1"},
     {"GITLAB_CI": "true", "CI_JOB_ID": "2"},

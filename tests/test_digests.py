@@ -132,6 +132,15 @@ def test_malformed_digest_is_bad_input(value: object) -> None:
         check_digest(value)
 
 
+def test_digest_with_a_trailing_newline_is_bad_input() -> None:
+    """`$` in a Python pattern also matches before a final newline: `sha256:<hex>\\n` once passed the one
+    digest check (the CLI refused it earlier for other reasons; a policy file, a record payload did not)."""
+    with pytest.raises(InputError, match="not a sha256 digest"):
+        check_digest(DIGEST + "\n")
+    with pytest.raises(InputError):
+        digest_hex(DIGEST + "\n")
+
+
 def test_digest_hex_never_yields_a_path_component() -> None:
     assert digest_hex(DIGEST) == DIGEST[7:]
     with pytest.raises(InputError):

@@ -103,6 +103,8 @@ def test_image_names_are_normalized_like_a_runtime_does(ref: str, name: str) -> 
         (GOOD.replace('max_age = "30d"', 'max_age = "a month"'), "not a duration"),
         (GOOD.replace('"registry.example/prod/*"', '"registry.example/prod/app:1.0"'), "tag or digest"),
         (GOOD.replace('"registry.example/prod/*"', '"Registry Example/*"'), "bad image glob"),
+        (GOOD.replace('"registry.example/prod/*"', '"registry.example/prod/*\\n"'), "bad image glob"),
+        (GOOD.replace(DIGEST, DIGEST + "\\n"), "not a sha256 digest"),
         (GOOD.replace("keys/prod.key.pub", "keys/missing.pub"), "does not exist"),
         (GOOD.replace("keys/ci.key.pub", "keys/ci.key"), "private key"),
         (GOOD.replace('reason = "INC-42: hotfix approved by on-call"', ""), "reason is required"),

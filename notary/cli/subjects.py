@@ -15,7 +15,7 @@ from notary.records import check_digest
 if TYPE_CHECKING:
     from notary.sources.base import SourceOptions
 
-_BARE_DIGEST = re.compile(r"^[a-z0-9]+:[0-9a-fA-F]{32,}$")
+_BARE_DIGEST = re.compile(r"^[a-z0-9]+:[0-9a-fA-F]{32,}\Z")
 
 
 def source_options_flags(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -38,7 +38,7 @@ MAX_STATE = 1 << 20
 MAX_CONFIG = 16 << 20
 MAX_UMOCI = 1 << 20
 _SHA = re.compile(SHA256_PATTERN)  # digests inside annotation values
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ImageIdentity:

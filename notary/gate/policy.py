@@ -28,7 +28,7 @@ POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "
 TRUST_KEYS = {"images", "keys"}
 KEY_ENTRY_KEYS = {"path", "roles", "not_after"}
 BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
-_GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+$")
+_GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+\Z")
 
 
 # ---------------------------------------------------------------- image globs
@@ -58,7 +58,7 @@ def _glob_regex(glob: str) -> re.Pattern[str]:
             out.append(".")
         else:
             out.append(re.escape(ch))
-    return re.compile("^" + "".join(out) + "$")
+    return re.compile("^" + "".join(out) + r"\Z")
 
 
 # ---------------------------------------------------------------- the policy

@@ -14,7 +14,7 @@ from notary.errors import InputError
 from notary.sources.base import SourceOptions
 
 SUBJECT_SCHEMES = ("oci:", "oci-archive:", "docker-archive:", "docker-daemon:", "registry://", "docker://")
-_REFERENCE = re.compile(rf"^[a-z0-9][a-z0-9._\-/:]*(@{SHA256_PATTERN})?$", re.IGNORECASE)
+_REFERENCE = re.compile(rf"^[a-z0-9][a-z0-9._\-/:]*(@{SHA256_PATTERN})?\Z", re.IGNORECASE)
 
 
 def split_reference(ref: str) -> tuple[str, str | None]:

@@ -19,12 +19,12 @@ KINDS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "registry", "p
 FORMS = ("oci:PATH[:TAG|@DIGEST], oci-archive:FILE[:TAG], docker-archive:FILE, docker-daemon:NAME[:TAG], "
          "registry://HOST[:PORT]/REPO(:TAG|@DIGEST), a file or directory path, or sha256:<64 hex>")
 
-TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 _REPO_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*$")
-_HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?$")
-_DIGESTISH = re.compile(r"^[A-Za-z0-9+._-]+:[^/]*$")
-_BARE_DIGEST = re.compile(r"^[A-Za-z0-9+._-]+:[0-9a-fA-F]{32,}$")
+REPO_RE = re.compile(rf"^{_REPO_COMPONENT}(?:/{_REPO_COMPONENT})*\Z")
+_HOST_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?\Z")
+_DIGESTISH = re.compile(r"^[A-Za-z0-9+._-]+:[^/]*\Z")
+_BARE_DIGEST = re.compile(r"^[A-Za-z0-9+._-]+:[0-9a-fA-F]{32,}\Z")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
