@@ -248,7 +248,7 @@ class EmbeddedLedger:
         with self._snapshot() as view:
             rows = view.read(lambda c: store.entries_of(c, key))
             if view.head.map_root is None:
-                entries = [view.entry(key, r) for r in rows]
+                entries = view.entries(key, rows)  # one query for every inclusion path
             else:
                 entries = _reads.history(self, view, key, rows)
             revisions = [e.revision for e in entries]
