@@ -7,12 +7,11 @@ writing side and the sources.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from notary import records
-from notary.errors import NotFoundError
+from notary import jsonsafe, records
+from notary.errors import IntegrityError, NotFoundError
 from notary.ledger.base import Entry, Ledger
 
 
@@ -22,13 +21,25 @@ class IndexHit(NamedTuple):
 
 
 def _index_hits(ledger: Ledger, key: str) -> list[IndexHit]:
+    """Every version of an index key, proven; a value of the wrong shape (any ledger writer can store one)
+    becomes an error entry, so a hostile finder is shown for what it is and never crashes the listing."""
     hits = []
     for entry in ledger.history(key):
         try:
-            hits.append(IndexHit(entry, json.loads(entry.value)))
-        except ValueError:
-            hits.append(IndexHit(entry, {"error": "index value is not JSON"}))
+            hits.append(IndexHit(entry, _index_value(entry.value)))
+        except IntegrityError as exc:
+            hits.append(IndexHit(entry, {"error": f"index value is malformed: {exc.message}"}))
     return hits
+
+
+def _index_value(raw: bytes) -> Mapping[str, Any]:
+    value = jsonsafe.loads_object(raw, "an index value", error=IntegrityError)
+    subjects = value.get("subjects", [])
+    if not isinstance(subjects, list) or not all(
+        isinstance(s, str) or (isinstance(s, dict) and isinstance(s.get("digest"), str)) for s in subjects
+    ):
+        raise IntegrityError("its subjects are not a list of digests")
+    return value
 
 
 def lookup_job(ledger: Ledger, job_id: str, system: str | None = None) -> list[IndexHit]:

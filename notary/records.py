@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from notary import keys
+from notary import jsonsafe, keys
 from notary.digests import SHA256_RE
 from notary.digests import check_digest as check_digest  # the one digest check, re-exported for record code
 from notary.errors import InputError, IntegrityError, SignatureError
@@ -234,12 +234,12 @@ def open_envelope(data: bytes, expected_signer: str | None = None) -> OpenedEnve
     if len(data) > MAX_ENVELOPE:
         raise IntegrityError("envelope is larger than 16 MiB")
     try:
-        env = json.loads(data)
+        env = jsonsafe.loads(data, "a ledger envelope", error=IntegrityError)
         if env["payloadType"] != PAYLOAD_TYPE:
             raise ValueError(f"payload type {env['payloadType']!r}")
         payload = base64.b64decode(env["payload"], validate=True)
         signatures = list(env["signatures"])
-        data_obj = json.loads(payload)
+        data_obj = jsonsafe.loads(payload, "a ledger record's payload", error=IntegrityError)
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise IntegrityError(f"ledger value is not a notary DSSE envelope: {exc}") from exc
     record = Record.from_payload(data_obj)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 from pathlib import Path
@@ -80,6 +81,31 @@ def test_forged_envelope_under_the_trusted_key_is_refused(notarized: tuple[Notar
     ledger.close()
     result = notary.run("verify", evil, "--key", f"{key}.pub", expect=3)
     assert "signed by" in result.err
+
+
+@pytest.mark.parametrize("shape", ["envelope", "payload", "huge-int", "duplicate-key"])
+def test_hostile_json_stored_as_an_envelope_is_an_integrity_error(
+    notarized: tuple[Notary, Path, Path], tmp_path: Path, shape: str
+) -> None:
+    """A ledger writer stores JSON built to crash a parser (100,000 brackets, a 5,000-digit integer, a key
+    twice) where an envelope belongs: verify says integrity failure in one line, never a traceback."""
+    notary, key, _ = notarized
+    kid = keys.key_id(keys.load_private_key(key))
+    deep = b"[" * 100_000 + b"]" * 100_000
+    head = b'{"payloadType":"' + records.PAYLOAD_TYPE.encode() + b'","signatures":[],'
+    envelope = {
+        "envelope": deep,
+        "payload": head + b'"payload":"' + base64.b64encode(deep) + b'"}',
+        "huge-int": head + b'"payload":"","n":' + b"9" * 5000 + b"}",
+        "duplicate-key": head + b'"payload":"","payload":"e30="}',
+    }[shape]
+    evil = "sha256:" + "d" * 64
+    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "attacker-state")
+    ledger.write({records.subject_key(evil, kid): envelope})
+    ledger.close()
+    result = notary.run("verify", evil, "--key", f"{key}.pub", expect=3)
+    _assert_integrity_failure(result.err)
+    assert "Traceback" not in result.err
 
 
 def test_record_moved_under_another_subject_is_refused(notarized: tuple[Notary, Path, Path], tmp_path: Path) -> None:
@@ -176,3 +202,49 @@ def test_verify_reads_the_bytes_of_a_docker_archive(tmp_path: Path, busybox_layo
             dst.addfile(member, io.BytesIO(data) if data is not None else None)
     result = notary.run("verify", f"docker-archive:{altered}", "--key", f"{key}.pub", expect=3)
     assert "digest-mismatch" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_deeply_nested_job_index_value_is_reported_not_a_traceback(
+    notarized: tuple[Notary, Path, Path], tmp_path: Path
+) -> None:
+    """Index values are finders: a hostile one is shown as an error entry, and lookup still answers."""
+    notary, _, _ = notarized
+    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "attacker-state")
+    ledger.write({records.job_key("local", "evil-job"): b"[" * 100_000 + b"]" * 100_000})
+    ledger.close()
+    result = notary.run("--json", "lookup", "--job-id", "evil-job", "--system", "local")
+    [hit] = result.json["results"]
+    assert "nested" in hit["error"]
+    assert "Traceback" not in result.err
+
+
+def test_deeply_nested_trusted_state_fails_closed_in_one_line(notarized: tuple[Notary, Path, Path]) -> None:
+    notary, key, artifact = notarized
+    for state in notary.state_dir.glob("*.json"):
+        state.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    result = notary.run("verify", str(artifact), "--key", f"{key}.pub", expect=3)
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert "corrupt" in result.err
+
+
+@pytest.mark.parametrize("value", [b"[1]", b'"text"', b'{"subjects": 7}', b'{"subjects": [{"name": "x"}]}'])
+def test_misshapen_job_index_value_is_reported_not_a_traceback(
+    notarized: tuple[Notary, Path, Path], tmp_path: Path, value: bytes
+) -> None:
+    notary, _, _ = notarized
+    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "attacker-state")
+    ledger.write({records.job_key("local", "evil-job"): value})
+    ledger.close()
+    result = notary.run("lookup", "--job-id", "evil-job", "--system", "local")
+    assert "Traceback" not in result.err
+
+
+def test_index_value_cannot_restate_its_own_transaction(notarized: tuple[Notary, Path, Path], tmp_path: Path) -> None:
+    """The listing's tx and key are the proven ones, whatever the value claims."""
+    notary, _, _ = notarized
+    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "attacker-state")
+    ledger.write({records.job_key("local", "evil-job"): b'{"tx": 1, "key": "job/other", "subjects": []}'})
+    ledger.close()
+    [hit] = notary.run("--json", "lookup", "--job-id", "evil-job", "--system", "local").json["results"]
+    assert hit["key"] == records.job_key("local", "evil-job")
+    assert hit["tx"] > 1

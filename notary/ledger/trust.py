@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from notary import jsonsafe
 from notary.errors import RollbackError, TrustStoreError
 from notary.fsio import atomic_write, read_regular
 
@@ -107,10 +108,10 @@ class TrustStore:
         # line, not hang every verify or fill memory (a vanished file from here on is an error, not first use)
         raw = read_regular(path, MAX_STATE_FILE, "trusted state", error=TrustStoreError)
         try:
-            data = json.loads(raw)
-        except ValueError as exc:
+            data = jsonsafe.loads(raw, f"trusted state {path}", error=TrustStoreError)
+        except TrustStoreError as exc:
             raise TrustStoreError(
-                f"trusted state {path} is corrupt: not JSON",
+                f"trusted state {path} is corrupt: not JSON ({exc.message})",
                 hint="restore it from a backup; deleting it means trusting the ledger anew",
             ) from exc
         state = TrustedState.from_json(data, str(path))

@@ -139,7 +139,8 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
             return
     if not hits:
         raise NotFoundError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}")
-    rows = [{"key": h.entry.key, "tx": h.entry.tx, "revision": h.entry.revision, **dict(h.value),
+    # the proven fields last: an index value (anyone's writing) must not restate its own tx or key
+    rows = [{**dict(h.value), "key": h.entry.key, "tx": h.entry.tx, "revision": h.entry.revision,
              "proof": dict(h.entry.proof)} for h in hits]
 
     def human() -> str:
