@@ -29,7 +29,9 @@ SETTING_TYPES: dict[str, Any] = {
     "signing": {"key": str},
     "registry": {"insecure": bool, "auth_file": str},
     "docker": {"host": str},
-    "immudb": {"mirror": bool},  # [immudb] mirror = true: reads checked against a verified replay (docs/immudb.md)
+    # [immudb] mirror = true: reads checked against a verified replay; gateway = "http://HOST:8080": immudb's
+    # HTTP gateway instead of gRPC (docs/immudb.md)
+    "immudb": {"mirror": bool, "gateway": str},
     "gate": {},
     "policy": dict,
 }

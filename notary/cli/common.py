@@ -45,7 +45,7 @@ class App:
         from notary.ledger import mirror_setting, open_ledger
 
         ledger = open_ledger(self.ledger_url, state_dir=state_dir_from(self.config), create=create,
-                             mirror=mirror_setting(self.config) if mirror is None else mirror)
+                             mirror=mirror_setting(self.config) if mirror is None else mirror, config=self.config)
         self._ledgers.append(ledger)
         return ledger
 

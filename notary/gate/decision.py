@@ -295,7 +295,7 @@ def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_ope
     def opener() -> Ledger:
         from notary.ledger import open_ledger
 
-        return open_ledger(ledger_url, state_dir=state_dir, create=False, mirror=mirror)
+        return open_ledger(ledger_url, state_dir=state_dir, create=False, mirror=mirror, config=config)
 
     return Gate(policy, opener, front_end=front_end, keep_open=keep_open)
 

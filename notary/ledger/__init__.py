@@ -17,7 +17,8 @@ from notary.ledger.trust import TrustStore
 if TYPE_CHECKING:
     from notary.config import Config
 
-__all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "mirror_setting",
+__all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "gateway_setting",
+           "mirror_setting",
            "open_ledger"]
 
 
@@ -27,12 +28,14 @@ def default_ledger_url() -> str:
 
 
 def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, create: bool = True,
-                mirror: bool | None = None) -> Ledger:
+                mirror: bool | None = None, config: Config | None = None) -> Ledger:
     """Open the ledger named by url (default: the embedded ledger under the user's data dir).
 
     create=False refuses to create a missing embedded ledger (read commands must not invent one).
     mirror (immudb only): check every read against a local, verified replay of the ledger, which proves a read
     shows the newest version or that a key is absent; None leaves it to NOTARY_IMMUDB_MIRROR (default off).
+    config: where `[immudb] gateway` is read (NOTARY_IMMUDB_GATEWAY beats it): without the mirror, an immudb
+    ledger is then read and written through immudb's HTTP gateway, which spares a process grpc's start-up.
     """
     url = url or default_ledger_url()
     trust = TrustStore(state_dir)
@@ -44,11 +47,27 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
     if scheme == "immudb":
         from notary.ledger.immudb import ImmudbLedger
 
-        return ImmudbLedger.open(url, trust=trust, mirror=mirror_setting(None) if mirror is None else mirror)
+        mirrored = mirror_setting(config) if mirror is None else mirror
+        gateway = gateway_setting(config)
+        if gateway and not mirrored:
+            from notary.ledger.immudb.gateway import GatewayLedger
+
+            return GatewayLedger.open(url, trust=trust, gateway=gateway)
+        return ImmudbLedger.open(url, trust=trust, mirror=mirrored)
     raise UsageError(
         f"unsupported ledger URL {url!r}",
         hint="use file:///path/ledger.db or immudb://user@host:3322/database",
     )
+
+
+def gateway_setting(config: Config | None) -> str | None:
+    """immudb's HTTP gateway address: NOTARY_IMMUDB_GATEWAY (empty, "none" or "off": not used), else
+    `[immudb] gateway` in notary.toml, else None (gRPC)."""
+    raw = os.environ.get("NOTARY_IMMUDB_GATEWAY")
+    if raw is not None:
+        return None if raw.strip().lower() in ("", "none", "off") else raw
+    configured = config.section("immudb").get("gateway") if config is not None else None
+    return str(configured) if configured else None
 
 
 def mirror_setting(config: Config | None, *, default: bool = False) -> bool:

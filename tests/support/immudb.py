@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -79,6 +80,7 @@ class ImmudbServer:
                  public_key: Path | None = None, binaries: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
+        self.web_port = free_port()  # immudb's web server, serving the HTTP/JSON gateway under /api
         self.signing_key = signing_key
         self.public_key = public_key
         self.binaries = binaries or immudb_binaries()
@@ -95,6 +97,10 @@ class ImmudbServer:
     def url(self) -> str:
         return self.url_for("defaultdb")
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
     def url_for(self, database: str) -> str:
         return f"immudb://{self.user}@{self.address}/{database}"
 
@@ -107,7 +113,8 @@ class ImmudbServer:
             "--port", str(self.port),
             "--pgsql-server=false",
             "--metrics-server=false",
-            "--web-server=false",
+            "--web-server=true",
+            "--web-server-port", str(self.web_port),
             "--grpc-reflection=false",
             "--swaggerui=false",
         ]
@@ -134,8 +141,9 @@ class ImmudbServer:
             with grpc.insecure_channel(self.address) as channel:
                 try:
                     schema_pb2_grpc.ImmuServiceStub(channel).Health(empty_pb2.Empty(), timeout=1)
-                    return
-                except grpc.RpcError:
+                    with socket.create_connection(("127.0.0.1", self.web_port), timeout=1):
+                        return
+                except (grpc.RpcError, OSError):
                     pass
             if time.monotonic() > deadline:
                 self.stop()

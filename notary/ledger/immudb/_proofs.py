@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from notary.errors import ProofError, RollbackError
+from notary.ledger.immudb._replay import TxRow
 
 
 @dataclass(frozen=True)
@@ -67,15 +68,36 @@ def verify_state_signature(state: ImmuState, public_key_pem: str) -> None:
         ) from exc
 
 
+class StateKeeper:
+    """What this client trusts about one database right now: moves only forward, each new state signed by the
+    pinned server key when there is one. ImmudbLedger persists it only after a whole operation verified."""
+
+    def __init__(self, initial: ImmuState, server_key_pem: str | None) -> None:
+        self.current = initial
+        self.key = server_key_pem
+
+    def accept(self, new: ImmuState) -> None:
+        """Move to a state just proven consistent with the current one."""
+        old = self.current
+        if new.db != old.db:
+            raise ProofError(f"immudb answered for database {new.db!r}, not {old.db!r}")
+        if new.tx < old.tx:
+            raise RollbackError(f"immudb state went back from tx {old.tx} to tx {new.tx}")
+        if new.tx == old.tx and new.alh != old.alh and old.tx != 0:
+            raise RollbackError(f"immudb database {old.db} forked at tx {old.tx}: same tx, other hash")
+        if self.key is not None:
+            verify_state_signature(new, self.key)
+        self.current = new
+
+    def reset(self, state: ImmuState) -> None:
+        self.current = state
+
+
 def make_state_provider(initial: ImmuState, server_key_pem: str | None) -> Any:
     """A RootService for immudb-py whose state comes from notary's trust store, never from the server."""
     from immudb.rootService import RootService, State
 
-    class NotaryStateProvider(RootService):  # type: ignore[misc]  # immudb-py ships no types: RootService is Any
-        def __init__(self) -> None:
-            self.current = initial
-            self.key = server_key_pem
-
+    class NotaryStateProvider(StateKeeper, RootService):  # type: ignore[misc]  # immudb-py ships no types
         def init(self, dbname: str, service: Any) -> None:
             """immudb-py calls this at login to fetch the server's state: trust is ours, so do nothing."""
 
@@ -88,23 +110,7 @@ def make_state_provider(initial: ImmuState, server_key_pem: str | None) -> Any:
                             signature=bytes(root.signature or b""))
             self.accept(new)
 
-        def accept(self, new: ImmuState) -> None:
-            """Move to a state immudb-py (or the backend) just proved consistent with the current one."""
-            old = self.current
-            if new.db != old.db:
-                raise ProofError(f"immudb answered for database {new.db!r}, not {old.db!r}")
-            if new.tx < old.tx:
-                raise RollbackError(f"immudb state went back from tx {old.tx} to tx {new.tx}")
-            if new.tx == old.tx and new.alh != old.alh and old.tx != 0:
-                raise RollbackError(f"immudb database {old.db} forked at tx {old.tx}: same tx, other hash")
-            if self.key is not None:
-                verify_state_signature(new, self.key)
-            self.current = new
-
-        def reset(self, state: ImmuState) -> None:
-            self.current = state
-
-    return NotaryStateProvider()
+    return NotaryStateProvider(initial, server_key_pem)
 
 
 class Recorder:
@@ -140,9 +146,16 @@ def proven_header(dual_proof: Any, tx: int) -> Any:
 
 
 def header_alh(header: Any) -> bytes:
+    """A header's Alh; headers proven by notary's own checks (the gateway's TxRow) carry it already."""
+    if isinstance(header, TxRow):
+        return header.alh
     from immudb import schema
 
     return bytes(schema.TxHeaderFromProto(header).Alh())
+
+
+def header_eh(header: Any) -> bytes:
+    return header.eh if isinstance(header, TxRow) else bytes(header.eH)
 
 
 def check_tx_entries(vtx: Any, proven: Any, kvs: dict[bytes, bytes]) -> None:
@@ -220,20 +233,8 @@ def check_linear_advance(dual_proof: Any) -> None:
 
 
 def _linear_advance_holds(proof: Any, start: int, end: int, end_alh: bytes, root: bytes, tree_size: int) -> bool:
-    if end < start:
-        return False
-    if end <= start + 1:
-        return True  # nothing between the old tree and the end that the other parts of the proof leave open
-    from immudb.embedded.ahtree import verification as ahtree
-    from immudb.embedded.store.verification import leafFor
+    from notary.ledger.immudb._verify import LinearAdvanceProof, linear_advance_holds
 
-    terms = [bytes(t) for t in proof.linearProofTerms]
-    inclusions = [[bytes(t) for t in p.terms] for p in proof.inclusionProofs]
-    if len(terms) != end - start or len(inclusions) != end - start - 1:
-        return False
-    alh = terms[0]  # Alh of tx start+1
-    for tx in range(start + 1, end):
-        if not ahtree.VerifyInclusion(inclusions[tx - start - 1], tx, tree_size, leafFor(alh), root):
-            return False
-        alh = hashlib.sha256(struct.pack(">Q", tx + 1) + alh + terms[tx - start]).digest()
-    return alh == end_alh
+    terms = [bytes(t) for t in proof.linearProofTerms] if proof is not None else []
+    inclusions = [[bytes(t) for t in p.terms] for p in proof.inclusionProofs] if proof is not None else []
+    return linear_advance_holds(LinearAdvanceProof(terms, inclusions), start, end, end_alh, root, tree_size)

@@ -44,12 +44,19 @@ class ImmudbSession:
         self._password = ""
         self._new_pin: TrustedState | None = None
 
-    def _connect(self, password: str, configured_key: str | None) -> None:
+    def _open_client(self) -> None:
+        """The transport: immudb-py's gRPC client, whose proofs start from notary's state provider."""
         from immudb import ImmudbClient
 
-        db = self.target.database
-        self._rs = make_state_provider(empty_state(db), None)
+        self._rs = make_state_provider(empty_state(self.target.database), None)
         self._client = ImmudbClient(self.target.address, rs=self._rs, timeout=self.timeout)
+
+    def _use_server_key(self, key: str) -> None:
+        self._client.loadKeyFromString(key)
+
+    def _connect(self, password: str, configured_key: str | None) -> None:
+        db = self.target.database
+        self._open_client()
         uuid = self._identify()
         self.server_uuid = uuid
         self.ledger_id = f"immudb:{uuid}/{db}"
@@ -64,7 +71,7 @@ class ImmudbSession:
         self._key = configured_key or pinned
         self._rs.key = self._key
         if self._key:
-            self._client.loadKeyFromString(self._key)
+            self._use_server_key(self._key)
         self._rs.reset(self._state_of(self._trusted) if self._trusted else empty_state(db))
 
         self._password = password

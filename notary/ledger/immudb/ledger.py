@@ -26,6 +26,7 @@ from notary.ledger.immudb._proofs import (
     check_linear_advance,
     check_tx_entries,
     header_alh,
+    header_eh,
     header_time,
     proven_header,
     verify_tx_tofu,
@@ -213,10 +214,7 @@ class ImmudbLedger(ImmudbSession):
     def _verified_get(self, key: str, at_tx: int | None) -> Entry | None:
         k = _key_bytes(key)
         try:
-            if at_tx is None:
-                self._rpc(lambda: self._client.verifiedGet(k))
-            else:
-                self._rpc(lambda: self._client.verifiedGetAt(k, at_tx))
+            value, tx, revision, header = self._prove_entry(key, k, at_tx)
         except Exception as exc:
             if _is_missing(exc):
                 return None
@@ -227,24 +225,25 @@ class ImmudbLedger(ImmudbSession):
                     ) from exc
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {at_tx} yet") from exc
             raise
+        if at_tx is not None and tx != at_tx:  # immudb's atTx is exact: the version written in that tx
+            raise ProofError(f"immudb answered a read of {key} at tx {at_tx} with tx {tx}")
+        self._header_cache[tx] = header
+        return Entry(key=key, value=value, tx=tx, time=header_time(header), revision=revision,
+                     proof=self._proof(header, self._rs.current))
+
+    def _prove_entry(self, key: str, k: bytes, at_tx: int | None) -> tuple[bytes, int, int, Any]:
+        """(value, tx, revision, proven header) of key (as of at_tx: written in it), proven against trust."""
+        if at_tx is None:
+            self._rpc(lambda: self._client.verifiedGet(k))
+        else:
+            self._rpc(lambda: self._client.verifiedGetAt(k, at_tx))
         ventry = self._last("VerifiableGet")
         if ventry.entry.HasField("referencedBy") or bytes(ventry.entry.key) != k:
             raise ProofError(f"immudb answered a read of {key} with another key")
         tx = int(ventry.entry.tx)
-        if at_tx is not None and tx != at_tx:  # immudb's atTx is exact: the version written in that tx
-            raise ProofError(f"immudb answered a read of {key} at tx {at_tx} with tx {tx}")
         check_linear_advance(ventry.verifiableTx.dualProof)
         header = proven_header(ventry.verifiableTx.dualProof, tx)
-        self._header_cache[tx] = header
-        state = self._rs.current
-        return Entry(
-            key=key,
-            value=bytes(ventry.entry.value),
-            tx=tx,
-            time=header_time(header),
-            revision=int(ventry.entry.revision),
-            proof=self._proof(header, state),
-        )
+        return bytes(ventry.entry.value), tx, int(ventry.entry.revision), header
 
     def _verified_tx(self, tx: int, kvs: dict[bytes, bytes] | None) -> Any:
         """Prove transaction tx consistent with trust (and, given kvs, that it holds exactly them)."""
@@ -295,7 +294,7 @@ class ImmudbLedger(ImmudbSession):
             "tx": int(header.id),
             "tx_time": int(header.ts),
             "tx_alh": header_alh(header).hex(),
-            "tx_entries_hash": bytes(header.eH).hex(),
+            "tx_entries_hash": header_eh(header).hex(),
             "state": {
                 "tx": state.tx,
                 "hash": state.alh.hex(),

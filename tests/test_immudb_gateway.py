@@ -1,0 +1,354 @@
+"""The immudb ledger through immudb's HTTP gateway: notary's own proof checks, attacked through a real proxy.
+
+The gateway path loads neither grpc nor immudb-py, so every proof is checked by notary/ledger/immudb/_verify.py.
+Its verdicts are compared with immudb-py's on a live server's proofs (honest and altered), and a real HTTP man
+in the middle in front of the real gateway lies the ways an attacker on the path would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from notary.errors import LedgerUnavailableError, ProofError, RollbackError, UsageError
+from notary.ledger.immudb._replay import TxRow, alh, rows_from_proto
+from notary.ledger.immudb._verify import DualProof, LinearAdvanceProof, LinearProof, dual_proof_holds
+from notary.ledger.immudb.gateway import GatewayLedger
+from notary.ledger.trust import TrustStore
+from tests.support.cli import Notary
+from tests.support.http_proxy import HttpProxy, Reply
+from tests.support.immudb import ImmudbServer, fresh_immudb_url
+
+
+@pytest.fixture
+def url(immudb_server: ImmudbServer) -> str:
+    return fresh_immudb_url(immudb_server)
+
+
+def _open(url: str, gateway: str, state: Path) -> GatewayLedger:
+    ledger = GatewayLedger.open(url, trust=TrustStore(state), gateway=gateway)
+    assert isinstance(ledger, GatewayLedger)
+    return ledger
+
+
+# -- notary's dual proof check against immudb-py's, on the live server's proofs ------------------------------------
+
+
+def _header(h: object) -> TxRow:
+    row, _ = rows_from_proto(type("Tx", (), {"header": h, "entries": []})())
+    return row._replace(alh=alh(row, bytes(h.prevAlh)))  # type: ignore[attr-defined]
+
+
+def _ours(dp: object) -> DualProof:
+    p = dp  # a schema_pb2.DualProof
+    lp, ap = p.linearProof, p.LinearAdvanceProof  # type: ignore[attr-defined]
+    return DualProof(
+        _header(p.sourceTxHeader), _header(p.targetTxHeader),  # type: ignore[attr-defined]
+        [bytes(t) for t in p.inclusionProof], [bytes(t) for t in p.consistencyProof],  # type: ignore[attr-defined]
+        bytes(p.targetBlTxAlh), [bytes(t) for t in p.lastInclusionProof],  # type: ignore[attr-defined]
+        LinearProof(int(lp.sourceTxId), int(lp.TargetTxId), [bytes(t) for t in lp.terms]),
+        LinearAdvanceProof([bytes(t) for t in ap.linearProofTerms], [[bytes(t) for t in i.terms]
+                                                                      for i in ap.inclusionProofs]),
+    )
+
+
+def test_dual_proof_verdicts_match_immudb_py_on_honest_and_altered_proofs(immudb_server: ImmudbServer) -> None:
+    from immudb import schema
+    from immudb.embedded import store
+    from immudb.grpc import schema_pb2
+
+    name = immudb_server.create_database()
+    client = immudb_server.admin_client()
+    try:
+        client.useDatabase(name.encode())
+        for i in range(40):
+            client.set(f"k{i}".encode(), b"v")
+        stub = client._stub
+        checked = altered = 0
+        for source in (1, 2, 3, 7, 8, 9, 16, 17, 31):
+            for target in (source, source + 1, 33, 40):
+                vtx = stub.VerifiableTxById(schema_pb2.VerifiableTxRequest(tx=target, proveSinceTx=source))
+                dp = vtx.dualProof
+                ours = _ours(dp)
+                src_alh, tgt_alh = ours.source.alh, ours.target.alh
+                theirs = store.VerifyDualProof(schema.DualProofFromProto(dp), source, target, src_alh, tgt_alh)
+                assert theirs and dual_proof_holds(ours, source, target, src_alh, tgt_alh)
+                checked += 1
+                for field in ("inclusion", "consistency", "last_inclusion"):
+                    terms = list(getattr(ours, field))
+                    for n in range(len(terms)):
+                        bad = terms.copy()
+                        bad[n] = bytes([bad[n][0] ^ 1]) + bad[n][1:]
+                        assert not dual_proof_holds(ours._replace(**{field: bad}), source, target, src_alh, tgt_alh)
+                        altered += 1
+                if len(ours.linear.terms) > 1:
+                    bad = list(ours.linear.terms)
+                    bad[-1] = bytes(32)
+                    assert not dual_proof_holds(ours._replace(linear=ours.linear._replace(terms=bad)),
+                                                source, target, src_alh, tgt_alh)
+                assert not dual_proof_holds(ours, source, target, src_alh, bytes(32))
+                if source < target:
+                    assert not dual_proof_holds(ours, source, target, bytes(32), tgt_alh)
+        assert checked == 36 and altered > 50
+    finally:
+        client.shutdown()
+
+
+# -- the ledger through the gateway -----------------------------------------------------------------------------
+
+
+def test_gateway_and_grpc_share_one_trusted_state(url: str, immudb_server: ImmudbServer, tmp_path: Path) -> None:
+    from notary.ledger.immudb import ImmudbLedger
+
+    state = tmp_path / "state"
+    grpc_ledger = ImmudbLedger.open(url, trust=TrustStore(state))
+    first = grpc_ledger.write({"subject/a": b"one"})
+    grpc_ledger.close()
+    gw = _open(url, immudb_server.gateway_url, state)
+    second = gw.write({"subject/a": b"two", "job/local/1": b"{}"})
+    assert gw.ledger_id == grpc_ledger.ledger_id
+    assert [(e.tx, e.value) for e in gw.history("subject/a")] == [(first.tx, b"one"), (second.tx, b"two")]
+    gw.close()
+    again = ImmudbLedger.open(url, trust=TrustStore(state))
+    assert again.info().head.tx == second.tx and again.get("subject/a").value == b"two"  # type: ignore[union-attr]
+    again.close()
+
+
+def test_values_over_a_chunked_reply_read_back(url: str, immudb_server: ImmudbServer, tmp_path: Path) -> None:
+    """The gateway switches to chunked transfer for bodies over 2 KiB: a 300 KB envelope crosses many chunks."""
+    gw = _open(url, immudb_server.gateway_url, tmp_path / "state")
+    big = os.urandom(300_000)
+    gw.write({"subject/big": big})
+    assert gw.get("subject/big").value == big  # type: ignore[union-attr]
+    assert gw.history("subject/big")[0].value == big
+
+
+def test_login_token_is_cached_private_and_replaced_when_refused(url: str, immudb_server: ImmudbServer,
+                                                                 tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _open(url, immudb_server.gateway_url, state).close()
+    [token] = state.glob("immudb-token-*")
+    assert token.stat().st_mode & 0o777 == 0o600
+    first = token.read_bytes()
+    reopened = _open(url, immudb_server.gateway_url, state)
+    assert token.read_bytes() == first  # reused: no second login
+    reopened.close()
+    # a token the server refuses (forged, or from before a restart) but that claims a far expiry
+    payload = base64.urlsafe_b64encode(json.dumps({"exp": "2999-01-01T00:00:00Z"}).encode() + bytes(64))
+    forged = b"v2.public." + payload.rstrip(b"=") + b".x"
+    token.write_bytes(forged)
+    gw = _open(url, immudb_server.gateway_url, state)
+    gw.write({"subject/t": b"x"})
+    assert gw.get("subject/t") is not None
+    assert token.read_bytes().startswith(b"v2.public.") and token.read_bytes() != forged
+
+
+def test_wrong_password_is_refused_in_one_line(url: str, immudb_server: ImmudbServer, tmp_path: Path) -> None:
+    with pytest.raises(LedgerUnavailableError, match="refused user"):
+        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=immudb_server.gateway_url, password="wrong")
+
+
+@pytest.mark.parametrize("gateway", ["ftp://127.0.0.1:8080", "http://u:p@127.0.0.1:8080", "http://h:8080/api",
+                                     "http://127.0.0.1:0", "http://", "http://h:99999"])
+def test_malformed_gateway_url_is_a_usage_error(url: str, tmp_path: Path, gateway: str) -> None:
+    with pytest.raises(UsageError):
+        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=gateway)
+
+
+def test_gateway_pointing_at_nothing_is_unavailable(url: str, tmp_path: Path) -> None:
+    from tests.support.processes import free_port
+
+    with pytest.raises(LedgerUnavailableError, match="unreachable"):
+        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{free_port()}")
+
+
+def test_gateway_pointing_at_the_grpc_port_is_unavailable(url: str, immudb_server: ImmudbServer,
+                                                          tmp_path: Path) -> None:
+    with pytest.raises(LedgerUnavailableError):
+        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://{immudb_server.address}")
+
+
+def test_pinned_server_key_checks_every_state(url: str, immudb_server: ImmudbServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(immudb_server.public_key))
+    gw = _open(url, immudb_server.gateway_url, tmp_path / "state")
+    gw.write({"subject/s": b"x"})
+    assert gw.get("subject/s").proof["checked"] == ["entry-inclusion", "dual-proof", "state-signature"]  # type: ignore[union-attr]
+
+
+def test_a_key_other_than_the_servers_is_a_proof_error(url: str, immudb_server: ImmudbServer, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.immudb import write_signing_key
+
+    (tmp_path / "other").mkdir()
+    _, other_public = write_signing_key(tmp_path / "other")
+    monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(other_public))
+    with pytest.raises(ProofError, match="not signed by the pinned server key"):
+        _open(url, immudb_server.gateway_url, tmp_path / "state")
+
+
+# -- a man in the middle ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(immudb_server: ImmudbServer):  # noqa: ANN201
+    p = HttpProxy(immudb_server.gateway_url).start()
+    yield p
+    p.stop()
+
+
+def _rewrite_json(path_part: str, change):  # noqa: ANN001, ANN202
+    def rewrite(path: str, reply: Reply) -> Reply:
+        if path_part not in path or reply.status != 200:
+            return reply
+        doc = json.loads(reply.body)
+        change(doc)
+        return reply._replace(body=json.dumps(doc).encode())
+
+    return rewrite
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _written(url: str, gateway: str, state: Path) -> None:
+    gw = _open(url, gateway, state)
+    gw.write({"subject/m": b"notarized"})
+    gw.write({"subject/m": b"revoked", "other": b"x"})
+    gw.close()
+
+
+@pytest.mark.parametrize("attack", ["value", "key", "tx", "inclusion-term", "header-eh", "linear-term",
+                                    "state-hash", "revision-only-is-harmless"])
+def test_rewritten_verifiable_get_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                             tmp_path: Path, attack: str) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        entry, vtx = doc["entry"], doc["verifiableTx"]
+        dp = vtx["dualProof"]
+        if attack == "value":
+            entry["value"] = _b64(b"notarized")
+        elif attack == "key":
+            entry["key"] = _b64(b"other")
+        elif attack == "tx":
+            entry["tx"] = str(int(entry["tx"]) - 1)
+        elif attack == "inclusion-term":
+            doc["inclusionProof"]["terms"] = [_b64(bytes(32))] * len(doc["inclusionProof"].get("terms", [1]))
+        elif attack == "header-eh":
+            dp["targetTxHeader"]["eH"] = _b64(bytes(32))
+        elif attack == "linear-term":
+            dp["linearProof"]["terms"][-1] = _b64(bytes(32))
+        elif attack == "state-hash":
+            dp["sourceTxHeader"]["prevAlh"] = _b64(bytes(32))
+        else:
+            entry["revision"] = "2"
+
+    proxy.rewrite = _rewrite_json("/verifiable/get", change)
+    gw = _open(url, proxy.url, state)
+    if attack == "revision-only-is-harmless":
+        assert gw.get("subject/m").value == b"revoked"  # type: ignore[union-attr]
+        return
+    with pytest.raises(ProofError):
+        gw.get("subject/m")
+
+
+def test_forged_current_state_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                         tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["txHash"] = _b64(bytes(32))
+
+    proxy.rewrite = _rewrite_json("/db/state", change)
+    with pytest.raises(RollbackError, match="forked"):
+        _open(url, proxy.url, state)
+
+
+def test_state_behind_trust_is_a_rollback(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                          tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["txId"] = "1"
+
+    proxy.rewrite = _rewrite_json("/db/state", change)
+    with pytest.raises(RollbackError, match="rolled back"):
+        _open(url, proxy.url, state)
+
+
+def test_another_server_answering_mid_session_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                                         tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+    gw = _open(url, proxy.url, state)
+
+    def swap(path: str, reply: Reply) -> Reply:
+        return reply._replace(headers=[(k, "otherserver1" if k.lower() == "grpc-metadata-immudb-uuid" else v)
+                                       for k, v in reply.headers])
+
+    proxy.rewrite = swap
+    with pytest.raises(RollbackError, match="replaced"):
+        gw.get("subject/m")
+
+
+def test_a_write_answered_with_other_entries_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                                        tmp_path: Path) -> None:
+    """The proxy swaps the proven transaction for another one of the server's: its proof is valid, but it does
+    not hold what notary wrote."""
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+    gw = _open(url, proxy.url, state)
+    proxy.paths.clear()
+
+    def to_older_tx(path: str, reply: Reply) -> Reply:
+        if "/db/set" in path and reply.status == 200:
+            doc = json.loads(reply.body)
+            doc["id"] = str(int(doc["id"]) - 1)  # "your write is transaction N-1"
+            return reply._replace(body=json.dumps(doc).encode())
+        return reply
+
+    proxy.rewrite = to_older_tx
+    with pytest.raises(ProofError, match="does not hold exactly|do not hash"):
+        gw.write({"subject/w": b"mine"})
+    assert any(p.startswith("/api/db/verifiable/tx/") for p in proxy.paths)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"txId": "1", "txId": "2"}', b"\xff\xfe",
+                                  b"not json", b'{"db": 5}'])
+def test_hostile_gateway_bodies_are_one_error_not_a_crash(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                                          tmp_path: Path, body: bytes) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+    proxy.rewrite = lambda path, reply: reply._replace(body=body) if "/db/state" in path else reply
+    with pytest.raises((ProofError, LedgerUnavailableError)):
+        _open(url, proxy.url, state)
+
+
+def test_notary_verify_through_the_gateway_in_one_process(url: str, immudb_server: ImmudbServer,
+                                                          tmp_path: Path) -> None:
+    """The CLI end to end, and proof that the process never imported grpc or immudb-py."""
+    notary = Notary(tmp_path, ledger_url=url)
+    notary.env.update({"NOTARY_IMMUDB_PASSWORD": immudb_server.password,
+                       "NOTARY_IMMUDB_GATEWAY": immudb_server.gateway_url})
+    key = notary.key()
+    artifact, _ = notary.notarize_file(key, b"release\n")
+    notary.run("verify", str(artifact), "--key", f"{key}.pub")
+    notary.run("revoke", str(artifact), "--reason", "leaked", "--key", str(key))
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "notary.cli.main", "verify", str(artifact),
+                          "--key", f"{key}.pub"], env=notary.env, capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert out.returncode == 1 and "leaked" in out.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time")}
+    assert "notary.ledger.immudb.gateway" in imported
+    assert not {"grpc", "immudb", "google.protobuf", "http.client"} & imported
