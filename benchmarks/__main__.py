@@ -202,18 +202,22 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
     from benchmarks import immudb_ledger as bench_immudb
 
     url = os.environ.get("NOTARY_BENCH_IMMUDB_URL")
+    gateway = os.environ.get("NOTARY_BENCH_IMMUDB_GATEWAY")  # immudb's web server, when the URL above is given
     password = os.environ.get("NOTARY_IMMUDB_PASSWORD", "immudb")
     server = None
     if not url:
         from tests.support.immudb import ImmudbServer  # `python -m benchmarks` runs from the repo root
 
         server = ImmudbServer(work / "immudb-data").start()
-        url, password = server.url, server.password
+        url, password, gateway = server.url, server.password, server.gateway_url
     try:
         out = bench_immudb.bench_notarize_vs_raw(url, password, writes)
         out["mirror"] = _optional(lambda: bench_immudb.bench_mirror(url, password, n_tx=2000))  # goal: gate < 30 ms
         env = {**os.environ, "NOTARY_LEDGER": url, "NOTARY_IMMUDB_PASSWORD": password}
         out["verify_process"] = bench_verify_process(work / "immudb-verify", verify_runs, env=env, goal_ms=150)
+        if gateway:  # the same, through immudb's HTTP gateway: no grpc, no immudb-py, a cached login token
+            out["verify_process_gateway"] = bench_verify_process(
+                work / "immudb-verify-gw", verify_runs, env={**env, "NOTARY_IMMUDB_GATEWAY": gateway}, goal_ms=150)
         out["import_cost_p50_ms"] = {
             name: round(statistics.median(_time([sys.executable, "-c", f"import {name}"]) for _ in range(9)) * 1000, 1)
             for name in ("grpc", "immudb", "notary.cli.main")
@@ -222,6 +226,9 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
             from benchmarks import gate as bench_gate
 
             out["oci_hook"] = _optional(lambda: bench_gate.bench_hook(work / "immudb-hook", immudb=(url, password)))
+            if gateway:
+                out["oci_hook_gateway"] = _optional(lambda: bench_gate.bench_hook(
+                    work / "immudb-hook-gw", immudb=(url, password), gateway=gateway))
         return out
     finally:
         if server is not None:

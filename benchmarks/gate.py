@@ -123,11 +123,13 @@ def _runc_once(runc: str, root: Path, bundle: Path) -> tuple[float, float]:
     return elapsed, _children_cpu() - cpu
 
 
-def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None) -> dict[str, Any]:
+def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None,
+               gateway: str | None = None) -> dict[str, Any]:
     """p50 wall time of `runc run` with and without the hook, interleaved; the difference is the hook's cost.
 
     On the embedded ledger unless immudb = (ledger URL, password): the hook then reads the password from a
-    0600 file named by NOTARY_IMMUDB_PASSWORD_FILE, as a real deployment would."""
+    0600 file named by NOTARY_IMMUDB_PASSWORD_FILE, as a real deployment would, and goes through immudb's HTTP
+    gateway when one is given (NOTARY_IMMUDB_GATEWAY)."""
     from notary.sources import identify
 
     runc = _need("runc")
@@ -139,6 +141,8 @@ def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None
         secret.touch(mode=0o600)
         secret.write_text(immudb[1])
         ledger_env["NOTARY_IMMUDB_PASSWORD_FILE"] = str(secret)
+        if gateway:
+            ledger_env["NOTARY_IMMUDB_GATEWAY"] = gateway
     saved = {k: os.environ.get(k) for k in ledger_env}
     os.environ.update(ledger_env)
     try:
@@ -187,7 +191,7 @@ def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None
         # CPU time is what the hook costs regardless of other load on the machine (wall time is not)
         "hook_added_cpu_p50_ms": round(p50("hook", 1) - p50("plain", 1), 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
-        "ledger": "immudb" if immudb else "embedded",
+        "ledger": ("immudb-gateway" if gateway else "immudb") if immudb else "embedded",
         "goal_ms": 150 if immudb else 80,
     }
     if "server" in times:  # the curl hook asking a resident `notary gate hook-server`

@@ -3,8 +3,9 @@
 #
 # Data lives in ${IMMUDB_DATA_DIR:-${XDG_CACHE_HOME:-~/.cache}/notary/immudb-data} (kept between runs, so the
 # ledger and notary's trusted state stay in step; delete it together with notary's state to start over).
-# Port: IMMUDB_PORT, else 3322 if free, else a free port. Only 127.0.0.1 is bound; the web console, pgsql and
-# metrics servers are off. Credentials are immudb's defaults (immudb/immudb) unless the data dir already exists
+# Port: IMMUDB_PORT, else 3322 if free, else a free port. Only 127.0.0.1 is bound. The web server (immudb's
+# HTTP/JSON gateway under /api, which notary uses with NOTARY_IMMUDB_GATEWAY, and its console) listens on
+# IMMUDB_WEB_PORT, else 8080 if free, else a free port; pgsql and metrics servers are off. Credentials are immudb's defaults (immudb/immudb) unless the data dir already exists
 # with another password: notary reads the password from NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE.
 # IMMUDB_SIGNING_KEY=1 creates (once) and uses an ECDSA state-signing key; its public half is printed for
 # NOTARY_IMMUDB_SERVER_KEY.
@@ -33,8 +34,14 @@ if [[ -z "$port" ]]; then
   fi
 fi
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+webport="${IMMUDB_WEB_PORT:-}"
+if [[ -z "$webport" ]]; then
+  if port_free 8080 && [[ "$port" != 8080 ]]; then webport=8080; else webport="$(free_port)"; fi
+fi
+
 args=(--dir "$data/db" --address 127.0.0.1 --port "$port" --pgsql-server=false --metrics-server=false
-      --web-server=false --grpc-reflection=false --swaggerui=false)
+      --web-server=true --web-server-port "$webport" --grpc-reflection=false --swaggerui=false)
 pubkey=""
 if [[ "${IMMUDB_SIGNING_KEY:-0}" == 1 ]]; then
   if [[ ! -f "$data/signing.key" ]]; then
@@ -55,10 +62,12 @@ for _ in $(seq 1 100); do
     rm -f "$pidfile"
     exit 1
   fi
-  if ! port_free "$port"; then break; fi
+  if ! port_free "$port" && ! port_free "$webport"; then break; fi
   sleep 0.1
 done
-port_free "$port" && { echo "immudb-up: immudb did not start listening on 127.0.0.1:$port (log: $logfile)" >&2; exit 1; }
+for p in "$port" "$webport"; do
+  port_free "$p" && { echo "immudb-up: immudb did not start listening on 127.0.0.1:$p (log: $logfile)" >&2; exit 1; }
+done
 
 cat <<INFO
 immudb $("$bindir/immudb" version 2>/dev/null | head -n 1 | awk '{print $2}') listening on 127.0.0.1:$port (data: $data/db, log: $logfile)
@@ -66,6 +75,7 @@ stop it:   kill $(cat "$pidfile") && rm -f $pidfile
 use it from notary:
   export NOTARY_LEDGER=immudb://immudb@127.0.0.1:$port/defaultdb
   export NOTARY_IMMUDB_PASSWORD=immudb   # immudb's default admin password; or NOTARY_IMMUDB_PASSWORD_FILE=/path/to/file
+  export NOTARY_IMMUDB_GATEWAY=http://127.0.0.1:$webport   # optional: the HTTP gateway, for fast one-shot processes
 INFO
 if [[ -n "$pubkey" ]]; then
   echo "  export NOTARY_IMMUDB_SERVER_KEY=$pubkey   # check every state's signature"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from notary.ledger.immudb import ImmudbLedger
+from notary.ledger.immudb.gateway import GatewayLedger
 from notary.ledger.trust import TrustStore
 from tests.support.immudb import REPO, free_port, immudb_binaries
 
@@ -36,7 +37,7 @@ def test_immudb_up_starts_a_usable_loopback_server(tmp_path: Path, monkeypatch: 
     binaries = immudb_binaries()
     port = free_port()
     env = _env(tmp_path, IMMUDB_BIN=str(binaries / "immudb"), IMMUDB_ANY_VERSION="1", IMMUDB_PORT=str(port),
-               IMMUDB_SIGNING_KEY="1")
+               IMMUDB_WEB_PORT=str(free_port()), IMMUDB_SIGNING_KEY="1")
     done = subprocess.run([str(REPO / "scripts" / "immudb-up.sh")], capture_output=True, text=True, timeout=120,
                           env=env)
     assert done.returncode == 0, done.stderr
@@ -50,6 +51,10 @@ def test_immudb_up_starts_a_usable_loopback_server(tmp_path: Path, monkeypatch: 
         ledger = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "trust"))
         assert ledger.write({"hello": b"world"}).tx >= 1
         ledger.close()
+        gateway = re.search(r"NOTARY_IMMUDB_GATEWAY=(\S+)", done.stdout).group(1)  # type: ignore[union-attr]
+        via_gateway = GatewayLedger.open(url, trust=TrustStore(tmp_path / "trust"), gateway=gateway)
+        assert via_gateway.get("hello").value == b"world"  # type: ignore[union-attr]
+        via_gateway.close()
         again = subprocess.run([str(REPO / "scripts" / "immudb-up.sh")], capture_output=True, text=True,
                                timeout=120, env=env)
         assert again.returncode != 0 and "already running" in again.stderr

@@ -162,6 +162,10 @@ class GatewayLedger(ImmudbLedger):
         reply = self._http.request(method, path, data, self._token if auth else None)
         uuid = reply.headers.get("grpc-metadata-immudb-uuid", "")
         if not uuid.isalnum() or len(uuid) > 64:
+            if reply.status != 200:  # another web server, or immudb's console without its API
+                raise LedgerUnavailableError(
+                    f"immudb gateway at {self._gateway.url} does not serve immudb's API (HTTP {reply.status})",
+                    hint="NOTARY_IMMUDB_GATEWAY must name immudb's web server (immudb --web-server, port 8080)")
             raise ProofError(f"immudb gateway at {self._gateway.url} did not identify itself (no server uuid)")
         if self.server_uuid and uuid != self.server_uuid:
             raise RollbackError(
