@@ -352,3 +352,61 @@ def test_notary_verify_through_the_gateway_in_one_process(url: str, immudb_serve
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time")}
     assert "notary.ledger.immudb.gateway" in imported
     assert not {"grpc", "immudb", "google.protobuf", "http.client"} & imported
+
+
+def test_history_listing_a_transaction_twice_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                                        tmp_path: Path) -> None:
+    """Each listed version is re-read with a proof, so a repeated one would verify: the order must be strict."""
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["entries"] = doc["entries"] + doc["entries"][-1:]
+
+    proxy.rewrite = _rewrite_json("/db/history", change)
+    with pytest.raises(ProofError, match="lists tx"):
+        _open(url, proxy.url, state).history("subject/m")
+
+
+def test_scan_pages_that_never_move_forward_end(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
+                                                tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+
+    def change(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["entries"] = [{"key": _b64(b"subject/m"), "value": ""}] * 1000  # a full page, every time the same
+
+    proxy.rewrite = _rewrite_json("/db/scan", change)
+    with pytest.raises(ProofError, match="does not move forward"):
+        _open(url, proxy.url, state).keys("subject/")
+
+
+def test_a_trickling_gateway_times_out(url: str, immudb_server: ImmudbServer, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that sends a byte now and then never ends a reply: the whole reply has one deadline."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            for _ in range(100):
+                conn.sendall(b"x")
+                time.sleep(0.3)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    monkeypatch.setenv("NOTARY_IMMUDB_TIMEOUT", "1")
+    started = time.monotonic()
+    with pytest.raises(LedgerUnavailableError, match="timed out"):
+        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{listener.getsockname()[1]}")
+    assert time.monotonic() - started < 5
+    listener.close()

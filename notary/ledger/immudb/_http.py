@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import time
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -65,9 +66,10 @@ class HttpClient:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._buf = b""
+        self._deadline = 0.0
 
     def request(self, method: str, path: str, body: bytes | None = None, token: str | None = None) -> Reply:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.gateway.host}:{self.gateway.port}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.gateway.url.split('://', 1)[1]}\r\n"
         if token:
             head += f"Authorization: Bearer {token}\r\n"
         if body is not None:
@@ -103,9 +105,11 @@ class HttpClient:
         return sock
 
     def _exchange(self, raw: bytes) -> Reply:
+        self._deadline = time.monotonic() + self.timeout  # for the whole reply: a trickling server ends too
         if self._sock is None:
             self._sock = self._connect()
             self._buf = b""
+        self._sock.settimeout(self.timeout)
         self._sock.sendall(raw)
         head = self._read_until(b"\r\n\r\n", MAX_HEAD, "reply headers")
         lines = head.split(b"\r\n")
@@ -127,7 +131,7 @@ class HttpClient:
             raise ProtocolError(f"immudb gateway at {self.gateway.url} sent an unknown transfer encoding")
         else:
             length = headers.get("content-length", "")
-            if not length.isdigit() or len(length) > 12 or int(length) > MAX_BODY:
+            if not (length.isascii() and length.isdigit()) or len(length) > 12 or int(length) > MAX_BODY:
                 raise ProtocolError(f"immudb gateway at {self.gateway.url} sent no usable Content-Length")
             body = self._read_exact(int(length))
         if headers.get("connection", "").lower() == "close":
@@ -136,6 +140,10 @@ class HttpClient:
 
     def _fill(self) -> None:
         assert self._sock is not None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        self._sock.settimeout(left)
         chunk = self._sock.recv(1 << 16)
         if not chunk:
             raise _Closed("the server closed the connection")

@@ -32,7 +32,7 @@ def obj(doc: Any, name: str) -> Mapping[str, Any]:
 
 def uint(doc: Mapping[str, Any], name: str, limit: int = _MAX_U64) -> int:
     value = doc.get(name, 0)
-    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
         raise ProofError(f"immudb gateway answer: {name} is not an unsigned integer")

@@ -340,6 +340,6 @@ def _expires(token: str) -> float:
         payload = urlsafe_b64decode(body + "=" * (-len(body) % 4))[:-64]  # the Ed25519 signature ends it
         exp = json.loads(payload)["exp"]
         return datetime.fromisoformat(str(exp).replace("Z", "+00:00")).timestamp()
-    except (IndexError, ValueError, KeyError, TypeError):
+    except (IndexError, ValueError, KeyError, TypeError, RecursionError):
         return 0.0
 

@@ -35,6 +35,7 @@ from notary.ledger.immudb._session import ImmudbSession, _detail
 from notary.ledger.trust import TrustStore
 
 _PAGE = 1000  # immudb's largest scan/history page
+_MAX_LISTING = 1_000_000  # versions of one key, or keys under one prefix, before a listing is called endless
 
 
 class ImmudbLedger(ImmudbSession):
@@ -126,7 +127,11 @@ class ImmudbLedger(ImmudbSession):
     def history(self, key: str) -> list[Entry]:
         with self._guard(f"read the history of {key}"):
             entries = []
+            previous = 0
             for revision, item in enumerate(list(self._history_items(key)), start=1):
+                if int(item.tx) <= previous:  # a key has one version per transaction, oldest first
+                    raise ProofError(f"immudb history of {key} lists tx {item.tx} after tx {previous}")
+                previous = int(item.tx)
                 entry = self._verified_get(key, int(item.tx))
                 if entry is None or entry.tx != int(item.tx) or entry.value != bytes(item.value):
                     raise ProofError(f"immudb history of {key} names tx {item.tx}, which does not verify")
@@ -149,8 +154,10 @@ class ImmudbLedger(ImmudbSession):
 
     def _pages(self, fetch: Callable[[Any], Any], after: Callable[[Any, Any], Any], start: Any) -> Iterator[Any]:
         """immudb's paged listings (history, scan): pages of at most _PAGE items until a short page; a key
-        the server does not know is an empty listing, not an error."""
+        the server does not know is an empty listing, not an error. A server that sends more items than a page
+        holds, a page that does not move the cursor forward, or an endless listing is lying: ProofError."""
         cursor = start
+        total = 0
         while True:
             try:
                 page = self._rpc(functools.partial(fetch, cursor))
@@ -158,10 +165,16 @@ class ImmudbLedger(ImmudbSession):
                 if _is_missing(exc):
                     return
                 raise
+            total += len(page)
+            if len(page) > _PAGE or total > _MAX_LISTING:
+                raise ProofError(f"immudb sent a listing of more than {min(total, _MAX_LISTING)} items")
             yield from page
             if len(page) < _PAGE:
                 return
-            cursor = after(cursor, page)
+            following = after(cursor, page)
+            if not following > cursor:
+                raise ProofError("immudb sent a listing page that does not move forward")
+            cursor = following
 
     def tx_at_time(self, when: datetime) -> int | None:
         if when.tzinfo is None:
