@@ -65,10 +65,14 @@ class HttpClient:
         self.gateway = gateway
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._buf = b""
+        self._buf = bytearray()
         self._deadline = 0.0
+        self._answered = False
 
-    def request(self, method: str, path: str, body: bytes | None = None, token: str | None = None) -> Reply:
+    def request(self, method: str, path: str, body: bytes | None = None, token: str | None = None, *,
+                idempotent: bool = True) -> Reply:
+        """One exchange. A kept-alive connection the server had closed is retried once on a fresh one, but
+        only for an idempotent request that got no byte of reply (a write is never sent twice)."""
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.gateway.url.split('://', 1)[1]}\r\n"
         if token:
             head += f"Authorization: Bearer {token}\r\n"
@@ -80,8 +84,9 @@ class HttpClient:
             try:
                 return self._exchange(raw)
             except _Closed as exc:
+                answered = self._answered
                 self.close()
-                if not reused or attempt == 2:
+                if not reused or attempt == 2 or not idempotent or answered:
                     raise self._unavailable(str(exc)) from None
             except OSError as exc:
                 self.close()
@@ -106,9 +111,10 @@ class HttpClient:
 
     def _exchange(self, raw: bytes) -> Reply:
         self._deadline = time.monotonic() + self.timeout  # for the whole reply: a trickling server ends too
+        self._answered = False
         if self._sock is None:
             self._sock = self._connect()
-            self._buf = b""
+            self._buf = bytearray()
         self._sock.settimeout(self.timeout)
         self._sock.sendall(raw)
         head = self._read_until(b"\r\n\r\n", MAX_HEAD, "reply headers")
@@ -147,13 +153,15 @@ class HttpClient:
         chunk = self._sock.recv(1 << 16)
         if not chunk:
             raise _Closed("the server closed the connection")
-        self._buf += chunk
+        self._answered = True
+        self._buf += chunk  # a bytearray: appending is linear, a 64 MiB body too
 
     def _read_until(self, marker: bytes, limit: int, what: str) -> bytes:
         while True:
             at = self._buf.find(marker)
             if at >= 0:
-                found, self._buf = self._buf[:at], self._buf[at + len(marker):]
+                found = bytes(self._buf[:at])
+                del self._buf[: at + len(marker)]
                 return found
             if len(self._buf) > limit:
                 raise ProtocolError(f"immudb gateway at {self.gateway.url}: {what} over {limit} bytes")
@@ -162,7 +170,8 @@ class HttpClient:
     def _read_exact(self, n: int) -> bytes:
         while len(self._buf) < n:
             self._fill()
-        data, self._buf = self._buf[:n], self._buf[n:]
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
         return data
 
     def _read_chunked(self) -> bytes:
@@ -186,7 +195,7 @@ class HttpClient:
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
-        self._buf = b""
+        self._buf = bytearray()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()

@@ -134,7 +134,17 @@ class Recorder:
 
 
 def header_time(header: Any) -> datetime:
-    return datetime.fromtimestamp(int(header.ts), timezone.utc)
+    try:
+        return datetime.fromtimestamp(int(header.ts), timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise ProofError(f"immudb transaction {header.id} carries an impossible time ({header.ts})") from None
+
+
+def check_new_tx(tx: int, trusted_before: int) -> None:
+    """A write is a new transaction: one this client had verified before it wrote is another's, replayed."""
+    if tx <= trusted_before:
+        raise ProofError(f"immudb says the write is tx {tx}, but this client had verified up to tx {trusted_before} "
+                         "before writing")
 
 
 def proven_header(dual_proof: Any, tx: int) -> Any:

@@ -77,6 +77,8 @@ def tx_metadata(md: Mapping[str, Any]) -> bytes:
     if truncated:
         out += b"\x00" + struct.pack(">Q", truncated)
     extra = raw(md, "extra")
+    if len(extra) > 0xFFFF:
+        raise ProofError("immudb gateway answer: transaction metadata longer than immudb can store")
     if extra:
         out += b"\x01" + struct.pack(">H", len(extra)) + extra
     return out

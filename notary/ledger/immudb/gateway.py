@@ -15,6 +15,7 @@ replays through gRPC, so a ledger opened with the mirror ignores the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -22,7 +23,7 @@ from base64 import b64encode, urlsafe_b64decode
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 from urllib.parse import quote
 
 from notary import jsonsafe
@@ -31,7 +32,7 @@ from notary.ledger.base import WriteReceipt
 from notary.ledger.immudb import _wire as wire
 from notary.ledger.immudb._conn import ImmudbTarget, parse_url, read_password, read_server_key, read_timeout
 from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway
-from notary.ledger.immudb._proofs import ImmuState, StateKeeper, empty_state, header_time
+from notary.ledger.immudb._proofs import ImmuState, StateKeeper, check_new_tx, empty_state, header_time
 from notary.ledger.immudb._replay import PLAIN_VALUE_PREFIX, TxRow, entries_root, entry_digest, value_hash
 from notary.ledger.immudb._verify import DualProof, dual_proof_holds, entry_included
 from notary.ledger.immudb.ledger import _PAGE, ImmudbLedger, _key_bytes
@@ -63,6 +64,7 @@ class GatewayLedger(ImmudbLedger):
     _gateway: Gateway
     _http: HttpClient | None = None
     _token = ""
+    _from_cache = False
     _seen_uuid = ""
 
     @classmethod
@@ -103,7 +105,7 @@ class GatewayLedger(ImmudbLedger):
     def _login(self) -> None:
         cached = self._cached_token()
         if cached:
-            self._token = cached
+            self._token, self._from_cache = cached, True
             return
         self._fresh_login()
 
@@ -112,14 +114,14 @@ class GatewayLedger(ImmudbLedger):
                 "password": b64encode(self._password.encode()).decode()}
         reply = self._call("POST", "/api/login", body, what="log in", auth=False)
         first = reply.get("token")
-        if not isinstance(first, str) or not first or len(first) > MAX_TOKEN:
+        if not _usable_token(first):
             raise LedgerUnavailableError(f"immudb gateway at {self._gateway.url} answered the login without a token")
         self._token = first
         used = self._call("GET", f"/api/db/use/{quote(self.target.database)}", None, what="open the database")
         token = used.get("token")
-        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN or not token.isprintable():
+        if not _usable_token(token):
             raise LedgerUnavailableError(f"immudb gateway at {self._gateway.url} opened the database without a token")
-        self._token = token
+        self._token, self._from_cache = token, False
         self._save_token(token)
 
     def _token_path(self) -> Path:
@@ -134,7 +136,7 @@ class GatewayLedger(ImmudbLedger):
             token = read_regular(self._token_path(), MAX_TOKEN, "immudb token", error=InputError).decode("ascii")
         except (OSError, InputError, UnicodeDecodeError):
             return None
-        return token if token.isprintable() and _expires(token) > time.time() + 60 else None
+        return token if _usable_token(token) and _expires(token) > time.time() + 60 else None
 
     def _save_token(self, token: str) -> None:
         from notary.fsio import atomic_write
@@ -156,10 +158,10 @@ class GatewayLedger(ImmudbLedger):
         return call()
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None, *, what: str,
-              auth: bool = True) -> Mapping[str, Any]:
+              auth: bool = True, idempotent: bool = True) -> Mapping[str, Any]:
         assert self._http is not None
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
-        reply = self._http.request(method, path, data, self._token if auth else None)
+        reply = self._http.request(method, path, data, self._token if auth else None, idempotent=idempotent)
         uuid = reply.headers.get("grpc-metadata-immudb-uuid", "")
         if not uuid.isalnum() or len(uuid) > 64:
             if reply.status != 200:  # another web server, or immudb's console without its API
@@ -197,6 +199,14 @@ class GatewayLedger(ImmudbLedger):
     def _current_state(self) -> ImmuState:
         doc = self._rpc(lambda: self._call("GET", "/api/db/state", None, what="read the current state"))
         db = doc.get("db")
+        if db != self.target.database and self._from_cache:
+            # a cached token for another database (a swapped login answer): forget it and log in again
+            self._from_cache = False
+            with contextlib.suppress(OSError):
+                self._token_path().unlink()
+            self._fresh_login()
+            doc = self._call("GET", "/api/db/state", None, what="read the current state")
+            db = doc.get("db")
         if db != self.target.database:
             raise ProofError(f"immudb answered with the state of database {db!r}")
         tx = wire.uint(doc, "txId")
@@ -280,8 +290,11 @@ class GatewayLedger(ImmudbLedger):
         encoded = self._encode_kvs(kvs)
         body = {"KVs": [{"key": b64encode(k).decode(), "value": b64encode(v).decode()} for k, v in encoded.items()]}
         with self._guard("write"):
-            doc = self._rpc(lambda: self._call("POST", "/api/db/set", body, what="write"))
-            header = self._verified_tx(wire.uint(doc, "id"), encoded)
+            before = self._rs.current.tx
+            doc = self._rpc(lambda: self._call("POST", "/api/db/set", body, what="write", idempotent=False))
+            tx = wire.uint(doc, "id")
+            check_new_tx(tx, before)
+            header = self._verified_tx(tx, encoded)
             head = self._head(header)
         return WriteReceipt(tx=header.id, time=header_time(header), keys=tuple(kvs), head=head)
 
@@ -331,6 +344,11 @@ def _failure(gateway: Gateway, target: ImmudbTarget, what: str, status: int, det
         return GatewayFailure(f"{where} does not serve immudb's API", detail,
                               hint="NOTARY_IMMUDB_GATEWAY must name immudb's web server (default port 8080)")
     return GatewayFailure(f"{where} failed to {what}: {detail or f'HTTP {status}'}", detail)
+
+
+def _usable_token(token: object) -> TypeGuard[str]:
+    """A token goes into an Authorization header and a file: printable ASCII only (no CR/LF), bounded."""
+    return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable()
 
 
 def _expires(token: str) -> float:

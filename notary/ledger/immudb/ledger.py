@@ -24,6 +24,7 @@ from notary.ledger.immudb._conn import parse_url, read_password, read_server_key
 from notary.ledger.immudb._proofs import (
     ImmuState,
     check_linear_advance,
+    check_new_tx,
     check_tx_entries,
     header_alh,
     header_eh,
@@ -83,7 +84,9 @@ class ImmudbLedger(ImmudbSession):
                 if int(header.id) != self._rs.current.tx or header_alh(header) != self._rs.current.alh:
                     raise ProofError(f"immudb transaction {header.id} does not match the verified state")
             else:
+                before = self._rs.current.tx
                 tx = int(self._rpc(lambda: self._client.setAll(encoded)).id)
+                check_new_tx(tx, before)
                 header = self._verified_tx(tx, encoded)
             tx = int(header.id)
             head = self._head(header)
@@ -112,7 +115,7 @@ class ImmudbLedger(ImmudbSession):
             if head is None or at_tx > int(head.id):
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {at_tx} yet")
         found: tuple[int, int] | None = None  # (revision, tx)
-        for revision, item in enumerate(self._history_items(key), start=1):
+        for revision, item in enumerate(self._listed_versions(key), start=1):
             if int(item.tx) > at_tx:
                 break
             found = (revision, int(item.tx))
@@ -127,11 +130,7 @@ class ImmudbLedger(ImmudbSession):
     def history(self, key: str) -> list[Entry]:
         with self._guard(f"read the history of {key}"):
             entries = []
-            previous = 0
-            for revision, item in enumerate(list(self._history_items(key)), start=1):
-                if int(item.tx) <= previous:  # a key has one version per transaction, oldest first
-                    raise ProofError(f"immudb history of {key} lists tx {item.tx} after tx {previous}")
-                previous = int(item.tx)
+            for revision, item in enumerate(list(self._listed_versions(key)), start=1):
                 entry = self._verified_get(key, int(item.tx))
                 if entry is None or entry.tx != int(item.tx) or entry.value != bytes(item.value):
                     raise ProofError(f"immudb history of {key} names tx {item.tx}, which does not verify")
@@ -145,6 +144,22 @@ class ImmudbLedger(ImmudbSession):
                      for k in self._pages(lambda seek: self._client.scan(seek, p, False, _PAGE),
                                           lambda _, page: max(page), b"")}
         return sorted(found)
+
+    def _listed_versions(self, key: str) -> Iterator[Any]:
+        """The server's listing of key's versions, checked as it streams: strictly increasing transactions (a
+        key has one version per transaction, and a repeated one would verify again), none past a proven head.
+        So a listing can never be longer than the ledger is, whatever a server sends."""
+        previous = 0
+        for item in self._history_items(key):
+            tx = int(item.tx)
+            if tx <= previous:
+                raise ProofError(f"immudb history of {key} lists tx {tx} after tx {previous}")
+            if tx > self._rs.current.tx:
+                head = self._refresh_head()
+                if head is None or tx > int(head.id):
+                    raise ProofError(f"immudb history of {key} lists tx {tx}, past the server's proven state")
+            previous = tx
+            yield item
 
     def _history_items(self, key: str) -> Iterator[Any]:
         """Every version of key as the server lists it, oldest first (unverified: callers prove each one)."""
