@@ -2,7 +2,9 @@
 and the checks immudb-py leaves out (docs/immudb.md). `ImmudbLedger.open(url)` opens one.
 
 Importing this package is cheap; immudb-py and grpc load only when a ledger is opened (ImmudbLedger).
-Internals: the URL and secrets (_conn), proof checks (_proofs), the gRPC session (_session).
+Internals: the URL and secrets (_conn), proof checks (_proofs), the gRPC session (_session); the same ledger
+over immudb's HTTP gateway (gateway: _http, _wire, and notary's own proof checks in _verify), which loads
+neither grpc nor immudb-py.
 """
 
 from __future__ import annotations
