@@ -345,3 +345,14 @@ def test_plain_http_only_with_the_explicit_flag_and_a_warning(world: GateWorld) 
         stop_process(proc)  # type: ignore[arg-type]
     stderr = proc.stderr.read() if proc.stderr else ""
     assert "warning: --insecure-plain-http" in stderr and "local tests only" in stderr
+
+
+def test_busy_and_decided_log_lines_name_the_object_alike() -> None:
+    """A refusal for a full queue and a decision name the same namespace and object (metadata's namespace when
+    the review has none: the API server leaves it out for some objects)."""
+    from notary.gate.frontends.webhook import _where
+
+    review = {"uid": "u", "kind": {"kind": "Pod"}, "object": {"metadata": {"generateName": "web-", "namespace": "prod"}}}
+    assert _where(review) == {"namespace": "prod", "object": "Pod/web-"}
+    assert _where({"uid": "u", "namespace": "ns", "kind": "Pod", "object": None}) == {"namespace": "ns",
+                                                                                      "object": "?/?"}

@@ -227,11 +227,9 @@ class AuthzServer(PrivateUnixServer):
             if busy:
                 return self._busy(req).to_json(), 200
             answer = self.authorizer.request(req)
-        except Exception as exc:  # noqa: BLE001 - fail closed
-            answer = AuthZ(False, msg=f"notary refused: internal error: {type(exc).__name__}: {str(exc)[:200]}")
-            self.authorizer.gate.log_only(GateDecision(image=None, digest=None, allowed=False,
-                                                       exit_code=EXIT_INTEGRITY, reason=answer.msg,
-                                                       via="error", extra={"action": "unknown"}))
+        except Exception as exc:  # noqa: BLE001 - fail closed, logged like every other refusal
+            answer = self.authorizer.refuse(None, f"internal error: {type(exc).__name__}: {str(exc)[:200]}",
+                                            "unknown", EXIT_INTEGRITY)
         return answer.to_json(), 200
 
     def _busy(self, req: Mapping[str, Any]) -> AuthZ:

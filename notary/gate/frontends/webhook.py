@@ -147,10 +147,7 @@ class Reviewer:
             return _response(uid, True, "CONNECT starts no new image")
         if not isinstance(kind, str):
             raise InputError("AdmissionReview request has no kind")
-        raw_meta = obj.get("metadata")
-        meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
-        where = {"namespace": request.get("namespace") or meta.get("namespace"),
-                 "object": f"{kind}/{meta.get('name') or meta.get('generateName') or '?'}"}
+        where = _where(request)
         refused: list[tuple[ImageUse, GateDecision]] = []
         seen: dict[str, GateDecision] = {}
         uses = list(image_uses(kind, obj))
@@ -300,16 +297,22 @@ class WebhookServer(PooledServer, HTTPServer):
         extra: dict[str, Any] = {}
         try:
             request = parse_review(body)
-            kind = request.get("kind")
-            obj = request.get("object")
-            meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-            name = meta.get("name") or meta.get("generateName") if isinstance(meta, Mapping) else None
-            extra = {"namespace": request.get("namespace"), "uid": request["uid"],
-                     "object": f"{kind.get('kind') if isinstance(kind, Mapping) else '?'}/{name or '?'}"}
+            extra = {**_where(request), "uid": request["uid"]}
         except NotaryError:
             pass
         self.reviewer.gate.log_only(GateDecision(image=None, digest=None, allowed=False, exit_code=EXIT_UNAVAILABLE,
                                                  reason=reason, via="error", extra=extra))
+
+
+def _where(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Namespace and kind/name of a review's object, as every decision-log line about it names them."""
+    kind = request.get("kind")
+    kind_name = kind.get("kind") if isinstance(kind, Mapping) else None
+    obj = request.get("object")
+    raw_meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
+    return {"namespace": request.get("namespace") or meta.get("namespace"),
+            "object": f"{kind_name or '?'}/{meta.get('name') or meta.get('generateName') or '?'}"}
 
 
 def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
