@@ -46,6 +46,18 @@ def test_install_says_no_hook_server_answers(world: GateWorld, tmp_path: Path) -
                      "--hooks-dir", str(tmp_path / "h"), "--delegate-to", str(missing), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert f"no hook server answers on {missing}" in result.stderr and "250 ms" in result.stderr
+    assert "[immudb] gateway" in result.stderr  # the way to a fast hook that decides by itself
+
+
+def test_install_with_the_immudb_gateway_does_not_suggest_it(world: GateWorld, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "notary.cli.main", "--config", str(world.config), "--ledger",
+         "immudb://notary@127.0.0.1:3322/defaultdb", "gate", "install", "podman", "--hooks-dir", str(tmp_path / "h"),
+         "--delegate-to", str(tmp_path / "none.sock"), "--dry-run"],
+        capture_output=True, text=True, check=False,
+        env={**world.env(), "NOTARY_IMMUDB_GATEWAY": "http://127.0.0.1:8080"})
+    assert result.returncode == 0, result.stderr
+    assert "about 80 ms" in result.stderr and "[immudb] gateway" not in result.stderr
 
 
 def test_install_uses_the_running_hook_server(world: GateWorld, tmp_path: Path) -> None:
