@@ -31,7 +31,7 @@ SETTING_TYPES: dict[str, Any] = {
     "docker": {"host": str},
     # [immudb] mirror = true: reads checked against a verified replay; gateway = "http://HOST:8080": immudb's
     # HTTP gateway instead of gRPC (docs/immudb.md)
-    "immudb": {"mirror": bool, "gateway": str},
+    "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str},
     "gate": {},
     "policy": dict,
 }

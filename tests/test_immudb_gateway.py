@@ -433,3 +433,81 @@ def test_a_trickling_gateway_times_out(url: str, immudb_server: ImmudbServer, tm
         GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{listener.getsockname()[1]}")
     assert time.monotonic() - started < 5
     listener.close()
+
+
+# -- TLS: the gateway gives notary an encrypted channel to immudb (immudb-py has none) ------------------------------
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "immudb.crt", directory / "immudb.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def tls_immudb(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    base = tmp_path_factory.mktemp("immudb-tls")
+    cert, key = _self_signed(base / "pki")
+    server = ImmudbServer(base / "data", tls=(cert, key)).start()
+    yield server, cert
+    server.stop()
+
+
+def test_https_gateway_with_its_ca_reads_and_writes(tls_immudb: tuple[ImmudbServer, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    server, cert = tls_immudb
+    monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
+    monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(cert))
+    gw = _open(server.url, server.gateway_url, tmp_path / "state")
+    receipt = gw.write({"subject/tls": b"over TLS"})
+    assert gw.get("subject/tls").tx == receipt.tx  # type: ignore[union-attr]
+    assert gw.info().details["gateway"].startswith("https://")
+
+
+def test_https_gateway_with_an_unknown_certificate_is_refused(tls_immudb: tuple[ImmudbServer, Path],
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A man in the middle with his own certificate (here: the real server's, which the system does not trust)."""
+    server, _ = tls_immudb
+    monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
+    with pytest.raises(LedgerUnavailableError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        _open(server.url, server.gateway_url, tmp_path / "state")
+    other, _ = _self_signed(tmp_path / "other-ca")
+    monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(other))
+    with pytest.raises(LedgerUnavailableError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        _open(server.url, server.gateway_url, tmp_path / "state")
+
+
+@pytest.mark.parametrize("problem", ["http-gateway", "not-pem", "fifo"])
+def test_gateway_ca_problems_are_usage_errors(url: str, immudb_server: ImmudbServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, problem: str) -> None:
+    ca = tmp_path / "ca.pem"
+    if problem == "fifo":
+        os.mkfifo(ca)
+    else:
+        ca.write_text("not a certificate\n" if problem == "not-pem" else _self_signed(tmp_path / "p")[0].read_text())
+    gateway = immudb_server.gateway_url if problem == "http-gateway" else "https://127.0.0.1:1"
+    monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(ca))
+    with pytest.raises(UsageError):
+        GatewayLedger.open(url, trust=TrustStore(tmp_path / "state"), gateway=gateway)

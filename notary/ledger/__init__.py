@@ -52,7 +52,9 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
         if gateway and not mirrored:
             from notary.ledger.immudb.gateway import GatewayLedger
 
-            return GatewayLedger.open(url, trust=trust, gateway=gateway)
+            ca = os.environ.get("NOTARY_IMMUDB_GATEWAY_CA") or (
+                config.section("immudb").get("gateway_ca") if config is not None else None)
+            return GatewayLedger.open(url, trust=trust, gateway=gateway, gateway_ca=str(ca) if ca else None)
         return ImmudbLedger.open(url, trust=trust, mirror=mirrored)
     raise UsageError(
         f"unsupported ledger URL {url!r}",

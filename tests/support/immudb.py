@@ -77,10 +77,12 @@ class ImmudbServer:
     """One immudb process on 127.0.0.1 with its own data dir; start()/stop() may be repeated."""
 
     def __init__(self, data_dir: Path, port: int | None = None, *, signing_key: Path | None = None,
-                 public_key: Path | None = None, binaries: Path | None = None) -> None:
+                 public_key: Path | None = None, binaries: Path | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.web_port = free_port()  # immudb's web server, serving the HTTP/JSON gateway under /api
+        self.tls = tls  # (certificate, private key) PEM files: immudb serves gRPC and the gateway over TLS
         self.signing_key = signing_key
         self.public_key = public_key
         self.binaries = binaries or immudb_binaries()
@@ -99,7 +101,7 @@ class ImmudbServer:
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.web_port}"
 
     def url_for(self, database: str) -> str:
         return f"immudb://{self.user}@{self.address}/{database}"
@@ -120,6 +122,8 @@ class ImmudbServer:
         ]
         if self.signing_key is not None:
             cmd += ["--signingKey", str(self.signing_key)]
+        if self.tls is not None:  # both ports serve TLS; --auto-cert makes the gateway trust this certificate
+            cmd += ["--auto-cert", "--certificate", str(self.tls[0]), "--pkey", str(self.tls[1])]
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent)
@@ -140,7 +144,10 @@ class ImmudbServer:
                 raise RuntimeError(f"immudb exited with {self.proc.returncode}; log: {self.log_tail()}")
             with grpc.insecure_channel(self.address) as channel:
                 try:
-                    schema_pb2_grpc.ImmuServiceStub(channel).Health(empty_pb2.Empty(), timeout=1)
+                    if self.tls is None:  # with TLS, the ports accepting connections is all that is checked
+                        schema_pb2_grpc.ImmuServiceStub(channel).Health(empty_pb2.Empty(), timeout=1)
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        pass
                     with socket.create_connection(("127.0.0.1", self.web_port), timeout=1):
                         return
                 except (grpc.RpcError, OSError):

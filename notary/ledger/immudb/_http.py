@@ -41,6 +41,23 @@ class Gateway(NamedTuple):
         return f"{self.scheme}://{host}:{self.port}"
 
 
+def read_ca(path: str, gateway: Gateway) -> str:
+    """The PEM CA bundle NOTARY_IMMUDB_GATEWAY_CA / [immudb] gateway_ca names (bounded, regular file only)."""
+    from notary.fsio import read_regular
+
+    if gateway.scheme != "https":
+        raise UsageError("NOTARY_IMMUDB_GATEWAY_CA applies to an https:// gateway only",
+                         hint=f"the gateway is {gateway.url}")
+    pem = read_regular(path, 1 << 20, "immudb gateway CA file", error=UsageError)
+    try:
+        import ssl
+
+        ssl.create_default_context(cadata=pem.decode("ascii"))
+    except (ValueError, UnicodeDecodeError, ssl.SSLError) as exc:
+        raise UsageError(f"immudb gateway CA file {path} holds no usable PEM certificate ({exc})") from None
+    return pem.decode("ascii")
+
+
 def parse_gateway(url: str) -> Gateway:
     """http(s)://HOST[:PORT], nothing else: the gateway's API lives under /api on that address."""
     form = "use http://HOST:PORT (immudb's web server, default port 8080), or https:// when it serves TLS"
@@ -61,9 +78,10 @@ def parse_gateway(url: str) -> Gateway:
 class HttpClient:
     """One connection to the gateway, reused across requests, opened again when the server closed it."""
 
-    def __init__(self, gateway: Gateway, timeout: float) -> None:
+    def __init__(self, gateway: Gateway, timeout: float, ca_pem: str | None = None) -> None:
         self.gateway = gateway
         self.timeout = timeout
+        self.ca_pem = ca_pem  # https: trust these CA certificates instead of the system's
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._deadline = 0.0
@@ -106,7 +124,8 @@ class HttpClient:
         if self.gateway.scheme == "https":
             import ssl
 
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.gateway.host)
+            context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else ssl.create_default_context()
+            sock = context.wrap_socket(sock, server_hostname=self.gateway.host)
         return sock
 
     def _exchange(self, raw: bytes) -> Reply:

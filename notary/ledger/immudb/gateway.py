@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from base64 import b64encode, urlsafe_b64decode
 from collections.abc import Callable, Iterator, Mapping
@@ -31,7 +32,7 @@ from notary.errors import InputError, LedgerUnavailableError, ProofError, Rollba
 from notary.ledger.base import WriteReceipt
 from notary.ledger.immudb import _wire as wire
 from notary.ledger.immudb._conn import ImmudbTarget, parse_url, read_password, read_server_key, read_timeout
-from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway
+from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway, read_ca
 from notary.ledger.immudb._proofs import ImmuState, StateKeeper, check_new_tx, empty_state, header_time
 from notary.ledger.immudb._replay import PLAIN_VALUE_PREFIX, TxRow, entries_root, entry_digest, value_hash
 from notary.ledger.immudb._verify import DualProof, dual_proof_holds, entry_included
@@ -62,6 +63,7 @@ class GatewayLedger(ImmudbLedger):
     """ImmudbLedger whose transport is the gateway: `GatewayLedger.open(url, gateway="http://host:8080")`."""
 
     _gateway: Gateway
+    _ca_pem: str | None = None
     _http: HttpClient | None = None
     _token = ""
     _from_cache = False
@@ -69,14 +71,19 @@ class GatewayLedger(ImmudbLedger):
 
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
-             mirror: bool = False, gateway: str | None = None) -> ImmudbLedger:
+             mirror: bool = False, gateway: str | None = None, gateway_ca: str | None = None) -> ImmudbLedger:
+        """gateway_ca: a PEM CA bundle file for an https:// gateway (default: NOTARY_IMMUDB_GATEWAY_CA, else
+        the system's CA store)."""
         if mirror or not gateway:  # the mirror replays with gRPC's TxScan
             return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror)
         target = parse_url(url)
         address = parse_gateway(gateway)
+        ca_file = gateway_ca or os.environ.get("NOTARY_IMMUDB_GATEWAY_CA")
+        ca_pem = read_ca(ca_file, address) if ca_file else None
         secret = password if password is not None else read_password(target.user)
         ledger = cls(target, trust or TrustStore(), read_timeout())
         ledger._gateway = address
+        ledger._ca_pem = ca_pem
         configured_key = read_server_key()
         try:
             with ledger._guard("connect"):
@@ -90,7 +97,7 @@ class GatewayLedger(ImmudbLedger):
 
     def _open_client(self) -> None:
         self._rs = StateKeeper(empty_state(self.target.database), None)
-        self._http = HttpClient(self._gateway, self.timeout)
+        self._http = HttpClient(self._gateway, self.timeout, self._ca_pem)
         self._client = self._http
 
     def _use_server_key(self, key: str) -> None:
