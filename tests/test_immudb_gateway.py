@@ -511,3 +511,68 @@ def test_gateway_ca_problems_are_usage_errors(url: str, immudb_server: ImmudbSer
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(ca))
     with pytest.raises(UsageError):
         GatewayLedger.open(url, trust=TrustStore(tmp_path / "state"), gateway=gateway)
+
+
+# -- the verified mirror through the gateway: completeness without grpc ------------------------------------------
+
+
+def _mirrored(url: str, gateway: str, state: Path) -> GatewayLedger:
+    ledger = GatewayLedger.open(url, trust=TrustStore(state), gateway=gateway, mirror=True)
+    assert type(ledger).__name__ == "MirroredGatewayLedger"
+    return ledger  # type: ignore[return-value]
+
+
+def test_mirror_through_the_gateway_replays_and_marks_reads(url: str, immudb_server: ImmudbServer,
+                                                            tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+    ledger = _mirrored(url, immudb_server.gateway_url, state)
+    assert ledger.last_catch_up[0] >= 2
+    entry = ledger.get("subject/m")
+    assert entry is not None and entry.value == b"revoked" and "mirror-replay" in entry.proof["checked"]
+    assert [v.value for v in ledger.history("subject/m")] == [b"notarized", b"revoked"]
+    assert ledger.get("never/written") is None
+    report = ledger.audit()
+    assert report.replayed == ledger.info().head.tx
+
+
+@pytest.mark.parametrize("lie", ["history-without-the-revocation", "revocation-not-found"])
+def test_withheld_revocation_passes_without_the_mirror_and_is_caught_with_it(
+    url: str, immudb_server: ImmudbServer, proxy: HttpProxy, tmp_path: Path, lie: str
+) -> None:
+    """The attack the mirror exists for: the newest version (a revocation) withheld by a proxy on the gateway."""
+    state = tmp_path / "state"
+    _written(url, immudb_server.gateway_url, state)
+
+    def withhold(path: str, reply: Reply) -> Reply:
+        if lie == "history-without-the-revocation" and "/db/history" in path and reply.status == 200:
+            doc = json.loads(reply.body)
+            doc["entries"] = doc["entries"][:-1]
+            return reply._replace(body=json.dumps(doc).encode())
+        if lie == "revocation-not-found" and "/db/verifiable/get" in path:
+            return reply._replace(status=500, body=b'{"error":"tbtree: key not found","code":2,'
+                                                   b'"message":"tbtree: key not found"}')
+        return reply
+
+    proxy.rewrite = withhold
+    plain = _open(url, proxy.url, tmp_path / "plain-state")
+    if lie == "history-without-the-revocation":
+        assert [v.value for v in plain.history("subject/m")] == [b"notarized"]  # the server's word, proven
+    else:
+        assert plain.get("subject/m") is None
+    mirrored = _mirrored(url, proxy.url, state)
+    with pytest.raises(ProofError, match="withholds|hides|newest|missing|not found"):
+        if lie == "history-without-the-revocation":
+            mirrored.history("subject/m")
+        else:
+            mirrored.get("subject/m")
+
+
+def test_tls_immudb_gets_the_mirror_through_the_gateway(tls_immudb: tuple[ImmudbServer, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    server, cert = tls_immudb
+    monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
+    monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(cert))
+    _open(server.url, server.gateway_url, tmp_path / "state").write({"subject/t": b"x"})
+    ledger = _mirrored(server.url, server.gateway_url, tmp_path / "state")
+    assert "mirror-replay" in ledger.get("subject/t").proof["checked"]  # type: ignore[union-attr]

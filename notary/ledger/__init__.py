@@ -49,12 +49,13 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
 
         mirrored = mirror_setting(config) if mirror is None else mirror
         gateway = gateway_setting(config)
-        if gateway and not mirrored:
+        if gateway:
             from notary.ledger.immudb.gateway import GatewayLedger
 
             ca = os.environ.get("NOTARY_IMMUDB_GATEWAY_CA") or (
                 config.section("immudb").get("gateway_ca") if config is not None else None)
-            return GatewayLedger.open(url, trust=trust, gateway=gateway, gateway_ca=str(ca) if ca else None)
+            return GatewayLedger.open(url, trust=trust, gateway=gateway, gateway_ca=str(ca) if ca else None,
+                                      mirror=mirrored)
         return ImmudbLedger.open(url, trust=trust, mirror=mirrored)
     raise UsageError(
         f"unsupported ledger URL {url!r}",

@@ -21,11 +21,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from notary.errors import InputError, ProofError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead
-from notary.ledger.immudb._replay import EMPTY_ALH, value_hash
+from notary.ledger.immudb._replay import EMPTY_ALH, ScannedTx, scanned_from_proto, value_hash
 from notary.ledger.immudb.ledger import ImmudbLedger
 from notary.ledger.immudb.mirror import Mirror, Version, mirror_path, replay
 
@@ -212,7 +211,7 @@ class MirroredImmudbLedger(ImmudbLedger):
         self.last_catch_up = (added, time.perf_counter() - started)
         return current.tx
 
-    def _scan(self, first: int, last: int) -> Iterator[Any]:
+    def _scan(self, first: int, last: int) -> Iterator[ScannedTx]:
         """Transactions first..last (every entry, digests only), in pages sized to stay under gRPC's limit."""
         import grpc
         from immudb.grpc import schema_pb2
@@ -233,7 +232,8 @@ class MirroredImmudbLedger(ImmudbLedger):
             if not page or len(page) > n:
                 raise ProofError(f"immudb answered a scan of {n} transactions from tx {first} with {len(page)}")
             self._page = max(1, min(_MAX_PAGE, n * _PAGE_BYTES // max(1, answer.ByteSize())))
-            yield from page
+            for tx in page:
+                yield scanned_from_proto(tx)
             first += len(page)
 
     def _replay_against_mirror(self, head: int) -> int:

@@ -54,6 +54,15 @@ class EntryRow(NamedTuple):
     vlen: int
 
 
+class ScannedTx(NamedTuple):
+    """One transaction as a scan returns it (from either transport), before it is checked: its header row, its
+    entries, and the previous Alh the server claims it chains on."""
+
+    row: TxRow
+    entries: list[EntryRow]
+    prev_alh: bytes
+
+
 # KV metadata attribute codes (embedded/store/kv_metadata.go)
 MD_DELETED, MD_EXPIRES, MD_NON_INDEXABLE = 0, 1, 2
 
@@ -100,6 +109,11 @@ def rows_from_proto(tx: Any) -> tuple[TxRow, list[EntryRow]]:
         for e in tx.entries
     ]
     return row, entries
+
+
+def scanned_from_proto(tx: Any) -> ScannedTx:
+    row, entries = rows_from_proto(tx)
+    return ScannedTx(row, entries, bytes(tx.header.prevAlh))
 
 
 def entry_digest(version: int, e: tuple[bytes, bytes, bytes, int]) -> bytes:

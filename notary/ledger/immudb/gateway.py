@@ -9,13 +9,14 @@ when the token is missing, expired or refused.
 
 Everything else is ImmudbLedger's: the same trusted state file (a process on either transport moves the same
 state forward), the same server identity and address pins, the same read logic (as of a transaction, history,
-time search). Enabled by NOTARY_IMMUDB_GATEWAY or `[immudb] gateway` (http://HOST:PORT). The verified mirror
-replays through gRPC, so a ledger opened with the mirror ignores the gateway.
+time search). Enabled by NOTARY_IMMUDB_GATEWAY or `[immudb] gateway` (http://HOST:PORT). Opened with the
+verified mirror it is a MirroredGatewayLedger (_mirrored_gateway), whose replay scans through the gateway too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -34,7 +35,14 @@ from notary.ledger.immudb import _wire as wire
 from notary.ledger.immudb._conn import ImmudbTarget, parse_url, read_password, read_server_key, read_timeout
 from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway, read_ca
 from notary.ledger.immudb._proofs import ImmuState, StateKeeper, check_new_tx, empty_state, header_time
-from notary.ledger.immudb._replay import PLAIN_VALUE_PREFIX, TxRow, entries_root, entry_digest, value_hash
+from notary.ledger.immudb._replay import (
+    PLAIN_VALUE_PREFIX,
+    ScannedTx,
+    TxRow,
+    entries_root,
+    entry_digest,
+    value_hash,
+)
 from notary.ledger.immudb._verify import DualProof, dual_proof_holds, entry_included
 from notary.ledger.immudb.ledger import _PAGE, ImmudbLedger, _key_bytes
 from notary.ledger.trust import TrustStore
@@ -67,6 +75,7 @@ class GatewayLedger(ImmudbLedger):
     _http: HttpClient | None = None
     _token = ""
     _from_cache = False
+    _scan_page = 250
     _seen_uuid = ""
 
     @classmethod
@@ -74,8 +83,13 @@ class GatewayLedger(ImmudbLedger):
              mirror: bool = False, gateway: str | None = None, gateway_ca: str | None = None) -> ImmudbLedger:
         """gateway_ca: a PEM CA bundle file for an https:// gateway (default: NOTARY_IMMUDB_GATEWAY_CA, else
         the system's CA store)."""
-        if mirror or not gateway:  # the mirror replays with gRPC's TxScan
+        if not gateway:
             return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror)
+        if mirror and not getattr(cls, "mirrored", False):
+            from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
+
+            return MirroredGatewayLedger.open(url, trust=trust, password=password, mirror=True, gateway=gateway,
+                                              gateway_ca=gateway_ca)
         target = parse_url(url)
         address = parse_gateway(gateway)
         ca_file = gateway_ca or os.environ.get("NOTARY_IMMUDB_GATEWAY_CA")
@@ -88,6 +102,7 @@ class GatewayLedger(ImmudbLedger):
         try:
             with ledger._guard("connect"):
                 ledger._connect(secret, configured_key)
+            ledger._ready()
         except BaseException:
             ledger.close()
             raise
@@ -327,6 +342,27 @@ class GatewayLedger(ImmudbLedger):
         with self._guard(f"list keys under {prefix!r}"):
             found = {k.decode("utf-8", "replace") for k in self._pages(page, lambda _, items: max(items), b"")}
         return sorted(found)
+
+    def _scan(self, first: int, last: int) -> Iterator[ScannedTx]:
+        """Transactions first..last with every entry (digests only) for the verified mirror: TxScan through the
+        gateway, whose own gRPC client refuses answers over 4 MiB, so a refused page is asked again smaller."""
+        while first <= last:
+            n = min(self._scan_page, last - first + 1)
+            request = {"initialTx": str(first), "limit": n, "sinceTx": "1"}
+            try:
+                doc = self._rpc(functools.partial(self._call, "POST", "/api/db/tx", request, what="scan transactions"))
+            except GatewayFailure as exc:
+                if n > 1 and ("larger than max" in exc.detail or "limit" in exc.detail):
+                    self._scan_page = max(1, n // 4)
+                    continue
+                raise
+            txs = doc.get("txs", [])
+            if not isinstance(txs, list) or not txs or len(txs) > n or not all(isinstance(t, Mapping) for t in txs):
+                raise ProofError(f"immudb answered a scan of {n} transactions from tx {first} with something else")
+            for tx in txs:
+                head = wire.obj(tx, "header")
+                yield ScannedTx(wire.header(head), wire.entries(tx), wire.digest(head, "prevAlh"))
+            first += len(txs)
 
     def _info(self, head: Any, entries: int | None = None, **details: Any) -> Any:
         return super()._info(head, entries, transport="gateway", gateway=self._gateway.url, **details)

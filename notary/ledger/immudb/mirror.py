@@ -22,18 +22,18 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError, TrustStoreError
 from notary.ledger.immudb._replay import (
     EMPTY_ALH,
     SET_KEY_PREFIX,
     EntryRow,
+    ScannedTx,
     TxRow,
     check_tx,
     key_of,
     md_flags,
-    rows_from_proto,
 )
 from notary.ledger.trust import TrustStore
 
@@ -161,9 +161,10 @@ class Mirror:
 
     # -- catch-up --------------------------------------------------------------------------------------------
 
-    def catch_up(self, fetch: Callable[[int, int], Iterable[Any]], *, trusted: tuple[int, bytes],
+    def catch_up(self, fetch: Callable[[int, int], Iterable[ScannedTx]], *, trusted: tuple[int, bytes],
                  target: tuple[int, bytes]) -> int:
-        """Replay transactions last+1..target from `fetch(first, last)` (schema.Tx messages) and store them.
+        """Replay transactions last+1..target from `fetch(first, last)` (ScannedTx, from either transport) and
+        store them.
 
         trusted: (tx, Alh) this client already trusts; the replayed chain must pass through it. target: the
         server's current state (tx, Alh); the chain must end exactly there, which proves that state an
@@ -192,7 +193,7 @@ class Mirror:
                 return added
         raise LedgerUnavailableError(f"the immudb mirror {self.path} keeps changing under this process")
 
-    def _append(self, fetch: Callable[[int, int], Iterable[Any]], trusted: tuple[int, bytes],
+    def _append(self, fetch: Callable[[int, int], Iterable[ScannedTx]], trusted: tuple[int, bytes],
                 target: tuple[int, bytes]) -> int | None:
         first = self.last_tx + 1
         prev_alh = self.last_alh
@@ -344,16 +345,15 @@ class Mirror:
             raise self._altered(f"a row holds a value of the wrong type ({exc})") from exc
 
 
-def replay(txs: Iterable[Any], first: int, prev_alh: bytes,
+def replay(txs: Iterable[ScannedTx], first: int, prev_alh: bytes,
            trusted: tuple[int, bytes]) -> Iterator[tuple[TxRow, list[EntryRow]]]:
-    """Check each schema.Tx in turn: the next id, chained on the previous Alh, entries hashing to its eH, and
-    passing through the trusted (tx, Alh). Yields the checked rows (Alh filled in)."""
+    """Check each scanned transaction in turn: the next id, chained on the previous Alh, entries hashing to its
+    eH, and passing through the trusted (tx, Alh). Yields the checked rows (Alh filled in)."""
     expected = first
-    for tx in txs:
-        row, entries = rows_from_proto(tx)
+    for row, entries, claimed_prev in txs:
         if row.id != expected:
             raise ProofError(f"immudb answered a scan from tx {expected} with tx {row.id}")
-        if bytes(tx.header.prevAlh) != prev_alh:
+        if claimed_prev != prev_alh:
             raise ProofError(f"immudb transaction {row.id} does not chain on transaction {row.id - 1}")
         row = check_tx(row, entries, prev_alh)
         if row.id == trusted[0] and row.alh != trusted[1]:
