@@ -20,12 +20,10 @@ import functools
 import hashlib
 import json
 import os
-import time
-from base64 import b64encode, urlsafe_b64decode
+from base64 import b64encode
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeGuard
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from notary import jsonsafe
@@ -43,11 +41,11 @@ from notary.ledger.immudb._replay import (
     entry_digest,
     value_hash,
 )
+from notary.ledger.immudb._token import cached_token, save_token, usable_token
 from notary.ledger.immudb._verify import DualProof, dual_proof_holds, entry_included
 from notary.ledger.immudb.ledger import _PAGE, ImmudbLedger, _key_bytes
 from notary.ledger.trust import TrustStore
 
-MAX_TOKEN = 4096
 _LOGGED_OUT = ("invalid token", "token has expired", "not logged in", "session not found")
 
 
@@ -136,12 +134,12 @@ class GatewayLedger(ImmudbLedger):
                 "password": b64encode(self._password.encode()).decode()}
         reply = self._call("POST", "/api/login", body, what="log in", auth=False)
         first = reply.get("token")
-        if not _usable_token(first):
+        if not usable_token(first):
             raise LedgerUnavailableError(f"immudb gateway at {self._gateway.url} answered the login without a token")
         self._token = first
         used = self._call("GET", f"/api/db/use/{quote(self.target.database)}", None, what="open the database")
         token = used.get("token")
-        if not _usable_token(token):
+        if not usable_token(token):
             raise LedgerUnavailableError(f"immudb gateway at {self._gateway.url} opened the database without a token")
         self._token, self._from_cache = token, False
         self._save_token(token)
@@ -151,23 +149,10 @@ class GatewayLedger(ImmudbLedger):
         return self.trust.directory / f"immudb-token-{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
 
     def _cached_token(self) -> str | None:
-        """A token this user cached for this server, user and database, still valid for a minute."""
-        from notary.fsio import read_regular
-
-        try:
-            token = read_regular(self._token_path(), MAX_TOKEN, "immudb token", error=InputError).decode("ascii")
-        except (OSError, InputError, UnicodeDecodeError):
-            return None
-        return token if _usable_token(token) and _expires(token) > time.time() + 60 else None
+        return cached_token(self._token_path())
 
     def _save_token(self, token: str) -> None:
-        from notary.fsio import atomic_write
-
-        try:
-            self.trust.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            atomic_write(self._token_path(), token.encode("ascii"), 0o600)
-        except OSError:
-            pass  # a cache: the next process logs in again
+        save_token(self.trust.directory, self._token_path(), token)
 
     def _rpc(self, call: Callable[[], Any]) -> Any:
         """One call; a refused token (expired, server restarted) means logging in again, once."""
@@ -387,20 +372,3 @@ def _failure(gateway: Gateway, target: ImmudbTarget, what: str, status: int, det
         return GatewayFailure(f"{where} does not serve immudb's API", detail,
                               hint="NOTARY_IMMUDB_GATEWAY must name immudb's web server (default port 8080)")
     return GatewayFailure(f"{where} failed to {what}: {detail or f'HTTP {status}'}", detail)
-
-
-def _usable_token(token: object) -> TypeGuard[str]:
-    """A token goes into an Authorization header and a file: printable ASCII only (no CR/LF), bounded."""
-    return isinstance(token, str) and 0 < len(token) <= MAX_TOKEN and token.isascii() and token.isprintable()
-
-
-def _expires(token: str) -> float:
-    """The expiry a v2.public (PASETO) token states in its payload; 0 when it cannot be read (log in again)."""
-    try:
-        body = token.split(".")[2]
-        payload = urlsafe_b64decode(body + "=" * (-len(body) % 4))[:-64]  # the Ed25519 signature ends it
-        exp = json.loads(payload)["exp"]
-        return datetime.fromisoformat(str(exp).replace("Z", "+00:00")).timestamp()
-    except (IndexError, ValueError, KeyError, TypeError, RecursionError):
-        return 0.0
-
