@@ -367,6 +367,7 @@ def test_notary_verify_through_the_gateway_in_one_process(url: str, immudb_serve
     key = notary.key()
     artifact, _ = notary.notarize_file(key, b"release\n")
     notary.run("verify", str(artifact), "--key", f"{key}.pub")
+    assert f"through its HTTP gateway {immudb_server.gateway_url}" in notary.run("ledger", "info").out
     notary.run("revoke", str(artifact), "--reason", "leaked", "--key", str(key))
     out = subprocess.run([sys.executable, "-X", "importtime", "-m", "notary.cli.main", "verify", str(artifact),
                           "--key", f"{key}.pub"], env=notary.env, capture_output=True, text=True, cwd=tmp_path,

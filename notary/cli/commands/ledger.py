@@ -25,7 +25,8 @@ def info(app: App) -> None:
         trusted = details.trusted or {}
         lines = [
             f"ledger:        {details.url}",
-            f"backend:       {details.backend}",
+            f"backend:       {details.backend}"
+            + (f" through its HTTP gateway {details.details['gateway']}" if details.details.get("gateway") else ""),
             f"identity:      {details.ledger_id}",
             f"head:          size {head.tree_size}, tx {head.tx}, root {head.root.hex()}",
         ]
