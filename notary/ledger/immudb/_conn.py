@@ -32,12 +32,16 @@ class ImmudbTarget:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port(self.host, self.port)
 
     @property
     def url(self) -> str:
         return f"immudb://{self.user}@{self.address}/{self.database}"
+
+
+def host_port(host: str, port: int) -> str:
+    """host:port, an IPv6 host in brackets (as URLs and HTTP Host headers write it)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_url(url: str) -> ImmudbTarget:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from notary.errors import LedgerUnavailableError, UsageError
+from notary.ledger.immudb._conn import host_port
 
 MAX_HEAD = 64 << 10
 MAX_BODY = 64 << 20  # a page of a history holds up to 1000 values; the gRPC path's limit is far lower (4 MiB)
@@ -36,9 +37,12 @@ class Gateway(NamedTuple):
     port: int
 
     @property
+    def netloc(self) -> str:
+        return host_port(self.host, self.port)
+
+    @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
+        return f"{self.scheme}://{self.netloc}"
 
 
 def read_ca(path: str, gateway: Gateway) -> str:
@@ -91,7 +95,7 @@ class HttpClient:
                 idempotent: bool = True) -> Reply:
         """One exchange. A kept-alive connection the server had closed is retried once on a fresh one, but
         only for an idempotent request that got no byte of reply (a write is never sent twice)."""
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.gateway.url.split('://', 1)[1]}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.gateway.netloc}\r\n"
         if token:
             head += f"Authorization: Bearer {token}\r\n"
         if body is not None:

@@ -152,11 +152,16 @@ class ImmudbSession:
         stub = self._stub
         assert stub is not None  # set by _connect before any call
         raw = self._rpc(lambda: stub.CurrentState(empty_pb2.Empty()))
-        state = ImmuState(str(raw.db), int(raw.txId), bytes(raw.txHash), bytes(raw.signature.signature))
+        return self._checked_state(ImmuState(str(raw.db), int(raw.txId), bytes(raw.txHash),
+                                             bytes(raw.signature.signature)))
+
+    def _checked_state(self, state: ImmuState) -> ImmuState:
+        """The server's current state, refused when it is another database's or, with a server key, unsigned
+        by it (immudb-py's login never checks this state)."""
         if state.db != self.target.database:
             raise ProofError(f"immudb answered with the state of database {state.db!r}")
         if self._key:
-            verify_state_signature(state, self._key)  # immudb-py's login never checks this state
+            verify_state_signature(state, self._key)
         return state
 
     def _check_not_behind(self, current: ImmuState) -> None:

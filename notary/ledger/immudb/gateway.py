@@ -30,7 +30,7 @@ from notary import jsonsafe
 from notary.errors import InputError, LedgerUnavailableError, ProofError, RollbackError
 from notary.ledger.base import WriteReceipt
 from notary.ledger.immudb import _wire as wire
-from notary.ledger.immudb._conn import ImmudbTarget, parse_url, read_password, read_server_key, read_timeout
+from notary.ledger.immudb._conn import ImmudbTarget, parse_url, read_password, read_timeout
 from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway, read_ca
 from notary.ledger.immudb._proofs import ImmuState, StateKeeper, check_new_tx, empty_state, header_time
 from notary.ledger.immudb._replay import (
@@ -96,14 +96,7 @@ class GatewayLedger(ImmudbLedger):
         ledger = cls(target, trust or TrustStore(), read_timeout())
         ledger._gateway = address
         ledger._ca_pem = ca_pem
-        configured_key = read_server_key()
-        try:
-            with ledger._guard("connect"):
-                ledger._connect(secret, configured_key)
-            ledger._ready()
-        except BaseException:
-            ledger.close()
-            raise
+        ledger._start(secret)
         return ledger
 
     # transport: connection, identity, login ------------------------------------------------------------------
@@ -214,15 +207,8 @@ class GatewayLedger(ImmudbLedger):
             self._fresh_login()
             doc = self._call("GET", "/api/db/state", None, what="read the current state")
             db = doc.get("db")
-        if db != self.target.database:
-            raise ProofError(f"immudb answered with the state of database {db!r}")
-        tx = wire.uint(doc, "txId")
-        state = ImmuState(db, tx, wire.digest(doc, "txHash"), wire.signature(doc))
-        if self._key:
-            from notary.ledger.immudb._proofs import verify_state_signature
-
-            verify_state_signature(state, self._key)
-        return state
+        return self._checked_state(ImmuState(db, wire.uint(doc, "txId"), wire.digest(doc, "txHash"),
+                                             wire.signature(doc)))
 
     def _prove_entry(self, key: str, k: bytes, at_tx: int | None) -> tuple[bytes, int, int, Any]:
         if self._rs.current.tx == 0 and self._refresh_head() is None:

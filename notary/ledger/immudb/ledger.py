@@ -59,15 +59,19 @@ class ImmudbLedger(ImmudbSession):
         target = parse_url(url)
         secret = password if password is not None else read_password(target.user)
         ledger = cls(target, trust or TrustStore(), read_timeout())
+        ledger._start(secret)
+        return ledger
+
+    def _start(self, password: str) -> None:
+        """Connect, log in, check the server against trust and get ready; on any failure, close and raise."""
         configured_key = read_server_key()
         try:
-            with ledger._guard("connect"):
-                ledger._connect(secret, configured_key)
-            ledger._ready()
+            with self._guard("connect"):
+                self._connect(password, configured_key)
+            self._ready()
         except BaseException:
-            ledger.close()
+            self.close()
             raise
-        return ledger
 
     def _ready(self) -> None:
         """Runs once connected and checked (the mirrored ledger catches its mirror up here)."""
