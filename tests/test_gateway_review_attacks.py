@@ -38,13 +38,29 @@ from notary.ledger.immudb._replay import (
     inner_hash,
     value_hash,
 )
-from notary.ledger.immudb.gateway import GatewayLedger
-from notary.ledger.trust import TrustStore
+from tests.support.gateway import (
+    b64,
+    json_rewrite,
+    notarized_then_revoked,
+    open_gateway,
+)
 from tests.support.http_proxy import HttpProxy, Reply
 from tests.support.immudb import ImmudbServer, fresh_immudb_url
 
 UUID_HEADER = "grpc-metadata-immudb-uuid"
 NOTARY_ERRORS = (ProofError, RollbackError, LedgerUnavailableError, NotaryError)
+
+
+@pytest.fixture
+def url(immudb_server: ImmudbServer) -> str:
+    return fresh_immudb_url(immudb_server)
+
+
+@pytest.fixture
+def proxy(immudb_server: ImmudbServer) -> Iterator[HttpProxy]:
+    p = HttpProxy(immudb_server.gateway_url).start()
+    yield p
+    p.stop()
 
 
 # -- harness --------------------------------------------------------------------------------------------------------
@@ -159,50 +175,10 @@ class RawProxy:
 
 
 @pytest.fixture
-def url(immudb_server: ImmudbServer) -> str:
-    return fresh_immudb_url(immudb_server)
-
-
-@pytest.fixture
-def proxy(immudb_server: ImmudbServer) -> Iterator[HttpProxy]:
-    p = HttpProxy(immudb_server.gateway_url).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture
 def raw(immudb_server: ImmudbServer) -> Iterator[RawProxy]:
     p = RawProxy(immudb_server.gateway_url)
     yield p
     p.stop()
-
-
-def _open(url: str, gateway: str, state: Path, **kw: Any) -> GatewayLedger:
-    ledger = GatewayLedger.open(url, trust=TrustStore(state), gateway=gateway, **kw)
-    assert isinstance(ledger, GatewayLedger)
-    return ledger
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _json_rewrite(path_part: str, change: Callable[[dict[str, Any]], Any]) -> Callable[[str, Reply], Reply]:
-    def rewrite(path: str, reply: Reply) -> Reply:
-        if path_part not in path or reply.status != 200:
-            return reply
-        doc = json.loads(reply.body)
-        change(doc)
-        return reply._replace(body=json.dumps(doc).encode())
-
-    return rewrite
-
-
-def _setup(url: str, gateway: str, state: Path) -> None:
-    gw = _open(url, gateway, state)
-    gw.write({"subject/m": b"notarized"})
-    gw.write({"subject/m": b"revoked", "other": b"x"})
-    gw.close()
 
 
 def _crash_free(call: Callable[[], Any]) -> BaseException | None:
@@ -250,7 +226,7 @@ def test_slow_loris_reply_is_bounded_by_the_timeout(url: str, raw: RawProxy, tmp
     raw.respond = _answer_health_with(drip)
     start = time.monotonic()
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
     assert time.monotonic() - start < 3.5, "a 1 s timeout held the client for the whole drip"
 
 
@@ -268,7 +244,7 @@ def test_endless_chunked_trailers_terminate(url: str, raw: RawProxy, tmp_path: P
     raw.respond = _answer_health_with(trailers)
     start = time.monotonic()
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
     assert time.monotonic() - start < 2.5, "endless trailers were read for as long as they came"
 
 
@@ -276,7 +252,7 @@ def test_content_length_with_a_latin1_superscript_digit_is_refused(url: str, raw
     raw.respond = _answer_health_with(lambda reply, conn: conn.sendall(
         head_of(reply) + b"\r\nContent-Length: \xb2\r\n\r\n" + reply.body) or False)
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
 
 
 @pytest.mark.parametrize("framing", [
@@ -295,7 +271,7 @@ def test_bad_framing_is_one_unavailable_error(url: str, raw: RawProxy, tmp_path:
         head_of(reply) + b"\r\n" + framing + b"\r\n" + reply.body) or False)
     start = time.monotonic()
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
     assert time.monotonic() - start < 3
 
 
@@ -312,7 +288,7 @@ def test_malformed_or_oversized_chunks_are_refused(url: str, raw: RawProxy, tmp_
         head_of(reply) + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks) or False)
     start = time.monotonic()
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
     assert time.monotonic() - start < 3
 
 
@@ -334,7 +310,7 @@ def test_slow_tls_handshake_is_bounded_by_the_timeout(url: str, tmp_path: Path,
     start = time.monotonic()
     try:
         with pytest.raises(LedgerUnavailableError):
-            _open(url, f"https://127.0.0.1:{listener.getsockname()[1]}", tmp_path / "state")
+            open_gateway(url, f"https://127.0.0.1:{listener.getsockname()[1]}", tmp_path / "state")
     finally:
         stop.set()
         listener.close()
@@ -350,7 +326,7 @@ def test_chunked_together_with_content_length_is_not_a_crash(url: str, raw: RawP
         return True
 
     raw.respond = _answer_health_with(both)
-    err = _crash_free(lambda: _open(url, raw.url, tmp_path / "state").close())
+    err = _crash_free(lambda: open_gateway(url, raw.url, tmp_path / "state").close())
     assert err is None or isinstance(err, LedgerUnavailableError)
 
 
@@ -363,14 +339,14 @@ def test_connection_reset_mid_body_is_unavailable(url: str, raw: RawProxy, tmp_p
 
     raw.respond = _answer_health_with(reset)
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
 
 
 def test_oversized_header_section_is_refused(url: str, raw: RawProxy, tmp_path: Path) -> None:
     raw.respond = _answer_health_with(lambda reply, conn: conn.sendall(
         head_of(reply) + b"\r\n" + b"X-Pad: " + b"a" * (80 << 10) + b"\r\n\r\n") or False)
     with pytest.raises(LedgerUnavailableError):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
 
 
 def test_a_large_reply_is_read_in_linear_time(url: str, raw: RawProxy, tmp_path: Path) -> None:
@@ -383,12 +359,12 @@ def test_a_large_reply_is_read_in_linear_time(url: str, raw: RawProxy, tmp_path:
 
     raw.respond = _answer_health_with(big)
     start = time.monotonic()
-    _open(url, raw.url, tmp_path / "state").close()
+    open_gateway(url, raw.url, tmp_path / "state").close()
     assert time.monotonic() - start < 2.0, "a 32 MiB reply took seconds of CPU"
 
 
 def test_write_cut_after_the_server_committed_is_not_sent_twice(url: str, raw: RawProxy, tmp_path: Path) -> None:
-    gw = _open(url, raw.url, tmp_path / "state")
+    gw = open_gateway(url, raw.url, tmp_path / "state")
 
     def cut_set(request: Request, forward: Forward, conn: socket.socket) -> bool:
         reply = forward()
@@ -403,12 +379,12 @@ def test_write_cut_after_the_server_committed_is_not_sent_twice(url: str, raw: R
     err = _crash_free(lambda: gw.write({"subject/once": b"x"}))
     raw.respond = None
     writes = raw.count("/api/db/set")
-    history = _open(url, raw.url, tmp_path / "state").history("subject/once")
+    history = open_gateway(url, raw.url, tmp_path / "state").history("subject/once")
     assert writes == 1 and len(history) <= 1, f"{writes} writes sent, history {len(history)} long ({err})"
 
 
 def test_uuid_header_repeated_in_other_case_is_refused_mid_session(url: str, raw: RawProxy, tmp_path: Path) -> None:
-    gw = _open(url, raw.url, tmp_path / "state")
+    gw = open_gateway(url, raw.url, tmp_path / "state")
     gw.write({"subject/u": b"x"})
 
     def doubled(request: Request, forward: Forward, conn: socket.socket) -> bool:
@@ -434,7 +410,7 @@ def test_reply_without_a_usable_uuid_is_refused(url: str, raw: RawProxy, tmp_pat
 
     raw.respond = strip
     with pytest.raises((ProofError, LedgerUnavailableError)):
-        _open(url, raw.url, tmp_path / "state")
+        open_gateway(url, raw.url, tmp_path / "state")
 
 
 # -- JSON: hostile values in the gateway's answers -----------------------------------------------------------------
@@ -443,10 +419,10 @@ def test_reply_without_a_usable_uuid_is_refused(url: str, raw: RawProxy, tmp_pat
 def test_tx_id_with_a_superscript_digit_is_a_proof_error(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                          tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/db/state", lambda doc: doc.update(txId="\u00b2"))
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/db/state", lambda doc: doc.update(txId="\u00b2"))
     with pytest.raises(ProofError):
-        _open(url, proxy.url, state)
+        open_gateway(url, proxy.url, state)
 
 
 @pytest.mark.parametrize("value", ["-1", "1e3", 1e3, 3.0, str(1 << 64), 1 << 64, True, None, "", " 3", "3 ",
@@ -454,16 +430,16 @@ def test_tx_id_with_a_superscript_digit_is_a_proof_error(url: str, immudb_server
 def test_malformed_integers_are_proof_errors(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                              tmp_path: Path, value: Any) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/db/state", lambda doc: doc.update(txId=value))
-    assert isinstance(_crash_free(lambda: _open(url, proxy.url, state)), ProofError)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/db/state", lambda doc: doc.update(txId=value))
+    assert isinstance(_crash_free(lambda: open_gateway(url, proxy.url, state)), ProofError)
 
 
 @pytest.mark.parametrize("mangle", ["newline", "space", "urlsafe", "unpadded", "number", "list"])
 def test_base64_that_is_not_strict_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                               tmp_path: Path, mangle: str) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict[str, Any]) -> None:
         v = doc["entry"]["value"]
@@ -471,8 +447,8 @@ def test_base64_that_is_not_strict_is_refused(url: str, immudb_server: ImmudbSer
                                  .replace("/", "_") + "-_", "unpadded": v.rstrip("=") + "A", "number": 5,
                                  "list": [v]}[mangle]
 
-    proxy.rewrite = _json_rewrite("/verifiable/get", change)
-    gw = _open(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", change)
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError):
         gw.get("subject/m")
 
@@ -480,11 +456,11 @@ def test_base64_that_is_not_strict_is_refused(url: str, immudb_server: ImmudbSer
 def test_json_list_and_scalar_bodies_are_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                  tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     for body in (b"[]", b"[{}]", b"5", b'"x"', b"null", b"{}"):
         proxy.rewrite = lambda path, reply, body=body: reply._replace(body=body) if "/verifiable/get" in path \
             else reply
-        gw = _open(url, proxy.url, state)
+        gw = open_gateway(url, proxy.url, state)
         with pytest.raises(ProofError):
             gw.get("subject/m")
         gw.close()
@@ -493,10 +469,10 @@ def test_json_list_and_scalar_bodies_are_refused(url: str, immudb_server: Immudb
 def test_tx_metadata_extra_over_64k_is_a_proof_error(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                      tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/verifiable/get", lambda doc: doc["verifiableTx"]["dualProof"]["sourceTxHeader"]
-                                  .update(metadata={"extra": _b64(bytes(70_000))}))
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", lambda doc: doc["verifiableTx"]["dualProof"]["sourceTxHeader"]
+                                  .update(metadata={"extra": b64(bytes(70_000))}))
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError):
         gw.get("subject/m")
 
@@ -506,18 +482,18 @@ def test_tx_metadata_extra_over_64k_is_a_proof_error(url: str, immudb_server: Im
 def test_entry_inclusion_proof_tampering_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                     tmp_path: Path, attack: str) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict[str, Any]) -> None:
         p = doc["inclusionProof"]
         width = int(p.get("width", 0))
         p.update({"leaf-beyond-width": {"leaf": str(width + 2)}, "leaf-equals-width": {"leaf": str(width)},
                   "width-zero": {"width": "0", "leaf": "0"}, "no-terms": {"terms": []},
-                  "5000-terms": {"terms": [_b64(bytes(32))] * 5000}, "term-not-32-bytes": {"terms": [_b64(b"x")]},
+                  "5000-terms": {"terms": [b64(bytes(32))] * 5000}, "term-not-32-bytes": {"terms": [b64(b"x")]},
                   "leaf-negative": {"leaf": "-1"}, "width-huge": {"width": str(1 << 40)}}[attack])
 
-    proxy.rewrite = _json_rewrite("/verifiable/get", change)
-    gw = _open(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", change)
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError):
         gw.get("subject/m")
 
@@ -530,7 +506,7 @@ def test_dual_proof_tampering_on_an_older_tx_is_refused(url: str, immudb_server:
                                                         tmp_path: Path, attack: str) -> None:
     """A read of an older version (source = that tx, target = trusted state): the part of the proof that binds it."""
     state = tmp_path / "state"
-    gw0 = _open(url, immudb_server.gateway_url, state)
+    gw0 = open_gateway(url, immudb_server.gateway_url, state)
     for i in range(6):
         gw0.write({"subject/old": f"v{i}".encode(), "pad": b"p"})
     first = gw0.history("subject/old")[2].tx  # its binary-linking tree is not empty: consistency is checked
@@ -546,7 +522,7 @@ def test_dual_proof_tampering_on_an_older_tx_is_refused(url: str, immudb_server:
         elif attack == "linear-no-terms":
             lp["terms"] = []
         elif attack == "linear-extra-term":
-            lp["terms"] = lp.get("terms", []) + [_b64(bytes(32))]
+            lp["terms"] = lp.get("terms", []) + [b64(bytes(32))]
         elif attack == "source-header-other-id":
             src["id"] = str(int(src["id"]) + 1)
         elif attack == "source-id-zero":
@@ -554,18 +530,18 @@ def test_dual_proof_tampering_on_an_older_tx_is_refused(url: str, immudb_server:
         elif attack == "target-bl-beyond-id":
             tgt["blTxId"] = str(int(tgt["id"]) + 5)
         elif attack == "bl-alh-short":
-            dp["targetBlTxAlh"] = _b64(bytes(31))
+            dp["targetBlTxAlh"] = b64(bytes(31))
         elif attack == "target-bl-alh-other":
-            dp["targetBlTxAlh"] = _b64(bytes(32))
+            dp["targetBlTxAlh"] = b64(bytes(32))
         elif attack == "inclusion-junk":
-            dp["inclusionProof"] = [_b64(bytes(32))] * len(dp.get("inclusionProof", [1]))
+            dp["inclusionProof"] = [b64(bytes(32))] * len(dp.get("inclusionProof", [1]))
         elif attack == "last-inclusion-junk":
-            dp["lastInclusionProof"] = [_b64(bytes(32))] * len(dp.get("lastInclusionProof", [1]))
+            dp["lastInclusionProof"] = [b64(bytes(32))] * len(dp.get("lastInclusionProof", [1]))
         else:
-            dp["consistencyProof"] = [_b64(bytes(32))] * len(dp.get("consistencyProof", [1]))
+            dp["consistencyProof"] = [b64(bytes(32))] * len(dp.get("consistencyProof", [1]))
 
-    proxy.rewrite = _json_rewrite("/verifiable/get", change)
-    gw = _open(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", change)
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError):
         gw.get("subject/old", at_tx=first)
 
@@ -573,7 +549,7 @@ def test_dual_proof_tampering_on_an_older_tx_is_refused(url: str, immudb_server:
 def test_verifiable_get_answered_at_a_newer_tx_than_requested_is_refused(url: str, raw: RawProxy,
                                                                         tmp_path: Path) -> None:
     """The man in the middle rewrites the request's atTx to the newest version: a valid proof of the wrong tx."""
-    gw = _open(url, raw.url, tmp_path / "state")
+    gw = open_gateway(url, raw.url, tmp_path / "state")
     old = gw.write({"subject/n": b"old"}).tx
     new = gw.write({"subject/n": b"new"}).tx
 
@@ -596,19 +572,19 @@ def test_stripped_signatures_are_refused_when_the_server_key_is_set(url: str, im
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(immudb_server.public_key))
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/db/state", lambda doc: doc.pop("signature", None))
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/db/state", lambda doc: doc.pop("signature", None))
     with pytest.raises(ProofError, match="not signed"):
-        _open(url, proxy.url, state)
-    proxy.rewrite = _json_rewrite("/verifiable/", lambda doc: (doc.get("verifiableTx") or doc).pop("signature"))
-    gw = _open(url, proxy.url, state)
+        open_gateway(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/verifiable/", lambda doc: (doc.get("verifiableTx") or doc).pop("signature"))
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError, match="not signed"):
         gw.get("subject/m")
     with pytest.raises(ProofError, match="not signed"):
         gw.write({"subject/m": b"again"})
     gw.close()
     monkeypatch.delenv("NOTARY_IMMUDB_SERVER_KEY")  # the key is pinned in the trusted state: still checked
-    gw = _open(url, proxy.url, state)
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError, match="not signed"):
         gw.get("subject/m")
 
@@ -625,7 +601,7 @@ def _forge_future_tx(doc: dict[str, Any], key: bytes, value: bytes, *, ts: int |
     source = wire.header(dp["sourceTxHeader"])
     spec = (PLAIN_VALUE_PREFIX + key, b"", value_hash(value), len(value) + 1)
     h = dict(dp["targetTxHeader"])
-    h.update(id=str(source.id + 1), nentries=1, eH=_b64(entries_root(1, [spec])), prevAlh=_b64(source.alh))
+    h.update(id=str(source.id + 1), nentries=1, eH=b64(entries_root(1, [spec])), prevAlh=b64(source.alh))
     if ts is not None:
         h["ts"] = str(ts)
     if bl_tx is not None:
@@ -634,8 +610,8 @@ def _forge_future_tx(doc: dict[str, Any], key: bytes, value: bytes, *, ts: int |
     assert entry_digest(1, spec)
     dp["targetTxHeader"] = h
     dp["linearProof"] = {"sourceTxId": str(source.id), "TargetTxId": str(target.id),
-                         "terms": [_b64(source.alh), _b64(inner_hash(target))]}
-    doc["entry"].update(tx=str(target.id), value=_b64(value), revision="3")
+                         "terms": [b64(source.alh), b64(inner_hash(target))]}
+    doc["entry"].update(tx=str(target.id), value=b64(value), revision="3")
     doc["inclusionProof"] = {"leaf": "0", "width": "1", "terms": []}
 
 
@@ -645,13 +621,13 @@ def test_forged_future_tx_without_server_key_is_seen_as_a_fork_next(url: str, im
     without the server key a man in the middle can append a transaction of his own to the trusted chain. The
     next honest answer is then a fork, never silently accepted."""
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/verifiable/get", lambda doc: _forge_future_tx(doc, b"other", b"forged"))
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", lambda doc: _forge_future_tx(doc, b"other", b"forged"))
+    gw = open_gateway(url, proxy.url, state)
     _crash_free(lambda: gw.get("other"))
     gw.close()
     proxy.rewrite = None
-    later = _crash_free(lambda: _open(url, immudb_server.gateway_url, state))  # the honest server, next process
+    later = _crash_free(lambda: open_gateway(url, immudb_server.gateway_url, state))  # the honest server, next process
     assert isinstance(later, RollbackError), later
 
 
@@ -659,9 +635,9 @@ def test_forged_future_tx_with_server_key_is_refused(url: str, immudb_server: Im
                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(immudb_server.public_key))
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/verifiable/get", lambda doc: _forge_future_tx(doc, b"other", b"forged"))
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", lambda doc: _forge_future_tx(doc, b"other", b"forged"))
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError, match="not signed by the pinned server key"):
         gw.get("other")
     proxy.rewrite = None
@@ -672,14 +648,14 @@ def test_forged_future_tx_with_server_key_is_refused(url: str, immudb_server: Im
 def test_forged_future_tx_with_a_broken_binary_link_is_refused(url: str, immudb_server: ImmudbServer,
                                                                proxy: HttpProxy, tmp_path: Path, bl_tx: str) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict[str, Any]) -> None:
         s = int(doc["verifiableTx"]["dualProof"]["sourceTxHeader"]["id"])
         _forge_future_tx(doc, b"other", b"forged", bl_tx=s + 7 if bl_tx == "beyond-id" else 0)
 
-    proxy.rewrite = _json_rewrite("/verifiable/get", change)
-    gw = _open(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", change)
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError):
         gw.get("other")
 
@@ -687,10 +663,10 @@ def test_forged_future_tx_with_a_broken_binary_link_is_refused(url: str, immudb_
 def test_header_with_a_huge_timestamp_is_not_a_crash(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                      tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/verifiable/get",
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get",
                                   lambda doc: _forge_future_tx(doc, b"other", b"forged", ts=(1 << 63) + 5))
-    gw = _open(url, proxy.url, state)
+    gw = open_gateway(url, proxy.url, state)
     _crash_free(lambda: gw.get("other"))
 
 
@@ -700,7 +676,7 @@ def test_header_with_a_huge_timestamp_is_not_a_crash(url: str, immudb_server: Im
 def test_scan_page_that_does_not_advance_terminates(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                     tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     calls = []
 
     def loop(path: str, reply: Reply) -> Reply:
@@ -709,11 +685,11 @@ def test_scan_page_that_does_not_advance_terminates(url: str, immudb_server: Imm
         calls.append(path)
         if len(calls) > 25:  # give up, so the test ends either way
             return reply._replace(status=500, body=b'{"message":"stop"}')
-        entry = {"key": _b64(b"subject/m"), "value": _b64(b"x"), "tx": "2"}
+        entry = {"key": b64(b"subject/m"), "value": b64(b"x"), "tx": "2"}
         return reply._replace(body=json.dumps({"entries": [entry] * 1000}).encode())
 
     proxy.rewrite = loop
-    gw = _open(url, proxy.url, state)
+    gw = open_gateway(url, proxy.url, state)
     err = _crash_free(lambda: gw.keys("subject/"))
     assert len(calls) <= 2, f"{len(calls)} scan pages requested for one key ({err})"
 
@@ -738,10 +714,10 @@ def _repeating_history(calls: list[str]) -> Callable[[str, Reply], Reply]:
 def test_history_page_that_repeats_is_refused_at_once(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                       tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     calls: list[str] = []
     proxy.rewrite = _repeating_history(calls)
-    gw = _open(url, proxy.url, state)
+    gw = open_gateway(url, proxy.url, state)
     err = _crash_free(lambda: gw.history("subject/m"))
     assert isinstance(err, ProofError) and len(calls) <= 2, f"{len(calls)} history pages requested ({err!r})"
 
@@ -749,10 +725,10 @@ def test_history_page_that_repeats_is_refused_at_once(url: str, immudb_server: I
 def test_history_page_that_repeats_is_refused_by_an_as_of_read(url: str, immudb_server: ImmudbServer,
                                                                proxy: HttpProxy, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     calls: list[str] = []
     proxy.rewrite = _repeating_history(calls)
-    gw = _open(url, proxy.url, state)
+    gw = open_gateway(url, proxy.url, state)
     head = gw.info().head.tx
     err = _crash_free(lambda: gw.get("subject/m", at_tx=head))
     assert isinstance(err, ProofError) and len(calls) <= 2, f"{len(calls)} history pages requested ({err!r})"
@@ -761,9 +737,9 @@ def test_history_page_that_repeats_is_refused_by_an_as_of_read(url: str, immudb_
 def test_reversed_history_is_refused_by_an_as_of_read(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                       tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/db/history", lambda doc: doc.update(entries=doc["entries"][::-1]))
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/db/history", lambda doc: doc.update(entries=doc["entries"][::-1]))
+    gw = open_gateway(url, proxy.url, state)
     head = gw.info().head.tx
     err = _crash_free(lambda: gw.get("subject/m", at_tx=head))
     if err is None:
@@ -777,13 +753,13 @@ def test_reversed_history_is_refused_by_an_as_of_read(url: str, immudb_server: I
 def test_history_out_of_order_or_duplicated_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                        tmp_path: Path, attack: str) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict[str, Any]) -> None:
         doc["entries"] = doc["entries"][::-1] if attack == "reversed" else doc["entries"][:1] + doc["entries"]
 
-    proxy.rewrite = _json_rewrite("/db/history", change)
-    gw = _open(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/db/history", change)
+    gw = open_gateway(url, proxy.url, state)
     err = _crash_free(lambda: gw.history("subject/m"))
     if err is None:
         txs = [e.tx for e in gw.history("subject/m")]
@@ -795,9 +771,9 @@ def test_history_out_of_order_or_duplicated_is_refused(url: str, immudb_server: 
 def test_history_naming_a_version_that_does_not_verify_is_refused(url: str, immudb_server: ImmudbServer,
                                                                   proxy: HttpProxy, tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
-    proxy.rewrite = _json_rewrite("/db/history", lambda doc: doc["entries"][0].update(value=_b64(b"forged")))
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    proxy.rewrite = json_rewrite("/db/history", lambda doc: doc["entries"][0].update(value=b64(b"forged")))
+    gw = open_gateway(url, proxy.url, state)
     with pytest.raises(ProofError, match="does not verify"):
         gw.history("subject/m")
 
@@ -805,11 +781,11 @@ def test_history_naming_a_version_that_does_not_verify_is_refused(url: str, immu
 def test_listings_that_are_not_lists_are_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                  tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _setup(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     for entries in ({"a": 1}, [1, 2], "x", [[]]):
-        proxy.rewrite = _json_rewrite("/db/", lambda doc, e=entries: doc.update(entries=e) if "entries" in doc
+        proxy.rewrite = json_rewrite("/db/", lambda doc, e=entries: doc.update(entries=e) if "entries" in doc
                                       else None)
-        gw = _open(url, proxy.url, state)
+        gw = open_gateway(url, proxy.url, state)
         with pytest.raises(ProofError):
             gw.keys("subject/")
         with pytest.raises(ProofError):
@@ -822,7 +798,7 @@ def test_listings_that_are_not_lists_are_refused(url: str, immudb_server: Immudb
 
 def test_write_answered_with_an_older_tx_holding_the_same_values_is_refused(url: str, raw: RawProxy,
                                                                             tmp_path: Path) -> None:
-    gw = _open(url, raw.url, tmp_path / "state")
+    gw = open_gateway(url, raw.url, tmp_path / "state")
     first = gw.write({"subject/w": b"same"}).tx
     gw.write({"subject/w": b"newer"})
 
@@ -842,7 +818,7 @@ def test_write_answered_with_an_older_tx_holding_the_same_values_is_refused(url:
 
 
 def test_write_answered_with_a_tx_beyond_the_head_is_refused(url: str, raw: RawProxy, tmp_path: Path) -> None:
-    gw = _open(url, raw.url, tmp_path / "state")
+    gw = open_gateway(url, raw.url, tmp_path / "state")
     gw.write({"subject/w": b"one"})
 
     def far(request: Request, forward: Forward, conn: socket.socket) -> bool:
@@ -862,15 +838,15 @@ def test_write_answered_with_a_tx_beyond_the_head_is_refused(url: str, raw: RawP
 
 def test_login_token_with_non_ascii_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                tmp_path: Path) -> None:
-    proxy.rewrite = _json_rewrite("/api/login", lambda doc: doc.update(token="t\u00f6k\u00e9n"))
-    err = _crash_free(lambda: _open(url, proxy.url, tmp_path / "state"))
+    proxy.rewrite = json_rewrite("/api/login", lambda doc: doc.update(token="t\u00f6k\u00e9n"))
+    err = _crash_free(lambda: open_gateway(url, proxy.url, tmp_path / "state"))
     assert isinstance(err, LedgerUnavailableError)
 
 
 def test_database_token_with_non_ascii_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                   tmp_path: Path) -> None:
-    proxy.rewrite = _json_rewrite("/api/db/use/", lambda doc: doc.update(token="t\u00f6k\u00e9n"))
-    err = _crash_free(lambda: _open(url, proxy.url, tmp_path / "state"))
+    proxy.rewrite = json_rewrite("/api/db/use/", lambda doc: doc.update(token="t\u00f6k\u00e9n"))
+    err = _crash_free(lambda: open_gateway(url, proxy.url, tmp_path / "state"))
     assert isinstance(err, LedgerUnavailableError)
 
 
@@ -883,38 +859,38 @@ def test_cached_token_with_a_deeply_nested_payload_is_not_a_crash(url: str, immu
                                                                   proxy: HttpProxy, tmp_path: Path) -> None:
     state = tmp_path / "state"
     assert len(_deep_token()) <= 4096
-    proxy.rewrite = _json_rewrite("/api/db/use/", lambda doc: doc.update(token=_deep_token()))
-    _crash_free(lambda: _open(url, proxy.url, state))  # refused by the server: unavailable
+    proxy.rewrite = json_rewrite("/api/db/use/", lambda doc: doc.update(token=_deep_token()))
+    _crash_free(lambda: open_gateway(url, proxy.url, state))  # refused by the server: unavailable
     assert list(state.glob("immudb-token-*")), "the hostile token was not cached"
     proxy.rewrite = None
-    _open(url, proxy.url, state).close()  # the man in the middle is gone
+    open_gateway(url, proxy.url, state).close()  # the man in the middle is gone
 
 
 def test_a_cached_token_serves_without_the_password_until_removed(url: str, immudb_server: ImmudbServer,
                                                                   tmp_path: Path) -> None:
     """Documented behaviour (docs/immudb.md): the token, not the password, is what a cached process shows."""
     state = tmp_path / "state"
-    _open(url, immudb_server.gateway_url, state).close()
-    _open(url, immudb_server.gateway_url, state, password="wrong").close()
+    open_gateway(url, immudb_server.gateway_url, state).close()
+    open_gateway(url, immudb_server.gateway_url, state, password="wrong").close()
     for token in state.glob("immudb-token-*"):
         token.unlink()
     with pytest.raises(LedgerUnavailableError, match="refused user"):
-        _open(url, immudb_server.gateway_url, state, password="wrong").close()
+        open_gateway(url, immudb_server.gateway_url, state, password="wrong").close()
 
 
 def test_cached_token_for_another_database_is_replaced(immudb_server: ImmudbServer, tmp_path: Path) -> None:
     state = tmp_path / "state"
     url_a, url_b = fresh_immudb_url(immudb_server), fresh_immudb_url(immudb_server)
-    gw_a = _open(url_a, immudb_server.gateway_url, state)
+    gw_a = open_gateway(url_a, immudb_server.gateway_url, state)
     gw_a.write({"subject/a": b"a"})
     path_a = gw_a._token_path()
     gw_a.close()
-    gw_b = _open(url_b, immudb_server.gateway_url, state)
+    gw_b = open_gateway(url_b, immudb_server.gateway_url, state)
     path_b = gw_b._token_path()
     gw_b.close()
     assert path_a != path_b
     path_b.write_bytes(path_a.read_bytes())
-    gw_b = _open(url_b, immudb_server.gateway_url, state)
+    gw_b = open_gateway(url_b, immudb_server.gateway_url, state)
     assert gw_b.info().head.tx <= 1 and gw_b.get("subject/a") is None
 
 
@@ -923,13 +899,13 @@ def test_token_cache_is_private_and_bound_to_server_user_database(immudb_server:
     state = tmp_path / "state"
     url_a, url_b = fresh_immudb_url(immudb_server), fresh_immudb_url(immudb_server)
     for u in (url_a, url_b):
-        _open(u, immudb_server.gateway_url, state).close()
+        open_gateway(u, immudb_server.gateway_url, state).close()
     tokens = sorted(state.glob("immudb-token-*"))
     assert len(tokens) == 2 and all(t.stat().st_mode & 0o777 == 0o600 for t in tokens)
     assert tokens[0].read_bytes() != tokens[1].read_bytes()
     p = HttpProxy(immudb_server.gateway_url).start()  # another gateway URL: its own token
     try:
-        _open(url_a, p.url, state).close()
+        open_gateway(url_a, p.url, state).close()
         assert len(list(state.glob("immudb-token-*"))) == 3
     finally:
         p.stop()
@@ -940,12 +916,12 @@ def test_token_file_replaced_by_a_symlink_or_fifo_is_ignored(url: str, immudb_se
     import os
 
     state = tmp_path / "state"
-    _open(url, immudb_server.gateway_url, state).close()
+    open_gateway(url, immudb_server.gateway_url, state).close()
     [token] = state.glob("immudb-token-*")
     token.unlink()
     os.mkfifo(token)
     start = time.monotonic()
-    gw = _open(url, immudb_server.gateway_url, state)
+    gw = open_gateway(url, immudb_server.gateway_url, state)
     gw.write({"subject/f": b"x"})
     gw.close()
     assert time.monotonic() - start < 5

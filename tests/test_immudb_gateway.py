@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,15 @@ from notary.ledger.immudb._verify import DualProof, LinearAdvanceProof, LinearPr
 from notary.ledger.immudb.gateway import GatewayLedger
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
+from tests.support.gateway import (
+    b64,
+    json_rewrite,
+    notarized_then_revoked,
+    open_gateway,
+)
 from tests.support.http_proxy import HttpProxy, Reply
 from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.runtimes import self_signed_cert
 
 
 @pytest.fixture
@@ -31,10 +39,11 @@ def url(immudb_server: ImmudbServer) -> str:
     return fresh_immudb_url(immudb_server)
 
 
-def _open(url: str, gateway: str, state: Path) -> GatewayLedger:
-    ledger = GatewayLedger.open(url, trust=TrustStore(state), gateway=gateway)
-    assert isinstance(ledger, GatewayLedger)
-    return ledger
+@pytest.fixture
+def proxy(immudb_server: ImmudbServer) -> Iterator[HttpProxy]:
+    p = HttpProxy(immudb_server.gateway_url).start()
+    yield p
+    p.stop()
 
 
 # -- notary's dual proof check against immudb-py's, on the live server's proofs ------------------------------------
@@ -110,7 +119,7 @@ def test_gateway_and_grpc_share_one_trusted_state(url: str, immudb_server: Immud
     grpc_ledger = ImmudbLedger.open(url, trust=TrustStore(state))
     first = grpc_ledger.write({"subject/a": b"one"})
     grpc_ledger.close()
-    gw = _open(url, immudb_server.gateway_url, state)
+    gw = open_gateway(url, immudb_server.gateway_url, state)
     second = gw.write({"subject/a": b"two", "job/local/1": b"{}"})
     assert gw.ledger_id == grpc_ledger.ledger_id
     assert [(e.tx, e.value) for e in gw.history("subject/a")] == [(first.tx, b"one"), (second.tx, b"two")]
@@ -122,7 +131,7 @@ def test_gateway_and_grpc_share_one_trusted_state(url: str, immudb_server: Immud
 
 def test_values_over_a_chunked_reply_read_back(url: str, immudb_server: ImmudbServer, tmp_path: Path) -> None:
     """The gateway switches to chunked transfer for bodies over 2 KiB: a 300 KB envelope crosses many chunks."""
-    gw = _open(url, immudb_server.gateway_url, tmp_path / "state")
+    gw = open_gateway(url, immudb_server.gateway_url, tmp_path / "state")
     big = os.urandom(300_000)
     gw.write({"subject/big": big})
     assert gw.get("subject/big").value == big  # type: ignore[union-attr]
@@ -132,18 +141,18 @@ def test_values_over_a_chunked_reply_read_back(url: str, immudb_server: ImmudbSe
 def test_login_token_is_cached_private_and_replaced_when_refused(url: str, immudb_server: ImmudbServer,
                                                                  tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _open(url, immudb_server.gateway_url, state).close()
+    open_gateway(url, immudb_server.gateway_url, state).close()
     [token] = state.glob("immudb-token-*")
     assert token.stat().st_mode & 0o777 == 0o600
     first = token.read_bytes()
-    reopened = _open(url, immudb_server.gateway_url, state)
+    reopened = open_gateway(url, immudb_server.gateway_url, state)
     assert token.read_bytes() == first  # reused: no second login
     reopened.close()
     # a token the server refuses (forged, or from before a restart) but that claims a far expiry
     payload = base64.urlsafe_b64encode(json.dumps({"exp": "2999-01-01T00:00:00Z"}).encode() + bytes(64))
     forged = b"v2.public." + payload.rstrip(b"=") + b".x"
     token.write_bytes(forged)
-    gw = _open(url, immudb_server.gateway_url, state)
+    gw = open_gateway(url, immudb_server.gateway_url, state)
     gw.write({"subject/t": b"x"})
     assert gw.get("subject/t") is not None
     assert token.read_bytes().startswith(b"v2.public.") and token.read_bytes() != forged
@@ -177,7 +186,7 @@ def test_gateway_pointing_at_the_grpc_port_is_unavailable(url: str, immudb_serve
 def test_pinned_server_key_checks_every_state(url: str, immudb_server: ImmudbServer, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(immudb_server.public_key))
-    gw = _open(url, immudb_server.gateway_url, tmp_path / "state")
+    gw = open_gateway(url, immudb_server.gateway_url, tmp_path / "state")
     gw.write({"subject/s": b"x"})
     assert gw.get("subject/s").proof["checked"] == ["entry-inclusion", "dual-proof", "state-signature"]  # type: ignore[union-attr]
 
@@ -190,39 +199,10 @@ def test_a_key_other_than_the_servers_is_a_proof_error(url: str, immudb_server: 
     _, other_public = write_signing_key(tmp_path / "other")
     monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(other_public))
     with pytest.raises(ProofError, match="not signed by the pinned server key"):
-        _open(url, immudb_server.gateway_url, tmp_path / "state")
+        open_gateway(url, immudb_server.gateway_url, tmp_path / "state")
 
 
 # -- a man in the middle ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def proxy(immudb_server: ImmudbServer):  # noqa: ANN201
-    p = HttpProxy(immudb_server.gateway_url).start()
-    yield p
-    p.stop()
-
-
-def _rewrite_json(path_part: str, change):  # noqa: ANN001, ANN202
-    def rewrite(path: str, reply: Reply) -> Reply:
-        if path_part not in path or reply.status != 200:
-            return reply
-        doc = json.loads(reply.body)
-        change(doc)
-        return reply._replace(body=json.dumps(doc).encode())
-
-    return rewrite
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _written(url: str, gateway: str, state: Path) -> None:
-    gw = _open(url, gateway, state)
-    gw.write({"subject/m": b"notarized"})
-    gw.write({"subject/m": b"revoked", "other": b"x"})
-    gw.close()
 
 
 @pytest.mark.parametrize("attack", ["value", "key", "tx", "inclusion-term", "header-eh", "linear-term",
@@ -230,30 +210,30 @@ def _written(url: str, gateway: str, state: Path) -> None:
 def test_rewritten_verifiable_get_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                              tmp_path: Path, attack: str) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict) -> None:  # type: ignore[type-arg]
         entry, vtx = doc["entry"], doc["verifiableTx"]
         dp = vtx["dualProof"]
         if attack == "value":
-            entry["value"] = _b64(b"notarized")
+            entry["value"] = b64(b"notarized")
         elif attack == "key":
-            entry["key"] = _b64(b"other")
+            entry["key"] = b64(b"other")
         elif attack == "tx":
             entry["tx"] = str(int(entry["tx"]) - 1)
         elif attack == "inclusion-term":
-            doc["inclusionProof"]["terms"] = [_b64(bytes(32))] * len(doc["inclusionProof"].get("terms", [1]))
+            doc["inclusionProof"]["terms"] = [b64(bytes(32))] * len(doc["inclusionProof"].get("terms", [1]))
         elif attack == "header-eh":
-            dp["targetTxHeader"]["eH"] = _b64(bytes(32))
+            dp["targetTxHeader"]["eH"] = b64(bytes(32))
         elif attack == "linear-term":
-            dp["linearProof"]["terms"][-1] = _b64(bytes(32))
+            dp["linearProof"]["terms"][-1] = b64(bytes(32))
         elif attack == "state-hash":
-            dp["sourceTxHeader"]["prevAlh"] = _b64(bytes(32))
+            dp["sourceTxHeader"]["prevAlh"] = b64(bytes(32))
         else:
             entry["revision"] = "2"
 
-    proxy.rewrite = _rewrite_json("/verifiable/get", change)
-    gw = _open(url, proxy.url, state)
+    proxy.rewrite = json_rewrite("/verifiable/get", change)
+    gw = open_gateway(url, proxy.url, state)
     if attack == "revision-only-is-harmless":
         assert gw.get("subject/m").value == b"revoked"  # type: ignore[union-attr]
         return
@@ -264,34 +244,34 @@ def test_rewritten_verifiable_get_is_refused(url: str, immudb_server: ImmudbServ
 def test_forged_current_state_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                          tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict) -> None:  # type: ignore[type-arg]
-        doc["txHash"] = _b64(bytes(32))
+        doc["txHash"] = b64(bytes(32))
 
-    proxy.rewrite = _rewrite_json("/db/state", change)
+    proxy.rewrite = json_rewrite("/db/state", change)
     with pytest.raises(RollbackError, match="forked"):
-        _open(url, proxy.url, state)
+        open_gateway(url, proxy.url, state)
 
 
 def test_state_behind_trust_is_a_rollback(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                           tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict) -> None:  # type: ignore[type-arg]
         doc["txId"] = "1"
 
-    proxy.rewrite = _rewrite_json("/db/state", change)
+    proxy.rewrite = json_rewrite("/db/state", change)
     with pytest.raises(RollbackError, match="rolled back"):
-        _open(url, proxy.url, state)
+        open_gateway(url, proxy.url, state)
 
 
 def test_another_server_answering_mid_session_is_refused(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                          tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    gw = open_gateway(url, proxy.url, state)
 
     def swap(path: str, reply: Reply) -> Reply:
         return reply._replace(headers=[(k, "otherserver1" if k.lower() == "grpc-metadata-immudb-uuid" else v)
@@ -307,9 +287,9 @@ def test_a_write_answered_with_other_entries_is_refused(url: str, immudb_server:
     """The proxy names another writer's newer transaction as ours: its proof is valid, but it does not hold
     what notary wrote."""
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
-    gw = _open(url, proxy.url, state)
-    other = _open(url, immudb_server.gateway_url, tmp_path / "other-state")
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    gw = open_gateway(url, proxy.url, state)
+    other = open_gateway(url, immudb_server.gateway_url, tmp_path / "other-state")
     proxy.paths.clear()
 
     def to_the_other_writers_tx(path: str, reply: Reply) -> Reply:
@@ -332,8 +312,8 @@ def test_a_write_answered_with_a_transaction_already_verified_is_refused(
     """An older transaction holding the same values would prove: any tx this client had verified before it
     wrote cannot be its write."""
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
-    gw = _open(url, proxy.url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
+    gw = open_gateway(url, proxy.url, state)
 
     def to_older_tx(path: str, reply: Reply) -> Reply:
         if "/db/set" in path and reply.status == 200:
@@ -352,10 +332,10 @@ def test_a_write_answered_with_a_transaction_already_verified_is_refused(
 def test_hostile_gateway_bodies_are_one_error_not_a_crash(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                           tmp_path: Path, body: bytes) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     proxy.rewrite = lambda path, reply: reply._replace(body=body) if "/db/state" in path else reply
     with pytest.raises((ProofError, LedgerUnavailableError)):
-        _open(url, proxy.url, state)
+        open_gateway(url, proxy.url, state)
 
 
 def test_notary_verify_through_the_gateway_in_one_process(url: str, immudb_server: ImmudbServer,
@@ -382,27 +362,27 @@ def test_history_listing_a_transaction_twice_is_refused(url: str, immudb_server:
                                                         tmp_path: Path) -> None:
     """Each listed version is re-read with a proof, so a repeated one would verify: the order must be strict."""
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict) -> None:  # type: ignore[type-arg]
         doc["entries"] = doc["entries"] + doc["entries"][-1:]
 
-    proxy.rewrite = _rewrite_json("/db/history", change)
+    proxy.rewrite = json_rewrite("/db/history", change)
     with pytest.raises(ProofError, match="lists tx"):
-        _open(url, proxy.url, state).history("subject/m")
+        open_gateway(url, proxy.url, state).history("subject/m")
 
 
 def test_scan_pages_that_never_move_forward_end(url: str, immudb_server: ImmudbServer, proxy: HttpProxy,
                                                 tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def change(doc: dict) -> None:  # type: ignore[type-arg]
-        doc["entries"] = [{"key": _b64(b"subject/m"), "value": ""}] * 1000  # a full page, every time the same
+        doc["entries"] = [{"key": b64(b"subject/m"), "value": ""}] * 1000  # a full page, every time the same
 
-    proxy.rewrite = _rewrite_json("/db/scan", change)
+    proxy.rewrite = json_rewrite("/db/scan", change)
     with pytest.raises(ProofError, match="does not move forward"):
-        _open(url, proxy.url, state).keys("subject/")
+        open_gateway(url, proxy.url, state).keys("subject/")
 
 
 def test_a_trickling_gateway_times_out(url: str, immudb_server: ImmudbServer, tmp_path: Path,
@@ -439,38 +419,10 @@ def test_a_trickling_gateway_times_out(url: str, immudb_server: ImmudbServer, tm
 # -- TLS: the gateway gives notary an encrypted channel to immudb (immudb-py has none) ------------------------------
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "immudb.crt", directory / "immudb.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def tls_immudb(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     base = tmp_path_factory.mktemp("immudb-tls")
-    cert, key = _self_signed(base / "pki")
+    cert, key = self_signed_cert(base / "pki")
     server = ImmudbServer(base / "data", tls=(cert, key)).start()
     yield server, cert
     server.stop()
@@ -481,7 +433,7 @@ def test_https_gateway_with_its_ca_reads_and_writes(tls_immudb: tuple[ImmudbServ
     server, cert = tls_immudb
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(cert))
-    gw = _open(server.url, server.gateway_url, tmp_path / "state")
+    gw = open_gateway(server.url, server.gateway_url, tmp_path / "state")
     receipt = gw.write({"subject/tls": b"over TLS"})
     assert gw.get("subject/tls").tx == receipt.tx  # type: ignore[union-attr]
     assert gw.info().details["gateway"].startswith("https://")
@@ -493,11 +445,11 @@ def test_https_gateway_with_an_unknown_certificate_is_refused(tls_immudb: tuple[
     server, _ = tls_immudb
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
     with pytest.raises(LedgerUnavailableError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-        _open(server.url, server.gateway_url, tmp_path / "state")
-    other, _ = _self_signed(tmp_path / "other-ca")
+        open_gateway(server.url, server.gateway_url, tmp_path / "state")
+    other, _ = self_signed_cert(tmp_path / "other-ca")
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(other))
     with pytest.raises(LedgerUnavailableError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
-        _open(server.url, server.gateway_url, tmp_path / "state")
+        open_gateway(server.url, server.gateway_url, tmp_path / "state")
 
 
 @pytest.mark.parametrize("problem", ["http-gateway", "not-pem", "fifo"])
@@ -507,7 +459,7 @@ def test_gateway_ca_problems_are_usage_errors(url: str, immudb_server: ImmudbSer
     if problem == "fifo":
         os.mkfifo(ca)
     else:
-        ca.write_text("not a certificate\n" if problem == "not-pem" else _self_signed(tmp_path / "p")[0].read_text())
+        ca.write_text("not a certificate\n" if problem == "not-pem" else self_signed_cert(tmp_path / "p")[0].read_text())
     gateway = immudb_server.gateway_url if problem == "http-gateway" else "https://127.0.0.1:1"
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(ca))
     with pytest.raises(UsageError):
@@ -526,7 +478,7 @@ def _mirrored(url: str, gateway: str, state: Path) -> GatewayLedger:
 def test_mirror_through_the_gateway_replays_and_marks_reads(url: str, immudb_server: ImmudbServer,
                                                             tmp_path: Path) -> None:
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
     ledger = _mirrored(url, immudb_server.gateway_url, state)
     assert ledger.last_catch_up[0] >= 2
     entry = ledger.get("subject/m")
@@ -543,7 +495,7 @@ def test_withheld_revocation_passes_without_the_mirror_and_is_caught_with_it(
 ) -> None:
     """The attack the mirror exists for: the newest version (a revocation) withheld by a proxy on the gateway."""
     state = tmp_path / "state"
-    _written(url, immudb_server.gateway_url, state)
+    notarized_then_revoked(url, immudb_server.gateway_url, state)
 
     def withhold(path: str, reply: Reply) -> Reply:
         if lie == "history-without-the-revocation" and "/db/history" in path and reply.status == 200:
@@ -556,7 +508,7 @@ def test_withheld_revocation_passes_without_the_mirror_and_is_caught_with_it(
         return reply
 
     proxy.rewrite = withhold
-    plain = _open(url, proxy.url, tmp_path / "plain-state")
+    plain = open_gateway(url, proxy.url, tmp_path / "plain-state")
     if lie == "history-without-the-revocation":
         assert [v.value for v in plain.history("subject/m")] == [b"notarized"]  # the server's word, proven
     else:
@@ -574,6 +526,6 @@ def test_tls_immudb_gets_the_mirror_through_the_gateway(tls_immudb: tuple[Immudb
     server, cert = tls_immudb
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(cert))
-    _open(server.url, server.gateway_url, tmp_path / "state").write({"subject/t": b"x"})
+    open_gateway(server.url, server.gateway_url, tmp_path / "state").write({"subject/t": b"x"})
     ledger = _mirrored(server.url, server.gateway_url, tmp_path / "state")
     assert "mirror-replay" in ledger.get("subject/t").proof["checked"]  # type: ignore[union-attr]
