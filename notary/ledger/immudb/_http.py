@@ -13,11 +13,14 @@ import contextlib
 import re
 import socket
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlsplit
 
 from notary.errors import LedgerUnavailableError, UsageError
 from notary.ledger.immudb._conn import host_port
+
+if TYPE_CHECKING:
+    import ssl
 
 MAX_HEAD = 64 << 10
 MAX_BODY = 64 << 20  # a page of a history holds up to 1000 values; the gRPC path's limit is far lower (4 MiB)
@@ -45,8 +48,11 @@ class Gateway(NamedTuple):
         return f"{self.scheme}://{self.netloc}"
 
 
-def read_ca(path: str, gateway: Gateway) -> str:
-    """The PEM CA bundle NOTARY_IMMUDB_GATEWAY_CA / [immudb] gateway_ca names (bounded, regular file only)."""
+def read_ca(path: str, gateway: Gateway) -> ssl.SSLContext:
+    """A TLS context trusting the PEM CA bundle NOTARY_IMMUDB_GATEWAY_CA / [immudb] gateway_ca names (bounded,
+    regular file only), built once here so a bad file is a usage error at open."""
+    import ssl
+
     from notary.fsio import read_regular
 
     if gateway.scheme != "https":
@@ -54,12 +60,9 @@ def read_ca(path: str, gateway: Gateway) -> str:
                          hint=f"the gateway is {gateway.url}")
     pem = read_regular(path, 1 << 20, "immudb gateway CA file", error=UsageError)
     try:
-        import ssl
-
-        ssl.create_default_context(cadata=pem.decode("ascii"))
+        return ssl.create_default_context(cadata=pem.decode("ascii"))
     except (ValueError, UnicodeDecodeError, ssl.SSLError) as exc:
         raise UsageError(f"immudb gateway CA file {path} holds no usable PEM certificate ({exc})") from None
-    return pem.decode("ascii")
 
 
 def parse_gateway(url: str) -> Gateway:
@@ -82,10 +85,10 @@ def parse_gateway(url: str) -> Gateway:
 class HttpClient:
     """One connection to the gateway, reused across requests, opened again when the server closed it."""
 
-    def __init__(self, gateway: Gateway, timeout: float, ca_pem: str | None = None) -> None:
+    def __init__(self, gateway: Gateway, timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self.gateway = gateway
         self.timeout = timeout
-        self.ca_pem = ca_pem  # https: trust these CA certificates instead of the system's
+        self.tls = tls  # https: this context (read_ca) instead of one trusting the system's CA store
         self._sock: socket.socket | None = None
         self._buf = bytearray()
         self._deadline = 0.0
@@ -128,7 +131,7 @@ class HttpClient:
         if self.gateway.scheme == "https":
             import ssl
 
-            context = ssl.create_default_context(cadata=self.ca_pem) if self.ca_pem else ssl.create_default_context()
+            context = self.tls or ssl.create_default_context()
             sock = context.wrap_socket(sock, server_hostname=self.gateway.host)
         return sock
 

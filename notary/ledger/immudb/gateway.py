@@ -23,7 +23,7 @@ import os
 from base64 import b64encode
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from notary import jsonsafe
@@ -45,6 +45,9 @@ from notary.ledger.immudb._token import cached_token, save_token, usable_token
 from notary.ledger.immudb._verify import DualProof, dual_proof_holds, entry_included
 from notary.ledger.immudb.ledger import _PAGE, ImmudbLedger, _key_bytes
 from notary.ledger.trust import TrustStore
+
+if TYPE_CHECKING:
+    import ssl
 
 _LOGGED_OUT = ("invalid token", "token has expired", "not logged in", "session not found")
 
@@ -69,7 +72,7 @@ class GatewayLedger(ImmudbLedger):
     """ImmudbLedger whose transport is the gateway: `GatewayLedger.open(url, gateway="http://host:8080")`."""
 
     _gateway: Gateway
-    _ca_pem: str | None = None
+    _tls: ssl.SSLContext | None = None
     _http: HttpClient | None = None
     _token = ""
     _from_cache = False
@@ -91,11 +94,11 @@ class GatewayLedger(ImmudbLedger):
         target = parse_url(url)
         address = parse_gateway(gateway)
         ca_file = gateway_ca or os.environ.get("NOTARY_IMMUDB_GATEWAY_CA")
-        ca_pem = read_ca(ca_file, address) if ca_file else None
+        tls = read_ca(ca_file, address) if ca_file else None
         secret = password if password is not None else read_password(target.user)
         ledger = cls(target, trust or TrustStore(), read_timeout())
         ledger._gateway = address
-        ledger._ca_pem = ca_pem
+        ledger._tls = tls
         ledger._start(secret)
         return ledger
 
@@ -103,7 +106,7 @@ class GatewayLedger(ImmudbLedger):
 
     def _open_client(self) -> None:
         self._rs = StateKeeper(empty_state(self.target.database), None)
-        self._http = HttpClient(self._gateway, self.timeout, self._ca_pem)
+        self._http = HttpClient(self._gateway, self.timeout, self._tls)
         self._client = self._http
 
     def _use_server_key(self, key: str) -> None:
