@@ -15,6 +15,7 @@ from notary import keys, records
 from notary.errors import InputError, RefusedError
 from notary.ledger.base import Ledger, WriteReceipt, rfc3339
 from notary.status import decide
+from notary.verify import Revocation
 
 if TYPE_CHECKING:
     from notary.sources.base import Subject
@@ -103,24 +104,63 @@ def notarize(
     ledger: Ledger, subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str], *,
     reinstate: str | None = None,
 ) -> Written:
-    """Notarize subjects in one transaction. A subject this signer revoked is refused (RefusedError, exit 1,
-    naming the revocation) unless reinstate gives the reason to lift it: then it gets a reinstatement record.
-    (The verifier enforces the same rule: a plain notarization after a revocation never lifts it.)"""
+    """Notarize subjects in one transaction. A subject this signer revoked, or one tied to an identity this
+    signer revoked (its image id, its index, a platform manifest: what the gate refuses it for), is refused
+    (RefusedError, exit 1, naming the revocation) unless reinstate gives the reason to lift it: then each
+    revoked identity gets a reinstatement record in the same transaction. (The verifier enforces the same rule:
+    a plain notarization after a revocation never lifts it.)"""
     if reinstate is not None and not reinstate.strip():
         raise InputError("--reinstate needs a reason", hint="pass --reinstate --reason TEXT")
-    revoked = revoked_by(ledger, [s.digest for s in subjects], keys.key_id(signer))
-    if revoked and reinstate is None:
-        digest, rev = next(iter(revoked.items()))
-        why = f" ({rev.reason})" if rev.reason else ""
-        more = f" (and {len(revoked) - 1} more subject(s))" if len(revoked) > 1 else ""
+    signer_id = keys.key_id(signer)
+    _, planned = notarization_writes(subjects, signer, ci)
+    standing = standing_revocations(ledger, planned, signer)
+    if standing and reinstate is None:
+        (subject, revoked), *rest = standing
+        why = f" ({revoked.reason})" if revoked.reason else ""
+        what = "it" if revoked.digest == subject else f"{revoked.relation} {revoked.digest}"
+        more = f" (and {len(rest)} more)" if rest else ""
         raise RefusedError(
-            f"{digest} was revoked by this signer at {rev.issued_at}{why}{more}: notarizing it again would not "
-            "lift the revocation",
+            f"{subject} is refused: {what} was revoked by this signer at {revoked.issued_at}{why}{more}: "
+            "notarizing it again would not lift the revocation",
             hint="if the revocation no longer applies, notarize with --reinstate --reason TEXT",
         )
-    lifts = {d: (str(reinstate).strip(), rev.issued) for d, rev in revoked.items()}
+    reason = str(reinstate or "").strip()
+    revoked_records = revoked_by(ledger, [r.digest for _, r in standing], signer_id)
+    lifts = {d: (reason, rev.issued) for d, rev in revoked_records.items()}
     kvs, made = notarization_writes(subjects, signer, ci, lifts)
+    for digest, rev in revoked_records.items():  # a tied identity that is not itself on the command line
+        key = records.subject_key(digest, signer_id)
+        if key not in kvs:
+            issued = max(records.utc_now(), rev.issued + timedelta(seconds=1))
+            lift = records.new_record("reinstatement", rev.subject, signer, ci=ci, reason=reason, issued_at=issued)
+            kvs[key] = records.sign_record(lift, signer)
+            made += (lift,)
     return Written(receipt=ledger.write(kvs), records=made)
+
+
+def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],
+                         signer: keys.PrivateKey) -> list[tuple[str, Revocation]]:
+    """(subject, revocation) for each revocation by this signer that would refuse a planned record at the
+    gate: of the subject itself, or of an identity the planned record or a record in the ledger ties to it.
+
+    Only the signer's own revocations count: they are what its reinstatement can lift. Too many ties to check
+    is refused like the gate refuses it (fail closed), rather than reported as a success that cannot run."""
+    from notary.status import TrustedKey
+    from notary.verify import TooManyTies, tied_revocations
+
+    trusted = [TrustedKey.of(signer.public_key())]
+    own = revoked_by(ledger, [r.digest for r in planned], trusted[0].key_id)
+    found: list[tuple[str, Revocation]] = []
+    for record in planned:
+        if record.digest in own:
+            rev = own[record.digest]
+            found.append((record.digest, Revocation(record.digest, rev.signer, rev.issued_at, rev.reason, "itself")))
+            continue
+        try:
+            found += [(record.digest, t) for t in tied_revocations(ledger, record.digest, trusted, [record], None)]
+        except TooManyTies as exc:
+            raise RefusedError(f"{record.digest} would be refused by the gate: {exc}") from exc
+    return found
 
 
 def revoked_by(ledger: Ledger, digests: Sequence[str], signer_id: str) -> dict[str, records.Record]:

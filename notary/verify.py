@@ -18,7 +18,7 @@ unless its policy says to fail open.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
@@ -185,7 +185,13 @@ def _vouching(trusted: Sequence[TrustedKey],
 
 def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
                     platform: str | None) -> Revocation | None:
-    """The first revocation, by a trusted revoker, of an identity that a trusted record ties to digest.
+    """The first revocation, by a trusted revoker, of an identity that a trusted record ties to digest."""
+    return next(tied_revocations(ledger, digest, trusted, own, platform), None)
+
+
+def tied_revocations(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
+                     platform: str | None) -> Iterator[Revocation]:
+    """Each standing revocation, by a trusted revoker, of an identity that a trusted record ties to digest.
 
     Ties come only from signed records of trusted signers: digest's own (its config / image id; for an index,
     its platform manifests) and those of the subjects the artifact index names as holding digest (an index
@@ -218,8 +224,8 @@ def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey], 
         for tk in revokers:
             finding = decide(tk, signer_history(ledger, tied, tk.key_id))
             if finding.status == "revoked" and finding.record is not None:
-                return Revocation(tied, tk.key_id, finding.record.issued_at, finding.record.reason, relation)
-    return None
+                yield Revocation(tied, tk.key_id, finding.record.issued_at, finding.record.reason, relation)
+                break
 
 
 class TooManyTies(Exception):

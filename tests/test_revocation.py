@@ -176,3 +176,47 @@ def test_reinstatement_record_needs_a_reason() -> None:
     with pytest.raises(Exception, match="without a reason"):
         records.open_envelope(records.sign_record(record, signer))
     assert json.loads(records.sign_record(record, signer))  # signing works; opening refuses
+
+
+def test_notarizing_a_layout_whose_image_id_was_revoked_is_refused(notary: Notary, busybox_layout: Path,
+                                                                    tmp_path: Path) -> None:
+    """The CI step must not report success for an image the gate will refuse: a revoked image id (revoked by
+    `docker save` archive) sticks to the OCI layout of the same image, across identities."""
+    key = notary.key()
+    archive = layout_to_docker_archive(busybox_layout, "v1", tmp_path / "img.tar", "notary.test/busybox:v1")
+    _notarize(notary, key, f"docker-archive:{archive}")
+    notary.run("revoke", f"docker-archive:{archive}", "--reason", "CVE-2026-5555", "--key", str(key))
+    before = _entries(notary.ledger_path)
+
+    result = notary.run("notarize", f"oci:{busybox_layout}:v1", "--job-id", "again", "--key", str(key), expect=1)
+    assert "its image id" in result.err and "CVE-2026-5555" in result.err and "--reinstate" in result.err
+    assert _entries(notary.ledger_path) == before
+    notary.run("verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub", expect=1)
+
+    done = _notarize(notary, key, f"oci:{busybox_layout}:v1", extra=("--reinstate", "--reason", "rebuilt, INC-7"))
+    kinds = sorted((r["type"], r["subject"].get("kind")) for r in done["records"])
+    assert kinds == [("notarization", "oci-manifest"), ("reinstatement", "docker-image")]
+    notary.run("verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub")
+    notary.run("verify", f"docker-archive:{archive}", "--key", f"{key}.pub")
+
+
+def test_notarizing_a_manifest_of_a_revoked_index_is_refused(notary: Notary, multiarch_layout: Path) -> None:
+    """The tie runs the other way too: the ledger's artifact index names the revoked index holding it."""
+    key = notary.key()
+    done = _notarize(notary, key, f"oci:{multiarch_layout}:multi")
+    [index] = _by_kind(done, "oci-index")
+    victim = _by_kind(done, "oci-manifest")[0]
+    notary.run("revoke", index["digest"], "--reason", "CVE-2026-6666", "--key", str(key))
+    layout_ref = f"oci:{multiarch_layout}@{victim['digest']}"
+    result = notary.run("notarize", layout_ref, "--job-id", "again", "--key", str(key), expect=1)
+    assert "its index" in result.err and "CVE-2026-6666" in result.err
+
+
+def test_another_signers_tied_revocation_does_not_block_this_signer(notary: Notary, busybox_layout: Path,
+                                                                     tmp_path: Path) -> None:
+    """Only the signer's own word is its to lift: another key's revocation is that key's verifiers' business."""
+    key, other = notary.key("ci"), notary.key("other")
+    archive = layout_to_docker_archive(busybox_layout, "v1", tmp_path / "img.tar", "notary.test/busybox:v1")
+    _notarize(notary, other, f"docker-archive:{archive}")
+    notary.run("revoke", f"docker-archive:{archive}", "--reason", "theirs", "--key", str(other))
+    _notarize(notary, key, f"oci:{busybox_layout}:v1")
