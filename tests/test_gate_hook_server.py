@@ -68,6 +68,19 @@ def test_tampered_ledger_is_refused_by_the_server(server: HookServer, world: Gat
     assert code != 0 and not ran.exists() and "integrity failure" in output
 
 
+def test_ledger_moved_away_refuses_the_resident_server(server: HookServer, world: GateWorld,
+                                                       busybox_layout: Path, tmp_path: Path) -> None:
+    """The server keeps its ledger open across requests: moving the file away must not leave it allowing what
+    the vanished file said (a one-shot verify says exit 3 then; so does the server)."""
+    world.notarize(image_subject(busybox_layout))
+    code, output, ran = _run(server, busybox_layout, tmp_path, "before")
+    assert code == 0 and ran.exists(), output
+    world.ledger_path.rename(world.ledger_path.with_name("moved.db"))
+    code, output, ran = _run(server, busybox_layout, tmp_path, "after")
+    assert code != 0 and not ran.exists() and "integrity failure" in output and "is gone" in output
+    assert world.decisions()[-1]["allowed"] is False
+
+
 def test_server_down_means_the_container_is_refused(server: HookServer, world: GateWorld,
                                                     busybox_layout: Path, tmp_path: Path) -> None:
     world.notarize(image_subject(busybox_layout))

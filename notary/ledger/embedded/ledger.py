@@ -70,6 +70,7 @@ class EmbeddedLedger:
         self.url = url
         self.notices: list[str] = []
         self._conn = conn
+        self._file = _location.identity(path)
         self._lock = threading.RLock()
         self._signer: Ed25519PrivateKey | None = None
         self._v1_noticed = False
@@ -117,6 +118,16 @@ class EmbeddedLedger:
             raise
         return ledger
 
+    def _live(self) -> sqlite3.Connection:
+        """The connection, as long as the file at self.path is still the one it reads (_location.reopen)."""
+        with self._lock:
+            if _location.identity(self.path) != self._file:
+                conn, self._file = _location.reopen(self.trust, self.path, self.public_raw)
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = conn
+            return self._conn
+
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._conn.close()
@@ -142,7 +153,7 @@ class EmbeddedLedger:
         signer = self._signing_key()
         with self._trust_lock():
             trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path, write=True) as conn:
+            with store.transaction(self._live(), self.path, write=True) as conn:
                 if not store.is_v2(conn):
                     trusted = upgrade_in_place(self, conn, trusted, signer)
                 before = self._verified_head(conn, trusted)  # never extend a ledger we cannot trust
@@ -194,7 +205,7 @@ class EmbeddedLedger:
         signer = self._signing_key()
         with self._trust_lock():
             trusted = self.trust.load(self.ledger_id)
-            with store.transaction(self._conn, self.path, write=True) as conn:
+            with store.transaction(self._live(), self.path, write=True) as conn:
                 if store.is_v2(conn):
                     head = self._verified_head(conn, trusted)
                     return {"upgraded": False, "format": store.FORMAT, "head": head.to_json()}
@@ -260,7 +271,7 @@ class EmbeddedLedger:
     def keys(self, prefix: str) -> list[str]:
         if not isinstance(prefix, str):
             raise InputError("key prefix must be a string")
-        with self._lock, store.transaction(self._conn, self.path) as conn:
+        with self._lock, store.transaction(self._live(), self.path) as conn:
             return store.keys_with_prefix(conn, prefix)
 
     def tx_at_time(self, when: datetime) -> int | None:
@@ -335,7 +346,7 @@ class EmbeddedLedger:
         return self._material(lambda p: p.consistency(size1, size2), size2)
 
     def _material(self, planner: Any, size: int) -> list[bytes]:
-        with self._lock, store.transaction(self._conn, self.path) as conn:
+        with self._lock, store.transaction(self._live(), self.path) as conn:
             row = self.verifier.valid_row(store.head(conn, store.is_v2(conn)))
             if size > (row.tree_size if row else 0):
                 raise InputError(f"ledger {self.path} has fewer than {size} entries")
@@ -385,7 +396,7 @@ class EmbeddedLedger:
             if trusted is LOAD:
                 stack.enter_context(self._trust_lock())
                 trusted = self.trust.load(self.ledger_id)
-            conn = stack.enter_context(store.transaction(self._conn, self.path))
+            conn = stack.enter_context(store.transaction(self._live(), self.path))
             snap = self._read_head(conn, trusted)
             nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
