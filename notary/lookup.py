@@ -64,10 +64,54 @@ def lookup_artifact(ledger: Ledger, digest: str) -> list[IndexHit]:
     return _index_hits(ledger, records.artifact_key(digest))
 
 
-def signers_of(ledger: Ledger, digest: str) -> list[str]:
-    """Key ids that have written anything about digest (an enumeration hint, not evidence)."""
+class SignerSet(NamedTuple):
+    """Who wrote about a digest: the signers its signer index names (proven complete, like any history), and
+    any the key listing finds that the index does not (records written before the index existed)."""
+
+    digest: str
+    indexed: tuple[str, ...]
+    unindexed: tuple[str, ...]
+    versions: tuple[Entry, ...]  # the proven versions of signers/<digest> read (as of at_tx, when given)
+
+    @property
+    def signers(self) -> list[str]:
+        return sorted({*self.indexed, *self.unindexed})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": records.signer_index_key(self.digest), "signers": self.signers,
+                "unindexed": list(self.unindexed),
+                "versions": [{"tx": e.tx, "revision": e.revision, "signer": _signer_value(e.value),
+                              "proof": dict(e.proof)} for e in self.versions]}
+
+
+def _signer_value(raw: bytes) -> str | None:
+    """The signer a signers/<digest> version names; None for a malformed one (any writer can store one:
+    it only adds a signer to read, whose records must then prove themselves)."""
+    try:
+        value = jsonsafe.loads_object(raw, "a signer index value", error=IntegrityError)
+    except IntegrityError:
+        return None
+    signer = value.get("signer")
+    return signer if isinstance(signer, str) and records.is_digest(signer) else None
+
+
+def signer_set(ledger: Ledger, digest: str, at_tx: int | None = None) -> SignerSet:
+    """Every signer that wrote about digest (as of at_tx), enumerated with proof.
+
+    Each record is written with a version of signers/<digest> naming its signer, in the same transaction, so
+    the key's proven-complete history (the key index; immudb: the verified mirror) is the signer set: deleting
+    a signer's records deletes a version the index names, which is an integrity error, not a shorter list."""
     prefix = records.subject_prefix(digest)
-    return [k[len(prefix):] for k in ledger.keys(prefix)]
+    index = tuple(e for e in ledger.history(records.signer_index_key(digest)) if at_tx is None or e.tx <= at_tx)
+    indexed = tuple(dict.fromkeys(s for e in index if (s := _signer_value(e.value)) is not None))
+    hinted = {k[len(prefix):] for k in ledger.keys(prefix)}
+    unindexed = tuple(sorted(s for s in hinted - set(indexed) if records.is_digest(s)))
+    return SignerSet(digest, indexed, unindexed, index)
+
+
+def signers_of(ledger: Ledger, digest: str) -> list[str]:
+    """Key ids that have written anything about digest (signer_set)."""
+    return signer_set(ledger, digest).signers
 
 
 def require_known(ledger: Ledger, digest: str) -> list[str]:

@@ -67,6 +67,7 @@ def notarization_writes(
         if key in kvs:
             continue  # the same image named twice on one command line
         kvs[key] = records.sign_record(record, signer)
+        kvs[records.signer_index_key(subject.digest)] = signer_index_value(record.signer)
         made.append(record)
         for artifact in subject.artifacts:
             if artifact.digest != subject.digest:
@@ -134,6 +135,7 @@ def notarize(
             issued = max(records.utc_now(), rev.issued + timedelta(seconds=1))
             lift = records.new_record("reinstatement", rev.subject, signer, ci=ci, reason=reason, issued_at=issued)
             kvs[key] = records.sign_record(lift, signer)
+            kvs[records.signer_index_key(digest)] = signer_index_value(signer_id)
             made += (lift,)
     return Written(receipt=ledger.write(kvs), records=made)
 
@@ -198,5 +200,11 @@ def revoke(
         previous = records.open_envelope(current.value, expected_signer=signer_id).record
         subject = dict(previous.subject)
     record = records.new_record("revocation", subject, signer, ci=ci or {}, reason=reason.strip())
-    receipt = ledger.write({key: records.sign_record(record, signer)})
+    receipt = ledger.write({key: records.sign_record(record, signer),
+                            records.signer_index_key(digest): signer_index_value(signer_id)})
     return Written(receipt=receipt, records=(record,))
+
+
+def signer_index_value(signer_id: str) -> bytes:
+    """One version of signers/<digest>: written with every record, in its transaction (no read, no race)."""
+    return _index_value({"type": "signer", "signer": signer_id})

@@ -83,6 +83,12 @@ def subject_prefix(digest: str) -> str:
     return f"subject/{check_digest(digest)}/"
 
 
+def signer_index_key(digest: str) -> str:
+    """The key whose versions name, one per version, the signers that wrote about digest (docs/proofs.md,
+    "The signer set"): its proven-complete history is the set, so no signer's records can vanish unseen."""
+    return f"signers/{check_digest(digest)}"
+
+
 def job_key(system: str, job_id: str) -> str:
     return f"job/{_key_part(system, 'CI system')}/{_key_part(job_id, 'job id')}"
 

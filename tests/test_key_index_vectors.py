@@ -23,7 +23,9 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "key_index.json").read
 def auditor_check(root_hex: str, key: str, proof: dict) -> tuple[int, int, str] | None:
     """docs/proofs.md, "Checking a key index proof": (revision, leaf index, leaf hash) or None if absent."""
     kh = hashlib.sha256(key.encode("ascii")).digest()
+    assert proof["key_hash"] == kh.hex(), "a proof for another key"
     siblings = [bytes.fromhex(s) for s in proof["siblings"]]
+    assert len(siblings) <= 256 and all(len(s) == 32 for s in siblings), "more siblings than the tree is deep"
     found = None
     if proof["leaf"] is None:
         h = bytes(32)
@@ -135,3 +137,25 @@ def test_the_worked_example_in_docs_checks_a_real_proof(tmp_path: Path, monkeypa
     assert check_index and example
     monkeypatch.chdir(tmp_path)
     exec(check_index.group(1) + "\n" + example.group(1), {})  # noqa: S102 - the documentation's own code
+
+
+def test_as_of_reads_check_by_the_document_alone(tmp_path: Path) -> None:
+    """docs/proofs.md's rule for reads as of a transaction, checked with the auditor's code only: key_index
+    names the newest version (a later one on an older read), next_version is null exactly when the version
+    returned is that newest one."""
+    from tests.support.local_ledger import open_local
+
+    with open_local(tmp_path) as ledger:
+        first = ledger.write({"k": b"v1"}).tx
+        second = ledger.write({"k": b"v2"}).tx
+        ledger.write({"other": b"x"})
+        old = ledger.get("k", at_tx=first)
+        current = ledger.get("k", at_tx=second + 1)
+    assert old is not None and current is not None
+    for entry, revision_returned in ((old, 1), (current, 2)):
+        proof = entry.proof
+        newest = auditor_check(proof["key_index_root"], "k", proof["key_index"])
+        assert newest is not None and newest[0] == 2, "key_index names the newest version, whatever was read"
+        assert entry.revision == revision_returned and proof["as_of_tx"] in (first, second + 1)
+    assert current.proof["next_version"] is None and current.proof["leaf_index"] == newest[1]
+    assert old.proof["next_version"]["leaf_index"] == newest[1]

@@ -31,7 +31,8 @@ def main() -> None:
             ids = _map.proof_ids(_map.key_hash(key), 0, _map.DEPTH + 1)
             proof = _map.prove(_map.key_hash(key), {i: nodes.get(i) for i in ids})
             assert proof is not None
-            proofs.append({"key": key, "present": key in entries, **proof.to_json()})
+            proofs.append({"key": key, "key_hash": _map.key_hash(key).hex(), "present": key in entries,
+                           **proof.to_json()})
         cases.append({
             "name": name,
             "entries": [{"key": k, "revision": v.revision, "leaf_index": v.leaf_index, "leaf_hash": v.leaf_hash.hex()}

@@ -11,14 +11,22 @@ from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
 from notary.errors import NotFoundError, UsageError
 from notary.ledger.base import Entry, Ledger, rfc3339
-from notary.lookup import lookup_artifact, lookup_job, require_known
+from notary.lookup import SignerSet, lookup_artifact, lookup_job, signer_set
 from notary.verify import open_entry
 
 
-def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...]) -> tuple[list[str], set[str]]:
-    """Signers to show (all who wrote about digest, or just --key ones) and which of them are trusted."""
+def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
+             at_tx: int | None = None) -> tuple[list[str], set[str], SignerSet | None]:
+    """Signers to show (all who wrote about digest, proven by its signer index, or just --key ones), which of
+    them are trusted, and the signer set read (None with --key)."""
     trusted = {keys.key_id(keys.load_public_key(p)) for p in key_paths}
-    return (sorted(trusted) if trusted else require_known(ledger, digest)), trusted
+    if trusted:
+        return sorted(trusted), trusted, None
+    found = signer_set(ledger, digest, at_tx)
+    for signer in found.unindexed:
+        click.echo(f"notary: signer {signer} of {digest} is not in its signer index (its records predate it): "
+                   "they are read and proven, but their complete removal would go unseen", err=True)
+    return found.signers, trusted, found
 
 
 def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, Any]:
@@ -57,14 +65,17 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], **flags: object)
     ledger = app.open_ledger()
     out: list[dict[str, Any]] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
-        signers, trusted = _signers(app, ledger, digest, key_paths)
+        signers, trusted, found = _signers(app, ledger, digest, key_paths)
         versions = [
             _version(entry, digest, signer, trusted)
             for signer in signers
             for entry in ledger.history(records.subject_key(digest, signer))
         ]
         versions.sort(key=lambda v: (v["tx"], v["signer"]))
-        out.append({"digest": digest, "name": name, "versions": versions})
+        if not versions and found is not None:
+            raise NotFoundError(f"the ledger holds no record about {digest}")
+        out.append({"digest": digest, "name": name, "versions": versions,
+                    "signer_set": found.to_json() if found is not None else None})
     head = ledger.info().head
 
     def human() -> str:
@@ -101,7 +112,7 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
             raise NotFoundError(f"the ledger had no transactions at {at_time}")
     out: list[dict[str, Any]] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
-        signers, trusted = _signers(app, ledger, digest, key_paths)
+        signers, trusted, _ = _signers(app, ledger, digest, key_paths, as_of)
         for signer in signers:
             entry = ledger.get(records.subject_key(digest, signer), at_tx=as_of)
             if entry is not None:

@@ -60,8 +60,11 @@ def get(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> Ent
     if top is not None and (top.revision, top.leaf) != (newest.revision, newest.leaf_index):
         raise ProofError(f"ledger {ledger.path} holds a revision {top.revision} of {key!r} (leaf {top.leaf}) "
                          "that the signed key index does not know: a record was moved or forged")
-    if at_tx is None or entry.tx <= at_tx:
+    if at_tx is None:
         return entry
+    if entry.tx <= at_tx:  # the version as of at_tx is still the newest: the key index proves nothing came after
+        return Entry(entry.key, entry.value, entry.tx, entry.time, entry.revision,
+                     {**entry.proof, "as_of_tx": at_tx, "next_version": None})
     return _as_of(ledger, view, key, at_tx, entry, newest)
 
 
