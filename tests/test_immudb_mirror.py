@@ -85,14 +85,17 @@ def test_server_hiding_newest_revision_is_caught(url: str, proxy: GrpcProxy, tmp
     assert "was revoked" in user.run("verify", str(artifact), "--key", pub, expect=1).err
 
     proxy.responses["History"] = _drop_newest_history_entry  # the revocation vanishes from every history
-    lie = user.run("verify", str(artifact), "--key", pub, expect=0)  # without the mirror the lie passes
-    assert "notarized by" in lie.out + lie.err, lie
     before = user.trusted_state()
-    caught = user.run("verify", str(artifact), "--key", pub, env={"NOTARY_IMMUDB_MIRROR": "1"}, expect=3)
+    caught = user.run("verify", str(artifact), "--key", pub, expect=3)  # complete by default: no opting in
     assert "hides the newest versions" in caught.err and len(caught.err.strip().splitlines()) == 1, caught.err
     assert "Traceback" not in caught.err
     after = user.trusted_state()
     assert {k: v for k, v in after.items() if k in before} == before, "a failed check never moves trust"
+    for args in (("history", str(artifact)), ("get", str(artifact)), ("history", str(artifact), "--key", pub)):
+        assert "hides the newest versions" in user.run(*args, expect=3).err, args
+    # the explicit opt-out is heard, and says what it gives up: the lie passes there
+    lie = user.run("verify", str(artifact), "--key", pub, env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=0)
+    assert "notarized by" in lie.out and "mirror is off" in lie.err and "revocation" in lie.err, lie
 
     # `get` now: the proxy turns verifiedGet(key) into "the version written in the notarization's tx"
     proxy.responses.clear()
@@ -281,7 +284,7 @@ def test_audit_of_a_server_rewriting_a_transaction_fails(url: str, proxy: GrpcPr
     writer.close()
 
 
-def test_resident_gate_front_ends_use_the_mirror_by_default(url: str, proxy: GrpcProxy, tmp_path: Path,
+def test_every_gate_front_end_uses_the_mirror_by_default(url: str, proxy: GrpcProxy, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from notary import keys
     from notary.config import Config
@@ -311,11 +314,9 @@ def test_resident_gate_front_ends_use_the_mirror_by_default(url: str, proxy: Grp
         finally:
             gate.close()
 
-    for resident in ("oci-hook-server", "docker-authz", "webhook"):
-        assert decide(resident) == (3, True), resident
-    for per_process in ("check", "oci-hook"):
-        assert decide(per_process) == (0, False), per_process  # the lie passes where the mirror is off
-    assert decide("check", Config(None, {**config.data, "immudb": {"mirror": True}})) == (3, True)
+    for front_end in ("oci-hook-server", "docker-authz", "webhook", "check", "oci-hook"):
+        assert decide(front_end) == (3, True), front_end  # every front end, one-shot ones too
+    assert decide("check", Config(None, {**config.data, "immudb": {"mirror": False}})) == (0, False)
     monkeypatch.setenv("NOTARY_IMMUDB_MIRROR", "0")
     assert decide("webhook") == (0, False)
     monkeypatch.setenv("NOTARY_IMMUDB_MIRROR", "1")

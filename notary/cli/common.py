@@ -42,10 +42,10 @@ class App:
 
     def open_ledger(self, *, create: bool = False, mirror: bool | None = None) -> Ledger:
         """mirror: check immudb reads against the verified mirror (None: NOTARY_IMMUDB_MIRROR, [immudb] mirror)."""
-        from notary.ledger import mirror_setting, open_ledger
+        from notary.ledger import open_ledger
 
         ledger = open_ledger(self.ledger_url, state_dir=state_dir_from(self.config), create=create,
-                             mirror=mirror_setting(self.config) if mirror is None else mirror, config=self.config)
+                             mirror=mirror, config=self.config)
         self._ledgers.append(ledger)
         return ledger
 

@@ -280,9 +280,9 @@ def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
 def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> Gate:
     """A Gate for a loaded config: its [policy], and the ledger it names (opened lazily, never created).
 
-    Resident front ends check immudb reads against the verified mirror by default (a revocation the server
-    withholds is caught; the catch-up is paid once, then per new transaction); per-process ones only when
-    NOTARY_IMMUDB_MIRROR or [immudb] mirror asks, since each process re-hashes the mirror when it opens it.
+    Every front end checks immudb reads against the verified mirror unless NOTARY_IMMUDB_MIRROR=0 or
+    [immudb] mirror = false opts out (a revocation the server withholds is caught; the catch-up is paid once,
+    then per new transaction; open_ledger reads the setting and notices an opt-out).
     """
     from notary.config import state_dir_from
     from notary.gate.policy import load_policy
@@ -290,12 +290,12 @@ def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_ope
 
     policy = load_policy(config)
     state_dir = state_dir_from(config)
-    mirror = mirror_setting(config, default=front_end in ("oci-hook-server", "docker-authz", "webhook"))
+    mirror_setting(config)  # a malformed NOTARY_IMMUDB_MIRROR is a usage error at start, not per request
 
     def opener() -> Ledger:
         from notary.ledger import open_ledger
 
-        return open_ledger(ledger_url, state_dir=state_dir, create=False, mirror=mirror, config=config)
+        return open_ledger(ledger_url, state_dir=state_dir, create=False, config=config)
 
     return Gate(policy, opener, front_end=front_end, keep_open=keep_open)
 

@@ -54,9 +54,13 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
 
             ca = os.environ.get("NOTARY_IMMUDB_GATEWAY_CA") or (
                 config.section("immudb").get("gateway_ca") if config is not None else None)
-            return GatewayLedger.open(url, trust=trust, gateway=gateway, gateway_ca=str(ca) if ca else None,
-                                      mirror=mirrored)
-        return ImmudbLedger.open(url, trust=trust, mirror=mirrored)
+            ledger: Ledger = GatewayLedger.open(url, trust=trust, gateway=gateway,
+                                                gateway_ca=str(ca) if ca else None, mirror=mirrored)
+        else:
+            ledger = ImmudbLedger.open(url, trust=trust, mirror=mirrored)
+        if not mirrored and mirror is None:
+            ledger.notices.append(MIRROR_OFF_NOTICE)
+        return ledger
     raise UsageError(
         f"unsupported ledger URL {url!r}",
         hint="use file:///path/ledger.db or immudb://user@host:3322/database",
@@ -73,9 +77,16 @@ def gateway_setting(config: Config | None) -> str | None:
     return str(configured) if configured else None
 
 
-def mirror_setting(config: Config | None, *, default: bool = False) -> bool:
+MIRROR_OFF_NOTICE = ("the verified immudb mirror is off (NOTARY_IMMUDB_MIRROR=0 or [immudb] mirror = false): "
+                     "reads prove inclusion only, so a lying server can hide a newest version, a revocation "
+                     "or a signer (docs/immudb.md)")
+
+
+def mirror_setting(config: Config | None, *, default: bool = True) -> bool:
     """Whether to keep the verified immudb mirror: NOTARY_IMMUDB_MIRROR (1/0, true/false, yes/no, on/off), else
-    `[immudb] mirror` in notary.toml, else default (resident gate front ends default to on, see gate_for)."""
+    `[immudb] mirror` in notary.toml, else on: completeness is the default on every path, one-shot commands
+    included (the mirror catches up incrementally from the state directory); off is an explicit, noticed
+    opt-out."""
     raw = os.environ.get("NOTARY_IMMUDB_MIRROR", "").strip().lower()
     if raw:
         if raw in ("1", "true", "yes", "on"):
