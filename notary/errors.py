@@ -51,6 +51,20 @@ class NotFoundError(InputError):
     kind = "not-found"
 
 
+class AbsentError(NotaryError):
+    """The ledger proves there is no such record (as of the time asked): an answer, not bad input, so exit 1;
+    the absence proofs (docs/proofs.md, "Absence") ride along for --json."""
+
+    exit_code = 1
+    kind = "not-found"
+
+    def __init__(self, message: str, *, hint: str | None = None, absence: list[dict[str, object]] | None = None,
+                 head: dict[str, object] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.absence = list(absence or [])
+        self.head = head
+
+
 class RefusedError(NotaryError):
     """A well-formed, intact answer that says no: not notarized, revoked, untrusted signer, policy."""
 

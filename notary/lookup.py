@@ -42,20 +42,42 @@ def _index_value(raw: bytes) -> Mapping[str, Any]:
     return value
 
 
+def absence_proof(ledger: Ledger, key: str, at_tx: int | None = None) -> dict[str, Any] | None:
+    """Proof that key had no version (as of at_tx), as docs/proofs.md "Absence" gives it; None if it has one.
+
+    The embedded ledger proves it with its key index. On immudb the proof is the verified mirror's replay of
+    every transaction up to the head it names ("mirror-replay": checkable by replaying, not by a path of
+    hashes); with the mirror opted out, "none": the server's word."""
+    prove = getattr(ledger, "absence", None)
+    if prove is not None:
+        found: dict[str, Any] | None = prove(key, at_tx=at_tx)
+        return found
+    if ledger.get(key, at_tx=at_tx) is not None:
+        return None
+    mirrored = getattr(ledger, "mirror", None) is not None
+    return {"key": key, "method": "mirror-replay" if mirrored else "none", "as_of_tx": at_tx,
+            "head": ledger.info().head.to_json()}
+
+
+def job_keys(ledger: Ledger, job_id: str, system: str | None = None) -> list[str]:
+    """The keys a job's notarizations may sit under: every CI system notary detects (proven reads), plus any
+    other the key listing shows (a hint)."""
+    if system:
+        return [records.job_key(system, job_id)]
+    from notary.ci import SYSTEMS
+
+    wanted = [records.job_key(s, job_id) for s in (*(x.name for x in SYSTEMS), "local")]
+    return wanted + [k for k in ledger.keys("job/") if k.rsplit("/", 1)[-1] == job_id and k not in wanted]
+
+
 def lookup_job(ledger: Ledger, job_id: str, system: str | None = None) -> list[IndexHit]:
     """Every notarization recorded under a CI job id (all CI systems unless one is named).
 
     The key of every CI system notary detects is read (a proven read: on a ledger that proves absence, a
     deleted job record is an integrity error, not "nothing recorded"); keys() adds any other system's, as a
     hint only, since an enumeration proves nothing."""
-    if system:
-        return _index_hits(ledger, records.job_key(system, job_id))
-    from notary.ci import SYSTEMS
-
-    wanted = [records.job_key(s, job_id) for s in (*(x.name for x in SYSTEMS), "local")]
-    wanted += [k for k in ledger.keys("job/") if k.rsplit("/", 1)[-1] == job_id and k not in wanted]
     hits: list[IndexHit] = []
-    for key in wanted:
+    for key in job_keys(ledger, job_id, system):
         hits.extend(_index_hits(ledger, key))
     return hits
 
@@ -102,10 +124,12 @@ def signer_set(ledger: Ledger, digest: str, at_tx: int | None = None) -> SignerS
     the key's proven-complete history (the key index; immudb: the verified mirror) is the signer set: deleting
     a signer's records deletes a version the index names, which is an integrity error, not a shorter list."""
     prefix = records.subject_prefix(digest)
-    index = tuple(e for e in ledger.history(records.signer_index_key(digest)) if at_tx is None or e.tx <= at_tx)
+    every = ledger.history(records.signer_index_key(digest))
+    index = tuple(e for e in every if at_tx is None or e.tx <= at_tx)
     indexed = tuple(dict.fromkeys(s for e in index if (s := _signer_value(e.value)) is not None))
+    ever = {_signer_value(e.value) for e in every}  # a signer indexed later is not an unindexed one now
     hinted = {k[len(prefix):] for k in ledger.keys(prefix)}
-    unindexed = tuple(sorted(s for s in hinted - set(indexed) if records.is_digest(s)))
+    unindexed = tuple(sorted(s for s in hinted - ever if records.is_digest(s)))
     return SignerSet(digest, indexed, unindexed, index)
 
 

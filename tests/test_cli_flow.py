@@ -147,4 +147,4 @@ def test_lookup_by_the_digest_of_a_file_notarized_on_its_own(notary: Notary) -> 
     result = notary.run("--json", "lookup", "--artifact", digest)
     [hit] = result.json["results"]
     assert hit["type"] == "subject" and hit["subjects"] == [digest]
-    notary.run("lookup", "--artifact", "sha256:" + "0" * 64, expect=2)
+    notary.run("lookup", "--artifact", "sha256:" + "0" * 64, expect=1)

@@ -64,5 +64,8 @@ def test_json_after_the_subcommand_with_a_schema_and_rfc3339_times(world: tuple[
 
 def test_json_errors_have_a_schema_too(world: tuple[Notary, Path, str]) -> None:
     notary, _, _ = world
-    result = notary.run("lookup", "--job-id", "nope", "--json", expect=2)
-    assert result.json["schema"] == "notary.error/v1" and result.json["error"]["exit_code"] == 2
+    result = notary.run("lookup", "--job-id", "nope", "--json", expect=1)  # a proven answer, not bad input
+    assert result.json["schema"] == "notary.error/v1" and result.json["error"]["exit_code"] == 1
+    assert result.json["error"]["absence"] and result.json["error"]["head"]
+    result = notary.run("get", "nope", "--json", expect=2)  # not a digest or a source: bad input
+    assert result.json["error"]["exit_code"] == 2

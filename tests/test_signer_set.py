@@ -82,3 +82,61 @@ def test_hostile_signer_index_value_adds_nothing_but_a_signer_to_check(notary: N
         ledger.close()
     result = notary.run("--json", "history", digest).json
     assert sorted({v["signer"] for v in result["subjects"][0]["versions"]}) == sorted([a, b])
+
+
+def _check_absence(proof: dict, key: str) -> None:
+    """docs/proofs.md, "Absence", checked with the document's own code: the key index path ends away from key."""
+    from tests.test_key_index_vectors import auditor_check
+
+    assert proof["key"] == key and proof["method"] == "key-index"
+    assert auditor_check(proof["head"]["key_index_root"], key, proof["key_index"]) is None or proof["first_version"]
+
+
+def test_get_of_a_never_notarized_subject_is_exit_1_with_an_absence_proof(notary: Notary) -> None:
+    digest, _, _ = _two_signers(notary)
+    unknown = "sha256:" + "7" * 64
+    result = notary.run("--json", "get", unknown, expect=1)
+    error = result.json["error"]
+    assert error["kind"] == "not-found" and error["exit_code"] == 1 and error["head"]["tree_size"] > 0
+    [proof] = error["absence"]
+    _check_absence(proof, f"signers/{unknown}")
+    history = notary.run("--json", "history", unknown, expect=1).json["error"]
+    _check_absence(history["absence"][0], f"signers/{unknown}")
+
+
+def test_history_for_a_signer_who_never_signed_proves_it(notary: Notary) -> None:
+    digest, _, _ = _two_signers(notary)
+    stranger = notary.key("stranger")
+    sid = keys.key_id(keys.load_public_key(Path(f"{stranger}.pub")))
+    error = notary.run("--json", "history", digest, "--key", f"{stranger}.pub", expect=1).json["error"]
+    _check_absence(error["absence"][0], f"subject/{digest}/{sid}")
+
+
+def test_get_as_of_before_the_first_record_proves_absence_then(notary: Notary) -> None:
+    notary.notarize_file(notary.key("early"), b"something else", name="early.bin", job_id="j0")  # tx 1
+    digest, a, _ = _two_signers(notary)
+    result = notary.run("--json", "get", digest, "--at-tx", "1", expect=1)
+    assert "signer index" not in result.err, "a signer indexed after tx 1 is not an unindexed one"
+    [proof] = result.json["error"]["absence"]
+    assert proof["as_of_tx"] == 1 and proof["key"] == f"signers/{digest}"
+    assert proof["first_version"]["tx"] == 2, "revision 1 proven to come after the time asked"
+
+
+def test_lookup_of_an_unknown_job_is_exit_1_with_a_proof_per_key_read(notary: Notary) -> None:
+    _two_signers(notary)
+    error = notary.run("--json", "lookup", "--job-id", "never-ran", expect=1).json["error"]
+    keys_read = {p["key"] for p in error["absence"]}
+    assert "job/local/never-ran" in keys_read and "job/github/never-ran" in keys_read
+    for proof in error["absence"]:
+        _check_absence(proof, proof["key"])
+
+
+def test_absence_claim_for_a_key_that_exists_is_refused_by_the_check(notary: Notary) -> None:
+    """A forger who presents the key index proof of an existing key as an absence proof: the check says present."""
+    from tests.test_key_index_vectors import auditor_check
+
+    digest, _, _ = _two_signers(notary)
+    present = notary.run("--json", "get", digest).json["records"][0]["proof"]
+    assert auditor_check(present["key_index_root"], present["key_index"]["key_hash"] and
+                         f"subject/{digest}/{notary.run('--json', 'get', digest).json['records'][0]['signer']}",
+                         present["key_index"]) is not None

@@ -13,7 +13,7 @@ import click
 
 from notary import __version__
 from notary.cli.common import App
-from notary.errors import NotaryError
+from notary.errors import AbsentError, NotaryError
 
 # name -> (module, attribute, one-line help). Modules load only when their command runs, so
 # `notary verify` never imports the registry client or the immudb driver it does not need.
@@ -112,8 +112,10 @@ def _report(error: NotaryError, as_json: bool) -> None:
     if as_json:
         import json
 
-        click.echo(json.dumps({"schema": "notary.error/v1", "error": {"kind": error.kind, "message": error.one_line(),
-                                                                       "exit_code": error.exit_code}}))
+        body: dict[str, Any] = {"kind": error.kind, "message": error.one_line(), "exit_code": error.exit_code}
+        if isinstance(error, AbsentError):
+            body.update(absence=error.absence, head=error.head)
+        click.echo(json.dumps({"schema": "notary.error/v1", "error": body}))
     click.echo(f"notary: {error.kind}: {error.one_line()}", err=True)
 
 

@@ -9,9 +9,9 @@ import click
 from notary import keys, records
 from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
-from notary.errors import NotFoundError, UsageError
+from notary.errors import AbsentError, NotFoundError, UsageError
 from notary.ledger.base import Entry, Ledger, rfc3339
-from notary.lookup import SignerSet, lookup_artifact, lookup_job, signer_set
+from notary.lookup import SignerSet, absence_proof, job_keys, lookup_artifact, lookup_job, signer_set
 from notary.verify import open_entry
 
 
@@ -72,11 +72,18 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], **flags: object)
             for entry in ledger.history(records.subject_key(digest, signer))
         ]
         versions.sort(key=lambda v: (v["tx"], v["signer"]))
-        if not versions and found is not None:
-            raise NotFoundError(f"the ledger holds no record about {digest}")
-        out.append({"digest": digest, "name": name, "versions": versions,
+        silent = [s for s in signers if not any(v["signer"] == s for v in versions)]
+        keys_absent = [records.subject_key(digest, s) for s in silent]
+        if found is not None and not found.signers:
+            keys_absent.insert(0, records.signer_index_key(digest))
+        absent = [p for k in keys_absent if (p := absence_proof(ledger, k)) is not None]
+        out.append({"digest": digest, "name": name, "versions": versions, "absent": absent,
                     "signer_set": found.to_json() if found is not None else None})
     head = ledger.info().head
+    if not any(item["versions"] for item in out):
+        raise AbsentError(f"the ledger holds no record about {subject}"
+                          f"{' by the signer(s) given' if key_paths else ''}",
+                          absence=[p for item in out for p in item["absent"]], head=head.to_json())
 
     def human() -> str:
         lines = []
@@ -111,15 +118,22 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
         if as_of is None:
             raise NotFoundError(f"the ledger had no transactions at {at_time}")
     out: list[dict[str, Any]] = []
+    absent_keys: list[str] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
-        signers, trusted, _ = _signers(app, ledger, digest, key_paths, as_of)
+        signers, trusted, found = _signers(app, ledger, digest, key_paths, as_of)
+        if found is not None and not found.signers:
+            absent_keys.append(records.signer_index_key(digest))
         for signer in signers:
             entry = ledger.get(records.subject_key(digest, signer), at_tx=as_of)
-            if entry is not None:
+            if entry is None:
+                absent_keys.append(records.subject_key(digest, signer))
+            else:
                 out.append({"digest": digest, "name": name, **_version(entry, digest, signer, trusted)})
     if not out:
         when = f" as of tx {as_of}" if as_of else ""
-        raise NotFoundError(f"no record about {subject}{when}")
+        raise AbsentError(f"no record about {subject}{when}", absence=[
+            p for k in absent_keys if (p := absence_proof(ledger, k, as_of)) is not None],
+            head=ledger.info().head.to_json())
     app.emit({"as_of_tx": as_of, "records": out, "head": ledger.info().head.to_json()}, schema="get", human=
              lambda: "\n".join([f"{o['digest']}{f' as of tx {as_of}' if as_of else ''}:" + _line(o) for o in out]))
 
@@ -149,7 +163,10 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
                 schema="lookup")
             return
     if not hits:
-        raise NotFoundError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}")
+        read = job_keys(ledger, str(job_id), system) if job_id else [records.artifact_key(str(artifact))]
+        raise AbsentError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}",
+                          absence=[p for k in read if (p := absence_proof(ledger, k)) is not None],
+                          head=ledger.info().head.to_json())
     # the proven fields last: an index value (anyone's writing) must not restate its own tx or key
     rows = [{**dict(h.value), "key": h.entry.key, "tx": h.entry.tx, "revision": h.entry.revision,
              "proof": dict(h.entry.proof)} for h in hits]

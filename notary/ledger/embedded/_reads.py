@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from notary.errors import ProofError
 from notary.ledger.base import Entry
@@ -111,3 +111,30 @@ def history(ledger: EmbeddedLedger, view: _View, key: str, rows: Sequence[store.
     assert proof is not None  # check_index refused a missing proof
     ledger.verifier.check_named(key, rows[-1], newest)
     return [*entries[:-1], ledger.verifier.check_newest(key, entries[-1], newest, proof)]
+
+
+def absence(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> dict[str, Any] | None:
+    """The proof that key had no version (as of at_tx), in the JSON docs/proofs.md gives ("Absence"); None
+    if it has one. Never written: the key index proof whose path ends away from the key. Written only after
+    at_tx: that key index proof names the newest version, and its revision 1 is proven included with a tx
+    after at_tx (revisions only grow with transactions)."""
+    proof = view.read(lambda c: index_proofs(c, [key]))[key]
+    newest = ledger.verifier.check_index(key, proof, view.head)
+    assert proof is not None  # check_index refused a missing proof
+    out: dict[str, Any] = {"key": key, "method": "key-index", "as_of_tx": at_tx, "head": view.head.to_json(),
+                           "key_index": {"key_hash": _map.key_hash(key).hex(), **proof.to_json()},
+                           "first_version": None}
+    if newest is None:
+        ledger.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
+        return out
+    if at_tx is None:
+        return None
+    row = view.read(lambda c: store.entry_of(c, key, 1))
+    if row is None:
+        raise ProofError(f"revision 1 of {key!r} is missing from ledger {ledger.path}: a record was deleted")
+    first = view.entries(key, [row])[0]
+    if first.tx <= at_tx:
+        return None
+    out["first_version"] = {"tx": first.tx, **{k: first.proof[k] for k in ("leaf_index", "leaf_hash", "leaf_data",
+                                                                             "audit_path")}}
+    return out

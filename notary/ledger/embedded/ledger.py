@@ -268,6 +268,18 @@ class EmbeddedLedger:
             view.done()
         return entries
 
+    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
+        """Proof that key had no version (as of at_tx): docs/proofs.md, "Absence". None: it has one."""
+        codec.check_key(key)
+        with self._snapshot() as view:
+            if view.head.map_root is None:
+                view.done()
+                return {"key": key, "method": "none", "as_of_tx": at_tx, "head": view.head.to_json(),
+                        "reason": "format v1 ledger: no key index to prove absence (notary ledger upgrade)"}
+            found = _reads.absence(self, view, key, at_tx)
+            view.done()
+        return found
+
     def keys(self, prefix: str) -> list[str]:
         if not isinstance(prefix, str):
             raise InputError("key prefix must be a string")
