@@ -140,3 +140,15 @@ def test_absence_claim_for_a_key_that_exists_is_refused_by_the_check(notary: Not
     assert auditor_check(present["key_index_root"], present["key_index"]["key_hash"] and
                          f"subject/{digest}/{notary.run('--json', 'get', digest).json['records'][0]['signer']}",
                          present["key_index"]) is not None
+
+
+def test_verify_of_a_never_notarized_file_proves_each_trusted_signer_silent(notary: Notary) -> None:
+    key = notary.key()
+    notary.notarize_file(key, b"something notarized", name="other.bin")
+    stray = notary.root / "stray.bin"
+    stray.write_bytes(b"never notarized")
+    result = notary.run("--json", "verify", str(stray), "--key", f"{key}.pub", expect=1)
+    [decision] = result.json["decisions"]
+    [finding] = decision["signers"]
+    assert decision["status"] == "not-notarized" and finding["versions"] == 0
+    _check_absence(finding["absence"], f"subject/{decision['digest']}/{finding['signer']}")

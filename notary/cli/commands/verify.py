@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import click
 
@@ -11,6 +12,7 @@ from notary.cli.common import App, pass_app
 from notary.cli.subjects import source_options_flags
 from notary.durations import parse_duration
 from notary.errors import UsageError
+from notary.ledger.base import Ledger
 from notary.verify import TrustedKey, verify_digest
 
 
@@ -63,8 +65,8 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
     app.emit(
         {"subject": subject, "allowed": not refused, "bytes_checked": read,
          "head": next((d.head.to_json() for d in decisions if d.head is not None), None),
-         "decisions": [d.to_json() | ({"platform": s.platform} if s.platform else {})
-                       for s, d in zip(subjects, decisions, strict=True)]},
+         "decisions": [_with_absence(ledger, d.to_json()) | ({"platform": s.platform} if s.platform else {})
+                       for s, d in zip(subjects, decisions, strict=True)] if app.json else []},
         lambda: "\n".join(f"trusted: {d.reason}" + (f" [{s.platform}]" if s.platform else "")
                           for s, d in zip(subjects, decisions, strict=True) if d.allowed),
         schema="verify",
@@ -86,3 +88,15 @@ def policy_keys(app: App, subject: str) -> list[keys.PublicKey | TrustedKey]:
         "no trusted key given",
         hint="pass --key PUBLIC_KEY (repeatable) or configure [policy] trusted keys in notary.toml",
     )
+
+
+def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, Any]:
+    """A trusted signer with no record about the digest says so with proof (docs/proofs.md, "Absence"): an
+    answer of "not notarized" is then checkable, not just the ledger's silence."""
+    from notary import records
+    from notary.lookup import absence_proof
+
+    for finding in decision["signers"]:
+        if not finding["versions"]:
+            finding["absence"] = absence_proof(ledger, records.subject_key(decision["digest"], finding["signer"]))
+    return decision
