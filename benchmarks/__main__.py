@@ -215,9 +215,15 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
         out["mirror"] = _optional(lambda: bench_immudb.bench_mirror(url, password, n_tx=2000))  # goal: gate < 30 ms
         env = {**os.environ, "NOTARY_LEDGER": url, "NOTARY_IMMUDB_PASSWORD": password}
         out["verify_process"] = bench_verify_process(work / "immudb-verify", verify_runs, env=env, goal_ms=150)
+        # the baseline of the same run: the mirror opted out (inclusion only; the default is complete reads)
+        out["verify_process_no_mirror"] = bench_verify_process(
+            work / "immudb-verify-plain", verify_runs, env={**env, "NOTARY_IMMUDB_MIRROR": "0"}, goal_ms=150)
         if gateway:  # the same, through immudb's HTTP gateway: no grpc, no immudb-py, a cached login token
             out["verify_process_gateway"] = bench_verify_process(
                 work / "immudb-verify-gw", verify_runs, env={**env, "NOTARY_IMMUDB_GATEWAY": gateway}, goal_ms=150)
+            out["verify_process_gateway_no_mirror"] = bench_verify_process(
+                work / "immudb-verify-gw-plain", verify_runs,
+                env={**env, "NOTARY_IMMUDB_GATEWAY": gateway, "NOTARY_IMMUDB_MIRROR": "0"}, goal_ms=150)
         out["import_cost_p50_ms"] = {
             name: round(statistics.median(_time([sys.executable, "-c", f"import {name}"]) for _ in range(9)) * 1000, 1)
             for name in ("grpc", "immudb", "notary.cli.main")
