@@ -419,3 +419,26 @@ def test_large_transactions_are_replayed_in_smaller_pages(immudb_server: ImmudbS
     assert ledger._page < 40  # type: ignore[attr-defined]
     assert len(ledger.keys("artifact/sha256:0039")) == 1000
     ledger.close()
+
+
+def test_server_hiding_a_signer_is_caught_by_default(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
+    """Two signers on one digest; the proxy hides every answer about the second one (its subject key and the
+    signer index versions naming it are 'not found' / dropped). history without --key must not read
+    'all proofs verified' with that signer gone: the default mirror proves the signer set complete."""
+    user = Notary(tmp_path, ledger_url=_via(proxy, url))
+    user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    a, b = user.key("a"), user.key("b")
+    artifact, digest = user.notarize_file(a, b"release 9", job_id="a1")
+    user.run("notarize", str(artifact), "--job-id", "b1", "--key", str(b))
+    user.run("revoke", digest, "--reason", "CVE-2026-4321", "--key", str(b))
+    honest = user.run("--json", "history", digest).json["subjects"][0]
+    assert len(honest["signer_set"]["signers"]) == 2 and len(honest["versions"]) == 3
+    b_id = next(v["signer"] for v in honest["versions"] if v["type"] == "revocation")
+    proxy.requests["History"] = _ask_for_another_key(f"subject/{digest}/{b_id}".encode(), "HistoryRequest")
+    proxy.requests["VerifiableGet"] = _ask_for_another_key(f"subject/{digest}/{b_id}".encode(),
+                                                           "VerifiableGetRequest")
+    for args in (("history", digest), ("get", digest)):
+        caught = user.run(*args, expect=3)
+        assert "hides" in caught.err and "Traceback" not in caught.err, caught.err
+    lie = user.run("--json", "history", digest, env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=0)  # opted out
+    assert len(lie.json["subjects"][0]["versions"]) == 1 and "mirror is off" in lie.err
