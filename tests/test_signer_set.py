@@ -152,3 +152,17 @@ def test_verify_of_a_never_notarized_file_proves_each_trusted_signer_silent(nota
     [finding] = decision["signers"]
     assert decision["status"] == "not-notarized" and finding["versions"] == 0
     _check_absence(finding["absence"], f"subject/{decision['digest']}/{finding['signer']}")
+
+
+def test_history_as_of_a_tx_shows_what_stood_then_and_deleting_a_later_signer_is_still_caught(
+        notary: Notary) -> None:
+    digest, a, b = _two_signers(notary)  # tx 1: A notarizes; tx 2: B notarizes; tx 3: B revokes; tx 4: reinstates
+    then = notary.run("--json", "history", digest, "--at-tx", "2").json
+    assert then["as_of_tx"] == 2
+    assert [(v["tx"], v["signer"]) for v in then["subjects"][0]["versions"]] == [(1, a), (2, b)]
+    before = notary.run("--json", "history", digest, "--at-tx", "1").json["subjects"][0]
+    assert before["signer_set"]["signers"] == [a] and len(before["versions"]) == 1
+    notary.run("history", digest, "--at-tx", "99", expect=2)
+    assert _delete(notary.ledger_path, f"subject/{digest}/{b}") == 3
+    notary.run("history", digest, "--at-tx", "2", expect=3)  # b signed by tx 2: its records proven missing
+    notary.run("history", digest, "--at-tx", "1")  # as of tx 1, b had not signed: that answer still stands

@@ -58,30 +58,37 @@ def _line(v: dict[str, Any]) -> str:
 @click.command("history")
 @click.argument("subject")
 @click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY", help="Only these signers (and mark them trusted).")
+@click.option("--at-tx", "at_tx", type=click.IntRange(min=1), metavar="N",
+              help="As of transaction N: the records written up to it (every history is proven complete, so "
+              "nothing before N is left out).")
 @source_options_flags
 @pass_app
-def history(app: App, subject: str, key_paths: tuple[str, ...], **flags: object) -> None:
+def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | None, **flags: object) -> None:
     """Every record about SUBJECT, oldest first, each proven included in the ledger (proofs in --json)."""
     ledger = app.open_ledger()
+    if at_tx is not None and at_tx > ledger.info().head.tx:
+        raise UsageError(f"the ledger has no transaction {at_tx} yet (head is tx {ledger.info().head.tx})")
     out: list[dict[str, Any]] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
-        signers, trusted, found = _signers(app, ledger, digest, key_paths)
+        signers, trusted, found = _signers(app, ledger, digest, key_paths, at_tx)
         versions = [
             _version(entry, digest, signer, trusted)
             for signer in signers
             for entry in ledger.history(records.subject_key(digest, signer))
+            if at_tx is None or entry.tx <= at_tx
         ]
         versions.sort(key=lambda v: (v["tx"], v["signer"]))
         silent = [s for s in signers if not any(v["signer"] == s for v in versions)]
         keys_absent = [records.subject_key(digest, s) for s in silent]
         if found is not None and not found.signers:
             keys_absent.insert(0, records.signer_index_key(digest))
-        absent = [p for k in keys_absent if (p := absence_proof(ledger, k)) is not None]
+        absent = [p for k in keys_absent if (p := absence_proof(ledger, k, at_tx)) is not None]
         out.append({"digest": digest, "name": name, "versions": versions, "absent": absent,
                     "signer_set": found.to_json() if found is not None else None})
     head = ledger.info().head
     if not any(item["versions"] for item in out):
-        raise AbsentError(f"the ledger holds no record about {subject}"
+        when = f" as of tx {at_tx}" if at_tx else ""
+        raise AbsentError(f"the ledger holds no record about {subject}{when}"
                           f"{' by the signer(s) given' if key_paths else ''}",
                           absence=[p for item in out for p in item["absent"]], head=head.to_json())
 
@@ -93,7 +100,7 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], **flags: object)
         lines.append(f"ledger head: size {head.tree_size}, tx {head.tx}")
         return "\n".join(lines)
 
-    app.emit({"subjects": out, "head": head.to_json()}, human, schema="history")
+    app.emit({"subjects": out, "as_of_tx": at_tx, "head": head.to_json()}, human, schema="history")
 
 
 @click.command("get")
