@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from notary import jsonsafe, records
-from notary.errors import IntegrityError, NotFoundError
+from notary.errors import IntegrityError
 from notary.ledger.base import Entry, Ledger
 
 
@@ -124,22 +124,15 @@ def signer_set(ledger: Ledger, digest: str, at_tx: int | None = None) -> SignerS
     the key's proven-complete history (the key index; immudb: the verified mirror) is the signer set: deleting
     a signer's records deletes a version the index names, which is an integrity error, not a shorter list."""
     prefix = records.subject_prefix(digest)
-    every = ledger.history(records.signer_index_key(digest))
-    index = tuple(e for e in every if at_tx is None or e.tx <= at_tx)
-    indexed = tuple(dict.fromkeys(s for e in index if (s := _signer_value(e.value)) is not None))
-    ever = {_signer_value(e.value) for e in every}  # a signer indexed later is not an unindexed one now
+    every = [(e, _signer_value(e.value)) for e in ledger.history(records.signer_index_key(digest))]
+    then = [(e, s) for e, s in every if at_tx is None or e.tx <= at_tx]
+    indexed = tuple(dict.fromkeys(s for _, s in then if s is not None))
+    ever = {s for _, s in every}  # a signer indexed later is not an unindexed one now
     hinted = {k[len(prefix):] for k in ledger.keys(prefix)}
     unindexed = tuple(sorted(s for s in hinted - ever if records.is_digest(s)))
-    return SignerSet(digest, indexed, unindexed, index)
+    return SignerSet(digest, indexed, unindexed, tuple(e for e, _ in then))
 
 
 def signers_of(ledger: Ledger, digest: str) -> list[str]:
     """Key ids that have written anything about digest (signer_set)."""
     return signer_set(ledger, digest).signers
-
-
-def require_known(ledger: Ledger, digest: str) -> list[str]:
-    found = signers_of(ledger, digest)
-    if not found:
-        raise NotFoundError(f"the ledger holds no record about {digest}")
-    return found

@@ -60,9 +60,7 @@ def notarization_writes(
         if lift is None:
             record = records.new_record("notarization", subject.to_json(), signer, artifacts=artifacts, ci=ci)
         else:
-            issued = max(records.utc_now(), lift[1] + timedelta(seconds=1))
-            record = records.new_record("reinstatement", subject.to_json(), signer, artifacts=artifacts, ci=ci,
-                                        reason=lift[0], issued_at=issued)
+            record = _reinstatement(subject.to_json(), signer, ci, lift, artifacts)
         key = records.subject_key(subject.digest, record.signer)
         if key in kvs:
             continue  # the same image named twice on one command line
@@ -86,6 +84,15 @@ def notarization_writes(
             {"type": "artifact", "signer": signer_id, "subjects": sorted(set(holders))}
         )
     return kvs, tuple(made)
+
+
+def _reinstatement(subject: Mapping[str, Any], signer: keys.PrivateKey, ci: Mapping[str, str],
+                   lift: tuple[str, datetime], artifacts: tuple[Mapping[str, Any], ...] = ()) -> records.Record:
+    """A reinstatement lifting the revocation issued at lift[1], issued strictly after it (so it sorts
+    after it, notary.status)."""
+    issued = max(records.utc_now(), lift[1] + timedelta(seconds=1))
+    return records.new_record("reinstatement", subject, signer, artifacts=artifacts, ci=ci, reason=lift[0],
+                              issued_at=issued)
 
 
 def _with_names(subject: Subject) -> Subject:
@@ -113,9 +120,11 @@ def notarize(
     if reinstate is not None and not reinstate.strip():
         raise InputError("--reinstate needs a reason", hint="pass --reinstate --reason TEXT")
     signer_id = keys.key_id(signer)
-    _, planned = notarization_writes(subjects, signer, ci)
-    standing = standing_revocations(ledger, planned, signer)
-    if standing and reinstate is None:
+    kvs, made = notarization_writes(subjects, signer, ci)
+    standing = standing_revocations(ledger, made, signer)
+    if not standing:
+        return Written(receipt=ledger.write(kvs), records=made)
+    if reinstate is None:
         (subject, revoked), *rest = standing
         why = f" ({revoked.reason})" if revoked.reason else ""
         what = "it" if revoked.digest == subject else f"{revoked.relation} {revoked.digest}"
@@ -125,15 +134,14 @@ def notarize(
             "notarizing it again would not lift the revocation",
             hint="if the revocation no longer applies, notarize with --reinstate --reason TEXT",
         )
-    reason = str(reinstate or "").strip()
+    reason = reinstate.strip()
     revoked_records = revoked_by(ledger, [r.digest for _, r in standing], signer_id)
     lifts = {d: (reason, rev.issued) for d, rev in revoked_records.items()}
     kvs, made = notarization_writes(subjects, signer, ci, lifts)
     for digest, rev in revoked_records.items():  # a tied identity that is not itself on the command line
         key = records.subject_key(digest, signer_id)
         if key not in kvs:
-            issued = max(records.utc_now(), rev.issued + timedelta(seconds=1))
-            lift = records.new_record("reinstatement", rev.subject, signer, ci=ci, reason=reason, issued_at=issued)
+            lift = _reinstatement(rev.subject, signer, ci, lifts[digest])
             kvs[key] = records.sign_record(lift, signer)
             kvs[records.signer_index_key(digest)] = signer_index_value(signer_id)
             made += (lift,)

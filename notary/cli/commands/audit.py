@@ -66,8 +66,8 @@ def _line(v: dict[str, Any]) -> str:
 def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | None, **flags: object) -> None:
     """Every record about SUBJECT, oldest first, each proven included in the ledger (proofs in --json)."""
     ledger = app.open_ledger()
-    if at_tx is not None and at_tx > ledger.info().head.tx:
-        raise UsageError(f"the ledger has no transaction {at_tx} yet (head is tx {ledger.info().head.tx})")
+    if at_tx is not None and at_tx > (now := ledger.info().head.tx):
+        raise UsageError(f"the ledger has no transaction {at_tx} yet (head is tx {now})")
     out: list[dict[str, Any]] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
         signers, trusted, found = _signers(app, ledger, digest, key_paths, at_tx)
