@@ -39,6 +39,11 @@ def replaced(trust: TrustStore, path: Path, pin: TrustedState | None, now_id: st
     )
 
 
+def gone(trust: TrustStore, path: Path, pin: TrustedState | None) -> RollbackError:
+    """No ledger file at path where one was met: deleted, or a directory or something else in its place."""
+    return replaced(trust, path, pin, None if not path.exists() else "something else")
+
+
 def pin(trust: TrustStore, path: Path, existing: TrustedState | None, ledger_id: str, ledger_key: str) -> None:
     """Pin ledger_id at path on first contact; refuse any other ledger where one is pinned."""
     if existing is None:
@@ -69,7 +74,7 @@ def reopen(trust: TrustStore, path: Path, public_raw: bytes) -> tuple[sqlite3.Co
     rollback by the usual proofs."""
     pin = pinned(trust, path)
     if identity(path) is None:
-        raise replaced(trust, path, pin, None if not path.exists() else "something else")
+        raise gone(trust, path, pin)
     conn = store.connect(path, create=False)
     try:
         now_raw, _, _ = store.load_or_create(conn, path, False)

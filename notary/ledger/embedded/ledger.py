@@ -88,7 +88,7 @@ class EmbeddedLedger:
             # A ledger this client already trusted does not vanish by accident: deleted, or a directory or
             # something else put in its place, is tampering (exit 3), so a fail-open gate cannot be opened
             # by removing the file.
-            raise _location.replaced(trust, path, pinned, None if not path.exists() else "something else")
+            raise _location.gone(trust, path, pinned)
         if not path.exists():
             if not create:
                 raise LedgerUnavailableError(f"no ledger at {path}", hint="check --ledger / NOTARY_LEDGER")
