@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proof-entries", type=int, default=1_000_000)
     parser.add_argument("--immudb-writes", type=int, default=500)
     parser.add_argument("--cosign-runs", type=int, default=7)
+    parser.add_argument("--mirror-tx", type=int, default=2000,
+                        help="transactions written before the immudb mirror and one-shot verify are measured")
     parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign")
     args = parser.parse_args(argv)
     only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign"])
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             results["verify"] = _optional(lambda: bench_verify_process(work, args.verify_runs))
         if "immudb" in only:
             results["immudb"] = _optional(lambda: _immudb(work, args.verify_runs, args.immudb_writes,
-                                                                  gate="gate" in only))
+                                                          gate="gate" in only, mirror_tx=args.mirror_tx))
         if "gate" in only:
             results["gate"] = _optional(lambda: _gate(work))
         if "cosign" in only:  # the measured peer: cosign sign/verify --key on the same registry image
@@ -196,7 +198,7 @@ def _ledger(work: Path, records: int, proof_entries: int) -> dict[str, Any]:
     }
 
 
-def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, Any]:
+def _immudb(work: Path, verify_runs: int, writes: int, gate: bool, mirror_tx: int = 2000) -> dict[str, Any]:
     """Against a real immudb: the bench starts its own server (the test suite's launcher) unless
     NOTARY_BENCH_IMMUDB_URL (+ NOTARY_IMMUDB_PASSWORD) names one."""
     from benchmarks import immudb_ledger as bench_immudb
@@ -212,7 +214,7 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool) -> dict[str, 
         url, password, gateway = server.url, server.password, server.gateway_url
     try:
         out = bench_immudb.bench_notarize_vs_raw(url, password, writes)
-        out["mirror"] = _optional(lambda: bench_immudb.bench_mirror(url, password, n_tx=2000))  # goal: gate < 30 ms
+        out["mirror"] = _optional(lambda: bench_immudb.bench_mirror(url, password, n_tx=mirror_tx))  # goal: gate < 30 ms
         env = {**os.environ, "NOTARY_LEDGER": url, "NOTARY_IMMUDB_PASSWORD": password}
         out["verify_process"] = bench_verify_process(work / "immudb-verify", verify_runs, env=env, goal_ms=150)
         # the baseline of the same run: the mirror opted out (inclusion only; the default is complete reads)

@@ -43,14 +43,15 @@ def mirror(app: App, rebuild: bool) -> None:
 
 
 def _discard(app: App) -> None:
-    """Remove the mirror file (and SQLite's WAL) of the ledger, found through a plain, unmirrored connection."""
+    """Remove the mirror file (with SQLite's journal and the seal) of the ledger, found through a plain,
+    unmirrored connection."""
     from notary.ledger.immudb import ImmudbLedger
     from notary.ledger.immudb.mirror import mirror_path
 
     plain = app.open_ledger(mirror=False)
     assert isinstance(plain, ImmudbLedger)  # callers route only immudb: URLs here
     path = mirror_path(plain.trust, plain.ledger_id)
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-journal", "-wal", "-shm", ".seal"):
         with contextlib.suppress(FileNotFoundError):
             path.with_name(path.name + suffix).unlink()
 

@@ -24,9 +24,9 @@ from datetime import datetime, timezone
 
 from notary.errors import InputError, ProofError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead
-from notary.ledger.immudb._replay import EMPTY_ALH, ScannedTx, scanned_from_proto, value_hash
+from notary.ledger.immudb._replay import EMPTY_ALH, ScannedTx, replay, scanned_from_proto, value_hash
 from notary.ledger.immudb.ledger import ImmudbLedger
-from notary.ledger.immudb.mirror import Mirror, Version, mirror_path, replay
+from notary.ledger.immudb.mirror import Mirror, Version, mirror_path
 
 _MAX_PAGE = 1000  # immudb's default maxResultSize: the most transactions one TxScan may return
 _PAGE_BYTES = 2 << 20  # aim for answers of about 2 MiB (gRPC's default receive limit is 4 MiB)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from notary.errors import ProofError
@@ -198,3 +199,22 @@ def md_flags(md: bytes) -> tuple[bool, bool, bool]:
         else:
             raise ProofError(f"immudb entry metadata has an unknown attribute {code}")
     return deleted, expires, non_indexable
+
+
+def replay(txs: Iterable[ScannedTx], first: int, prev_alh: bytes,
+           trusted: tuple[int, bytes]) -> Iterator[tuple[TxRow, list[EntryRow]]]:
+    """Check each scanned transaction in turn: the next id, chained on the previous Alh, entries hashing to its
+    eH, and passing through the trusted (tx, Alh). Yields the checked rows (Alh filled in)."""
+    expected = first
+    for row, entries, claimed_prev in txs:
+        if row.id != expected:
+            raise ProofError(f"immudb answered a scan from tx {expected} with tx {row.id}")
+        if claimed_prev != prev_alh:
+            raise ProofError(f"immudb transaction {row.id} does not chain on transaction {row.id - 1}")
+        row = check_tx(row, entries, prev_alh)
+        if row.id == trusted[0] and row.alh != trusted[1]:
+            raise ProofError(
+                f"immudb's transaction {row.id} is not the one this client trusts: the ledger was rewritten"
+            )
+        yield row, entries
+        prev_alh, expected = row.alh, expected + 1

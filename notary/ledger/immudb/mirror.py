@@ -6,11 +6,13 @@ replayed every transaction itself can: the mirror holds every transaction header
 transaction 1 to a state this client trusts, each re-hashed (entries -> eH -> header -> Alh chain), so "which
 versions of this key exist up to tx N" is answered from bytes that the trusted Alh fixes, not from the server.
 
-One SQLite file per ledger identity beside the trusted state (0600, WAL, one transaction per catch-up). Only
-rows that chained to a trusted or proven-consistent state are ever committed. The file is re-hashed in full
-when it is opened and whenever another connection changed it (`PRAGMA data_version`), so an edited, truncated
-or swapped mirror is an integrity error, never a silent answer. Nothing here talks to the server: `catch_up`
-takes the transactions from the caller (ImmudbLedger's TxScan pages) and checks them.
+One SQLite file per ledger identity beside the trusted state (0600, rollback journal, one transaction per
+catch-up). Only rows that chained to a trusted or proven-consistent state are ever committed. Rows are re-hashed
+when a process opens the file and whenever another connection changed it (`PRAGMA data_version`), except those a
+notary process sealed as checked in a file that has not changed since (`_seal`: the kernel's stamp of the
+file), so an edited, truncated or swapped mirror is an integrity error, never a silent answer, and a warm open
+re-hashes only what was appended. Nothing here talks to the server: `catch_up` takes the transactions from the
+caller (ImmudbLedger's TxScan pages) and checks them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError, TrustStoreError
+from notary.ledger.immudb import _seal
 from notary.ledger.immudb._replay import (
     EMPTY_ALH,
     SET_KEY_PREFIX,
@@ -34,6 +37,7 @@ from notary.ledger.immudb._replay import (
     check_tx,
     key_of,
     md_flags,
+    replay,
 )
 from notary.ledger.trust import TrustStore
 
@@ -78,10 +82,12 @@ class Mirror:
         self.last_alh = EMPTY_ALH
         self.entries = 0
         self._seen_version = -1
+        self._sealable = False
+        self.rehashed = 0  # transactions re-hashed by the latest open or refresh (0: the seal covered all)
 
     @classmethod
     def open(cls, path: Path, ledger_id: str) -> Mirror:
-        """Open (or create, 0600) the mirror at path and re-hash all of it. Raises TrustStoreError if altered."""
+        """Open (or create, 0600) the mirror at path and re-hash what no seal covers. TrustStoreError if altered."""
         created = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -94,11 +100,11 @@ class Mirror:
         mirror = cls(path, ledger_id, conn)
         try:
             with mirror._sql("open"):
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
+                mirror._sealable = _rollback_journal(conn)
+                conn.execute("PRAGMA synchronous=FULL")
                 if created or not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
                     mirror._create()
-            mirror.verify()
+            mirror._load(full=False)
         except BaseException:
             conn.close()
             raise
@@ -111,53 +117,91 @@ class Mirror:
     # -- integrity -------------------------------------------------------------------------------------------
 
     def verify(self) -> None:
-        """Re-hash every stored row: transaction ids 1..n without gaps, each transaction's entries to its eH,
-        each header onto the previous Alh, every stored Alh equal to the recomputed one.
+        """Re-hash every stored row, whatever the seal says (`notary ledger audit`), and seal the result."""
+        self._load(full=True)
+
+    def refresh(self) -> None:
+        """Re-check if another connection (another notary process, or anyone) changed the file since."""
+        with self._sql("check"):
+            if self._data_version() != self._seen_version:
+                self._load(full=False)
+
+    def _load(self, *, full: bool) -> None:
+        """Check the file and take its state: the rows the seal covers are trusted as checked, every other row
+        is re-hashed (all of them without a matching seal, see _seal). Raises TrustStoreError if altered."""
+        with self._sql("verify"), self._read_locked():
+            self._check_schema()  # also takes the shared lock (and rolls back a hot journal) first
+            meta = dict(self._db.execute("SELECT name, value FROM meta"))
+            if meta.get("format") != FORMAT or meta.get("ledger_id") != self.ledger_id:
+                raise self._altered(f"it belongs to {meta.get('ledger_id')!r} ({meta.get('format')!r})")
+            now = _seal.stamp(self.path)
+            sealed = None if full or not self._sealable else _seal.load(self.path, self.ledger_id)
+            start = self._sealed_start(sealed, now, int(meta.get("last_tx", -1)))
+            if start is None:
+                check = self._db.execute("PRAGMA integrity_check(1)").fetchone()  # the index matches the rows
+                if check is None or check[0] != "ok":
+                    raise self._altered(f"SQLite integrity check: {check[0] if check else 'no answer'}")
+                start = (0, EMPTY_ALH, 0)
+            self.rehashed = self._rehash(*start, last=int(meta.get("last_tx", -1)))
+            self._seen_version = self._data_version()  # inside the lock: no commit slips in unseen
+        if self._sealable and (self.rehashed or sealed is None or sealed.stamp != now):
+            _seal.save(self.path, self.ledger_id, _seal.Seal(self.last_tx, self.last_alh, self.entries, now))
+
+    def _sealed_start(self, sealed: _seal.Seal | None, now: _seal.Stamp, last: int) -> tuple[int, bytes, int] | None:
+        """Where re-hashing may start: after the sealed transaction, if the file is the one sealed."""
+        if sealed is None or sealed.stamp != now or sealed.tx > last:
+            return None
+        if (self.header(sealed.tx).alh if sealed.tx else EMPTY_ALH) != sealed.alh:
+            return None  # a seal that does not describe these rows: believe nothing of it
+        if 0 < self.last_tx <= sealed.tx and self.header(self.last_tx).alh == self.last_alh:
+            return self.last_tx, self.last_alh, self.entries  # resident: re-hash what the others appended
+        return sealed.tx, sealed.alh, sealed.entries
+
+    def _rehash(self, start_tx: int, start_alh: bytes, start_entries: int, *, last: int) -> int:
+        """Re-hash the rows after start_tx: ids without gaps, each transaction's entries to its eH, each
+        header onto the previous Alh, every stored Alh equal to the recomputed one. Returns how many.
 
         The rows a read uses (the entries index) are the rows hashed here, so a deleted, renamed or altered
         entry, a dropped transaction, or a file from another ledger cannot pass. Whether the chain ends at a
         state this client trusts is checked against the trusted state by `catch_up` (every read syncs first).
         """
-        with self._sql("verify"):
-            self._check_schema()
-            check = self._db.execute("PRAGMA integrity_check(1)").fetchone()  # the key index matches the rows
-            if check is None or check[0] != "ok":
-                raise self._altered(f"SQLite integrity check: {check[0] if check else 'no answer'}")
-            meta = dict(self._db.execute("SELECT name, value FROM meta"))
-            if meta.get("format") != FORMAT or meta.get("ledger_id") != self.ledger_id:
-                raise self._altered(f"it belongs to {meta.get('ledger_id')!r} ({meta.get('format')!r})")
-            txs = self._db.execute(_TX_ROWS + " ORDER BY id")
-            entries = self._db.cursor().execute("SELECT key, md, hvalue, vlen, tx FROM entries ORDER BY tx, i")
-            groups = groupby(entries, key=lambda r: r[4])  # rows laid out like EntryRow, the tx last
-            prev, expected, count = EMPTY_ALH, 1, 0
+        txs = self._db.execute(_TX_ROWS + " WHERE id > ? ORDER BY id", (start_tx,))
+        entries = self._db.cursor().execute(
+            "SELECT key, md, hvalue, vlen, tx FROM entries WHERE tx > ? ORDER BY tx, i", (start_tx,))
+        groups = groupby(entries, key=lambda r: r[4])  # rows laid out like EntryRow, the tx last
+        prev, expected, count = start_alh, start_tx + 1, start_entries
+        pending = next(groups, None)
+        for raw in txs:
+            row = TxRow(*raw)
+            if row.id != expected:
+                raise self._altered(f"transaction {expected} is missing")
+            if pending is None or pending[0] != row.id:
+                raise self._altered(f"transaction {row.id} has no entries")
+            ents = list(pending[1])
+            try:
+                computed = check_tx(row, ents, prev)
+            except ProofError as exc:
+                raise self._altered(exc.message) from None
+            if computed.alh != row.alh:
+                raise self._altered(f"transaction {row.id} does not hash to its stored Alh")
+            prev, expected, count = row.alh, expected + 1, count + len(ents)
             pending = next(groups, None)
-            for raw in txs:
-                row = TxRow(*raw)
-                if row.id != expected:
-                    raise self._altered(f"transaction {expected} is missing")
-                if pending is None or pending[0] != row.id:
-                    raise self._altered(f"transaction {row.id} has no entries")
-                ents = list(pending[1])
-                try:
-                    computed = check_tx(row, ents, prev)
-                except ProofError as exc:
-                    raise self._altered(exc.message) from None
-                if computed.alh != row.alh:
-                    raise self._altered(f"transaction {row.id} does not hash to its stored Alh")
-                prev, expected, count = row.alh, expected + 1, count + len(ents)
-                pending = next(groups, None)
-            if pending is not None:
-                raise self._altered(f"it holds entries of transaction {pending[0]}, which it does not hold")
-            if int(meta.get("last_tx", -1)) != expected - 1:
-                raise self._altered("its recorded last transaction is not its last row")
-            self.last_tx, self.last_alh, self.entries = expected - 1, prev, count
-            self._seen_version = self._data_version()
+        if pending is not None:
+            raise self._altered(f"it holds entries of transaction {pending[0]}, which it does not hold")
+        if last != expected - 1:
+            raise self._altered("its recorded last transaction is not its last row")
+        self.last_tx, self.last_alh, self.entries = expected - 1, prev, count
+        return expected - 1 - start_tx
 
-    def refresh(self) -> None:
-        """Re-verify if another connection (another notary process, or anyone) changed the file since."""
-        with self._sql("check"):
-            if self._data_version() != self._seen_version:
-                self.verify()
+    def _reseal(self) -> None:
+        """Seal what this process just appended (and had checked), if nobody appended after it."""
+        if not self._sealable:
+            return
+        with self._sql("seal"), self._read_locked():
+            row = self._db.execute("SELECT value FROM meta WHERE name = 'last_tx'").fetchone()
+            now = _seal.stamp(self.path)
+        if row is not None and int(row[0]) == self.last_tx:
+            _seal.save(self.path, self.ledger_id, _seal.Seal(self.last_tx, self.last_alh, self.entries, now))
 
     # -- catch-up --------------------------------------------------------------------------------------------
 
@@ -211,6 +255,7 @@ class Mirror:
                         hint="the server's answers are inconsistent: the ledger was altered, or a proxy rewrites them",
                     )
                 self._db.execute("UPDATE meta SET value = ? WHERE name = 'last_tx'", (tx_id,))
+                seen = self._data_version()  # under the write lock; our own commit does not move it
                 self._db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -218,8 +263,9 @@ class Mirror:
                 raise
             self.last_tx, self.last_alh = tx_id, prev_alh
             self.entries += added
-            self._seen_version = self._data_version()
-            return tx_id - first + 1
+            self._seen_version = seen
+        self._reseal()
+        return tx_id - first + 1
 
     def _store(self, rows: Iterator[tuple[TxRow, list[EntryRow]]], last: int) -> tuple[int, bytes, int]:
         tx_id, alh, added = self.last_tx, self.last_alh, 0
@@ -321,6 +367,17 @@ class Mirror:
         if found != SCHEMA:
             raise self._altered("its schema is not the mirror's")
 
+    @contextlib.contextmanager
+    def _read_locked(self) -> Iterator[None]:
+        """One read transaction: SQLite's shared lock from its first read to the end, so no writer commits
+        between the rows read and the stamp taken."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("COMMIT")
+
     def _data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
@@ -345,23 +402,19 @@ class Mirror:
             raise self._altered(f"a row holds a value of the wrong type ({exc})") from exc
 
 
-def replay(txs: Iterable[ScannedTx], first: int, prev_alh: bytes,
-           trusted: tuple[int, bytes]) -> Iterator[tuple[TxRow, list[EntryRow]]]:
-    """Check each scanned transaction in turn: the next id, chained on the previous Alh, entries hashing to its
-    eH, and passing through the trusted (tx, Alh). Yields the checked rows (Alh filled in)."""
-    expected = first
-    for row, entries, claimed_prev in txs:
-        if row.id != expected:
-            raise ProofError(f"immudb answered a scan from tx {expected} with tx {row.id}")
-        if claimed_prev != prev_alh:
-            raise ProofError(f"immudb transaction {row.id} does not chain on transaction {row.id - 1}")
-        row = check_tx(row, entries, prev_alh)
-        if row.id == trusted[0] and row.alh != trusted[1]:
-            raise ProofError(
-                f"immudb's transaction {row.id} is not the one this client trusts: the ledger was rewritten"
-            )
-        yield row, entries
-        prev_alh, expected = row.alh, expected + 1
+def _rollback_journal(conn: sqlite3.Connection) -> bool:
+    """Use a rollback journal, not WAL: readers then never write the file, so its stamp holds still (_seal).
+
+    A mirror an older notary made in WAL mode switches only when no other process has it open; until then it
+    stays in WAL, unsealed (re-hashed in full on every open, as before), rather than wait for the others."""
+    conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()
+    except sqlite3.OperationalError:
+        mode = None
+    finally:
+        conn.execute("PRAGMA busy_timeout = 60000")
+    return bool(mode) and str(mode[0]).lower() == "delete"
 
 
 def _after_prefix(prefix: bytes) -> bytes:
