@@ -20,11 +20,14 @@ class IndexHit(NamedTuple):
     value: Mapping[str, Any]
 
 
-def _index_hits(ledger: Ledger, key: str) -> list[IndexHit]:
-    """Every version of an index key, proven; a value of the wrong shape (any ledger writer can store one)
-    becomes an error entry, so a hostile finder is shown for what it is and never crashes the listing."""
+def _index_hits(ledger: Ledger, key: str, at_tx: int | None = None) -> list[IndexHit]:
+    """Every version of an index key (written up to at_tx), proven; a value of the wrong shape (any ledger
+    writer can store one) becomes an error entry, so a hostile finder is shown for what it is and never
+    crashes the listing. Histories are proven complete, so the versions up to at_tx are all there were then."""
     hits = []
     for entry in ledger.history(key):
+        if at_tx is not None and entry.tx > at_tx:
+            break
         try:
             hits.append(IndexHit(entry, _index_value(entry.value)))
         except IntegrityError as exc:
@@ -70,20 +73,20 @@ def job_keys(ledger: Ledger, job_id: str, system: str | None = None) -> list[str
     return wanted + [k for k in ledger.keys("job/") if k.rsplit("/", 1)[-1] == job_id and k not in wanted]
 
 
-def lookup_job(ledger: Ledger, job_id: str, system: str | None = None) -> list[IndexHit]:
-    """Every notarization recorded under a CI job id (all CI systems unless one is named).
+def lookup_job(ledger: Ledger, job_id: str, system: str | None = None, at_tx: int | None = None) -> list[IndexHit]:
+    """Every notarization recorded under a CI job id (all CI systems unless one is named), as of at_tx.
 
     The key of every CI system notary detects is read (a proven read: on a ledger that proves absence, a
     deleted job record is an integrity error, not "nothing recorded"); keys() adds any other system's, as a
     hint only, since an enumeration proves nothing."""
     hits: list[IndexHit] = []
     for key in job_keys(ledger, job_id, system):
-        hits.extend(_index_hits(ledger, key))
+        hits.extend(_index_hits(ledger, key, at_tx))
     return hits
 
 
-def lookup_artifact(ledger: Ledger, digest: str) -> list[IndexHit]:
-    return _index_hits(ledger, records.artifact_key(digest))
+def lookup_artifact(ledger: Ledger, digest: str, at_tx: int | None = None) -> list[IndexHit]:
+    return _index_hits(ledger, records.artifact_key(digest), at_tx)
 
 
 class SignerSet(NamedTuple):

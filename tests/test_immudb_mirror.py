@@ -442,3 +442,22 @@ def test_server_hiding_a_signer_is_caught_by_default(url: str, proxy: GrpcProxy,
         assert "hides" in caught.err and "Traceback" not in caught.err, caught.err
     lie = user.run("--json", "history", digest, env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=0)  # opted out
     assert len(lie.json["subjects"][0]["versions"]) == 1 and "mirror is off" in lie.err
+
+
+def test_server_hiding_a_job_finder_as_of_a_tx_is_caught(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
+    """lookup --at-tx on immudb: the finders written up to N, complete by the mirror; a proxy that makes the
+    server say 'not found' for a job's key is caught, not reported as 'nothing recorded as of N'."""
+    user = Notary(tmp_path, ledger_url=_via(proxy, url))
+    user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    key = user.key()
+    user.notarize_file(key, b"first build", name="one.bin", job_id="j1")
+    found = user.run("--json", "lookup", "--job-id", "j1").json["results"]
+    at = found[0]["tx"]
+    user.notarize_file(key, b"second build", name="two.bin", job_id="j2")
+    assert [r["tx"] for r in user.run("--json", "lookup", "--job-id", "j1", "--at-tx", str(at)).json["results"]] == [at]
+    later = user.run("--json", "lookup", "--job-id", "j2", "--at-tx", str(at), expect=1).json["error"]
+    assert {p["method"] for p in later["absence"]} == {"mirror-replay"} and later["head"]["tx"] > at
+    proxy.requests["History"] = _ask_for_another_key(b"job/local/j1", "HistoryRequest")
+    caught = user.run("lookup", "--job-id", "j1", "--at-tx", str(at), expect=3)
+    assert "Traceback" not in caught.err, caught.err
+    user.run("lookup", "--job-id", "j1", "--at-tx", str(at), env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=1)  # the lie

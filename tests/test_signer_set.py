@@ -166,3 +166,29 @@ def test_history_as_of_a_tx_shows_what_stood_then_and_deleting_a_later_signer_is
     assert _delete(notary.ledger_path, f"subject/{digest}/{b}") == 3
     notary.run("history", digest, "--at-tx", "2", expect=3)  # b signed by tx 2: its records proven missing
     notary.run("history", digest, "--at-tx", "1")  # as of tx 1, b had not signed: that answer still stands
+
+
+def test_lookup_as_of_a_tx_leaves_out_later_jobs_and_a_deleted_finder_is_still_caught(notary: Notary) -> None:
+    digest, a, b = _two_signers(notary)  # jobs: ja at tx 1, jb at tx 2, jb2 (the reinstatement) at tx 4
+    assert [r["tx"] for r in notary.run("--json", "lookup", "--job-id", "jb", "--at-tx", "2").json["results"]] == [2]
+    later = notary.run("--json", "lookup", "--job-id", "jb2", "--at-tx", "3", expect=1).json["error"]
+    local = next(p for p in later["absence"] if p["key"] == "job/local/jb2")
+    assert local["as_of_tx"] == 3 and local["first_version"]["tx"] == 4, "proven written only after tx 3"
+    _check_absence(next(p for p in later["absence"] if p["key"] == "job/github/jb2"), "job/github/jb2")
+    holders = notary.run("--json", "lookup", "--artifact", digest, "--at-tx", "1").json
+    assert holders["as_of_tx"] == 1 and [h["signer"] for h in holders["results"]] == [a]
+    assert {h["signer"] for h in notary.run("--json", "lookup", "--artifact", digest).json["results"]} == {a, b}
+    notary.run("lookup", "--job-id", "jb", "--at-tx", "99", expect=2)
+    assert _delete(notary.ledger_path, "job/local/jb") == 1
+    notary.run("lookup", "--job-id", "jb", "--at-tx", "3", expect=3)  # the finder was there at tx 2: proven gone
+
+
+def test_history_at_time_reads_as_of_that_time_and_before_the_first_is_exit_1(notary: Notary) -> None:
+    digest, a, _ = _two_signers(notary)
+    first = notary.run("--json", "history", digest).json["subjects"][0]["versions"][0]
+    then = notary.run("--json", "history", digest, "--at-time", first["time"]).json
+    assert then["as_of_tx"] == 1 and [v["signer"] for v in then["subjects"][0]["versions"]] == [a]
+    for command in (["history", digest], ["get", digest], ["lookup", "--job-id", "ja"]):
+        early = notary.run("--json", *command, "--at-time", "2001-01-01T00:00:00Z", expect=1).json["error"]
+        assert early["kind"] == "not-found" and "first transaction is later" in early["message"], command
+    notary.run("history", digest, "--at-tx", "1", "--at-time", first["time"], expect=2)

@@ -9,7 +9,7 @@ import click
 from notary import keys, records
 from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
-from notary.errors import AbsentError, NotFoundError, UsageError
+from notary.errors import AbsentError, UsageError
 from notary.ledger.base import Entry, Ledger, rfc3339
 from notary.lookup import SignerSet, absence_proof, job_keys, lookup_artifact, lookup_job, signer_set
 from notary.verify import open_entry
@@ -27,6 +27,30 @@ def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
         click.echo(f"notary: signer {signer} of {digest} is not in its signer index (its records predate it): "
                    "they are read and proven, but their complete removal would go unseen", err=True)
     return found.signers, trusted, found
+
+
+def as_of_options(f: Any) -> Any:
+    """--at-tx / --at-time, as every time-travel read takes them."""
+    f = click.option("--at-time", "at_time", metavar="RFC3339",
+                     help="As of a time, e.g. 2026-03-01T00:00:00Z: the last transaction written by then.")(f)
+    return click.option("--at-tx", "at_tx", type=click.IntRange(min=1), metavar="N",
+                        help="As of transaction N: what was written up to it, proven complete.")(f)
+
+
+def _as_of(ledger: Ledger, at_tx: int | None, at_time: str | None) -> int | None:
+    """The transaction a read is as of (None: now). A time before the ledger's first transaction is a proven
+    answer (the first leaf's hashed time is later): nothing was recorded then, exit 1, not a usage error."""
+    if at_tx and at_time:
+        raise UsageError("give --at-tx or --at-time, not both")
+    if at_time:
+        found = ledger.tx_at_time(records.parse_time(at_time))
+        if found is None:
+            raise AbsentError(f"nothing was recorded by {at_time}: the ledger's first transaction is later",
+                              head=ledger.info().head.to_json())
+        return found
+    if at_tx is not None and at_tx > (now := ledger.info().head.tx):
+        raise UsageError(f"the ledger has no transaction {at_tx} yet (head is tx {now})")
+    return at_tx
 
 
 def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, Any]:
@@ -58,16 +82,18 @@ def _line(v: dict[str, Any]) -> str:
 @click.command("history")
 @click.argument("subject")
 @click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY", help="Only these signers (and mark them trusted).")
-@click.option("--at-tx", "at_tx", type=click.IntRange(min=1), metavar="N",
-              help="As of transaction N: the records written up to it (every history is proven complete, so "
-              "nothing before N is left out).")
+@as_of_options
 @source_options_flags
 @pass_app
-def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | None, **flags: object) -> None:
-    """Every record about SUBJECT, oldest first, each proven included in the ledger (proofs in --json)."""
+def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | None, at_time: str | None,
+            **flags: object) -> None:
+    """Every record about SUBJECT, oldest first, each proven included in the ledger (proofs in --json).
+
+    With --at-tx or --at-time: the records that stood then. Every history is proven complete, so nothing
+    written by then is left out, and the signer set is read as of that point too.
+    """
     ledger = app.open_ledger()
-    if at_tx is not None and at_tx > (now := ledger.info().head.tx):
-        raise UsageError(f"the ledger has no transaction {at_tx} yet (head is tx {now})")
+    at_tx = _as_of(ledger, at_tx, at_time)
     out: list[dict[str, Any]] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
         signers, trusted, found = _signers(app, ledger, digest, key_paths, at_tx)
@@ -105,8 +131,7 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
 
 @click.command("get")
 @click.argument("subject")
-@click.option("--at-tx", "at_tx", type=click.IntRange(min=1), metavar="N", help="As of transaction N.")
-@click.option("--at-time", "at_time", metavar="RFC3339", help="As of a time, e.g. 2026-03-01T00:00:00Z.")
+@as_of_options
 @click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY", help="Only these signers (and mark them trusted).")
 @source_options_flags
 @pass_app
@@ -116,14 +141,8 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
     Time travel reads the version that was current then, proven included in today's ledger, which is
     proven consistent with what this client trusted before: history cannot have been rewritten since.
     """
-    if at_tx and at_time:
-        raise UsageError("give --at-tx or --at-time, not both")
     ledger = app.open_ledger()
-    as_of = at_tx
-    if at_time:
-        as_of = ledger.tx_at_time(records.parse_time(at_time))
-        if as_of is None:
-            raise NotFoundError(f"the ledger had no transactions at {at_time}")
+    as_of = _as_of(ledger, at_tx, at_time)
     out: list[dict[str, Any]] = []
     absent_keys: list[str] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
@@ -149,30 +168,37 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
 @click.option("--job-id", "job_id", metavar="ID", help="Notarizations made by this CI job.")
 @click.option("--system", metavar="NAME", help="CI system of --job-id (github, gitlab, jenkins, circleci, tekton, local).")
 @click.option("--artifact", metavar="DIGEST", help="Subjects containing this blob/file digest.")
+@as_of_options
 @pass_app
-def lookup(app: App, job_id: str | None, system: str | None, artifact: str | None) -> None:
-    """Find evidence by pipeline job id or by asset checksum (then `notary history` a subject for proofs)."""
+def lookup(app: App, job_id: str | None, system: str | None, artifact: str | None, at_tx: int | None,
+           at_time: str | None) -> None:
+    """Find evidence by pipeline job id or by asset checksum (then `notary history` a subject for proofs).
+
+    With --at-tx or --at-time: what the job and artifact indexes held then (complete: every index key's
+    history is proven complete, and a finder written later is left out).
+    """
     if bool(job_id) == bool(artifact):
         raise UsageError("give exactly one of --job-id or --artifact")
     ledger = app.open_ledger()
-    hits = lookup_job(ledger, job_id, system) if job_id else lookup_artifact(ledger, records.check_digest(str(artifact)))
+    as_of = _as_of(ledger, at_tx, at_time)
+    hits = (lookup_job(ledger, job_id, system, as_of) if job_id
+            else lookup_artifact(ledger, records.check_digest(str(artifact)), as_of))
     if artifact and not hits:
         # a file notarized on its own is a subject, not an artifact of one: its own digest finds it
-        from notary.lookup import signers_of
-
         holders = [{"key": records.subject_key(str(artifact), signer), "tx": e.tx, "revision": e.revision,
                     "type": "subject", "signer": signer, "subjects": [str(artifact)], "proof": dict(e.proof)}
-                   for signer in signers_of(ledger, str(artifact))
-                   if (e := ledger.get(records.subject_key(str(artifact), signer))) is not None]
+                   for signer in signer_set(ledger, str(artifact), as_of).signers
+                   if (e := ledger.get(records.subject_key(str(artifact), signer), at_tx=as_of)) is not None]
         if holders:
-            app.emit({"results": holders, "head": ledger.info().head.to_json()}, lambda: "\n".join(
+            app.emit({"results": holders, "as_of_tx": as_of, "head": ledger.info().head.to_json()}, lambda: "\n".join(
                 f"tx {h['tx']}: {h['key']} ({artifact} is itself a notarized subject)" for h in holders),
                 schema="lookup")
             return
     if not hits:
         read = job_keys(ledger, str(job_id), system) if job_id else [records.artifact_key(str(artifact))]
-        raise AbsentError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}",
-                          absence=[p for k in read if (p := absence_proof(ledger, k)) is not None],
+        when = f" as of tx {as_of}" if as_of else ""
+        raise AbsentError(f"nothing recorded for {'job ' + str(job_id) if job_id else artifact}{when}",
+                          absence=[p for k in read if (p := absence_proof(ledger, k, as_of)) is not None],
                           head=ledger.info().head.to_json())
     # the proven fields last: an index value (anyone's writing) must not restate its own tx or key
     rows = [{**dict(h.value), "key": h.entry.key, "tx": h.entry.tx, "revision": h.entry.revision,
@@ -186,4 +212,4 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
                 lines.append(f"  {s['digest']}  {s.get('kind', '')}  {s.get('name', '')}" if isinstance(s, dict) else f"  {s}")
         return "\n".join(lines)
 
-    app.emit({"results": rows, "head": ledger.info().head.to_json()}, human, schema="lookup")
+    app.emit({"results": rows, "as_of_tx": as_of, "head": ledger.info().head.to_json()}, human, schema="lookup")
