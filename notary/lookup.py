@@ -46,20 +46,9 @@ def _index_value(raw: bytes) -> Mapping[str, Any]:
 
 
 def absence_proof(ledger: Ledger, key: str, at_tx: int | None = None) -> dict[str, Any] | None:
-    """Proof that key had no version (as of at_tx), as docs/proofs.md "Absence" gives it; None if it has one.
-
-    The embedded ledger proves it with its key index. On immudb the proof is the verified mirror's replay of
-    every transaction up to the head it names ("mirror-replay": checkable by replaying, not by a path of
-    hashes); with the mirror opted out, "none": the server's word."""
-    prove = getattr(ledger, "absence", None)
-    if prove is not None:
-        found: dict[str, Any] | None = prove(key, at_tx=at_tx)
-        return found
-    if ledger.get(key, at_tx=at_tx) is not None:
-        return None
-    mirrored = getattr(ledger, "mirror", None) is not None
-    return {"key": key, "method": "mirror-replay" if mirrored else "none", "as_of_tx": at_tx,
-            "head": ledger.info().head.to_json()}
+    """Proof that key had no version (as of at_tx), as docs/proofs.md "Absence" gives it; None if it has one
+    (`Ledger.absence`: each backend proves it its own way and names the method)."""
+    return ledger.absence(key, at_tx=at_tx)
 
 
 def job_keys(ledger: Ledger, job_id: str, system: str | None = None) -> list[str]:

@@ -125,6 +125,12 @@ class Ledger(Protocol):
         """Every version of key, oldest first, each verified."""
         ...
 
+    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
+        """Proof that key had no version (as of at_tx), in the JSON of docs/proofs.md "Absence"; None when it
+        has one. Each backend proves it its own way (embedded: the key index; immudb: the verified mirror's
+        replay, or "none", the server's word, with the mirror opted out) and says which in `method`."""
+        ...
+
     def keys(self, prefix: str) -> list[str]:
         """Keys starting with prefix, sorted. Unverified: use only to choose what to `get`."""
         ...

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from notary.errors import InputError, ProofError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead
@@ -98,6 +99,11 @@ class MirroredImmudbLedger(ImmudbLedger):
                 if problem is not None:
                     raise ProofError(f"immudb's history of {key} {problem}", hint=_LIE)
             return [_marked(e, head) for e in entries]
+
+    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
+        """Method "mirror-replay": the verified replay of every transaction up to the head named holds no version
+        (the read compared with it, as every mirrored read is); re-checkable by replaying, not by a path."""
+        return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "mirror-replay")
 
     def keys(self, prefix: str) -> list[str]:
         with self._guard(f"list keys under {prefix!r}"):

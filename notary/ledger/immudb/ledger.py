@@ -107,6 +107,13 @@ class ImmudbLedger(ImmudbSession):
                 return self._verified_get(key, None)
             return self._verified_get_as_of(key, at_tx)
 
+    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
+        """Without the mirror, immudb proves inclusion only: "not found" is the server's word ("none")."""
+        return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "none")
+
+    def _absence(self, key: str, at_tx: int | None, method: str) -> dict[str, Any]:
+        return {"key": key, "method": method, "as_of_tx": at_tx, "head": self.info().head.to_json()}
+
     def _verified_get_as_of(self, key: str, at_tx: int) -> Entry | None:
         """The version of key current at transaction at_tx.
 
