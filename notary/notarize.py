@@ -135,7 +135,7 @@ def notarize(
             hint="if the revocation no longer applies, notarize with --reinstate --reason TEXT",
         )
     reason = reinstate.strip()
-    revoked_records = revoked_by(ledger, [r.digest for _, r in standing], signer_id)
+    revoked_records = {r.digest: r.record for _, r in standing if r.record is not None}
     lifts = {d: (reason, rev.issued) for d, rev in revoked_records.items()}
     kvs, made = notarization_writes(subjects, signer, ci, lifts)
     for digest, rev in revoked_records.items():  # a tied identity that is not itself on the command line
@@ -164,7 +164,8 @@ def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],
     for record in planned:
         if record.digest in own:
             rev = own[record.digest]
-            found.append((record.digest, Revocation(record.digest, rev.signer, rev.issued_at, rev.reason, "itself")))
+            found.append((record.digest, Revocation(record.digest, rev.signer, rev.issued_at, rev.reason, "itself",
+                                                    rev)))
             continue
         try:
             found += [(record.digest, t) for t in tied_revocations(ledger, record.digest, trusted, [record], None)]

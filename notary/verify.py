@@ -40,6 +40,7 @@ class Revocation(NamedTuple):
     issued_at: str
     reason: str | None
     relation: str  # "itself", "its index", "its image id", "its linux/arm64 manifest", "a manifest of it"
+    record: records.Record | None = None  # the revoking record itself (what a reinstatement lifts)
 
     def to_json(self) -> dict[str, Any]:
         return {"digest": self.digest, "signer": self.signer, "issuedAt": self.issued_at, "reason": self.reason,
@@ -139,7 +140,7 @@ def verify_digest(
         why = f" ({f.record.reason})" if f.record.reason else ""
         return Decision(digest, False, "revoked", f"{digest} was revoked by {f.signer} at {f.record.issued_at}{why}",
                         f.record, f.entry, f.signer, head, findings,
-                        Revocation(digest, f.signer, f.record.issued_at, f.record.reason, "itself"))
+                        Revocation(digest, f.signer, f.record.issued_at, f.record.reason, "itself", f.record))
     vouching = _vouching(trusted, histories)
     if ties:
         try:
@@ -224,7 +225,8 @@ def tied_revocations(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey],
         for tk in revokers:
             finding = decide(tk, signer_history(ledger, tied, tk.key_id))
             if finding.status == "revoked" and finding.record is not None:
-                yield Revocation(tied, tk.key_id, finding.record.issued_at, finding.record.reason, relation)
+                yield Revocation(tied, tk.key_id, finding.record.issued_at, finding.record.reason, relation,
+                                 finding.record)
                 break
 
 
