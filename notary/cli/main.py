@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "history": ("notary.cli.commands.audit", "history", "Every record about a subject, with proofs."),
     "get": ("notary.cli.commands.audit", "get", "A subject's records now or as of a transaction or time."),
     "lookup": ("notary.cli.commands.audit", "lookup", "Find notarizations by CI job id or artifact digest."),
+    "audit": ("notary.cli.commands.audit_diff", "audit", "What changed between two points in time, proven complete."),
     "ledger": ("notary.cli.commands.ledger", "ledger", "Inspect the ledger and this client's trusted state."),
     "key": ("notary.cli.commands.key", "key", "Generate and inspect signing keys."),
     "gate": ("notary.cli.commands.gate", "gate", "Refuse to run images that fail verification (hooks, webhook)."),

@@ -8,7 +8,7 @@ enumeration hint (what to `get`), never evidence.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -129,6 +129,12 @@ class Ledger(Protocol):
         """Proof that key had no version (as of at_tx), in the JSON of docs/proofs.md "Absence"; None when it
         has one. Each backend proves it its own way (embedded: the key index; immudb: the verified mirror's
         replay, or "none", the server's word, with the mirror opted out) and says which in `method`."""
+        ...
+
+    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+        """Every entry written in transactions after_tx+1..upto_tx, in write order, each verified and the range
+        proven complete (embedded: contiguous leaves and the leaves around them; immudb: the verified mirror's
+        replay). UsageError where the backend cannot prove the range complete (immudb with the mirror off)."""
         ...
 
     def keys(self, prefix: str) -> list[str]:

@@ -207,6 +207,12 @@ def iter_entries(conn: sqlite3.Connection) -> Iterator[EntryRow]:
         yield entry
 
 
+def entries_between(conn: sqlite3.Connection, lo: int, hi: int) -> list[EntryRow]:
+    """The rows of leaves lo..hi-1, by leaf (a gap shows as a missing leaf: the caller proves contiguity)."""
+    rows = conn.execute(_ENTRY_SQL + "WHERE e.leaf >= ? AND e.leaf < ? ORDER BY e.leaf", (lo, hi)).fetchall()
+    return [e for e in map(_entry, rows) if e is not None]
+
+
 def iter_txs(conn: sqlite3.Connection, v2: bool) -> Iterator[HeadRow]:
     for row in conn.execute(f"SELECT {_tx_cols(v2)} FROM txs ORDER BY tx"):
         yield HeadRow(*row)

@@ -31,7 +31,7 @@ from notary.errors import (
 )
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.embedded import _codec as codec
-from notary.ledger.embedded import _location, _reads
+from notary.ledger.embedded import _location, _range, _reads
 from notary.ledger.embedded import _store as store
 from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
 from notary.ledger.embedded._upgrade import upgrade_in_place
@@ -279,6 +279,13 @@ class EmbeddedLedger:
             found = _reads.absence(self, view, key, at_tx)
             view.done()
         return found
+
+    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+        """Every entry of transactions after_tx+1..upto_tx, in write order, the range proven complete (_range).
+        One snapshot for the whole range: consume it to the end before another read of this ledger."""
+        with self._snapshot() as view:
+            yield from _range.changes(view, after_tx, upto_tx)
+            view.done()
 
     def keys(self, prefix: str) -> list[str]:
         if not isinstance(prefix, str):

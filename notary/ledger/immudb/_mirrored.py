@@ -105,6 +105,21 @@ class MirroredImmudbLedger(ImmudbLedger):
         (the read compared with it, as every mirrored read is); re-checkable by replaying, not by a path."""
         return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "mirror-replay")
 
+    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+        """The mirror names every entry of the range (complete by replay); each value is read proven as of its
+        transaction, which the mirror comparison pins to the entry replayed (one verified read per entry)."""
+        head = self._sync()
+        if not 0 <= after_tx <= upto_tx <= head:
+            raise InputError(f"no transaction range {after_tx}..{upto_tx} in immudb ledger {self.ledger_id} at tx {head}")
+        for tx, key, deleted in list(self.mirror.written(after_tx, upto_tx)):
+            if deleted:
+                raise ProofError(f"immudb holds a deletion of {key} at tx {tx}: notary never deletes a ledger key")
+            entry = self.get(key, at_tx=tx)
+            if entry is None or entry.tx != tx:
+                raise ProofError(f"immudb's read of {key} as of tx {tx} is not the entry the replay holds there",
+                                 hint=_LIE)
+            yield entry
+
     def keys(self, prefix: str) -> list[str]:
         with self._guard(f"list keys under {prefix!r}"):
             return self.mirror.keys(prefix, self._sync())

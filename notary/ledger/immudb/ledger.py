@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from notary.errors import InputError, ProofError, RollbackError
+from notary.errors import InputError, ProofError, RollbackError, UsageError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.immudb._conn import parse_url, read_password, read_server_key, read_timeout
 from notary.ledger.immudb._proofs import (
@@ -110,6 +110,11 @@ class ImmudbLedger(ImmudbSession):
     def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
         """Without the mirror, immudb proves inclusion only: "not found" is the server's word ("none")."""
         return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "none")
+
+    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+        """Without the mirror nothing proves that a scan of transactions left no entry out: refuse."""
+        raise UsageError(f"reading every change of immudb ledger {self.ledger_id} needs the verified mirror",
+                         hint="unset NOTARY_IMMUDB_MIRROR=0 / [immudb] mirror = false (docs/immudb.md)")
 
     def _absence(self, key: str, at_tx: int | None, method: str) -> dict[str, Any]:
         return {"key": key, "method": method, "as_of_tx": at_tx, "head": self.info().head.to_json()}

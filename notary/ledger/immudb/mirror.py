@@ -304,6 +304,18 @@ class Mirror:
                 out.append(Version(len(out) + 1, tx, bytes(hvalue), vlen, deleted, expires))
         return out
 
+    def written(self, after_tx: int, upto_tx: int) -> Iterator[tuple[int, str, bool]]:
+        """(tx, key, deleted) of every indexed entry notary can name in transactions after_tx+1..upto_tx, in
+        order: the replayed rows, complete by the Alh chain (values are not kept here: read them proven)."""
+        with self._sql("read"):
+            rows = self._db.execute("SELECT tx, key, md FROM entries WHERE tx > ? AND tx <= ? ORDER BY tx, i",
+                                    (after_tx, upto_tx)).fetchall()
+        for tx, raw, md in rows:
+            deleted, _, non_indexable = md_flags(md)
+            name = key_of(bytes(raw))
+            if name is not None and not non_indexable:
+                yield tx, name, deleted
+
     def keys(self, prefix: str, as_of: int) -> list[str]:
         """Keys starting with prefix whose newest version up to as_of is not a deletion, sorted."""
         lo = bytes([SET_KEY_PREFIX]) + prefix.encode("utf-8")

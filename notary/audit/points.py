@@ -1,0 +1,33 @@
+"""POINT: where in a ledger's history an auditor asks about.
+
+A transaction number, an RFC 3339 time (the last transaction written by then: Ledger.tx_at_time, proven by
+the hashed times around it), `latest` (the verified head), or `0` / `genesis` (before the first transaction).
+"""
+
+from __future__ import annotations
+
+from notary import records
+from notary.errors import InputError, UsageError
+from notary.ledger.base import Ledger
+
+HELP = "a transaction number, an RFC 3339 time (e.g. 2026-03-01T00:00:00Z), latest, or 0 (the beginning)"
+
+
+def resolve(ledger: Ledger, point: str, head_tx: int) -> int:
+    """The transaction POINT names in a ledger whose verified head is at head_tx."""
+    text = point.strip()
+    if text.lower() in ("latest", "now", "head"):
+        return head_tx
+    if text.lower() in ("genesis", "start", "beginning"):
+        return 0
+    if text.isdigit():
+        tx = int(text)
+        if tx > head_tx:
+            raise UsageError(f"the ledger has no transaction {tx} yet (head is tx {head_tx})")
+        return tx
+    try:
+        when = records.parse_time(text)
+    except InputError as exc:
+        raise UsageError(f"{point!r} is not a point in the ledger's history: give {HELP}") from exc
+    found = ledger.tx_at_time(when)
+    return 0 if found is None else found
