@@ -150,11 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--proof-entries", type=int, default=1_000_000)
     parser.add_argument("--immudb-writes", type=int, default=500)
     parser.add_argument("--cosign-runs", type=int, default=7)
+    parser.add_argument("--audit-records", type=int, default=100_000)
     parser.add_argument("--mirror-tx", type=int, default=2000,
                         help="transactions written before the immudb mirror and one-shot verify are measured")
-    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign")
+    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit")
     args = parser.parse_args(argv)
-    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign"])
+    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit"])
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as tmp:
         work = Path(tmp)
@@ -169,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
                                                           gate="gate" in only, mirror_tx=args.mirror_tx))
         if "gate" in only:
             results["gate"] = _optional(lambda: _gate(work))
+        if "audit" in only:  # audit diff over a real ledger of signed records
+            from benchmarks import audit as bench_audit
+
+            results["audit"] = _optional(lambda: bench_audit.bench_diff(work / "audit", args.audit_records))
         if "cosign" in only:  # the measured peer: cosign sign/verify --key on the same registry image
             from benchmarks import cosign as bench_cosign
 

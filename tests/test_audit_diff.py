@@ -108,3 +108,13 @@ def test_record_filed_under_another_signer_is_a_finding_and_exit_3(notary: Notar
     problems = {f["key"]: f["problem"] for f in result.json["findings"]}
     assert set(problems) == {records.subject_key(d, b), "subject/not-a-digest/x"}, problems
     assert "do not open" in result.err
+
+
+def test_two_rows_swapped_inside_a_proven_block_are_an_integrity_error(notary: Notary) -> None:
+    """Blocks of leaves are proven by one path and the hashes of their own leaves: swapping two leaves' rows
+    (every row still there, contiguous; here their values) changes the block's inner nodes, which the path pins."""
+    _ledger(notary)
+    _sql(notary, "UPDATE entries SET value = CASE leaf WHEN 9 THEN (SELECT value FROM entries WHERE leaf = 10) "
+                 "ELSE (SELECT value FROM entries WHERE leaf = 9) END WHERE leaf IN (9, 10)")
+    failed = notary.run("audit", "diff", "--from", "2", expect=3)
+    assert "not the ones the signed tree holds" in failed.err, failed.err  # the first leaf of block 8.. is intact

@@ -14,14 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from notary.errors import InputError, ProofError
-from notary.ledger.base import Entry
+from notary import merkle
+from notary.errors import InputError, IntegrityError, ProofError
+from notary.ledger.base import Entry, TreeHead
+from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _store as store
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._view import View
 
-_CHUNK = 512  # leaves proven per batch of inclusion paths
+_BLOCK = 4096  # the largest subtree proven at once (a power of two)
 
 
 def changes(view: View, after_tx: int, upto_tx: int) -> Iterator[Entry]:
@@ -35,17 +37,52 @@ def changes(view: View, after_tx: int, upto_tx: int) -> Iterator[Entry]:
         raise ProofError(f"leaf {lo - 1} belongs to a transaction after tx {after_tx}: the transaction table lies")
     if hi < head.tree_size and _leaf(view, hi).tx <= upto_tx:
         raise ProofError(f"leaf {hi} belongs to tx {upto_tx} or before: an entry would be left out")
-    for start in range(lo, hi, _CHUNK):
-        end = min(hi, start + _CHUNK)
-        rows = view.read(lambda c, a=start, b=end: store.entries_between(c, a, b))
-        if [r.leaf for r in rows] != list(range(start, end)):
-            missing = sorted(set(range(start, end)) - {r.leaf for r in rows})
+    for start, size in _blocks(lo, hi):
+        rows = view.read(lambda c, a=start, b=start + size: store.entries_between(c, a, b))
+        if [r.leaf for r in rows] != list(range(start, start + size)):
+            missing = sorted(set(range(start, start + size)) - {r.leaf for r in rows})
             raise ProofError(f"leaf {missing[0] if missing else start} is missing from the ledger: a record was deleted")
-        for row, path in zip(rows, view.paths([r.leaf for r in rows]), strict=True):
-            entry = view.ledger.verifier.check_entry(row.key, row, head, path, view.cons)
-            if not after_tx < entry.tx <= upto_tx:
-                raise ProofError(f"leaf {row.leaf} belongs to tx {entry.tx}, outside {after_tx + 1}..{upto_tx}")
-            yield entry
+        _prove_block(view.head, start, [_leaf_hash(r) for r in rows], view.path(start))
+        for row in rows:
+            if not after_tx < row.tx <= upto_tx:
+                raise ProofError(f"leaf {row.leaf} belongs to tx {row.tx}, outside {after_tx + 1}..{upto_tx}")
+            yield Entry(row.key, row.value, row.tx, codec.from_time_us(row.time_us), row.revision,
+                        {"format": "rfc9162-range", "hash": "sha256", "leaf_index": row.leaf,
+                         "tree_size": view.head.tree_size, "root_hash": view.head.root.hex(), "head_tx": view.head.tx})
+
+
+def _blocks(lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """[lo, hi) as aligned, full subtrees (start, size), each at most _BLOCK leaves, in order."""
+    while lo < hi:
+        size = min(lo & -lo if lo else _BLOCK, _BLOCK)
+        while lo + size > hi:
+            size >>= 1
+        yield lo, size
+        lo += size
+
+
+def _prove_block(head: TreeHead, start: int, leaves: list[bytes], path: list[bytes]) -> None:
+    """Every leaf of the aligned block at start is at its index in head (see the module doc)."""
+    level = leaves
+    siblings: list[bytes] = []
+    while len(level) > 1:
+        siblings.append(level[1])  # the right half of the block's left-most subtree at this height
+        level = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    if path[:len(siblings)] != siblings:
+        raise ProofError(f"leaves {start}..{start + len(leaves) - 1} are not the ones the signed tree holds there")
+    try:
+        merkle.verify_inclusion(leaves[0], start, head.tree_size, path, head.root)
+    except ProofError as exc:
+        raise ProofError(f"leaf {start} is not in the signed tree of size {head.tree_size}: {exc.message}") from exc
+
+
+def _leaf_hash(row: store.EntryRow) -> bytes:
+    if not isinstance(row.value, bytes) or type(row.tx) is not int or type(row.revision) is not int \
+            or not isinstance(row.key, str):
+        raise IntegrityError(f"the ledger holds a malformed row at leaf {row.leaf}")
+    if row.time_us < 0:
+        raise ProofError(f"leaf {row.leaf} belongs to a transaction that is missing from the ledger")
+    return merkle.leaf_hash(codec.encode_leaf(row.tx, row.time_us, row.key, row.revision, row.value))
 
 
 def _size_after(view: View, tx: int) -> int:
