@@ -35,6 +35,7 @@ RUNNERS: dict[str, tuple[tuple[str, ...], str]] = {
     "act": (("act-build.sh",), "act"),
     "gitlab-ci-local": (("gitlab-ci-local-install.sh",), "gitlab-ci-local"),
     "tekton-validate": (("tekton-validate-build.sh",), "tekton-validate"),
+    "c2sp-peer": (("c2sp-peer-build.sh",), "c2sp-peer"),  # with litewitness and witnessctl beside it
     "npm-groovy-lint": (("npm-tool-install.sh", "npm-groovy-lint"), "npm-groovy-lint"),
 }
 _found: dict[str, Path] = {}

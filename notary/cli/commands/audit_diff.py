@@ -7,6 +7,7 @@ import click
 from notary import keys
 from notary.audit import points
 from notary.audit.diff import Diff, diff
+from notary.cli.commands.checkpoint import check_checkpoint
 from notary.cli.common import App, pass_app
 from notary.errors import IntegrityError, UsageError
 
@@ -79,3 +80,7 @@ def _human(found: Diff, url: str, from_point: str, to_point: str) -> str:
         lines.append(f"FINDING tx {f.tx} {f.key}: {f.problem}")
     lines.append(f"ledger head: size {found.head.tree_size}, tx {found.head.tx}")
     return "\n".join(lines)
+
+
+
+audit.add_command(check_checkpoint)  # `notary audit checkpoint FILE`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from notary.cli.commands import checkpoint as checkpoint_cmd
 from notary.cli.commands import mirror as mirror_cmd
 from notary.cli.common import App, pass_app
 
@@ -98,4 +99,5 @@ def upgrade(app: App) -> None:
              f"key index root {head.get('key_index_root')}", schema="ledger-upgrade")
 
 
-ledger.add_command(mirror_cmd.mirror)  # `notary ledger mirror`, kept in its own module
+ledger.add_command(mirror_cmd.mirror)
+ledger.add_command(checkpoint_cmd.checkpoint)  # `notary ledger checkpoint`  # `notary ledger mirror`, kept in its own module

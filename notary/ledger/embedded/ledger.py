@@ -230,6 +230,14 @@ class EmbeddedLedger:
             self._signer = key
         return self._signer
 
+    def sign_checkpoint(self, text: str) -> bytes:
+        """The ledger key's Ed25519 signature of a C2SP checkpoint body of this ledger (notary.audit.checkpoints).
+        Only text whose origin line is this ledger's id is signed: it cannot be mistaken for a head message
+        (those start with the notary-head magic), so the key never signs anything else through here."""
+        if not text.startswith(self.ledger_id + "\n"):
+            raise InputError(f"a checkpoint of ledger {self.ledger_id} starts with its origin line")
+        return self._signing_key().sign(text.encode())
+
     # -- reading ------------------------------------------------------------------------------------------
 
     def get(self, key: str, *, at_tx: int | None = None) -> Entry | None:

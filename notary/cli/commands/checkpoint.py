@@ -1,0 +1,96 @@
+"""`notary ledger checkpoint` (the head as a C2SP signed checkpoint, witnessed) and `notary audit checkpoint`
+(check one: log signature, K of N witness cosignatures, and consistency with this client's verified head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from notary.audit import checkpoints
+from notary.audit import note as notes
+from notary.cli.common import App, pass_app
+from notary.errors import InputError, UsageError
+from notary.fsio import atomic_write, read_regular
+
+
+def _embedded(app: App, what: str) -> Any:
+    from notary.ledger.embedded import EmbeddedLedger
+
+    ledger = app.open_ledger()
+    if not isinstance(ledger, EmbeddedLedger):
+        raise UsageError(f"{what} is available for the embedded ledger; immudb heads are not RFC 6962 trees "
+                         "(see docs/audit.md, 'Checkpoints')")
+    return ledger
+
+
+@click.command("checkpoint")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the checkpoint here (else stdout).")
+@click.option("--witness", "witnesses", multiple=True, metavar="URL",
+              help="Ask this C2SP witness to cosign (repeatable); its cosignature lines are appended.")
+@click.option("--witness-vkey", "witness_vkeys", multiple=True, metavar="VKEY",
+              help="Check the cosignatures with these witness keys; with none, they are appended unchecked.")
+@click.option("--vkey", "show_vkey", is_flag=True, help="Print the ledger's checkpoint verifier key and exit.")
+@pass_app
+def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness_vkeys: tuple[str, ...],
+               show_vkey: bool) -> None:
+    """The verified head as a C2SP checkpoint (signed note) that any transparency-log tool reads.
+
+    Origin line: the ledger id; then the tree size, the base64 RFC 6962 root, and the key-index root as the
+    extension line `notary-key-index <base64>`; signed by the ledger key (Ed25519, key name = origin). With
+    --witness, each witness checks it consistent with the last checkpoint it saw and cosigns it.
+
+    \b
+    notary ledger checkpoint --vkey                      # give this to witnesses and auditors
+    notary ledger checkpoint --witness http://127.0.0.1:7380 -o head.checkpoint
+    """
+    ledger = _embedded(app, "ledger checkpoint")
+    log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
+    if show_vkey:
+        app.emit({"vkey": log.vkey(), "origin": log.name}, log.vkey(), schema="ledger-checkpoint-vkey")
+        return
+    from notary.audit.witness_client import submit
+
+    trusted = [notes.parse_vkey(v) for v in witness_vkeys]
+    head = ledger.info().head
+    cp = checkpoints.checkpoint_of(head)
+    note = checkpoints.signed(cp, ledger.sign_checkpoint, log)
+    for url in witnesses:
+        lines = submit(url, note, cp.size, lambda old: ledger.consistency_proof(old, cp.size))
+        if trusted:
+            mine = notes.Note(note.text, tuple(lines))
+            if not notes.verified_by(mine, trusted):
+                raise InputError(f"witness {url} answered no cosignature by the --witness-vkey keys")
+        note = notes.Note(note.text, note.signatures + tuple(lines))
+    data = note.encode()
+    if output:
+        atomic_write(Path(output), data, 0o644)
+    app.emit({"checkpoint": data.decode(), "origin": cp.origin, "tree_size": cp.size, "tx": head.tx,
+              "witnesses": [s.name for s in note.signatures[1:]], "path": output},
+             "" if output and not app.json else data.decode().rstrip("\n"), schema="ledger-checkpoint")
+
+
+@click.command("checkpoint")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--witness-vkey", "witness_vkeys", multiple=True, metavar="VKEY", help="A trusted witness key.")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="How many of the --witness-vkey witnesses must have cosigned.")
+@click.option("--log-vkey", metavar="VKEY", help="The ledger's key (default: this client's ledger's own).")
+@pass_app
+def check_checkpoint(app: App, file: str, witness_vkeys: tuple[str, ...], min_witnesses: int,
+                     log_vkey: str | None) -> None:
+    """Check a checkpoint: signed by the ledger, cosigned by enough witnesses, and a prefix of this client's
+    verified head. A checkpoint the head does not extend is a split view: exit 3."""
+    ledger = _embedded(app, "audit checkpoint")
+    log = notes.parse_vkey(log_vkey) if log_vkey else checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
+    note = notes.parse_note(read_regular(file, notes.MAX_NOTE, "checkpoint"))
+    cp, cosigned = checkpoints.check(note, log, [notes.parse_vkey(v) for v in witness_vkeys], min_witnesses)
+    head = ledger.info().head
+    proof = ledger.consistency_proof(cp.size, head.tree_size) if 0 < cp.size <= head.tree_size else []
+    checkpoints.consistent_with(cp, head, proof)
+    app.emit({"ok": True, "origin": cp.origin, "tree_size": cp.size, "head": head.to_json(),
+              "witnesses": dict(cosigned)},
+             f"checkpoint ok: {cp.origin} at size {cp.size}, signed by the ledger key, cosigned by "
+             f"{len(cosigned)} trusted witness(es), a prefix of the verified head (size {head.tree_size})",
+             schema="audit-checkpoint")

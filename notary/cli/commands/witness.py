@@ -1,0 +1,71 @@
+"""`notary witness`: run a C2SP tlog-witness for notary ledgers (or any log that signs Ed25519 checkpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from notary import keys
+from notary.audit import note as notes
+from notary.cli.common import App, pass_app
+from notary.config import state_dir_from
+from notary.errors import InputError
+
+
+def _witness_key(path: str) -> Ed25519PrivateKey:
+    key = keys.load_private_key(Path(path))
+    if not isinstance(key, Ed25519PrivateKey):
+        raise InputError(f"witness key {path} is not an Ed25519 key (tlog-cosignature/v1 is Ed25519)",
+                         hint="notary key generate --out witness.key")
+    return key
+
+
+@click.group("witness")
+def witness() -> None:
+    """Cosign checkpoints of the logs you follow, after checking each is consistent with the last one seen."""
+
+
+@witness.command("vkey")
+@click.option("--name", required=True, metavar="NAME", help="The witness's name, e.g. witness.example.org/w1.")
+@click.option("--key", "key_path", required=True, metavar="FILE", help="The witness's Ed25519 private key.")
+@pass_app
+def vkey(app: App, name: str, key_path: str) -> None:
+    """Print the witness's verifier key (signature type 0x04), for logs and auditors to trust."""
+    found = notes.verifier(name, notes.COSIGNATURE_V1, _witness_key(key_path).public_key()).vkey()
+    app.emit({"vkey": found, "name": name}, found, schema="witness-vkey")
+
+
+@witness.command("serve")
+@click.option("--name", required=True, metavar="NAME", help="The witness's name, e.g. witness.example.org/w1.")
+@click.option("--key", "key_path", required=True, metavar="FILE", help="The witness's Ed25519 private key (0600).")
+@click.option("--log", "logs", multiple=True, required=True, metavar="VKEY",
+              help="A log to witness, by its checkpoint key (`notary ledger checkpoint --vkey`); repeatable.")
+@click.option("--listen", default="127.0.0.1:7380", show_default=True, metavar="HOST:PORT")
+@click.option("--state", "state", metavar="DIR", help="Where the latest cosigned checkpoints live "
+              "(default: the state directory's witness/).")
+@pass_app
+def serve(app: App, name: str, key_path: str, logs: tuple[str, ...], listen: str, state: str | None) -> None:
+    """Serve POST /add-checkpoint (c2sp.org/tlog-witness) until interrupted.
+
+    A checkpoint is cosigned only when it is signed by the log's key and consistent with the last one this
+    witness cosigned for that log (409 with its size when the old size is stale, 422 when inconsistent: a
+    split view, never cosigned). The latest checkpoint per log is persisted atomically before answering.
+    """
+    from notary.audit.witness import Witness
+    from notary.audit.witness_http import WitnessServer
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--listen {listen!r} is not HOST:PORT")
+    from notary.ledger.trust import TrustStore
+
+    directory = Path(state) if state else TrustStore(state_dir_from(app.config)).directory / "witness"
+    w = Witness(name, _witness_key(key_path), [notes.parse_vkey(v) for v in logs], directory)
+    server = WitnessServer((host.strip("[]"), int(port)), w)
+    app.info(f"notary witness {name} on http://{listen}/add-checkpoint ({len(logs)} log(s)); vkey {w.vkey}")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
