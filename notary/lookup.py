@@ -86,16 +86,26 @@ class SignerSet(NamedTuple):
     indexed: tuple[str, ...]
     unindexed: tuple[str, ...]
     versions: tuple[Entry, ...]  # the proven versions of signers/<digest> read (as of at_tx, when given)
+    later: tuple[Entry, ...] = ()  # as of at_tx: the versions after it (the first and the newest are shown)
 
     @property
     def signers(self) -> list[str]:
         return sorted({*self.indexed, *self.unindexed})
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": records.signer_index_key(self.digest), "signers": self.signers,
-                "unindexed": list(self.unindexed),
-                "versions": [{"tx": e.tx, "revision": e.revision, "signer": _signer_value(e.value),
-                              "proof": dict(e.proof)} for e in self.versions]}
+        """As of a transaction, `next_version` (the first version after it) and `newest_version` (the one whose
+        proof carries the key index) come along, so the cut is provable from the JSON alone (docs/proofs.md)."""
+        out: dict[str, Any] = {
+            "key": records.signer_index_key(self.digest), "signers": self.signers,
+            "unindexed": list(self.unindexed), "versions": [_version_json(e) for e in self.versions]}
+        if self.later:
+            out["next_version"] = _version_json(self.later[0])
+            out["newest_version"] = _version_json(self.later[-1])
+        return out
+
+
+def _version_json(e: Entry) -> dict[str, Any]:
+    return {"tx": e.tx, "revision": e.revision, "signer": _signer_value(e.value), "proof": dict(e.proof)}
 
 
 def _signer_value(raw: bytes) -> str | None:
@@ -122,7 +132,8 @@ def signer_set(ledger: Ledger, digest: str, at_tx: int | None = None) -> SignerS
     ever = {s for _, s in every}  # a signer indexed later is not an unindexed one now
     hinted = {k[len(prefix):] for k in ledger.keys(prefix)}
     unindexed = tuple(sorted(s for s in hinted - ever if records.is_digest(s)))
-    return SignerSet(digest, indexed, unindexed, tuple(e for e, _ in then))
+    return SignerSet(digest, indexed, unindexed, tuple(e for e, _ in then),
+                     tuple(e for e, _ in every[len(then):]))
 
 
 def signers_of(ledger: Ledger, digest: str) -> list[str]:

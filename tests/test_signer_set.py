@@ -192,3 +192,20 @@ def test_history_at_time_reads_as_of_that_time_and_before_the_first_is_exit_1(no
         early = notary.run("--json", *command, "--at-time", "2001-01-01T00:00:00Z", expect=1).json["error"]
         assert early["kind"] == "not-found" and "first transaction is later" in early["message"], command
     notary.run("history", digest, "--at-tx", "1", "--at-time", first["time"], expect=2)
+
+
+def test_as_of_signer_set_carries_the_versions_that_prove_the_cut(notary: Notary) -> None:
+    """From the JSON alone: the newest version (key index) and the first after N (tx > N) bound the cut, so
+    dropping a signer's version from the as-of set is visible without a second read."""
+    from tests.test_key_index_vectors import auditor_check
+
+    digest, a, b = _two_signers(notary)
+    found = notary.run("--json", "history", digest, "--at-tx", "2").json["subjects"][0]["signer_set"]
+    assert [v["revision"] for v in found["versions"]] == [1, 2] and all(v["tx"] <= 2 for v in found["versions"])
+    assert found["next_version"]["revision"] == 3 and found["next_version"]["tx"] > 2
+    newest = found["newest_version"]
+    index = newest["proof"]["key_index"]
+    said = auditor_check(newest["proof"]["key_index_root"], f"signers/{digest}", index)
+    assert said is not None and said[0] == newest["revision"] == 4
+    whole = notary.run("--json", "history", digest).json["subjects"][0]["signer_set"]
+    assert "next_version" not in whole and len(whole["versions"]) == 4
