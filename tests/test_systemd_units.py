@@ -27,7 +27,8 @@ from tests.support.runtimes import GateWorld, self_signed_cert
 UNITS = Path(__file__).resolve().parents[1] / "packaging" / "systemd"
 INSTALLED = "/opt/notary/venv/bin/notary"
 NOTARY = str(Path(sys.executable).parent / "notary")
-UNIT_NAMES = ("notary-gate-hook-server.service", "notary-docker-authz.service", "notary-gate-webhook.service")
+UNIT_NAMES = ("notary-gate-hook-server.service", "notary-docker-authz.service", "notary-gate-webhook.service",
+              "notary-monitor.service")
 
 
 def unit_settings(name: str) -> dict[str, list[str]]:
@@ -53,7 +54,7 @@ def localized(name: str, directory: Path, text: str | None = None) -> Path:
     return path
 
 
-def test_every_gate_service_has_a_unit() -> None:
+def test_every_service_has_a_unit() -> None:
     assert sorted(p.name for p in UNITS.glob("*.service")) == sorted(UNIT_NAMES)
 
 
@@ -164,5 +165,19 @@ def test_webhook_unit_command_serves_tls_with_its_credentials(world: GateWorld) 
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
         assert resp.status_code == 200 and resp.text == "ok\n"
+    finally:
+        stop_process(proc)
+
+
+def test_monitor_unit_command_follows_the_ledger(world: GateWorld) -> None:
+    """The monitor's ExecStart, run as written: it checks the ledger the config names and reports the head."""
+    replace = {"/etc/notary/notary.toml": str(world.config),
+               "/var/lib/notary-monitor/state": str(world.root / "monitor-state")}
+    proc, log = run_exec_start("notary-monitor.service", world, replace)
+    try:
+        deadline = time.monotonic() + 30
+        while '"event":"head"' not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert '"event":"head"' in log.read_text() and proc.poll() is None, log.read_text()
     finally:
         stop_process(proc)

@@ -131,10 +131,12 @@ class Ledger(Protocol):
         replay, or "none", the server's word, with the mirror opted out) and says which in `method`."""
         ...
 
-    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+    def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
         """Every entry written in transactions after_tx+1..upto_tx, in write order, each verified and the range
         proven complete (embedded: contiguous leaves and the leaves around them; immudb: the verified mirror's
-        replay). UsageError where the backend cannot prove the range complete (immudb with the mirror off)."""
+        replay). UsageError where the backend cannot prove the range complete (immudb with the mirror off).
+        index: also prove the backend's key index holds each written key's newest version (embedded; immudb's
+        mirror replay re-derives its index from the entries, so there it adds nothing)."""
         ...
 
     def keys(self, prefix: str) -> list[str]:

@@ -18,7 +18,9 @@ from notary import merkle
 from notary.errors import InputError, IntegrityError, ProofError
 from notary.ledger.base import Entry, TreeHead
 from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _map
 from notary.ledger.embedded import _store as store
+from notary.ledger.embedded._reads import index_proofs
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._view import View
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
 _BLOCK = 4096  # the largest subtree proven at once (a power of two)
 
 
-def changes(view: View, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+def changes(view: View, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
+    """index: also prove that the signed key index at the head holds, for every key the range wrote, exactly
+    the newest version the range shows (a monitor's check that the index was updated as the entries say).
+    Only when the range ends at the head, where that version is every such key's newest."""
     head = view.head
     if not 0 <= after_tx <= upto_tx <= head.tx:
         raise InputError(f"no transaction range {after_tx}..{upto_tx} in a ledger at tx {head.tx}")
@@ -37,18 +42,49 @@ def changes(view: View, after_tx: int, upto_tx: int) -> Iterator[Entry]:
         raise ProofError(f"leaf {lo - 1} belongs to a transaction after tx {after_tx}: the transaction table lies")
     if hi < head.tree_size and _leaf(view, hi).tx <= upto_tx:
         raise ProofError(f"leaf {hi} belongs to tx {upto_tx} or before: an entry would be left out")
+    newest: dict[str, tuple[int, int, bytes]] = {}
     for start, size in _blocks(lo, hi):
         rows = view.read(lambda c, a=start, b=start + size: store.entries_between(c, a, b))
         if [r.leaf for r in rows] != list(range(start, start + size)):
             missing = sorted(set(range(start, start + size)) - {r.leaf for r in rows})
             raise ProofError(f"leaf {missing[0] if missing else start} is missing from the ledger: a record was deleted")
-        _prove_block(view.head, start, [_leaf_hash(r) for r in rows], view.path(start))
+        hashes = [_leaf_hash(r) for r in rows]
+        _prove_block(view.head, start, hashes, view.path(start))
+        if index:
+            newest.update((r.key, (r.revision, r.leaf, h)) for r, h in zip(rows, hashes, strict=True))
         for row in rows:
             if not after_tx < row.tx <= upto_tx:
                 raise ProofError(f"leaf {row.leaf} belongs to tx {row.tx}, outside {after_tx + 1}..{upto_tx}")
             yield Entry(row.key, row.value, row.tx, codec.from_time_us(row.time_us), row.revision,
                         {"format": "rfc9162-range", "hash": "sha256", "leaf_index": row.leaf,
                          "tree_size": view.head.tree_size, "root_hash": view.head.root.hex(), "head_tx": view.head.tx})
+
+
+    if index and upto_tx == head.tx and head.map_root is not None:
+        if after_tx == 0:  # every key of the ledger was read: rebuild the whole index, O(n) hashes
+            items = sorted((_map.key_hash(k), _map.MapValue(*v).encode()) for k, v in newest.items())
+            if _map.build(items) != head.map_root:
+                raise ProofError(f"the signed key index at tx {head.tx} is not the index of the log's entries: "
+                                 "it was not updated as the entries say")
+        else:
+            _check_index(view, newest)
+
+
+def _check_index(view: View, newest: dict[str, tuple[int, int, bytes]]) -> None:
+    """Per written key, its index proof at the head (for a range that is not the whole ledger)."""
+    keys = sorted(newest)
+    for first in range(0, len(keys), 1000):
+        chunk = keys[first:first + 1000]
+        proofs = view.read(lambda c, k=chunk: index_proofs(c, k))
+        for key in chunk:
+            value = view.ledger.verifier.check_index(key, proofs[key], view.head)
+            held = None if value is None else (value.revision, value.leaf_index, value.leaf_hash)
+            if held != newest[key]:
+                revision, leaf, _ = newest[key]
+                says = "nothing" if held is None else f"revision {held[0]} at leaf {held[1]}"
+                raise ProofError(f"the signed key index at tx {view.head.tx} holds {says} for {key!r}, but the "
+                                 f"log's newest entry of it is revision {revision} at leaf {leaf}: the index was "
+                                 "not updated as the entries say")
 
 
 def _blocks(lo: int, hi: int) -> Iterator[tuple[int, int]]:

@@ -288,11 +288,12 @@ class EmbeddedLedger:
             view.done()
         return found
 
-    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
-        """Every entry of transactions after_tx+1..upto_tx, in write order, the range proven complete (_range).
-        One snapshot for the whole range: consume it to the end before another read of this ledger."""
+    def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
+        """Every entry of transactions after_tx+1..upto_tx, in write order, the range proven complete (_range);
+        index: and the key index at the head proven to hold each written key's newest version. One snapshot
+        for the whole range: consume it to the end before another read of this ledger."""
         with self._snapshot() as view:
-            yield from _range.changes(view, after_tx, upto_tx)
+            yield from _range.changes(view, after_tx, upto_tx, index=index)
             view.done()
 
     def keys(self, prefix: str) -> list[str]:

@@ -105,7 +105,7 @@ class MirroredImmudbLedger(ImmudbLedger):
         (the read compared with it, as every mirrored read is); re-checkable by replaying, not by a path."""
         return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "mirror-replay")
 
-    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+    def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
         """The mirror names every entry of the range (complete by replay); each value is read proven as of its
         transaction, which the mirror comparison pins to the entry replayed (one verified read per entry)."""
         head = self._sync()

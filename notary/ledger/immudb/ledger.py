@@ -111,7 +111,7 @@ class ImmudbLedger(ImmudbSession):
         """Without the mirror, immudb proves inclusion only: "not found" is the server's word ("none")."""
         return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "none")
 
-    def changes(self, after_tx: int, upto_tx: int) -> Iterator[Entry]:
+    def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
         """Without the mirror nothing proves that a scan of transactions left no entry out: refuse."""
         raise UsageError(f"reading every change of immudb ledger {self.ledger_id} needs the verified mirror",
                          hint="unset NOTARY_IMMUDB_MIRROR=0 / [immudb] mirror = false (docs/immudb.md)")
