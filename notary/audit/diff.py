@@ -70,7 +70,7 @@ class Finding:
 class Diff:
     from_tx: int
     to_tx: int
-    head: TreeHead
+    head: TreeHead | None  # None: the caller reports the head itself (a monitor's round)
     changes: list[Change] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     index_entries: Counter[str] = field(default_factory=Counter)
@@ -94,7 +94,7 @@ class Diff:
         return {
             "from": {"tx": self.from_tx},
             "to": {"tx": self.to_tx},
-            "head": self.head.to_json(),
+            "head": self.head.to_json() if self.head else None,
             "complete": True,
             "entries": self.entries,
             "counts": dict(sorted(Counter(c.type for c in self.changes).items())),
@@ -107,7 +107,7 @@ class Diff:
         }
 
 
-def diff(entries: Iterable[Entry], from_tx: int, to_tx: int, head: TreeHead,
+def diff(entries: Iterable[Entry], from_tx: int, to_tx: int, head: TreeHead | None,
          trusted: set[str] | None = None) -> Diff:
     """Classify the proven entries of transactions from_tx+1..to_tx (pure: the reading is the caller's)."""
     out = Diff(from_tx, to_tx, head)

@@ -1,6 +1,6 @@
 """A monitor's round: every transaction since the last one it checked, verified and reported as events.
 
-Each round reads Ledger.changes(cursor, head, index=True): the head proven consistent with the monitor's own
+Each round reads Ledger.changes(cursor, None, index=True) (up to the head that read verified): the head proven consistent with the monitor's own
 trusted state (kept apart from any client's, so a monitor is an independent observer), every entry of the new
 transactions proven included and the range proven complete, every envelope's signature checked (notary.audit
 .diff), and on the embedded ledger the signed key index proven to hold exactly the newest version each new

@@ -11,6 +11,7 @@ from notary.cli.commands.audit_follow import follow as audit_follow
 from notary.cli.commands.checkpoint import check_checkpoint
 from notary.cli.common import App, pass_app
 from notary.errors import IntegrityError, UsageError
+from notary.ledger.base import TreeHead
 
 
 @click.group("audit")
@@ -47,7 +48,7 @@ def diff_command(app: App, from_point: str, to_point: str, key_paths: tuple[str,
     found = diff(ledger.changes(from_tx, to_tx), from_tx, to_tx, head, trusted)
     data = found.to_json()
     data["from"]["point"], data["to"]["point"] = from_point, to_point
-    app.emit(data, lambda: _human(found, app.ledger_url or "", from_point, to_point), schema="audit-diff")
+    app.emit(data, lambda: _human(found, head, app.ledger_url or "", from_point, to_point), schema="audit-diff")
     if found.findings:  # the diff (with its findings) is the output; the error is one line on stderr
         first = found.findings[0]
         click.echo(f"notary: integrity: {len(found.findings)} record(s) in the range do not open; first: "
@@ -55,7 +56,7 @@ def diff_command(app: App, from_point: str, to_point: str, key_paths: tuple[str,
         raise SystemExit(IntegrityError.exit_code)
 
 
-def _human(found: Diff, url: str, from_point: str, to_point: str) -> str:
+def _human(found: Diff, head: TreeHead, url: str, from_point: str, to_point: str) -> str:
     lines = [f"{url}: after tx {found.from_tx} ({from_point}) up to tx {found.to_tx} ({to_point}): "
              f"{found.entries} entries, proven complete"]
     if found.changes:
@@ -79,7 +80,7 @@ def _human(found: Diff, url: str, from_point: str, to_point: str) -> str:
     lines.append(f"index entries: {index}; other keys: {found.other_entries}")
     for f in found.findings:
         lines.append(f"FINDING tx {f.tx} {f.key}: {f.problem}")
-    lines.append(f"ledger head: size {found.head.tree_size}, tx {found.head.tx}")
+    lines.append(f"ledger head: size {head.tree_size}, tx {head.tx}")
     return "\n".join(lines)
 
 
