@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from notary import jsonsafe, records
 from notary.errors import IntegrityError
-from notary.ledger.base import Entry, Ledger
+from notary.ledger.base import Entry, HistoryReader, Ledger
 
 
 class IndexHit(NamedTuple):
@@ -20,7 +20,7 @@ class IndexHit(NamedTuple):
     value: Mapping[str, Any]
 
 
-def _index_hits(ledger: Ledger, key: str, at_tx: int | None = None) -> list[IndexHit]:
+def _index_hits(ledger: HistoryReader, key: str, at_tx: int | None = None) -> list[IndexHit]:
     """Every version of an index key (written up to at_tx), proven; a value of the wrong shape (any ledger
     writer can store one) becomes an error entry, so a hostile finder is shown for what it is and never
     crashes the listing. Histories are proven complete, so the versions up to at_tx are all there were then."""
@@ -74,7 +74,7 @@ def lookup_job(ledger: Ledger, job_id: str, system: str | None = None, at_tx: in
     return hits
 
 
-def lookup_artifact(ledger: Ledger, digest: str, at_tx: int | None = None) -> list[IndexHit]:
+def lookup_artifact(ledger: HistoryReader, digest: str, at_tx: int | None = None) -> list[IndexHit]:
     return _index_hits(ledger, records.artifact_key(digest), at_tx)
 
 

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 from notary import keys, records
 from notary.errors import IntegrityError
-from notary.ledger.base import Entry, Ledger, TreeHead
+from notary.ledger.base import Entry, HistoryReader, TreeHead
 from notary.status import SignerFinding, TrustedKey, as_trusted, decide
 
 __all__ = ["Decision", "Revocation", "SignerFinding", "TrustedKey", "open_entry", "signer_finding",
@@ -100,20 +100,20 @@ def open_entry(entry: Entry, digest: str, signer: str) -> records.Record:
     return record
 
 
-def signer_history(ledger: Ledger, digest: str, signer: str) -> list[tuple[records.Record, Entry]]:
+def signer_history(ledger: HistoryReader, digest: str, signer: str) -> list[tuple[records.Record, Entry]]:
     """Every record signer wrote about digest, each opened, signature-checked and proven (complete, on a
     ledger that proves completeness)."""
     return [(open_entry(e, digest, signer), e) for e in ledger.history(records.subject_key(digest, signer))]
 
 
-def signer_finding(ledger: Ledger, digest: str, trusted: TrustedKey | keys.PublicKey) -> SignerFinding:
+def signer_finding(ledger: HistoryReader, digest: str, trusted: TrustedKey | keys.PublicKey) -> SignerFinding:
     """The signer's current word on digest, decided over the key's whole verified history (notary.status)."""
     tk = trusted if isinstance(trusted, TrustedKey) else TrustedKey.of(trusted)
     return decide(tk, signer_history(ledger, digest, tk.key_id))
 
 
 def verify_digest(
-    ledger: Ledger,
+    ledger: HistoryReader,
     digest: str,
     trusted_keys: Sequence[keys.PublicKey | TrustedKey],
     *,
@@ -184,13 +184,13 @@ def _vouching(trusted: Sequence[TrustedKey],
     return [r for signer, h in histories.items() for r, e in h if by_id[signer].vouches(r, e)]
 
 
-def tied_revocation(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
+def tied_revocation(ledger: HistoryReader, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
                     platform: str | None) -> Revocation | None:
     """The first revocation, by a trusted revoker, of an identity that a trusted record ties to digest."""
     return next(tied_revocations(ledger, digest, trusted, own, platform), None)
 
 
-def tied_revocations(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
+def tied_revocations(ledger: HistoryReader, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
                      platform: str | None) -> Iterator[Revocation]:
     """Each standing revocation, by a trusted revoker, of an identity that a trusted record ties to digest.
 
@@ -234,7 +234,7 @@ class TooManyTies(Exception):
     """More identities to check than a verifier will read: the decision refuses rather than check fewer."""
 
 
-def holders_of(ledger: Ledger, digest: str, trusted: Sequence[TrustedKey]) -> list[tuple[str, str]]:
+def holders_of(ledger: HistoryReader, digest: str, trusted: Sequence[TrustedKey]) -> list[tuple[str, str]]:
     """(subject, role) for subjects whose trusted record lists digest as their manifest or config.
 
     The artifact index is shared by every writer, so it is a list of candidates only: each is kept only if a

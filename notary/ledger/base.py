@@ -96,6 +96,16 @@ class LedgerInfo(NamedTuple):
         }
 
 
+class HistoryReader(Protocol):
+    """What a verification decision reads (notary.verify): whole proven histories and the head. A ledger is
+    one; so is an evidence bundle's replay (notary.audit.evidence), which is why the decision is the same
+    offline as online."""
+
+    def history(self, key: str) -> list[Entry]: ...
+
+    def info(self) -> LedgerInfo: ...
+
+
 @runtime_checkable
 class Ledger(Protocol):
     """An append-only, verifiable key/value ledger.

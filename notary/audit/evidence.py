@@ -1,0 +1,255 @@
+"""Evidence bundles: everything `verify` reads about a subject, with its proofs, checkable with no ledger.
+
+Export runs the verifier's own decision (notary.verify.verify_digest) against a recording wrapper of the
+ledger: every history it reads is kept with its proofs, and every key it finds empty with its absence proof,
+all against one signed head (read again if a write moved the head meanwhile). Verification loads the
+bundle into a read-only replay of those answers, checks every proof against the bundle's signed head with
+the embedded ledger's own pure checks (leaf recomputed from its data, RFC 9162 inclusion, revisions 1..N,
+the newest named by the signed key index; absence: the key index path ends away from the key), then runs
+the same verify_digest on the replay: the decision offline is the decision online. A read the bundle
+cannot answer is a ProofError, so a bundle that leaves a revocation out cannot pass.
+
+Embedded ledger only: its heads are signed by the ledger key, which the bundle names and the auditor pins
+with a ledger id or a checkpoint. docs/evidence.md gives the format and why it is notary's own JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from notary import jsonsafe, keys, records
+from notary.audit import checkpoints
+from notary.audit import note as notes
+from notary.errors import InputError, IntegrityError, ProofError, UsageError
+from notary.ledger.base import Entry, HistoryReader, Ledger, LedgerInfo, TreeHead
+from notary.ledger.embedded import _codec as codec
+from notary.ledger.embedded import _map
+from notary.ledger.embedded._store import EntryRow, HeadRow
+from notary.ledger.embedded._verify import Verifier
+from notary.status import as_trusted
+from notary.verify import Decision, TrustedKey, verify_digest
+
+FORMAT = "notary.evidence/v1"
+MAX_BUNDLE = 64 << 20  # bytes: the verifier reads at most MAX_TIES + holders' histories, each bounded
+MAX_KEYS = 4096
+MAX_VERSIONS = 100_000
+
+
+class _Recording:
+    """Passes history/info through to the ledger and keeps every history it answered."""
+
+    def __init__(self, inner: Ledger) -> None:
+        self.inner = inner
+        self.histories: dict[str, list[Entry]] = {}
+
+    def history(self, key: str) -> list[Entry]:
+        found = self.inner.history(key)
+        self.histories[key] = found
+        return found
+
+    def info(self) -> LedgerInfo:
+        return self.inner.info()
+
+
+def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str,
+           *, checkpoint_notes: Sequence[notes.Note] = ()) -> dict[str, Any]:
+    """The bundle of what verify_digest reads for each digest, every proof against one head; with each
+    checkpoint (checked against the ledger first: a split view is a ProofError) a consistency proof to it."""
+    from notary.ledger.embedded import EmbeddedLedger
+
+    if not isinstance(ledger, EmbeddedLedger):
+        raise UsageError("evidence bundles are available for the embedded ledger (docs/evidence.md)")
+    tks = as_trusted(trusted)
+    for _ in range(5):
+        rec = _Recording(ledger)
+        decisions = [verify_digest(rec, d, tks) for d in digests]
+        head = ledger.info().head
+        if head.map_root is None:
+            raise UsageError("a format v1 ledger cannot prove a key absent", hint="run `notary ledger upgrade`")
+        absent = {k: ledger.absence(k) for k, v in rec.histories.items() if not v}
+        sizes = {e.proof.get("tree_size") for v in rec.histories.values() for e in v}
+        sizes |= {a["head"]["tree_size"] if a else None for a in absent.values()}
+        if sizes <= {head.tree_size}:
+            break
+    else:
+        raise ProofError("the ledger kept moving while the bundle was read; try again")
+    consistency = []
+    for n in checkpoint_notes:
+        cp, _ = checkpoints.check(n, checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw), [], 0)
+        path = ledger.consistency_proof(cp.size, head.tree_size) if 0 < cp.size < head.tree_size else []
+        checkpoints.consistent_with(cp, head, path)
+        consistency.append({"size": cp.size, "root_hash": cp.root.hex(), "path": [p.hex() for p in path]})
+    assert head.signature is not None and head.time is not None  # a v2 head read from the file is signed
+    return {
+        "format": FORMAT, "subject": subject, "digests": list(digests),
+        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "signers": [tk.key_id for tk in tks],
+        "decisions": [{"digest": d.digest, "allowed": d.allowed, "status": d.status} for d in decisions],
+        "ledger": {"ledger_id": head.ledger_id, "public_key": base64.b64encode(ledger.public_raw).decode()},
+        "head": {"tree_size": head.tree_size, "root_hash": head.root.hex(), "tx": head.tx,
+                 "time_us": codec.to_time_us(head.time), "signature": head.signature.hex(),
+                 "key_index_root": head.map_root.hex()},
+        "histories": {k: [_entry_json(e) for e in v] for k, v in sorted(rec.histories.items()) if v},
+        "absent": {k: a["key_index"] for k, a in sorted(absent.items()) if a},
+        "consistency": consistency,
+    }
+
+
+def _entry_json(e: Entry) -> dict[str, Any]:
+    p = e.proof
+    out = {"leaf_index": p["leaf_index"], "leaf_data": p["leaf_data"], "audit_path": list(p["audit_path"])}
+    if "key_index" in p:
+        out["key_index"] = p["key_index"]
+    return out
+
+
+class Replay(HistoryReader):
+    """The bundle's answers, every one checked at load against the bundle's signed head; nothing else."""
+
+    url = "evidence:"
+
+    def __init__(self, bundle: Mapping[str, Any], ledger_id: str | None = None) -> None:
+        try:
+            if bundle.get("format") != FORMAT:
+                raise ValueError(f"it is not a {FORMAT} bundle (format {bundle.get('format')!r})")
+            raw = base64.b64decode(_str(bundle["ledger"]["public_key"]), validate=True)
+            if len(raw) != 32:
+                raise ValueError("its ledger key is not an Ed25519 key")
+            self.verifier = Verifier(Path("(evidence bundle)"), raw)
+            if bundle["ledger"]["ledger_id"] != self.verifier.ledger_id:
+                raise ValueError("its ledger id is not the one its ledger key gives")
+            if ledger_id is not None and self.verifier.ledger_id != ledger_id:
+                raise ProofError(f"the bundle is from ledger {self.verifier.ledger_id}, not {ledger_id}")
+            self.head = self._head(bundle["head"])
+            histories, absent = _mapping(bundle["histories"]), _mapping(bundle["absent"])
+            if len(histories) + len(absent) > MAX_KEYS:
+                raise ValueError(f"it holds more than {MAX_KEYS} keys")
+            self._histories = {k: self._history(k, _list(v)) for k, v in histories.items()}
+            for key, proof in absent.items():
+                codec.check_key(key)
+                if key in self._histories:
+                    raise ProofError(f"the bundle says {key!r} both has versions and has none")
+                if self.verifier.check_index(key, _map.MapProof.from_json(_mapping(proof)), self.head) is not None:
+                    raise ProofError(f"the bundle's absence proof of {key!r} names a version of it")
+                self._histories[key] = []
+            self.digests = [records.check_digest(_str(d)) for d in _list(bundle["digests"])]
+            self.signers = [_str(s) for s in _list(bundle.get("signers", []))]
+            self.subject = _str(bundle.get("subject", ""))
+            self.consistency = {_int(c["size"]): (bytes.fromhex(_str(c["root_hash"])),
+                                                       [bytes.fromhex(_str(p)) for p in _list(c["path"])])
+                                for c in _list(bundle.get("consistency", []))}
+        except ProofError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, IntegrityError, InputError) as exc:
+            raise ProofError(f"the evidence bundle is malformed: {getattr(exc, 'message', exc)}") from exc
+
+    def _head(self, h: Mapping[str, Any]) -> TreeHead:
+        row = HeadRow(_int(h["tx"]), _int(h["time_us"]), 0, 1, _int(h["tree_size"]), bytes.fromhex(_str(h["root_hash"])),
+                      bytes.fromhex(_str(h["signature"])), bytes.fromhex(_str(h["key_index_root"])))
+        if row.tx < 1 or len(row.root) != 32 or row.map_root is None or len(row.map_root) != 32:
+            raise ValueError("its head is malformed")
+        return self.verifier.check_head(row)
+
+    def _history(self, key: str, items: Sequence[Any]) -> list[Entry]:
+        codec.check_key(key)
+        if not items or len(items) > MAX_VERSIONS:
+            raise ValueError(f"its history of {key!r} has {len(items)} versions")
+        entries = []
+        for item in map(_mapping, items):
+            tx, time_us, leaf_key, revision, value = codec.decode_leaf(bytes.fromhex(_str(item["leaf_data"])))
+            if leaf_key != key:
+                raise ProofError(f"the bundle files an entry of {leaf_key!r} under {key!r}")
+            row = EntryRow(_int(item["leaf_index"]), tx, key, revision, value, time_us)
+            path = [bytes.fromhex(_str(p)) for p in _list(item["audit_path"])]
+            entries.append(self.verifier.check_entry(key, row, self.head, path, {}))
+        if [e.revision for e in entries] != list(range(1, len(entries) + 1)):
+            raise ProofError(f"the bundle's history of {key!r} is not revisions 1..{len(entries)}: versions are missing")
+        index = _map.MapProof.from_json(_mapping(_mapping(items[-1])["key_index"]))
+        newest = self.verifier.check_index(key, index, self.head)
+        last = entries[-1]
+        if newest is None or (newest.revision, newest.leaf_index, newest.leaf_hash.hex()) != (
+                last.revision, last.proof["leaf_index"], last.proof["leaf_hash"]):
+            raise ProofError(f"the signed key index names another newest version of {key!r}: versions are missing")
+        return entries
+
+    def history(self, key: str) -> list[Entry]:
+        if key not in self._histories:
+            raise ProofError(f"the evidence bundle leaves out {key!r}, which the decision reads: it was cut, or "
+                             "exported for other keys")
+        return self._histories[key]
+
+    def info(self) -> LedgerInfo:
+        return LedgerInfo(self.url, "evidence", self.head.ledger_id, self.head, None)
+
+    def check_checkpoint(self, note: notes.Note, witnesses: list[notes.Verifier], min_witnesses: int) -> int:
+        """Prove the bundle's head extends a checkpoint the auditor trusts (signed by the bundle's ledger key,
+        cosigned by min_witnesses of witnesses); returns its size. Not a prefix: a split view, ProofError."""
+        log = checkpoints.log_verifier(self.head.ledger_id, self.verifier.public_raw)
+        cp, _ = checkpoints.check(note, log, witnesses, min_witnesses)
+        if cp.size > self.head.tree_size:
+            raise UsageError(f"the checkpoint (size {cp.size}) is newer than the bundle's head (size "
+                             f"{self.head.tree_size})", hint="export the bundle again, with --checkpoint")
+        path: list[bytes] = []
+        if 0 < cp.size < self.head.tree_size:
+            if cp.size not in self.consistency:
+                raise UsageError(f"the bundle holds no consistency proof from size {cp.size}",
+                                 hint="export it with --checkpoint naming this checkpoint")
+            root, path = self.consistency[cp.size]
+            if root != cp.root:
+                raise ProofError(f"split view: the bundle proves consistency from another tree of size {cp.size} "
+                                 "than the checkpoint's")
+        checkpoints.consistent_with(cp, self.head, path)
+        return cp.size
+
+
+def _mapping(v: Any) -> Mapping[str, Any]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise ValueError("an object was expected")
+    return v
+
+
+def _list(v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise ValueError("a list was expected")
+    return v
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("a string was expected")
+    return v
+
+
+def _int(v: Any) -> int:
+    if type(v) is not int or not 0 <= v < 1 << 63:
+        raise ValueError("a non-negative integer was expected")
+    return v
+
+
+def load(data: bytes, ledger_id: str | None = None) -> Replay:
+    if len(data) > MAX_BUNDLE:
+        raise ProofError(f"the evidence bundle is over {MAX_BUNDLE} bytes")
+    return Replay(jsonsafe.loads_object(data, "evidence bundle", error=ProofError), ledger_id)
+
+
+def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey]) -> list[Decision]:
+    """The decision of verify_digest on the bundle's answers, for every digest it names. A trusted key the
+    bundle was not exported for is a UsageError: its records were never asked for."""
+    tks = as_trusted(trusted)
+    missing = [tk.key_id for tk in tks if tk.key_id not in replay.signers]
+    if missing:
+        raise UsageError(f"the bundle was not exported for key {missing[0]}",
+                         hint="export it with --key for every key you verify with")
+    if not replay.digests:
+        raise ProofError("the evidence bundle names no digest")
+    return [verify_digest(replay, d, tks) for d in replay.digests]
+
+
+def dump(bundle: Mapping[str, Any]) -> bytes:
+    return json.dumps(bundle, indent=1, sort_keys=True).encode() + b"\n"

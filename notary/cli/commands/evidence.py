@@ -1,0 +1,110 @@
+"""`notary evidence export` / `verify`: a subject's status, with every proof, checkable without the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from notary import keys
+from notary.cli.common import App, pass_app
+from notary.cli.subjects import identify_digests, source_options_flags
+from notary.errors import InputError
+from notary.fsio import atomic_write, read_regular
+
+
+@click.group("evidence")
+def evidence() -> None:
+    """Carry a subject's proofs away: export them once, check them anywhere, offline (docs/evidence.md).
+
+    \b
+    notary evidence export oci:build/layout:v1 --key ci.pub -o app.evidence.json
+    notary evidence verify app.evidence.json --key ci.pub --ledger-id file:sha256:...
+    """
+
+
+@evidence.command("export")
+@click.argument("subject")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The bundle file to write.")
+@click.option("--key", "key_paths", multiple=True, required=True, metavar="PUBLIC_KEY",
+              help="A key the bundle is for (repeatable): its records, and its revocations of every tied "
+              "identity, go in. Verify with the same keys.")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, metavar="FILE",
+              help="A checkpoint of this ledger an auditor trusts (repeatable): the bundle then carries the "
+              "consistency proof from it, for `evidence verify --checkpoint`.")
+@source_options_flags
+@pass_app
+def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], checkpoint_files: tuple[str, ...],
+           **flags: object) -> None:
+    """Write every record, proof and the signed head `verify SUBJECT --key ...` reads, to check offline.
+
+    SUBJECT is any notary subject form (oci:, oci-archive:, docker-archive:, docker-daemon:, registry://,
+    a file or directory path, or a bare sha256: digest); only its identity is computed, no blob is read. Exit 0 whether or not
+    the subject is trusted: the bundle proves either answer (its JSON says which).
+    """
+    from notary.audit import evidence as bundles
+    from notary.audit import note as notes
+
+    trusted = [keys.load_public_key(p) for p in key_paths]
+    cps = [notes.parse_note(read_regular(f, notes.MAX_NOTE, "checkpoint")) for f in checkpoint_files]
+    digests = list(dict.fromkeys(d for d, _ in identify_digests(app, subject, dict(flags))))
+    bundle = bundles.export(app.open_ledger(), digests, trusted, subject, checkpoint_notes=cps)
+    data = bundles.dump(bundle)
+    try:
+        atomic_write(Path(output), data, 0o644)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror or exc}") from exc
+    allowed = all(d["allowed"] for d in bundle["decisions"])
+    app.emit({"path": output, "bytes": len(data), "digests": digests, "head": bundle["head"],
+              "decisions": bundle["decisions"], "histories": len(bundle["histories"]),
+              "absent": len(bundle["absent"]), "ledger_id": bundle["ledger"]["ledger_id"]},
+             f"evidence for {subject} ({'trusted' if allowed else 'NOT trusted'} as of tx {bundle['head']['tx']}, "
+             f"{len(bundle['histories'])} histories, {len(bundle['absent'])} absence proofs): {output}\n"
+             f"ledger id (give it to the auditor): {bundle['ledger']['ledger_id']}",
+             schema="evidence-export")
+
+
+@evidence.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--key", "key_paths", multiple=True, required=True, metavar="PUBLIC_KEY",
+              help="A trusted public key (repeatable).")
+@click.option("--ledger-id", metavar="ID", help="The ledger the bundle must come from (file:sha256:...). "
+              "Without it or --checkpoint, whichever ledger key the bundle names is believed (a warning says so).")
+@click.option("--checkpoint", "checkpoint_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="A checkpoint you trust: the bundle's head must extend it (exit 3 for a split view).")
+@click.option("--witness-vkey", "witness_vkeys", multiple=True, metavar="VKEY",
+              help="A trusted witness key for --checkpoint (repeatable).")
+@click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
+              help="How many --witness-vkey witnesses must have cosigned the --checkpoint.")
+@pass_app
+def verify(app: App, file: str, key_paths: tuple[str, ...], ledger_id: str | None, checkpoint_file: str | None,
+           witness_vkeys: tuple[str, ...], min_witnesses: int) -> None:
+    """Check a bundle with no ledger and no network; it never opens or creates a ledger or trusted state.
+
+    Exit 0 trusted; 1 revoked, not notarized or signed by no trusted key; 3 any altered byte, or a bundle
+    that leaves out what the decision reads; 2 a bundle exported for other keys or checkpoints.
+    """
+    from notary.audit import evidence as bundles
+    from notary.audit import note as notes
+
+    trusted = [keys.load_public_key(p) for p in key_paths]
+    replay = bundles.load(read_regular(file, bundles.MAX_BUNDLE, "evidence bundle"), ledger_id)
+    anchored = None
+    if checkpoint_file:
+        note = notes.parse_note(read_regular(checkpoint_file, notes.MAX_NOTE, "checkpoint"))
+        anchored = replay.check_checkpoint(note, [notes.parse_vkey(v) for v in witness_vkeys], min_witnesses)
+    elif ledger_id is None:
+        click.echo(f"notary: warning: ledger {replay.head.ledger_id} is the bundle's own word; pin it with "
+                   "--ledger-id or --checkpoint", err=True)
+    decisions = bundles.decide(replay, trusted)
+    allowed = all(d.allowed for d in decisions)
+    app.emit({"subject": replay.subject, "allowed": allowed, "ledger_id": replay.head.ledger_id,
+              "pinned": ledger_id is not None or anchored is not None, "checkpoint_size": anchored,
+              "head": replay.head.to_json(), "decisions": [d.to_json() for d in decisions]},
+             lambda: "\n".join(f"trusted: {d.reason} (ledger tx {replay.head.tx})" for d in decisions if d.allowed),
+             schema="evidence-verify")
+    if not allowed:
+        for d in decisions:
+            if not d.allowed:
+                click.echo(f"notary: refused: {d.reason}", err=True)
+        raise SystemExit(1)
