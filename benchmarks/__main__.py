@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-records", type=int, default=100_000)
     parser.add_argument("--mirror-tx", type=int, default=2000,
                         help="transactions written before the immudb mirror and one-shot verify are measured")
-    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit")
+    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit, evidence")
     args = parser.parse_args(argv)
-    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit"])
+    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit", "evidence"])
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as tmp:
         work = Path(tmp)
@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import audit as bench_audit
 
             results["audit"] = _optional(lambda: bench_audit.bench_diff(work / "audit", args.audit_records))
+        if "evidence" in only:  # what an auditor runs offline: a bundle, a checkpoint with cosignatures
+            from benchmarks import evidence as bench_evidence
+
+            results["evidence"] = _optional(lambda: bench_evidence.bench(work / "evidence"))
         if "cosign" in only:  # the measured peer: cosign sign/verify --key on the same registry image
             from benchmarks import cosign as bench_cosign
 
