@@ -99,15 +99,15 @@ def bench(work: Path, n: int = 20_000, runs: int = 51) -> dict[str, Any]:
             ledger.write_batch([{records.subject_key(target, signer_id): records.sign_record(record, signer),
                                  records.signer_index_key(target): signer_index_value(signer_id)}])
         public = signer.public_key()
-        bundle = evidence.dump(evidence.export(ledger, [target], [public], "app"))  # type: ignore[list-item]
+        bundle = evidence.dump(evidence.export(ledger, [target], [public], "app"))
         head = ledger.info().head
 
         def offline() -> None:
-            found = evidence.decide(evidence.load(bundle, head.ledger_id), [public])  # type: ignore[list-item]
+            found = evidence.decide(evidence.load(bundle, head.ledger_id), [public])
             assert found[0].allowed, found[0].reason
 
         offline_ms = _cpu_ms(offline, runs)
-        online_ms = _cpu_ms(lambda: verify_digest(ledger, target, [public]), runs)  # type: ignore[list-item]
+        online_ms = _cpu_ms(lambda: verify_digest(ledger, target, [public]), runs)
 
         log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
         note = checkpoints.signed(checkpoints.checkpoint_of(head), ledger.sign_checkpoint, log)
