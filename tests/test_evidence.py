@@ -325,3 +325,15 @@ def test_export_from_immudb_is_a_usage_error_not_a_weaker_bundle(immudb_server: 
     result = user.run("evidence", "export", str(artifact), "-o", str(tmp_path / "b.json"), "--key", f"{key}.pub",
                       expect=2)
     assert "embedded ledger" in result.err and not (tmp_path / "b.json").exists()
+
+
+def test_digest_the_auditor_holds_is_decided_and_a_bundle_about_another_is_refused(
+        auditor: Auditor, trusted: tuple[Path, str]) -> None:
+    bundle, digest = trusted
+    held = auditor.verify(bundle, "--digest", digest)
+    assert "trusted" in held.out
+    other = auditor.tmp / "other.bin"
+    other.write_bytes(b"another release\n")
+    _, other_digest = auditor.user.notarize_file(auditor.key, b"another release\n", name="other.bin", job_id="j2")
+    swapped = auditor.verify(bundle, "--digest", other_digest, expect=3)  # a trusted bundle passed off as another's
+    assert "leaves out" in swapped.err

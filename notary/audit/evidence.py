@@ -238,17 +238,20 @@ def load(data: bytes, ledger_id: str | None = None) -> Replay:
     return Replay(jsonsafe.loads_object(data, "evidence bundle", error=ProofError), ledger_id)
 
 
-def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey]) -> list[Decision]:
-    """The decision of verify_digest on the bundle's answers, for every digest it names. A trusted key the
-    bundle was not exported for is a UsageError: its records were never asked for."""
+def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey],
+           digests: Sequence[str] = ()) -> list[Decision]:
+    """The decision of verify_digest on the bundle's answers, for the digests the auditor names (the image
+    they hold: a bundle that does not cover one is a ProofError) or else every digest the bundle names. A
+    trusted key the bundle was not exported for is a UsageError: its records were never asked for."""
     tks = as_trusted(trusted)
     missing = [tk.key_id for tk in tks if tk.key_id not in replay.signers]
     if missing:
         raise UsageError(f"the bundle was not exported for key {missing[0]}",
                          hint="export it with --key for every key you verify with")
-    if not replay.digests:
+    wanted = [records.check_digest(d) for d in digests] or replay.digests
+    if not wanted:
         raise ProofError("the evidence bundle names no digest")
-    return [verify_digest(replay, d, tks) for d in replay.digests]
+    return [verify_digest(replay, d, tks) for d in wanted]
 
 
 def dump(bundle: Mapping[str, Any]) -> bytes:

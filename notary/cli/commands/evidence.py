@@ -76,9 +76,12 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
               help="A trusted witness key for --checkpoint (repeatable).")
 @click.option("--min-witnesses", type=click.IntRange(min=0), default=0, show_default=True,
               help="How many --witness-vkey witnesses must have cosigned the --checkpoint.")
+@click.option("--digest", "digests", multiple=True, metavar="sha256:HEX",
+              help="The digest you hold (repeatable): it is decided from the bundle (exit 3 if the bundle does "
+              "not cover it), instead of the digests the bundle names for itself.")
 @pass_app
 def verify(app: App, file: str, key_paths: tuple[str, ...], ledger_id: str | None, checkpoint_file: str | None,
-           witness_vkeys: tuple[str, ...], min_witnesses: int) -> None:
+           witness_vkeys: tuple[str, ...], min_witnesses: int, digests: tuple[str, ...]) -> None:
     """Check a bundle with no ledger and no network; it never opens or creates a ledger or trusted state.
 
     Exit 0 trusted; 1 revoked, not notarized or signed by no trusted key; 3 any altered byte, or a bundle
@@ -96,7 +99,7 @@ def verify(app: App, file: str, key_paths: tuple[str, ...], ledger_id: str | Non
     elif ledger_id is None:
         click.echo(f"notary: warning: ledger {replay.head.ledger_id} is the bundle's own word; pin it with "
                    "--ledger-id or --checkpoint", err=True)
-    decisions = bundles.decide(replay, trusted)
+    decisions = bundles.decide(replay, trusted, digests)
     allowed = all(d.allowed for d in decisions)
     app.emit({"subject": replay.subject, "allowed": allowed, "ledger_id": replay.head.ledger_id,
               "pinned": ledger_id is not None or anchored is not None, "checkpoint_size": anchored,
