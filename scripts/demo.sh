@@ -38,8 +38,9 @@ echo "OCI layout at $WORK/image (tag v1)"
 step "2. generate the pipeline's signing key"
 run "$NOTARY" key generate --out "$WORK/ci.key"
 
-step "3. notarize the image under CI job demo-42"
-run "$NOTARY" notarize "oci:$WORK/image:v1" --job-id demo-42 --key "$WORK/ci.key"
+step "3. create the ledger NOTARY_LEDGER names (a named ledger is created only on purpose), notarize the image"
+run "$NOTARY" ledger init
+run "$NOTARY" notarize "oci:$WORK/image:v1" --name registry.example/demo/app --job-id demo-42 --key "$WORK/ci.key"
 
 step "4. verify it (trusted: exit 0)"
 run "$NOTARY" verify "oci:$WORK/image:v1" --key "$WORK/ci.key.pub"

@@ -102,6 +102,7 @@ def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Pa
         "--var", f"NOTARY_WHEEL_URL={wheel.url}",
         "--var", f"NOTARY_WHEEL_SHA256={wheel_sha256 or wheel.sha256}",
         "--var", f"NOTARY_LEDGER={ledger if isinstance(ledger, str) else ledger.as_uri()}",
+        "--var", "NOTARY_CREATE_LEDGER=true",
         "--var", f"NOTARY_PUBLIC_KEY={trusted_pem}",
         "--secret", f"NOTARY_SIGNING_KEY={signer.private_pem}",
         "--secret", f"NOTARY_IMMUDB_PASSWORD={immudb_password}",

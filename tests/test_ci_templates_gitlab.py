@@ -83,6 +83,7 @@ def _run_pipeline(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, regis
         "NOTARY_WHEEL_URL": wheel.url,
         "NOTARY_WHEEL_SHA256": wheel.sha256,
         "NOTARY_LEDGER": ledger.as_uri(),
+        "NOTARY_CREATE_LEDGER": "1",
         "NOTARY_ARGS": "--insecure",
     }
     lines = [f"{name}: {json.dumps(value)}\n" for name, value in variables.items()]

@@ -121,7 +121,8 @@ def _tekton_run(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, registr
     shutil.copy(trusted.public, trusted_dir / "ci.pub")
     ledger = tmp_path / "ledger.db"
     params = {"image": f"{registry}/team/app@{digest}", "wheel-url": wheel.url, "wheel-sha256": wheel.sha256,
-              "ledger": ledger.as_uri(), "extra-args": "--insecure"}
+              "ledger": ledger.as_uri(), "extra-args": "--insecure",
+              "create-ledger": "true"}
     secrets = {"notary-registry": {"username": registry.username or "", "password": registry.password or ""}}
     run, results = _run_tekton_step(tmp_path, task, params, secrets,
                                     {"signing-key": signing, "trusted-keys": trusted_dir}, job_pip_env(house))

@@ -10,6 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -28,8 +29,10 @@ class Result:
 class Notary:
     """One user's environment: a ledger URL and a trusted-state dir, both private to the test."""
 
-    def __init__(self, root: Path, ledger_url: str | None = None, state_dir: Path | None = None) -> None:
+    def __init__(self, root: Path, ledger_url: str | None = None, state_dir: Path | None = None,
+                 auto_create: bool = True) -> None:
         self.root = root
+        self.auto_create = auto_create
         self.ledger_path = root / "ledger.db"
         self.ledger_url = ledger_url or self.ledger_path.as_uri()
         self.state_dir = state_dir or root / "state"
@@ -40,6 +43,7 @@ class Notary:
 
     def run(self, *args: str, env: dict[str, str] | None = None, expect: int | None = 0,
             stdin: str | None = None, timeout: float = 120) -> Result:
+        args = self._creating(args, {**self.env, **(env or {})}.get("NOTARY_LEDGER", ""))
         proc = subprocess.run(
             [sys.executable, "-m", "notary.cli.main", *args],
             env={**self.env, **(env or {})}, capture_output=True, text=True, input=stdin, timeout=timeout,
@@ -50,6 +54,17 @@ class Notary:
             pytest.fail(f"notary {' '.join(args)} exited {proc.returncode}, expected {expect}\n"
                         f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return result
+
+    def _creating(self, args: tuple[str, ...], url: str) -> tuple[str, ...]:
+        """A first `notarize` to this user's (missing) file ledger gets --create: the suite's users asked
+        for that ledger, as `notary ledger init` would. Tests of explicit creation pass auto_create=False."""
+        words = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] != "--config")]
+        if not (self.auto_create and words[:1] == ["notarize"] and url.startswith("file:") and "--ledger" not in args):
+            return args
+        if Path(unquote(urlsplit(url).path)).exists():
+            return args
+        at = args.index("notarize") + 1
+        return (*args[:at], "--create", *args[at:])
 
     def key(self, name: str = "ci", kind: str = "ed25519") -> Path:
         path = self.root / f"{name}.key"

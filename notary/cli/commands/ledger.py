@@ -14,6 +14,35 @@ def ledger() -> None:
     """Inspect the ledger and this client's trusted state."""
 
 
+@ledger.command("init")
+@pass_app
+def init(app: App) -> None:
+    """Create the embedded ledger at --ledger / NOTARY_LEDGER / the config's `ledger` (exit 0 if it exists).
+
+    A ledger is created only on purpose: `notarize` creates one by itself only at the default location
+    (~/.local/share/notary/ledger.db), or with `notarize --create`, so a mistyped path is exit 4 instead of a
+    new, empty ledger that silently takes the records. immudb databases are created on the server
+    (docs/immudb.md).
+
+    \b
+    notary --ledger file:///var/lib/notary/ledger.db ledger init
+    """
+    from notary.errors import UsageError
+
+    if not (app.ledger_url or "file:").startswith("file:"):
+        raise UsageError("ledger init creates embedded ledgers (file://...); an immudb database is created on the "
+                         "server", hint="immuadmin database create NAME (docs/immudb.md)")
+    opened = app.open_ledger(create=True)
+    created = any(n.startswith("created new ledger") for n in getattr(opened, "notices", []))
+    if created:
+        opened.notices.clear()  # said once, below
+    details = opened.info()
+    where = details.details.get("path", details.url)
+    app.emit({"created": created, "ledger_id": details.ledger_id, "url": details.url, "path": str(where)},
+             f"{'created' if created else 'already exists:'} ledger {details.ledger_id} at {where}",
+             schema="ledger-init")
+
+
 @ledger.command("info")
 @pass_app
 def info(app: App) -> None:

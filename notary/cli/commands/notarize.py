@@ -25,10 +25,13 @@ from notary.cli.subjects import source_options, source_options_flags
 @click.option("--reinstate", is_flag=True, help="Lift this key's earlier revocation of a subject (needs "
               "--reason): writes a reinstatement record instead of a notarization.")
 @click.option("--reason", metavar="TEXT", help="Why a revoked subject is reinstated (with --reinstate).")
+@click.option("--create", is_flag=True, help="Create the embedded ledger if it does not exist (else only the "
+              "default location is created by itself; `notary ledger init` does it on purpose).")
 @source_options_flags
 @pass_app
 def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None,
-             names: tuple[str, ...], reinstate: bool, reason: str | None, **source_flags: object) -> None:
+             names: tuple[str, ...], reinstate: bool, reason: str | None, create: bool,
+             **source_flags: object) -> None:
     """Hash SUBJECTs, sign one record per image/artifact, and store them in one ledger transaction.
 
     \b
@@ -51,7 +54,7 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
     from notary.errors import UsageError
     from notary.names import check_name
     from notary.notarize import notarize as write_notarization
-    from notary.sources import resolve
+    from notary.sources import IMAGE_KINDS, resolve
 
     if reinstate and not (reason and reason.strip()):
         raise UsageError("--reinstate needs --reason TEXT: why the revocation no longer applies")
@@ -63,13 +66,22 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
     options = source_options(app, source_flags)
     progress = TerminalProgress("hashing") if (stdout_is_terminal() and not app.json) else None
     resolved = []
+    unnamed: list[str] = []
     try:
         for spec in subjects:
-            resolved.extend(resolve(spec, options=options, progress=progress, names=bound))
+            found = resolve(spec, options=options, progress=progress, names=bound)
+            resolved.extend(found)
+            if any(s.kind in IMAGE_KINDS and not s.names for s in found):
+                unnamed.append(spec)
     finally:
         if progress:
             progress.finish()
-    ledger = app.open_ledger(create=True)
+    for spec in unnamed:  # after the progress bar, before anything is written: the user can still stop
+        click.echo(f"notary: warning: {spec} carries no image name, so a gate with require_name_match (the "
+                   "default) refuses it under every name; add --name REGISTRY/REPO (e.g. --name "
+                   "registry.example/team/app)", err=True)
+    # a ledger URL the user named must exist (a typo would otherwise take the records into a new, empty file)
+    ledger = app.open_ledger(create=create or app.ledger_url is None)
     written = write_notarization(ledger, resolved, signer, ci, reinstate=reason if reinstate else None)
 
     def human() -> str:

@@ -34,7 +34,7 @@ def revoke(app: App, subject: str, reason: str, key_path: str | None, job_id: st
     except UsageError:
         ci = {}
     targets = identify_digests(app, subject, dict(flags))
-    ledger = app.open_ledger(create=True)
+    ledger = app.open_ledger()  # a revocation needs the ledger that holds what it revokes: never a new one
     results = [write_revocation(ledger, digest, signer, reason, ci) for digest, _ in targets]
     app.emit(
         {"revoked": [r.to_json() for r in results], "head": results[-1].receipt.head.to_json() if results else None},

@@ -91,7 +91,8 @@ class EmbeddedLedger:
             raise _location.gone(trust, path, pinned)
         if not path.exists():
             if not create:
-                raise LedgerUnavailableError(f"no ledger at {path}", hint="check --ledger / NOTARY_LEDGER")
+                raise LedgerUnavailableError(f"no ledger at {path}", hint="check --ledger / NOTARY_LEDGER; to create "
+                                             "one there: notary ledger init (or notarize --create)")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
