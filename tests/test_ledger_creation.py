@@ -88,3 +88,17 @@ def test_ledger_init_on_immudb_is_a_usage_error(tmp_path: Path) -> None:
     user = _user(tmp_path)
     result = user.run("--ledger", "immudb://immudb@127.0.0.1:1/defaultdb", "ledger", "init", expect=2)
     assert "immudb" in result.err
+
+
+def test_image_notarized_without_a_name_warns_before_a_gate_refuses_it(busybox_layout: Path, tmp_path: Path) -> None:
+    """The tour's first step used to bind no name, and the gate then refused the image under every name."""
+    user = Notary(tmp_path)
+    key = user.key()
+    unnamed = user.run("notarize", f"oci:{busybox_layout}:v1", "--job-id", "1", "--key", str(key))
+    assert "carries no image name" in unnamed.err and "--name" in unnamed.err, unnamed.err
+    named = user.run("--json", "notarize", f"oci:{busybox_layout}:v1", "--name", "registry.example/app",
+                     "--job-id", "2", "--key", str(key))
+    assert "carries no image name" not in named.err
+    assert named.json["records"][0]["subject"]["names"] == ["registry.example/app"]
+    files = user.run("notarize", str(key) + ".pub", "--job-id", "3", "--key", str(key))
+    assert "carries no image name" not in files.err, "files and directories are not gated by name"
