@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import struct
 from typing import NamedTuple
 
@@ -30,6 +31,8 @@ KEY_INDEX_EXTENSION = "notary-key-index "  # the extension line: this prefix, th
 MAX_NOTE = 64 << 10
 MAX_SIGNATURES = 64
 _DASH = "\u2014 "
+_UINT = re.compile(r"0|[1-9][0-9]{0,19}", re.ASCII)
+_KEY_ID = re.compile(r"[0-9a-f]{8}", re.ASCII)
 
 
 class Signature(NamedTuple):
@@ -93,8 +96,8 @@ def verifier(name: str, kind: int, public: Ed25519PublicKey) -> Verifier:
 def parse_vkey(text: str) -> Verifier:
     """`name+hex id+base64(type || key)`; the id must be the one the name and key give (no lookalikes)."""
     parts = text.strip().split("+", 2)  # base64 has "+" of its own: only the first two separate
-    if len(parts) != 3 or len(parts[1]) != 8:
-        raise InputError(f"not a verifier key (name+id+key): {text[:80]!r}")
+    if len(parts) != 3 or not _KEY_ID.fullmatch(parts[1]):  # int(x, 16) alone takes "0x12abcd", " 1_2345" ...
+        raise InputError(f"not a verifier key (name+8 lowercase hex digits of key id+key): {text[:80]!r}")
     name, hex_id, material = parts
     check_name(name)
     raw = _b64(material, "verifier key", 33)
@@ -175,20 +178,39 @@ def verified_by(note: Note, verifiers: list[Verifier]) -> dict[str, int | None]:
         if v is None:
             continue
         try:
-            if v.kind == ED25519:
-                v.public.verify(s.sig, note.text.encode())
-                found[v.name] = None
-            else:
-                if len(s.sig) != 72:
-                    raise InvalidSignature()
-                (timestamp,) = struct.unpack(">Q", s.sig[:8])
-                if timestamp >= 1 << 63:
-                    raise InvalidSignature()
-                v.public.verify(s.sig[8:], f"cosignature/v1\ntime {timestamp}\n{note.text}".encode())
-                found[v.name] = timestamp
+            found[v.name] = _verify(v, s, note.text)
         except InvalidSignature:
             raise ProofError(f"the signature of {v.name} on this note does not verify") from None
     return found
+
+
+def signed_by(text: str, signature: Signature, verifiers: list[Verifier]) -> bool:
+    """Whether this one line is a valid signature over text by one of verifiers (the key it names).
+
+    For sorting what someone else hands over line by line (a witness's answer): unlike verified_by, a bad line
+    is an answer (False) to drop, not a verdict on a whole note."""
+    for v in verifiers:
+        if (v.name, v.key_id) == (signature.name, signature.key_id):
+            try:
+                _verify(v, signature, text)
+                return True
+            except InvalidSignature:
+                return False
+    return False
+
+
+def _verify(v: Verifier, s: Signature, text: str) -> int | None:
+    """The cosignature timestamp (None for an Ed25519 note signature); InvalidSignature if s fails."""
+    if v.kind == ED25519:
+        v.public.verify(s.sig, text.encode())
+        return None
+    if len(s.sig) != 72:
+        raise InvalidSignature()
+    (timestamp,) = struct.unpack(">Q", s.sig[:8])
+    if timestamp >= 1 << 63:
+        raise InvalidSignature()
+    v.public.verify(s.sig[8:], f"cosignature/v1\ntime {timestamp}\n{text}".encode())
+    return int(timestamp)
 
 
 # -- checkpoints -------------------------------------------------------------------------------------------
@@ -198,9 +220,17 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(lines) < 3 or any(not line for line in lines):
         raise ProofError("a checkpoint is at least three non-empty lines: origin, size, root")
     origin, size, root, *ext = lines
-    if not size.isdigit() or (size != "0" and size.startswith("0")) or len(size) > 20:
-        raise ProofError(f"checkpoint size {size[:30]!r} is not a decimal without leading zeroes")
-    return Checkpoint(origin, int(size), _b64(root, "checkpoint root", 32, error=ProofError), tuple(ext))
+    root_hash = _b64(root, "checkpoint root", 32, error=ProofError)
+    return Checkpoint(origin, parse_uint(size, "checkpoint size"), root_hash, tuple(ext))
+
+
+def parse_uint(text: str, what: str, *, error: type[Exception] = ProofError) -> int:
+    """An unsigned 64-bit decimal from outside, spelled one way only: ASCII digits, no sign, space or leading
+    zero. int() and str.isdigit() take "\u0661\u0662", "\u00b2", "+5", " 5", "1_0" and numbers of any size, so
+    two readers of one text could see two numbers (or one crash). Raises `error` (the caller's type) else."""
+    if not _UINT.fullmatch(text) or int(text) >= 1 << 64:
+        raise error(f"{what} is not a decimal below 2**64 (no sign, spaces or leading zeros): {text[:30]!r}")
+    return int(text)
 
 
 def _b64(text: str, what: str, size: int | None, *, error: type[NotaryError] = InputError) -> bytes:

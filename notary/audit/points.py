@@ -2,11 +2,14 @@
 
 A transaction number, an RFC 3339 time (the last transaction written by then: Ledger.tx_at_time, proven by
 the hashed times around it), `latest` (the verified head), or `0` / `genesis` (before the first transaction).
+A transaction number is read strictly (notes.parse_uint): "\u0661\u0662", "+5" or "012" name no transaction,
+rather than one that another reader of the same command line takes for another.
 """
 
 from __future__ import annotations
 
 from notary import records
+from notary.audit import note as notes
 from notary.errors import InputError, UsageError
 from notary.ledger.base import Ledger
 
@@ -20,8 +23,8 @@ def resolve(ledger: Ledger, point: str, head_tx: int) -> int:
         return head_tx
     if text.lower() in ("genesis", "start", "beginning"):
         return 0
-    if text.isdigit():
-        tx = int(text)
+    if text.lstrip("+-").isdigit():  # any digits, Unicode ones too, signed or not: a number, strictly read
+        tx = notes.parse_uint(text, "transaction number", error=UsageError)
         if tx > head_tx:
             raise UsageError(f"the ledger has no transaction {tx} yet (head is tx {head_tx})")
         return tx

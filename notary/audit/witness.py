@@ -154,9 +154,7 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], bytes]:
     head, sep, rest = body.partition(b"\n")
     if not sep or not head.startswith(b"old "):
         raise ValueError("the request must start with an 'old <size>' line")
-    size = head[4:].decode("ascii", "replace")
-    if not size.isdigit() or (size != "0" and size.startswith("0")) or len(size) > 20:
-        raise ValueError("old size is not a decimal without leading zeroes")
+    old = notes.parse_uint(head[4:].decode("ascii", "replace"), "old size", error=ValueError)
     proof: list[bytes] = []
     while True:
         line, sep, rest = rest.partition(b"\n")
@@ -173,7 +171,7 @@ def _parse_request(body: bytes) -> tuple[int, list[bytes], bytes]:
         if len(node) != 32:
             raise ValueError("a consistency proof line is not a 32-byte hash")
         proof.append(node)
-    return int(size), proof, rest
+    return old, proof, rest
 
 
 def _text(status: int, message: str) -> Reply:

@@ -1,7 +1,9 @@
 """The witness over HTTP: POST <prefix>/add-checkpoint (c2sp.org/tlog-witness), on the gate's bounded pool.
 
-Bodies are bounded (Content-Length required, MAX_REQUEST), reads time out, and a full queue is answered 503
-rather than left to time out, like every resident notary server. GET /healthz for probes.
+Bodies are bounded: one Content-Length is required (411 without), and it is a plain ASCII decimal (else 400:
+int() reads "1_0" and "\u0661", and a proxy in front may read another length, or none); no Transfer-Encoding
+beside it; at most MAX_REQUEST. Reads time out, and a full queue is answered 503 rather than left to time out,
+like every resident notary server. GET /healthz for probes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import threading
 from http.server import HTTPServer
 from typing import Any
 
+from notary.audit import note as notes
 from notary.audit.witness import MAX_REQUEST, Reply, Witness, WitnessStateError
 from notary.gate.frontends.pool import DEFAULT_QUEUE, DEFAULT_WORKERS, BusyReply, PooledHandler, PooledServer
 
@@ -32,11 +35,17 @@ class _Handler(PooledHandler):
         if self.path.split("?", 1)[0] != self.server.prefix + "/add-checkpoint":
             self._reply(Reply(404, b"not found; POST checkpoints to /add-checkpoint\n"), close=True)
             return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.isdigit():
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
             self._reply(Reply(411, b"Content-Length required\n"), close=True)
             return
-        length = int(length_text)
+        try:
+            if len(lengths) > 1 or "Transfer-Encoding" in self.headers:
+                raise ValueError("one Content-Length and no Transfer-Encoding, or the body's end is unclear")
+            length = notes.parse_uint(lengths[0].strip(" \t"), "Content-Length", error=ValueError)  # OWS only
+        except ValueError as exc:
+            self._reply(Reply(400, f"{exc}\n".encode()), close=True)
+            return
         if length > MAX_REQUEST:
             self._reply(Reply(413, f"request over {MAX_REQUEST} bytes\n".encode()), close=True)
             return

@@ -11,7 +11,7 @@ import click
 from notary.audit import checkpoints
 from notary.audit import note as notes
 from notary.cli.common import App, pass_app
-from notary.errors import InputError, UsageError
+from notary.errors import InputError, ProofError, UsageError
 from notary.fsio import atomic_write, read_regular
 
 
@@ -30,7 +30,8 @@ def _embedded(app: App, what: str) -> Any:
 @click.option("--witness", "witnesses", multiple=True, metavar="URL",
               help="Ask this C2SP witness to cosign (repeatable); its cosignature lines are appended.")
 @click.option("--witness-vkey", "witness_vkeys", multiple=True, metavar="VKEY",
-              help="Check the cosignatures with these witness keys; with none, they are appended unchecked.")
+              help="Keep only the cosignatures these witness keys verify; with none, well-formed lines are "
+                   "appended unchecked.")
 @click.option("--vkey", "show_vkey", is_flag=True, help="Print the ledger's checkpoint verifier key and exit.")
 @pass_app
 def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness_vkeys: tuple[str, ...],
@@ -50,19 +51,25 @@ def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness
     if show_vkey:
         app.emit({"vkey": log.vkey(), "origin": log.name}, log.vkey(), schema="ledger-checkpoint-vkey")
         return
-    from notary.audit.witness_client import submit
+    from notary.audit.witness_client import accepted, submit
 
     trusted = [notes.parse_vkey(v) for v in witness_vkeys]
     head = ledger.info().head
     cp = checkpoints.checkpoint_of(head)
     note = checkpoints.signed(cp, ledger.sign_checkpoint, log)
     for url in witnesses:
-        lines = submit(url, note, cp.size, lambda old: ledger.consistency_proof(old, cp.size))
-        if trusted:
-            mine = notes.Note(note.text, tuple(lines))
-            if not notes.verified_by(mine, trusted):
-                raise InputError(f"witness {url} answered no cosignature by the --witness-vkey keys")
-        note = notes.Note(note.text, note.signatures + tuple(lines))
+        answer = submit(url, note, cp.size, lambda old: ledger.consistency_proof(old, cp.size))
+        kept = accepted(note, answer.signatures, trusted)
+        if not kept and trusted:
+            raise InputError(f"witness {url} answered no cosignature by the --witness-vkey keys")
+        if not kept:
+            raise ProofError(f"witness {url} answered no signature line new to this checkpoint")
+        dropped = answer.malformed + len(answer.signatures) - len(kept)
+        if dropped:  # a witness's answer is its word only: what it adds must not poison the checkpoint
+            why = "not verified by a --witness-vkey key" if trusted else "malformed, repeated or over limits"
+            click.echo(f"notary: witness {url}: dropped {dropped} of its {dropped + len(kept)} signature "
+                       f"line(s), {why}", err=True)
+        note = notes.Note(note.text, note.signatures + kept)
     data = note.encode()
     if output:
         atomic_write(Path(output), data, 0o644)
