@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NOTARY := $(VENV)/bin/notary
 DEBS := runc umoci skopeo podman busybox-static docker-registry docker.io uidmap fuse-overlayfs apache2-utils curl openssl hyperfine rsync git default-jre-headless \
-	crun mmdebstrap systemd
+	crun mmdebstrap systemd chromium softhsm2
 PYTEST_ARGS ?=
 
 .PHONY: help setup deps venv test lint demo bench immudb immudb-up clean components webhook-image dist ci-runners cosign

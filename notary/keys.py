@@ -3,6 +3,9 @@
 Ed25519 is the default (small, fast, deterministic signatures); ECDSA P-256 is offered for environments whose
 HSMs or policies require NIST curves. A key id is `sha256:` + hex of the DER SubjectPublicKeyInfo, the same
 bytes whatever PEM wrapping or comments a file carries, so ids are stable across tools.
+
+A key that lives elsewhere (a PKCS#11 token, `pkcs11:` URIs, see notary.signing.pkcs11; a KMS or Vault key
+the same way) is a `Signer`: records and notarizations take a `SigningKey`, either a key in memory or one.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -33,6 +36,23 @@ PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 KEY_TYPES = ("ed25519", "ecdsa-p256")
+
+
+class Signer(Protocol):
+    """A private key notary cannot hold: all that signing a record, a revocation or a reinstatement needs.
+
+    sign_bytes(data) signs data itself (the signer hashes it where its algorithm needs a digest) and returns
+    what a key file would: 64 raw bytes for Ed25519, DER (RFC 3279) for ECDSA P-256 with SHA-256, so records
+    verify with the same code whatever held the key. The key id is not the signer's to state: key_id()
+    derives it from public_key(), and sign() checks each signature under that key before it is used, so a
+    backend that mixes up its keys fails here, not in the immutable ledger."""
+
+    def public_key(self) -> PublicKey: ...
+
+    def sign_bytes(self, data: bytes) -> bytes: ...
+
+
+SigningKey = PrivateKey | Signer
 
 
 def generate_private_key(kind: str = "ed25519") -> PrivateKey:
@@ -71,15 +91,19 @@ def _public_from_der(der: bytes) -> PublicKey | None:
     return None
 
 
-def key_id(key: PublicKey | PrivateKey) -> str:
-    pub = key.public_key() if isinstance(key, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey)) else key
+def key_id(key: PublicKey | SigningKey) -> str:
+    pub = key if isinstance(key, (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)) else key.public_key()
     return "sha256:" + hashlib.sha256(public_der(pub)).hexdigest()
 
 
-def sign(key: PrivateKey, data: bytes) -> bytes:
+def sign(key: SigningKey, data: bytes) -> bytes:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(data)
-    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+    signature = key.sign_bytes(data)
+    verify_signature(key.public_key(), signature, data)  # a token or service answer is checked, not trusted
+    return signature
 
 
 def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
@@ -113,8 +137,18 @@ def _read_source(source: str | bytes | Path, what: str) -> tuple[bytes, str]:
     return read_regular(text, MAX_KEY, f"{what} file"), text
 
 
-def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None) -> PrivateKey:
-    """Load a PEM private key from a path or PEM text; passphrase defaults to NOTARY_KEY_PASSPHRASE."""
+def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None) -> SigningKey:
+    """Load a PEM private key from a path or PEM text (passphrase defaults to NOTARY_KEY_PASSPHRASE), or open
+    the token key a `pkcs11:` URI names (a str only: a Path is always a file), so every --key takes both."""
+    if isinstance(source, str) and source.startswith("pkcs11:"):
+        from notary.signing.pkcs11 import open_signer
+
+        return open_signer(source)
+    return load_key_file(source, passphrase)
+
+
+def load_key_file(source: str | bytes | Path, passphrase: bytes | None = None) -> PrivateKey:
+    """A PEM private key from a path or PEM text, never a token: for what needs the key's bytes."""
     data, name = _read_source(source, "private key")
     if passphrase is None and os.environ.get("NOTARY_KEY_PASSPHRASE"):
         passphrase = os.environ["NOTARY_KEY_PASSPHRASE"].encode()
@@ -183,22 +217,34 @@ def _write_with_mode(path: Path, data: bytes, mode: int) -> None:
         os.close(fd)
 
 
-def write_key_pair(path: str | Path, key: PrivateKey, passphrase: bytes | None = None, *, force: bool = False) -> Path:
-    """Write PATH (private, 0600) and PATH.pub (0644), whatever the umask; return the .pub path.
-
-    The directory must exist: creating it silently would hide a mistyped path, and a directory made here
+def check_targets(paths: tuple[Path, ...], force: bool) -> None:
+    """The directory must exist: creating it silently would hide a mistyped path, and a directory made here
     would get whatever mode the umask gives, not one chosen for a key."""
-    check_path_length(f"{path}.pub", "key", error=UsageError)
-    path = Path(path)
-    pub_path = path.with_name(path.name + ".pub")
-    parent = path.parent
+    for path in paths:
+        check_path_length(str(path), "key", error=UsageError)
+    parent = paths[0].parent
     if not parent.is_dir():
         what = "is not a directory" if parent.exists() else "does not exist"
         raise UsageError(f"directory {parent} {what}", hint="create it first: notary does not create directories")
     if not force:
-        for existing in (path, pub_path):
+        for existing in paths:
             if existing.exists():
                 raise UsageError(f"{existing} already exists", hint="choose another --out or pass --force")
+
+
+def write_key_pair(path: str | Path, key: PrivateKey, passphrase: bytes | None = None, *, force: bool = False) -> Path:
+    """Write PATH (private, 0600) and PATH.pub (0644), whatever the umask; return the .pub path."""
+    path = Path(path)
+    pub_path = path.with_name(path.name + ".pub")
+    check_targets((path, pub_path), force)
     _write_with_mode(path, private_pem(key, passphrase), 0o600)
     _write_with_mode(pub_path, public_pem(key.public_key()).encode(), 0o644)
     return pub_path
+
+
+def write_public_key(path: str | Path, key: PublicKey, *, force: bool = False) -> Path:
+    """Write the public key PEM to PATH (0644, whatever the umask): a token key's half for verifiers."""
+    path = Path(path)
+    check_targets((path,), force)
+    _write_with_mode(path, public_pem(key).encode(), 0o644)
+    return path

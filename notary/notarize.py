@@ -41,7 +41,7 @@ def _index_value(value: Mapping[str, Any]) -> bytes:
 
 
 def notarization_writes(
-    subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str],
+    subjects: Sequence[Subject], signer: keys.SigningKey, ci: Mapping[str, str],
     reinstated: Mapping[str, tuple[str, datetime]] | None = None,
 ) -> tuple[dict[str, bytes], tuple[records.Record, ...]]:
     """Every key/value of one notarization, built and signed before anything touches the ledger.
@@ -86,7 +86,7 @@ def notarization_writes(
     return kvs, tuple(made)
 
 
-def _reinstatement(subject: Mapping[str, Any], signer: keys.PrivateKey, ci: Mapping[str, str],
+def _reinstatement(subject: Mapping[str, Any], signer: keys.SigningKey, ci: Mapping[str, str],
                    lift: tuple[str, datetime], artifacts: tuple[Mapping[str, Any], ...] = ()) -> records.Record:
     """A reinstatement lifting the revocation issued at lift[1], issued strictly after it (so it sorts
     after it, notary.status)."""
@@ -109,7 +109,7 @@ def _with_names(subject: Subject) -> Subject:
 
 
 def notarize(
-    ledger: Ledger, subjects: Sequence[Subject], signer: keys.PrivateKey, ci: Mapping[str, str], *,
+    ledger: Ledger, subjects: Sequence[Subject], signer: keys.SigningKey, ci: Mapping[str, str], *,
     reinstate: str | None = None,
 ) -> Written:
     """Notarize subjects in one transaction. A subject this signer revoked, or one tied to an identity this
@@ -149,7 +149,7 @@ def notarize(
 
 
 def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],
-                         signer: keys.PrivateKey) -> list[tuple[str, Revocation]]:
+                         signer: keys.SigningKey) -> list[tuple[str, Revocation]]:
     """(subject, revocation) for each revocation by this signer that would refuse a planned record at the
     gate: of the subject itself, or of an identity the planned record or a record in the ledger ties to it.
 
@@ -192,7 +192,7 @@ def revoked_by(ledger: Ledger, digests: Sequence[str], signer_id: str) -> dict[s
 
 
 def revoke(
-    ledger: Ledger, digest: str, signer: keys.PrivateKey, reason: str, ci: Mapping[str, str] | None = None
+    ledger: Ledger, digest: str, signer: keys.SigningKey, reason: str, ci: Mapping[str, str] | None = None
 ) -> Written:
     """Append a revocation under the signer's own key for digest.
 

@@ -182,7 +182,7 @@ class Record(NamedTuple):
 def new_record(
     rtype: str,
     subject: Mapping[str, Any],
-    signer: keys.PrivateKey,
+    signer: keys.SigningKey,
     *,
     artifacts: tuple[Mapping[str, Any], ...] = (),
     ci: Mapping[str, Any] | None = None,
@@ -212,7 +212,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
-def sign_record(record: Record, private_key: keys.PrivateKey) -> bytes:
+def sign_record(record: Record, private_key: keys.SigningKey) -> bytes:
     if keys.key_id(private_key) != record.signer:
         raise InputError("record names a different signer than the key signing it")
     payload = canonical_json(record.to_payload())

@@ -90,18 +90,25 @@ pass_app = cast(Callable[[_F], _F], click.make_pass_decorator(App))
 
 
 def signing_key_source(flag: str | None, app: App) -> str:
-    """Private key from --key, else NOTARY_SIGNING_KEY (PEM text, for CI secrets), else [signing] key."""
+    """Private key from --key, else NOTARY_SIGNING_KEY (PEM text, for CI secrets), else [signing] key. Each may
+    instead be a `pkcs11:` URI naming a key in a token (keys.load_private_key opens it; never a relative path
+    to resolve, and its PIN never in it: NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source)."""
     if flag:
         return flag
     env = os.environ.get("NOTARY_SIGNING_KEY")
     if env:
+        if env.startswith("pkcs11:"):
+            return env.strip()
         if "-----BEGIN" not in env:
-            raise UsageError("NOTARY_SIGNING_KEY must hold the PEM text of the private key, not a path")
+            raise UsageError("NOTARY_SIGNING_KEY must hold the PEM text of the private key or a pkcs11: URI, "
+                             "not a path")
         return env
     configured = app.config.section("signing").get("key")
     if configured:
-        return app.config.resolve_path(str(configured))
-    raise UsageError("no signing key", hint="pass --key PATH or set NOTARY_SIGNING_KEY to the PEM key")
+        text = str(configured)
+        return text if text.startswith("pkcs11:") else app.config.resolve_path(text)
+    raise UsageError("no signing key",
+                     hint="pass --key PATH (or a pkcs11: URI) or set NOTARY_SIGNING_KEY to the PEM key")
 
 
 def stdout_is_terminal() -> bool:

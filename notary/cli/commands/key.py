@@ -1,15 +1,19 @@
-"""`notary key`: generate and inspect signing keys."""
+"""`notary key`: generate and inspect signing keys, in files or inside a PKCS#11 token."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 
 from notary import keys
 from notary.cli.common import App, pass_app
+from notary.errors import UsageError
 from notary.fsio import MAX_KEY, read_regular
+
+_PIN_HELP = "PIN: NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source=file:PATH in the URI (never an argument)."
 
 
 @click.group("key")
@@ -18,20 +22,31 @@ def key() -> None:
 
 
 @key.command("generate")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="PATH",
+@click.option("--out", "out", type=click.Path(dir_okay=False), metavar="PATH",
               help="Private key file (written 0600); the public key goes to PATH.pub (0644). The directory "
-                   "must exist.")
-@click.option("--type", "kind", type=click.Choice(keys.KEY_TYPES), default="ed25519", show_default=True,
-              help="Key algorithm: Ed25519, or ECDSA P-256 where policy or an HSM requires NIST curves.")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+                   "must exist. With --pkcs11: the public key file (0644); nothing private is written.")
+@click.option("--pkcs11", "uri", metavar="URI",
+              help="Create the key pair inside the PKCS#11 token this RFC 7512 URI names (token=, object=, "
+                   "?module-path=); the private key never leaves it. " + _PIN_HELP)
+@click.option("--type", "kind", type=click.Choice(keys.KEY_TYPES), default=None,
+              help="Key algorithm: Ed25519 (the default), or ECDSA P-256 where policy or an HSM requires NIST "
+                   "curves. With --pkcs11 the default is Ed25519 where the token offers it, else P-256.")
+@click.option("--force", is_flag=True, help="Overwrite existing files (never a key inside a token).")
 @pass_app
-def generate(app: App, out: str, kind: str, force: bool) -> None:
+def generate(app: App, out: str | None, uri: str | None, kind: str | None, force: bool) -> None:
     """Create a signing key pair.
 
     The private key is encrypted when NOTARY_KEY_PASSPHRASE is set. Give the .pub file to verifiers and
-    gates; keep the private key in your CI's secret store (NOTARY_SIGNING_KEY takes its PEM text).
+    gates; keep the private key in your CI's secret store (NOTARY_SIGNING_KEY takes its PEM text), or keep
+    it in a token (--pkcs11) and give --key the same URI.
     """
+    if uri is not None:
+        _generate_in_token(app, uri, out, kind, force)
+        return
+    if out is None:
+        raise UsageError("key generate needs --out PATH (or --pkcs11 URI)")
     passphrase = os.environ.get("NOTARY_KEY_PASSPHRASE")
+    kind = kind or "ed25519"
     private = keys.generate_private_key(kind)
     pub_path = keys.write_key_pair(out, private, passphrase.encode() if passphrase else None, force=force)
     kid = keys.key_id(private)
@@ -43,15 +58,58 @@ def generate(app: App, out: str, kind: str, force: bool) -> None:
     )
 
 
+def _generate_in_token(app: App, uri: str, out: str | None, kind: str | None, force: bool) -> None:
+    from notary.signing import pkcs11
+
+    if not uri.startswith("pkcs11:"):
+        raise UsageError("--pkcs11 takes a pkcs11: URI", hint="e.g. pkcs11:token=ci;object=notary?module-path=...")
+    if out is not None:  # before the token is touched: a key made for nothing is worse than one line now
+        keys.check_targets((Path(out),), force)
+    signer = pkcs11.generate(uri, kind)
+    public = signer.public_key()
+    pub_path = keys.write_public_key(out, public, force=force) if out is not None else None
+    kid = keys.key_id(public)
+    where = f"; wrote {pub_path}" if pub_path else ""
+    app.emit(
+        {"key_id": kid, "type": signer.kind, "private_key": uri, "public_key": str(pub_path) if pub_path else None,
+         "encrypted": False, "public_key_pem": keys.public_pem(public), "pkcs11": signer.attributes()},
+        lambda: f"created {signer.kind} key {signer.uri.describe} (not extractable){where}\nkey id: {kid}"
+                + ("" if pub_path else "\n" + keys.public_pem(public).rstrip()),
+        schema="key-generate",
+    )
+
+
 @key.command("show")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("source", metavar="PATH|URI")
+@click.option("--out", "out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the public key PEM to FILE (0644): what verifiers and gates are given.")
+@click.option("--force", is_flag=True, help="Overwrite FILE.")
 @pass_app
-def show(app: App, path: str) -> None:
-    """Print the key id and public key of a private or public key file."""
-    # bounded, regular files only: a "key" that is a FIFO or /dev/zero is one clear line, not a hang
-    data = read_regular(path, MAX_KEY, "key file")
-    public = keys.load_private_key(data).public_key() if b"PRIVATE KEY" in data else keys.load_public_key(data)
+def show(app: App, source: str, out: str | None, force: bool) -> None:
+    """Print the key id and public key of a private or public key file, or of a key in a PKCS#11 token.
+
+    A pkcs11: URI logs into the token (PIN from NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source),
+    finds the key as notarize would and reads its public key object; --json also shows whether the private
+    key could be extracted (it cannot, for keys notary created).
+    """
+    token: dict[str, Any] | None = None
+    if source.startswith("pkcs11:"):
+        from notary.signing.pkcs11 import open_signer
+
+        signer = open_signer(source)
+        public = signer.public_key()
+        token = signer.attributes()
+    else:
+        # bounded, regular files only: a "key" that is a FIFO or /dev/zero is one clear line, not a hang
+        data = read_regular(source, MAX_KEY, "key file")
+        public = keys.load_key_file(data).public_key() if b"PRIVATE KEY" in data else keys.load_public_key(data)
     kid = keys.key_id(public)
     pem = keys.public_pem(public)
-    app.emit({"key_id": kid, "type": keys.key_type(public), "public_key": pem}, f"key id: {kid}\n{pem.rstrip()}",
+    written = keys.write_public_key(out, public, force=force) if out is not None else None
+    data_out: dict[str, Any] = {"key_id": kid, "type": keys.key_type(public), "public_key": pem}
+    if written is not None:
+        data_out["public_key_file"] = str(written)
+    if token is not None:
+        data_out["pkcs11"] = token
+    app.emit(data_out, f"key id: {kid}\n{pem.rstrip()}" + (f"\nwrote {written}" if written else ""),
              schema="key-show")
