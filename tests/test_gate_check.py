@@ -231,3 +231,33 @@ def test_a_tag_is_resolved_through_the_registry_and_the_digest_decides(
     assert missing_tag.returncode not in (0, 1, 3), missing_tag.stderr
     assert missing_tag.stderr.count("\n") == 1, missing_tag.stderr
     assert world.decisions()[-1]["decision"] == "refuse"
+
+
+def test_gate_check_accepts_an_oci_layout_subject(world: GateWorld, multiarch_layout: Path) -> None:
+    """`gate check oci:DIR:TAG` decides on the digests `notarize oci:DIR:TAG` recorded, under --name (a layout
+    tagged only `multi` carries no repository name of its own)."""
+    from notary.sources import resolve
+
+    subjects = resolve(f"oci:{multiarch_layout}:multi", names=("registry.example/multi",))
+    for subject in subjects:
+        world.notarize(subject)
+    world.config.write_text(world.config.read_text().replace('images = ["*"]', 'images = ["registry.example/*"]'))
+    result = world.gate_check(f"oci:{multiarch_layout}:multi", "--name", "registry.example/multi:1")
+    assert result.returncode == 0, result.stderr
+    line = world.decisions()[-1]
+    assert set(line["digests"]) >= {s.digest for s in subjects} and line["name_matched"] == "registry.example/multi"
+    unnamed = world.gate_check(f"oci:{multiarch_layout}:multi")
+    assert unnamed.returncode == 1 and "(unnamed)" in unnamed.stderr and "--name" in unnamed.stderr
+
+
+def test_gate_check_of_a_multiarch_layout_is_refused_when_one_platform_manifest_is_revoked(
+        world: GateWorld, multiarch_layout: Path) -> None:
+    from notary.sources import resolve
+
+    subjects = resolve(f"oci:{multiarch_layout}:multi", names=("registry.example/multi",))
+    for subject in subjects:
+        world.notarize(subject)
+    arm = next(s for s in subjects if (s.platform or "").startswith("linux/arm64"))
+    world.revoke(arm.digest, "CVE-2026-7777 on arm64")
+    result = world.gate_check(f"oci:{multiarch_layout}:multi", "--name", "registry.example/multi")
+    assert result.returncode == 1 and "CVE-2026-7777" in result.stderr

@@ -156,3 +156,18 @@ def test_the_documented_example_policy_loads(tmp_path: Path) -> None:
     assert [r.images for r in policy.trust][0] == ("registry.example/prod/*",)
     assert policy.rule_for("busybox") is not None and policy.rule_for("quay.io/x/y") is None
     assert policy.break_glass and policy.break_glass[0].images == ("registry.example/prod/payments",)
+
+
+def test_every_policy_setting_is_documented_wherever_policy_is_documented() -> None:
+    """An operator reading docs/gate.md or the "full commented example" must meet every setting the gate
+    reads, with its default (require_name_match was missing from both, issue 23)."""
+    from notary.gate.policy import POLICY_KEYS
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    gate_md = (docs / "gate.md").read_text()
+    example = (docs / "policy-example.toml").read_text()
+    for setting in sorted(POLICY_KEYS):
+        assert f"`{setting}" in gate_md or f"policy.{setting}" in gate_md, f"docs/gate.md lacks {setting}"
+        assert f"{setting} =" in example or f"[[policy.{setting}]]" in example, f"policy-example.toml lacks {setting}"
+    assert "`require_name_match = true` (the default)" in gate_md
+    assert "--name" in example and "default: true" in example

@@ -240,18 +240,30 @@ class Gate:
         if image and self.policy.require_name_match:
             # The record binds the digest to the repositories it was built or pushed as: a key trusted for
             # prod/* cannot lend an image signed for prod/a to prod/b (docs/gate.md, "Names are bound").
-            name = normalize_name(image)
-            bound = {n for x in good for n in x.names}
-            if name not in bound:
-                shown = ", ".join(sorted(bound)) or "none (notarized before names were bound)"
+            unbound = name_not_bound(image, good)
+            if unbound is not None:
                 return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
-                                    reason=f"{r.digest} is not notarized under the name {name} (its records name: {shown})",
-                                    via="verified", tree_size=tree, status="name-mismatch", signer=r.signer,
-                                    digests=tuple(digests))
-            extra["name_matched"] = name
+                                    reason=unbound, via="verified", tree_size=tree, status="name-mismatch",
+                                    signer=r.signer, digests=tuple(digests))
+            extra["name_matched"] = normalize_name(image)
         return GateDecision(image=image, digest=r.digest, allowed=True, exit_code=EXIT_OK,
                             reason=r.reason + via_id, via="verified", tree_size=tree, status=r.status,
                             signer=r.signer, digests=tuple(digests), extra=extra)
+
+
+def name_not_bound(image: str, trusted: Sequence[Any]) -> str | None:
+    """None when a trusted decision's records bind image's repository; else why it is refused.
+
+    One wording for the gate and `notary verify` (which applies it with keys from [policy]), so both say the
+    same thing: which name was asked, which names the records hold."""
+    name = normalize_name(image)
+    bound = {n for x in trusted for n in x.names}
+    if name in bound:
+        return None
+    digest = trusted[0].digest if trusted else "the image"
+    shown = ", ".join(sorted(bound)) or "none, it was notarized without an image name"
+    return (f"{digest} is not notarized under the name {name} (its records name: {shown}; to add the name, "
+            f"notarize the image again with a trusted key and --name {name})")
 
 
 def _by_image_id(ledger: Ledger, image_id: str, trusted: Sequence[Any], max_age: Any, now: datetime) -> list[Any]:

@@ -5,7 +5,10 @@ state on stdin; a non-zero exit stops the container before its process runs, and
 The image is identified from, in order: notary's own annotations (`dev.notary.image.digest`, comma-separated
 digests, and `dev.notary.image.name`), CRI-O's (`io.kubernetes.cri-o.ImageName` / `ImageRef` / `Image`),
 containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), a umoci-unpacked bundle's `umoci.json`,
-and Docker's and podman's storage (container id -> image). Finding nothing refuses.
+and Docker's and podman's storage (container id -> image). Finding nothing refuses. `dev.notary.image.name`
+without the digest annotation only names the image: the digest must still come from umoci.json or the
+runtime's storage (where the name must be one the storage gives the image), and without one the container
+is refused with the missing annotation named, never admitted on a name alone.
 
 This module decides in process (`python -m notary.gate.oci_hook`, and the fallback of the hook's entry point
 `python -c HOOK_CODE`, notary.gate.hook_main, which first asks a running hook server): it avoids click,
@@ -42,12 +45,16 @@ _HEX = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ImageIdentity:
-    __slots__ = ("name", "digests", "source")
+    """Which image a container runs, as its bundle or runtime states it. missing: why no digest could be found
+    when the bundle did name the image (the refusal then says what to add)."""
 
-    def __init__(self, name: str | None, digests: tuple[str, ...], source: str) -> None:
+    __slots__ = ("name", "digests", "source", "missing")
+
+    def __init__(self, name: str | None, digests: tuple[str, ...], source: str, missing: str | None = None) -> None:
         self.name = name
         self.digests = digests
         self.source = source
+        self.missing = missing
 
 
 def digests_in(value: str | None) -> list[str]:
@@ -118,6 +125,10 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
         digests = digests_in(name.split("@", 1)[1] if name and "@" in name else None)
         digests += digests_in(annotations.get(CRI_REF))
         return ImageIdentity(name, tuple(dict.fromkeys(digests)), "containerd")
+    # dev.notary.image.name without the digest annotation: the name is the bundle's statement of which image it
+    # is, the digest must still come from what the hook can read (umoci.json, the runtime's storage), and is
+    # then verified like any other. A name alone is never admitted.
+    named = annotations.get(ANNOTATION_NAME) or None
     container_id = state.get("id")
     root = config.get("root")
     rootfs = root.get("path") if isinstance(root, Mapping) else None
@@ -127,14 +138,14 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
     if bundle:
         found = _umoci_digests(bundle)
         if found:
-            return ImageIdentity(annotations.get("org.opencontainers.image.ref.name"), tuple(found), "umoci")
+            return ImageIdentity(named or annotations.get("org.opencontainers.image.ref.name"), tuple(found), "umoci")
     if isinstance(container_id, str) and container_id and isinstance(rootfs, str):
         from notary.gate.runtime import docker_storage
 
         docker_root = docker_storage.root_from_rootfs(rootfs)
         if docker_root is not None:
             image = docker_storage.image_of_container(container_id, *docker_root)
-            return ImageIdentity(image.names[0] if image.names else None, (*image.digests, image.image_id),
+            return ImageIdentity(_stored_name(named, image.names, "docker"), (*image.digests, image.image_id),
                                  "docker")
     if isinstance(container_id, str) and container_id:
         from notary.gate.runtime import podman_storage
@@ -142,9 +153,35 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
         storage = storage_root or podman_storage.root_from_rootfs(rootfs if isinstance(rootfs, str) else None)
         if storage or annotations.get("io.container.manager") == "libpod":
             image = podman_storage.image_of_container(container_id, storage)
-            return ImageIdentity(image.names[0] if image.names else None, (*image.digests, image.image_id),
+            return ImageIdentity(_stored_name(named, image.names, "podman"), (*image.digests, image.image_id),
                                  "podman")
+    if named:
+        return ImageIdentity(named, (), "annotation", missing=(
+            f"the bundle's annotation {ANNOTATION_NAME} names {named}, but annotation {ANNOTATION_DIGEST} is "
+            "missing and no umoci.json or runtime storage gives the image's digest: add "
+            f'"{ANNOTATION_DIGEST}": "sha256:<manifest digest>" to the annotations of config.json (podman: '
+            f"--annotation {ANNOTATION_DIGEST}=sha256:...; the digest `notary notarize` printed, or `skopeo "
+            "inspect --format '{{.Digest}}'`)"))
     return ImageIdentity(None, (), "none")
+
+
+def _stored_name(named: str | None, stored: Sequence[str], runtime: str) -> str | None:
+    """The name the gate decides under for an image found in a runtime's storage: the one the
+    dev.notary.image.name annotation picks among the names the storage gives the image, or the first of them.
+    An annotation naming something the runtime does not call this image is bad input: the name decides which
+    keys are trusted and which record names count, so the bundle may choose among the runtime's names, never
+    add one."""
+    if not named:
+        return stored[0] if stored else None
+    from notary.names import normalize_name
+
+    wanted = normalize_name(named)
+    if any(normalize_name(n) == wanted for n in stored):
+        return named
+    known = ", ".join(stored[:8]) or "no name"
+    raise InputError(f"annotation {ANNOTATION_NAME} names {named}, but {runtime}'s storage knows the container's "
+                     f"image as {known}",
+                     hint=f"set {ANNOTATION_NAME} to one of those names, or remove it")
 
 
 def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str | None = None,
@@ -179,8 +216,15 @@ def decide_container(gate: Any, stdin: IO[bytes], *, storage_root: str | None, f
                                 reason=f"internal error: {type(exc).__name__}: {exc}", via="error")
         gate.log_only(decision)
         return decision
-    return gate.check(identity.name, identity.digests, front_end=front_end,
-                      extra={"container": state.get("id"), "identified_by": identity.source, **(extra or {})})
+    context = {"container": state.get("id"), "identified_by": identity.source, **(extra or {})}
+    if identity.missing and not identity.digests:  # named, but nothing says which bytes: refuse, and say what to add
+        from notary.errors import EXIT_REFUSED
+
+        decision = GateDecision(image=identity.name, digest=None, allowed=False, exit_code=EXIT_REFUSED,
+                                reason=identity.missing, via="policy", extra=context)
+        gate.log_only(decision)
+        return decision
+    return gate.check(identity.name, identity.digests, front_end=front_end, extra=context)
 
 
 USAGE = "usage: python -m notary.gate.oci_hook [--config FILE] [--ledger URL] [--storage-root DIR]"

@@ -3,17 +3,25 @@
 A reference pinned by digest needs no I/O; a tag is resolved to its manifest digest through the registry,
 because the gate verifies digests, never tags (a tag can move between the check and the pull). A reference
 without tag or digest means `:latest`, as the runtime that pulls it reads it.
+
+A notary SUBJECT (`oci:`, `oci-archive:`, `docker-archive:`, `docker-daemon:`, `registry://`) is read by the
+source that notarizes it, so its digests are the ones its records are stored under, and its name is one the
+same source would bind at notarize time (`carried_name`): a layout's `oci:DIR:TAG` is a local path and a tag,
+which name no repository, so such a subject carries no name unless the layout's annotations give one.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from notary.digests import SHA256_PATTERN, SHA256_RE, check_digest
 from notary.errors import InputError
 from notary.sources.base import SourceOptions
 
 SUBJECT_SCHEMES = ("oci:", "oci-archive:", "docker-archive:", "docker-daemon:", "registry://", "docker://")
+# SUBJECT kinds read from this machine: their bytes can be hashed here at no network cost (as `notary verify` does)
+LOCAL_KINDS = ("oci", "oci-archive", "docker-archive", "docker-daemon")
 _REFERENCE = re.compile(rf"^[a-z0-9][a-z0-9._\-/:]*(@{SHA256_PATTERN})?\Z", re.IGNORECASE)
 
 
@@ -25,13 +33,20 @@ def split_reference(ref: str) -> tuple[str, str | None]:
     return ref, None
 
 
-def resolve_image(spec: str, options: SourceOptions | None = None) -> tuple[str | None, list[str]]:
-    """(image name or None, candidate digests) for spec; tags are resolved through the registry."""
+def resolve_image(spec: str, options: SourceOptions | None = None, *,
+                  read_local: bool = False) -> tuple[str | None, list[str]]:
+    """(image name or None, candidate digests) for spec; tags are resolved through the registry.
+
+    read_local: a local SUBJECT (layout, archive, Docker Engine image) is read in full and every blob hashed
+    against its digest (DigestMismatchError, exit 3), as `notary verify` reads it, so a layout whose layer was
+    altered after notarization is not called trusted because its manifest still is.
+    """
     spec = spec.strip()
     if SHA256_RE.match(spec):
         return None, [spec]
     if spec.startswith(SUBJECT_SCHEMES):
-        return _identify(spec if not spec.startswith("docker://") else "registry://" + spec[9:], options)
+        return _identify(spec if not spec.startswith("docker://") else "registry://" + spec[9:], options,
+                         read_local=read_local)
     if not _REFERENCE.match(spec) or ".." in spec:
         raise InputError(f"not an image reference: {spec!r}",
                          hint="e.g. registry.example/app:1.0, app@sha256:..., sha256:..., oci:DIR:TAG")
@@ -51,10 +66,13 @@ def _with_registry(ref: str) -> str:
     return "docker.io/" + (ref if "/" in ref else "library/" + ref)
 
 
-def _identify(spec: str, options: SourceOptions | None) -> tuple[str | None, list[str]]:
-    from notary.sources import identify
+def _identify(spec: str, options: SourceOptions | None, *,
+              read_local: bool = False) -> tuple[str | None, list[str]]:
+    from notary.sources import identify, parse_subject, resolve
 
-    subjects = identify(spec, options=options or SourceOptions())
+    opts = options or SourceOptions()
+    full = read_local and parse_subject(spec).kind in LOCAL_KINDS
+    subjects = resolve(spec, options=opts) if full else identify(spec, options=opts)
     if not subjects:
         raise InputError(f"{spec} names no image")
     digests: list[str] = []
@@ -62,7 +80,23 @@ def _identify(spec: str, options: SourceOptions | None) -> tuple[str | None, lis
         digests.append(subject.digest)
         if subject.image_id:
             digests.append(subject.image_id)
-    name = subjects[0].name
-    if name and name.startswith("registry://"):
-        name = name[len("registry://"):]
-    return name, list(dict.fromkeys(digests))
+    return carried_name(subjects[0]), list(dict.fromkeys(digests))
+
+
+def carried_name(subject: Any) -> str | None:
+    """The image name a subject read from a SUBJECT form carries, or None: its own name when that is one of
+    the repositories its source binds it to (a `registry://` reference, a Docker image's name or RepoTag, a
+    layout's image-name annotation), else the first of those repositories.
+
+    Never a display name such as `oci:layout:v1`: read as a reference, that is the image `docker.io/library/oci`
+    (the gate would look for a trust rule, and a record, under a name nobody gave it). A subject with no bound
+    repository (a layout tagged `v1` only, a bare digest) has no name: a caller passes `--name`."""
+    from notary.names import is_reference, normalize_name
+
+    names = tuple(getattr(subject, "names", ()) or ())
+    if not names:
+        return None
+    name = getattr(subject, "name", None)
+    if isinstance(name, str) and is_reference(name) and not SHA256_RE.match(name) and normalize_name(name) in names:
+        return name
+    return str(names[0])

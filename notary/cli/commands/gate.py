@@ -51,42 +51,54 @@ def _serve(server: Any, the_gate: Any, banner: str, log: Any) -> None:
         log.info("stopped")
 
 
-def _finish(app: App, decision: Any) -> None:
+def _finish(app: App, decision: Any, hint: str | None = None) -> None:
     app.emit(decision.to_json(), lambda: f"allowed: {decision.reason}" if decision.allowed else "", schema="gate-check")
     if not decision.allowed:
-        click.echo(f"notary: refused: {decision.reason}", err=True)
+        click.echo(f"notary: refused: {decision.reason}" + (f" ({hint})" if hint else ""), err=True)
         raise SystemExit(decision.exit_code or 1)
 
 
 @gate.command("check", short_help="Decide about one image (exit 0/1/3/4), as the runtime gates would.")
 @click.argument("image")
-@click.option("--name", metavar="NAME", help="Image name for the policy's globs when IMAGE is a bare digest.")
+@click.option("--name", metavar="NAME", help="The image name to decide under (the policy's trust rule and the "
+              "name its record must bind), e.g. registry.example/team/app:1.4. Default: the name IMAGE carries "
+              "(a reference, a registry:// subject, a layout's or archive's image name); a bare digest or a "
+              "layout tagged only v1 carries none.")
+@click.option("--identity-only", "identity_only", is_flag=True,
+              help="For a local image (oci:, oci-archive:, docker-archive:, docker-daemon:), only compute its "
+              "digest; do not read and hash its blobs.")
 @source_options_flags
 @pass_app
-def check(app: App, image: str, name: str | None, **flags: Any) -> None:
+def check(app: App, image: str, name: str | None, identity_only: bool, **flags: Any) -> None:
     """Decide about IMAGE as the runtime gates would: exit 0 allowed, 1 refused, 3 integrity, 4 unreachable.
 
     IMAGE is a reference (registry.example/app:1.0, a tag is resolved through the registry; app@sha256:...
-    needs no registry), a bare sha256: digest, or a notary SUBJECT (oci:DIR:TAG, docker-archive:FILE,
-    docker-daemon:NAME, registry://...). The decision is logged to the policy's decision_log.
+    needs no registry), a bare sha256: digest, or a notary SUBJECT (oci:DIR[:TAG|@DIGEST], oci-archive:FILE,
+    docker-archive:FILE, docker-daemon:NAME, registry://...). A local image is read and every blob hashed
+    against its digest, as `notary verify` does (altered bytes are exit 3); --identity-only skips that. The
+    decision is logged to the policy's decision_log.
     """
     from notary.errors import NotaryError
     from notary.gate.decision import GateDecision, gate_for
     from notary.gate.resolve import resolve_image
+    from notary.names import check_name
 
+    chosen = check_name(name) if name is not None else None  # a usage error before the ledger is touched
     the_gate = gate_for(app.config, app.ledger_url, front_end="check")
     try:
         try:
-            found_name, digests = resolve_image(image, source_options(app, flags))
+            found_name, digests = resolve_image(image, source_options(app, flags), read_local=not identity_only)
         except NotaryError as exc:  # logged like every other refusal, then reported with its own exit code
-            the_gate.log_only(GateDecision(image=name or image, digest=None, allowed=False,
+            the_gate.log_only(GateDecision(image=chosen or image, digest=None, allowed=False,
                                            exit_code=exc.exit_code,
                                            reason=f"cannot resolve {image}: {exc.one_line()}", via="error"))
             raise
-        decision = the_gate.check(name or found_name, digests)
+        decision = the_gate.check(chosen or found_name, digests)
     finally:
         the_gate.close()
-    _finish(app, decision)
+    unnamed = chosen is None and found_name is None and decision.via == "policy"  # no rule matched "(unnamed)"
+    _finish(app, decision, f"{image} carries no image name: pass --name REGISTRY/REPOSITORY, the name it was "
+            "notarized under" if unnamed else None)
 
 
 @gate.command("oci-hook", short_help="OCI runtime hook: container state on stdin, non-zero exit refuses.")

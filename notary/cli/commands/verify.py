@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,15 +13,24 @@ from notary.cli.subjects import source_options_flags
 from notary.durations import parse_duration
 from notary.errors import UsageError
 from notary.ledger.base import Ledger
-from notary.verify import TrustedKey, verify_digest
+from notary.names import check_name, normalize_name
+from notary.verify import Decision, verify_digest
+
+if TYPE_CHECKING:
+    from notary.gate.policy import Policy
 
 
 @click.command("verify")
 @click.argument("subject")
 @click.option("--key", "key_paths", multiple=True, metavar="PUBLIC_KEY",
-              help="A trusted public key (repeatable). Without it, the trusted keys of the [policy] in notary.toml.")
+              help="A trusted public key (repeatable). Without it, the keys the [policy] trust rules of notary.toml "
+              "name for the image's name (first matching rule), with the policy's name binding and max_age.")
+@click.option("--name", metavar="NAME", help="The image name it must be notarized under (e.g. "
+              "registry.example/team/app:1.4); it also picks the [policy] trust rule when no --key is given. "
+              "Default: the name SUBJECT carries (a registry:// reference, a Docker image name, a layout's image "
+              "name annotation).")
 @click.option("--max-age", "max_age", metavar="DURATION", help="Refuse notarizations older than this (e.g. 30d; s, m, h, d, w; not 0, "
-              "leave it out for no limit).")
+              "leave it out for no limit, or for the policy's max_age when the keys come from [policy]).")
 @click.option("--identity-only", "identity_only", is_flag=True,
               help="Only compute the subject's digest; do not read and hash its blobs (for callers that trust "
               "the bytes, like a runtime that checks blobs itself).")
@@ -32,8 +41,8 @@ from notary.verify import TrustedKey, verify_digest
               "for a revoked manifest of that platform. Without it, any revoked platform manifest refuses.")
 @source_options_flags
 @pass_app
-def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | None, identity_only: bool,
-           pull_blobs: bool, platform: str | None, **flags: object) -> None:
+def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None, max_age: str | None,
+           identity_only: bool, pull_blobs: bool, platform: str | None, **flags: object) -> None:
     """Exit 0 if SUBJECT is notarized by a trusted key and not revoked; otherwise say why and exit non-zero.
 
     Every record read is proven included in the ledger, and the ledger proven consistent with the state this
@@ -42,6 +51,11 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
     A local image (oci:, oci-archive:, docker-archive:, docker-daemon:) is read and every blob hashed against
     its digest, and every artifact the trusted record lists must be there: altered bytes are exit 3, as they
     are for notarize. --identity-only skips that; registry images are identity-only unless --pull-blobs.
+
+    Without --key, the [policy] of notary.toml decides which keys are trusted, as the gate does: the first
+    trust rule matching the image's name, and (require_name_match, the default) only under a name the
+    records bind. A subject that carries no name (a layout tagged only v1) matches only a rule for "*";
+    give --name.
     """
     from notary.cli.subjects import read_subjects
     from notary.errors import IntegrityError
@@ -50,10 +64,14 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
     age = parse_duration(max_age, "--max-age") if max_age is not None else None
     if platform is not None and not re.fullmatch(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?", platform):
         raise UsageError(f"--platform {platform!r} is not OS/ARCH[/VARIANT]", hint="e.g. linux/amd64")
-    trusted = [keys.load_public_key(p) for p in key_paths] or policy_keys(app, subject)
+    chosen = check_name(name) if name is not None else None
+    given = [keys.load_public_key(p) for p in key_paths]
+    policy = None if given else load_trust_policy(app)  # a bad policy stops here, before any I/O
+    if policy is not None and age is None:
+        age = policy.max_age
     subjects, read = read_subjects(app, subject, dict(flags), read_bytes=not identity_only, pull_blobs=pull_blobs)
     ledger = app.open_ledger()
-    decisions = [verify_digest(ledger, s.digest, trusted, max_age=age, platform=platform) for s in subjects]
+    decisions = [_decide(ledger, s, chosen, given, policy, age, platform) for s in subjects]
     if read:
         for s, d in zip(subjects, decisions, strict=True):
             held = {a.digest for a in s.artifacts} | {s.digest}
@@ -77,17 +95,43 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], max_age: str | No
         raise SystemExit(1)
 
 
-def policy_keys(app: App, subject: str) -> list[keys.PublicKey | TrustedKey]:
+def load_trust_policy(app: App) -> Policy:
+    """The [policy] whose trust rules pick the keys when no --key is given; without one, a usage error (verify
+    never trusts a key it was not told to trust)."""
     from notary.gate.policy import load_policy
 
-    if app.config.data.get("policy"):
-        found = load_policy(app.config).keys_for(subject)
-        if found:
-            return list(found)
-    raise UsageError(
-        "no trusted key given",
-        hint="pass --key PUBLIC_KEY (repeatable) or configure [policy] trusted keys in notary.toml",
-    )
+    if not app.config.data.get("policy"):
+        raise UsageError(
+            "no trusted key given",
+            hint="pass --key PUBLIC_KEY (repeatable) or configure [policy] trusted keys in notary.toml",
+        )
+    return load_policy(app.config)
+
+
+def _decide(ledger: Ledger, subject: Any, chosen: str | None, given: list[keys.PublicKey], policy: Policy | None,
+            age: Any, platform: str | None) -> Decision:
+    """One subject's decision: with --key, those keys; else the keys of the policy's first rule for its name,
+    and the name binding the gate applies (gate/decision.py), so `verify --config` and the gate agree."""
+    from notary.gate.decision import name_not_bound
+    from notary.gate.resolve import carried_name
+
+    image = chosen or carried_name(subject)
+    trusted: list[Any] = list(given)
+    if policy is not None:
+        rule = policy.rule_for(image)
+        if rule is None:
+            shown = normalize_name(image) if image else "(unnamed)"
+            hint = "" if image else " (the subject carries no image name: pass --name REGISTRY/REPOSITORY)"
+            return Decision(subject.digest, False, "no-trust-rule",
+                            f"no trust rule in the policy matches image {shown}{hint}")
+        trusted = list(rule.keys)
+    decision = verify_digest(ledger, subject.digest, trusted, max_age=age, platform=platform)
+    binding = chosen is not None or (policy is not None and policy.require_name_match)
+    if decision.allowed and image and binding:
+        unbound = name_not_bound(image, [decision])
+        if unbound is not None:
+            return decision._replace(allowed=False, status="name-mismatch", reason=unbound)
+    return decision
 
 
 def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, Any]:
