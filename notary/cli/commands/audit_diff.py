@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from notary import keys
 from notary.audit import points
-from notary.audit.diff import Diff, diff
+from notary.audit.diff import Diff
 from notary.cli.commands.audit_follow import follow as audit_follow
+from notary.cli.commands.audit_range import exit_on_findings, proven_diff
 from notary.cli.commands.audit_report import report as audit_report
 from notary.cli.commands.checkpoint import check_checkpoint
 from notary.cli.common import App, pass_app
-from notary.errors import IntegrityError, UsageError
 from notary.ledger.base import TreeHead
 
 
@@ -40,21 +39,11 @@ def diff_command(app: App, from_point: str, to_point: str, key_paths: tuple[str,
     notary audit diff --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z
     notary audit diff --from 120 --json              # everything after tx 120, for machines
     """
-    trusted = {keys.key_id(keys.load_public_key(p)) for p in key_paths} or None
-    ledger = app.open_ledger()
-    head = ledger.info().head
-    from_tx, to_tx = points.resolve(ledger, from_point, head.tx), points.resolve(ledger, to_point, head.tx)
-    if from_tx > to_tx:
-        raise UsageError(f"--from (tx {from_tx}) is after --to (tx {to_tx})")
-    found = diff(ledger.changes(from_tx, to_tx), from_tx, to_tx, head, trusted)
+    _, head, found = proven_diff(app, from_point, to_point, key_paths)
     data = found.to_json()
     data["from"]["point"], data["to"]["point"] = from_point, to_point
     app.emit(data, lambda: _human(found, head, app.ledger_url or "", from_point, to_point), schema="audit-diff")
-    if found.findings:  # the diff (with its findings) is the output; the error is one line on stderr
-        first = found.findings[0]
-        click.echo(f"notary: integrity: {len(found.findings)} record(s) in the range do not open; first: "
-                   f"{first.key} at tx {first.tx}: {first.problem}", err=True)
-        raise SystemExit(IntegrityError.exit_code)
+    exit_on_findings(found)  # the diff (with its findings) is the output; the error is one line on stderr
 
 
 def _human(found: Diff, head: TreeHead, url: str, from_point: str, to_point: str) -> str:

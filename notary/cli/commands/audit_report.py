@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import click
 
-from notary import __version__, keys, merkle, records
+from notary import __version__, merkle, records
 from notary.audit import points
-from notary.audit.diff import Diff, diff
+from notary.cli.commands.audit_range import exit_on_findings, proven_diff
 from notary.cli.common import App, pass_app
-from notary.errors import InputError, IntegrityError, UsageError
+from notary.errors import InputError, IntegrityError
 from notary.fsio import atomic_write
 from notary.ledger.base import Entry, Ledger, TreeHead, rfc3339
 
@@ -35,18 +35,6 @@ class _Rfc9162(Protocol):
     def tree_root(self, size: int) -> bytes: ...
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]: ...
-
-
-def proven_diff(app: App, from_point: str, to_point: str,
-                key_paths: tuple[str, ...]) -> tuple[Ledger, TreeHead, Diff]:
-    """The read of `notary audit diff` (notary/cli/commands/audit_diff.py), step for step."""
-    trusted = {keys.key_id(keys.load_public_key(p)) for p in key_paths} or None
-    ledger = app.open_ledger()
-    head = ledger.info().head
-    from_tx, to_tx = points.resolve(ledger, from_point, head.tx), points.resolve(ledger, to_point, head.tx)
-    if from_tx > to_tx:
-        raise UsageError(f"--from (tx {from_tx}) is after --to (tx {to_tx})")
-    return ledger, head, diff(ledger.changes(from_tx, to_tx), from_tx, to_tx, head, trusted)
 
 
 def point_head(ledger: Ledger, point: str, tx: int, head: TreeHead) -> PointHead:
@@ -117,8 +105,4 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
              lambda: f"audit report of {len(found.changes)} record(s) after tx {found.from_tx} up to tx "
                      f"{found.to_tx}, proven complete ({', '.join(f'{n} {t}' for t, n in counts.items()) or 'none'}"
                      f"): {output} ({len(data):,} bytes)", schema="audit-report")
-    if found.findings:  # as `audit diff`: the page (with the findings) is the output; the error is one line
-        first = found.findings[0]
-        click.echo(f"notary: integrity: {len(found.findings)} record(s) in the range do not open; first: "
-                   f"{first.key} at tx {first.tx}: {first.problem}", err=True)
-        raise SystemExit(IntegrityError.exit_code)
+    exit_on_findings(found)  # as `audit diff`: the page (with the findings) is the output
