@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._environ import patched_environ
+
 BUSYBOX = "/bin/busybox"
 
 
@@ -143,16 +145,8 @@ def bench_hook(work: Path, runs: int = 21, immudb: tuple[str, str] | None = None
         ledger_env["NOTARY_IMMUDB_PASSWORD_FILE"] = str(secret)
         if gateway:
             ledger_env["NOTARY_IMMUDB_GATEWAY"] = gateway
-    saved = {k: os.environ.get(k) for k in ledger_env}
-    os.environ.update(ledger_env)
-    try:
+    with patched_environ(ledger_env):
         config = gate_world(work, identify(f"oci:{layout}:v1"), immudb[0] if immudb else None)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     from notary.gate.oci_hook import HOOK_CODE
 
     def python_hook(socket_path: str) -> dict[str, Any]:

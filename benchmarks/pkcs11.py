@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._environ import patched_environ
+
 MODULES = ("/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
            "/usr/lib64/pkcs11/libsofthsm2.so")
 PIN = "bench-pin-1234"
@@ -68,9 +70,7 @@ def _process_ms(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, flo
 def bench(work: Path, records_n: int = 200, runs: int = 5) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     env, module = _token(work)
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # SoftHSM reads SOFTHSM2_CONF at C_Initialize, notary the PIN from the environment
-    try:
+    with patched_environ(env):  # SoftHSM reads SOFTHSM2_CONF at C_Initialize, notary the PIN from the environment
         from notary import keys, records
         from notary.signing import pkcs11
 
@@ -97,12 +97,6 @@ def bench(work: Path, records_n: int = 200, runs: int = 5) -> dict[str, Any]:
         out["open_in_process_ms"] = _open_ms(env, uris["ed25519"])
         out["notarize_process"] = _processes(work, env, uris["ed25519"], files["ed25519"], runs)
         return out
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _open_ms(env: dict[str, str], uri: str) -> float:
