@@ -356,3 +356,38 @@ def test_busy_and_decided_log_lines_name_the_object_alike() -> None:
     assert _where(review) == {"namespace": "prod", "object": "Pod/web-"}
     assert _where({"uid": "u", "namespace": "ns", "kind": "Pod", "object": None}) == {"namespace": "ns",
                                                                                       "object": "?/?"}
+
+
+def test_pod_naming_a_host_layout_is_refused_without_reading_it(webhook: Webhook, world: GateWorld,
+                                                                 busybox_layout: Path, tmp_path: Path) -> None:
+    """A Pod's image string is the submitter's, not the operator's: `oci:/path` would have the webhook read a
+    layout on its own host (here one that is notarized, so reading it would admit the Pod), `oci-archive:` a
+    FIFO it would block on. Both are refused as not image references, and the refusal is logged."""
+    from tests.support.images import manifest_of
+
+    digest, _ = manifest_of(busybox_layout, "v1")
+    world.notarize(Subject(digest, "registry.example/app", "oci-manifest", names=("registry.example/app",)))
+    fifo = tmp_path / "archive.tar"
+    import os
+
+    os.mkfifo(fifo)
+    for image in (f"oci:{busybox_layout}:v1", f"oci-archive:{fifo}", f"docker-archive:{fifo}",
+                  "docker-daemon:registry.example/app:1", "registry://registry.example/app:1"):
+        started = time.monotonic()
+        out = verdict(webhook, pod(image))
+        assert out["allowed"] is False, (image, out)
+        assert "not an image reference" in out["status"]["message"], out
+        assert time.monotonic() - started < 10
+        line = world.decisions()[-1]
+        assert line["image"] == image and line["decision"] == "refuse"
+
+
+@pytest.mark.parametrize("image", ["oci:/etc", "oci-archive:/etc/passwd", "docker-archive:/root/x.tar",
+                                   "docker-daemon:busybox", "registry://127.0.0.1:1/x:1", "docker://x:1",
+                                   "/etc/passwd", "../layout", "file:///etc/passwd", "oci:layout:v1"])
+def test_workload_image_strings_that_are_not_references_never_reach_a_source(image: str) -> None:
+    from notary.errors import InputError
+    from notary.gate.resolve import resolve_reference
+
+    with pytest.raises(InputError, match="not an image reference"):
+        resolve_reference(image)

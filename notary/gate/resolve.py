@@ -58,6 +58,24 @@ def resolve_image(spec: str, options: SourceOptions | None = None, *,
     return spec, digests
 
 
+def resolve_reference(spec: str, options: SourceOptions | None = None) -> tuple[str | None, list[str]]:
+    """resolve_image for a front end whose image strings come from whoever submits the workload (a Pod spec):
+    only an image reference or a bare digest, never a SUBJECT form. `oci:/etc/...`, `docker-archive:/root/x.tar`
+    or `docker-daemon:...` in a Pod would have the webhook read files and images of the machine it runs on,
+    on behalf of anyone allowed to create a Pod; a runtime pulls references only, so nothing else is an image
+    it could run."""
+    spec = spec.strip()
+    if SHA256_RE.match(spec):
+        return None, [spec]
+    from notary.names import is_reference
+
+    if spec.startswith(SUBJECT_SCHEMES) or not is_reference(spec):
+        raise InputError(f"not an image reference: {spec[:200]!r}",
+                         hint="a workload names images as a runtime pulls them: registry.example/app:1.0 or "
+                         "registry.example/app@sha256:...")
+    return resolve_image(spec, options)
+
+
 def _with_registry(ref: str) -> str:
     """Docker Hub shorthand (`busybox`, `team/app`) gets its registry, as a runtime would pull it."""
     first = ref.split("/", 1)[0]

@@ -1,7 +1,10 @@
 """Kubernetes validating admission webhook: AdmissionReview v1 over TLS for Pods and pod templates.
 
 Every container, init container and ephemeral container image in the object is checked through the gate;
-tags are resolved to digests through the registry (the gate verifies digests, never tags). One refused image
+tags are resolved to digests through the registry (the gate verifies digests, never tags). An image string is
+the Pod author's, so only an image reference or a bare digest is read: a notary SUBJECT form (`oci:/path`,
+`docker-archive:...`) would have the webhook read its own host's files for whoever may create a Pod, and is
+refused as not an image reference (gate.resolve.resolve_reference). One refused image
 refuses the object, and the response's status message says which image and why. Any malformed request is
 answered with an HTTP error (the API server then applies the webhook's failurePolicy: use Fail).
 
@@ -126,11 +129,11 @@ class Reviewer:
 
     def __init__(self, gate: Gate, options: SourceOptions | None = None,
                  resolve: Callable[[str, SourceOptions], tuple[str | None, list[str]]] | None = None) -> None:
-        from notary.gate.resolve import resolve_image
+        from notary.gate.resolve import resolve_reference
 
         self.gate = gate
         self.options = options or SourceOptions()
-        self.resolve = resolve or resolve_image
+        self.resolve = resolve or resolve_reference
 
     def review(self, request: Mapping[str, Any]) -> dict[str, Any]:
         uid = request["uid"]
