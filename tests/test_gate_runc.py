@@ -90,7 +90,43 @@ def test_prestart_stage_and_explicit_annotation_are_honoured(world: GateWorld, b
     code, output, ran = _run(world, busybox_layout, tmp_path, runtime, stage="prestart", annotations=annotations)
     assert code == 0, output
     assert ran.exists()
-    assert world.decisions()[-1]["identified_by"] == "annotation"
+    line = world.decisions()[-1]
+    # the bundle was unpacked by umoci: its umoci.json states the image, the annotation chose among it
+    assert line["identified_by"] == "umoci" and line["digest"] == subject.digest
+
+
+def test_digest_annotation_cannot_claim_a_notarized_image_for_an_unnotarized_bundle(
+        world: GateWorld, busybox_layout: Path, tmp_path: Path, runtime: str) -> None:
+    """The bundle runs image A (never notarized, as umoci.json states); its annotation claims notarized B.
+    Annotations can come from a Pod's author (CRI pass-through), so the claim must not win."""
+    from tests.support.images import build_busybox_layout
+
+    notarized = build_busybox_layout(tmp_path / "notarized", tag="v1", marker="signed")
+    world.notarize(image_subject(notarized))
+    claimed = image_subject(notarized).digest
+    annotations = {"dev.notary.image.digest": claimed, "dev.notary.image.name": "registry.example/bb:v1"}
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=annotations)
+    assert code != 0 and not ran.exists(), output
+    assert "annotation dev.notary.image.digest names" in output and "umoci" in output
+
+
+def test_digest_annotation_cannot_override_what_cri_o_states(world: GateWorld, busybox_layout: Path,
+                                                             tmp_path: Path, runtime: str) -> None:
+    """CRI-O states the image it runs (ImageRef, set by CRI-O itself); a pass-through Pod annotation naming a
+    notarized digest is refused, and the same claim matching CRI-O's statement is admitted."""
+    subject = image_subject(busybox_layout)
+    world.notarize(subject)
+    unnotarized = "sha256:" + "ee" * 32
+    forged = {"io.kubernetes.cri-o.ImageName": "registry.example/bb:v1",
+              "io.kubernetes.cri-o.ImageRef": unnotarized, "dev.notary.image.digest": subject.digest}
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=forged)
+    assert code != 0 and not ran.exists(), output
+    assert "cri-o states the container's image as " + unnotarized in output
+    (tmp_path / "bundle").rename(tmp_path / "bundle-forged")
+    honest = {**forged, "io.kubernetes.cri-o.ImageRef": subject.digest}
+    code, output, ran = _run(world, busybox_layout, tmp_path, runtime, annotations=honest)
+    assert code == 0 and ran.exists(), output
+    assert world.decisions()[-1]["identified_by"] == "cri-o"
 
 
 def test_unreachable_ledger_refuses_the_container(world: GateWorld, busybox_layout: Path, tmp_path: Path,

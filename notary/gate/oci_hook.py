@@ -2,10 +2,12 @@
 
 The runtime runs the hook at `createRuntime` (or the deprecated but widespread `prestart`) with the container
 state on stdin; a non-zero exit stops the container before its process runs, and the runtime shows stderr.
-The image is identified from, in order: notary's own annotations (`dev.notary.image.digest`, comma-separated
-digests, and `dev.notary.image.name`), CRI-O's (`io.kubernetes.cri-o.ImageName` / `ImageRef` / `Image`),
-containerd's CRI (`io.kubernetes.cri.image-name` / `image-ref`), a umoci-unpacked bundle's `umoci.json`,
-and Docker's and podman's storage (container id -> image). Finding nothing refuses. `dev.notary.image.name`
+The image is identified from what the runtime states, in order: CRI-O's annotations
+(`io.kubernetes.cri-o.ImageName` / `ImageRef` / `Image`), containerd's CRI (`io.kubernetes.cri.image-name` /
+`image-ref`), a umoci-unpacked bundle's `umoci.json`, and Docker's and podman's storage (container id ->
+image); notary's own annotations (`dev.notary.image.digest`, comma-separated digests, and
+`dev.notary.image.name`) may only choose among what the runtime states, and identify the image alone only
+where no runtime describes it (plain runc, `ctr run`). Finding nothing refuses. `dev.notary.image.name`
 without the digest annotation only names the image: the digest must still come from umoci.json or the
 runtime's storage (where the name must be one the storage gives the image), and without one the container
 is refused with the missing annotation named, never admitted on a name alone.
@@ -105,16 +107,46 @@ def _umoci_digests(bundle: str) -> list[str]:
 
 
 def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_root: str | None = None) -> ImageIdentity:
-    """Which image this container runs, from the most to the least explicit source."""
+    """Which image this container runs: what the runtime itself states first, notary's annotations second.
+
+    The annotations of config.json are not only the operator's: a CRI runtime can pass a Pod's own
+    metadata.annotations into them (containerd's `pod_annotations`, CRI-O's allowed annotations, a wildcard
+    set for another tool), and `dev.notary.image.digest` is then whatever the Pod author wrote. Letting it win would admit any image under a notarized digest. So when the runtime names the image
+    (CRI-O's or containerd's CRI annotations, which the runtime sets itself, umoci.json, Docker's or podman's
+    storage), its digests decide, and the digest annotation may only pick among them, as the name annotation
+    may only pick among the names storage gives; one naming another image refuses the container. Only a
+    bundle no runtime describes (plain runc, `ctr run`) is identified by the annotation alone.
+    """
     annotations: dict[str, str] = {}
     for source in (config.get("annotations"), state.get("annotations")):
         if isinstance(source, Mapping):
             annotations.update({str(k): str(v) for k, v in source.items()})
+    claimed: list[str] | None = None
     if ANNOTATION_DIGEST in annotations:
-        digests = digests_in(annotations[ANNOTATION_DIGEST])
-        if not digests:
+        claimed = digests_in(annotations[ANNOTATION_DIGEST])
+        if not claimed:
             raise InputError(f"annotation {ANNOTATION_DIGEST} holds no sha256 digest")
-        return ImageIdentity(annotations.get(ANNOTATION_NAME), tuple(digests), "annotation")
+    named = annotations.get(ANNOTATION_NAME) or None
+    stated = _runtime_identity(state, config, annotations, named, storage_root)
+    if claimed is None:
+        if stated is not None:
+            return stated
+        if named:
+            return ImageIdentity(named, (), "annotation", missing=_missing_digest(named))
+        return ImageIdentity(None, (), "none")
+    if stated is None or not stated.digests:
+        return ImageIdentity(named, tuple(claimed), "annotation")
+    chosen = tuple(d for d in claimed if d in stated.digests)
+    if not chosen:
+        raise InputError(f"annotation {ANNOTATION_DIGEST} names {', '.join(claimed[:4])}, but {stated.source} "
+                         f"states the container's image as {', '.join(stated.digests[:4])}",
+                         hint=f"remove {ANNOTATION_DIGEST} or set it to the digest of the image the runtime runs")
+    return ImageIdentity(stated.name, chosen, stated.source)
+
+
+def _runtime_identity(state: Mapping[str, Any], config: Mapping[str, Any], annotations: Mapping[str, str],
+                      named: str | None, storage_root: str | None) -> ImageIdentity | None:
+    """The image as the runtime (or the bundle's unpacker) states it, or None where none describes it."""
     if CRIO_NAME in annotations or CRIO_REF in annotations:
         name = annotations.get(CRIO_NAME)
         digests = digests_in(name.split("@", 1)[1] if name and "@" in name else None)
@@ -128,7 +160,6 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
     # dev.notary.image.name without the digest annotation: the name is the bundle's statement of which image it
     # is, the digest must still come from what the hook can read (umoci.json, the runtime's storage), and is
     # then verified like any other. A name alone is never admitted.
-    named = annotations.get(ANNOTATION_NAME) or None
     container_id = state.get("id")
     root = config.get("root")
     rootfs = root.get("path") if isinstance(root, Mapping) else None
@@ -155,14 +186,15 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
             image = podman_storage.image_of_container(container_id, storage)
             return ImageIdentity(_stored_name(named, image.names, "podman"), (*image.digests, image.image_id),
                                  "podman")
-    if named:
-        return ImageIdentity(named, (), "annotation", missing=(
-            f"the bundle's annotation {ANNOTATION_NAME} names {named}, but annotation {ANNOTATION_DIGEST} is "
+    return None
+
+
+def _missing_digest(named: str) -> str:
+    return (f"the bundle's annotation {ANNOTATION_NAME} names {named}, but annotation {ANNOTATION_DIGEST} is "
             "missing and no umoci.json or runtime storage gives the image's digest: add "
             f'"{ANNOTATION_DIGEST}": "sha256:<manifest digest>" to the annotations of config.json (podman: '
             f"--annotation {ANNOTATION_DIGEST}=sha256:...; the digest `notary notarize` printed, or `skopeo "
-            "inspect --format '{{.Digest}}'`)"))
-    return ImageIdentity(None, (), "none")
+            "inspect --format '{{.Digest}}'`)")
 
 
 def _stored_name(named: str | None, stored: Sequence[str], runtime: str) -> str | None:
