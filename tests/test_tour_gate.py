@@ -65,7 +65,7 @@ class Tour:
                         env=env)
 
     def gate_check(self, *args: str, expect: int | None = 0, env: dict[str, str] | None = None) -> Result:
-        return self.run("--config", str(self.config), "gate", "check", *args, expect=expect, env=env)
+        return self.run("--config", str(self.config), "gate", "check", "--log", *args, expect=expect, env=env)
 
     def decisions(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []

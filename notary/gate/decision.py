@@ -10,8 +10,6 @@ cannot be logged becomes a refusal.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -28,14 +26,16 @@ from notary.errors import (
     LedgerUnavailableError,
     NotaryError,
 )
+from notary.gate.decision_log import DecisionLog
 from notary.gate.policy import Policy
-from notary.ledger.base import Ledger, rfc3339
+from notary.ledger.base import Ledger, TreeHead, rfc3339
 from notary.names import normalize_name
 
 ALLOW, REFUSE = "allow", "refuse"
 # how the gate reached a decision: the ledger's word, a policy allow-list, a fail-open allow, the policy alone
-# (no rule or no digest), an error before the ledger was asked, or a Docker call about nothing that exists
-Via = Literal["verified", "break-glass", "fail-open", "policy", "error", "absent"]
+# (no rule or no digest), an error before the ledger was asked, or a Docker call about nothing that exists;
+# fail-closed: the ledger could not be asked and the policy refuses then (no proof was checked)
+Via = Literal["verified", "break-glass", "fail-open", "fail-closed", "policy", "error", "absent"]
 
 
 class GateDecision(NamedTuple):
@@ -56,6 +56,7 @@ class GateDecision(NamedTuple):
     signer: str | None = None
     digests: tuple[str, ...] = ()
     extra: Mapping[str, Any] = MappingProxyType({})
+    head: TreeHead | None = None  # the proven head a verified decision rests on (a recheck starts there)
 
     def __repr__(self) -> str:
         return f"GateDecision({self.decision} {self.image or self.digest}: {self.reason})"
@@ -77,35 +78,10 @@ class GateDecision(NamedTuple):
             "signer": self.signer,
             "reason": self.reason,
             "tree_size": self.tree_size,
+            **({"head": {"ledger_id": self.head.ledger_id, "tx": self.head.tx, "tree_size": self.head.tree_size,
+                         "root_hash": self.head.root.hex()}} if self.head is not None else {}),
             **self.extra,
         }
-
-
-class DecisionLog:
-    """Append-only JSON lines, one write(2) per line under O_APPEND, so concurrent gates never interleave."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def write(self, decision: GateDecision, *, front_end: str, now: datetime) -> None:
-        if not self.path:
-            return
-        line = {
-            "time": rfc3339(now),
-            "front_end": front_end,
-            **decision.to_json(),
-        }
-        data = (json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n").encode()
-        with self._lock:
-            directory = os.path.dirname(self.path)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
 
 
 class Gate:
@@ -124,7 +100,8 @@ class Gate:
         self._lock = threading.Lock()
         self.keep_open = keep_open
         self.front_end = front_end
-        self.log = DecisionLog(policy.decision_log)
+        self.log = DecisionLog(policy.decision_log, max_bytes=policy.decision_log_max_bytes,
+                               keep=policy.decision_log_keep)
 
     def close(self) -> None:
         with self._lock:
@@ -154,7 +131,7 @@ class Gate:
         if extra:
             decision = _with_extra(decision, extra)
         try:
-            self.log.write(decision, front_end=front_end or self.front_end, now=current)
+            self._log(decision, front_end or self.front_end, current)
         except OSError as exc:
             if decision.allowed:
                 decision = decision._replace(
@@ -166,7 +143,10 @@ class Gate:
     def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
         """Record a decision made before the gate could look at the ledger (e.g. unreadable input)."""
         with contextlib.suppress(OSError):  # the decision is already a refusal
-            self.log.write(decision, front_end=self.front_end, now=now or datetime.now(timezone.utc))
+            self._log(decision, self.front_end, now or datetime.now(timezone.utc))
+
+    def _log(self, decision: GateDecision, front_end: str, now: datetime) -> None:
+        self.log.append({"time": rfc3339(now), "front_end": front_end, **decision.to_json()})
 
     def _decide(self, image: str | None, digests: list[str], now: datetime) -> GateDecision:
         policy = self.policy
@@ -199,7 +179,7 @@ class Gate:
                                     via="fail-open", status="unreachable", digests=tuple(digests))
             return GateDecision(image=image, digest=digests[0], allowed=False, exit_code=EXIT_UNAVAILABLE,
                                 reason=f"ledger unreachable, refusing (fail closed): {exc.one_line()}",
-                                via="verified", status="unreachable", digests=tuple(digests))
+                                via="fail-closed", status="unreachable", digests=tuple(digests))
         except NotaryError as exc:
             return GateDecision(image=image, digest=digests[0], allowed=False,
                                 exit_code=exc.exit_code if exc.exit_code else EXIT_REFUSED,
@@ -223,7 +203,8 @@ class Gate:
             finally:
                 if not self.keep_open:
                     self._drop()
-        tree = next((r.head.tree_size for r in results if r.head is not None), None)
+        head = next((r.head for r in results if r.head is not None), None)
+        tree = head.tree_size if head is not None else None
         revoked = [r for r in results if r.status == "revoked"]
         good = [r for r in results if r.allowed]
         if revoked or not good:
@@ -232,7 +213,7 @@ class Gate:
             reason = r.reason if len(results) == 1 or revoked or stale else "; ".join(x.reason for x in results)
             revocation = {"revocation": r.revocation.to_json()} if r.revocation is not None else {}
             return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
-                                reason=reason, via="verified", tree_size=tree, status=r.status,
+                                reason=reason, via="verified", tree_size=tree, head=head, status=r.status,
                                 signer=r.signer, digests=tuple(digests), extra=revocation)
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
@@ -243,11 +224,11 @@ class Gate:
             unbound = name_not_bound(image, good)
             if unbound is not None:
                 return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
-                                    reason=unbound, via="verified", tree_size=tree, status="name-mismatch",
+                                    reason=unbound, via="verified", tree_size=tree, head=head, status="name-mismatch",
                                     signer=r.signer, digests=tuple(digests))
             extra["name_matched"] = normalize_name(image)
         return GateDecision(image=image, digest=r.digest, allowed=True, exit_code=EXIT_OK,
-                            reason=r.reason + via_id, via="verified", tree_size=tree, status=r.status,
+                            reason=r.reason + via_id, via="verified", tree_size=tree, head=head, status=r.status,
                             signer=r.signer, digests=tuple(digests), extra=extra)
 
 

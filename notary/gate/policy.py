@@ -20,11 +20,13 @@ from notary import keys
 from notary.config import Config
 from notary.durations import parse_duration
 from notary.errors import NotaryError, UsageError
+from notary.gate.decision_log import DEFAULT_KEEP, DEFAULT_MAX_BYTES, MAX_KEEP, parse_size
 from notary.names import normalize_name
 from notary.records import check_digest, parse_time
 from notary.status import ROLES, TrustedKey
 
-POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "break_glass", "require_name_match"}
+POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "decision_log_max_size",
+               "decision_log_keep", "break_glass", "require_name_match"}
 TRUST_KEYS = {"images", "keys"}
 KEY_ENTRY_KEYS = {"path", "roles", "not_after"}
 BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
@@ -105,11 +107,15 @@ class BreakGlass:
 
 
 class Policy:
-    __slots__ = ("trust", "fail_open", "max_age", "decision_log", "break_glass", "source", "require_name_match")
+    __slots__ = ("trust", "fail_open", "max_age", "decision_log", "break_glass", "source", "require_name_match",
+                 "decision_log_max_bytes", "decision_log_keep")
 
     def __init__(self, trust: tuple[TrustRule, ...], fail_open: bool = False, max_age: timedelta | None = None,
                  decision_log: str | None = None, break_glass: tuple[BreakGlass, ...] = (),
-                 source: str | None = None, require_name_match: bool = True) -> None:
+                 source: str | None = None, require_name_match: bool = True,
+                 decision_log_max_bytes: int = DEFAULT_MAX_BYTES, decision_log_keep: int = DEFAULT_KEEP) -> None:
+        self.decision_log_max_bytes = decision_log_max_bytes
+        self.decision_log_keep = decision_log_keep
         self.trust = trust
         self.fail_open = fail_open
         self.max_age = max_age
@@ -148,6 +154,8 @@ class Policy:
             "check_revocation": True,
             "require_name_match": self.require_name_match,
             "decision_log": self.decision_log,
+            "decision_log_max_size": self.decision_log_max_bytes,
+            "decision_log_keep": self.decision_log_keep,
             "trust": [
                 {"images": list(r.images),
                  "keys": [{"key_id": k.key_id,
@@ -204,6 +212,10 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
     if log is not None and (not isinstance(log, str) or not log):
         raise UsageError(f"{where}: decision_log must be a file path")
 
+    log_size = parse_size(section.get("decision_log_max_size", DEFAULT_MAX_BYTES), f"{where}: decision_log_max_size")
+    keep = section.get("decision_log_keep", DEFAULT_KEEP)
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= MAX_KEEP:
+        raise UsageError(f"{where}: decision_log_keep must be a whole number from 1 to {MAX_KEEP}, not {keep!r:.40}")
     names = section.get("require_name_match", True)
     if not isinstance(names, bool):
         raise UsageError(f"{where}: require_name_match must be true or false, not {names!r:.40}")
@@ -260,7 +272,8 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
         globs = () if imgs is None else tuple(_check_glob(g, bwhere) for g in _str_list(imgs, f"{bwhere}: images"))
         glass.append(BreakGlass(digest, reason.strip(), when, globs, tuple(_glob_regex(g) for g in globs)))
 
-    return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source, names)
+    return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source, names,
+                  log_size, keep)
 
 
 def _entry_list(value: Any, where: str) -> list[Any]:

@@ -126,7 +126,7 @@ class GateWorld:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def gate_check(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "notary.cli.main", "gate", "check", *args],
+        return subprocess.run([sys.executable, "-m", "notary.cli.main", "gate", "check", "--log", *args],
                               env={**self.env(), **(env or {})}, capture_output=True, text=True, timeout=120)
 
     def hook_spec(self) -> dict[str, Any]:

@@ -67,16 +67,20 @@ def _finish(app: App, decision: Any, hint: str | None = None) -> None:
 @click.option("--identity-only", "identity_only", is_flag=True,
               help="For a local image (oci:, oci-archive:, docker-archive:, docker-daemon:), only compute its "
               "digest; do not read and hash its blobs.")
+@click.option("--log", "log_decision", is_flag=True,
+              help="Also write the decision to the policy's decision_log, as an admission (for a deploy step "
+              "that uses gate check as its gate). Without it a check is a question: the log, which `audit "
+              "recheck` reads as what the gate admitted, is left alone.")
 @source_options_flags
 @pass_app
-def check(app: App, image: str, name: str | None, identity_only: bool, **flags: Any) -> None:
+def check(app: App, image: str, name: str | None, identity_only: bool, log_decision: bool, **flags: Any) -> None:
     """Decide about IMAGE as the runtime gates would: exit 0 allowed, 1 refused, 3 integrity, 4 unreachable.
 
     IMAGE is a reference (registry.example/app:1.0, a tag is resolved through the registry; app@sha256:...
     needs no registry), a bare sha256: digest, or a notary SUBJECT (oci:DIR[:TAG|@DIGEST], oci-archive:FILE,
     docker-archive:FILE, docker-daemon:NAME, registry://...). A local image is read and every blob hashed
     against its digest, as `notary verify` does (altered bytes are exit 3); --identity-only skips that. The
-    decision is logged to the policy's decision_log.
+    decision goes to the policy's decision_log only with --log.
     """
     from notary.errors import NotaryError
     from notary.gate.decision import GateDecision, gate_for
@@ -85,6 +89,10 @@ def check(app: App, image: str, name: str | None, identity_only: bool, **flags: 
 
     chosen = check_name(name) if name is not None else None  # a usage error before the ledger is touched
     the_gate = gate_for(app.config, app.ledger_url, front_end="check")
+    if not log_decision:
+        from notary.gate.decision_log import DecisionLog
+
+        the_gate.log = DecisionLog(None)
     try:
         try:
             found_name, digests = resolve_image(image, source_options(app, flags), read_local=not identity_only)
