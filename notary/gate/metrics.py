@@ -1,7 +1,7 @@
 """Prometheus metrics and server logs for the resident gate front ends (hook server, Docker plugin, webhook).
 
-Written by hand in the text exposition format (version 0.0.4): four metric families do not justify a client
-library in a process that sits in front of every container start. What is exposed:
+Written by hand in the text exposition format (version 0.0.4): a handful of metric families do not justify a
+client library in a process that sits in front of every container start. What is exposed:
 
 - `notary_gate_decisions_total{front_end,decision,exit_code}`: every decision, including refusals made
   before the ledger was consulted (bad input, busy), as in the decision log;
@@ -12,7 +12,18 @@ library in a process that sits in front of every container start. What is expose
 - `notary_gate_ledger_tree_size` and `notary_gate_ledger_head_age_seconds`: the newest ledger head this
   process has verified, and the seconds since it last verified one (a proven read). The age grows while the
   ledger is unreachable or broken, or while no decision needs it;
-- `process_start_time_seconds`.
+- `notary_build_info{version,python,implementation}` 1: which notary and interpreter answer, so a fleet's
+  versions can be counted and a rollout watched (`count by (version) (notary_build_info)`);
+- the Prometheus client conventions' process metrics, read from /proc/self at scrape time (never on the
+  decision path) and left out where there is no /proc rather than failing the scrape:
+  `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
+  `process_open_fds`, `process_max_fds`; and `process_start_time_seconds` (when the metrics were set up).
+
+Every counter and histogram series a front end can produce exists at zero from start-up (`declare`, which
+ObservedGate calls with its gate's front end): `increase()` and `rate()` need a sample before the first event,
+otherwise a series born at 1 shows no increase and the first proof failure never alerts. The label sets are
+bounded and known: allow is exit 0, refuse is exit 1 (refused), 2 (bad input), 3 (integrity) or 4
+(unreachable, busy, decision log unwritable), as notary.errors defines them.
 
 `ObservedGate` wraps a Gate: every check and log_only is counted, timed and (refusals) logged, and the
 call itself is the Gate's, unchanged. `ServerLog` writes the servers' own lines to stderr, as text or as
@@ -22,15 +33,26 @@ one JSON object per line (`--log-format json`), for journald or `kubectl logs`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+from notary import __version__
+from notary.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LOG_FORMATS = ("text", "json")
+# every (decision, exit code) a GateDecision can carry: these series exist at zero before the first decision
+OUTCOMES = (("allow", EXIT_OK), ("refuse", EXIT_REFUSED), ("refuse", EXIT_USAGE), ("refuse", EXIT_INTEGRITY),
+            ("refuse", EXIT_UNAVAILABLE))
+PROC = "/proc/self"
+_PY = sys.version_info
+BUILD = (("version", __version__), ("python", f"{_PY.major}.{_PY.minor}.{_PY.micro}"),
+         ("implementation", sys.implementation.name))
 
 
 def _label(value: str) -> str:
@@ -45,12 +67,52 @@ def _number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(value)
 
 
+def _family(name: str, kind: str, doc: str, value: float) -> list[str]:
+    return [f"# HELP {name} {doc}", f"# TYPE {name} {kind}", f"{name} {_number(value)}"]
+
+
+def process_metrics(proc: str = PROC) -> list[str]:
+    """The exposition lines of the process metrics Prometheus client libraries export, under the same names and
+    units so stock dashboards and alerts work; each source that cannot be read (no /proc: not Linux, a
+    sandbox) leaves its metrics out, because a scrape that fails hides the gate's own numbers too."""
+    out: list[str] = []
+    try:
+        with open(f"{proc}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        # fields after the command name, which may hold spaces and parentheses: state is field 3 of proc(5)
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime, fields 14 and 15
+        vsize, rss = int(fields[20]), int(fields[21]) * page  # fields 23 (bytes) and 24 (pages)
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    else:
+        out += _family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+                       float(cpu))
+        out += _family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vsize)
+        out += _family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss)
+    try:
+        fds = len(os.listdir(f"{proc}/fd"))
+    except OSError:
+        pass
+    else:
+        out += _family("process_open_fds", "gauge", "Number of open file descriptors.", fds)
+    try:
+        with open(f"{proc}/limits", encoding="ascii", errors="replace") as f:
+            soft = next(line.split()[3] for line in f if line.startswith("Max open files"))
+        out += _family("process_max_fds", "gauge", "Maximum number of open file descriptors.", int(soft))
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass  # "unlimited" has no number: no sample rather than a made-up one
+    return out
+
+
 class Metrics:
     """Counters, a latency histogram and ledger freshness for one process; thread-safe, bounded (labels come
     from a fixed set: front ends, allow/refuse, exit codes 0-4)."""
 
-    def __init__(self, *, clock: Any = time.time) -> None:
+    def __init__(self, *, clock: Any = time.time, front_ends: Sequence[str] = (), proc: str = PROC) -> None:
         self._clock = clock
+        self._proc = proc
         self._lock = threading.Lock()
         self._decisions: dict[tuple[str, str, str], int] = {}
         self._proof_failures: dict[str, int] = {}
@@ -58,6 +120,16 @@ class Metrics:
         self._tree_size: int | None = None
         self._verified_at: float | None = None
         self._started = clock()
+        for front_end in front_ends:
+            self.declare(front_end)
+
+    def declare(self, front_end: str) -> None:
+        """Give front_end's series their zero samples now, so the first decision is an increase from 0."""
+        with self._lock:
+            for decision, code in OUTCOMES:
+                self._decisions.setdefault((front_end, decision, str(code)), 0)
+            self._proof_failures.setdefault(front_end, 0)
+            self._latency.setdefault(front_end, [0.0] * (len(BUCKETS) + 2))
 
     def observe(self, decision: Any, front_end: str, seconds: float | None = None) -> None:
         """Count one decision (a GateDecision); seconds: how long Gate.check took, if it was one."""
@@ -80,8 +152,9 @@ class Metrics:
                 row[-1] += 1
 
     def render(self) -> str:
-        """The text exposition of every metric, as of now."""
+        """The text exposition of every metric, as of now (the process metrics read /proc only here)."""
         now = self._clock()
+        process = process_metrics(self._proc)
         with self._lock:
             decisions = sorted(self._decisions.items())
             failures = sorted(self._proof_failures.items())
@@ -99,7 +172,8 @@ class Metrics:
                 out.append(f"notary_gate_decision_duration_seconds_bucket{labels} {int(row[i])}")
             inf = _labels([("front_end", front_end), ("le", "+Inf")])
             out.append(f"notary_gate_decision_duration_seconds_bucket{inf} {int(row[-1])}")
-            out.append(f"notary_gate_decision_duration_seconds_sum{_labels([('front_end', front_end)])} {row[-2]!r}")
+            out.append(f"notary_gate_decision_duration_seconds_sum{_labels([('front_end', front_end)])} "
+                       f"{_number(row[-2])}")
             out.append(f"notary_gate_decision_duration_seconds_count{_labels([('front_end', front_end)])} "
                        f"{int(row[-1])}")
         out += ["# HELP notary_gate_proof_failures_total Decisions refused for an integrity failure (exit 3).",
@@ -115,7 +189,10 @@ class Metrics:
                 f"notary_gate_ledger_head_age_seconds {max(0.0, now - (verified or self._started))!r}",
                 "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.",
                 "# TYPE process_start_time_seconds gauge",
-                f"process_start_time_seconds {self._started!r}"]
+                f"process_start_time_seconds {_number(self._started)}",
+                "# HELP notary_build_info The notary version and Python interpreter of this process (always 1).",
+                "# TYPE notary_build_info gauge",
+                f"notary_build_info{_labels(BUILD)} 1", *process]
         return "\n".join(out) + "\n"
 
 
@@ -157,6 +234,7 @@ class ObservedGate:
         self._gate = gate
         self.metrics = metrics
         self.server_log = log
+        metrics.declare(gate.front_end)  # every front end passes its gate's name: its series start at 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._gate, name)
