@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from notary.config import Config
 from notary.errors import (
@@ -28,7 +28,7 @@ from notary.errors import (
 )
 from notary.gate.decision_log import DecisionLog
 from notary.gate.policy import Policy
-from notary.ledger.base import Ledger, TreeHead, rfc3339
+from notary.ledger.base import HistoryReader, Ledger, TreeHead, rfc3339
 from notary.names import normalize_name
 
 ALLOW, REFUSE = "allow", "refuse"
@@ -84,6 +84,13 @@ class GateDecision(NamedTuple):
         }
 
 
+class GateReader(HistoryReader, Protocol):
+    """What a Gate decides from: proven histories and the head (a Ledger is one; so is a recheck's view of a
+    ledger as of a past transaction, notary.audit.recheck.AsOf), and a way to let it go."""
+
+    def close(self) -> None: ...
+
+
 class Gate:
     """Policy plus a way to reach the ledger. Thread-safe: servers share one Gate across requests.
 
@@ -92,11 +99,11 @@ class Gate:
     After an unreachable-ledger error the ledger is reopened on the next request.
     """
 
-    def __init__(self, policy: Policy, open_ledger: Callable[[], Ledger], *, front_end: str = "check",
+    def __init__(self, policy: Policy, open_ledger: Callable[[], GateReader], *, front_end: str = "check",
                  keep_open: bool = True) -> None:
         self.policy = policy
         self._open = open_ledger
-        self._ledger: Ledger | None = None
+        self._ledger: GateReader | None = None
         self._lock = threading.Lock()
         self.keep_open = keep_open
         self.front_end = front_end
@@ -247,7 +254,7 @@ def name_not_bound(image: str, trusted: Sequence[Any]) -> str | None:
             f"notarize the image again with a trusted key and --name {name})")
 
 
-def _by_image_id(ledger: Ledger, image_id: str, trusted: Sequence[Any], max_age: Any, now: datetime) -> list[Any]:
+def _by_image_id(ledger: HistoryReader, image_id: str, trusted: Sequence[Any], max_age: Any, now: datetime) -> list[Any]:
     """Decisions about the manifests whose *signed* record names image_id as their config (the image id).
 
     Runtimes that know only an image id (CRI-O's ImageRef, a `docker load`ed image) are matched through the

@@ -8,6 +8,7 @@ from notary.audit import points
 from notary.audit.diff import Diff
 from notary.cli.commands.audit_follow import follow as audit_follow
 from notary.cli.commands.audit_range import exit_on_findings, proven_diff
+from notary.cli.commands.audit_recheck import recheck_command as audit_recheck
 from notary.cli.commands.audit_report import report as audit_report
 from notary.cli.commands.checkpoint import check_checkpoint
 from notary.cli.common import App, pass_app
@@ -78,3 +79,4 @@ def _human(found: Diff, head: TreeHead, url: str, from_point: str, to_point: str
 audit.add_command(check_checkpoint)  # `notary audit checkpoint FILE`
 audit.add_command(audit_follow)  # `notary audit follow`
 audit.add_command(audit_report)  # `notary audit report -o FILE`
+audit.add_command(audit_recheck)  # `notary audit recheck --policy FILE`
