@@ -168,6 +168,7 @@ def test_every_policy_setting_is_documented_wherever_policy_is_documented() -> N
     example = (docs / "policy-example.toml").read_text()
     for setting in sorted(POLICY_KEYS):
         assert f"`{setting}" in gate_md or f"policy.{setting}" in gate_md, f"docs/gate.md lacks {setting}"
-        assert f"{setting} =" in example or f"[[policy.{setting}]]" in example, f"policy-example.toml lacks {setting}"
+        assert f"{setting} =" in example or f"[[policy.{setting}]]" in example or f"[policy.{setting}]" in example, \
+            f"policy-example.toml lacks {setting}"
     assert "`require_name_match = true` (the default)" in gate_md
     assert "--name" in example and "default: true" in example

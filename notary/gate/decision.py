@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 from notary.config import Config
 from notary.errors import (
@@ -30,6 +30,9 @@ from notary.gate.decision_log import DecisionLog
 from notary.gate.policy import Policy
 from notary.ledger.base import HistoryReader, Ledger, TreeHead, rfc3339
 from notary.names import normalize_name
+
+if TYPE_CHECKING:
+    from notary.gate.witnessed import Witnessed
 
 ALLOW, REFUSE = "allow", "refuse"
 # how the gate reached a decision: the ledger's word, a policy allow-list, a fail-open allow, the policy alone
@@ -109,6 +112,11 @@ class Gate:
         self.front_end = front_end
         self.log = DecisionLog(policy.decision_log, max_bytes=policy.decision_log_max_bytes,
                                keep=policy.decision_log_keep)
+        self._witnessed: Witnessed | None = None
+        if policy.witnesses is not None:
+            from notary.gate.witnessed import Witnessed
+
+            self._witnessed = Witnessed(policy.witnesses)
 
     def close(self) -> None:
         with self._lock:
@@ -204,6 +212,7 @@ class Gate:
                 if not any(r.allowed or r.status == "revoked" for r in results):
                     for d in digests:
                         results.extend(_by_image_id(ledger, d, trusted, self.policy.max_age, now))
+                unwitnessed = self._unwitnessed(ledger, results, trusted, now)
             except LedgerUnavailableError:
                 self._drop()
                 raise
@@ -222,6 +231,11 @@ class Gate:
             return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
                                 reason=reason, via="verified", tree_size=tree, head=head, status=r.status,
                                 signer=r.signer, digests=tuple(digests), extra=revocation)
+        if unwitnessed is not None:
+            r = good[0]
+            return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
+                                reason=unwitnessed, via="verified", tree_size=tree, head=head, status="unwitnessed",
+                                signer=r.signer, digests=tuple(digests))
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
         extra: dict[str, Any] = {}
@@ -237,6 +251,31 @@ class Gate:
         return GateDecision(image=image, digest=r.digest, allowed=True, exit_code=EXIT_OK,
                             reason=r.reason + via_id, via="verified", tree_size=tree, head=head, status=r.status,
                             signer=r.signer, digests=tuple(digests), extra=extra)
+
+
+    def _unwitnessed(self, ledger: GateReader, results: list[Any], trusted: Sequence[Any],
+                     now: datetime) -> str | None:
+        """None when no witnesses are required, or a trusted result also admits on the witnessed prefix
+        (notary.gate.witnessed); else why not. A revoked or refused result needs no witness to refuse."""
+        if self._witnessed is None or not any(r.allowed for r in results) or any(r.status == "revoked"
+                                                                                 for r in results):
+            return None
+        from notary.gate.witnessed import Prefix, Shortfall
+        from notary.verify import verify_digest
+
+        head = next(r.head for r in results if r.head is not None)
+        try:
+            size = self._witnessed.size(ledger, head)
+        except Shortfall as exc:
+            return f"no head is witnessed as the policy requires: {exc}"
+        prefix = Prefix(ledger, size)
+        for r in results:
+            if r.allowed and verify_digest(prefix, r.digest, trusted, max_age=self.policy.max_age, now=now).allowed:
+                return None
+        digest = next(r.digest for r in results if r.allowed)
+        return (f"{digest} is notarized after the last witnessed checkpoint (size {size}; the verified head is "
+                f"at {head.tree_size}): it is admitted once a checkpoint covering it is cosigned by "
+                f"{self._witnessed.rule.min_witnesses} of the policy's witnesses")
 
 
 def name_not_bound(image: str, trusted: Sequence[Any]) -> str | None:

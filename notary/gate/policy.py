@@ -21,12 +21,13 @@ from notary.config import Config
 from notary.durations import parse_duration
 from notary.errors import NotaryError, UsageError
 from notary.gate.decision_log import DEFAULT_KEEP, DEFAULT_MAX_BYTES, MAX_KEEP, parse_size
+from notary.gate.witnessed import WitnessRule, parse_witness_rule
 from notary.names import normalize_name
 from notary.records import check_digest, parse_time
 from notary.status import ROLES, TrustedKey
 
 POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "decision_log_max_size",
-               "decision_log_keep", "break_glass", "require_name_match"}
+               "decision_log_keep", "break_glass", "require_name_match", "witnesses"}
 TRUST_KEYS = {"images", "keys"}
 KEY_ENTRY_KEYS = {"path", "roles", "not_after"}
 BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
@@ -108,12 +109,14 @@ class BreakGlass:
 
 class Policy:
     __slots__ = ("trust", "fail_open", "max_age", "decision_log", "break_glass", "source", "require_name_match",
-                 "decision_log_max_bytes", "decision_log_keep")
+                 "decision_log_max_bytes", "decision_log_keep", "witnesses")
 
     def __init__(self, trust: tuple[TrustRule, ...], fail_open: bool = False, max_age: timedelta | None = None,
                  decision_log: str | None = None, break_glass: tuple[BreakGlass, ...] = (),
                  source: str | None = None, require_name_match: bool = True,
-                 decision_log_max_bytes: int = DEFAULT_MAX_BYTES, decision_log_keep: int = DEFAULT_KEEP) -> None:
+                 decision_log_max_bytes: int = DEFAULT_MAX_BYTES, decision_log_keep: int = DEFAULT_KEEP,
+                 witnesses: WitnessRule | None = None) -> None:
+        self.witnesses = witnesses
         self.decision_log_max_bytes = decision_log_max_bytes
         self.decision_log_keep = decision_log_keep
         self.trust = trust
@@ -156,6 +159,8 @@ class Policy:
             "decision_log": self.decision_log,
             "decision_log_max_size": self.decision_log_max_bytes,
             "decision_log_keep": self.decision_log_keep,
+            "witnesses": ({"keys": list(self.witnesses.vkeys), "min": self.witnesses.min_witnesses,
+                           "checkpoint": self.witnesses.checkpoint} if self.witnesses else None),
             "trust": [
                 {"images": list(r.images),
                  "keys": [{"key_id": k.key_id,
@@ -272,8 +277,10 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
         globs = () if imgs is None else tuple(_check_glob(g, bwhere) for g in _str_list(imgs, f"{bwhere}: images"))
         glass.append(BreakGlass(digest, reason.strip(), when, globs, tuple(_glob_regex(g) for g in globs)))
 
+    witnesses = section.get("witnesses")
+    rule = parse_witness_rule(witnesses, resolve, f"{where}.witnesses") if witnesses is not None else None
     return Policy(tuple(rules), fail == "open", age, resolve(log) if log else None, tuple(glass), source, names,
-                  log_size, keep)
+                  log_size, keep, rule)
 
 
 def _entry_list(value: Any, where: str) -> list[Any]:
