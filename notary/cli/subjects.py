@@ -33,8 +33,9 @@ def registry_options_flags(func: Callable[..., Any]) -> Callable[..., Any]:
     whose --workers are its serving threads)."""
     @click.option("--insecure", is_flag=True, help="Allow plain HTTP to a registry on loopback.")
     @click.option("--registry-auth", "registry_auth", metavar="FILE", help="Registry credentials file "
-                  "(docker config.json, or {\"username\",\"password\"} / {\"token\"}). Or env "
-                  "NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN.")
+                  "(docker config.json / podman auth.json with credential helpers, or {\"username\",\"password\"} "
+                  "/ {\"token\"}). Default: env NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN, else the docker/podman "
+                  "login files (REGISTRY_AUTH_FILE, containers/auth.json, ~/.docker/config.json).")
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)

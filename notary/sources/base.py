@@ -86,7 +86,8 @@ class SourceOptions:
     workers: parallel hashing threads (default: CPU count). insecure: allow plain HTTP, only to loopback
     registries. registry_auth_file: a JSON file with credentials (docker config.json or {"username",
     "password"} / {"token"}); NOTARY_REGISTRY_USERNAME / NOTARY_REGISTRY_PASSWORD / NOTARY_REGISTRY_TOKEN
-    from the environment otherwise. docker_host: Engine API address (default DOCKER_HOST or the unix socket).
+    from the environment otherwise, then the docker and podman login files and their credential helpers
+    (notary.sources.registry_credentials). docker_host: Engine API address (default DOCKER_HOST or the unix socket).
     """
 
     workers: int | None = None

@@ -1,43 +1,31 @@
 """Talking to a registry: transport rules, credentials and the auth handshake (Registry HTTP API v2).
 
 Rules that protect users: HTTPS always, except plain HTTP to a loopback registry when the user asked for
---insecure; credentials come from a file or the environment, never the command line; a bearer-token realm
-must itself be HTTPS (same loopback exception) so a password is never sent in clear; and a registry that
-rejects the credentials is a one-line error, not a traceback.
+--insecure; credentials come from a file, a credential helper or the environment (registry_credentials.py),
+never the command line; a bearer-token realm must itself be HTTPS (same loopback exception) so a password is
+never sent in clear; and a registry that rejects the credentials is a one-line error, not a traceback.
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
-import os
 import re
 import threading
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
 
 from notary.errors import InputError, SourceUnavailableError, UsageError
-from notary.fsio import MAX_AUTH_FILE, read_regular
-from notary.jsonsafe import loads, loads_object
+from notary.jsonsafe import loads
 from notary.sources.base import SourceOptions
+from notary.sources.registry_credentials import Credentials, load_credentials  # files, helpers, environment
 
 MAX_TOKEN_RESPONSE = 1 << 20
+NO_CREDENTIALS_HINT = ("use --registry-auth FILE, NOTARY_REGISTRY_USERNAME/PASSWORD, or docker/podman login "
+                       "(see docs/subjects.md)")
 USER_AGENT = "notary/0.1"
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
-
-    @property
-    def has_password(self) -> bool:
-        return bool(self.username) and self.password is not None
 
 
 def is_loopback(host: str) -> bool:
@@ -70,53 +58,6 @@ def base_url(hostport: str, options: SourceOptions) -> str:
     return f"http://{hostport}"
 
 
-def _from_auth_entry(entry: Any, where: str) -> Credentials:
-    if not isinstance(entry, dict):
-        raise InputError(f"malformed registry credentials in {where}")
-    if isinstance(entry.get("auth"), str) and entry["auth"]:
-        try:
-            user, sep, secret = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            raise InputError(f"malformed 'auth' value in {where}") from None
-        if not sep:
-            raise InputError(f"malformed 'auth' value in {where}: expected base64 of user:password")
-        return Credentials(user, secret)
-    token = entry.get("token") or entry.get("registrytoken")
-    username: object = entry.get("username")
-    password: object = entry.get("password")
-    if token is not None and not isinstance(token, str):
-        raise InputError(f"malformed token in {where}")
-    if (username is not None and not isinstance(username, str)) or (
-            password is not None and not isinstance(password, str)):
-        raise InputError(f"malformed username/password in {where}")
-    return Credentials(username, password, token)
-
-
-def load_credentials(hostport: str, options: SourceOptions) -> Credentials:
-    """Credentials for hostport: the auth file (docker config.json `auths`, or a plain
-    {"username","password"} / {"token"}) if given, else NOTARY_REGISTRY_* from the environment."""
-    if options.registry_auth_file:
-        where = options.registry_auth_file
-        raw = read_regular(where, MAX_AUTH_FILE, "registry credentials file", error=UsageError)
-        doc = loads_object(raw, f"registry credentials file {where}")
-        if "auths" in doc:
-            auths = doc["auths"]
-            if not isinstance(auths, dict):
-                raise InputError(f"malformed 'auths' in {where}")
-            keys = [hostport, f"https://{hostport}", f"http://{hostport}", f"https://{hostport}/v1/",
-                    f"https://{hostport}/v2/"]
-            if hostport in API_HOSTS:
-                keys.append("https://index.docker.io/v1/")
-            for key in keys:
-                if key in auths:
-                    return _from_auth_entry(auths[key], where)
-            return Credentials()
-        return _from_auth_entry(doc, where)
-    env = os.environ
-    return Credentials(env.get("NOTARY_REGISTRY_USERNAME") or None, env.get("NOTARY_REGISTRY_PASSWORD"),
-                       env.get("NOTARY_REGISTRY_TOKEN") or None)
-
-
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """('bearer'|'basic'|..., params) from a WWW-Authenticate header."""
     scheme, _, rest = header.strip().partition(" ")
@@ -135,7 +76,7 @@ class RegistryClient:
         self.repository = repository
         self.options = options
         self.base = base_url(hostport, options)
-        self.credentials = load_credentials(hostport, options)
+        self.credentials: Credentials = load_credentials(hostport, options, repository)
         self._auth: str | None = f"Bearer {self.credentials.token}" if self.credentials.token else None
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -178,7 +119,7 @@ class RegistryClient:
         if resp.status_code == 401:
             resp.close()
             raise UsageError(f"registry {self.hostport} rejected the credentials for {self.repository}",
-                             hint="check --registry-auth or NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN")
+                             hint=self._check_hint())
         return resp
 
     def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
@@ -187,13 +128,25 @@ class RegistryClient:
             headers["Authorization"] = self._auth
         return headers
 
+    def _check_hint(self) -> str:
+        where = self.credentials.origin
+        return f"check the credentials from {where}" if where else "check --registry-auth or NOTARY_REGISTRY_*"
+
     def _answer(self, challenge: str) -> None:
         scheme, params = parse_challenge(challenge)
         creds = self.credentials
+        if creds.identity_token and not creds.has_password:
+            # An identity token is an OAuth2 refresh token: it must be exchanged at the token service
+            # (POST grant_type=refresh_token), which this client does not do. Sent as a password or as a
+            # bearer token it would be the wrong credential at best, so say so instead.
+            raise UsageError(f"the credentials for {self.hostport} from {creds.origin or 'the auth file'} are an "
+                             "identity token (OAuth2 refresh token), which notary cannot use yet",
+                             hint="log in with a username and password or access token, or set "
+                                  "NOTARY_REGISTRY_USERNAME/PASSWORD or NOTARY_REGISTRY_TOKEN")
         if scheme == "basic":
             if not creds.has_password:
                 raise UsageError(f"registry {self.hostport} requires a username and password",
-                                 hint="use --registry-auth FILE or NOTARY_REGISTRY_USERNAME/PASSWORD")
+                                 hint=NO_CREDENTIALS_HINT)
             raw = f"{creds.username}:{creds.password}".encode()
             self._auth = "Basic " + base64.b64encode(raw).decode()
             return
@@ -224,10 +177,10 @@ class RegistryClient:
             if resp.status_code in (401, 403) and not creds.has_password:
                 raise UsageError(f"registry {self.hostport} requires credentials (its token service refused "
                                  "anonymous access)",
-                                 hint="use --registry-auth FILE or NOTARY_REGISTRY_USERNAME/PASSWORD")
+                                 hint=NO_CREDENTIALS_HINT)
             if resp.status_code in (401, 403):
                 raise UsageError(f"token service for {self.hostport} refused the credentials",
-                                 hint="check --registry-auth or NOTARY_REGISTRY_USERNAME/PASSWORD")
+                                 hint=self._check_hint())
             if resp.status_code != 200:
                 raise SourceUnavailableError(f"token service for {self.hostport} answered {resp.status_code}")
             body = resp.raw.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
