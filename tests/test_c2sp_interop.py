@@ -29,12 +29,11 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from notary.audit import note as notes
-from notary.audit.witness import Witness
-from notary.audit.witness_http import WitnessServer, serve_in_thread
 from tests.support.ci_runners import runner_bin
 from tests.support.cli import Notary
 from tests.support.integration import require_tool
 from tests.support.processes import free_port, stop_process, wait_for_socket, wait_until
+from tests.support.witnesses import served, witness_for
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +52,9 @@ def test_go_note_and_torchwood_read_notary_checkpoints_and_cosignatures(peers: P
     log_vkey = user.run("ledger", "checkpoint", "--vkey").out.strip()
     seed = os.urandom(32)
     wkey = Ed25519PrivateKey.from_private_bytes(seed)
-    witness = Witness("witness.test/notary", wkey, [notes.parse_vkey(log_vkey)], tmp_path / "w")
-    server = WitnessServer(("127.0.0.1", 0), witness)
-    serve_in_thread(server)
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    witness = witness_for("notary", [log_vkey], tmp_path / "w", wkey)
+    with served(witness) as url:
         data = user.run("ledger", "checkpoint", "--witness", url, "--witness-vkey", witness.vkey).out.encode()
-    finally:
-        server.shutdown()
-        server.server_close()
     head = user.run("--json", "ledger", "info").json["head"]
     read = _peer_verify(peers, data, log_vkey, "-witness-name", "witness.test/notary", "-witness-seed", seed.hex())
     assert read.returncode == 0, read.stderr

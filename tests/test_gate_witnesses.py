@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from notary import keys
-from notary.audit import note as notes
-from notary.audit.witness import Witness
-from notary.audit.witness_http import WitnessServer, serve_in_thread
 from notary.sources.base import Subject
 from tests.support.cli import Notary
 from tests.support.runtimes import GateWorld
+from tests.support.witnesses import served, witness_for
 
 APP = "registry.example/app"
 A = "sha256:" + "a1" * 32
@@ -24,25 +22,16 @@ B = "sha256:" + "b2" * 32
 
 
 class Witnesses:
-    """Real C2SP witnesses for one log, each with its own key and state, served over HTTP."""
+    """Real C2SP witnesses for one log (tests.support.witnesses), served until closed."""
 
     def __init__(self, root: Path, log_vkey: str, names: tuple[str, ...]) -> None:
-        self.servers: list[WitnessServer] = []
-        self.urls: list[str] = []
-        self.vkeys: list[str] = []
-        for name in names:
-            w = Witness(f"witness.test/{name}", keys.generate_private_key(), [notes.parse_vkey(log_vkey)],
-                        root / name)  # type: ignore[arg-type]
-            srv = WitnessServer(("127.0.0.1", 0), w)
-            serve_in_thread(srv)
-            self.servers.append(srv)
-            self.urls.append(f"http://127.0.0.1:{srv.server_address[1]}")
-            self.vkeys.append(w.vkey)
+        self._stack = ExitStack()
+        made = [witness_for(name, [log_vkey], root / name) for name in names]
+        self.urls = [self._stack.enter_context(served(w)) for w in made]
+        self.vkeys = [w.vkey for w in made]
 
     def close(self) -> None:
-        for srv in self.servers:
-            srv.shutdown()
-            srv.server_close()
+        self._stack.close()
 
 
 class Setup:

@@ -18,11 +18,10 @@ import requests
 from notary import keys
 from notary.audit import checkpoints
 from notary.audit import note as notes
-from notary.audit.witness import Witness
-from notary.audit.witness_http import WitnessServer, serve_in_thread
 from notary.ledger.embedded import EmbeddedLedger
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
+from tests.support.witnesses import served, witness_for
 
 
 class Log:
@@ -60,12 +59,8 @@ def witness_key() -> keys.PrivateKey:
 
 @pytest.fixture
 def server(tmp_path: Path, log: Log, witness_key: keys.PrivateKey) -> Iterator[str]:
-    w = Witness("witness.test/w1", witness_key, [log.verifier], tmp_path / "witness")  # type: ignore[arg-type]
-    srv = WitnessServer(("127.0.0.1", 0), w)
-    serve_in_thread(srv)
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with served(witness_for("w1", [log.verifier], tmp_path / "witness", witness_key)) as url:  # type: ignore[arg-type]
+        yield url
 
 
 def _post(url: str, body: bytes) -> requests.Response:
@@ -169,12 +164,8 @@ def test_cli_checkpoint_witnessed_and_checked_and_a_fork_is_exit_3(tmp_path: Pat
     key = user.key()
     user.notarize_file(key, b"one", job_id="j1")
     log_vkey = user.run("ledger", "checkpoint", "--vkey").out.strip()
-    wkey = keys.generate_private_key()
-    w = Witness("witness.test/w1", wkey, [notes.parse_vkey(log_vkey)], tmp_path / "witness")  # type: ignore[arg-type]
-    srv = WitnessServer(("127.0.0.1", 0), w)
-    serve_in_thread(srv)
-    url = f"http://127.0.0.1:{srv.server_address[1]}"
-    try:
+    w = witness_for("w1", [log_vkey], tmp_path / "witness")
+    with served(w) as url:
         wv = w.vkey
         user.run("ledger", "checkpoint", "--witness", url, "--witness-vkey", wv, "-o", str(tmp_path / "cp"))
         user.run("audit", "checkpoint", str(tmp_path / "cp"), "--witness-vkey", wv, "--min-witnesses", "1")
@@ -200,6 +191,3 @@ def test_cli_checkpoint_witnessed_and_checked_and_a_fork_is_exit_3(tmp_path: Pat
         assert "refuses" in refused.err or "another history" in refused.err, refused.err
         (tmp_path / "cp").write_bytes((tmp_path / "cp").read_bytes().replace(b"\n\n", b"\n\n\xe2\x80\x94 x 0\n"))
         user.run("audit", "checkpoint", str(tmp_path / "cp"), expect=3)
-    finally:
-        srv.shutdown()
-        srv.server_close()

@@ -22,9 +22,9 @@ from notary import keys
 from notary.audit import note as notes
 from notary.audit import points
 from notary.audit.witness import Reply, Witness
-from notary.audit.witness_http import WitnessServer, serve_in_thread
 from notary.errors import InputError, ProofError, UsageError
 from tests.support.cli import Notary, Result
+from tests.support.witnesses import served, witness_for
 from tests.test_witness import Log
 
 LOOKALIKE_SIZES = ["\u0661\u0662", "012", "+5", " 5", "5 ", "\u00b2", "1_0", "\uff15", str(1 << 64), "9" * 21]
@@ -41,12 +41,8 @@ def log(tmp_path: Path) -> Log:
 
 @pytest.fixture
 def server(tmp_path: Path, log: Log) -> Iterator[str]:
-    w = Witness("witness.test/w1", keys.generate_private_key(), [log.verifier], tmp_path / "witness")  # type: ignore[arg-type]
-    srv = WitnessServer(("127.0.0.1", 0), w)
-    serve_in_thread(srv)
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with served(witness_for("w1", [log.verifier], tmp_path / "witness")) as url:
+        yield url
 
 
 @pytest.fixture
