@@ -11,7 +11,14 @@ from notary.cli.common import App, pass_app
 
 @click.group("ledger")
 def ledger() -> None:
-    """Inspect the ledger and this client's trusted state."""
+    """Inspect the ledger and this client's trusted state.
+
+    \b
+    Examples:
+      notary ledger info
+      notary --ledger file:///var/lib/notary/ledger.db ledger init
+      notary ledger audit
+    """
 
 
 @ledger.command("init")
@@ -25,7 +32,8 @@ def init(app: App) -> None:
     (docs/immudb.md).
 
     \b
-    notary --ledger file:///var/lib/notary/ledger.db ledger init
+    Examples:
+      notary --ledger file:///var/lib/notary/ledger.db ledger init
     """
     from notary.errors import UsageError
 
@@ -33,9 +41,9 @@ def init(app: App) -> None:
         raise UsageError("ledger init creates embedded ledgers (file://...); an immudb database is created on the "
                          "server", hint="immuadmin database create NAME (docs/immudb.md)")
     opened = app.open_ledger(create=True)
-    created = any(n.startswith("created new ledger") for n in getattr(opened, "notices", []))
+    created = bool(getattr(opened, "created", False))
     if created:
-        opened.notices.clear()  # said once, below
+        opened.notices[:] = [n for n in opened.notices if not n.startswith("created new ledger")]  # said below
     details = opened.info()
     where = details.details.get("path", details.url)
     app.emit({"created": created, "ledger_id": details.ledger_id, "url": details.url, "path": str(where)},
@@ -46,7 +54,13 @@ def init(app: App) -> None:
 @ledger.command("info")
 @pass_app
 def info(app: App) -> None:
-    """The ledger's current verified head, its size, and the trusted state it was proven consistent with."""
+    """The ledger's current verified head, its size, and the trusted state it was proven consistent with.
+
+    \b
+    Examples:
+      notary ledger info
+      notary --ledger immudb://notary@immudb.internal:3322/notary --json ledger info
+    """
     details = app.open_ledger().info()
     data = details.to_json()
 
@@ -81,6 +95,11 @@ def audit(app: App) -> None:
     chained to the trusted state, into this client's verified mirror (notary ledger mirror).
     Per-read proofs show a value is in the tree; they cannot show that a newer version of the key was not
     deleted from the file. This full check can: run it on a schedule, or before trusting a ledger copy.
+
+    \b
+    Examples:
+      notary ledger audit
+      notary --ledger immudb://notary@immudb.internal:3322/notary ledger audit
     """
     from notary.errors import UsageError
 
@@ -112,6 +131,10 @@ def upgrade(app: App) -> None:
     every key and the current head is re-signed with its root (same size, same log root: no record is
     added, changed or removed). From then on every read proves it shows the newest version, or that a key
     is absent. Needs the ledger's signing key (beside the file). A first write upgrades automatically.
+
+    \b
+    Examples:
+      notary --ledger file:///var/lib/notary/ledger.db ledger upgrade
     """
     from notary.errors import UsageError
 

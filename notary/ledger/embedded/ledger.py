@@ -69,6 +69,7 @@ class EmbeddedLedger:
         self.ledger_key = self.verifier.ledger_key
         self.url = url
         self.notices: list[str] = []
+        self.created = False  # this open created the file (ledger init reports it; notices are for people)
         self._conn = conn
         self._file = _location.identity(path)
         self._lock = threading.RLock()
@@ -111,6 +112,7 @@ class EmbeddedLedger:
         try:
             _location.pin(trust, path, pinned, ledger.ledger_id, ledger.ledger_key)
             if created:
+                ledger.created = True
                 with ledger._trust_lock():
                     ledger._advance(None, ledger.verifier.empty_head(), first_use_notice=False)
                 ledger.notices.append(f"created new ledger {ledger.ledger_id} at {path}")
