@@ -46,21 +46,10 @@ from tests.support.gateway import (
 )
 from tests.support.http_proxy import HttpProxy, Reply
 from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.immudb_fixtures import fresh_database, gateway_man_in_the_middle  # noqa: F401 - fixtures "url", "proxy"
 
 UUID_HEADER = "grpc-metadata-immudb-uuid"
 NOTARY_ERRORS = (ProofError, RollbackError, LedgerUnavailableError, NotaryError)
-
-
-@pytest.fixture
-def url(immudb_server: ImmudbServer) -> str:
-    return fresh_immudb_url(immudb_server)
-
-
-@pytest.fixture
-def proxy(immudb_server: ImmudbServer) -> Iterator[HttpProxy]:
-    p = HttpProxy(immudb_server.gateway_url).start()
-    yield p
-    p.stop()
 
 
 # -- harness --------------------------------------------------------------------------------------------------------

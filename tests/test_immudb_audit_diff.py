@@ -4,27 +4,12 @@ a real proxy in front of a real immudb that hides one entry is caught, and the m
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.cli import Notary
 from tests.support.grpc_proxy import GrpcProxy
-from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.immudb_fixtures import fresh_database, grpc_man_in_the_middle  # noqa: F401 - fixtures "url", "proxy"
 from tests.test_immudb_mirror import _ask_for_another_key, _via
-
-
-@pytest.fixture
-def url(immudb_server: ImmudbServer) -> str:
-    return fresh_immudb_url(immudb_server)
-
-
-@pytest.fixture
-def proxy(immudb_server: ImmudbServer) -> Iterator[GrpcProxy]:
-    man_in_the_middle = GrpcProxy(immudb_server.address).start()
-    yield man_in_the_middle
-    man_in_the_middle.stop()
 
 
 def test_diff_on_immudb_is_complete_and_a_hidden_revocation_is_caught(url: str, proxy: GrpcProxy,

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,21 +29,9 @@ from tests.support.gateway import (
     open_gateway,
 )
 from tests.support.http_proxy import HttpProxy, Reply
-from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.immudb import ImmudbServer
+from tests.support.immudb_fixtures import fresh_database, gateway_man_in_the_middle  # noqa: F401 - fixtures "url", "proxy"
 from tests.support.runtimes import self_signed_cert
-
-
-@pytest.fixture
-def url(immudb_server: ImmudbServer) -> str:
-    return fresh_immudb_url(immudb_server)
-
-
-@pytest.fixture
-def proxy(immudb_server: ImmudbServer) -> Iterator[HttpProxy]:
-    p = HttpProxy(immudb_server.gateway_url).start()
-    yield p
-    p.stop()
-
 
 # -- notary's dual proof check against immudb-py's, on the live server's proofs ------------------------------------
 

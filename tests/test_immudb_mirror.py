@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,19 +21,8 @@ from notary.ledger.immudb.mirror import mirror_path
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
 from tests.support.grpc_proxy import GrpcProxy, Rewrite
-from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_binaries
-
-
-@pytest.fixture
-def url(immudb_server: ImmudbServer) -> str:
-    return fresh_immudb_url(immudb_server)
-
-
-@pytest.fixture
-def proxy(immudb_server: ImmudbServer) -> Iterator[GrpcProxy]:
-    man_in_the_middle = GrpcProxy(immudb_server.address).start()
-    yield man_in_the_middle
-    man_in_the_middle.stop()
+from tests.support.immudb import ImmudbServer, immudb_binaries
+from tests.support.immudb_fixtures import fresh_database, grpc_man_in_the_middle  # noqa: F401 - fixtures "url", "proxy"
 
 
 def _via(proxy: GrpcProxy, url: str) -> str:

@@ -20,12 +20,7 @@ from notary.ledger.immudb import ImmudbLedger
 from notary.ledger.immudb._seal import seal_path
 from notary.ledger.immudb.mirror import Mirror, mirror_path
 from notary.ledger.trust import TrustStore
-from tests.support.immudb import ImmudbServer, fresh_immudb_url
-
-
-@pytest.fixture
-def url(immudb_server: ImmudbServer) -> str:
-    return fresh_immudb_url(immudb_server)
+from tests.support.immudb_fixtures import fresh_database  # noqa: F401 - fixtures "url"
 
 
 def _mirrored(url: str, store: TrustStore) -> ImmudbLedger:
