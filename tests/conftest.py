@@ -33,5 +33,9 @@ def _isolated_notary_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdgstate"))
     # registry logins are discovered like docker and podman do: no test may borrow the developer's
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    # (an empty config, not a missing one: podman refuses a DOCKER_CONFIG without config.json)
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    (docker_config / "config.json").write_text("{}\n")
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
