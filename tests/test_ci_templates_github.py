@@ -54,6 +54,13 @@ runs:
 """
 
 
+def _pinned_uses(action: str) -> str:
+    """The template's `uses:` of action, ACTION@SHA as pinned there: act's --local-repository matches the exact ref."""
+    match = re.search(rf"uses: ({re.escape(action)}@[0-9a-f]{{40}})\b", TEMPLATE.read_text())
+    assert match, f"the template does not use {action} pinned by commit SHA"
+    return match.group(1)
+
+
 def _workflow_with_stand_in_build() -> str:
     text = TEMPLATE.read_text()
     match = BUILD_BLOCK.search(text)
@@ -98,7 +105,7 @@ def _run_act(tmp_path: Path, wheel: Wheel, house: Path, layout: Path, ledger: Pa
         str(runner_bin("act")), "push", "-W", ".github/workflows/notarize.yml",
         "-P", "ubuntu-latest=-self-hosted", "--no-cache-server", "--action-offline-mode",
         "--action-cache-path", str(tmp_path / "act-cache"),
-        "--local-repository", f"actions/upload-artifact@v4={stub}",
+        "--local-repository", f"{_pinned_uses('actions/upload-artifact')}={stub}",
         "--var", f"NOTARY_WHEEL_URL={wheel.url}",
         "--var", f"NOTARY_WHEEL_SHA256={wheel_sha256 or wheel.sha256}",
         "--var", f"NOTARY_LEDGER={ledger if isinstance(ledger, str) else ledger.as_uri()}",

@@ -173,3 +173,91 @@ def test_groovy_lint_rejects_a_broken_jenkinsfile(tmp_path: Path) -> None:
     (tmp_path / "Jenkinsfile").write_text(JENKINSFILE.read_text().rstrip().removesuffix("}"))
     proc = _groovy_lint(tmp_path / "Jenkinsfile")
     assert proc.returncode != 0 and "NglParseError" in proc.stdout, proc.stdout[-2000:]
+
+
+# ------------------------------------------------------------------------------------------------ pinning
+
+PINNED_FILES = (*sorted((REPO / "ci-templates").iterdir()), REPO / ".github" / "actions" / "notary" / "action.yml")
+COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
+IMAGE_DIGEST = re.compile(r"(?P<name>[^@\s]+):(?P<tag>[^:@/\s]+)@sha256:[0-9a-f]{64}")
+# a YAML `uses:` / `image:` (block or flow style, optionally `image: {name: ...}`), or a Jenkinsfile `image '...'`
+REFERENCE = re.compile(r"(?:^|[\s{,-])(?P<key>uses|image):\s*(?:\{\s*name:\s*)?[\"']?(?P<ref>[^\s\"',}#]+)[\"']?"
+                       r"(?P<rest>.*)$|(?:^|\s)(?P<gkey>image)\s*\(?\s*[\"'](?P<gref>[^\"']+)[\"']")
+
+
+def references(text: str) -> list[tuple[int, str, str, str]]:
+    """Every (line number, uses|image, reference, rest of the line) of a template; comment lines left out."""
+    found = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith(("#", "//")):
+            continue
+        match = REFERENCE.search(line)
+        if match and match["key"]:
+            found.append((number, match["key"], match["ref"], match["rest"]))
+        elif match and match["gkey"]:
+            found.append((number, "image", match["gref"], ""))
+    return found
+
+
+def unpinned(text: str) -> list[str]:
+    """What is not pinned: a `uses:` not at a full commit SHA with its tag as the comment, an image without a
+    tag@sha256 digest. Local actions (`./...`) are files of the repository itself."""
+    problems = []
+    for number, key, ref, rest in references(text):
+        if key == "uses":
+            if ref.startswith("./"):
+                continue
+            action, _, version = ref.partition("@")
+            if ref.startswith("docker://"):
+                if not IMAGE_DIGEST.fullmatch(ref.removeprefix("docker://")):
+                    problems.append(f"line {number}: {ref} is not pinned by tag@sha256 digest")
+            elif not COMMIT_SHA.fullmatch(version):
+                problems.append(f"line {number}: {ref} is not pinned by full commit SHA")
+            elif not re.match(r"\s*#\s*v?\d", rest):
+                problems.append(f"line {number}: {action}@{version[:12]}… has no `# vX.Y.Z` comment saying its tag")
+        elif not IMAGE_DIGEST.fullmatch(ref):
+            problems.append(f"line {number}: image {ref} is not pinned as NAME:TAG@sha256:DIGEST")
+    return problems
+
+
+@pytest.mark.parametrize("path", PINNED_FILES, ids=lambda p: p.name)
+def test_every_action_and_image_in_the_templates_is_pinned(path: Path) -> None:
+    assert unpinned(path.read_text()) == []
+
+
+def test_the_templates_reference_the_actions_and_images_they_pin() -> None:
+    """The scan sees what it guards: a scanner that found nothing would pass every template."""
+    seen = {ref.partition("@")[0] for path in PINNED_FILES for _, _, ref, _ in references(path.read_text())}
+    assert {"actions/checkout", "actions/upload-artifact", "docker/setup-buildx-action",
+            "python:3.12-slim", "docker.io/library/python:3.12-slim"} <= seen
+
+
+@pytest.mark.parametrize("line", [
+    "      - uses: actions/checkout@v4",
+    "      - uses: actions/checkout@main  # v4.4.0",
+    "      - uses: actions/checkout@11d5960a  # v4.4.0",  # a short SHA can collide
+    "      - uses: actions/checkout@11d5960a326750d5838078e36cf38b85af677262",  # no tag for readers
+    "    steps: [{uses: 'docker/setup-buildx-action@v3'}]",
+    "      - uses: docker://alpine:3.20",
+])
+def test_mutable_action_tag_is_refused(line: str) -> None:
+    assert unpinned(f"steps:\n{line}\n"), line
+
+
+@pytest.mark.parametrize("line", [
+    "  image: python:3.12-slim",
+    "      image: docker.io/library/python:3.12-slim",
+    "  image: {name: python:3.12-slim, entrypoint: ['']}",
+    '  image: "python@sha256:229a2c5bfa27522db7815ea81f9bed70af17ccb9de9fc7ad142b1877b5830d36"',  # no tag
+    "        docker { image 'python:3.12-slim' }",
+])
+def test_mutable_image_tag_is_refused(line: str) -> None:
+    assert unpinned(f"job:\n{line}\n"), line
+
+
+def test_pinned_references_pass_the_check() -> None:
+    assert unpinned(
+        "      - uses: ./.github/actions/notary\n"
+        "      - uses: actions/checkout@11d5960a326750d5838078e36cf38b85af677262  # v4.4.0\n"
+        "  image: python:3.12-slim@sha256:229a2c5bfa27522db7815ea81f9bed70af17ccb9de9fc7ad142b1877b5830d36\n"
+        "  # image: python:3.12-slim   (a comment is not a reference)\n") == []
