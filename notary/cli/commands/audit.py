@@ -91,6 +91,11 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
 
     With --at-tx or --at-time: the records that stood then. Every history is proven complete, so nothing
     written by then is left out, and the signer set is read as of that point too.
+
+    \b
+    Examples:
+      notary history oci:build/layout:v1
+      notary history sha256:4f1c... --at-time 2026-03-01T00:00:00Z --key ci.key.pub
     """
     ledger = app.open_ledger()
     at_tx = _as_of(ledger, at_tx, at_time)
@@ -140,6 +145,11 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
 
     Time travel reads the version that was current then, proven included in today's ledger, which is
     proven consistent with what this client trusted before: history cannot have been rewritten since.
+
+    \b
+    Examples:
+      notary get oci:build/layout:v1
+      notary get sha256:4f1c... --at-tx 120            # as it stood at transaction 120
     """
     ledger = app.open_ledger()
     as_of = _as_of(ledger, at_tx, at_time)
@@ -176,6 +186,11 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
 
     With --at-tx or --at-time: what the job and artifact indexes held then (complete: every index key's
     history is proven complete, and a finder written later is left out).
+
+    \b
+    Examples:
+      notary lookup --job-id 8812 --system github
+      notary lookup --artifact sha256:...              # the subjects containing this blob or file
     """
     if bool(job_id) == bool(artifact):
         raise UsageError("give exactly one of --job-id or --artifact")

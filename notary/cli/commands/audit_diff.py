@@ -17,7 +17,14 @@ from notary.ledger.base import TreeHead
 
 @click.group("audit")
 def audit() -> None:
-    """Auditors' questions about the past, answered with proof that nothing was left out."""
+    """Auditors' questions about the past, answered with proof that nothing was left out.
+
+    \b
+    Examples:
+      notary audit diff --from 2026-03-01T00:00:00Z --to latest
+      notary audit report --from 120 -o audit.html
+      notary audit follow --once
+    """
 
 
 @audit.command("diff")
@@ -37,8 +44,9 @@ def diff_command(app: App, from_point: str, to_point: str, key_paths: tuple[str,
     is listed as a finding (`findings` in --json) and the command exits 3.
 
     \b
-    notary audit diff --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z
-    notary audit diff --from 120 --json              # everything after tx 120, for machines
+    Examples:
+      notary audit diff --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z
+      notary audit diff --from 120 --json              # everything after tx 120, for machines
     """
     _, head, found = proven_diff(app, from_point, to_point, key_paths)
     data = found.to_json()

@@ -42,8 +42,9 @@ def follow(app: App, state: str | None, from_point: str, once: bool, interval: f
     (exit 3 after an --once round).
 
     \b
-    notary audit follow --once                  # from cron or a systemd timer
-    notary audit follow --interval 5            # resident (deploy/systemd/notary-monitor.service)
+    Examples:
+      notary audit follow --once                  # from cron or a systemd timer
+      notary audit follow --interval 5            # resident (deploy/systemd/notary-monitor.service)
     """
     trusted = {keys.key_id(keys.load_public_key(p)) for p in key_paths} or None
     from notary.ledger.trust import TrustStore

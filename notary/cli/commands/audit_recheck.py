@@ -44,9 +44,10 @@ def recheck_command(app: App, policy_file: str | None, at_point: str, log_files:
     a logged head is not a prefix of the ledger's (a split view), 4 the ledger cannot be reached.
 
     \b
-    notary audit recheck --policy notary-2027.toml
-    notary audit recheck --policy strict.toml --at 2026-11-01T00:00:00Z --since 2026-10-01T00:00:00Z
-    notary --json audit recheck --log /var/log/notary/decisions.jsonl
+    Examples:
+      notary audit recheck --policy notary-2027.toml
+      notary audit recheck --policy strict.toml --at 2026-11-01T00:00:00Z --since 2026-10-01T00:00:00Z
+      notary --json audit recheck --log /var/log/notary/decisions.jsonl
     """
     from notary.cli.commands.audit_report import _Rfc9162, point_head
     from notary.config import load_config

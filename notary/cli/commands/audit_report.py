@@ -85,7 +85,8 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
     is written; records that do not open are listed under "What could not be verified" and exit 3.
 
     \b
-    notary audit report --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z -o march.html
+    Examples:
+      notary audit report --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z -o march.html
     """
     from notary.audit import report as pages
 

@@ -43,8 +43,9 @@ def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness
     --witness, each witness checks it consistent with the last checkpoint it saw and cosigns it.
 
     \b
-    notary ledger checkpoint --vkey                      # give this to witnesses and auditors
-    notary ledger checkpoint --witness http://127.0.0.1:7380 -o head.checkpoint
+    Examples:
+      notary ledger checkpoint --vkey                      # give this to witnesses and auditors
+      notary ledger checkpoint --witness http://127.0.0.1:7380 -o head.checkpoint
     """
     ledger = _embedded(app, "ledger checkpoint")
     log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
@@ -88,7 +89,13 @@ def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness
 def check_checkpoint(app: App, file: str, witness_vkeys: tuple[str, ...], min_witnesses: int,
                      log_vkey: str | None) -> None:
     """Check a checkpoint: signed by the ledger, cosigned by enough witnesses, and a prefix of this client's
-    verified head. A checkpoint the head does not extend is a split view: exit 3."""
+    verified head. A checkpoint the head does not extend is a split view: exit 3.
+
+    \b
+    Examples:
+      notary audit checkpoint head.checkpoint
+      notary audit checkpoint head.checkpoint --witness-vkey "$(cat witness.vkey)" --min-witnesses 1
+    """
     ledger = _embedded(app, "audit checkpoint")
     log = notes.parse_vkey(log_vkey) if log_vkey else checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
     note = notes.parse_note(read_regular(file, notes.MAX_NOTE, "checkpoint"))

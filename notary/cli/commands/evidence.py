@@ -18,8 +18,9 @@ def evidence() -> None:
     """Carry a subject's proofs away: export them once, check them anywhere, offline (docs/evidence.md).
 
     \b
-    notary evidence export oci:build/layout:v1 --key ci.pub -o app.evidence.json
-    notary evidence verify app.evidence.json --key ci.pub --ledger-id file:sha256:...
+    Examples:
+      notary evidence export oci:build/layout:v1 --key ci.pub -o app.evidence.json
+      notary evidence verify app.evidence.json --key ci.pub --ledger-id file:sha256:...
     """
 
 
@@ -41,6 +42,11 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
     SUBJECT is any notary subject form (oci:, oci-archive:, docker-archive:, docker-daemon:, registry://,
     a file or directory path, or a bare sha256: digest); only its identity is computed, no blob is read. Exit 0 whether or not
     the subject is trusted: the bundle proves either answer (its JSON says which).
+
+    \b
+    Examples:
+      notary evidence export oci:build/layout:v1 --key ci.key.pub -o app.evidence.json
+      notary evidence export sha256:4f1c... --key ci.key.pub --checkpoint head.checkpoint -o app.evidence.json
     """
     from notary.audit import evidence as bundles
     from notary.audit import note as notes
@@ -86,6 +92,11 @@ def verify(app: App, file: str, key_paths: tuple[str, ...], ledger_id: str | Non
 
     Exit 0 trusted; 1 revoked, not notarized or signed by no trusted key; 3 any altered byte, or a bundle
     that leaves out what the decision reads; 2 a bundle exported for other keys or checkpoints.
+
+    \b
+    Examples:
+      notary evidence verify app.evidence.json --key ci.key.pub --ledger-id file:sha256:...
+      notary evidence verify app.evidence.json --key ci.key.pub --checkpoint head.checkpoint
     """
     from notary.audit import evidence as bundles
     from notary.audit import note as notes

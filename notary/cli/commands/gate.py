@@ -18,6 +18,11 @@ def gate() -> None:
     \b
     Exit codes: 0 allowed, 1 refused, 2 usage or bad input, 3 integrity failure,
     4 ledger unreachable (refused unless the policy says fail = "open").
+
+    \b
+    Examples:
+      notary gate check registry.example.com/team/app:1.4
+      notary --config /etc/notary/notary.toml gate install podman
     """
 
 
@@ -81,6 +86,12 @@ def check(app: App, image: str, name: str | None, identity_only: bool, log_decis
     docker-archive:FILE, docker-daemon:NAME, registry://...). A local image is read and every blob hashed
     against its digest, as `notary verify` does (altered bytes are exit 3); --identity-only skips that. The
     decision goes to the policy's decision_log only with --log.
+
+    \b
+    Examples:
+      notary gate check registry.example.com/team/app:1.4
+      notary gate check oci:build/layout:v1 --name registry.example.com/team/app:1.4
+      notary --config /etc/notary/notary.toml gate check registry.example.com/team/app@sha256:... --log
     """
     from notary.errors import NotaryError
     from notary.gate.decision import GateDecision, gate_for
@@ -117,6 +128,10 @@ def oci_hook(app: App, storage_root: str | None) -> None:
     """OCI runtime hook (createRuntime / prestart): container state on stdin; non-zero exit refuses.
 
     The lighter `python -m notary.gate.oci_hook` does the same with a faster start.
+
+    \b
+    Examples:
+      notary --config /etc/notary/notary.toml gate oci-hook < state.json    # as a runtime calls it
     """
     from notary.gate.oci_hook import main
 
@@ -161,6 +176,11 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
     (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet); GET /healthz answers ok; GET /metrics is
     Prometheus text on the same port (and TLS). Tags are resolved to digests through the registry (--insecure
     allows plain HTTP to a loopback registry).
+
+    \b
+    Examples:
+      notary --config /etc/notary/notary.toml gate webhook --cert tls.crt --key tls.key --port 8443
+      notary --config notary.toml gate webhook --insecure-plain-http --port 8080    # local tests only
     """
     from notary.gate.decision import gate_for
     from notary.gate.frontends.webhook import check_listen_options, make_server
@@ -198,6 +218,11 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
 
     `docker run` of a refused image then fails with notary's reason. Other API calls are allowed.
     GET /metrics on the same socket is Prometheus text (dockerd never asks for it).
+
+    \b
+    Examples:
+      notary --config /etc/notary/notary.toml gate docker-authz
+      notary --config /etc/notary/notary.toml gate docker-authz --name notary --log-format json
     """
     from notary.gate.decision import gate_for
     from notary.gate.frontends.docker_authz import make_server
@@ -215,7 +240,8 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
               "image's descriptor on stdin; exit 0 lets the pull proceed, anything else refuses it, and the "
               "reason printed on stdout is what containerd shows. Exit codes as for `gate check`. The lighter "
               "`python -m notary.gate.containerd` does the same with a faster start; `notary gate install "
-              "containerd` writes the wrapper for containerd's bin_dir.",
+              "containerd` writes the wrapper for containerd's bin_dir.\n\n"
+              "\b\nExamples:\n  notary --config /etc/notary/notary.toml gate install containerd\n  notary gate containerd-verifier -name registry.example.com/team/app:1.4 -digest sha256:... \\\n    -stdin-media-type application/vnd.oci.descriptor.v1+json < descriptor.json\n",
               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
@@ -255,6 +281,12 @@ def install(app: App, target: str, directory: str | None, stage: str, server: st
     policy and ledger are the ones you can see with `notary gate check`. It asks a running `notary gate
     hook-server` with the same notary.toml first (a few ms instead of a whole decision per container start),
     and decides itself when none answers; install says which it found.
+
+    \b
+    Examples:
+      notary --config /etc/notary/notary.toml gate install podman
+      notary --config /etc/notary/notary.toml gate install podman --server /run/notary/gate.sock
+      notary --config /etc/notary/notary.toml gate install containerd --dry-run
     """
     from notary.errors import UsageError
     from notary.gate.install import install as write
@@ -324,6 +356,10 @@ def hook_server(app: App, socket_file: str, storage_root: str | None, workers: i
     200 allows; 403 refuses with the reason; 503 refuses because --queue hooks are already waiting. If this
     server is down, curl fails and the container is refused. The Python hook asks this server first when it
     runs with the same notary.toml, and decides itself otherwise. GET /metrics is Prometheus text.
+
+    \b
+    Examples:
+      notary --config /etc/notary/notary.toml gate hook-server --socket /run/notary/gate.sock
     """
     import os
 

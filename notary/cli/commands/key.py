@@ -18,7 +18,13 @@ _PIN_HELP = "PIN: NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source=file:P
 
 @click.group("key")
 def key() -> None:
-    """Generate and inspect signing keys (Ed25519 by default, ECDSA P-256 on request)."""
+    """Generate and inspect signing keys (Ed25519 by default, ECDSA P-256 on request).
+
+    \b
+    Examples:
+      notary key generate --out ci.key
+      notary key show ci.key.pub
+    """
 
 
 @key.command("generate")
@@ -39,6 +45,12 @@ def generate(app: App, out: str | None, uri: str | None, kind: str | None, force
     The private key is encrypted when NOTARY_KEY_PASSPHRASE is set. Give the .pub file to verifiers and
     gates; keep the private key in your CI's secret store (NOTARY_SIGNING_KEY takes its PEM text), or keep
     it in a token (--pkcs11) and give --key the same URI.
+
+    \b
+    Examples:
+      notary key generate --out ci.key                  # ci.key (0600) and ci.key.pub
+      notary key generate --out release.key --type ecdsa-p256
+      notary key generate --pkcs11 "pkcs11:token=ci;object=notary" --out ci.key.pub
     """
     if uri is not None:
         _generate_in_token(app, uri, out, kind, force)
@@ -91,6 +103,11 @@ def show(app: App, source: str, out: str | None, force: bool) -> None:
     A pkcs11: URI logs into the token (PIN from NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source),
     finds the key as notarize would and reads its public key object; --json also shows whether the private
     key could be extracted (it cannot, for keys notary created).
+
+    \b
+    Examples:
+      notary key show ci.key
+      notary key show "pkcs11:token=ci;object=notary" --out ci.key.pub
     """
     token: dict[str, Any] | None = None
     if source.startswith("pkcs11:"):

@@ -27,6 +27,11 @@ def mirror(app: App, rebuild: bool) -> None:
     Every transaction from the first to the server's current state is fetched, re-hashed and chained to the
     trusted state; later runs (and every mirrored read) fetch only what is new. Reads then prove that they
     show a key's newest version, or that it is absent (NOTARY_IMMUDB_MIRROR=1 or [immudb] mirror = true).
+
+    \b
+    Examples:
+      notary --ledger immudb://notary@immudb.internal:3322/notary ledger mirror
+      notary --ledger immudb://notary@immudb.internal:3322/notary ledger mirror --rebuild
     """
     if rebuild:
         _discard(app)

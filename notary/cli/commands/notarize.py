@@ -51,6 +51,13 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
 
     Revocations stick: a subject this key revoked is refused (exit 1, naming the revocation) until it is
     notarized with --reinstate --reason TEXT, which records why, for every auditor to see.
+
+    \b
+    Examples:
+      notary notarize oci:build/layout:v1 --job-id "$CI_JOB_ID" --key ci.key --name registry.example.com/team/app
+      notary notarize registry://registry.example.com/team/app@sha256:... --key ci.key
+      notary notarize dist/app.tar.gz --key ci.key        # a file (a directory: its tree digest)
+      notary notarize oci:build/layout:v1 --key ci.key --reinstate --reason "false positive"
     """
     from notary.errors import UsageError
     from notary.names import check_name

@@ -26,6 +26,11 @@ def revoke(app: App, subject: str, reason: str, key_path: str | None, job_id: st
 
     Verifiers that trust this key refuse the subject from now on. Nothing is erased: the notarization
     and the revocation both stay in the ledger's history.
+
+    \b
+    Examples:
+      notary revoke sha256:4f1c... --reason "CVE-2026-1234" --key ci.key
+      notary revoke oci:build/layout:v1 --reason "built from a compromised base" --key ci.key --job-id "$CI_JOB_ID"
     """
     from notary.notarize import revoke as write_revocation
 

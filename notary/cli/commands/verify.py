@@ -56,6 +56,12 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
     trust rule matching the image's name, and (require_name_match, the default) only under a name the
     records bind. A subject that carries no name (a layout tagged only v1) matches only a rule for "*";
     give --name.
+
+    \b
+    Examples:
+      notary verify oci:build/layout:v1 --key ci.key.pub && echo trusted
+      notary verify registry://registry.example.com/team/app:1.4 --key ci.key.pub --max-age 30d
+      notary --config notary.toml verify oci:build/layout:v1 --name registry.example.com/team/app:1.4
     """
     from notary.cli.subjects import read_subjects
     from notary.errors import IntegrityError

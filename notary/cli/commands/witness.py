@@ -24,7 +24,13 @@ def _witness_key(path: str) -> Ed25519PrivateKey:
 
 @click.group("witness")
 def witness() -> None:
-    """Cosign checkpoints of the logs you follow, after checking each is consistent with the last one seen."""
+    """Cosign checkpoints of the logs you follow, after checking each is consistent with the last one seen.
+
+    \b
+    Examples:
+      notary witness vkey --name witness.example.org/w1 --key witness.key > witness.vkey
+      notary witness serve --name witness.example.org/w1 --key witness.key --log "$(notary ledger checkpoint --vkey)"
+    """
 
 
 @witness.command("vkey")
@@ -32,7 +38,13 @@ def witness() -> None:
 @click.option("--key", "key_path", required=True, metavar="FILE", help="The witness's Ed25519 private key.")
 @pass_app
 def vkey(app: App, name: str, key_path: str) -> None:
-    """Print the witness's verifier key (signature type 0x04), for logs and auditors to trust."""
+    """Print the witness's verifier key (signature type 0x04), for logs and auditors to trust.
+
+    \b
+    Examples:
+      notary key generate --out witness.key             # an Ed25519 key for the witness
+      notary witness vkey --name witness.example.org/w1 --key witness.key > witness.vkey
+    """
     found = notes.verifier(name, notes.COSIGNATURE_V1, _witness_key(key_path).public_key()).vkey()
     app.emit({"vkey": found, "name": name}, found, schema="witness-vkey")
 
@@ -52,6 +64,11 @@ def serve(app: App, name: str, key_path: str, logs: tuple[str, ...], listen: str
     A checkpoint is cosigned only when it is signed by the log's key and consistent with the last one this
     witness cosigned for that log (409 with its size when the old size is stale, 422 when inconsistent: a
     split view, never cosigned). The latest checkpoint per log is persisted atomically before answering.
+
+    \b
+    Examples:
+      notary witness serve --name witness.example.org/w1 --key witness.key --log "$(cat ledger.vkey)"
+      notary witness serve --name witness.example.org/w1 --key witness.key --log "$(cat ledger.vkey)" --listen 0.0.0.0:7380
     """
     from notary.audit.witness import Witness
     from notary.audit.witness_http import WitnessServer
