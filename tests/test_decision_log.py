@@ -3,6 +3,7 @@ written by `gate check` only when asked (a question from a shell is not an admis
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -62,13 +64,26 @@ def test_a_log_that_is_a_fifo_is_never_renamed(tmp_path: Path) -> None:
     got: list[bytes] = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
     reader.start()
+    # a writer held open for the whole test: the reader sees EOF only when it closes, not between two
+    # lines (each append opens and closes the FIFO)
+    holder = os.open(fifo, os.O_WRONLY)
     log = DecisionLog(str(fifo), max_bytes=4096, keep=2)
     for i in range(100):
         log.append({"i": i, "pad": "z" * 100})
-    os.close(os.open(fifo, os.O_WRONLY))  # nothing more: the reader sees EOF once every writer closed
+    os.close(holder)
     reader.join(10)
     assert stat.S_ISFIFO(fifo.stat().st_mode) and not (tmp_path / "decisions.jsonl.1").exists()
     assert len(b"".join(got).splitlines()) == 100
+
+
+def test_a_fifo_nobody_reads_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """A collector that died leaves its FIFO behind: the gate must answer (refuse the allow), never block."""
+    fifo = tmp_path / "decisions.jsonl"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(OSError) as raised:
+        DecisionLog(str(fifo)).append({"i": 0})
+    assert raised.value.errno == errno.ENXIO and time.monotonic() - started < 5
 
 
 @pytest.mark.parametrize("value", ["64", 100, "abc", True, "-1M", "1T", "9" * 20])
@@ -130,3 +145,17 @@ def test_unreachable_ledger_refusal_is_logged_as_fail_closed_not_verified(tmp_pa
     assert proc.returncode == 4, proc.stderr
     line = world.decisions()[-1]
     assert line["via"] == "fail-closed" and line["status"] == "unreachable" and "head" not in line
+
+
+def test_gate_check_with_a_dead_collectors_fifo_refuses_instead_of_hanging(tmp_path: Path) -> None:
+    """An allow that cannot be recorded is refused (exit 4), and promptly: the hook path has a deadline."""
+    from notary.sources.base import Subject
+
+    world = GateWorld(tmp_path / "w")
+    world.notarize(Subject(GOOD, "registry.example/app", "oci-manifest", names=("registry.example/app",)))
+    os.mkfifo(world.log)
+    started = time.monotonic()
+    proc = world.gate_check(f"registry.example/app@{GOOD}")
+    assert proc.returncode == 4, proc.stderr
+    assert "cannot write the decision log" in proc.stdout + proc.stderr
+    assert time.monotonic() - started < 30

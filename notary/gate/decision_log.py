@@ -67,14 +67,19 @@ class DecisionLog:
             return
         data = (json.dumps(line, sort_keys=True, separators=(",", ":")) + "\n").encode()
         with self._lock:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            # O_NONBLOCK on open only: a FIFO nobody reads is ENXIO (the allow is refused) instead of an open
+            # that blocks the gate, and every container start behind it, forever
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK
             try:
                 fd = os.open(self.path, flags, 0o640)
             except FileNotFoundError:  # first decision: its directory is made as the log is
                 os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
                 fd = os.open(self.path, flags, 0o640)
             try:
-                os.write(fd, data)
+                os.set_blocking(fd, True)  # a collector reading slowly is back-pressure, not a lost line
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
                 st = os.fstat(fd)  # only a regular file rotates: never rename /dev/stdout or a FIFO
                 full = stat.S_ISREG(st.st_mode) and st.st_size >= self.max_bytes
             finally:
