@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.components import WAIT_FOR_BUILD
+
 # in the order scripts/components.sh builds what they need: containerd first, etcd + kube-apiserver last
 NEEDS_COMPONENTS = ("tests.support.containerd", "tests.support.kube")
 
@@ -26,3 +28,6 @@ def _build_rank(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_build_rank)  # stable: the order within each rank (and module grouping) is kept
+    for item in items:
+        if _build_rank(item):  # its first test's fixtures may wait for the background build
+            item.add_marker(pytest.mark.timeout(WAIT_FOR_BUILD + 900))
