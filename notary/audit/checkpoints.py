@@ -69,3 +69,22 @@ def consistent_with(checkpoint: notes.Checkpoint, head: TreeHead, proof: list[by
     except ProofError as exc:
         raise ProofError(f"split view: the checkpoint at size {checkpoint.size} is not a prefix of the verified "
                          f"head at size {head.tree_size}: {exc.message}") from exc
+
+
+def same_heads(checkpoint: notes.Checkpoint, signed: TreeHead | None) -> None:
+    """ProofError unless the ledger's own signed head at the checkpoint's size carries the checkpoint's log root
+    and key-index root. The log root alone is what a consistency proof ties; the key index is what every
+    completeness answer rests on, so a checkpoint whose key-index line differs from the head the ledger key
+    signed at that size is a split view of the index, even when the log agrees."""
+    if checkpoint.size == 0:
+        return
+    if signed is None:
+        raise ProofError(f"split view: no transaction of this ledger ends at size {checkpoint.size}, yet a "
+                         "checkpoint of that size is signed by its key")
+    if signed.root != checkpoint.root:
+        raise ProofError(f"split view: the checkpoint at size {checkpoint.size} carries another root than the "
+                         f"ledger's signed head of tx {signed.tx}")
+    if checkpoint.key_index_root != signed.map_root:
+        said = "no key-index root" if checkpoint.key_index_root is None else "another key-index root"
+        raise ProofError(f"split view of the key index: the checkpoint at size {checkpoint.size} carries {said} "
+                         f"than the ledger's signed head of tx {signed.tx}")

@@ -88,8 +88,9 @@ def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness
 @pass_app
 def check_checkpoint(app: App, file: str, witness_vkeys: tuple[str, ...], min_witnesses: int,
                      log_vkey: str | None) -> None:
-    """Check a checkpoint: signed by the ledger, cosigned by enough witnesses, and a prefix of this client's
-    verified head. A checkpoint the head does not extend is a split view: exit 3.
+    """Check a checkpoint: signed by the ledger, cosigned by enough witnesses, a prefix of this client's
+    verified head, and its key-index root the one the ledger signed at that size. A checkpoint the head does
+    not extend, or whose key index differs, is a split view: exit 3.
 
     \b
     Examples:
@@ -103,8 +104,10 @@ def check_checkpoint(app: App, file: str, witness_vkeys: tuple[str, ...], min_wi
     head = ledger.info().head
     proof = ledger.consistency_proof(cp.size, head.tree_size) if 0 < cp.size <= head.tree_size else []
     checkpoints.consistent_with(cp, head, proof)
+    checkpoints.same_heads(cp, ledger.head_at_size(cp.size) if cp.size else None)
     app.emit({"ok": True, "origin": cp.origin, "tree_size": cp.size, "head": head.to_json(),
-              "witnesses": dict(cosigned)},
+              "witnesses": dict(cosigned), "key_index_root": cp.key_index_root.hex() if cp.key_index_root else None},
              f"checkpoint ok: {cp.origin} at size {cp.size}, signed by the ledger key, cosigned by "
-             f"{len(cosigned)} trusted witness(es), a prefix of the verified head (size {head.tree_size})",
+             f"{len(cosigned)} trusted witness(es), a prefix of the verified head (size {head.tree_size}), "
+             "its key-index root the one the ledger signed at that size",
              schema="audit-checkpoint")

@@ -154,6 +154,12 @@ def tx_row(conn: sqlite3.Connection, tx: int, v2: bool) -> HeadRow | None:
     return HeadRow(*row) if row else None
 
 
+def tx_ending_at(conn: sqlite3.Connection, size: int, v2: bool) -> HeadRow | None:
+    """The transaction whose head has tree size `size` (each writes at least one leaf: at most one does)."""
+    row = conn.execute(f"SELECT {_tx_cols(v2)} FROM txs WHERE tree_size = ? ORDER BY tx LIMIT 1", (size,)).fetchone()
+    return HeadRow(*row) if row else None
+
+
 def last_tx_at_or_before(conn: sqlite3.Connection, time_us: int, v2: bool) -> HeadRow | None:
     row = conn.execute(
         f"SELECT {_tx_cols(v2)} FROM txs WHERE time_us <= ? ORDER BY time_us DESC, tx DESC LIMIT 1", (time_us,)

@@ -325,6 +325,15 @@ class EmbeddedLedger:
             view.done()
         return found.tx if found else None
 
+    def head_at_size(self, size: int) -> TreeHead | None:
+        """The head the ledger key signed when the log reached `size`, its signature checked; None when no
+        transaction ended there. Tying its root to a verified head (a consistency proof) is the caller's."""
+        with self._snapshot() as view:
+            row = view.read(lambda c: store.tx_ending_at(c, size, view.v2))
+            signed = self.verifier.check_head(self.verifier.valid_row(row)) if row is not None else None
+            view.done()
+        return signed
+
     def info(self) -> LedgerInfo:
         with self._snapshot() as view:
             state = view.done()
