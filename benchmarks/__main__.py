@@ -153,9 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-records", type=int, default=100_000)
     parser.add_argument("--mirror-tx", type=int, default=2000,
                         help="transactions written before the immudb mirror and one-shot verify are measured")
-    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit, evidence, pkcs11")
+    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit, evidence, pkcs11, attest")
     args = parser.parse_args(argv)
-    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit", "evidence", "pkcs11"])
+    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit", "evidence", "pkcs11", "attest"])
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as tmp:
         work = Path(tmp)
@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import evidence as bench_evidence
 
             results["evidence"] = _optional(lambda: bench_evidence.bench(work / "evidence"))
+        if "attest" in only:  # policy `require`: attestations checked in a resident gate, against none
+            from benchmarks import attest as bench_attest
+
+            results["attest"] = _optional(lambda: bench_attest.run(work / "attest"))
         if "pkcs11" in only:  # signing inside a SoftHSM2 token against a key file, same run
             from benchmarks import pkcs11 as bench_pkcs11
 

@@ -6,7 +6,7 @@ transaction: an interrupted run leaves the whole notarization or nothing, never 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -110,20 +110,23 @@ def _with_names(subject: Subject) -> Subject:
 
 def notarize(
     ledger: Ledger, subjects: Sequence[Subject], signer: keys.SigningKey, ci: Mapping[str, str], *,
-    reinstate: str | None = None,
+    reinstate: str | None = None, attestations: Callable[[Sequence[records.Record]], Mapping[str, bytes]] | None = None,
 ) -> Written:
     """Notarize subjects in one transaction. A subject this signer revoked, or one tied to an identity this
     signer revoked (its image id, its index, a platform manifest: what the gate refuses it for), is refused
     (RefusedError, exit 1, naming the revocation) unless reinstate gives the reason to lift it: then each
     revoked identity gets a reinstatement record in the same transaction. (The verifier enforces the same rule:
-    a plain notarization after a revocation never lifts it.)"""
+    a plain notarization after a revocation never lifts it.)
+
+    attestations: given the records made, the attestation keys to write in the same transaction
+    (notary.attest.attestation_writes: `notarize --provenance / --sbom`)."""
     if reinstate is not None and not reinstate.strip():
         raise InputError("--reinstate needs a reason", hint="pass --reinstate --reason TEXT")
     signer_id = keys.key_id(signer)
     kvs, made = notarization_writes(subjects, signer, ci)
     standing = standing_revocations(ledger, made, signer)
     if not standing:
-        return Written(receipt=ledger.write(kvs), records=made)
+        return Written(receipt=ledger.write({**kvs, **(attestations(made) if attestations else {})}), records=made)
     if reinstate is None:
         (subject, revoked), *rest = standing
         why = f" ({revoked.reason})" if revoked.reason else ""
@@ -145,7 +148,8 @@ def notarize(
             kvs[key] = records.sign_record(lift, signer)
             kvs[records.signer_index_key(digest)] = signer_index_value(signer_id)
             made += (lift,)
-    return Written(receipt=ledger.write(kvs), records=made)
+    extra = attestations(made) if attestations else {}
+    return Written(receipt=ledger.write({**extra, **kvs}), records=made)
 
 
 def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],

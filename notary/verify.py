@@ -43,8 +43,9 @@ class Revocation(NamedTuple):
     record: records.Record | None = None  # the revoking record itself (what a reinstatement lifts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "signer": self.signer, "issuedAt": self.issued_at, "reason": self.reason,
-                "relation": self.relation}
+        return {"digest": self.digest, "signer": self.signer, "issued_at": self.issued_at, "reason": self.reason,
+                "relation": self.relation,
+                "issuedAt": self.issued_at}  # deprecated alias of issued_at, removed in 0.3 (docs/json.md)
 
 
 class Decision(NamedTuple):
@@ -78,7 +79,8 @@ class Decision(NamedTuple):
                     "versions": f.versions,
                     "ignored": f.ignored,
                     "reinstated": f.reinstated,
-                    "issuedAt": f.record.issued_at if f.record else None,
+                    "issued_at": f.record.issued_at if f.record else None,
+                    "issuedAt": f.record.issued_at if f.record else None,  # deprecated alias, removed in 0.3
                     "reason": f.record.reason if f.record else None,
                     "entry": f.entry.to_json() if f.entry else None,
                 }

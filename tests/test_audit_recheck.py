@@ -13,6 +13,7 @@ import pytest
 
 from notary import keys
 from notary.sources.base import Subject
+from tests.support.cli import check_schema
 from tests.support.runtimes import GateWorld
 
 APP = "registry.example/app"
@@ -31,6 +32,8 @@ def recheck(world: GateWorld, *args: str, expect: int | None = None) -> tuple[in
     if expect is not None:
         assert proc.returncode == expect, proc.stdout + proc.stderr
     data = json.loads(proc.stdout) if proc.stdout.strip() else None
+    if data is not None:
+        check_schema(data)  # docs/schemas/
     return proc.returncode, data, proc.stderr
 
 

@@ -21,7 +21,7 @@ def _times(value: Any, path: str = "") -> list[tuple[str, Any]]:
         for k, v in value.items():
             if k == "proof":
                 continue
-            if k in ("time", "issuedAt", "expires") or k.endswith("_time"):
+            if k in ("time", "issued_at", "issuedAt", "expires") or k.endswith("_time"):
                 out.append((f"{path}.{k}", v))
             out += _times(v, f"{path}.{k}")
     elif isinstance(value, list):

@@ -176,7 +176,7 @@ def test_verify_reads_the_bytes_of_a_local_layout(tmp_path: Path, busybox_layout
     notary = Notary(tmp_path)
     key = notary.key()
     notary.run("notarize", f"oci:{busybox_layout}:v1", "--job-id", "j", "--key", str(key))
-    assert notary.run("--json", "verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub").json["bytes_checked"]
+    assert notary.run("--json", "verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub").json["content_verified"]
     tamper_layer(busybox_layout, "v1")
     result = notary.run("verify", f"oci:{busybox_layout}:v1", "--key", f"{key}.pub", expect=3)
     assert "digest-mismatch" in result.err and len(result.err.strip().splitlines()) == 1

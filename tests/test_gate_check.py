@@ -14,6 +14,7 @@ import pytest
 from notary.config import load_config
 from notary.gate.decision import gate_for
 from notary.sources.base import Subject
+from tests.support.cli import check_schema
 from tests.support.registry import registry  # noqa: F401 - fixture
 from tests.support.runtimes import GateWorld
 
@@ -185,6 +186,7 @@ def test_json_output_carries_the_decision(world: GateWorld) -> None:
     proc = subprocess.run([sys.executable, "-m", "notary.cli.main", "--json", "gate", "check", DIGEST],
                           env=world.env(), capture_output=True, text=True, check=False)
     out = json.loads(proc.stdout)
+    check_schema(out)  # docs/schemas/
     assert out["decision"] == "allow" and out["digest"] == DIGEST
 
 

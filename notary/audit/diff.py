@@ -24,7 +24,7 @@ from notary.errors import IntegrityError
 from notary.ledger.base import Entry, TreeHead, rfc3339
 from notary.verify import open_entry
 
-_INDEX_FAMILIES = {"job": "job", "artifact": "artifact", "signers": "signer-set"}
+_INDEX_FAMILIES = {"job": "job", "artifact": "artifact", "signers": "signer-set", "attestations": "attestation-index"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,10 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {"tx": self.tx, "time": self.time, "key": self.key, "type": self.type, "digest": self.digest,
-                "name": self.name, "signer": self.signer, "trustedSigner": self.trusted,
-                "issuedAt": self.issued_at, "reason": self.reason, "ci": dict(self.ci)}
+                "name": self.name, "signer": self.signer, "trusted_signer": self.trusted,
+                "issued_at": self.issued_at, "reason": self.reason, "ci": dict(self.ci),
+                # deprecated aliases of trusted_signer and issued_at, removed in 0.3 (docs/json.md)
+                "trustedSigner": self.trusted, "issuedAt": self.issued_at}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Diff:
     index_entries: Counter[str] = field(default_factory=Counter)
     other_entries: int = 0
     entries: int = 0
+    attestations: list[dict[str, Any]] = field(default_factory=list)  # in-toto attestations (notary.attest)
 
     def by_signer(self) -> dict[str, dict[str, int]]:
         out: dict[str, Counter[str]] = {}
@@ -101,6 +104,7 @@ class Diff:
             "by_signer": self.by_signer(),
             "by_job": self.by_job(),
             "changes": [c.to_json() for c in self.changes],
+            "attestations": self.attestations,
             "index_entries": dict(sorted(self.index_entries.items())),
             "other_entries": self.other_entries,
             "findings": [f.to_json() for f in self.findings],
@@ -111,9 +115,16 @@ def diff(entries: Iterable[Entry], from_tx: int, to_tx: int, head: TreeHead | No
          trusted: set[str] | None = None) -> Diff:
     """Classify the proven entries of transactions from_tx+1..to_tx (pure: the reading is the caller's)."""
     out = Diff(from_tx, to_tx, head)
+    pending: list[Entry] = []  # a transaction's attestations, opened with the keys its attestation index names
     for entry in entries:
         out.entries += 1
         family, _, rest = entry.key.partition("/")
+        if pending and entry.tx != pending[0].tx:
+            _attestations(out, pending, trusted)
+        if family in ("attestation", "attestations"):
+            pending.append(entry)
+        if family == "attestation":
+            continue
         if family in _INDEX_FAMILIES:
             out.index_entries[_INDEX_FAMILIES[family]] += 1
             continue
@@ -133,4 +144,23 @@ def diff(entries: Iterable[Entry], from_tx: int, to_tx: int, head: TreeHead | No
             tx=entry.tx, time=rfc3339(entry.time), key=entry.key, type=record.type, digest=digest, signer=signer,
             trusted=(signer in trusted) if trusted else None, issued_at=record.issued_at, reason=record.reason,
             ci=dict(record.ci), name=name if isinstance(name, str) else None))
+    if pending:
+        _attestations(out, pending, trusted)
     return out
+
+
+def _attestations(out: Diff, pending: list[Entry], trusted: set[str] | None) -> None:
+    """Open one transaction's attestation entries (each a finding when it does not open) and clear pending."""
+    from notary.attest import audit_entry, index_public_key
+
+    signers = dict(found for e in pending if e.key.startswith("attestations/") and (found := index_public_key(e)))
+    for entry in pending:
+        if not entry.key.startswith("attestation/"):
+            continue
+        try:
+            row = audit_entry(entry, signers)
+        except IntegrityError as exc:
+            out.findings.append(Finding(entry.tx, entry.key, exc.message))
+            continue
+        out.attestations.append({**row, "trusted_signer": (row["signer"] in trusted) if trusted else None})
+    pending.clear()

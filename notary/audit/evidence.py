@@ -58,9 +58,11 @@ class _Recording:
 
 
 def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str,
-           *, checkpoint_notes: Sequence[notes.Note] = ()) -> dict[str, Any]:
+           *, checkpoint_notes: Sequence[notes.Note] = (), require: Sequence[Any] = ()) -> dict[str, Any]:
     """The bundle of what verify_digest reads for each digest, every proof against one head; with each
-    checkpoint (checked against the ledger first: a split view is a ProofError) a consistency proof to it."""
+    checkpoint (checked against the ledger first: a split view is a ProofError) a consistency proof to it.
+    The trusted keys' attestations about each digest come along (their attestation index and every type it
+    names), and require (notary.attest.Requirement) is decided too, with the absence proofs it needs."""
     from notary.ledger.embedded import EmbeddedLedger
 
     if not isinstance(ledger, EmbeddedLedger):
@@ -68,7 +70,8 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     tks = as_trusted(trusted)
     for _ in range(5):
         rec = _Recording(ledger)
-        decisions = [verify_digest(rec, d, tks) for d in digests]
+        decisions = [_required(rec, verify_digest(rec, d, tks), tks, require) for d in digests]
+        attested = [a for d in digests for a in _attested(rec, d, tks, require)]
         head = ledger.info().head
         if head.map_root is None:
             raise UsageError("a format v1 ledger cannot prove a key absent", hint="run `notary ledger upgrade`")
@@ -91,6 +94,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
         "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "signers": [tk.key_id for tk in tks],
         "decisions": [{"digest": d.digest, "allowed": d.allowed, "status": d.status} for d in decisions],
+        "required": sorted({r.predicate_type for r in require}), "attestations": attested,
         "ledger": {"ledger_id": head.ledger_id, "public_key": base64.b64encode(ledger.public_raw).decode()},
         "head": {"tree_size": head.tree_size, "root_hash": head.root.hex(), "tx": head.tx,
                  "time_us": codec.to_time_us(head.time), "signature": head.signature.hex(),
@@ -141,6 +145,7 @@ class Replay(HistoryReader):
             self.digests = [records.check_digest(_str(d)) for d in _list(bundle["digests"])]
             self.signers = [_str(s) for s in _list(bundle.get("signers", []))]
             self.subject = _str(bundle.get("subject", ""))
+            self.required = [_str(t) for t in _list(bundle.get("required", []))]
             self.consistency = {_int(c["size"]): (bytes.fromhex(_str(c["root_hash"])),
                                                        [bytes.fromhex(_str(p)) for p in _list(c["path"])])
                                 for c in _list(bundle.get("consistency", []))}
@@ -239,7 +244,7 @@ def load(data: bytes, ledger_id: str | None = None) -> Replay:
 
 
 def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey],
-           digests: Sequence[str] = ()) -> list[Decision]:
+           digests: Sequence[str] = (), require: Sequence[Any] = ()) -> list[Decision]:
     """The decision of verify_digest on the bundle's answers, for the digests the auditor names (the image
     they hold: a bundle that does not cover one is a ProofError) or else every digest the bundle names. A
     trusted key the bundle was not exported for is a UsageError: its records were never asked for."""
@@ -251,7 +256,39 @@ def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey],
     wanted = [records.check_digest(d) for d in digests] or replay.digests
     if not wanted:
         raise ProofError("the evidence bundle names no digest")
-    return [verify_digest(replay, d, tks) for d in wanted]
+    unasked = [r.predicate_type for r in require if r.predicate_type not in replay.required]
+    if unasked:
+        raise UsageError(f"the bundle was not exported with --require {unasked[0]}",
+                         hint="export it with --require for every predicate type you require")
+    return [_required(replay, verify_digest(replay, d, tks), tks, require) for d in wanted]
+
+
+def _required(reader: HistoryReader, decision: Decision, trusted: Sequence[TrustedKey],
+              require: Sequence[Any]) -> Decision:
+    """The decision, refused when an allowed digest lacks a required attestation (notary.attest.unmet)."""
+    if not require or not decision.allowed:
+        return decision
+    from notary.attest import unmet
+
+    missing = unmet(reader, decision.digest, trusted, require)
+    return decision if missing is None else decision._replace(allowed=False, status="missing-attestation",
+                                                              reason=missing)
+
+
+def _attested(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey],
+              require: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each trusted key's attestations about digest, read (so the bundle carries them, with their proofs):
+    the types its attestation index names, and the required ones (whose absence is then proven too)."""
+    from notary.attest import attestation_history, indexed_types
+
+    out: list[dict[str, Any]] = []
+    for tk in trusted:
+        types = [t.predicate_type for t in indexed_types(reader, digest, tk.key_id)]
+        for ptype in dict.fromkeys([*types, *(r.predicate_type for r in require)]):
+            for att, entry in attestation_history(reader, digest, tk.key, ptype):
+                out.append({"digest": digest, "signer": tk.key_id, "predicate_type": att.predicate_type,
+                            "tx": entry.tx, "revision": entry.revision})
+    return out
 
 
 def dump(bundle: Mapping[str, Any]) -> bytes:

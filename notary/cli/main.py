@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "notarize": ("notary.cli.commands.notarize", "notarize", "Hash, sign and record images or artifacts."),
     "verify": ("notary.cli.commands.verify", "verify", "Check a subject is notarized by a trusted key."),
     "revoke": ("notary.cli.commands.revoke", "revoke", "Record that a subject must no longer be trusted."),
+    "attest": ("notary.cli.commands.attest", "attest", "Sign and record an in-toto attestation (SLSA, SBOM) about a subject."),
     "history": ("notary.cli.commands.audit", "history", "Every record about a subject, with proofs."),
     "get": ("notary.cli.commands.audit", "get", "A subject's records now or as of a transaction or time."),
     "lookup": ("notary.cli.commands.audit", "lookup", "Find notarizations by CI job id or artifact digest."),

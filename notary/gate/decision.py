@@ -182,7 +182,7 @@ class Gate:
                                 reason=f"no trust rule in the policy matches image {name or '(unnamed)'}",
                                 via="policy", digests=tuple(digests))
         try:
-            return self._verify(image, digests, rule.keys, now)
+            return self._verify(image, digests, rule.keys, now, rule.require)
         except IntegrityError as exc:
             return GateDecision(image=image, digest=digests[0], allowed=False, exit_code=EXIT_INTEGRITY,
                                 reason=f"integrity failure: {exc.one_line()}", via="verified",
@@ -200,7 +200,8 @@ class Gate:
                                 exit_code=exc.exit_code if exc.exit_code else EXIT_REFUSED,
                                 reason=f"{exc.kind}: {exc.one_line()}", via="error", digests=tuple(digests))
 
-    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any], now: datetime) -> GateDecision:
+    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any], now: datetime,
+                require: Sequence[Any] = ()) -> GateDecision:
         from notary.verify import verify_digest
 
         with self._lock:
@@ -213,6 +214,7 @@ class Gate:
                     for d in digests:
                         results.extend(_by_image_id(ledger, d, trusted, self.policy.max_age, now))
                 unwitnessed = self._unwitnessed(ledger, results, trusted, now)
+                unmet = _unmet(ledger, results, trusted, require) if require else None
             except LedgerUnavailableError:
                 self._drop()
                 raise
@@ -248,6 +250,10 @@ class Gate:
                                     reason=unbound, via="verified", tree_size=tree, head=head, status="name-mismatch",
                                     signer=r.signer, digests=tuple(digests))
             extra["name_matched"] = normalize_name(image)
+        if unmet is not None:  # required attestations (policy `require`): they can only refuse, never admit
+            return GateDecision(image=image, digest=r.digest, allowed=False, exit_code=EXIT_REFUSED,
+                                reason=unmet, via="verified", tree_size=tree, head=head,
+                                status="missing-attestation", signer=r.signer, digests=tuple(digests))
         return GateDecision(image=image, digest=r.digest, allowed=True, exit_code=EXIT_OK,
                             reason=r.reason + via_id, via="verified", tree_size=tree, head=head, status=r.status,
                             signer=r.signer, digests=tuple(digests), extra=extra)
@@ -310,6 +316,21 @@ def _by_image_id(ledger: HistoryReader, image_id: str, trusted: Sequence[Any], m
         return [Decision(image_id, False, "unverifiable", f"{image_id} is refused: {exc}")]
     return [verify_digest(ledger, manifest, trusted, max_age=max_age, now=now)
             for manifest, role in holders if role == "config"]
+
+
+def _unmet(ledger: HistoryReader, results: Sequence[Any], trusted: Sequence[Any], require: Sequence[Any]) -> str | None:
+    """None when an allowed result's digest has every required attestation from a trusted key
+    (notary.attest.unmet); else why the first allowed one has not."""
+    from notary.attest import unmet
+
+    reasons = []
+    for r in results:
+        if r.allowed:
+            reason = unmet(ledger, r.digest, trusted, require)
+            if reason is None:
+                return None
+            reasons.append(reason)
+    return reasons[0] if reasons else None
 
 
 def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:

@@ -28,7 +28,7 @@ from notary.status import ROLES, TrustedKey
 
 POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "decision_log_max_size",
                "decision_log_keep", "break_glass", "require_name_match", "witnesses"}
-TRUST_KEYS = {"images", "keys"}
+TRUST_KEYS = {"images", "keys", "require"}
 KEY_ENTRY_KEYS = {"path", "roles", "not_after"}
 BREAK_GLASS_KEYS = {"digest", "reason", "expires", "images"}
 _GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+\Z")
@@ -71,10 +71,11 @@ class TrustRule:
     """Keys trusted for the image names its globs match. (Plain classes here: the hook imports this module on
     every container start, and dataclass creation is measurable there.)"""
 
-    __slots__ = ("images", "key_paths", "keys", "patterns")
+    __slots__ = ("images", "key_paths", "keys", "patterns", "require")
 
     def __init__(self, images: tuple[str, ...], key_paths: tuple[str, ...], keys: tuple[TrustedKey, ...],
-                 patterns: tuple[re.Pattern[str], ...] = ()) -> None:
+                 patterns: tuple[re.Pattern[str], ...] = (), require: tuple[Any, ...] = ()) -> None:
+        self.require = require  # notary.attest.Requirement: attestations a trusted key must have made
         self.images = images
         self.key_paths = key_paths
         self.keys = keys
@@ -165,7 +166,8 @@ class Policy:
                 {"images": list(r.images),
                  "keys": [{"key_id": k.key_id,
                            "roles": {role: end.isoformat() if end else None for role, end in k.grants}}
-                          for k in r.keys]}
+                          for k in r.keys],
+                 **({"require": [q.to_json() for q in r.require]} if r.require else {})}
                 for r in self.trust
             ],
             "break_glass": [
@@ -244,8 +246,13 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
                 loaded.append(TrustedKey.of(key_cache[path], roles, not_after, label=path))
             except NotaryError as exc:
                 raise UsageError(f"{kwhere}: {exc.one_line()}") from exc
+        require: tuple[Any, ...] = ()
+        if "require" in table:  # the attestation module loads only for a policy that requires attestations
+            from notary.attest import parse_requirements
+
+            require = parse_requirements(table["require"], rwhere)
         rules.append(TrustRule(images, tuple(e[0] for e in entries), tuple(loaded),
-                               tuple(_glob_regex(g) for g in images)))
+                               tuple(_glob_regex(g) for g in images), require))
     if not rules:
         raise UsageError(f"{where}: no [[policy.trust]] rules", hint="name at least one image glob and key")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -23,7 +25,47 @@ class Result:
 
     @property
     def json(self) -> Any:
-        return json.loads(self.out)
+        """The parsed --json document, validated against the JSON Schema its `schema` field names (docs/schemas/):
+        a document off its schema, or naming a schema that has no file, fails the test."""
+        doc = json.loads(self.out)
+        check_schema(doc)
+        return doc
+
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+
+
+def schema_file(schema_id: str) -> Path:
+    """docs/schemas/ file of a schema id: notary.verify/v1 is notary.verify-v1.json."""
+    return SCHEMA_DIR / (schema_id.replace("/", "-") + ".json")
+
+
+@functools.cache
+def _validator(schema_id: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    path = schema_file(schema_id)
+    if not re.fullmatch(r"notary\.[a-z0-9-]+/v[0-9]+", schema_id) or not path.is_file():
+        pytest.fail(f"--json output names schema {schema_id!r}, which has no file in docs/schemas/")
+    schema = json.loads(path.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def schema_errors(doc: Any) -> list[str]:
+    """Where doc departs from the schema its `schema` field names (an unknown schema id fails the test)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("schema"), str):
+        return ["not an object with a `schema` string"]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in _validator(doc["schema"]).iter_errors(doc)]
+
+
+def check_schema(doc: Any) -> None:
+    """Fail the test unless doc (a notary --json document) validates against its schema."""
+    errors = schema_errors(doc)
+    if errors:
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        pytest.fail(f"--json output does not match docs/schemas/ for {schema}:\n  " + "\n  ".join(errors[:20]))
 
 
 class Notary:

@@ -61,22 +61,27 @@ def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[
         "revision": entry.revision,
         "type": record.type,
         "status": record.status,
-        "issuedAt": record.issued_at,
+        "issued_at": record.issued_at,
         "signer": record.signer,
-        "trustedSigner": signer in trusted if trusted else None,
+        "trusted_signer": signer in trusted if trusted else None,
         "reason": record.reason,
         "subject": dict(record.subject),
         "ci": dict(record.ci),
         "artifacts": [dict(a) for a in record.artifacts],
         "proof": dict(entry.proof),
-    }
+    } | _deprecated(record.issued_at, signer in trusted if trusted else None)
+
+
+def _deprecated(issued_at: str, trusted: bool | None) -> dict[str, Any]:
+    """The camelCase names of issued_at and trusted_signer, deprecated, removed in 0.3 (docs/json.md)."""
+    return {"issuedAt": issued_at, "trustedSigner": trusted}
 
 
 def _line(v: dict[str, Any]) -> str:
-    trust = {True: " [trusted]", False: " [NOT trusted]", None: ""}[v["trustedSigner"]]
+    trust = {True: " [trusted]", False: " [NOT trusted]", None: ""}[v["trusted_signer"]]
     job = v["ci"].get("jobId")
     extra = f" reason: {v['reason']}" if v["reason"] else (f" job {v['ci'].get('system')}/{job}" if job else "")
-    return f"  tx {v['tx']:>6}  {v['issuedAt']}  {v['status']:<9} signer {v['signer'][:19]}…{trust}{extra}"
+    return f"  tx {v['tx']:>6}  {v['issued_at']}  {v['status']:<9} signer {v['signer'][:19]}…{trust}{extra}"
 
 
 @click.command("history")
@@ -109,15 +114,16 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
             if at_tx is None or entry.tx <= at_tx
         ]
         versions.sort(key=lambda v: (v["tx"], v["signer"]))
+        attested = _attestations(ledger, digest, signers, trusted, key_paths, at_tx)
         silent = [s for s in signers if not any(v["signer"] == s for v in versions)]
         keys_absent = [records.subject_key(digest, s) for s in silent]
         if found is not None and not found.signers:
             keys_absent.insert(0, records.signer_index_key(digest))
         absent = [p for k in keys_absent if (p := absence_proof(ledger, k, at_tx)) is not None]
         out.append({"digest": digest, "name": name, "versions": versions, "absent": absent,
-                    "signer_set": found.to_json() if found is not None else None})
+                    "attestations": attested, "signer_set": found.to_json() if found is not None else None})
     head = ledger.info().head
-    if not any(item["versions"] for item in out):
+    if not any(item["versions"] or item["attestations"] for item in out):
         when = f" as of tx {at_tx}" if at_tx else ""
         raise AbsentError(f"the ledger holds no record about {subject}{when}"
                           f"{' by the signer(s) given' if key_paths else ''}",
@@ -128,10 +134,42 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
         for item in out:
             lines.append(f"{item['digest']} ({len(item['versions'])} records, all proofs verified)")
             lines.extend(_line(v) for v in item["versions"])
+            lines.extend(_attestation_line(a) for a in item["attestations"])
         lines.append(f"ledger head: size {head.tree_size}, tx {head.tx}")
         return "\n".join(lines)
 
     app.emit({"subjects": out, "as_of_tx": at_tx, "head": head.to_json()}, human, schema="history")
+
+
+def _attestations(ledger: Ledger, digest: str, signers: list[str], trusted: set[str], key_paths: tuple[str, ...],
+                  at_tx: int | None) -> list[dict[str, Any]]:
+    """Each signer's attestations about digest (docs/records.md, "Attestations"), oldest first, each opened,
+    signature-checked and proven: the types come from the signer's attestation index (proven complete), the
+    public key from --key or from that index (it must hash to the signer's key id)."""
+    from notary import attest
+
+    given = {keys.key_id(k): k for k in (keys.load_public_key(p) for p in key_paths)}
+    out: list[dict[str, Any]] = []
+    for signer in signers:
+        for indexed in attest.indexed_types(ledger, digest, signer):
+            public = given.get(signer) or indexed.public_key
+            if public is None:
+                continue
+            for att, entry in attest.attestation_history(ledger, digest, public, indexed.predicate_type):
+                if at_tx is not None and entry.tx > at_tx:
+                    continue
+                out.append({"tx": entry.tx, "time": rfc3339(entry.time), "revision": entry.revision,
+                            "key": entry.key, "type": "attestation", "predicate_type": att.predicate_type,
+                            "signer": signer, "trusted_signer": signer in trusted if trusted else None,
+                            "subjects": [{"name": n, "digest": d} for n, d in att.subjects],
+                            "envelope": dict(att.envelope), "proof": dict(entry.proof)})
+    out.sort(key=lambda a: (a["tx"], a["signer"], a["predicate_type"]))
+    return out
+
+
+def _attestation_line(a: dict[str, Any]) -> str:
+    trust = {True: " [trusted]", False: " [NOT trusted]", None: ""}[a["trusted_signer"]]
+    return f"  tx {a['tx']:>6}  {a['time']}  attested  signer {a['signer'][:19]}…{trust} {a['predicate_type']}"
 
 
 @click.command("get")

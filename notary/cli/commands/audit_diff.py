@@ -75,6 +75,10 @@ def _human(found: Diff, head: TreeHead, url: str, from_point: str, to_point: str
     if jobs:
         lines.append("by CI job:")
         lines.extend(f"  {job}: {len(ds)} subject(s)" for job, ds in jobs.items())
+    for a in found.attestations:  # in-toto attestations (docs/records.md, "Attestations")
+        trust = {True: "", False: " [NOT trusted]", None: ""}[a["trusted_signer"]]
+        lines.append(f"  {a['tx']:>6}  {a['time'] or '':<27} {'attestation':<13} {a['signer'][:19]}… "
+                     f"{a['digest'][:19]}… {a['predicate_type']}{trust}")
     index = ", ".join(f"{k} {n}" for k, n in sorted(found.index_entries.items())) or "none"
     lines.append(f"index entries: {index}; other keys: {found.other_entries}")
     for f in found.findings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,10 +34,13 @@ def evidence() -> None:
 @click.option("--checkpoint", "checkpoint_files", multiple=True, metavar="FILE",
               help="A checkpoint of this ledger an auditor trusts (repeatable): the bundle then carries the "
               "consistency proof from it, for `evidence verify --checkpoint`.")
+@click.option("--require", "required", multiple=True, metavar="URI",
+              help="A predicate type the decision requires from a trusted key (repeatable): its attestations, or "
+              "the proof that there are none, go in. Verify with the same --require.")
 @source_options_flags
 @pass_app
 def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], checkpoint_files: tuple[str, ...],
-           **flags: object) -> None:
+           required: tuple[str, ...] = (), **flags: object) -> None:
     """Write every record, proof and the signed head `verify SUBJECT --key ...` reads, to check offline.
 
     SUBJECT is any notary subject form (oci:, oci-archive:, docker-archive:, docker-daemon:, registry://,
@@ -47,14 +51,16 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
     Examples:
       notary evidence export oci:build/layout:v1 --key ci.key.pub -o app.evidence.json
       notary evidence export sha256:4f1c... --key ci.key.pub --checkpoint head.checkpoint -o app.evidence.json
+      notary evidence export oci:build/layout:v1 --key ci.key.pub --require https://slsa.dev/provenance/v1 -o app.evidence.json
     """
     from notary.audit import evidence as bundles
     from notary.audit import note as notes
 
     trusted = [keys.load_public_key(p) for p in key_paths]
+    require = _requirements(required)
     cps = [notes.parse_note(read_regular(f, notes.MAX_NOTE, "checkpoint")) for f in checkpoint_files]
     digests = list(dict.fromkeys(d for d, _ in identify_digests(app, subject, dict(flags))))
-    bundle = bundles.export(app.open_ledger(), digests, trusted, subject, checkpoint_notes=cps)
+    bundle = bundles.export(app.open_ledger(), digests, trusted, subject, checkpoint_notes=cps, require=require)
     data = bundles.dump(bundle)
     try:
         atomic_write(Path(output), data, 0o644)
@@ -63,11 +69,20 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
     allowed = all(d["allowed"] for d in bundle["decisions"])
     app.emit({"path": output, "bytes": len(data), "digests": digests, "head": bundle["head"],
               "decisions": bundle["decisions"], "histories": len(bundle["histories"]),
-              "absent": len(bundle["absent"]), "ledger_id": bundle["ledger"]["ledger_id"]},
+              "absent": len(bundle["absent"]), "ledger_id": bundle["ledger"]["ledger_id"],
+              "attestations": bundle["attestations"]},
              f"evidence for {subject} ({'trusted' if allowed else 'NOT trusted'} as of tx {bundle['head']['tx']}, "
              f"{len(bundle['histories'])} histories, {len(bundle['absent'])} absence proofs): {output}\n"
              f"ledger id (give it to the auditor): {bundle['ledger']['ledger_id']}",
              schema="evidence-export")
+
+
+def _requirements(required: tuple[str, ...]) -> tuple[Any, ...]:
+    if not required:
+        return ()
+    from notary.attest import parse_requirements
+
+    return parse_requirements(list(required), "--require")
 
 
 @evidence.command("verify")
@@ -85,9 +100,13 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
 @click.option("--digest", "digests", multiple=True, metavar="sha256:HEX",
               help="The digest you hold (repeatable): it is decided from the bundle (exit 3 if the bundle does "
               "not cover it), instead of the digests the bundle names for itself.")
+@click.option("--require", "required", multiple=True, metavar="URI",
+              help="A predicate type a trusted key must have attested (repeatable; the bundle must have been "
+              "exported with it).")
 @pass_app
 def verify(app: App, file: str, key_paths: tuple[str, ...], ledger_id: str | None, checkpoint_file: str | None,
-           witness_vkeys: tuple[str, ...], min_witnesses: int, digests: tuple[str, ...]) -> None:
+           witness_vkeys: tuple[str, ...], min_witnesses: int, digests: tuple[str, ...],
+           required: tuple[str, ...] = ()) -> None:
     """Check a bundle with no ledger and no network; it never opens or creates a ledger or trusted state.
 
     Exit 0 trusted; 1 revoked, not notarized or signed by no trusted key; 3 any altered byte, or a bundle
@@ -110,7 +129,7 @@ def verify(app: App, file: str, key_paths: tuple[str, ...], ledger_id: str | Non
     elif ledger_id is None:
         click.echo(f"notary: warning: ledger {replay.head.ledger_id} is the bundle's own word; pin it with "
                    "--ledger-id or --checkpoint", err=True)
-    decisions = bundles.decide(replay, trusted, digests)
+    decisions = bundles.decide(replay, trusted, digests, _requirements(required))
     allowed = all(d.allowed for d in decisions)
     app.emit({"subject": replay.subject, "allowed": allowed, "ledger_id": replay.head.ledger_id,
               "pinned": ledger_id is not None or anchored is not None, "checkpoint_size": anchored,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -11,6 +13,8 @@ from notary.ci import detect
 from notary.cli.common import App, pass_app, signing_key_source, stdout_is_terminal
 from notary.cli.progress import TerminalProgress
 from notary.cli.subjects import source_options, source_options_flags
+
+SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"  # notary.attest.SLSA_PROVENANCE (not imported: start-up)
 
 
 @click.command("notarize")
@@ -28,11 +32,16 @@ from notary.cli.subjects import source_options, source_options_flags
 @click.option("--reason", metavar="TEXT", help="Why a revoked subject is reinstated (with --reinstate).")
 @click.option("--create", is_flag=True, help="Create the embedded ledger if it does not exist (else only the "
               "default location is created by itself; `notary ledger init` does it on purpose).")
+@click.option("--provenance", is_flag=True, help="Also attest SLSA provenance v1 (https://slsa.dev/provenance/v1) "
+              "from the detected CI context (builder, run URL, commit, job id; never a secret), in the same "
+              "transaction (docs/records.md, \"Attestations\").")
+@click.option("--sbom", "sbom_path", metavar="FILE", help="Also attest this SBOM (SPDX 2.x/3 or CycloneDX JSON, "
+              "at most 16 MiB) as https://spdx.dev/Document or https://cyclonedx.org/bom, in the same transaction.")
 @source_options_flags
 @pass_app
 def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: str | None,
              names: tuple[str, ...], reinstate: bool, reason: str | None, create: bool,
-             **source_flags: object) -> None:
+             provenance: bool = False, sbom_path: str | None = None, **source_flags: object) -> None:
     """Hash SUBJECTs, sign one record per image/artifact, and store them in one ledger transaction.
 
     \b
@@ -58,6 +67,7 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
       notary notarize registry://registry.example.com/team/app@sha256:... --key ci.key
       notary notarize dist/app.tar.gz --key ci.key        # a file (a directory: its tree digest)
       notary notarize oci:build/layout:v1 --key ci.key --reinstate --reason "false positive"
+      notary notarize oci:build/layout:v1 --key ci.key --name registry.example.com/team/app --provenance --sbom sbom.spdx.json
     """
     from notary.errors import UsageError
     from notary.names import check_name
@@ -70,6 +80,7 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
         raise UsageError("--reason is for --reinstate (a notarization needs no reason)")
     bound = tuple(check_name(n) for n in names)
     ci = detect(os.environ, job_id)
+    sbom = load_sbom(sbom_path) if sbom_path is not None else None  # bad input stops here: nothing written
     signer = keys.load_private_key(signing_key_source(key_path, app))
     options = source_options(app, source_flags)
     progress = TerminalProgress("hashing") if (stdout_is_terminal() and not app.json) else None
@@ -90,7 +101,9 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
                    "registry.example/team/app)", err=True)
     # a ledger URL the user named must exist (a typo would otherwise take the records into a new, empty file)
     ledger = app.open_ledger(create=create or app.ledger_url is None)
-    written = write_notarization(ledger, resolved, signer, ci, reinstate=reason if reinstate else None)
+    wanted = attestation_writer(resolved, signer, ci, provenance, sbom, ledger)
+    written = write_notarization(ledger, resolved, signer, ci, reinstate=reason if reinstate else None,
+                                 attestations=wanted)
 
     def human() -> str:
         lines = [f"notarized {len(written.records)} subject(s) in tx {written.receipt.tx} "
@@ -104,4 +117,30 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
                          f"({arts} artifacts){again}")
         return "\n".join(lines)
 
-    app.emit(written.to_json() | {"ci": ci}, human, schema="notarize")
+    attested = ([SLSA_PROVENANCE] if provenance else []) + ([sbom[0]] if sbom else [])
+    app.emit(written.to_json() | {"ci": ci} | ({"attestations": attested} if attested else {}),
+             lambda: human() + "".join(f"\n  attested {t}" for t in attested), schema="notarize")
+
+
+def load_sbom(path: str) -> tuple[str, dict[str, Any]]:
+    from notary.attest import load_sbom as load
+
+    return load(path)
+
+
+def attestation_writer(subjects: list[Any], signer: Any, ci: dict[str, str], provenance: bool,
+                       sbom: tuple[str, dict[str, Any]] | None, ledger: Any) -> Callable[[Any], dict[str, bytes]] | None:
+    """The attestation keys `--provenance` / `--sbom` add to the notarization's transaction (about the
+    subjects on the command line, each under its image's name), or None."""
+    if not provenance and sbom is None:
+        return None
+    from notary import attest
+    from notary.cli.commands.attest import statement_name
+
+    pairs = [(statement_name(s), s.digest) for s in subjects]
+    predicates = ([(attest.SLSA_PROVENANCE, attest.provenance(ci))] if provenance else []) + ([sbom] if sbom else [])
+
+    def writes(_made: Any) -> dict[str, bytes]:
+        return attest.attestation_writes(pairs, signer, predicates, max_envelope=attest.envelope_limit(ledger))[0]
+
+    return writes

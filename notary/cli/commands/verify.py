@@ -39,10 +39,14 @@ if TYPE_CHECKING:
 @click.option("--platform", metavar="OS/ARCH",
               help="The platform that will run it (e.g. linux/arm64): a multi-arch index is then refused only "
               "for a revoked manifest of that platform. Without it, any revoked platform manifest refuses.")
+@click.option("--require", "required", multiple=True, metavar="URI",
+              help="A predicate type a trusted key must have attested about the digest (repeatable), e.g. "
+              "https://slsa.dev/provenance/v1; with keys from [policy], the rule's own require applies too.")
 @source_options_flags
 @pass_app
 def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None, max_age: str | None,
-           identity_only: bool, pull_blobs: bool, platform: str | None, **flags: object) -> None:
+           identity_only: bool, pull_blobs: bool, platform: str | None, required: tuple[str, ...] = (),
+           **flags: object) -> None:
     """Exit 0 if SUBJECT is notarized by a trusted key and not revoked; otherwise say why and exit non-zero.
 
     Every record read is proven included in the ledger, and the ledger proven consistent with the state this
@@ -62,6 +66,7 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
       notary verify oci:build/layout:v1 --key ci.key.pub && echo trusted
       notary verify registry://registry.example.com/team/app:1.4 --key ci.key.pub --max-age 30d
       notary --config notary.toml verify oci:build/layout:v1 --name registry.example.com/team/app:1.4
+      notary verify oci:build/layout:v1 --key ci.key.pub --require https://slsa.dev/provenance/v1
     """
     from notary.cli.subjects import read_subjects
     from notary.errors import IntegrityError
@@ -71,13 +76,14 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
     if platform is not None and not re.fullmatch(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_.]+)?", platform):
         raise UsageError(f"--platform {platform!r} is not OS/ARCH[/VARIANT]", hint="e.g. linux/amd64")
     chosen = check_name(name) if name is not None else None
+    requirements = _requirements(required)
     given = [keys.load_public_key(p) for p in key_paths]
     policy = None if given else load_trust_policy(app)  # a bad policy stops here, before any I/O
     if policy is not None and age is None:
         age = policy.max_age
     subjects, read = read_subjects(app, subject, dict(flags), read_bytes=not identity_only, pull_blobs=pull_blobs)
     ledger = app.open_ledger()
-    decisions = [_decide(ledger, s, chosen, given, policy, age, platform) for s in subjects]
+    decisions = [_decide(ledger, s, chosen, given, policy, age, platform, requirements) for s in subjects]
     if read:
         for s, d in zip(subjects, decisions, strict=True):
             held = {a.digest for a in s.artifacts} | {s.digest}
@@ -87,7 +93,9 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
                                      "not hold: it is not the image that was notarized")
     refused = [d for d in decisions if not d.allowed]
     app.emit(
-        {"subject": subject, "allowed": not refused, "bytes_checked": read,
+        {"subject": subject, "allowed": not refused, "content_verified": read,
+         "bytes_hashed": _bytes_hashed(subjects) if read else 0,
+         "bytes_checked": read,  # deprecated alias of content_verified, removed in 0.3 (docs/json.md)
          "head": next((d.head.to_json() for d in decisions if d.head is not None), None),
          "decisions": [_with_absence(ledger, d.to_json()) | ({"platform": s.platform} if s.platform else {})
                        for s, d in zip(subjects, decisions, strict=True)] if app.json else []},
@@ -99,6 +107,12 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
         for d in refused:
             click.echo(f"notary: refused: {d.reason}", err=True)
         raise SystemExit(1)
+
+
+def _bytes_hashed(subjects: list[Any]) -> int:
+    """The bytes read and hashed against their digests: the sizes of the distinct blobs the subjects are made of."""
+    sizes = {a.digest: a.size for s in subjects for a in getattr(s, "artifacts", ())}
+    return sum(sizes.values())
 
 
 def load_trust_policy(app: App) -> Policy:
@@ -114,8 +128,17 @@ def load_trust_policy(app: App) -> Policy:
     return load_policy(app.config)
 
 
+def _requirements(required: tuple[str, ...]) -> tuple[Any, ...]:
+    """--require URIs as requirements (known predicate types only, as in a policy: a typo is exit 2)."""
+    if not required:
+        return ()
+    from notary.attest import parse_requirements
+
+    return parse_requirements(list(required), "--require")
+
+
 def _decide(ledger: Ledger, subject: Any, chosen: str | None, given: list[keys.PublicKey], policy: Policy | None,
-            age: Any, platform: str | None) -> Decision:
+            age: Any, platform: str | None, requirements: tuple[Any, ...] = ()) -> Decision:
     """One subject's decision: with --key, those keys; else the keys of the policy's first rule for its name,
     and the name binding the gate applies (gate/decision.py), so `verify --config` and the gate agree."""
     from notary.gate.decision import name_not_bound
@@ -131,12 +154,19 @@ def _decide(ledger: Ledger, subject: Any, chosen: str | None, given: list[keys.P
             return Decision(subject.digest, False, "no-trust-rule",
                             f"no trust rule in the policy matches image {shown}{hint}")
         trusted = list(rule.keys)
+        requirements = (*rule.require, *requirements)
     decision = verify_digest(ledger, subject.digest, trusted, max_age=age, platform=platform)
     binding = chosen is not None or (policy is not None and policy.require_name_match)
     if decision.allowed and image and binding:
         unbound = name_not_bound(image, [decision])
         if unbound is not None:
             return decision._replace(allowed=False, status="name-mismatch", reason=unbound)
+    if decision.allowed and requirements:
+        from notary.attest import unmet
+
+        missing = unmet(ledger, subject.digest, trusted, requirements)
+        if missing is not None:
+            return decision._replace(allowed=False, status="missing-attestation", reason=missing)
     return decision
 
 
