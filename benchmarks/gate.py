@@ -228,7 +228,8 @@ def start_webhook(work: Path, config: Path) -> tuple[subprocess.Popen[bytes], in
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTARY_")}
     server = subprocess.Popen([sys.executable, "-m", "notary.cli.main", "--config", str(config), "gate", "webhook",
-                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port)],
+                               "--cert", str(cert), "--key", str(key), "--host", "127.0.0.1", "--port", str(port),
+                               "--drain-seconds", "0"],  # nothing routes to it: stop at once
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return server, port, cert
 

@@ -20,7 +20,7 @@ from notary.fsio import MAX_CONFIG_FILE, read_regular
 KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate", "docker", "immudb"}
 # The type of every plain setting, checked when the file is loaded: a wrong type is a usage error naming the
 # setting and the file, never coerced (`state_dir = 5` must not become "./5", `insecure = "false"` must not be
-# true). Tables map their settings to types; [gate] is reserved and has none yet. [policy] is validated in
+# true). Tables map their settings to types; [gate] holds the webhook's drain. [policy] is validated in
 # full by notary.gate.policy (it loads key files), here only as a table. A setting listed in KNOWN_TOP_LEVEL
 # but not here is checked where it is read.
 SETTING_TYPES: dict[str, Any] = {
@@ -32,10 +32,10 @@ SETTING_TYPES: dict[str, Any] = {
     # [immudb] mirror = true: reads checked against a verified replay; gateway = "http://HOST:8080": immudb's
     # HTTP gateway instead of gRPC (docs/immudb.md)
     "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str},
-    "gate": {},
+    "gate": {"webhook_drain_seconds": int},  # notary.gate.frontends.webhook_ha
     "policy": dict,
 }
-_TYPE_NAMES = {str: "a non-empty string", bool: "true or false", dict: "a table"}
+_TYPE_NAMES = {str: "a non-empty string", bool: "true or false", int: "a whole number", dict: "a table"}
 
 
 def _load_toml(path: Path) -> dict[str, Any]:

@@ -56,11 +56,12 @@ def webhook(world: GateWorld) -> Iterator[Webhook]:
         yield hook
 
 
-def webhook_configuration(client: KubeClient, hook: Webhook) -> dict[str, Any]:
-    """docs/kubernetes/webhook.yaml as the API server reads it, pointed at the test webhook."""
+def webhook_configuration(client: KubeClient, cert: Path, url: str) -> dict[str, Any]:
+    """docs/kubernetes/webhook.yaml as the API server reads it, pointed at url (the test webhook, or the load
+    balancer in front of its replicas) and trusting cert."""
     text = (DOCS / "webhook.yaml").read_text()
     assert CA_PLACEHOLDER in text, "webhook.yaml changed its caBundle placeholder: update this test with it"
-    ca = base64.b64encode(hook.cert.read_bytes()).decode()
+    ca = base64.b64encode(cert.read_bytes()).decode()
     resp = client.create_yaml(text.replace(CA_PLACEHOLDER, f'caBundle: "{ca}"'), dry_run=True)
     assert resp.status_code == 201, resp.text
     config = resp.json()
@@ -68,7 +69,7 @@ def webhook_configuration(client: KubeClient, hook: Webhook) -> dict[str, Any]:
         client_config = hook_entry["clientConfig"]
         assert client_config["service"]["path"] == "/validate"
         del client_config["service"]  # in a cluster: the notary-gate Service; here: the process on loopback
-        client_config["url"] = hook.url + "/validate"
+        client_config["url"] = url + "/validate"
     for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
         config["metadata"].pop(key, None)
     return config
@@ -78,7 +79,8 @@ def webhook_configuration(client: KubeClient, hook: Webhook) -> dict[str, Any]:
 def kube(cluster: KubeCluster, webhook: Webhook, images: dict[str, PushedImage]) -> KubeClient:
     """The API server with docs/kubernetes/webhook.yaml registered, once the webhook is in effect."""
     client = cluster.client
-    resp = client.create(webhook_configuration(client, webhook))
+    assert webhook.cert is not None
+    resp = client.create(webhook_configuration(client, webhook.cert, webhook.url))
     assert resp.status_code == 201, resp.text
     deadline = time.monotonic() + 60
     while True:  # the API server picks configurations up asynchronously: wait until it calls notary
@@ -258,11 +260,40 @@ def test_deployment_manifest_applies_and_its_exempt_namespace_admits_the_unnotar
         resp = kube.create_yaml(doc)
         assert resp.status_code == 201, f"{yaml_kind(doc)}: {resp.text}"
         created.append(resp.json()["kind"])
-    assert {"Namespace", "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service"} <= set(created)
+    assert {"Namespace", "ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "PodDisruptionBudget",
+            "Service"} <= set(created)
+    assert_highly_available(kube)
     kube.ensure_default_service_account("notary-system")
     for namespace in ("notary-system", "kube-system"):
         kube.ensure_default_service_account(namespace)
         assert_admitted(kube, pod(images["unsigned"].tag_ref, namespace=namespace))
+
+
+def assert_highly_available(kube: KubeClient) -> None:
+    """The HA settings of deployment.yaml, as the API server stored them (docs/gate.md, "High availability")."""
+    from notary.gate.frontends.webhook_ha import FINISH_BOUND
+
+    deploy = kube.get("Deployment", "notary-gate", "notary-system").json()["spec"]
+    assert deploy["replicas"] >= 2
+    assert deploy["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    spec = deploy["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    args = container["args"]
+    drain = float(args[args.index("--drain-seconds") + 1])
+    assert spec["terminationGracePeriodSeconds"] > drain + FINISH_BOUND  # the drain ends before SIGKILL
+    labels = deploy["template"]["metadata"]["labels"]
+    spread = spec["topologySpreadConstraints"]
+    assert any(c["topologyKey"] == "kubernetes.io/hostname" and c["labelSelector"]["matchLabels"] == labels
+               for c in spread)
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    pvc = kube.get("PersistentVolumeClaim", "notary-gate-state", "notary-system").json()["spec"]
+    assert pvc["accessModes"] == ["ReadWriteMany"]  # every replica shares one forward-only trusted state
+    pdb = kube.get("PodDisruptionBudget", "notary-gate", "notary-system").json()["spec"]
+    assert pdb["minAvailable"] == 1 and pdb["selector"]["matchLabels"] == labels
+    assert pdb["minAvailable"] < deploy["replicas"]  # a drain can evict one, and one always answers
 
 
 def test_namespace_claiming_an_exempt_name_by_label_is_still_gated(kube: KubeClient,

@@ -155,6 +155,22 @@ class Gate:
                     "that would not be recorded")
         return decision
 
+    def verified_head(self) -> TreeHead:
+        """The ledger's current head, checked as every decision's reads are (its signature, consistency with
+        this gate's trusted state, no rollback; trust moves forward): what the webhook's /readyz asks. Opens
+        the ledger on first use; after an unreachable-ledger error it is reopened next time."""
+        with self._lock:
+            try:
+                if self._ledger is None:
+                    self._ledger = self._open()
+                return self._ledger.info().head
+            except LedgerUnavailableError:
+                self._drop()
+                raise
+            finally:
+                if not self.keep_open:
+                    self._drop()
+
     def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
         """Record a decision made before the gate could look at the ledger (e.g. unreadable input)."""
         with contextlib.suppress(OSError):  # the decision is already a refusal

@@ -310,15 +310,20 @@ class GateServer:
 class Webhook(GateServer):
     """`notary gate webhook [OPTIONS]` on a loopback port, over real TLS with a throwaway certificate (cert), or
     with tls=False over plain HTTP (--insecure-plain-http). url is its base (the API server posts to
-    url + "/validate"); stop() and start() again serve on the same port and certificate."""
+    url + "/validate"); stop() and start() again serve on the same port and certificate. Replicas of one
+    webhook share a certificate: tls_files=(cert, key). Without --drain-seconds among the options it stops
+    at once on SIGTERM (--drain-seconds 0: no endpoint propagation to wait for here)."""
 
     what = "notary gate webhook"
 
-    def __init__(self, world: GateWorld, *options: str, tls: bool = True) -> None:
+    def __init__(self, world: GateWorld, *options: str, tls: bool = True,
+                 tls_files: tuple[Path, Path] | None = None) -> None:
         self.port = free_port()
         self.cert: Path | None = None
+        if "--drain-seconds" not in options:
+            options = (*options, "--drain-seconds", "0")
         if tls:
-            self.cert, self.key = self_signed_cert(world.root / "webhook-tls")
+            self.cert, self.key = tls_files or self_signed_cert(world.root / "webhook-tls")
             listen: tuple[str, ...] = ("--cert", str(self.cert), "--key", str(self.key))
         else:
             listen = ("--insecure-plain-http",)

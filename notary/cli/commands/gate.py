@@ -165,17 +165,23 @@ def oci_hook(app: App, storage_root: str | None) -> None:
 @click.option("--queue", "queue_size", type=click.IntRange(1, 65536), default=512, show_default=True,
               help="Accepted connections waiting for a worker; beyond it a review is answered at once with "
               "HTTP 503 'the gate is busy' (failurePolicy: Fail then refuses the object and shows why).")
+@click.option("--drain-seconds", "drain", type=click.FloatRange(0, 600), default=None,
+              help="On SIGTERM: answer /readyz 503 at once and keep serving this long (while the endpoint "
+              "removal propagates), then close the listener and finish reviews in flight (15 s at most), exit 0.  "
+              "[default: [gate] webhook_drain_seconds, else 5]")
 @registry_options_flags
 @pass_app
 def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_http: bool, port: int,
             host: str | None, log_format: str, max_body: int, workers: int, queue_size: int,
-            **flags: Any) -> None:
+            drain: float | None, **flags: Any) -> None:
     """Kubernetes validating admission webhook (AdmissionReview v1) over TLS.
 
     POST /validate checks every container, init and ephemeral container image of Pods and pod templates
-    (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet); GET /healthz answers ok; GET /metrics is
-    Prometheus text on the same port (and TLS). Tags are resolved to digests through the registry (--insecure
-    allows plain HTTP to a loopback registry).
+    (Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet); GET /healthz answers ok (liveness);
+    GET /readyz answers 200 only while the ledger opens and its head verifies, 503 with the reason otherwise or
+    while draining; GET /metrics is Prometheus text on the same port (and TLS). Tags are resolved to digests
+    through the registry (--insecure allows plain HTTP to a loopback registry). On SIGTERM it drains: not
+    ready at once, serving --drain-seconds more, then the reviews in flight, exit 0.
 
     \b
     Examples:
@@ -184,8 +190,10 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
     """
     from notary.gate.decision import gate_for
     from notary.gate.frontends.webhook import check_listen_options, make_server
+    from notary.gate.frontends.webhook_ha import drain_seconds, serve
 
     host = check_listen_options(certfile, keyfile, host, plain_http=insecure_plain_http)
+    drain = drain_seconds(drain, app.config.section("gate"))
     the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="webhook"), log_format)
     if insecure_plain_http:
         log.warning(f"--insecure-plain-http: serving AdmissionReview over plain HTTP on {host}, for local tests "
@@ -195,7 +203,7 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
                          metrics=metrics, workers=workers, queue_size=queue_size)
     bound = server.server_address
     scheme = "http" if insecure_plain_http else "https"
-    _serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]!s}:{bound[1]}/validate", log)
+    serve(server, the_gate, f"webhook listening on {scheme}://{bound[0]!s}:{bound[1]}/validate", log, drain)
 
 
 @gate.command("docker-authz", short_help="Docker Engine authorization plugin on a unix socket.")

@@ -15,8 +15,8 @@ closed with a message instead of a timeout. If even that queue is full, the conn
 log is the record.
 
 A kept-alive connection must not hold a worker others wait for: between requests a worker waits
-`idle_timeout` at most and gives the connection up as soon as another one waits in the queue, and a reply made
-while others wait says `Connection: close`.
+`idle_timeout` at most and gives the connection up as soon as another one waits with no worker free, and a
+reply made while others wait says `Connection: close`.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class PooledServer(socketserver.BaseServer):
         self._pending: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=self.queue_size)
         self._refusals: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=REFUSAL_QUEUE)
         self._threads: list[threading.Thread] = []
+        self._idle_workers = 0  # workers waiting for a connection (starved() is pending with none of them)
+        self._idle_lock = threading.Lock()
 
     def start_pool(self) -> None:
         for i in range(self.workers):
@@ -101,6 +103,13 @@ class PooledServer(socketserver.BaseServer):
         except queue.Full:
             self.shutdown_request(request)  # even the refusal path is saturated: close, the caller fails closed
 
+    def starved(self) -> bool:
+        """Whether a connection waits and no worker is free to take it: only then does an idle kept-alive
+        connection give its worker up. (A connection is in the queue for a moment even when workers are free;
+        closing idle connections then would race clients reusing them, and fail their reviews.)"""
+        with self._idle_lock:
+            return self._idle_workers == 0 and self._pending.qsize() > 0
+
     def pending(self) -> int:
         """Accepted connections waiting for a worker."""
         return self._pending.qsize()
@@ -123,7 +132,16 @@ class PooledServer(socketserver.BaseServer):
                     handle: Callable[[Any, Any], object]) -> None:
         """Open and handle connections from waiting until a stop sign (None); every one is closed after."""
         while True:
-            item = waiting.get()
+            counted = waiting is self._pending
+            if counted:
+                with self._idle_lock:
+                    self._idle_workers += 1
+            try:
+                item = waiting.get()
+            finally:
+                if counted:
+                    with self._idle_lock:
+                        self._idle_workers -= 1
             if item is None:
                 return
             request, client_address = item
@@ -194,7 +212,7 @@ class PooledHandler(BaseHTTPRequestHandler):
                     return False
                 if poller.poll(min(left, HANDOVER_CHECK) * 1000):
                     return True  # a request, or the peer closing: handle_one_request reads which
-                if self.server.pending() > 0:
+                if self.server.starved():
                     return False  # hand the worker on; the client reconnects
         except (OSError, ValueError):
             return False
@@ -217,7 +235,7 @@ class PooledHandler(BaseHTTPRequestHandler):
 
     def end_reply_headers(self) -> None:
         """end_headers, closing the connection after this reply when others wait for a worker."""
-        if self.server.pending() > 0:
+        if self.server.starved():
             self.send_header("Connection", "close")
         self.end_headers()
 

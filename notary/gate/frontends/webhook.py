@@ -22,7 +22,8 @@ that only accepts, `workers` threads (each does its connection's TLS handshake, 
 timeout, so a slow or silent client never stalls the acceptor), at most `queue_size` connections waiting
 for one, and past that a small refusal path that completes the handshake and answers HTTP 503 with a
 Kubernetes Status saying the gate is busy (with failurePolicy: Fail the API server refuses the object and
-shows it). A request body size limit, socket timeouts, and /healthz.
+shows it). A request body size limit, socket timeouts, /healthz (liveness: the process answers) and /readyz
+(readiness: the ledger head verifies and the server is not draining; webhook_ha.py, with the SIGTERM drain).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from notary.gate.frontends.pool import (
     PooledServer,
     tls_handshake,
 )
+from notary.gate.frontends.webhook_ha import Drainable, Readiness, head_probe
 from notary.jsonsafe import loads
 from notary.sources.base import SourceOptions
 
@@ -221,9 +223,21 @@ class _Handler(PooledHandler):
         except OSError:
             pass
 
+    def end_reply_headers(self) -> None:
+        """While draining, every reply ends its connection: the client reconnects, to a ready replica."""
+        if self.server.readiness.draining.is_set():
+            self.send_header("Connection", "close")
+            self.end_headers()
+        else:
+            super().end_reply_headers()
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        if self.path.split("?", 1)[0] in ("/healthz", "/readyz", "/livez"):
+        path = self.path.split("?", 1)[0]
+        if path in ("/healthz", "/livez"):
             self._send(200, b"ok\n", "text/plain")
+        elif path == "/readyz":
+            ready, why = self.server.readiness.state()
+            self._send(200 if ready else 503, f"{'ok' if ready else 'not ready'}: {why}\n".encode(), "text/plain")
         elif self.path.split("?", 1)[0] == "/metrics" and self.server.metrics is not None:
             self.send_metrics(self.server.metrics)
         else:
@@ -262,8 +276,9 @@ class _Handler(PooledHandler):
         self._send(200, json.dumps(response).encode())
 
 
-class WebhookServer(PooledServer, HTTPServer):
-    """AdmissionReview over TLS on the bounded pool (`pool.PooledServer`); accepting never handshakes."""
+class WebhookServer(Drainable, PooledServer, HTTPServer):
+    """AdmissionReview over TLS on the bounded pool (`pool.PooledServer`); accepting never handshakes; /readyz
+    and the SIGTERM drain from `webhook_ha.Drainable`."""
 
     def __init__(self, address: tuple[str, int], reviewer: Reviewer, context: ssl.SSLContext | None,
                  max_body: int = DEFAULT_MAX_BODY, metrics: Any = None, *, workers: int = DEFAULT_WORKERS,
@@ -271,6 +286,7 @@ class WebhookServer(PooledServer, HTTPServer):
         self.reviewer = reviewer
         self.max_body = max_body
         self.metrics = metrics  # notary.gate.metrics.Metrics, served at GET /metrics on the same port
+        self.init_drain(Readiness(head_probe(reviewer.gate)))
         self.init_pool(workers, queue_size)
         super().__init__(address, _Handler)
         if context is not None:
