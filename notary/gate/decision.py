@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
@@ -159,11 +159,18 @@ class Gate:
         """The ledger's current head, checked as every decision's reads are (its signature, consistency with
         this gate's trusted state, no rollback; trust moves forward): what the webhook's /readyz asks. Opens
         the ledger on first use; after an unreachable-ledger error it is reopened next time."""
+        with self._reading() as ledger:
+            return ledger.info().head
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[GateReader]:
+        """The ledger, open, under the gate's lock: every read of a decision or a probe in one hold. Dropped
+        after an unreachable-ledger error (reopened next time) and after use unless the gate keeps it open."""
         with self._lock:
             try:
                 if self._ledger is None:
                     self._ledger = self._open()
-                return self._ledger.info().head
+                yield self._ledger
             except LedgerUnavailableError:
                 self._drop()
                 raise
@@ -220,23 +227,13 @@ class Gate:
                 require: Sequence[Any] = ()) -> GateDecision:
         from notary.verify import verify_digest
 
-        with self._lock:
-            try:
-                if self._ledger is None:
-                    self._ledger = self._open()
-                ledger = self._ledger
-                results = [verify_digest(ledger, d, trusted, max_age=self.policy.max_age, now=now) for d in digests]
-                if not any(r.allowed or r.status == "revoked" for r in results):
-                    for d in digests:
-                        results.extend(_by_image_id(ledger, d, trusted, self.policy.max_age, now))
-                unwitnessed = self._unwitnessed(ledger, results, trusted, now)
-                unmet = _unmet(ledger, results, trusted, require) if require else None
-            except LedgerUnavailableError:
-                self._drop()
-                raise
-            finally:
-                if not self.keep_open:
-                    self._drop()
+        with self._reading() as ledger:
+            results = [verify_digest(ledger, d, trusted, max_age=self.policy.max_age, now=now) for d in digests]
+            if not any(r.allowed or r.status == "revoked" for r in results):
+                for d in digests:
+                    results.extend(_by_image_id(ledger, d, trusted, self.policy.max_age, now))
+            unwitnessed = self._unwitnessed(ledger, results, trusted, now)
+            unmet = _unmet(ledger, results, trusted, require) if require else None
         head = next((r.head for r in results if r.head is not None), None)
         tree = head.tree_size if head is not None else None
         revoked = [r for r in results if r.status == "revoked"]
