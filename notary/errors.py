@@ -1,6 +1,6 @@
 """Typed errors. Each carries the exit code of the CLI contract, so callers never map strings to codes.
 
-Exit codes (DESIGN.md): 0 ok, 1 refused, 2 usage or bad input, 3 integrity failure, 4 ledger unreachable / I/O.
+Exit codes (README.md, **Exit codes**): 0 ok, 1 refused, 2 usage or bad input, 3 integrity failure, 4 ledger unreachable / I/O.
 The message is one line a user can act on; `hint` is an optional second sentence with the fix.
 """
 

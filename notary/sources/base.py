@@ -35,7 +35,7 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Subject:
-    """A notarizable thing. digest is its identity (DESIGN.md "Identity of what is notarized").
+    """A notarizable thing. digest is its identity (docs/subjects.md, "Images": one digest per notarizable thing).
 
     kind: oci-index, oci-manifest, docker-image (identity = image id, no manifest digest known), file,
     directory. name: human name (e.g. registry.example/app:1.0, or a file's base name: never a local path).

@@ -1,4 +1,4 @@
-"""Parsing SUBJECT strings (DESIGN.md "CLI contract") into a SubjectRef, with no I/O beyond a stat.
+"""Parsing SUBJECT strings (docs/subjects.md, "SUBJECT forms") into a SubjectRef, with no I/O beyond a stat.
 
 Forms: `oci:PATH[:TAG|@DIGEST]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE`, `docker-daemon:NAME[:TAG|@DIGEST]`,
 `registry://HOST[:PORT]/REPO(:TAG|@DIGEST)`, a bare `sha256:<hex>`, or a plain path. Paths may contain colons:

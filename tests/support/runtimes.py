@@ -188,7 +188,7 @@ def run_runc(bundle: Path, state_root: Path, *, timeout: float = 60) -> subproce
 
 
 class Podman:
-    """podman with private storage, cgroupfs, runc, and the containers.conf this sandbox needs (DESIGN.md)."""
+    """podman with private storage, cgroupfs, runc, and the containers.conf this sandbox needs (written below)."""
 
     def __init__(self, root: Path) -> None:
         self.binary = require_tool("podman")
