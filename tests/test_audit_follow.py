@@ -13,7 +13,7 @@ import pytest
 
 from notary import records
 from notary.ledger.embedded import EmbeddedLedger
-from tests.support.cli import Notary
+from tests.support.cli import Notary, check_schema
 
 
 @pytest.fixture
@@ -22,7 +22,10 @@ def notary(tmp_path: Path) -> Notary:
 
 
 def _events(out: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    for event in events:
+        check_schema(event)  # docs/schemas/notary.audit-follow-v1.json
+    return events
 
 
 def _follow(notary: Notary, *args: str, expect: int = 0) -> list[dict[str, Any]]:

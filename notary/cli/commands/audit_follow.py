@@ -16,9 +16,11 @@ from notary.cli.common import App, pass_app
 from notary.config import state_dir_from
 from notary.errors import IntegrityError, LedgerUnavailableError
 
+SCHEMA = "notary.audit-follow/v1"  # every line carries it: a collector can tell the stream from noise
+
 
 def _line(event: dict[str, Any]) -> None:
-    click.echo(json.dumps(event, sort_keys=True, separators=(",", ":")))
+    click.echo(json.dumps({"schema": SCHEMA, **event}, sort_keys=True, separators=(",", ":")))
 
 
 @click.command("follow")
