@@ -118,9 +118,16 @@ class Gate:
 
             self._witnessed = Witnessed(policy.witnesses)
 
-    def close(self) -> None:
-        with self._lock:
+    def close(self, timeout: float | None = None) -> bool:
+        """Close the ledger; with timeout, give up (False) when a read still holds it that long: a process
+        shutting down must not wait on a ledger read that hangs (an NFS stall, a blackholed server)."""
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        try:
             self._drop()
+        finally:
+            self._lock.release()
+        return True
 
     def _drop(self) -> None:
         if self._ledger is not None:

@@ -200,7 +200,7 @@ class _Handler(QuietUnixHandler):
             self.close_connection = True
             self._reply(AuthZ(False, msg="notary refused: plugin request too large or unreadable").to_json())
             return
-        raw = self.rfile.read(length) if length else b"{}"
+        raw = self.read_body(length) if length else b"{}"
         self._reply(*self.server.answer(self.path.split("?", 1)[0], raw))
 
 

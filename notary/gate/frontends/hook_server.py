@@ -88,7 +88,7 @@ class _Handler(QuietUnixHandler):
             self._reply(409, "notary: this hook server decides for another notary.toml, ledger or storage root "
                         "(or an older version of the file); the hook decides itself\n", 2)
             return
-        decision = decide(self.server.gate, self.rfile.read(length), self.server.storage_root,
+        decision = decide(self.server.gate, self.read_body(length), self.server.storage_root,
                           delegated=asked_by_hook is not None)
         if decision.allowed:
             self._reply(200, f"notary: allowed: {decision.reason}\n", 0)

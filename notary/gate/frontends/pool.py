@@ -25,6 +25,7 @@ import contextlib
 import queue
 import resource
 import select
+import socket
 import socketserver
 import ssl
 import threading
@@ -43,6 +44,8 @@ REFUSAL_QUEUE = 64  # connections waiting for that answer; beyond it a connectio
 BUSY_TIMEOUT = 2.0  # a refused connection gets this long to be opened, and for each read of its request
 MAX_BUSY_BODY = 4 << 20  # an AuthZReq carries a base64 body of up to 1 MiB
 FD_HEADROOM = 64  # the listening socket, the ledger, log files, Docker API and registry connections
+SLOW_UNDER_PRESSURE = 1.0  # seconds a request may take to arrive while others wait for its worker
+DEADLINE_CHECK = 0.25  # how often late requests are looked for (a deadline is kept to this much)
 HANDOVER_CHECK = 0.05  # how often an idle kept-alive connection looks whether others wait for its worker
 
 
@@ -77,12 +80,49 @@ class PooledServer(socketserver.BaseServer):
         self._threads: list[threading.Thread] = []
         self._idle_workers = 0  # workers waiting for a connection (starved() is pending with none of them)
         self._idle_lock = threading.Lock()
+        self._deadlines: dict[Any, tuple[float, float]] = {}  # connection -> (its request's start, deadline)
+        self._deadline_lock = threading.Lock()
+        self._stopped = threading.Event()
 
     def start_pool(self) -> None:
         for i in range(self.workers):
             self._spawn(self._work, f"notary-gate-worker-{i}")
         for i in range(REFUSERS):
             self._spawn(self._refuse, f"notary-gate-busy-{i}")
+        self._spawn(self._reap, "notary-gate-deadlines")
+
+    # ------------------------------------------------------------ request deadlines
+
+    def watch(self, conn: Any, seconds: float) -> None:
+        """From now, conn's request (line, headers, body) must be read within seconds, however slowly it
+        trickles in: a socket timeout bounds one read, not a request sent a byte at a time."""
+        now = time.monotonic()
+        with self._deadline_lock:
+            self._deadlines[conn] = (now, now + seconds)
+
+    def unwatch(self, conn: Any) -> None:
+        with self._deadline_lock:
+            self._deadlines.pop(conn, None)
+
+    def _reap(self) -> None:
+        """Shut down the sockets of requests past their deadline, and, while connections wait for a worker
+        none is free to take, of requests still being sent after SLOW_UNDER_PRESSURE (a real client sends a
+        review in milliseconds; a client trickling bytes to hold workers is dropped as soon as it costs
+        anyone a wait). The worker's blocked read returns, the connection closes unanswered (its caller fails
+        closed), and the worker serves the next one."""
+        while not self._stopped.wait(DEADLINE_CHECK):
+            now = time.monotonic()
+            pressed = self.starved()
+            with self._deadline_lock:
+                late = [conn for conn, (start, deadline) in self._deadlines.items()
+                        if deadline <= now or (pressed and now - start > SLOW_UNDER_PRESSURE)]
+                for conn in late:
+                    del self._deadlines[conn]
+            for conn in late:
+                with contextlib.suppress(OSError):
+                    # the plain socket's shutdown, also under TLS: SSLSocket.shutdown would drop the TLS
+                    # object the worker's read is using
+                    socket.socket.shutdown(conn, socket.SHUT_RDWR)
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -146,11 +186,13 @@ class PooledServer(socketserver.BaseServer):
                 return
             request, client_address = item
             try:
+                self.watch(request, seconds)  # the handshake too: a TLS hello sent a byte at a time
                 if self.open_connection(request, seconds):
                     handle(request, client_address)
             except Exception:  # noqa: BLE001, S110 - the handler already answered (or refused), or the peer is gone
                 pass
             finally:
+                self.unwatch(request)
                 self.shutdown_request(request)
 
     def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
@@ -162,6 +204,7 @@ class PooledServer(socketserver.BaseServer):
         return  # library code never prints; every handler fails closed on its own
 
     def server_close(self) -> None:
+        self._stopped.set()
         super().server_close()
         for waiting, threads in ((self._pending, self.workers), (self._refusals, REFUSERS)):
             while True:  # waiting connections: close them (their callers fail closed)
@@ -187,6 +230,7 @@ class PooledHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 30.0
     idle_timeout = 5.0
+    request_deadline = 30.0  # seconds to read a whole request; the decision after it is not counted
     server: PooledServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -194,9 +238,29 @@ class PooledHandler(BaseHTTPRequestHandler):
 
     def handle(self) -> None:
         self.close_connection = True
-        self.handle_one_request()
+        self._one_request()
         while not self.close_connection and self._next_request_arrives():
+            self._one_request()
+
+    def _one_request(self) -> None:
+        self.server.watch(self.connection, self.request_deadline)
+        try:
             self.handle_one_request()
+        finally:
+            self.server.unwatch(self.connection)
+
+    def parse_request(self) -> bool:
+        """The request line and headers are read: a request without a body is now wholly read."""
+        parsed = super().parse_request()
+        if parsed and self.command not in ("POST", "PUT"):
+            self.server.unwatch(self.connection)
+        return parsed
+
+    def read_body(self, length: int) -> bytes:
+        """The body (length bytes, already bounded by the caller), read within the request's deadline."""
+        body = self.rfile.read(length)
+        self.server.unwatch(self.connection)
+        return body
 
     def _next_request_arrives(self) -> bool:
         """Whether the client sends (or closes) within idle_timeout, while nobody else waits for a worker."""

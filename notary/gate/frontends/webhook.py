@@ -203,6 +203,7 @@ class _Handler(PooledHandler):
 
     server: WebhookServer
     timeout = 15.0
+    request_deadline = 10.0  # the API server's own limit for a review: a slower sender is not one
     server_version = "notary-gate"
 
     def _send(self, code: int, body: bytes, ctype: str = "application/json", *, close: bool = False) -> None:
@@ -260,7 +261,7 @@ class _Handler(PooledHandler):
             self._error(413, f"request body over the {self.server.max_body}-byte limit", close=True)
             self._discard(length)
             return
-        body = self.rfile.read(length)
+        body = self.read_body(length)
         if len(body) != length:
             self._error(400, "request body shorter than Content-Length", close=True)
             return

@@ -32,6 +32,8 @@ from notary.errors import NotaryError, UsageError
 DEFAULT_DRAIN = 5.0  # deployment.yaml: terminationGracePeriodSeconds 30 > drain + FINISH_BOUND
 MAX_DRAIN = 600.0
 READY_TTL = 1.0  # seconds a readiness answer is reused
+CLOSE_BOUND = 2.0  # seconds the exit waits for a ledger read still running (then exits without it)
+STALE_AFTER = 3  # TTLs after which a probe still running makes the answer "not ready"
 FINISH_BOUND = 15.0  # after the drain: the handler's socket timeout (the API server gives up after 10 s anyway)
 CONFIG_KEY = "webhook_drain_seconds"  # [gate] in notary.toml
 
@@ -53,12 +55,20 @@ class Readiness:
         """(ready, why): never ready while draining; else the cached probe answer, probed again when stale."""
         if self.draining.is_set():
             return False, "draining: shutting down, new reviews go to the other replicas"
-        with self._lock:  # one probe at a time; probes arriving meanwhile get its answer
+        # one probe at a time, and never waited for: a probe arriving while one runs gets the last answer,
+        # or "not ready" once that is stale, so a ledger read that hangs cannot pile probes onto the workers
+        if not self._lock.acquire(blocking=False):
+            if self._at is not None and self.clock() - self._at < STALE_AFTER * self.ttl:
+                return self._answer
+            return False, "cannot decide: the last readiness probe has not returned"
+        try:
             now = self.clock()
             if self._at is None or now - self._at >= self.ttl:
                 self._answer = self._probe()
                 self._at = self.clock()
             return self._answer
+        finally:
+            self._lock.release()
 
     def _probe(self) -> tuple[bool, str]:
         try:
@@ -177,7 +187,8 @@ def serve(server: Any, the_gate: Any, banner: str, log: Any, seconds: float) -> 
         pass
     finally:
         server.server_close()
-        the_gate.close()
+        if not the_gate.close(timeout=CLOSE_BOUND):
+            log.warning(f"a ledger read still runs after {CLOSE_BOUND:.0f} s: exiting without closing the ledger")
         if left:
             log.warning(f"drain bound reached: {left} connection(s) still open were closed")
         took = f" after a {time.monotonic() - drain.started:.1f} s drain" if drain.started is not None else ""

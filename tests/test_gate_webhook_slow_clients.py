@@ -1,0 +1,132 @@
+"""Unauthenticated clients that send slowly cannot take the webhook's workers, and a ledger read that hangs
+cannot take its probes or its exit: real `notary gate webhook` processes on loopback.
+
+With `failurePolicy: Fail`, a replica whose workers are all held refuses every Pod of the cluster, and one
+whose probes hang is restarted by the kubelet while the attacker just goes on: these are denial-of-service
+attacks on the whole cluster, found in review.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.runtimes import GateWorld, Webhook
+
+pytestmark = [pytest.mark.integration]
+
+
+def _get(port: int, path: str, timeout: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        return data
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> GateWorld:
+    found = GateWorld(tmp_path / "w")
+    found.ensure_ledger()
+    return found
+
+
+@pytest.fixture
+def webhook(world: GateWorld) -> Iterator[Webhook]:
+    server = Webhook(world, "--workers", "4", "--queue", "64", tls=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_clients_trickling_requests_cannot_hold_every_worker(webhook: Webhook) -> None:
+    """Twice as many connections as workers, each sending its request line a byte a second (within any
+    per-read timeout): the health endpoint and the probe still answer, promptly."""
+    stop = threading.Event()
+    cut: list[int] = []
+
+    def trickle() -> None:
+        with socket.create_connection(("127.0.0.1", webhook.port)) as s:
+            for byte in b"GET /" + b"a" * 10_000:
+                if stop.wait(1.0):
+                    return
+                try:
+                    s.send(bytes([byte]))
+                except OSError:
+                    cut.append(1)
+                    return
+
+    threads = [threading.Thread(target=trickle, daemon=True) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(3)  # every worker is reading a trickle now
+        for path in ("/healthz", "/readyz", "/healthz"):
+            started = time.monotonic()
+            assert _get(webhook.port, path).startswith(b"HTTP/1.1 200"), path
+            assert time.monotonic() - started < 4, f"{path} waited behind the tricklers"
+        assert cut, "no trickling connection was dropped to serve the waiting ones"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+
+
+def test_a_request_sent_a_byte_at_a_time_is_cut_at_its_deadline(webhook: Webhook) -> None:
+    """Even with workers to spare, a request must arrive within its deadline (10 s, the API server's own)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", webhook.port)) as s:
+        s.settimeout(30)
+        try:
+            for byte in b"GET /" + b"a" * 100:
+                s.send(bytes([byte]))
+                time.sleep(0.5)
+            pytest.fail("a 50 s request line was read to its end")
+        except OSError:
+            pass
+    assert time.monotonic() - started < 14
+
+
+def test_a_hung_ledger_read_neither_piles_up_probes_nor_blocks_the_exit(world: GateWorld) -> None:
+    """The trusted state's lock held elsewhere (an NFS stall, a stuck replica): probes answer at once with
+    "not ready" instead of waiting, and SIGTERM still ends the process within its bound."""
+    server = Webhook(world, "--workers", "4", tls=False)
+    holder = None
+    try:
+        assert _get(server.port, "/readyz").startswith(b"HTTP/1.1 200")
+        time.sleep(1.2)  # past the readiness cache
+        locks = sorted(world.gate_state.rglob("*.lock")) or sorted(p for p in world.gate_state.rglob("*")
+                                                                   if p.is_file())
+        assert locks, "no trusted state file to hold"
+        holder = os.open(locks[0], os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        first = threading.Thread(target=lambda: _get(server.port, "/readyz", timeout=30), daemon=True)
+        first.start()  # this probe hangs on the lock
+        time.sleep(0.5)
+        for _ in range(12):  # more probes than workers: each must answer, none may wait
+            started = time.monotonic()
+            reply = _get(server.port, "/readyz", timeout=5)
+            assert time.monotonic() - started < 2
+            assert reply.startswith((b"HTTP/1.1 200", b"HTTP/1.1 503")), reply[:80]
+        time.sleep(3.5)  # the cached answer is stale now and the probe still runs: not ready
+        assert _get(server.port, "/readyz", timeout=5).startswith(b"HTTP/1.1 503")
+        assert _get(server.port, "/healthz", timeout=5).startswith(b"HTTP/1.1 200")
+        assert server.proc is not None
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=30)
+        assert time.monotonic() - started < 20, "the exit waited on the hung ledger read"
+    finally:
+        if holder is not None:
+            os.close(holder)
+        server.stop()
