@@ -63,12 +63,14 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # What the tests run ci-templates/ with: act and tekton-validate (Go, built from the module proxy), the C2SP
-# peers (c2sp-peer, litewitness, witnessctl: the checkpoint and witness tests),
+# peers (c2sp-peer, litewitness, witnessctl: the checkpoint and witness tests), local-kms (an AWS KMS API server
+# the awskms:// signer's tests sign through),
 # gitlab-ci-local and npm-groovy-lint (npm, from lockfiles), each pinned and cached under ~/.cache/notary/.
 ci-runners:
 	@scripts/act-build.sh >/dev/null
 	@scripts/tekton-validate-build.sh >/dev/null
 	@scripts/c2sp-peer-build.sh >/dev/null
+	@scripts/local-kms-build.sh >/dev/null
 	@scripts/gitlab-ci-local-install.sh >/dev/null
 	@scripts/npm-tool-install.sh npm-groovy-lint >/dev/null
 

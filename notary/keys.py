@@ -4,8 +4,8 @@ Ed25519 is the default (small, fast, deterministic signatures); ECDSA P-256 is o
 HSMs or policies require NIST curves. A key id is `sha256:` + hex of the DER SubjectPublicKeyInfo, the same
 bytes whatever PEM wrapping or comments a file carries, so ids are stable across tools.
 
-A key that lives elsewhere (a PKCS#11 token, `pkcs11:` URIs, see notary.signing.pkcs11; a KMS or Vault key
-the same way) is a `Signer`: records and notarizations take a `SigningKey`, either a key in memory or one.
+A key that lives elsewhere (a PKCS#11 token's `pkcs11:` URI, an AWS KMS key's `awskms://` URI: see
+notary.signing) is a `Signer`: records and notarizations take a `SigningKey`, either a key in memory or one.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
         raise SignatureError(f"signature does not verify under key {key_id(key)}") from exc
 
 
-def _check_supported(key: object, what: str) -> None:
+def check_supported(key: object, what: str) -> None:
     if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
         return
     if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(
@@ -139,11 +139,13 @@ def _read_source(source: str | bytes | Path, what: str) -> tuple[bytes, str]:
 
 def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None) -> SigningKey:
     """Load a PEM private key from a path or PEM text (passphrase defaults to NOTARY_KEY_PASSPHRASE), or open
-    the token key a `pkcs11:` URI names (a str only: a Path is always a file), so every --key takes both."""
-    if isinstance(source, str) and source.startswith("pkcs11:"):
-        from notary.signing.pkcs11 import open_signer
+    the key a `pkcs11:` or `awskms://` URI names (a str only: a Path is always a file), so every --key takes
+    each of them."""
+    if isinstance(source, str):
+        from notary import signing
 
-        return open_signer(source)
+        if signing.is_service_key(source):
+            return signing.open_signer(source)
     return load_key_file(source, passphrase)
 
 
@@ -168,7 +170,7 @@ def load_key_file(source: str | bytes | Path, passphrase: bytes | None = None) -
         raise InputError(f"{name} is not a PEM private key") from exc
     except UnsupportedAlgorithm as exc:
         raise InputError(f"{name} uses an unsupported key algorithm") from exc
-    _check_supported(key, name)  # raises unless Ed25519 or ECDSA P-256, which is what the cast states
+    check_supported(key, name)  # raises unless Ed25519 or ECDSA P-256, which is what the cast states
     return cast(PrivateKey, key)
 
 
@@ -191,7 +193,7 @@ def load_public_key(source: str | bytes | Path) -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise InputError(f"{name} is not a PEM public key") from exc
-    _check_supported(key, name)  # raises unless Ed25519 or ECDSA P-256, which is what the cast states
+    check_supported(key, name)  # raises unless Ed25519 or ECDSA P-256, which is what the cast states
     return cast(PublicKey, key)
 
 

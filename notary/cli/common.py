@@ -91,24 +91,27 @@ pass_app = cast(Callable[[_F], _F], click.make_pass_decorator(App))
 
 def signing_key_source(flag: str | None, app: App) -> str:
     """Private key from --key, else NOTARY_SIGNING_KEY (PEM text, for CI secrets), else [signing] key. Each may
-    instead be a `pkcs11:` URI naming a key in a token (keys.load_private_key opens it; never a relative path
-    to resolve, and its PIN never in it: NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source)."""
+    instead be a `pkcs11:` or `awskms://` URI naming a key in a token or a KMS (keys.load_private_key opens it;
+    never a relative path to resolve, and no secret in it: the PIN and the AWS credentials come from their own
+    variables or files)."""
+    from notary import signing
+
     if flag:
         return flag
     env = os.environ.get("NOTARY_SIGNING_KEY")
     if env:
-        if env.startswith("pkcs11:"):
+        if signing.is_service_key(env.strip()):
             return env.strip()
         if "-----BEGIN" not in env:
-            raise UsageError("NOTARY_SIGNING_KEY must hold the PEM text of the private key or a pkcs11: URI, "
-                             "not a path")
+            raise UsageError("NOTARY_SIGNING_KEY must hold the PEM text of the private key, a pkcs11: or an "
+                             "awskms:// URI, not a path")
         return env
     configured = app.config.section("signing").get("key")
     if configured:
         text = str(configured)
-        return text if text.startswith("pkcs11:") else app.config.resolve_path(text)
+        return text if signing.is_service_key(text) else app.config.resolve_path(text)
     raise UsageError("no signing key",
-                     hint="pass --key PATH (or a pkcs11: URI) or set NOTARY_SIGNING_KEY to the PEM key")
+                     hint="pass --key PATH (or a pkcs11: or awskms:// URI) or set NOTARY_SIGNING_KEY to the PEM key")
 
 
 def stdout_is_terminal() -> bool:

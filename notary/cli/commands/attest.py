@@ -18,8 +18,8 @@ from notary.cli.subjects import source_options, source_options_flags
               "https://spdx.dev/Document, https://cyclonedx.org/bom.")
 @click.option("--predicate", "predicate_path", required=True, metavar="FILE",
               help="The predicate: one JSON object (at most 1 MiB; an SPDX or CycloneDX SBOM 16 MiB).")
-@click.option("--key", "key_path", metavar="PATH|URI", help="Private key file, or a pkcs11: URI of a key in a "
-              "token (docs/keys.md). Default: NOTARY_SIGNING_KEY (PEM text or URI) or [signing] key in notary.toml.")
+@click.option("--key", "key_path", metavar="PATH|URI", help="Private key file, or the pkcs11: or awskms:// URI of a key in a "
+              "token or AWS KMS (docs/keys.md). Default: NOTARY_SIGNING_KEY (PEM text or URI) or [signing] key in notary.toml.")
 @click.option("--name", "names", multiple=True, metavar="IMAGE",
               help="The image name the statement's subject carries (default: the name SUBJECT carries).")
 @source_options_flags

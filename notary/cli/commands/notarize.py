@@ -21,8 +21,8 @@ SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"  # notary.attest.SLSA_PROVENA
 @click.argument("subjects", nargs=-1, required=True, metavar="SUBJECT...")
 @click.option("--job-id", "job_id", metavar="ID", help="CI job id (auto-detected on GitHub Actions, GitLab CI, "
               "Jenkins, CircleCI, Tekton).")
-@click.option("--key", "key_path", metavar="PATH|URI", help="Private key file, or a pkcs11: URI of a key in a "
-              "token (docs/keys.md). Default: NOTARY_SIGNING_KEY (PEM text or URI) or [signing] key in "
+@click.option("--key", "key_path", metavar="PATH|URI", help="Private key file, or the pkcs11: or awskms:// URI of a key in a "
+              "token or AWS KMS (docs/keys.md). Default: NOTARY_SIGNING_KEY (PEM text or URI) or [signing] key in "
               "notary.toml. Passphrase: NOTARY_KEY_PASSPHRASE; token PIN: NOTARY_PKCS11_PIN(_FILE).")
 @click.option("--name", "names", multiple=True, metavar="IMAGE",
               help="A repository the image is published as (repeatable), e.g. registry.example/team/app: bound "

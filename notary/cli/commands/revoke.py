@@ -16,7 +16,7 @@ from notary.errors import UsageError
 @click.command("revoke")
 @click.argument("subject")
 @click.option("--reason", required=True, metavar="TEXT", help="Why (shown to everyone the gate refuses).")
-@click.option("--key", "key_path", metavar="PATH|URI", help="Private key file or pkcs11: URI "
+@click.option("--key", "key_path", metavar="PATH|URI", help="Private key file, pkcs11: or awskms:// URI "
               "(default: NOTARY_SIGNING_KEY or [signing] key).")
 @click.option("--job-id", "job_id", metavar="ID", help="CI job recording the revocation (optional).")
 @source_options_flags
