@@ -16,6 +16,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -133,3 +134,25 @@ def read_regular(path: str | os.PathLike[str], limit: int, what: str, *, error: 
     if len(data) > limit:
         raise error(f"{what} {name} is over the {limit} byte limit")
     return data
+
+
+def lock_within(fd: int, seconds: float, what: str, *,
+                error: Callable[[str], Exception] = TimeoutError) -> None:
+    """An exclusive flock on fd, or `error` after `seconds`: a process stopped or hung while holding the lock
+    (a `kill -STOP`, a stalled disk) must cost one refusal, never every caller behind it waiting forever.
+    Polls LOCK_NB (flock has no timeout), backing off from 1 ms to 50 ms, so an uncontended lock costs one call.
+    The default error, TimeoutError, is an OSError: callers that treat an unusable file as one keep doing so."""
+    import fcntl
+    import time
+
+    deadline, pause = time.monotonic() + seconds, 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if time.monotonic() >= deadline:
+            raise error(f"{what} stayed locked by another process for {seconds:g} s (one may be stopped or hung)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,10 +31,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from notary import merkle
 from notary.audit import note as notes
 from notary.errors import IntegrityError, NotaryError, ProofError
-from notary.fsio import atomic_write, read_regular
+from notary.fsio import atomic_write, lock_within, read_regular
 
 MAX_REQUEST = 128 << 10  # an old line, 63 proof lines and a checkpoint with 64 signatures: far below
 MAX_PROOF_LINES = 63
+STATE_LOCK_SECONDS = 10.0  # a request waits no longer for another holding a log's state: it fails (500)
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 SIZE_TYPE = "text/x.tlog.size"
 
@@ -107,7 +107,7 @@ class Witness:
     def _locked(self, origin: str) -> Iterator[None]:
         fd = os.open(self._path(origin, ".lock"), os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_within(fd, STATE_LOCK_SECONDS, "the witness state", error=WitnessStateError)
             yield
         finally:
             os.close(fd)

@@ -14,7 +14,6 @@ all, each parsed with notary.jsonsafe; a line that is not a decision is counted 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -27,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from notary.errors import InputError, NotFoundError, UsageError
+from notary.fsio import lock_within
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_KEEP = 5
 MAX_KEEP = 100
 MAX_LINE = 64 << 10
+ROTATE_LOCK_SECONDS = 5.0  # longer, and the append is an OSError: the caller refuses, never hangs
 _SIZE = re.compile(r"^([0-9]{1,15})\s*([KMG]i?B?|B)?\Z", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -91,7 +92,7 @@ class DecisionLog:
         assert self.path is not None
         lock = os.open(self.path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            lock_within(lock, ROTATE_LOCK_SECONDS, "the decision log's rotation lock")
             try:
                 if os.stat(self.path).st_size < self.max_bytes:
                     return  # another process rotated it while this one waited

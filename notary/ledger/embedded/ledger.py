@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from notary import fsio
 from notary.errors import (
     InputError,
     IntegrityError,
@@ -38,6 +39,9 @@ from notary.ledger.embedded._upgrade import upgrade_in_place
 from notary.ledger.embedded._verify import Verifier
 from notary.ledger.embedded._view import LOAD, Snap, View
 from notary.ledger.trust import TrustedState, TrustStore
+
+# a trusted-state lock held longer (by a stopped or hung process) is exit 4, not a gate that waits forever
+TRUST_LOCK_SECONDS = 10.0
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._audit import AuditReport
@@ -460,9 +464,7 @@ class EmbeddedLedger:
             try:
                 self.trust.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
                 fd = os.open(self.trust.path_for(self.ledger_id).with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fsio.lock_within(fd, TRUST_LOCK_SECONDS, "the trusted state", error=LedgerUnavailableError)
             except OSError:
                 pass  # best effort: the forward-only TrustStore.save still refuses to move trust backwards
             try:
