@@ -8,6 +8,7 @@ attacks on the whole cluster, found in review.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -130,3 +131,48 @@ def test_a_hung_ledger_read_neither_piles_up_probes_nor_blocks_the_exit(world: G
         if holder is not None:
             os.close(holder)
         server.stop()
+
+
+def test_a_connect_flood_during_shutdown_cannot_hold_the_exit_open() -> None:
+    """Clients that connect faster than a loaded node accepts while the webhook stops: the exit takes at most
+    one backlog's worth of what is waiting, for at most ACCEPT_BOUND, then closes the listener. The listener
+    and the flood are real sockets; the node's load is each accept costing 2 ms."""
+    from notary.gate.frontends import webhook_ha
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    class Loaded:
+        socket = listener
+        request_queue_size = 1024
+
+        def _handle_request_noblock(self) -> None:
+            conn, _ = listener.accept()
+            conn.close()
+            time.sleep(0.002)
+
+        def in_flight(self) -> int:
+            return 0
+
+    def flood() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+
+    floods = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+    for t in floods:
+        t.start()
+    try:
+        time.sleep(0.3)
+        finishing = threading.Thread(target=webhook_ha.finish, args=(Loaded(),), daemon=True)
+        started = time.monotonic()
+        finishing.start()
+        finishing.join(timeout=10)
+        assert not finishing.is_alive(), "the exit kept accepting the flood"
+        assert time.monotonic() - started < webhook_ha.ACCEPT_BOUND + 1
+    finally:
+        stop.set()
+        for t in floods:
+            t.join(timeout=5)
+        listener.close()

@@ -271,7 +271,7 @@ def test_deployment_manifest_applies_and_its_exempt_namespace_admits_the_unnotar
 
 def assert_highly_available(kube: KubeClient) -> None:
     """The HA settings of deployment.yaml, as the API server stored them (docs/gate.md, "High availability")."""
-    from notary.gate.frontends.webhook_ha import FINISH_BOUND
+    from notary.gate.frontends.webhook_ha import ACCEPT_BOUND, CLOSE_BOUND, FINISH_BOUND
 
     deploy = kube.get("Deployment", "notary-gate", "notary-system").json()["spec"]
     assert deploy["replicas"] >= 2
@@ -282,7 +282,8 @@ def assert_highly_available(kube: KubeClient) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     args = container["args"]
     drain = float(args[args.index("--drain-seconds") + 1])
-    assert spec["terminationGracePeriodSeconds"] > drain + FINISH_BOUND  # the drain ends before SIGKILL
+    # the whole exit (drain, the backlog's accepts, replies in flight, the ledger's close) ends before SIGKILL
+    assert spec["terminationGracePeriodSeconds"] > drain + ACCEPT_BOUND + FINISH_BOUND + CLOSE_BOUND
     labels = deploy["template"]["metadata"]["labels"]
     spread = spec["topologySpreadConstraints"]
     assert any(c["topologyKey"] == "kubernetes.io/hostname" and c["labelSelector"]["matchLabels"] == labels

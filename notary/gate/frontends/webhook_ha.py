@@ -34,6 +34,7 @@ MAX_DRAIN = 600.0
 READY_TTL = 1.0  # seconds a readiness answer is reused
 CLOSE_BOUND = 2.0  # seconds the exit waits for a ledger read still running (then exits without it)
 STALE_AFTER = 3  # TTLs after which a probe still running makes the answer "not ready"
+ACCEPT_BOUND = 1.0  # seconds the exit spends taking connections the backlog still holds
 FINISH_BOUND = 15.0  # after the drain: the handler's socket timeout (the API server gives up after 10 s anyway)
 CONFIG_KEY = "webhook_drain_seconds"  # [gate] in notary.toml
 
@@ -162,9 +163,14 @@ class Drain:
 def finish(server: Any, bound: float = FINISH_BOUND) -> int:
     """After serve_forever: take what the listen backlog still holds, close the listener, and wait (at most
     bound seconds) for every accepted connection to be answered. Returns how many were still open."""
+    # what the backlog held when the drain ended, not what a client keeps connecting: a flood of connects
+    # must not hold the exit open (at most one backlog's worth of accepts, for at most ACCEPT_BOUND seconds)
+    until, taken = time.monotonic() + ACCEPT_BOUND, 0
     try:
-        while select.select([server.socket], [], [], 0)[0]:
+        while (taken < server.request_queue_size and time.monotonic() < until
+               and select.select([server.socket], [], [], 0)[0]):
             server._handle_request_noblock()  # accept and queue it, as serve_forever would
+            taken += 1
     except (OSError, ValueError):
         pass
     server.socket.close()
