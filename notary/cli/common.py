@@ -40,12 +40,14 @@ class App:
     def ledger_url(self) -> str | None:
         return ledger_url_from(self.ledger_flag, self.config)
 
-    def open_ledger(self, *, create: bool = False, mirror: bool | None = None, state_dir: str | None = None) -> Ledger:
+    def open_ledger(self, *, create: bool = False, mirror: bool | None = None, state_dir: str | None = None,
+                    url: str | None = None) -> Ledger:
         """mirror: check immudb reads against the verified mirror (None: NOTARY_IMMUDB_MIRROR, [immudb] mirror);
-        state_dir: trust of its own (a monitor's), instead of the client's."""
+        state_dir: trust of its own (a monitor's), instead of the client's; url: another ledger than the
+        configured one (sync's destination)."""
         from notary.ledger import open_ledger
 
-        ledger = open_ledger(self.ledger_url, state_dir=state_dir or state_dir_from(self.config), create=create,
+        ledger = open_ledger(url or self.ledger_url, state_dir=state_dir or state_dir_from(self.config), create=create,
                              mirror=mirror, config=self.config)
         self._ledgers.append(ledger)
         return ledger

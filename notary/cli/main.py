@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lookup": ("notary.cli.commands.audit", "lookup", "Find notarizations by CI job id or artifact digest."),
     "audit": ("notary.cli.commands.audit_diff", "audit", "What changed between two points in time, proven complete."),
     "evidence": ("notary.cli.commands.evidence", "evidence", "Export a subject's proofs; check them offline."),
+    "sync": ("notary.cli.commands.sync", "sync", "Copy an edge ledger's records to another ledger, verified, resumable."),
     "witness": ("notary.cli.commands.witness", "witness", "A C2SP witness: cosign checkpoints that are consistent."),
     "ledger": ("notary.cli.commands.ledger", "ledger", "Inspect the ledger and this client's trusted state."),
     "key": ("notary.cli.commands.key", "key", "Generate and inspect signing keys."),

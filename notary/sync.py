@@ -1,0 +1,214 @@
+"""Verified sync: every transaction of an embedded ledger (an edge device's, a laptop's) copied to another
+ledger (the centre's immudb), the signed envelopes byte for byte.
+
+Why it can be killed at any moment and run again without losing or duplicating anything: each source
+transaction becomes exactly one destination transaction, and that transaction also writes the cursor
+`sync/<source ledger id>` (which source transaction it carries, and the source's signed head after it). The
+cursor moves only with the data it describes, atomically, so the destination's newest cursor (a proven read;
+on immudb the verified mirror proves it newest) says exactly where to resume.
+
+Why a tampered source writes nothing: the source's range is read with `changes`, which proves every entry
+included in a head consistent with the trusted state and the range complete, before the first write; each
+cursor's head is the one the source's ledger key signed at that size. A destination cursor whose head the
+source does not have (the source was rewritten after an earlier sync, or another ledger took its name) is an
+integrity error. Each write is verified by the destination as every write is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any, Protocol
+
+from notary import jsonsafe
+from notary.errors import IntegrityError, UsageError
+from notary.ledger.base import Entry, Ledger, TreeHead
+
+CURSOR_PREFIX = "sync/"
+CURSOR_SCHEMA = "notary.sync-cursor/v1"
+DEFAULT_BATCH = 64
+MAX_BATCH = 4096
+MAX_CURSOR = 4096
+
+
+class SyncSource(Ledger, Protocol):
+    """A source must say which head its ledger key signed at a size: the embedded ledger does."""
+
+    ledger_id: str
+
+    def head_at_size(self, size: int) -> TreeHead | None: ...
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]: ...
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the destination stands: source transactions 1..tx are in it, the source's head then being head."""
+
+    source: str
+    tx: int
+    tree_size: int
+    root: bytes
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"schema": CURSOR_SCHEMA, "source": self.source, "tx": self.tx,
+                           "tree_size": self.tree_size, "root": self.root.hex()},
+                          sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes, source: str, where: str) -> Cursor:
+        """A cursor as the destination holds it: anything off its shape is an integrity error, not a restart."""
+        if len(raw) > MAX_CURSOR:
+            raise IntegrityError(f"{where} is larger than a sync cursor can be")
+        data = jsonsafe.loads(raw, where, error=IntegrityError)
+        try:
+            if not isinstance(data, dict) or data.get("schema") != CURSOR_SCHEMA or data.get("source") != source:
+                raise ValueError("not a sync cursor of this source")
+            tx, size, root = data["tx"], data["tree_size"], bytes.fromhex(data["root"])
+            if type(tx) is not int or type(size) is not int or not 1 <= tx <= size or len(root) != 32:
+                raise ValueError("its transaction, size or root is out of shape")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"{where} is not a sync cursor: {exc}") from exc
+        return cls(source, tx, size, root)
+
+
+@dataclass
+class Progress:
+    """What a run did so far, for a progress line and the final report."""
+
+    source_head: TreeHead
+    start_tx: int  # the destination held source transactions 1..start_tx when the run began
+    done_tx: int
+    entries: int = 0
+    written: int = 0  # destination transactions
+
+
+def cursor_key(source_id: str) -> str:
+    if not source_id or "/" in source_id or len(source_id) > 200:
+        raise UsageError("the source ledger's id cannot name a sync cursor")
+    return CURSOR_PREFIX + source_id
+
+
+def _require_source(ledger: Ledger) -> SyncSource:
+    if not callable(getattr(ledger, "head_at_size", None)):
+        raise UsageError("sync copies from an embedded ledger (file://...)",
+                         hint="the source must prove the head its key signed at each size")
+    return ledger  # type: ignore[return-value]  # checked just above
+
+
+def _same_ledger(source: SyncSource, destination: Ledger) -> None:
+    if source.ledger_id == getattr(destination, "ledger_id", None) or source.url == destination.url:
+        raise UsageError("sync needs two different ledgers", hint="--from and --to name the same one")
+
+
+def destination_cursor(source: SyncSource, destination: Ledger, head: TreeHead) -> Cursor | None:
+    """The destination's newest cursor for source, checked against the source: None when nothing was synced."""
+    key = cursor_key(source.ledger_id)
+    entry = destination.get(key)
+    if entry is None:
+        return None
+    cursor = Cursor.parse(entry.value, source.ledger_id, f"sync cursor {key} (destination tx {entry.tx})")
+    signed = source.head_at_size(cursor.tree_size) if cursor.tree_size <= head.tree_size else None
+    if signed is not None and signed.tx == cursor.tx and signed.root == cursor.root:
+        _prove_prefix(source, cursor.tree_size, cursor.root, head)
+    else:
+        raise IntegrityError(
+            f"the destination holds source transactions 1..{cursor.tx} (tree size {cursor.tree_size}), but the "
+            f"source's signed head at that size is {'missing' if signed is None else 'another'}: the source was "
+            "rewritten after the last sync, or another ledger uses its id")
+    return cursor
+
+
+def _prove_prefix(source: SyncSource, size: int, root: bytes, head: TreeHead) -> None:
+    """root is the source's tree at size, a prefix of its verified head (RFC 9162 consistency): a head row the
+    ledger key signed is not enough on its own, since the key sits beside the ledger it signs."""
+    from notary import merkle
+    from notary.errors import ProofError
+
+    try:
+        merkle.verify_consistency(size, head.tree_size, root, head.root, source.consistency_proof(size, head.tree_size))
+    except ProofError as exc:
+        raise IntegrityError(f"the source's head at tree size {size} is not a prefix of its verified head: "
+                             f"{exc.message}") from exc
+
+
+def status(source_ledger: Ledger, destination: Ledger) -> tuple[TreeHead, Cursor | None]:
+    """(the source's verified head, the destination's checked cursor): how far the two are proven to agree."""
+    source = _require_source(source_ledger)
+    _same_ledger(source, destination)
+    head = source.info().head
+    return head, destination_cursor(source, destination, head)
+
+
+def _transactions(source: SyncSource, after: Cursor | None, upto: TreeHead) -> Iterator[tuple[int, list[Entry]]]:
+    entries = source.changes(after.tx if after else 0, upto.tx)
+    for tx, group in groupby(entries, key=lambda e: e.tx):
+        yield tx, list(group)
+
+
+def sync(source_ledger: Ledger, destination: Ledger, *, batch: int = DEFAULT_BATCH,
+         on_batch: Callable[[Progress], None] | None = None) -> Progress:
+    """Copy every source transaction the destination lacks, `batch` transactions per destination batch."""
+    if not 1 <= batch <= MAX_BATCH:
+        raise UsageError(f"--batch must be 1..{MAX_BATCH}, not {batch}")
+    source = _require_source(source_ledger)
+    _same_ledger(source, destination)
+    head = source.info().head
+    cursor = destination_cursor(source, destination, head)
+    done = Progress(head, cursor.tx if cursor else 0, cursor.tx if cursor else 0)
+    if cursor is not None and cursor.tx == head.tx:
+        return done
+    plan = _plan(source, cursor, head)  # the whole range read and proven first: a tampered source writes nothing
+    key = cursor_key(source.ledger_id)
+    chunk: list[Mapping[str, bytes]] = []
+    # the second pass proves the range again as it streams: constant memory, whatever the source's size
+    for (tx, entries), (planned_tx, root, size) in zip(_transactions(source, cursor, head), plan, strict=True):
+        if tx != planned_tx:
+            raise IntegrityError(f"the source changed between its two reads (transaction {tx})")
+        kvs = {e.key: e.value for e in entries}
+        kvs[key] = Cursor(source.ledger_id, tx, size, root).to_bytes()
+        chunk.append(kvs)
+        done.entries += len(entries)
+        if len(chunk) == batch or tx == head.tx:
+            destination.write_batch(chunk)
+            done.done_tx, done.written = tx, done.written + len(chunk)
+            chunk = []
+            if on_batch is not None:
+                on_batch(done)
+    return done
+
+
+def _plan(source: SyncSource, cursor: Cursor | None, head: TreeHead) -> list[tuple[int, bytes, int]]:
+    """(source tx, its signed root, tree size after it) for every transaction to copy, each entry proven and
+    the range proven complete, and every transaction one the sync can copy whole."""
+    key = cursor_key(source.ledger_id)
+    expected, counts = (cursor.tx if cursor else 0) + 1, []
+    for tx, entries in _transactions(source, cursor, head):  # one snapshot: no other read of source inside
+        if tx != expected:
+            raise IntegrityError(f"source transaction {expected} is missing from the proven range")
+        keys = [e.key for e in entries]
+        if key in keys or len(set(keys)) != len(keys):
+            raise IntegrityError(f"source transaction {tx} writes a key twice, or this sync's own cursor")
+        counts.append((tx, len(keys)))
+        expected += 1
+    size, plan = cursor.tree_size if cursor else 0, []
+    for tx, n in counts:
+        size += n
+        signed = source.head_at_size(size)
+        if signed is None or signed.tx != tx:
+            raise IntegrityError(f"the source has no signed head for transaction {tx} at tree size {size}")
+        _prove_prefix(source, size, signed.root, head)
+        plan.append((tx, signed.root, size))
+    if expected != head.tx + 1:
+        raise IntegrityError(f"the proven range ends at source transaction {expected - 1}, not {head.tx}")
+    return plan
+
+
+def report(progress: Progress, cursor: Cursor | None = None) -> dict[str, Any]:
+    """The run or the status as JSON (docs/json.md, notary.sync/v1)."""
+    head = progress.source_head
+    return {"source_ledger_id": head.ledger_id, "source_head": head.to_json(), "synced_tx": progress.done_tx,
+            "behind": head.tx - progress.done_tx, "started_at_tx": progress.start_tx,
+            "transactions_written": progress.written, "entries_copied": progress.entries}
