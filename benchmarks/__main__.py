@@ -247,6 +247,9 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool, mirror_tx: in
             name: round(statistics.median(_time([sys.executable, "-c", f"import {name}"]) for _ in range(9)) * 1000, 1)
             for name in ("grpc", "immudb", "notary.cli.main")
         }
+        from benchmarks import sync as bench_sync  # an edge's records to this server (goal >= 1000 records/s)
+
+        out["sync"] = _optional(lambda: bench_sync.bench(work / "sync", url, password))
         if gate:  # the runtime hook's cost on this server (goal <= 150 ms)
             from benchmarks import gate as bench_gate
 

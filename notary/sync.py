@@ -1,26 +1,28 @@
 """Verified sync: every transaction of an embedded ledger (an edge device's, a laptop's) copied to another
 ledger (the centre's immudb), the signed envelopes byte for byte.
 
-Why it can be killed at any moment and run again without losing or duplicating anything: each source
-transaction becomes exactly one destination transaction, and that transaction also writes the cursor
-`sync/<source ledger id>` (which source transaction it carries, and the source's signed head after it). The
-cursor moves only with the data it describes, atomically, so the destination's newest cursor (a proven read;
-on immudb the verified mirror proves it newest) says exactly where to resume.
+Why it can be killed at any moment and run again without losing or duplicating anything: consecutive source
+transactions are packed into one destination transaction (as long as no key repeats in it, so every version
+of every key arrives, in order), and that transaction also writes the cursor `sync/<source ledger id>`: the
+last source transaction it carries, and the source's signed head after it. The cursor moves only with the
+data it describes, atomically, so the destination's newest cursor (a proven read; on immudb the verified
+mirror proves it newest) says exactly where to resume. Packing is what makes a centre's immudb, which commits
+each transaction to disk, take thousands of records a second rather than one transaction's commit each.
 
 Why a tampered source writes nothing: the source's range is read with `changes`, which proves every entry
 included in a head consistent with the trusted state and the range complete, before the first write; each
-cursor's head is the one the source's ledger key signed at that size. A destination cursor whose head the
-source does not have (the source was rewritten after an earlier sync, or another ledger took its name) is an
-integrity error. Each write is verified by the destination as every write is.
-"""
+cursor's head is the one the source's ledger key signed at that size, proven a prefix of the verified head. A
+destination cursor whose head the source does not have (the source was rewritten after an earlier sync, or
+another ledger took its name) is an integrity error. Each write is verified by the destination as every
+write is."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from notary import jsonsafe
 from notary.errors import IntegrityError, UsageError
@@ -31,6 +33,9 @@ CURSOR_SCHEMA = "notary.sync-cursor/v1"
 DEFAULT_BATCH = 64
 MAX_BATCH = 4096
 MAX_CURSOR = 4096
+# entries per destination transaction when consecutive source transactions are packed into one (immudb takes
+# 1024 by default; one is the cursor)
+MAX_PACKED = 1000
 
 
 class SyncSource(Ledger, Protocol):
@@ -82,6 +87,7 @@ class Progress:
     start_tx: int  # the destination held source transactions 1..start_tx when the run began
     done_tx: int
     entries: int = 0
+    transactions: int = 0  # source transactions copied
     written: int = 0  # destination transactions
 
 
@@ -160,49 +166,77 @@ def sync(source_ledger: Ledger, destination: Ledger, *, batch: int = DEFAULT_BAT
     done = Progress(head, cursor.tx if cursor else 0, cursor.tx if cursor else 0)
     if cursor is not None and cursor.tx == head.tx:
         return done
-    plan = _plan(source, cursor, head)  # the whole range read and proven first: a tampered source writes nothing
+    plan = _plan(source, cursor, head, batch)  # the range read and proven first: a tampered source writes nothing
     key = cursor_key(source.ledger_id)
-    chunk: list[Mapping[str, bytes]] = []
+    chunk: list[dict[str, bytes]] = []  # destination transactions of this batch
+    packing: dict[str, bytes] = {}  # the one being filled
+    taken = 0  # source transactions in chunk and packing
     # the second pass proves the range again as it streams: constant memory, whatever the source's size
-    for (tx, entries), (planned_tx, root, size) in zip(_transactions(source, cursor, head), plan, strict=True):
-        if tx != planned_tx:
+    for (tx, entries), step in zip(_transactions(source, cursor, head), plan, strict=True):
+        if tx != step.tx or len(entries) != step.entries:
             raise IntegrityError(f"the source changed between its two reads (transaction {tx})")
-        kvs = {e.key: e.value for e in entries}
-        kvs[key] = Cursor(source.ledger_id, tx, size, root).to_bytes()
-        chunk.append(kvs)
+        packing.update((e.key, e.value) for e in entries)
+        taken += 1
         done.entries += len(entries)
-        if len(chunk) == batch or tx == head.tx:
+        if step.root is not None:  # the last source tx of a destination tx: its cursor moves with it
+            packing[key] = Cursor(source.ledger_id, tx, step.size, step.root).to_bytes()
+            chunk.append(packing)
+            packing = {}
+        if step.batch_end:
             destination.write_batch(chunk)
-            done.done_tx, done.written = tx, done.written + len(chunk)
-            chunk = []
+            done.done_tx, done.written, done.transactions = tx, done.written + len(chunk), done.transactions + taken
+            chunk, taken = [], 0
             if on_batch is not None:
                 on_batch(done)
     return done
 
 
-def _plan(source: SyncSource, cursor: Cursor | None, head: TreeHead) -> list[tuple[int, bytes, int]]:
-    """(source tx, its signed root, tree size after it) for every transaction to copy, each entry proven and
-    the range proven complete, and every transaction one the sync can copy whole."""
+class _Step(NamedTuple):
+    tx: int
+    entries: int
+    size: int  # the source's tree size after tx
+    root: bytes | None  # its signed root, proven a prefix of the head, where tx ends a destination transaction
+    batch_end: bool
+
+
+def _plan(source: SyncSource, cursor: Cursor | None, head: TreeHead, batch: int) -> list[_Step]:
+    """Every transaction to copy, each entry proven and the range proven complete, and where each destination
+    transaction and batch ends: a destination transaction takes consecutive source transactions while no key
+    repeats and it stays under MAX_PACKED entries; a batch takes `batch` source transactions."""
     key = cursor_key(source.ledger_id)
-    expected, counts = (cursor.tx if cursor else 0) + 1, []
+    expected, size = (cursor.tx if cursor else 0) + 1, cursor.tree_size if cursor else 0
+    steps: list[list[Any]] = []
+    packed: set[str] = set()
+    taken = 0
     for tx, entries in _transactions(source, cursor, head):  # one snapshot: no other read of source inside
         if tx != expected:
             raise IntegrityError(f"source transaction {expected} is missing from the proven range")
-        keys = [e.key for e in entries]
-        if key in keys or len(set(keys)) != len(keys):
+        keys = {e.key for e in entries}
+        if key in keys or len(keys) != len(entries):
             raise IntegrityError(f"source transaction {tx} writes a key twice, or this sync's own cursor")
-        counts.append((tx, len(keys)))
+        if steps and (taken == 0 or len(packed) + len(keys) >= MAX_PACKED or not packed.isdisjoint(keys)):
+            steps[-1][3] = True  # the previous source tx ends a destination transaction
+            packed = set()
+        size += len(entries)
+        packed |= keys
+        taken += 1
+        steps.append([tx, len(entries), size, False, taken == batch])
+        taken %= batch
         expected += 1
-    size, plan = cursor.tree_size if cursor else 0, []
-    for tx, n in counts:
-        size += n
-        signed = source.head_at_size(size)
-        if signed is None or signed.tx != tx:
-            raise IntegrityError(f"the source has no signed head for transaction {tx} at tree size {size}")
-        _prove_prefix(source, size, signed.root, head)
-        plan.append((tx, signed.root, size))
     if expected != head.tx + 1:
         raise IntegrityError(f"the proven range ends at source transaction {expected - 1}, not {head.tx}")
+    if steps:
+        steps[-1][3] = steps[-1][4] = True
+    plan = []
+    for tx, n, at, ends, batch_end in steps:
+        root = None
+        if ends:
+            signed = source.head_at_size(at)
+            if signed is None or signed.tx != tx:
+                raise IntegrityError(f"the source has no signed head for transaction {tx} at tree size {at}")
+            _prove_prefix(source, at, signed.root, head)
+            root = signed.root
+        plan.append(_Step(tx, n, at, root, batch_end))
     return plan
 
 
@@ -211,4 +245,5 @@ def report(progress: Progress, cursor: Cursor | None = None) -> dict[str, Any]:
     head = progress.source_head
     return {"source_ledger_id": head.ledger_id, "source_head": head.to_json(), "synced_tx": progress.done_tx,
             "behind": head.tx - progress.done_tx, "started_at_tx": progress.start_tx,
-            "transactions_written": progress.written, "entries_copied": progress.entries}
+            "transactions_copied": progress.transactions, "transactions_written": progress.written,
+            "entries_copied": progress.entries}

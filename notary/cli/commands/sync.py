@@ -28,10 +28,10 @@ def sync(app: App, to_url: str, from_url: str | None, batch: int, only_status: b
     """Copy every record of an embedded ledger that the destination lacks, byte for byte.
 
     The source is verified first (every entry proven included in a head consistent with this client's
-    trusted state, the range proven complete): a tampered source is exit 3 with nothing written. Each source
-    transaction becomes one destination transaction carrying a cursor (sync/<source ledger id>) with the
-    source head it reached, so a sync killed at any moment and run again neither loses nor duplicates a
-    record. At the destination the records are found by digest and CI job id like any other.
+    trusted state, the range proven complete): a tampered source is exit 3 with nothing written. Consecutive
+    source transactions are packed into destination transactions (no key twice in one), each carrying a
+    cursor (sync/<source ledger id>) with the source head it reached, so a sync killed at any moment and run
+    again neither loses nor duplicates a record. At the destination the records are found by digest and CI job id like any other.
 
     Exit codes: 0 in sync (or copied), 2 bad usage, 3 either ledger fails verification (or the destination
     holds a head the source does not: the source was rewritten), 4 a ledger unreachable.
@@ -67,6 +67,7 @@ def sync(app: App, to_url: str, from_url: str | None, batch: int, only_status: b
         sys.stderr.write("\n")
     data: dict[str, Any] = syncing.report(done)
     text = (f"copied source transactions {done.start_tx + 1}..{done.done_tx} ({done.entries} entries) in "
-            f"{done.written} destination transactions; in sync at source tx {done.done_tx}"
+            f"{done.written} destination transaction{'s' if done.written != 1 else ''}; in sync at source tx "
+            f"{done.done_tx}"
             if done.written else f"already in sync at source tx {done.done_tx}")
     app.emit(data, text, schema="sync")

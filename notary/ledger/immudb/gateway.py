@@ -282,13 +282,16 @@ class GatewayLedger(ImmudbLedger):
         self._header_cache[tx] = header
         return header
 
+    def _set_all(self, encoded: dict[bytes, bytes]) -> int:
+        body = {"KVs": [{"key": b64encode(k).decode(), "value": b64encode(v).decode()} for k, v in encoded.items()]}
+        doc = self._rpc(lambda: self._call("POST", "/api/db/set", body, what="write", idempotent=False))
+        return wire.uint(doc, "id")
+
     def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
         encoded = self._encode_kvs(kvs)
-        body = {"KVs": [{"key": b64encode(k).decode(), "value": b64encode(v).decode()} for k, v in encoded.items()]}
         with self._guard("write"):
             before = self._rs.current.tx
-            doc = self._rpc(lambda: self._call("POST", "/api/db/set", body, what="write", idempotent=False))
-            tx = wire.uint(doc, "id")
+            tx = self._set_all(encoded)
             check_new_tx(tx, before)
             header = self._verified_tx(tx, encoded)
             head = self._head(header)

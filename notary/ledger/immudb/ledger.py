@@ -89,7 +89,7 @@ class ImmudbLedger(ImmudbSession):
                     raise ProofError(f"immudb transaction {header.id} does not match the verified state")
             else:
                 before = self._rs.current.tx
-                tx = int(self._rpc(lambda: self._client.setAll(encoded)).id)
+                tx = self._set_all(encoded)
                 check_new_tx(tx, before)
                 header = self._verified_tx(tx, encoded)
             tx = int(header.id)
@@ -98,6 +98,10 @@ class ImmudbLedger(ImmudbSession):
 
     def write_batch(self, txs: Sequence[Mapping[str, bytes]]) -> list[WriteReceipt]:
         return [self.write(kvs) for kvs in txs]
+
+    def _set_all(self, encoded: dict[bytes, bytes]) -> int:
+        """One transaction written, unverified: its id (the caller proves it; the transport is the subclass's)."""
+        return int(self._rpc(lambda: self._client.setAll(encoded)).id)
 
     def get(self, key: str, *, at_tx: int | None = None) -> Entry | None:
         if at_tx is not None and at_tx < 1:

@@ -333,6 +333,13 @@ class Mirror:
                 found.append(name)
         return sorted(found)
 
+    def tx_entries(self, tx: int) -> list[EntryRow]:
+        """Every entry of transaction tx as the replay stored it (raw key, metadata, value hash, length)."""
+        with self._sql("read"):
+            rows = self._db.execute("SELECT key, md, hvalue, vlen FROM entries WHERE tx = ? ORDER BY i",
+                                    (tx,)).fetchall()
+        return [EntryRow(bytes(k), bytes(md), bytes(h), int(n)) for k, md, h, n in rows]
+
     def header(self, tx: int) -> TxRow:
         with self._sql("read"):
             row = self._db.execute(_TX_ROWS + " WHERE id = ?", (tx,)).fetchone()
