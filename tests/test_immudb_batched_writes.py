@@ -13,6 +13,7 @@ from notary.errors import ProofError
 from notary.ledger import open_ledger
 from notary.ledger.immudb._mirrored import MirroredImmudbLedger
 from tests.support.grpc_proxy import GrpcProxy
+from tests.support.immudb import ImmudbServer
 from tests.support.immudb_fixtures import fresh_database, grpc_man_in_the_middle  # noqa: F401 - "url", "proxy"
 
 pytestmark = pytest.mark.integration
@@ -71,3 +72,19 @@ def test_a_proxy_altering_one_write_of_a_batch_is_caught(url: str, proxy: GrpcPr
     finally:
         ledger.close()
     assert seen["sets"] >= 3, "the proxy never saw the writes: the test proved nothing"
+
+
+def test_a_batch_through_the_http_gateway_is_proven_the_same_way(url: str, immudb_server: ImmudbServer,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
+
+    monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY", immudb_server.gateway_url)
+    ledger = _mirrored(url, tmp_path / "w", monkeypatch)
+    try:
+        assert isinstance(ledger, MirroredGatewayLedger)
+        receipts = ledger.write_batch([{f"subject/{i}": b"gw%d" % i} for i in range(12)])
+        assert len({r.tx for r in receipts}) == 12
+        assert [e.value for e in ledger.history("subject/11")] == [b"gw11"]
+    finally:
+        ledger.close()
