@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audit-records", type=int, default=100_000)
     parser.add_argument("--mirror-tx", type=int, default=2000,
                         help="transactions written before the immudb mirror and one-shot verify are measured")
-    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit, evidence, pkcs11, attest")
+    parser.add_argument("--only", action="append", help="notarize, ledger, verify, immudb, gate, cosign, audit, evidence, pkcs11, awskms, attest")
     args = parser.parse_args(argv)
-    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit", "evidence", "pkcs11", "attest"])
+    only = set(args.only or ["notarize", "ledger", "verify", "immudb", "gate", "cosign", "audit", "evidence", "pkcs11",
+                             "awskms", "attest"])
     results: dict[str, Any] = {"cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as tmp:
         work = Path(tmp)
@@ -186,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import pkcs11 as bench_pkcs11
 
             results["pkcs11"] = _optional(lambda: bench_pkcs11.bench(work / "pkcs11"))
+        if "awskms" in only:  # signing through a KMS API server on loopback against a key file, same run
+            from benchmarks import awskms as bench_awskms
+
+            results["awskms"] = _optional(lambda: bench_awskms.bench(work / "awskms"))
         if "cosign" in only:  # the measured peer: cosign sign/verify --key on the same registry image
             from benchmarks import cosign as bench_cosign
 
