@@ -30,12 +30,13 @@ SETTING_TYPES: dict[str, Any] = {
     "registry": {"insecure": bool, "auth_file": str},
     "docker": {"host": str},
     # [immudb] mirror = true: reads checked against a verified replay; gateway = "http://HOST:8080": immudb's
-    # HTTP gateway instead of gRPC (docs/immudb.md)
-    "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str},
+    # HTTP gateway instead of gRPC; replicas = ["HOST:PORT"]: read while the primary is down (docs/immudb.md)
+    "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str, "replicas": list},
     "gate": {"webhook_drain_seconds": int},  # notary.gate.frontends.webhook_ha
     "policy": dict,
 }
-_TYPE_NAMES = {str: "a non-empty string", bool: "true or false", int: "a whole number", dict: "a table"}
+_TYPE_NAMES = {str: "a non-empty string", bool: "true or false", int: "a whole number", dict: "a table",
+               list: "a list"}
 
 
 def _load_toml(path: Path) -> dict[str, Any]:

@@ -6,8 +6,9 @@ Backends are imported only when opened, so the embedded path never pays for grpc
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from notary.errors import UsageError
@@ -49,15 +50,18 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
 
         mirrored = mirror_setting(config) if mirror is None else mirror
         gateway = gateway_setting(config)
+        replicas = replicas_setting(config)
         if gateway:
             from notary.ledger.immudb.gateway import GatewayLedger
 
             ca = os.environ.get("NOTARY_IMMUDB_GATEWAY_CA") or (
                 config.section("immudb").get("gateway_ca") if config is not None else None)
-            ledger: Ledger = GatewayLedger.open(url, trust=trust, gateway=gateway,
-                                                gateway_ca=str(ca) if ca else None, mirror=mirrored)
+            ledger: Ledger = _primary_or_replica(lambda: GatewayLedger.open(
+                url, trust=trust, gateway=gateway, gateway_ca=str(ca) if ca else None, mirror=mirrored),
+                url, trust, mirrored, replicas)
         else:
-            ledger = ImmudbLedger.open(url, trust=trust, mirror=mirrored)
+            ledger = _primary_or_replica(lambda: ImmudbLedger.open(url, trust=trust, mirror=mirrored),
+                                         url, trust, mirrored, replicas)
         if not mirrored and mirror is None:
             ledger.notices.append(MIRROR_OFF_NOTICE)
         return ledger
@@ -65,6 +69,60 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
         f"unsupported ledger URL {url!r}",
         hint="use file:///path/ledger.db or immudb://user@host:3322/database",
     )
+
+
+def _primary_or_replica(primary_open: Callable[[], Ledger], url: str, trust: TrustStore, mirrored: bool,
+                        replicas: list[str]) -> Ledger:
+    """The primary; when it cannot be reached, the first replica that can, read as the primary's ledger
+    (checked against its trusted state, writes refused: docs/immudb.md, "Replicas")."""
+    from notary.errors import LedgerUnavailableError
+    from notary.ledger.immudb import ImmudbLedger
+    from notary.ledger.immudb._conn import parse_url
+
+    try:
+        return primary_open()
+    except LedgerUnavailableError as down:
+        if not replicas:
+            raise
+        primary = parse_url(url)
+        pin = trust.load(f"immudb-address:{primary.address}/{primary.database}")
+        ledger_id = pin.extra.get("ledger_id") if pin is not None else None
+        if not isinstance(ledger_id, str):
+            raise LedgerUnavailableError(f"{down.message}; its replicas cannot be checked before this client "
+                                         "has read from the primary once") from down
+        failures = [down.message]
+        for address in replicas:
+            replica_url = f"immudb://{primary.user}@{address}/{primary.database}"
+            try:
+                ledger = ImmudbLedger.open(replica_url, trust=trust, mirror=mirrored, replica_of=ledger_id)
+            except LedgerUnavailableError as exc:
+                failures.append(exc.message)
+                continue
+            ledger.notices.append(f"the immudb primary at {primary.address} is unreachable: reading {ledger_id} "
+                                  f"from its replica at {address} (writes refused until the primary is back)")
+            return ledger
+        raise LedgerUnavailableError("; ".join(failures)) from down
+
+
+def replicas_setting(config: Config | None) -> list[str]:
+    """Read replicas of an immudb ledger (host:port each, same database and user): NOTARY_IMMUDB_REPLICAS
+    (comma-separated), else `[immudb] replicas` in notary.toml; read from only while the primary is down."""
+    from notary.ledger.immudb._conn import parse_url
+
+    raw = os.environ.get("NOTARY_IMMUDB_REPLICAS")
+    if raw is not None:
+        listed: Any = [part.strip() for part in raw.split(",") if part.strip()]
+        where = "NOTARY_IMMUDB_REPLICAS"
+    else:
+        listed = config.section("immudb").get("replicas", []) if config is not None else []
+        where = "[immudb] replicas"
+    if not isinstance(listed, list) or not all(isinstance(a, str) for a in listed) or len(listed) > 16:
+        raise UsageError(f"{where} must be a list of at most 16 host:port strings")
+    for address in listed:  # the URL parser's checks, one per replica, before any connection
+        if "/" in address or "@" in address:
+            raise UsageError(f"{where}: {address[:80]!r} is not a host:port")
+        parse_url(f"immudb://replica@{address}/db")
+    return list(listed)
 
 
 def gateway_setting(config: Config | None) -> str | None:

@@ -78,8 +78,9 @@ class ImmudbServer:
 
     def __init__(self, data_dir: Path, port: int | None = None, *, signing_key: Path | None = None,
                  public_key: Path | None = None, binaries: Path | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, extra_args: tuple[str, ...] = ()) -> None:
         self.data_dir = Path(data_dir)
+        self.extra_args = extra_args  # e.g. immudb's --replication-* flags for a replica
         self.port = port or free_port()
         self.web_port = free_port()  # immudb's web server, serving the HTTP/JSON gateway under /api
         self.tls = tls  # (certificate, private key) PEM files: immudb serves gRPC and the gateway over TLS
@@ -120,6 +121,7 @@ class ImmudbServer:
             "--grpc-reflection=false",
             "--swaggerui=false",
         ]
+        cmd += list(self.extra_args)
         if self.signing_key is not None:
             cmd += ["--signingKey", str(self.signing_key)]
         if self.tls is not None:  # both ports serve TLS; --auto-cert makes the gateway trust this certificate

@@ -87,6 +87,7 @@ class MirroredImmudbLedger(ImmudbLedger):
         every new transaction (ours and anyone's) chained from the trusted state to the server's current one,
         and each of ours must hold exactly the keys and value hashes written. A round trip per transaction
         instead of a write plus a proof each (docs/immudb.md, "Batched writes")."""
+        self._writable()
         if len(txs) < 2:
             return super().write_batch(txs)
         encoded = [self._encode_kvs(kvs) for kvs in txs]

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from notary.errors import NotaryError, ProofError, RollbackError
+from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError
 from notary.ledger.immudb._conn import ImmudbTarget, translate
 from notary.ledger.immudb._proofs import (
     ImmuState,
@@ -43,6 +43,8 @@ class ImmudbSession:
         self._header_cache: dict[int, Any] = {}
         self._password = ""
         self._new_pin: TrustedState | None = None
+        # a replica read in place of its primary (docs/immudb.md, "Replicas"): the primary's ledger id
+        self.replica_of: str | None = None
 
     def _open_client(self) -> None:
         """The transport: immudb-py's gRPC client, whose proofs start from notary's state provider."""
@@ -59,9 +61,15 @@ class ImmudbSession:
         self._open_client()
         uuid = self._identify()
         self.server_uuid = uuid
-        self.ledger_id = f"immudb:{uuid}/{db}"
+        # a replica has its own server uuid but is the primary's ledger: the same transactions, the same
+        # Alh chain, checked against the same trusted state (which it must extend, like the primary would)
+        self.ledger_id = self.replica_of or f"immudb:{uuid}/{db}"
         self._check_address_pin()
         self._trusted = self.trust.load(self.ledger_id)
+        if self.replica_of and self._trusted is None:
+            raise LedgerUnavailableError(f"no trusted state of {self.replica_of} to check its replica at "
+                                f"{self.target.address} against",
+                                hint="a replica is trusted only after its primary was: read from the primary once")
         pinned = self._trusted.ledger_key if self._trusted else None
         if configured_key and pinned and configured_key.strip() != pinned.strip():
             raise RollbackError(
@@ -166,6 +174,10 @@ class ImmudbSession:
 
     def _check_not_behind(self, current: ImmuState) -> None:
         trusted = self._rs.current
+        if current.tx < trusted.tx and self.replica_of:  # lagging, not rolled back: it may catch up
+            raise LedgerUnavailableError(
+                f"the immudb replica at {self.target.address} is at tx {current.tx}, behind tx {trusted.tx} "
+                f"this client already verified of {self.replica_of}", hint="retry once the replica caught up")
         if current.tx < trusted.tx:
             raise RollbackError(
                 f"immudb database {self.target.database} at {self.target.address} is at tx {current.tx}, "

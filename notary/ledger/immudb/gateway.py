@@ -81,11 +81,12 @@ class GatewayLedger(ImmudbLedger):
 
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
-             mirror: bool = False, gateway: str | None = None, gateway_ca: str | None = None) -> ImmudbLedger:
+             mirror: bool = False, replica_of: str | None = None, gateway: str | None = None,
+             gateway_ca: str | None = None) -> ImmudbLedger:
         """gateway_ca: a PEM CA bundle file for an https:// gateway (default: NOTARY_IMMUDB_GATEWAY_CA, else
-        the system's CA store)."""
-        if not gateway:
-            return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror)
+        the system's CA store). A replica (replica_of) is read over gRPC: its gateway is not configured."""
+        if not gateway or replica_of:
+            return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror, replica_of=replica_of)
         if mirror and not getattr(cls, "mirrored", False):
             from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
 
@@ -288,6 +289,7 @@ class GatewayLedger(ImmudbLedger):
         return wire.uint(doc, "id")
 
     def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
+        self._writable()
         encoded = self._encode_kvs(kvs)
         with self._guard("write"):
             before = self._rs.current.tx

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from notary.errors import InputError, ProofError, RollbackError, UsageError
+from notary.errors import InputError, LedgerUnavailableError, ProofError, RollbackError, UsageError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.immudb._conn import parse_url, read_password, read_server_key, read_timeout
 from notary.ledger.immudb._proofs import (
@@ -44,7 +44,7 @@ class ImmudbLedger(ImmudbSession):
 
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
-             mirror: bool = False) -> ImmudbLedger:
+             mirror: bool = False, replica_of: str | None = None) -> ImmudbLedger:
         """Connect, log in, and check the server against this client's trusted state (TOFU on first contact).
 
         mirror=True keeps a local, fully verified replay of the ledger beside the trusted state and checks
@@ -55,10 +55,12 @@ class ImmudbLedger(ImmudbSession):
             from notary.ledger.immudb._mirrored import MirroredImmudbLedger
 
             if not issubclass(cls, MirroredImmudbLedger):
-                return MirroredImmudbLedger.open(url, trust=trust, password=password, mirror=True)
+                return MirroredImmudbLedger.open(url, trust=trust, password=password, mirror=True,
+                                                 replica_of=replica_of)
         target = parse_url(url)
         secret = password if password is not None else read_password(target.user)
         ledger = cls(target, trust or TrustStore(), read_timeout())
+        ledger.replica_of = replica_of
         ledger._start(secret)
         return ledger
 
@@ -76,7 +78,14 @@ class ImmudbLedger(ImmudbSession):
     def _ready(self) -> None:
         """Runs once connected and checked (the mirrored ledger catches its mirror up here)."""
 
+    def _writable(self) -> None:
+        if self.replica_of:
+            raise LedgerUnavailableError(f"cannot write to {self.replica_of}: its primary is unreachable and "
+                                         f"{self.target.address} is a read-only replica",
+                                         hint="writes resume once the primary is back")
+
     def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
+        self._writable()
         encoded = self._encode_kvs(kvs)
         with self._guard("write"):
             if len(encoded) == 1:
@@ -97,6 +106,7 @@ class ImmudbLedger(ImmudbSession):
         return WriteReceipt(tx=tx, time=header_time(header), keys=tuple(kvs), head=head)
 
     def write_batch(self, txs: Sequence[Mapping[str, bytes]]) -> list[WriteReceipt]:
+        self._writable()
         return [self.write(kvs) for kvs in txs]
 
     def _set_all(self, encoded: dict[bytes, bytes]) -> int:
