@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from notary import keys
+from notary.cli.commands.key_list import list_command as key_list
 from notary.cli.common import App, pass_app
 from notary.errors import UsageError
 from notary.fsio import MAX_KEY, read_regular
@@ -165,3 +166,6 @@ def show(app: App, source: str, out: str | None, force: bool) -> None:
         data_out["kms" if source.startswith("awskms://") else "pkcs11"] = token
     app.emit(data_out, f"key id: {kid}\n{pem.rstrip()}" + (f"\nwrote {written}" if written else ""),
              schema="key-show")
+
+
+key.add_command(key_list)  # `notary key list`: which keys signed what, when (notary.keyuse)
