@@ -19,12 +19,14 @@ _PIN_HELP = "PIN: NOTARY_PKCS11_PIN, NOTARY_PKCS11_PIN_FILE or pin-source=file:P
 
 @click.group("key")
 def key() -> None:
-    """Generate and inspect signing keys (Ed25519 by default, ECDSA P-256 on request).
+    """Generate and inspect signing keys (Ed25519 by default, ECDSA P-256 on request), in files, a PKCS#11
+    token or AWS KMS, and list which keys signed what in a ledger.
 
     \b
     Examples:
       notary key generate --out ci.key
       notary key show ci.key.pub
+      notary key list --policy /etc/notary/notary.toml
     """
 
 
