@@ -121,3 +121,47 @@ def test_a_client_that_never_read_the_primary_cannot_start_from_a_replica(pair: 
     result = newcomer.run("verify", str(artifact), "--key", f"{key}.pub", expect=4)
     assert "read from the primary once" in result.err or "cannot be checked" in result.err, result.err
     assert newcomer.trusted_state() == {}
+
+
+def test_a_primary_killed_during_notarizations_leaves_each_whole_or_absent(pair: Pair, tmp_path: Path) -> None:
+    """notarize processes run back to back while the primary is SIGKILLed: each that said 0 is in the ledger
+    whole once the primary is back; the one cut off said 4 (or 0) and is whole or absent, never half; reads
+    from the replica meanwhile are answers (0 or 1) or "behind" (4), never an integrity error."""
+    import subprocess
+    import sys
+    import threading
+
+    user = _user(tmp_path, pair)
+    key = user.key()
+    user.notarize_file(key, b"seed")  # the client's trust of the primary, before the failure
+    codes: dict[Path, int] = {}
+
+    def notarize_many() -> None:
+        for i in range(40):
+            artifact = user.root / f"n{i}.bin"
+            artifact.write_bytes(f"build {i}".encode())
+            proc = subprocess.run([sys.executable, "-m", "notary.cli.main", "notarize", str(artifact), "--job-id",
+                                   f"k{i}", "--key", str(key)], env=user.env, cwd=user.root, capture_output=True,
+                                  text=True, timeout=60)
+            codes[artifact] = proc.returncode
+            assert proc.returncode in (0, 4) and "Traceback" not in proc.stderr, proc.stderr
+            if proc.returncode == 4:
+                return
+
+    worker = threading.Thread(target=notarize_many)
+    worker.start()
+    time.sleep(2.0)
+    pair.kill_primary()
+    worker.join(timeout=120)
+    assert codes and list(codes.values())[-1] == 4, f"the kill must land among the writes: {codes}"
+    pub = f"{key}.pub"
+    for artifact in codes:  # from the replica: an answer, or "behind" (its last commits may not have arrived:
+        # replication is asynchronous), never a proof failure
+        read = user.run("verify", str(artifact), "--key", pub, expect=None)
+        assert read.code in (0, 1) or (read.code == 4 and "behind" in read.err), read.err
+    pair.primary.start()
+    for artifact, code in codes.items():
+        result = user.run("--json", "verify", str(artifact), "--key", pub, expect=None)
+        assert result.code in (0, 1), result.err
+        if code == 0:
+            assert result.code == 0, f"{artifact.name} was acknowledged but is not in the ledger"
