@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from notary.errors import UsageError
 from notary.fsio import MAX_CONFIG_FILE, read_regular
 
-KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate", "docker", "immudb"}
+KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate", "docker", "immudb", "sync"}
 # The type of every plain setting, checked when the file is loaded: a wrong type is a usage error naming the
 # setting and the file, never coerced (`state_dir = 5` must not become "./5", `insecure = "false"` must not be
 # true). Tables map their settings to types; [gate] holds the webhook's drain. [policy] is validated in
@@ -33,6 +33,7 @@ SETTING_TYPES: dict[str, Any] = {
     # HTTP gateway instead of gRPC; replicas = ["HOST:PORT"]: read while the primary is down (docs/immudb.md)
     "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str, "replicas": list},
     "gate": {"webhook_drain_seconds": int},  # notary.gate.frontends.webhook_ha
+    "sync": {"to": str, "batch": int},  # notary sync's destination and batch (docs/sync.md)
     "policy": dict,
 }
 _TYPE_NAMES = {str: "a non-empty string", bool: "true or false", int: "a whole number", dict: "a table",

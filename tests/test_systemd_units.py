@@ -28,7 +28,8 @@ UNITS = Path(__file__).resolve().parents[1] / "packaging" / "systemd"
 INSTALLED = "/opt/notary/venv/bin/notary"
 NOTARY = str(Path(sys.executable).parent / "notary")
 UNIT_NAMES = ("notary-gate-hook-server.service", "notary-docker-authz.service", "notary-gate-webhook.service",
-              "notary-monitor.service")
+              "notary-monitor.service", "notary-sync.service")
+TIMERS = ("notary-sync.timer",)
 
 
 def unit_settings(name: str) -> dict[str, list[str]]:
@@ -56,9 +57,10 @@ def localized(name: str, directory: Path, text: str | None = None) -> Path:
 
 def test_every_service_has_a_unit() -> None:
     assert sorted(p.name for p in UNITS.glob("*.service")) == sorted(UNIT_NAMES)
+    assert sorted(p.name for p in UNITS.glob("*.timer")) == sorted(TIMERS)
 
 
-@pytest.mark.parametrize("name", UNIT_NAMES)
+@pytest.mark.parametrize("name", UNIT_NAMES + TIMERS)
 def test_unit_passes_systemd_analyze_verify(name: str, tmp_path: Path) -> None:
     proc = verify(localized(name, tmp_path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -81,7 +83,7 @@ def test_gate_services_are_ordered_before_the_runtimes_they_gate() -> None:
     assert "docker.service" in authz["Before"] and "docker.service" in authz["RequiredBy"]
     for name in UNIT_NAMES:
         settings = unit_settings(name)
-        assert settings["Restart"] == ["always"]
+        assert settings.get("Restart") == ["always"] or settings["Type"] == ["oneshot"]  # a timer runs the oneshots
         state = [e for e in settings.get("Environment", []) if e.startswith("NOTARY_STATE_DIR=")]
         assert state and state[0].split("=", 1)[1].startswith("/var/lib/"), f"{name}: no persistent state dir"
 
@@ -181,3 +183,22 @@ def test_monitor_unit_command_follows_the_ledger(world: GateWorld) -> None:
         assert '"event":"head"' in log.read_text() and proc.poll() is None, log.read_text()
     finally:
         stop_process(proc)
+
+
+def test_sync_unit_command_copies_the_ledger_to_the_configured_centre(world: GateWorld, tmp_path: Path) -> None:
+    """The sync oneshot's ExecStart, run as written (its timer's job): it copies the configured ledger to
+    [sync] to, and a second run finds nothing to send."""
+    from notary.ledger import open_ledger
+    from notary.sources.base import Subject
+
+    world.notarize(Subject("sha256:" + "5a" * 32, "registry.example/app:1", "oci-manifest"))
+    centre = tmp_path / "centre.db"
+    open_ledger(centre.as_uri(), state_dir=tmp_path / "init", create=True).close()
+    world.config.write_text(world.config.read_text().replace("[policy]", f'[sync]\nto = "{centre.as_uri()}"\n\n[policy]', 1))
+    replace = {"/etc/notary/notary.toml": str(world.config)}
+    for expected in ("copied source transactions 1..1", "already in sync at source tx 1"):
+        proc, log = run_exec_start("notary-sync.service", world, replace)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+        assert expected in log.read_text(), log.read_text()
+    assert unit_settings("notary-sync.service")["SuccessExitStatus"] == ["4"]
+    assert unit_settings("notary-sync.timer")["OnUnitInactiveSec"] == ["5min"]

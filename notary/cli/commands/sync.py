@@ -9,22 +9,24 @@ import click
 
 from notary import sync as syncing
 from notary.cli.common import App, pass_app, stdout_is_terminal
+from notary.errors import UsageError
 
 
 @click.command("sync")
-@click.option("--to", "to_url", required=True, metavar="URL",
-              help="The destination ledger (immudb://... or file://...); it must exist.")
+@click.option("--to", "to_url", metavar="URL",
+              help="The destination ledger (immudb://... or file://...); it must exist. Default: [sync] to in "
+                   "notary.toml.")
 @click.option("--from", "from_url", metavar="URL",
               help="The source: an embedded ledger (file://...). Default: --ledger / NOTARY_LEDGER.")
-@click.option("--batch", type=click.IntRange(1, syncing.MAX_BATCH), default=syncing.DEFAULT_BATCH,
-              show_default=True, metavar="N",
+@click.option("--batch", type=click.IntRange(1, syncing.MAX_BATCH), default=None, metavar="N",
               help="Source transactions per destination batch: smaller for a poor link (a batch is what a "
-                   "dropped connection costs to send again), larger for throughput.")
+                   f"dropped connection costs to send again), larger for throughput. Default: [sync] batch, "
+                   f"else {syncing.DEFAULT_BATCH}.")
 @click.option("--status", "only_status", is_flag=True,
               help="Copy nothing: prove up to which source transaction the destination agrees, and how far "
                    "behind it is.")
 @pass_app
-def sync(app: App, to_url: str, from_url: str | None, batch: int, only_status: bool) -> None:
+def sync(app: App, to_url: str | None, from_url: str | None, batch: int | None, only_status: bool) -> None:
     """Copy every record of an embedded ledger that the destination lacks, byte for byte.
 
     The source is verified first (every entry proven included in a head consistent with this client's
@@ -41,9 +43,20 @@ def sync(app: App, to_url: str, from_url: str | None, batch: int, only_status: b
       notary sync --from file:///var/lib/notary/ledger.db --to immudb://notary@centre:3322/notary
       notary sync --to immudb://notary@centre:3322/notary --batch 8      # a slow link
       notary --json sync --to immudb://notary@centre:3322/notary --status
+      notary --config /etc/notary/notary.toml sync      # [sync] to = "immudb://..." (the systemd timer)
     """
+    settings = app.config.section("sync")
+    to_url = to_url or settings.get("to")
+    if not to_url:
+        raise UsageError("sync needs a destination", hint="pass --to URL or set [sync] to in notary.toml")
+    batch = batch or int(settings.get("batch", syncing.DEFAULT_BATCH))
+    if not 1 <= batch <= syncing.MAX_BATCH:
+        raise UsageError(f"[sync] batch must be 1..{syncing.MAX_BATCH}, not {batch}")
     source = app.open_ledger(url=from_url)
-    destination = app.open_ledger(url=to_url)
+    if "://" not in str(to_url):
+        raise UsageError(f"the sync destination {str(to_url)[:80]!r} is not a ledger URL",
+                         hint="immudb://USER@HOST:PORT/DB or file:///path/ledger.db")
+    destination = app.open_ledger(url=str(to_url))
     if only_status:
         head, cursor = syncing.status(source, destination)
         done = syncing.Progress(head, cursor.tx if cursor else 0, cursor.tx if cursor else 0)
