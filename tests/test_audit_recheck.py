@@ -141,3 +141,33 @@ def test_no_decision_log_and_too_long_a_log_are_usage_errors(admitted: GateWorld
 def test_since_skips_older_decisions(admitted: GateWorld) -> None:
     code, data, _ = recheck(admitted, "--since", "2099-01-01T00:00:00Z", expect=0)
     assert data["decisions"] == 0 and data["admitted"] == 0
+
+
+def test_a_witness_policy_rechecks_each_admission_against_the_witnessed_prefix(tmp_path: Path) -> None:
+    """[policy.witnesses] in the recheck policy: an admission inside the cosigned checkpoint still stands; one
+    the checkpoint does not cover (the recheck's checkpoint file is an older one) would now be refused as
+    unwitnessed. Real witnesses over HTTP, as the gate's own tests use."""
+    import shutil
+
+    from tests.test_gate_witnesses import APP as W_APP
+    from tests.test_gate_witnesses import A as W_A
+    from tests.test_gate_witnesses import B as W_B
+    from tests.test_gate_witnesses import Setup
+
+    s = Setup(tmp_path)
+    try:
+        s.witness()
+        older = s.world.root / "older-checkpoint"
+        shutil.copyfile(s.checkpoint, older)
+        s.world.notarize(Subject(W_B, W_APP, "oci-manifest", names=(W_APP,)))
+        s.witness()
+        assert s.check(W_A)[0] == 0 and s.check(W_B)[0] == 0
+        code, data, err = recheck(s.world, expect=0)
+        assert data["still_admitted"] == 2, err
+        strict = s.world.root / "recheck.toml"
+        strict.write_text(s.world.config.read_text().replace(str(s.checkpoint), str(older)))
+        code, data, err = recheck(s.world, "--policy", str(strict), expect=1)
+        [refused] = data["now_refused"]
+        assert refused["digests"] == [W_B] and refused["decision"]["status"] == "unwitnessed", refused
+    finally:
+        s.witnesses.close()

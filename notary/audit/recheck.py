@@ -44,6 +44,29 @@ class AsOf:
         """The ledger is the caller's: closing the view leaves it open."""
 
 
+class CheckpointedAsOf(AsOf):
+    """AsOf over the embedded ledger, which a policy's [policy.witnesses] can check a checkpoint against: the
+    witnessed prefix is then cut at the checkpoint's size and, within it, at the point (both cuts hold)."""
+
+    @property
+    def ledger_id(self) -> str:
+        return str(self.ledger.ledger_id)  # type: ignore[attr-defined]  # an embedded ledger's (as_of checks)
+
+    @property
+    def public_raw(self) -> bytes:
+        return bytes(self.ledger.public_raw)  # type: ignore[attr-defined]
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        return list(self.ledger.consistency_proof(size1, size2))  # type: ignore[attr-defined]
+
+
+def as_of(ledger: HistoryReader, tx: int) -> AsOf:
+    """The view a recheck decides on: one a witness policy can use where the ledger allows it."""
+    if all(hasattr(ledger, name) for name in ("public_raw", "consistency_proof", "ledger_id")):
+        return CheckpointedAsOf(ledger, tx)
+    return AsOf(ledger, tx)
+
+
 @dataclass
 class Admitted:
     """One image the log shows admitted (all its admissions), and what the gate says about it now."""
@@ -105,7 +128,7 @@ def group_admitted(decisions: Iterable[LoggedDecision]) -> list[Admitted]:
 def recheck(ledger: HistoryReader, policy: Policy, decisions: Iterable[LoggedDecision], *, as_of_tx: int,
             as_of_time: datetime) -> Recheck:
     """Decide every admitted image again with policy as of as_of_tx (its time as now)."""
-    gate = Gate(policy, lambda: AsOf(ledger, as_of_tx), front_end="recheck")
+    gate = Gate(policy, lambda: as_of(ledger, as_of_tx), front_end="recheck")
     gate.log = DecisionLog(None)  # a recheck admits nothing: the log stays the gate's record
     out = Recheck(as_of_tx, as_of_time, group_admitted(decisions))
     for item in out.admitted:
