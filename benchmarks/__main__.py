@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import audit as bench_audit
 
             results["audit"] = _optional(lambda: bench_audit.bench_diff(work / "audit", args.audit_records))
+            from benchmarks import recheck as bench_recheck  # a gate's decision log decided again
+
+            results["audit_recheck"] = _optional(lambda: bench_recheck.bench(work / "recheck"))
         if "evidence" in only:  # what an auditor runs offline: a bundle, a checkpoint with cosignatures
             from benchmarks import evidence as bench_evidence
 
