@@ -20,7 +20,7 @@ import pytest
 from notary import keys, records
 from notary.errors import SignatureError, UsageError
 from notary.signing import awskms
-from tests.support.cli import Notary, Result
+from tests.support.cli import Notary, ledger_bytes, one_line
 from tests.support.kms import LocalKms, LyingKms, call, local_kms  # noqa: F401 - local_kms is a fixture
 from tests.support.processes import free_port
 
@@ -73,18 +73,6 @@ def notary(tmp_path: Path, local_kms: LocalKms) -> Notary:  # noqa: F811 - the f
     return n
 
 
-def _one_line(result: Result) -> str:
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err
-    return lines[0]
-
-
-def _ledger_bytes(notary: Notary) -> dict[str, bytes]:
-    files = [p for p in notary.root.glob("ledger.db*") if p.is_file()]
-    if notary.state_dir.exists():
-        files += [p for p in notary.state_dir.rglob("*") if p.is_file()]
-    return {str(p): p.read_bytes() for p in sorted(files)}
 
 
 def _generate(notary: Notary, alias: str) -> tuple[str, Path, dict[str, Any]]:
@@ -139,7 +127,7 @@ def test_no_credential_reaches_an_output_or_the_ledger(notary: Notary) -> None:
     secret, key_id = notary.env["AWS_SECRET_ACCESS_KEY"].encode(), notary.env["AWS_ACCESS_KEY_ID"].encode()
     for r in outputs:
         assert secret.decode() not in r.out + r.err and key_id.decode() not in r.out + r.err
-    for data in _ledger_bytes(notary).values():
+    for data in ledger_bytes(notary).values():
         assert secret not in data and key_id not in data
 
 
@@ -155,7 +143,7 @@ def test_a_kms_key_of_another_kind_is_refused_before_the_ledger_is_touched(
     arn = local_kms.create_key(spec, usage)
     artifact = notary.root / "a.bin"
     artifact.write_bytes(b"a")
-    line = _one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", f"awskms:///{arn}", expect=2))
+    line = one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", f"awskms:///{arn}", expect=2))
     assert words in line and "ECC_NIST_P256" in line
     assert not notary.ledger_path.exists(), "a key notary cannot use must not even create the ledger"
 
@@ -165,26 +153,26 @@ def test_a_missing_or_disabled_key_is_one_line_exit_2_and_nothing_is_written(
         notary: Notary, local_kms: LocalKms) -> None:  # noqa: F811
     uri, _, made = _generate(notary, "disabled")
     notary.notarize_file(uri, b"first")  # type: ignore[arg-type]
-    before = _ledger_bytes(notary)
+    before = ledger_bytes(notary)
     artifact = notary.root / "b.bin"
     artifact.write_bytes(b"b")
     missing = notary.run("notarize", str(artifact), "--job-id", "j2", "--key", "awskms:///alias/absent", expect=2)
-    assert "NotFoundException" in _one_line(missing)
+    assert "NotFoundException" in one_line(missing)
     local_kms.disable(made["kms"]["arn"])
     for args in (("notarize", str(artifact), "--job-id", "j3", "--key", uri),
                  ("revoke", str(artifact), "--reason", "x", "--key", uri)):
-        assert "DisabledException" in _one_line(notary.run(*args, expect=2))
-    assert _ledger_bytes(notary) == before
+        assert "DisabledException" in one_line(notary.run(*args, expect=2))
+    assert ledger_bytes(notary) == before
 
 
 @pytest.mark.integration
 def test_an_alias_that_exists_is_never_replaced_by_generate(notary: Notary, local_kms: LocalKms) -> None:  # noqa: F811
     local_kms.create_key(alias="taken")
     before = call(local_kms.endpoint, "ListKeys", {})["Keys"]
-    line = _one_line(notary.run("key", "generate", "--kms", "awskms:///alias/taken", expect=2))
+    line = one_line(notary.run("key", "generate", "--kms", "awskms:///alias/taken", expect=2))
     assert "already names a key" in line
     assert call(local_kms.endpoint, "ListKeys", {})["Keys"] == before, "no key may be created for nothing"
-    key_id_uri = _one_line(notary.run("key", "generate", "--kms", "awskms:///" + "0" * 8 + "-0000-0000-0000-"
+    key_id_uri = one_line(notary.run("key", "generate", "--kms", "awskms:///" + "0" * 8 + "-0000-0000-0000-"
                                       + "0" * 12, expect=2))
     assert "needs an alias" in key_id_uri
 
@@ -199,7 +187,7 @@ def test_missing_credentials_or_region_is_one_line_exit_2(notary: Notary, drop: 
         del notary.env[name]
     artifact = notary.root / "a.bin"
     artifact.write_bytes(b"a")
-    line = _one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", "awskms:///alias/x", expect=2))
+    line = one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", "awskms:///alias/x", expect=2))
     assert words in line
     assert not notary.ledger_path.exists()
 
@@ -209,7 +197,7 @@ def test_an_unreachable_kms_is_exit_4_with_nothing_written(notary: Notary) -> No
     artifact = notary.root / "a.bin"
     artifact.write_bytes(b"a")
     gone = f"http://127.0.0.1:{free_port()}"
-    line = _one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", "awskms:///alias/x",
+    line = one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", "awskms:///alias/x",
                                 env={"AWS_ENDPOINT_URL_KMS": gone, "AWS_MAX_ATTEMPTS": "1"}, expect=4))
     assert "AWS KMS unavailable" in line and "EndpointConnectionError" in line
     assert not notary.ledger_path.exists()
@@ -221,7 +209,7 @@ def test_a_kms_that_lies_about_a_signature_is_refused_and_nothing_is_written(
         notary: Notary, local_kms: LocalKms, lie: str) -> None:  # noqa: F811
     uri, _, _ = _generate(notary, f"lie-{lie}")
     notary.notarize_file(uri, b"first")  # type: ignore[arg-type]
-    before = _ledger_bytes(notary)
+    before = ledger_bytes(notary)
     other = local_kms.create_key()
 
     def rewrite(answer: dict[str, Any]) -> dict[str, Any]:
@@ -244,8 +232,8 @@ def test_a_kms_that_lies_about_a_signature_is_refused_and_nothing_is_written(
         proxy.close()
     assert proxy.signs >= 1, "the lie was never told: the test proved nothing"
     assert result.code == (4 if lie == "no-signature" else 3), result.err
-    _one_line(result)
-    assert _ledger_bytes(notary) == before
+    one_line(result)
+    assert ledger_bytes(notary) == before
 
 
 @pytest.mark.integration

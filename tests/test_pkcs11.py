@@ -18,7 +18,7 @@ import pytest
 from notary import keys, records
 from notary.errors import SignatureError, UsageError
 from notary.signing import pkcs11_uri
-from tests.support.cli import Notary, Result
+from tests.support.cli import Notary, Result, ledger_bytes, one_line
 from tests.support.softhsm import PIN, SoftHsm, start
 
 # ---------------------------------------------------------------- the URI parser (no token needed)
@@ -114,19 +114,6 @@ def notary(tmp_path: Path, hsm: SoftHsm) -> Notary:
     return n
 
 
-def _one_line(result: Result) -> str:
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err
-    return lines[0]
-
-
-def _ledger_bytes(notary: Notary) -> dict[str, bytes]:
-    """Every byte the ledger and the trusted state hold (SQLite's -wal and -shm files included)."""
-    files = [p for p in notary.root.glob("ledger.db*") if p.is_file()]
-    if notary.state_dir.exists():
-        files += [p for p in notary.state_dir.rglob("*") if p.is_file()]
-    return {str(p): p.read_bytes() for p in sorted(files)}
 
 
 def _generate(notary: Notary, hsm: SoftHsm, obj: str, *extra: str) -> tuple[Path, dict[str, object]]:
@@ -226,11 +213,11 @@ def test_the_pin_comes_from_a_file_or_pin_source_too(notary: Notary, hsm: SoftHs
     del notary.env["NOTARY_PKCS11_PIN"]
     notary.run("key", "show", hsm.uri("files"), env={"NOTARY_PKCS11_PIN_FILE": str(pin_file)})
     notary.run("key", "show", hsm.uri("files", query=f"pin-source=file:{pin_file}"))
-    line = _one_line(notary.run("key", "show", hsm.uri("files"), expect=2))
+    line = one_line(notary.run("key", "show", hsm.uri("files"), expect=2))
     assert "no PIN" in line and "NOTARY_PKCS11_PIN" in line
     both = notary.run("key", "show", hsm.uri("files"), env={"NOTARY_PKCS11_PIN_FILE": str(pin_file),
                                                             "NOTARY_PKCS11_PIN": PIN}, expect=2)
-    assert "both" in _one_line(both)
+    assert "both" in one_line(both)
 
 
 @pytest.mark.integration
@@ -240,16 +227,16 @@ def test_a_wrong_pin_is_one_line_exit_2_and_nothing_is_written(notary: Notary, h
     artifact.write_bytes(b"a")
     fresh = notary.run("notarize", str(artifact), "--job-id", "j1", "--key", hsm.uri("pin"),
                        env={"NOTARY_PKCS11_PIN": "0000-wrong"}, expect=2)
-    assert "wrong PIN" in _one_line(fresh) and "0000-wrong" not in fresh.err + fresh.out
+    assert "wrong PIN" in one_line(fresh) and "0000-wrong" not in fresh.err + fresh.out
     assert not notary.ledger_path.exists(), "a failed login must not even create the ledger"
 
     notary.notarize_file(hsm.uri("pin"), b"first")
-    before = _ledger_bytes(notary)
+    before = ledger_bytes(notary)
     for args in (("notarize", str(artifact), "--job-id", "j2", "--key", hsm.uri("pin")),
                  ("revoke", str(artifact), "--reason", "x", "--key", hsm.uri("pin"))):
         result = notary.run(*args, env={"NOTARY_PKCS11_PIN": "0000-wrong"}, expect=2)
-        assert "wrong PIN" in _one_line(result)
-    assert _ledger_bytes(notary) == before
+        assert "wrong PIN" in one_line(result)
+    assert ledger_bytes(notary) == before
 
 
 @pytest.mark.integration
@@ -258,9 +245,9 @@ def test_a_missing_module_is_one_line_exit_2(notary: Notary, hsm: SoftHsm, tmp_p
     artifact.write_bytes(b"a")
     for module in ("/nonexistent/libsofthsm2.so", str(artifact)):  # absent, and a file that is no library
         uri = f"pkcs11:token=ci;object=x?module-path={module}"
-        line = _one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", uri, expect=2))
+        line = one_line(notary.run("notarize", str(artifact), "--job-id", "j", "--key", uri, expect=2))
         assert module in line and "PKCS#11 module" in line
-    no_module = _one_line(notary.run("key", "show", "pkcs11:token=ci;object=x", expect=2))
+    no_module = one_line(notary.run("key", "show", "pkcs11:token=ci;object=x", expect=2))
     assert "no PKCS#11 module" in no_module
     assert not notary.ledger_path.exists()
 
@@ -270,15 +257,15 @@ def test_a_missing_module_is_one_line_exit_2(notary: Notary, hsm: SoftHsm, tmp_p
                                  f"pkcs11:token=ci;object=x?pin-value={PIN}"])
 def test_a_bad_uri_is_one_line_exit_2_with_nothing_written(notary: Notary, hsm: SoftHsm, bad: str) -> None:
     notary.notarize_file(notary.key("file"), b"seed")  # a ledger that must stay byte for byte the same
-    before = _ledger_bytes(notary)
+    before = ledger_bytes(notary)
     artifact = notary.root / "b.bin"
     artifact.write_bytes(b"b")
     uri = f"{bad}{'&' if '?' in bad else '?'}module-path={hsm.module}"
     for args in (("notarize", str(artifact), "--job-id", "j", "--key", uri), ("key", "show", uri),
                  ("key", "generate", "--pkcs11", uri)):
         result = notary.run(*args, expect=2)
-        assert "PKCS#11 URI" in _one_line(result) and PIN not in result.err + result.out
-    assert _ledger_bytes(notary) == before
+        assert "PKCS#11 URI" in one_line(result) and PIN not in result.err + result.out
+    assert ledger_bytes(notary) == before
 
 
 @pytest.mark.integration
@@ -287,17 +274,17 @@ def test_token_and_library_attributes_select_the_token(notary: Notary, hsm: Soft
     exact = "manufacturer=SoftHSM%20project;model=SoftHSM%20v2;library-manufacturer=SoftHSM;type=private"
     assert notary.run("--json", "key", "show", hsm.uri("sel", path=exact)).json["key_id"] == made["key_id"]
     for wrong in ("library-version=99", "model=other", "slot-id=1"):
-        line = _one_line(notary.run("key", "show", hsm.uri("sel", path=wrong), expect=2))
+        line = one_line(notary.run("key", "show", hsm.uri("sel", path=wrong), expect=2))
         assert "does not match" in line or "no initialised token" in line
 
 
 @pytest.mark.integration
 def test_unknown_tokens_and_keys_are_one_line_exit_2(notary: Notary, hsm: SoftHsm) -> None:
     _generate(notary, hsm, "here")
-    assert "no initialised token" in _one_line(notary.run(
+    assert "no initialised token" in one_line(notary.run(
         "key", "show", hsm.uri("here").replace("token=ci", "token=elsewhere"), expect=2))
-    assert "no private key" in _one_line(notary.run("key", "show", hsm.uri("absent"), expect=2))
-    again = _one_line(notary.run("key", "generate", "--pkcs11", hsm.uri("here"), expect=2))
+    assert "no private key" in one_line(notary.run("key", "show", hsm.uri("absent"), expect=2))
+    again = one_line(notary.run("key", "generate", "--pkcs11", hsm.uri("here"), expect=2))
     assert "already holds" in again  # a token key is never replaced, not even with --force
 
 
@@ -323,4 +310,4 @@ def test_a_pin_is_never_an_argument_and_never_in_any_output_or_ledger_byte(notar
     for result in outputs:
         assert PIN not in result.out and PIN not in result.err
     assert "No such option" in outputs[6].err and "--pin" in outputs[6].err
-    assert all(PIN.encode() not in data for data in _ledger_bytes(notary).values())
+    assert all(PIN.encode() not in data for data in ledger_bytes(notary).values())

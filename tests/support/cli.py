@@ -127,6 +127,23 @@ class Notary:
         return {p.name: p.read_bytes() for p in sorted(self.state_dir.iterdir()) if p.is_file()}
 
 
+def one_line(result: Result) -> str:
+    """The one error line a failed command printed (anything more, or a traceback, fails the test)."""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err
+    return lines[0]
+
+
+def ledger_bytes(notary: Notary) -> dict[str, bytes]:
+    """Every byte the user's ledger and trusted state hold (SQLite's -wal and -shm files included): equal
+    before and after a refused command means nothing was written."""
+    files = [p for p in notary.root.glob("ledger.db*") if p.is_file()]
+    if notary.state_dir.exists():
+        files += [p for p in notary.state_dir.rglob("*") if p.is_file()]
+    return {str(p): p.read_bytes() for p in sorted(files)}
+
+
 def flip_envelope_byte(db: Path, marker: bytes = b"payloadType") -> int:
     """Edit one stored envelope in place (schema-agnostic): the attack of someone with write access to the file.
 
