@@ -250,9 +250,9 @@ def test_a_predicate_type_that_is_not_an_https_uri_is_exit_2(attester: tuple[Not
 # ---------------------------------------------------------------- hostile statements signed by the trusted key
 
 
-def _signed_payload(signer: keys.SigningKey, payload: bytes) -> bytes:
-    sig = keys.sign(signer, records.pae(attest.PAYLOAD_TYPE, payload))
-    return records.canonical_json({"payloadType": attest.PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(),
+def _signed_payload(signer: keys.SigningKey, payload: bytes, payload_type: str = attest.PAYLOAD_TYPE) -> bytes:
+    sig = keys.sign(signer, records.pae(payload_type, payload))
+    return records.canonical_json({"payloadType": payload_type, "payload": base64.b64encode(payload).decode(),
                                    "signatures": [{"keyid": keys.key_id(signer),
                                                    "sig": base64.b64encode(sig).decode()}]})
 
@@ -267,6 +267,7 @@ def _stmt(predicate: str, digest: str = DIGEST) -> bytes:
     ("nan", _stmt('{"a":NaN}')),
     ("lone-surrogate", _stmt('{"a":"\\ud800"}')),
     ("deeply-nested", _stmt('{"a":' + "[" * 100_000 + "]" * 100_000 + "}")),
+    ("nested-past-the-write-bound", _stmt('{"a":' + "[" * 100 + "]" * 100 + "}")),
     ("huge-integer", _stmt('{"a":' + "9" * 5000 + "}")),
     ("not-canonical", _stmt('{"b":1, "a":2}')),
     ("not-json", b"not json at all"),
@@ -282,6 +283,17 @@ def test_hostile_statement_signed_by_the_trusted_key_is_an_integrity_error(name:
     assert info.value.exit_code == 3 and "\n" not in info.value.one_line()
 
 
+def test_a_predicate_at_the_depth_bound_is_attested_verified_and_audited(attester: tuple[Notary, Path, str]) -> None:
+    """64 deep is what `attest` takes; the statement around it is 65: the gate, verify and audit diff agree."""
+    notary, key, digest = attester
+    path = notary.root / "deep.json"
+    path.write_bytes(b'{"a":' * 64 + b"1" + b"}" * 64)
+    notary.run("attest", digest, "--predicate-type", PROVENANCE, "--predicate", str(path), "--key", str(key))
+    notary.run("verify", digest, "--key", f"{key}.pub", "--require", PROVENANCE)
+    found = notary.run("--json", "audit", "diff", "--from", "0", "--key", f"{key}.pub").json
+    assert found["findings"] == [] and [a["predicate_type"] for a in found["attestations"]] == [PROVENANCE]
+
+
 def test_an_opened_attestation_is_kept_only_for_the_same_bytes() -> None:
     signer = keys.generate_private_key()
     good = _signed_payload(signer, _stmt('{"a":1}'))
@@ -293,3 +305,92 @@ def test_an_opened_attestation_is_kept_only_for_the_same_bytes() -> None:
         attest.open_attestation(good, OTHER, signer.public_key(), PROVENANCE)
     with pytest.raises(SignatureError):
         attest.open_attestation(good, DIGEST, keys.generate_private_key().public_key(), PROVENANCE)
+
+
+# ---------------------------------------------------------------- the cache of opened envelopes
+
+
+def test_envelope_cache_key_does_not_collide_across_digest_key_or_type() -> None:
+    """One envelope opened for (DIGEST, key, type) is never handed out for another digest, key or type."""
+    signer = keys.generate_private_key()
+    good = _signed_payload(signer, _stmt('{"a":1}'))
+    attest.open_attestation(good, DIGEST, signer.public_key(), PROVENANCE)
+    for digest, public, ptype in [(OTHER, signer.public_key(), PROVENANCE),
+                                  (DIGEST, keys.generate_private_key().public_key(), PROVENANCE),
+                                  (DIGEST, signer.public_key(), attest.SPDX),
+                                  (DIGEST, signer.public_key(), PROVENANCE + "/")]:
+        with pytest.raises(IntegrityError):
+            attest.open_attestation(good, digest, public, ptype)
+
+
+def test_mutating_an_opened_attestation_does_not_change_what_the_next_open_returns() -> None:
+    """A caller that edits what it was handed (a report adding a field) must not rewrite the cached statement
+    every later `require` decides on."""
+    signer = keys.generate_private_key()
+    good = _signed_payload(signer, _stmt('{"runDetails":{"builder":{"id":"https://good"}}}'))
+    first = attest.open_attestation(good, DIGEST, signer.public_key(), PROVENANCE)
+    first.predicate["runDetails"]["builder"]["id"] = "https://evil"
+    first.envelope["payloadType"] = "evil"
+    again = attest.open_attestation(good, DIGEST, signer.public_key(), PROVENANCE)
+    assert again.predicate == {"runDetails": {"builder": {"id": "https://good"}}}
+    assert again.envelope["payloadType"] == attest.PAYLOAD_TYPE
+
+
+def test_an_envelope_over_the_size_bound_is_an_integrity_error_before_it_is_parsed() -> None:
+    signer = keys.generate_private_key()
+    huge = b"[" * (attest.MAX_ENVELOPE + 1)
+    with pytest.raises(IntegrityError) as info:
+        attest.open_attestation(huge, DIGEST, signer.public_key(), PROVENANCE)
+    assert "larger than" in info.value.one_line()
+
+
+# ---------------------------------------------------------------- hostile statements in the ledger, through the gate
+
+
+def _raw_stmt(**fields: Any) -> bytes:
+    stmt: dict[str, Any] = {"_type": attest.STATEMENT_TYPE, "predicateType": PROVENANCE, "predicate": {"a": 1},
+                            "subject": [{"name": "app", "digest": {"sha256": DIGEST[7:]}}]}
+    stmt.update(fields)
+    return attest.statement_bytes({k: v for k, v in stmt.items() if v is not None})
+
+
+SIGNED_HOSTILE: dict[str, Any] = {
+    "wrong-payload-type": lambda s: _signed_payload(s, _raw_stmt(), "application/json"),
+    "no-subject": lambda s: _signed_payload(s, _raw_stmt(subject=None)),
+    "empty-subject": lambda s: _signed_payload(s, _raw_stmt(subject=[])),
+    "subject-an-object": lambda s: _signed_payload(s, _raw_stmt(subject={"name": "app", "digest": {}})),
+    "subject-of-strings": lambda s: _signed_payload(s, _raw_stmt(subject=["app"])),
+    "100k-subjects": lambda s: _signed_payload(s, _raw_stmt(subject=[
+        {"name": "app", "digest": {"sha256": f"{i:064x}"}} for i in range(100_000)] + [
+        {"name": "app", "digest": {"sha256": DIGEST[7:]}}])),
+    "predicate-a-list": lambda s: _signed_payload(s, _raw_stmt(predicate=[1])),
+    "predicate-type-mismatch": lambda s: _signed_payload(s, _raw_stmt(predicateType=attest.SPDX)),
+    "not-utf8": lambda s: _signed_payload(s, _raw_stmt().replace(b'"a":1', b'"a":"\xff\xfe"')),
+    "duplicate-predicate-type": lambda s: _signed_payload(s, _raw_stmt().replace(
+        b'"predicateType"', b'"predicateType":"https://spdx.dev/Document","predicateType"')),
+    "deeply-nested": lambda s: _signed_payload(s, _raw_stmt().replace(b'"a":1', b'"a":' + b"[" * 50_000 + b"]" * 50_000)),
+    "envelope-not-json": lambda s: b"not json",
+    "envelope-an-array": lambda s: b"[]",
+    "signature-not-base64": lambda s: _signed_payload(s, _raw_stmt()).replace(b'"sig":"', b'"sig":"!', 1),
+    "no-signatures": lambda s: records.canonical_json({"payloadType": attest.PAYLOAD_TYPE, "signatures": [],
+                                                      "payload": base64.b64encode(_raw_stmt()).decode()}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNED_HOSTILE))
+def test_hostile_envelope_under_the_trusted_key_fails_the_gate_and_verify_with_exit_3(
+        world: GateWorld, tmp_path: Path, name: str) -> None:
+    value = SIGNED_HOSTILE[name](world.trusted)
+    ledger = _ledger(world)
+    try:
+        ledger.write({attest.attestation_key(DIGEST, keys.key_id(world.trusted), PROVENANCE): value})
+    finally:
+        ledger.close()
+    result = _check(world)
+    assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    (tmp_path / "cli").mkdir()
+    notary = Notary(tmp_path / "cli", ledger_url=world.ledger_url, state_dir=world.client_state)
+    verify = notary.run("verify", DIGEST, "--key", str(world.root / "trusted.key.pub"), "--require", PROVENANCE,
+                        expect=3)
+    assert "Traceback" not in verify.err and len(verify.err.strip().splitlines()) == 1, verify.err

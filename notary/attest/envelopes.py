@@ -10,13 +10,14 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from notary import jsonsafe, keys, records
 from notary.attest.predicates import (
     HEX64,
     KNOWN_TYPES,
     MAX_ENVELOPE,
+    MAX_PREDICATE_DEPTH,
     MAX_SUBJECTS,
     PAYLOAD_TYPE,
     STATEMENT_TYPE,
@@ -83,14 +84,35 @@ def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicat
             "predicate": dict(predicate)}
 
 
-class Attestation(NamedTuple):
-    """An opened attestation: its statement, checked, and the signer whose signature verified."""
+class Attestation:
+    """An opened attestation: its statement, checked, and the signer whose signature verified.
 
-    predicate_type: str
-    predicate: Mapping[str, Any]
-    subjects: tuple[tuple[str, str], ...]  # (name, "sha256:<hex>")
-    signer: str
-    envelope: Mapping[str, Any]
+    The predicate and envelope are parsed from the checked bytes when first asked for, by each instance: a
+    caller owns what it was handed (editing it changes no other caller's answer, nor the cache's), and a
+    `require` without conditions (an SBOM) never parses a predicate it does not read."""
+
+    __slots__ = ("predicate_type", "subjects", "signer", "_data", "_predicate", "_envelope")
+
+    def __init__(self, predicate_type: str, subjects: tuple[tuple[str, str], ...], signer: str, data: bytes,
+                 predicate: dict[str, Any] | None = None, envelope: dict[str, Any] | None = None) -> None:
+        self.predicate_type = predicate_type
+        self.subjects = subjects  # (name, "sha256:<hex>")
+        self.signer = signer
+        self._data = data
+        self._predicate = predicate
+        self._envelope = envelope
+
+    @property
+    def predicate(self) -> dict[str, Any]:
+        if self._predicate is None:
+            self._predicate = json.loads(base64.b64decode(json.loads(self._data)["payload"]))["predicate"]
+        return self._predicate
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        if self._envelope is None:
+            self._envelope = json.loads(self._data)
+        return self._envelope
 
     def to_json(self) -> dict[str, Any]:
         return {"predicate_type": self.predicate_type, "signer": self.signer,
@@ -106,7 +128,11 @@ def sign_statement(stmt: Mapping[str, Any], signer: keys.SigningKey) -> bytes:
                                    "signatures": [{"keyid": signer_id, "sig": base64.b64encode(sig).decode()}]})
 
 
-_OPENED: OrderedDict[tuple[bytes, str, str, str], Attestation] = OrderedDict()  # opened envelopes, by content
+_MAX_STATEMENT_DEPTH = MAX_PREDICATE_DEPTH + 1  # the statement object around the predicate
+
+# Envelopes opened (signature, statement and subjects checked), by what decided the answer: the envelope's
+# sha256 and every argument. The value is the subjects only, never a parsed statement a caller could edit.
+_OPENED: OrderedDict[tuple[bytes, str, str, str], tuple[tuple[str, str], ...]] = OrderedDict()
 _OPENED_MAX = 512
 _CACHE_VALUE_MAX = 1 << 20  # bigger envelopes (SBOMs) are opened every time rather than kept in memory
 _OPENED_LOCK = threading.Lock()
@@ -118,20 +144,24 @@ def open_attestation(data: bytes, digest: str, public: keys.PublicKey, predicate
     came from the ledger under a key that says otherwise.
 
     Opening is a pure function of its arguments, so a resident gate keeps what it opened (by the envelope's
-    sha256): a `require` then costs the proven history read, not another parse of the statement."""
+    sha256 and the digest, key and type asked about): a `require` then costs the proven history read (and a
+    plain parse of the predicate, when its conditions read it), not another check of the signature."""
     signer_id = keys.key_id(public)
+    if not isinstance(data, bytes):
+        raise IntegrityError("attestation envelope is not a byte string")
     if len(data) > MAX_ENVELOPE:
         raise IntegrityError(f"attestation envelope is larger than {MAX_ENVELOPE >> 20} MiB")
     cache_key = (hashlib.sha256(data).digest(), digest, signer_id, predicate_type)
     with _OPENED_LOCK:
-        cached = _OPENED.get(cache_key)
-        if cached is not None:
+        subjects = _OPENED.get(cache_key)
+        if subjects is not None:
             _OPENED.move_to_end(cache_key)
-            return cached
+    if subjects is not None:
+        return Attestation(predicate_type, subjects, signer_id, data)
     opened = _open(data, digest, public, signer_id, predicate_type)
     if len(data) <= _CACHE_VALUE_MAX:
         with _OPENED_LOCK:
-            _OPENED[cache_key] = opened
+            _OPENED[cache_key] = opened.subjects
             while len(_OPENED) > _OPENED_MAX:
                 _OPENED.popitem(last=False)
     return opened
@@ -151,7 +181,9 @@ def _open(data: bytes, digest: str, public: keys.PublicKey, signer_id: str, pred
     # The signature first: only bytes the trusted key signed are parsed further. They are parsed with the
     # plain parser (a tenth of jsonsafe's cost on a large SBOM) and must then be exactly the canonical
     # serialization of what was parsed: that refuses duplicate keys, NaN, lone surrogates and any other
-    # spelling; nesting too deep is a RecursionError, a huge integer a ValueError, both caught.
+    # spelling; a huge integer is a ValueError, caught. Nesting is bounded first, at what a statement
+    # around a predicate of MAX_PREDICATE_DEPTH has: the reader takes no deeper a statement than the writer
+    # writes (audits parse it with jsonsafe at that bound, and must agree with the gate).
     message = records.pae(PAYLOAD_TYPE, payload)
     for sig in signatures:
         if not isinstance(sig, dict) or sig.get("keyid") != signer_id:
@@ -165,13 +197,18 @@ def _open(data: bytes, digest: str, public: keys.PublicKey, signer_id: str, pred
     else:
         raise SignatureError(f"attestation envelope has no signature by {signer_id}")
     try:
-        stmt = json.loads(payload)
+        text = payload.decode("utf-8")
+        if jsonsafe.nesting_depth(text, _MAX_STATEMENT_DEPTH) > _MAX_STATEMENT_DEPTH:
+            raise ValueError(f"nested deeper than the {MAX_PREDICATE_DEPTH} levels a predicate may have")
+        stmt = json.loads(text)
         if not isinstance(stmt, dict) or statement_bytes(stmt) != payload:
             raise ValueError("statement is not in canonical form")
         if set(stmt) != {"_type", "subject", "predicateType", "predicate"} or stmt["_type"] != STATEMENT_TYPE:
             raise ValueError("not an in-toto Statement v1")
         if stmt["predicateType"] != predicate_type or not isinstance(stmt["predicate"], dict):
             raise ValueError(f"predicate type {str(stmt['predicateType'])[:80]!r}, not {predicate_type!r}")
+        if not isinstance(stmt["subject"], list) or not 0 < len(stmt["subject"]) <= MAX_SUBJECTS:
+            raise ValueError(f"a subject list of 1 to {MAX_SUBJECTS} entries is what notary writes")
         subjects = []
         for s in stmt["subject"]:
             hexdigest = s["digest"]["sha256"]
@@ -183,4 +220,4 @@ def _open(data: bytes, digest: str, public: keys.PublicKey, signer_id: str, pred
     if digest not in {d for _, d in subjects}:
         raise IntegrityError(f"an attestation stored for {digest} is about {', '.join(d for _, d in subjects)}: "
                              "the ledger was tampered with")
-    return Attestation(predicate_type, stmt["predicate"], tuple(subjects), signer_id, env)
+    return Attestation(predicate_type, tuple(subjects), signer_id, data, stmt["predicate"], env)

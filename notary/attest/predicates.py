@@ -124,6 +124,7 @@ _BUILDERS = {
     "local": "https://notary.dev/builders/local",
 }
 _COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\Z")
+_PROJECT_SEGMENT = re.compile(r"[A-Za-z0-9._~+\-]+\Z")  # what a GitHub or GitLab project path holds
 
 
 def source_uri(ci: Mapping[str, str]) -> str | None:
@@ -134,8 +135,11 @@ def source_uri(ci: Mapping[str, str]) -> str | None:
     run, project = ci.get("runUrl"), ci.get("project")
     if not run or not project or "/" not in project:
         return None
+    segments = project.strip("/").split("/")
+    if any(s in (".", "..") or not _PROJECT_SEGMENT.match(s) for s in segments):
+        return None  # a project "team/app@x" or "team/../app" would name another repository to `source`
     parts = urlsplit(run)
-    return f"git+{parts.scheme}://{parts.netloc}/{project.strip('/')}"
+    return f"git+{parts.scheme}://{parts.netloc}/{'/'.join(segments)}"
 
 
 def provenance(ci: Mapping[str, str]) -> dict[str, Any]:

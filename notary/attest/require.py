@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -33,19 +34,22 @@ class Requirement(NamedTuple):
         return {"type": self.predicate_type, "builder_id": self.builder_id, "source": self.source}
 
     def problem(self, predicate: Mapping[str, Any]) -> str | None:
-        """None when the predicate meets the conditions; else what it holds instead."""
+        """None when the predicate meets the conditions; else what it holds instead (escaped: the predicate is
+        the signer's data, and a refusal is one line of a log or a terminal)."""
         if self.builder_id is not None:
             found = _get(predicate, "runDetails", "builder", "id")
-            if found != self.builder_id:
+            if not isinstance(found, str) or found != self.builder_id:
                 return f"builder id {_shown(found)}, not {self.builder_id}"
         if self.source is not None:
             wanted = normalize_source(self.source)
             build = predicate.get("buildDefinition")
             deps = build.get("resolvedDependencies") if isinstance(build, dict) else None
             uris = [d.get("uri") for d in deps if isinstance(d, dict)] if isinstance(deps, list) else []
-            found_sources = [normalize_source(u) for u in uris if isinstance(u, str)]
-            if wanted not in found_sources:
-                return f"source {', '.join(found_sources) or '(none)'}, not {self.source}"
+            strings = [u for u in uris if isinstance(u, str)]
+            if wanted is None or not any(normalize_source(u) == wanted for u in strings):
+                shown = [_shown(n) if n is not None else f"{_shown(u, 80)} (not a repository URL)"
+                         for u, n in ((u, normalize_source(u)) for u in strings[:8])]
+                return f"source {', '.join(shown) or '(none)'}, not {self.source}"
         return None
 
 
@@ -57,19 +61,50 @@ def _get(value: Any, *path: str) -> Any:
     return value
 
 
-def _shown(value: Any) -> str:
-    return str(value)[:120] if value is not None else "(none)"
+def _shown(value: Any, limit: int = 120) -> str:
+    """Printable ASCII: a newline or escape sequence in a signed predicate must not forge another log line,
+    and a look-alike letter (Cyrillic і for i) shows as what it is."""
+    if value is None:
+        return "(none)"
+    text = (value if isinstance(value, str) else repr(value))[:limit]
+    return "".join(c if c.isascii() and c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
-def normalize_source(uri: str) -> str:
-    """git+https://host/org/repo.git@refs/heads/main -> https://host/org/repo (what `source` compares)."""
-    text = uri[4:] if uri.startswith("git+") else uri
+_SCHEME = re.compile(r"[a-z][a-z0-9+.\-]*\Z")
+_LABEL = r"[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*(?::[0-9]{{1,5}})?\Z")
+_SEGMENT = re.compile(r"[A-Za-z0-9._~+\-]+\Z")
+_NEVER = frozenset("%?#\\ ")  # percent-encoding, query, fragment, backslash, space: refused, never decoded
+
+
+def normalize_source(uri: object) -> str | None:
+    """The repository a source URI names, as `source` compares it: git+https://host/org/repo.git@refs/heads/main
+    is https://host/org/repo (the scheme and host in lower case, the path as written).
+
+    None when the URI has no single reading that URL parsers and git agree on: userinfo (in
+    https://github.com@evil.com/x the host is evil.com), percent-encoding (decoders disagree on %2F), a query
+    or fragment, a backslash (a path separator to WHATWG parsers, not to urlsplit), dot or empty path segments,
+    anything but printable ASCII (look-alike letters). Such a URI meets no condition. After the host, the first
+    @ starts the revision (the SPDX / SLSA VCS convention), which `source` does not compare."""
+    if not isinstance(uri, str) or len(uri) > 1024 or not uri.isascii() or not uri.isprintable():
+        return None
+    if _NEVER.intersection(uri):
+        return None
+    text = uri[4:] if uri[:4].lower() == "git+" else uri
     scheme, sep, rest = text.partition("://")
-    if sep:
-        rest = rest.split("@", 1)[0]
-        text = f"{scheme}://{rest}"
-    text = text.rstrip("/")
-    return text[:-4] if text.endswith(".git") else text
+    scheme = scheme.lower()
+    authority, _, path = rest.partition("/")
+    host = authority.lower()
+    if not sep or not _SCHEME.match(scheme) or not _HOST.match(host):
+        return None  # no scheme, or userinfo (an @ before the path), or not a DNS host name
+    repository = path.split("@", 1)[0].rstrip("/")
+    segments = repository.split("/") if repository else []
+    if segments and segments[-1].endswith(".git"):
+        segments[-1] = segments[-1][:-4]
+    if any(s in ("", ".", "..") or not _SEGMENT.match(s) for s in segments):
+        return None
+    return f"{scheme}://{host}" + "".join("/" + s for s in segments)
 
 
 def parse_requirements(value: Any, where: str) -> tuple[Requirement, ...]:
@@ -92,8 +127,10 @@ def parse_requirements(value: Any, where: str) -> tuple[Requirement, ...]:
         conditions = {}
         for name in ("builder_id", "source"):
             v = item.get(name)
-            if v is not None and (not isinstance(v, str) or not v or len(v) > 512):
-                raise UsageError(f"{iwhere}: {name} must be a non-empty string")
+            if v is not None and (not isinstance(v, str) or not v or len(v) > 512 or not v.isprintable()):
+                raise UsageError(f"{iwhere}: {name} must be a non-empty string of printable characters")
+            if name == "source" and v is not None:
+                _check_source(v, iwhere)
             conditions[name] = v
         if any(conditions.values()) and ptype != SLSA_PROVENANCE:
             raise UsageError(f"{iwhere}: builder_id and source are conditions on {SLSA_PROVENANCE} only")
@@ -101,6 +138,18 @@ def parse_requirements(value: Any, where: str) -> tuple[Requirement, ...]:
     if not out:
         raise UsageError(f"{where}: require is empty", hint="leave it out, or name a predicate type")
     return tuple(out)
+
+
+def _check_source(source: str, where: str) -> None:
+    """A policy's source names a repository one way: a condition no URI could meet, or one that reads as
+    comparing a revision (it does not), is a usage error at load, not a gate that refuses everything."""
+    if normalize_source(source) is None:
+        raise UsageError(f"{where}: source {_shown(source, 80)} is not a repository URL",
+                         hint="scheme://host/path, without userinfo, query, fragment, percent-encoding or dot "
+                         "segments, e.g. https://github.com/example/app")
+    if "@" in source:
+        raise UsageError(f"{where}: source {_shown(source, 80)} names a revision after @",
+                         hint="source compares the repository only: leave the @revision out")
 
 
 def _known(ptype: Any, where: str) -> str:

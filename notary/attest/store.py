@@ -19,9 +19,17 @@ from notary.attest.envelopes import (
     statement,
     type_id,
 )
-from notary.attest.predicates import MAX_ENVELOPE, MAX_IMMUDB_ENVELOPE, MAX_WRITE, PredicateError
+from notary.attest.predicates import (
+    MAX_ENVELOPE,
+    MAX_IMMUDB_ENVELOPE,
+    MAX_PREDICATE_DEPTH,
+    MAX_WRITE,
+    PredicateError,
+)
 from notary.errors import InputError, IntegrityError, UsageError
 from notary.ledger.base import Entry, HistoryReader, Ledger, WriteReceipt, rfc3339
+
+MAX_INDEX_TYPES = 16  # predicate types one transaction attests (notarize writes two at most, attest one)
 
 # ---------------------------------------------------------------- writing
 
@@ -58,8 +66,8 @@ def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.Signing
 
     unique = list(dict.fromkeys(subjects))
     types = [check_type(t) for t, _ in predicates]
-    if len(set(types)) != len(types) or not types:
-        raise InputError("one attestation per predicate type and transaction")
+    if len(set(types)) != len(types) or not types or len(types) > MAX_INDEX_TYPES:
+        raise InputError(f"one attestation per predicate type and transaction, at most {MAX_INDEX_TYPES}")
     signer_id = keys.key_id(signer)
     digests = list(dict.fromkeys(d for _, d in unique))
     kvs: dict[str, bytes] = {}
@@ -121,7 +129,9 @@ def indexed_types(ledger: HistoryReader, digest: str, signer_id: str) -> list[In
         try:
             value = jsonsafe.loads_object(entry.value, "an attestation index value", error=IntegrityError)
             named = value.get("predicate_types")
-            types = [check_type(t) for t in named] if isinstance(named, list) else []
+            if not isinstance(named, list) or len(named) > MAX_INDEX_TYPES:
+                continue  # not what attestation_writes writes: each read would cost a proven absence
+            types = [check_type(t) for t in named]
         except (IntegrityError, UsageError):
             continue
         public: keys.PublicKey | None = None
@@ -168,9 +178,9 @@ def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> dict[str
         raise IntegrityError(f"an attestation by {signer} without that signer's attestation index in its "
                              "transaction: notary writes both together")
     try:
-        ptype = jsonsafe.loads(base64.b64decode(jsonsafe.loads_object(entry.value, "an attestation envelope",
-                                                                      error=IntegrityError)["payload"]),
-                               "an attestation statement", error=IntegrityError)["predicateType"]
+        envelope = jsonsafe.loads_object(entry.value, "an attestation envelope", error=IntegrityError)
+        ptype = jsonsafe.loads(base64.b64decode(envelope["payload"]), "an attestation statement",
+                               max_depth=MAX_PREDICATE_DEPTH + 1, error=IntegrityError)["predicateType"]
         ptype = check_type(ptype)
     except (KeyError, TypeError, ValueError, binascii.Error, UsageError) as exc:
         raise IntegrityError(f"ledger value is not an in-toto attestation envelope: {exc}") from exc
