@@ -89,7 +89,8 @@ def check_name(text: str) -> str:
     """A --name given by the user: an image reference, or a usage error."""
     cleaned = text.strip()
     if not is_reference(cleaned):
-        raise UsageError(f"--name {text!r} is not an image reference",
+        shown = repr(text[:120]) + ("..." if len(text) > 120 else "")  # one line of bounded length, whatever it is
+        raise UsageError(f"--name {shown} is not an image reference",
                          hint="e.g. registry.example/team/app or registry.example/team/app:1.4")
     return cleaned
 
