@@ -1,9 +1,10 @@
-"""Verified sync: every transaction of an embedded ledger (an edge device's, a laptop's) copied to another
-ledger (the centre's immudb), the signed envelopes byte for byte.
+"""Verified sync: every transaction of one ledger copied to another, the signed envelopes byte for byte: an
+embedded ledger (an edge device's, a laptop's) up to the centre's immudb, or the centre's down to a device
+(notary.sync_sources: what each kind of source proves). What came from the destination is not copied back.
 
 Why it can be killed at any moment and run again without losing or duplicating anything: consecutive source
 transactions are packed into one destination transaction (as long as no key repeats in it, so every version
-of every key arrives, in order), and that transaction also writes the cursor `sync/<source ledger id>`: the
+of every key arrives, in order), and that transaction also writes the cursor `sync/<hash of the source ledger id>`: the
 last source transaction it carries, and the source's signed head after it. The cursor moves only with the
 data it describes, atomically, so the destination's newest cursor (a proven read; on immudb the verified
 mirror proves it newest) says exactly where to resume. Packing is what makes a centre's immudb, which commits
@@ -18,15 +19,19 @@ write is."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from notary import jsonsafe
 from notary.errors import IntegrityError, UsageError
 from notary.ledger.base import Entry, Ledger, TreeHead
+from notary.sync_sources import EmbeddedPoints, ImmudbPoints, points_for
+
+Points = EmbeddedPoints | ImmudbPoints
 
 CURSOR_PREFIX = "sync/"
 CURSOR_SCHEMA = "notary.sync-cursor/v1"
@@ -36,16 +41,6 @@ MAX_CURSOR = 4096
 # entries per destination transaction when consecutive source transactions are packed into one (immudb takes
 # 1024 by default; one is the cursor)
 MAX_PACKED = 1000
-
-
-class SyncSource(Ledger, Protocol):
-    """A source must say which head its ledger key signed at a size: the embedded ledger does."""
-
-    ledger_id: str
-
-    def head_at_size(self, size: int) -> TreeHead | None: ...
-
-    def consistency_proof(self, size1: int, size2: int) -> list[bytes]: ...
 
 
 @dataclass(frozen=True)
@@ -92,94 +87,86 @@ class Progress:
 
 
 def cursor_key(source_id: str) -> str:
-    if not source_id or "/" in source_id or len(source_id) > 200:
+    """sync/<first 32 hex of the SHA-256 of the source's ledger id>: any id (an immudb one has a /) names one
+    key; the cursor's value holds the id itself."""
+    if not source_id or len(source_id) > 512:
         raise UsageError("the source ledger's id cannot name a sync cursor")
-    return CURSOR_PREFIX + source_id
+    return CURSOR_PREFIX + hashlib.sha256(source_id.encode()).hexdigest()[:32]
 
 
-def _require_source(ledger: Ledger) -> SyncSource:
-    if not callable(getattr(ledger, "head_at_size", None)):
-        raise UsageError("sync copies from an embedded ledger (file://...)",
-                         hint="the source must prove the head its key signed at each size")
-    return ledger  # type: ignore[return-value]  # checked just above
-
-
-def _same_ledger(source: SyncSource, destination: Ledger) -> None:
-    if source.ledger_id == getattr(destination, "ledger_id", None) or source.url == destination.url:
+def _ids(source: Ledger, destination: Ledger) -> tuple[TreeHead, str]:
+    """(the source's verified head, the destination's ledger id), refusing one ledger twice."""
+    head = source.info().head
+    dest_id = str(getattr(destination, "ledger_id", "") or destination.info().ledger_id)
+    if head.ledger_id == dest_id or source.url == destination.url:
         raise UsageError("sync needs two different ledgers", hint="--from and --to name the same one")
+    return head, dest_id
 
 
-def destination_cursor(source: SyncSource, destination: Ledger, head: TreeHead) -> Cursor | None:
-    """The destination's newest cursor for source, checked against the source: None when nothing was synced."""
-    key = cursor_key(source.ledger_id)
+def destination_cursor(points: Points, destination: Ledger, head: TreeHead) -> Cursor | None:
+    """The destination's newest cursor for the source, checked against it: None when nothing was synced."""
+    key = cursor_key(head.ledger_id)
     entry = destination.get(key)
     if entry is None:
         return None
-    cursor = Cursor.parse(entry.value, source.ledger_id, f"sync cursor {key} (destination tx {entry.tx})")
-    signed = source.head_at_size(cursor.tree_size) if cursor.tree_size <= head.tree_size else None
-    if signed is not None and signed.tx == cursor.tx and signed.root == cursor.root:
-        _prove_prefix(source, cursor.tree_size, cursor.root, head)
-    else:
+    cursor = Cursor.parse(entry.value, head.ledger_id, f"sync cursor {key} (destination tx {entry.tx})")
+    if not points.holds(cursor.tx, cursor.tree_size, cursor.root):
         raise IntegrityError(
             f"the destination holds source transactions 1..{cursor.tx} (tree size {cursor.tree_size}), but the "
-            f"source's signed head at that size is {'missing' if signed is None else 'another'}: the source was "
-            "rewritten after the last sync, or another ledger uses its id")
+            "source's verified history has another head there or none: the source was rewritten after the last "
+            "sync, or another ledger uses its id")
     return cursor
 
 
-def _prove_prefix(source: SyncSource, size: int, root: bytes, head: TreeHead) -> None:
-    """root is the source's tree at size, a prefix of its verified head (RFC 9162 consistency): a head row the
-    ledger key signed is not enough on its own, since the key sits beside the ledger it signs."""
-    from notary import merkle
-    from notary.errors import ProofError
-
-    try:
-        merkle.verify_consistency(size, head.tree_size, root, head.root, source.consistency_proof(size, head.tree_size))
-    except ProofError as exc:
-        raise IntegrityError(f"the source's head at tree size {size} is not a prefix of its verified head: "
-                             f"{exc.message}") from exc
-
-
-def status(source_ledger: Ledger, destination: Ledger) -> tuple[TreeHead, Cursor | None]:
+def status(source: Ledger, destination: Ledger) -> tuple[TreeHead, Cursor | None]:
     """(the source's verified head, the destination's checked cursor): how far the two are proven to agree."""
-    source = _require_source(source_ledger)
-    _same_ledger(source, destination)
-    head = source.info().head
-    return head, destination_cursor(source, destination, head)
+    head, _ = _ids(source, destination)
+    return head, destination_cursor(points_for(source, head), destination, head)
 
 
-def _transactions(source: SyncSource, after: Cursor | None, upto: TreeHead) -> Iterator[tuple[int, list[Entry]]]:
+def _transactions(source: Ledger, after: Cursor | None, upto: TreeHead) -> Iterator[tuple[int, list[Entry]]]:
+    """Each source transaction's entries, without sync cursors (those say where a copy stands, and are never
+    copied themselves)."""
     entries = source.changes(after.tx if after else 0, upto.tx)
     for tx, group in groupby(entries, key=lambda e: e.tx):
         yield tx, list(group)
 
 
-def sync(source_ledger: Ledger, destination: Ledger, *, batch: int = DEFAULT_BATCH,
+def _copied(entries: list[Entry], echo: str) -> list[Entry]:
+    """What of one source transaction goes to the destination: nothing of a transaction that came from the
+    destination itself (it carries the destination's cursor: an earlier sync the other way), and no cursor."""
+    if any(e.key == echo for e in entries):
+        return []
+    return [e for e in entries if not e.key.startswith(CURSOR_PREFIX)]
+
+
+def sync(source: Ledger, destination: Ledger, *, batch: int = DEFAULT_BATCH,
          on_batch: Callable[[Progress], None] | None = None) -> Progress:
-    """Copy every source transaction the destination lacks, `batch` transactions per destination batch."""
+    """Copy every source transaction the destination lacks, `batch` source transactions per batch."""
     if not 1 <= batch <= MAX_BATCH:
         raise UsageError(f"--batch must be 1..{MAX_BATCH}, not {batch}")
-    source = _require_source(source_ledger)
-    _same_ledger(source, destination)
-    head = source.info().head
-    cursor = destination_cursor(source, destination, head)
+    head, dest_id = _ids(source, destination)
+    points = points_for(source, head)
+    cursor = destination_cursor(points, destination, head)
     done = Progress(head, cursor.tx if cursor else 0, cursor.tx if cursor else 0)
     if cursor is not None and cursor.tx == head.tx:
         return done
-    plan = _plan(source, cursor, head, batch)  # the range read and proven first: a tampered source writes nothing
-    key = cursor_key(source.ledger_id)
+    echo = cursor_key(dest_id)
+    plan = _plan(source, points, cursor, head, batch, echo)  # read and proven first: a tampered source writes nothing
+    key = cursor_key(head.ledger_id)
     chunk: list[dict[str, bytes]] = []  # destination transactions of this batch
     packing: dict[str, bytes] = {}  # the one being filled
     taken = 0  # source transactions in chunk and packing
     # the second pass proves the range again as it streams: constant memory, whatever the source's size
     for (tx, entries), step in zip(_transactions(source, cursor, head), plan, strict=True):
-        if tx != step.tx or len(entries) != step.entries:
+        copied = _copied(entries, echo)
+        if tx != step.tx or len(copied) != step.entries:
             raise IntegrityError(f"the source changed between its two reads (transaction {tx})")
-        packing.update((e.key, e.value) for e in entries)
+        packing.update((e.key, e.value) for e in copied)
         taken += 1
-        done.entries += len(entries)
+        done.entries += len(copied)
         if step.root is not None:  # the last source tx of a destination tx: its cursor moves with it
-            packing[key] = Cursor(source.ledger_id, tx, step.size, step.root).to_bytes()
+            packing[key] = Cursor(head.ledger_id, tx, step.size, step.root).to_bytes()
             chunk.append(packing)
             packing = {}
         if step.batch_end:
@@ -193,17 +180,17 @@ def sync(source_ledger: Ledger, destination: Ledger, *, batch: int = DEFAULT_BAT
 
 class _Step(NamedTuple):
     tx: int
-    entries: int
+    entries: int  # entries copied (after _copied)
     size: int  # the source's tree size after tx
-    root: bytes | None  # its signed root, proven a prefix of the head, where tx ends a destination transaction
+    root: bytes | None  # the source's root there, proven its own, where tx ends a destination transaction
     batch_end: bool
 
 
-def _plan(source: SyncSource, cursor: Cursor | None, head: TreeHead, batch: int) -> list[_Step]:
+def _plan(source: Ledger, points: Points, cursor: Cursor | None, head: TreeHead, batch: int,
+          echo: str) -> list[_Step]:
     """Every transaction to copy, each entry proven and the range proven complete, and where each destination
     transaction and batch ends: a destination transaction takes consecutive source transactions while no key
     repeats and it stays under MAX_PACKED entries; a batch takes `batch` source transactions."""
-    key = cursor_key(source.ledger_id)
     expected, size = (cursor.tx if cursor else 0) + 1, cursor.tree_size if cursor else 0
     steps: list[list[Any]] = []
     packed: set[str] = set()
@@ -211,33 +198,25 @@ def _plan(source: SyncSource, cursor: Cursor | None, head: TreeHead, batch: int)
     for tx, entries in _transactions(source, cursor, head):  # one snapshot: no other read of source inside
         if tx != expected:
             raise IntegrityError(f"source transaction {expected} is missing from the proven range")
-        keys = {e.key for e in entries}
-        if key in keys or len(keys) != len(entries):
-            raise IntegrityError(f"source transaction {tx} writes a key twice, or this sync's own cursor")
+        copied = _copied(entries, echo)
+        keys = {e.key for e in copied}
+        if len(keys) != len(copied):
+            raise IntegrityError(f"source transaction {tx} writes a key twice")
         if steps and (taken == 0 or len(packed) + len(keys) >= MAX_PACKED or not packed.isdisjoint(keys)):
             steps[-1][3] = True  # the previous source tx ends a destination transaction
             packed = set()
-        size += len(entries)
+        size = points.size_after(tx, size, len(entries))
         packed |= keys
         taken += 1
-        steps.append([tx, len(entries), size, False, taken == batch])
+        steps.append([tx, len(copied), size, False, taken == batch])
         taken %= batch
         expected += 1
     if expected != head.tx + 1:
         raise IntegrityError(f"the proven range ends at source transaction {expected - 1}, not {head.tx}")
     if steps:
         steps[-1][3] = steps[-1][4] = True
-    plan = []
-    for tx, n, at, ends, batch_end in steps:
-        root = None
-        if ends:
-            signed = source.head_at_size(at)
-            if signed is None or signed.tx != tx:
-                raise IntegrityError(f"the source has no signed head for transaction {tx} at tree size {at}")
-            _prove_prefix(source, at, signed.root, head)
-            root = signed.root
-        plan.append(_Step(tx, n, at, root, batch_end))
-    return plan
+    return [_Step(tx, n, at, points.root(tx, at) if ends else None, batch_end)
+            for tx, n, at, ends, batch_end in steps]
 
 
 def report(progress: Progress, cursor: Cursor | None = None) -> dict[str, Any]:

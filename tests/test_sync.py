@@ -210,8 +210,37 @@ def test_sync_to_a_real_immudb_is_complete_resumable_and_found_by_digest_and_job
     assert digests[1] in json.dumps(centre.run("--json", "lookup", "--job-id", "j1").json)
     keys = _source_keys(edge)
     assert _versions(edge.ledger_url, tmp_path / "s2", keys) == _immudb_versions(url, tmp_path / "s3", keys)
-    refused = centre.run("sync", "--from", url, "--to", edge.ledger_url, expect=2)
-    assert "embedded ledger" in refused.err
+    # back the other way: the centre's transactions that came from this edge are not copied back to it
+    back = centre.run("--json", "sync", "--from", url, "--to", edge.ledger_url).json
+    assert back["transactions_copied"] == 3 and back["entries_copied"] == 0
+    assert _versions(edge.ledger_url, tmp_path / "s4", keys) == _immudb_versions(url, tmp_path / "s5", keys)
+
+
+@pytest.mark.integration
+def test_a_revocation_written_at_the_centre_reaches_an_offline_device(tmp_path: Path, url: str) -> None:
+    """Centre to device: the device's records went up, a revocation was written at the centre (by the
+    release team's key), and the reverse sync brings it down, so the device's own gate refuses the image."""
+    edge, key, digests = _edge(tmp_path, 2)
+    edge.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    edge.run("sync", "--to", url)
+    centre = Notary(tmp_path / "centre", ledger_url=url)
+    centre.root.mkdir(parents=True)
+    centre.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
+    centre.run("revoke", digests[1], "--reason", "CVE-2026-77", "--key", str(key))
+    edge.run("verify", str(edge.root / "a1.bin"), "--key", f"{key}.pub")  # not known on the device yet
+    down = edge.run("--json", "sync", "--from", url, "--to", edge.ledger_url).json
+    assert down["entries_copied"] >= 1 and down["behind"] == 0
+    refused = edge.run("verify", str(edge.root / "a1.bin"), "--key", f"{key}.pub", expect=1)
+    assert "CVE-2026-77" in refused.out + refused.err
+    again = edge.run("--json", "sync", "--from", url, "--to", edge.ledger_url).json
+    assert again["transactions_copied"] == 0
+    # and up again: the revocation came from the centre, so it is not sent back to it
+    up = edge.run("--json", "sync", "--to", url).json
+    assert up["entries_copied"] == 0, up
+
+    with_mirror_off = edge.run("sync", "--from", url, "--to", edge.ledger_url,
+                               env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=2)
+    assert "verified mirror" in with_mirror_off.err
 
 
 def _immudb_versions(url: str, state: Path, keys: list[str]) -> dict[str, list[bytes]]:

@@ -17,7 +17,8 @@ from notary.errors import UsageError
               help="The destination ledger (immudb://... or file://...); it must exist. Default: [sync] to in "
                    "notary.toml.")
 @click.option("--from", "from_url", metavar="URL",
-              help="The source: an embedded ledger (file://...). Default: --ledger / NOTARY_LEDGER.")
+              help="The source: an embedded ledger (file://..., edge to centre) or an immudb one (centre to a "
+                   "device, through the verified mirror). Default: --ledger / NOTARY_LEDGER.")
 @click.option("--batch", type=click.IntRange(1, syncing.MAX_BATCH), default=None, metavar="N",
               help="Source transactions per destination batch: smaller for a poor link (a batch is what a "
                    f"dropped connection costs to send again), larger for throughput. Default: [sync] batch, "
@@ -27,12 +28,13 @@ from notary.errors import UsageError
                    "behind it is.")
 @pass_app
 def sync(app: App, to_url: str | None, from_url: str | None, batch: int | None, only_status: bool) -> None:
-    """Copy every record of an embedded ledger that the destination lacks, byte for byte.
+    """Copy every record of one ledger that another lacks, byte for byte: an edge device's up to the centre,
+    or the centre's down to a device (what came from the device is not copied back).
 
     The source is verified first (every entry proven included in a head consistent with this client's
     trusted state, the range proven complete): a tampered source is exit 3 with nothing written. Consecutive
     source transactions are packed into destination transactions (no key twice in one), each carrying a
-    cursor (sync/<source ledger id>) with the source head it reached, so a sync killed at any moment and run
+    cursor (sync/<hash of the source ledger id>) with the source head it reached, so a sync killed at any moment and run
     again neither loses nor duplicates a record. At the destination the records are found by digest and CI job id like any other.
 
     Exit codes: 0 in sync (or copied), 2 bad usage, 3 either ledger fails verification (or the destination
@@ -42,6 +44,7 @@ def sync(app: App, to_url: str | None, from_url: str | None, batch: int | None, 
     Examples:
       notary sync --from file:///var/lib/notary/ledger.db --to immudb://notary@centre:3322/notary
       notary sync --to immudb://notary@centre:3322/notary --batch 8      # a slow link
+      notary sync --from immudb://notary@centre:3322/notary --to file:///var/lib/notary/ledger.db
       notary --json sync --to immudb://notary@centre:3322/notary --status
       notary --config /etc/notary/notary.toml sync      # [sync] to = "immudb://..." (the systemd timer)
     """
