@@ -5,8 +5,9 @@ trusted state (kept apart from any client's, so a monitor is an independent obse
 transactions proven included and the range proven complete, every envelope's signature checked (notary.audit
 .diff), and on the embedded ledger the signed key index proven to hold exactly the newest version each new
 entry says (from transaction 0: the whole index rebuilt from the entries). The cursor moves only after all of
-that held. Events are plain dicts, one per transaction, one per finding, one for the head; the CLI prints them
-as JSON lines.
+that held. Events are plain dicts, one per transaction, one per attestation it wrote (its predicate type and
+subjects, opened and signature-checked like a notarization), one per finding, one for the head; the CLI
+prints them as JSON lines.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from notary.fsio import atomic_write, read_regular
 from notary.ledger.base import Ledger, rfc3339
 
 _FORMAT = "notary.monitor-cursor/v1"
+# an attestation line: the proven place (tx, time, key), who signed it and what it says it is about
+_ATTESTATION_FIELDS = ("tx", "time", "key", "digest", "signer", "trusted_signer", "predicate_type", "subjects")
 
 
 def cursor_path(state_dir: Path, ledger_id: str) -> Path:
@@ -62,7 +65,9 @@ def one_round(ledger: Ledger, after_tx: int, trusted: set[str] | None = None) ->
         found = diff(batch, tx - 1, tx, head, trusted)
         yield {"event": "tx", "tx": tx, "time": rfc3339(batch[0].time), "entries": found.entries,
                "records": [c.to_json() for c in found.changes], "index_entries": dict(found.index_entries),
-               "other_entries": found.other_entries}
+               "other_entries": found.other_entries, "attestations": len(found.attestations)}
+        for a in found.attestations:  # each opened with its transaction's signer index, as `audit diff` does
+            yield {"event": "attestation", **{k: a[k] for k in _ATTESTATION_FIELDS}}
         for f in found.findings:
             yield {"event": "finding", **f.to_json()}
     yield {"event": "head", "tx": head.tx, "tree_size": head.tree_size, "root_hash": head.root.hex(),

@@ -1,4 +1,5 @@
 """`notary audit report`: the proven diff of `notary audit diff`, as one HTML page that people read (pure).
+Its attestations (per signer, per predicate type, listed) are notary.audit.report_attest's section.
 
 The page says no more than the diff proved. It is built from the very Diff `audit diff` prints (the same
 Ledger.changes over the same resolved points, notary/cli/commands/audit_report.py), the verified head, and
@@ -46,6 +47,7 @@ _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:#111827;
 margin:0 auto;max-width:1140px;padding:24px}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:28px 0 8px;border-bottom:2px solid #e5e7eb}
+h3{font-size:16px;margin:16px 0 4px}
 code,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:13px;overflow-wrap:anywhere}
 .muted{color:#6b7280;fill:#6b7280}.lead{font-size:17px;margin:0 0 12px}
 .verdict{padding:12px 16px;border-radius:6px;font-weight:600;margin:12px 0}
@@ -152,7 +154,9 @@ def render(found: Diff, head: TreeHead, start: PointHead, end: PointHead, about:
         if c.job:
             jobs.setdefault(c.job, _Tally()).add(c)
     revoked = [c for c in found.changes if c.type != "notarization"]
-    svg, svg_note = timeline(found.changes, text)
+    from notary.audit import report_attest  # it builds on this module's cells and tables
+
+    svg, svg_note = timeline(found.changes, text, [(a["signer"], a["time"]) for a in found.attestations])
     title = f"notary audit report: {head.ledger_id}, after tx {found.from_tx} up to tx {found.to_tx}"
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -182,6 +186,7 @@ def render(found: Diff, head: TreeHead, start: PointHead, end: PointHead, about:
         _table(["tx", "ledger time", "record", "subject", "name", "signer", "reason"], _revoked_rows(revoked),
                len(revoked), "revocations and reinstatements", max_rows)
         if revoked else "<p>Nothing was revoked or reinstated in this range.</p>",
+        "<h2>Attestations</h2>", report_attest.section(found.attestations, max_rows),
         "<h2>What could not be verified</h2>", _findings(found, max_rows),
         f'<p class="muted">The same proven read as <code>notary audit diff --from {text(start.point)} --to '
         f"{text(end.point)}</code>; this page is exactly as trustworthy as that command's answer.</p>",
@@ -201,6 +206,7 @@ def _verdict(found: Diff) -> str:
 def _summary(found: Diff, counts: Counter[str], signers: int, jobs: int) -> str:
     rows = [("records", len(found.changes)), *((f"{t}s", counts[t]) for t in TYPES), ("signers", signers),
             ("CI jobs", jobs), ("subjects", len({c.digest for c in found.changes})),
+            ("attestations", len(found.attestations)),
             ("ledger entries read", found.entries), ("index entries", sum(found.index_entries.values())),
             ("other keys", found.other_entries), ("findings", len(found.findings))]
     dot = {f"{t}s": f'<span style="color:{COLOURS[t]}">■</span> ' for t in TYPES}
@@ -231,7 +237,8 @@ def _status(found: Diff, head: TreeHead, about: About) -> str:
         f"<b>Range complete</b>: {text(_COMPLETE.get(about.backend, 'proven complete by the backend.'))}",
         f"<b>Signatures</b>: {len(found.changes):,} record(s) opened as a verifier opens them: the DSSE "
         "signature checked against the key the record names, its digest and signer matching the ledger key "
-        f"it is filed under. {len(found.findings):,} did not open.",
+        f"it is filed under. {len(found.attestations):,} attestation(s) opened the same way, each with the "
+        f"public key its transaction's attestation index carries. {len(found.findings):,} did not open.",
         f"<b>Head</b>: tx {head.tx}, tree size {head.tree_size}, signed by the ledger's key; the ledger id "
         f"{_code(head.ledger_id)} names that key.",
         f"<b>Other entries</b>: {sum(found.index_entries.values()):,} index entries (finders: job, artifact, "

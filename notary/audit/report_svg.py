@@ -1,4 +1,5 @@
-"""The timeline of `notary audit report`: records per signer over time, as inline SVG (pure: data in, markup out).
+"""The timeline of `notary audit report`: records (and attestations) per signer over time, as inline SVG (pure:
+data in, markup out).
 
 The picture must stay readable and small whatever the range holds, so it is aggregated, never one mark per
 record: time is cut into at most MAX_BUCKETS buckets of a round width (a second up to years), signers into at
@@ -24,6 +25,10 @@ MAX_BUCKETS = 60
 MAX_LANES = 12
 TYPES = ("notarization", "revocation", "reinstatement")
 COLOURS = {"notarization": "#2563eb", "revocation": "#dc2626", "reinstatement": "#16a34a"}
+# attestations are not records (they never make a subject trusted), so not in TYPES: their bars are drawn,
+# and their legend shown, only when the range holds some
+ATTESTATION = "attestation"
+ATTESTATION_COLOUR = "#7c3aed"
 # round bucket widths in seconds: 1s .. 30m, 1h .. 12h, 1d, 2d, 1w, 2w, ~1 month, ~1 quarter, ~half a year, 1y
 _WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600, 12 * 3600,
            86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400, 182 * 86400, 365 * 86400)
@@ -64,10 +69,15 @@ def _short(signer: str) -> str:
     return signer if len(signer) <= 23 else signer[:22] + "…"
 
 
-def timeline(changes: Sequence[Change], esc: Callable[[str], str]) -> tuple[str, str]:
-    """(the SVG, one sentence saying how it aggregates) for the records of a range. esc: the report's escaper."""
+def timeline(changes: Sequence[Change], esc: Callable[[str], str],
+             attested: Sequence[tuple[str, str | None]] = ()) -> tuple[str, str]:
+    """(the SVG, one sentence saying how it aggregates) for the records of a range, and its attestations
+    (attested: (signer, ledger time) each), a bar kind of their own. esc: the report's escaper."""
     timed = [(c.signer, c.type, t) for c in changes if (t := parse_time(c.time)) is not None and c.type in COLOURS]
-    untimed = len(changes) - len(timed)
+    timed += [(signer, ATTESTATION, t) for signer, when in attested if (t := parse_time(when)) is not None]
+    untimed = len(changes) + len(attested) - len(timed)
+    kinds = (*TYPES, ATTESTATION) if attested else TYPES
+    colours = {**COLOURS, ATTESTATION: ATTESTATION_COLOUR}
     if not timed:
         svg = (f'<svg class="timeline" role="img" width="{_WIDTH}" height="60" viewBox="0 0 {_WIDTH} 60">'
                '<title>Timeline: no records</title><text x="20" y="35" class="muted">'
@@ -93,15 +103,15 @@ def timeline(changes: Sequence[Change], esc: Callable[[str], str]) -> tuple[str,
         peaks[lane] = max(peaks[lane], n)
     plot = _WIDTH - _LABELS - 80
     step = plot / buckets
-    bar = min(max(step * 0.84 / len(TYPES), 0.5), 28.0)
-    pad = (step - bar * len(TYPES)) / 2
+    bar = min(max(step * 0.84 / len(kinds), 0.5), 28.0)
+    pad = (step - bar * len(kinds)) / 2
     height = _TOP + _LANE * len(per_lane) + _AXIS
     out = [f'<svg class="timeline" role="img" width="{_WIDTH}" height="{height}" viewBox="0 0 {_WIDTH} {height}" '
            'font-size="12">',
            f"<title>Records per signer from {esc(_label(start, width, dated=True))}, in buckets of {esc(_span(width))}</title>"]
     x = _LABELS
-    for kind in TYPES:  # the legend
-        out.append(f'<rect x="{x}" y="8" width="14" height="14" fill="{COLOURS[kind]}"/>'
+    for kind in kinds:  # the legend
+        out.append(f'<rect x="{x}" y="8" width="14" height="14" fill="{colours[kind]}"/>'
                    f'<text x="{x + 20}" y="20">{kind}s</text>')
         x += 150
     out.append(f'<text x="{_WIDTH - 8}" y="20" text-anchor="end" class="muted">each lane to its own scale</text>')
@@ -112,16 +122,16 @@ def timeline(changes: Sequence[Change], esc: Callable[[str], str]) -> tuple[str,
         out.append(f'<rect x="0" y="{top}" width="{_WIDTH}" height="{_LANE}" fill="{fill}"/>'
                    f'<text x="8" y="{top + 19}" class="mono"><title>{esc(name)}</title>{esc(_short(name))}</text>'
                    f'<text x="8" y="{top + 35}">'
-                   + " · ".join(f'<tspan fill="{COLOURS[k]}">{counts[k]:,}</tspan>' for k in TYPES) + "</text>"
+                   + " · ".join(f'<tspan fill="{colours[k]}">{counts[k]:,}</tspan>' for k in kinds) + "</text>"
                    f'<text x="{_WIDTH - 8}" y="{top + _LANE - 6}" text-anchor="end" class="muted">'
                    f"max {peaks[lane]:,}</text>")
     for (lane, bucket, kind), n in sorted(cells.items()):
         top = _TOP + lane * _LANE
         h = max(2.0, (_LANE - 8) * n / peaks[lane])
-        bx = _LABELS + bucket * step + pad + TYPES.index(kind) * bar
+        bx = _LABELS + bucket * step + pad + kinds.index(kind) * bar
         when = _label(start + bucket * width, width)
         out.append(f'<rect x="{bx:.1f}" y="{top + _LANE - 4 - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                   f'fill="{COLOURS[kind]}"><title>{esc(_short(lanes[lane]) if lane < len(lanes) else "others")}'
+                   f'fill="{colours[kind]}"><title>{esc(_short(lanes[lane]) if lane < len(lanes) else "others")}'
                    f" {esc(when)} (+{esc(_span(width))}): {n:,} {kind}(s)</title></rect>")
     axis = _TOP + _LANE * len(per_lane)
     out.append(f'<line x1="{_LABELS}" y1="{axis}" x2="{_LABELS + plot}" y2="{axis}" stroke="#6b7280"/>')

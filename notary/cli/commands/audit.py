@@ -1,4 +1,4 @@
-"""Auditors' commands: `history`, `get` (time travel) and `lookup` (by CI job or artifact)."""
+"""Auditors' commands: `history`, `get` (time travel, attestations included) and `lookup` (by CI job or artifact)."""
 
 from __future__ import annotations
 
@@ -179,7 +179,8 @@ def _attestation_line(a: dict[str, Any]) -> str:
 @source_options_flags
 @pass_app
 def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_paths: tuple[str, ...], **flags: object) -> None:
-    """SUBJECT's current record per signer, or as it stood at a transaction or time, with proofs.
+    """SUBJECT's current record per signer, or as it stood at a transaction or time, with proofs, and the
+    attestations current then (one per signer and predicate type, each proven and its signature checked).
 
     Time travel reads the version that was current then, proven included in today's ledger, which is
     proven consistent with what this client trusted before: history cannot have been rewritten since.
@@ -192,6 +193,7 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
     ledger = app.open_ledger()
     as_of = _as_of(ledger, at_tx, at_time)
     out: list[dict[str, Any]] = []
+    attested: list[dict[str, Any]] = []
     absent_keys: list[str] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
         signers, trusted, found = _signers(app, ledger, digest, key_paths, as_of)
@@ -203,13 +205,37 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
                 absent_keys.append(records.subject_key(digest, signer))
             else:
                 out.append({"digest": digest, "name": name, **_version(entry, digest, signer, trusted)})
-    if not out:
+        attested.extend(_current_attestations(ledger, digest, name, signers, trusted, key_paths, as_of))
+    if not out and not attested:
         when = f" as of tx {as_of}" if as_of else ""
         raise AbsentError(f"no record about {subject}{when}", absence=[
             p for k in absent_keys if (p := absence_proof(ledger, k, as_of)) is not None],
             head=ledger.info().head.to_json())
-    app.emit({"as_of_tx": as_of, "records": out, "head": ledger.info().head.to_json()}, schema="get", human=
-             lambda: "\n".join([f"{o['digest']}{f' as of tx {as_of}' if as_of else ''}:" + _line(o) for o in out]))
+
+    def human() -> str:
+        when = f" as of tx {as_of}" if as_of else ""
+        return "\n".join([f"{o['digest']}{when}:" + _line(o) for o in out]
+                         + [f"{a['digest']}{when}:" + _attestation_line(a) for a in attested])
+
+    app.emit({"as_of_tx": as_of, "records": out, "attestations": attested, "head": ledger.info().head.to_json()},
+             schema="get", human=human)
+
+
+def _current_attestations(ledger: Ledger, digest: str, name: str, signers: list[str], trusted: set[str],
+                          key_paths: tuple[str, ...], as_of: int | None) -> list[dict[str, Any]]:
+    """The attestation current (as of) under each attestation key of digest, one per signer and predicate type.
+
+    Read through the same proven path `history` uses (_attestations: the signer's attestation index proven
+    complete, each attestation key's history proven complete, every envelope opened and its signature
+    checked), then the newest version up to as_of kept: a version the ledger hid or altered is an integrity
+    error there, never a shorter list here. The envelope itself is left to `history` and `evidence export`."""
+    newest: dict[str, dict[str, Any]] = {}
+    for a in _attestations(ledger, digest, signers, trusted, key_paths, as_of):
+        if a["key"] not in newest or a["tx"] >= newest[a["key"]]["tx"]:
+            newest[a["key"]] = a
+    fields = ("tx", "time", "revision", "key", "predicate_type", "signer", "trusted_signer", "subjects", "proof")
+    rows = [{"digest": digest, "name": name, **{f: a[f] for f in fields}} for a in newest.values()]
+    return sorted(rows, key=lambda a: (a["tx"], a["signer"], a["predicate_type"]))
 
 
 @click.command("lookup")

@@ -34,8 +34,8 @@ def _line(event: dict[str, Any]) -> None:
 @pass_app
 def follow(app: App, state: str | None, from_point: str, once: bool, interval: float,
            key_paths: tuple[str, ...]) -> None:
-    """Follow the ledger: verify every new transaction and write one JSON line per transaction, per finding
-    and per head reached, on stdout.
+    """Follow the ledger: verify every new transaction and write one JSON line per transaction, per
+    attestation written (predicate type, signer, subjects), per finding and per head reached, on stdout.
 
     Every round proves the new head consistent with the monitor's own trusted state, every new entry included
     and the range complete, every envelope's signature, and (embedded) the key index updated exactly as the

@@ -12,12 +12,13 @@ it lists them, then exit 3), 4 the ledger cannot be reached.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import click
 
 from notary import __version__, merkle, records
 from notary.audit import points
+from notary.audit.diff import Diff
 from notary.cli.commands.audit_range import exit_on_findings, proven_diff
 from notary.cli.common import App, pass_app
 from notary.errors import InputError, IntegrityError
@@ -78,7 +79,8 @@ def point_head(ledger: Ledger, point: str, tx: int, head: TreeHead) -> PointHead
 @pass_app
 def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...], output: str) -> None:
     """The proven `audit diff` as one HTML page to read and archive: a timeline per signer, the CI jobs, the
-    revoked subjects and their reasons, the two heads and the proofs, and what could not be verified.
+    revoked subjects and their reasons, the attestations (per signer, per predicate type), the two heads and
+    the proofs, and what could not be verified.
 
     Self-contained: inline CSS and SVG, no script, no external URL; opens offline in any browser. Read
     exactly as `notary audit diff` reads, so it is exactly as trusted: a failed proof is exit 3 and no file
@@ -89,6 +91,7 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
       notary audit report --from 2026-03-01T00:00:00Z --to 2026-04-01T00:00:00Z -o march.html
     """
     from notary.audit import report as pages
+    from notary.audit.report_attest import summary
 
     ledger, head, found = proven_diff(app, from_point, to_point, key_paths)
     start, end = point_head(ledger, from_point, found.from_tx, head), point_head(ledger, to_point, found.to_tx, head)
@@ -101,9 +104,33 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from exc
     counts = found.to_json()["counts"]
+    attested = summary(found.attestations)
     app.emit({"path": output, "bytes": len(data), "from": start.to_json(), "to": end.to_json(),
-              "head": head.to_json(), "counts": counts, "findings": [f.to_json() for f in found.findings]},
-             lambda: f"audit report of {len(found.changes)} record(s) after tx {found.from_tx} up to tx "
-                     f"{found.to_tx}, proven complete ({', '.join(f'{n} {t}' for t, n in counts.items()) or 'none'}"
-                     f"): {output} ({len(data):,} bytes)", schema="audit-report")
+              "head": head.to_json(), "counts": counts, "findings": [f.to_json() for f in found.findings],
+              "attestations": attested}, lambda: _human(found, counts, attested, output, len(data)),
+             schema="audit-report")
     exit_on_findings(found)  # as `audit diff`: the page (with the findings) is the output
+
+
+def _human(found: Diff, counts: dict[str, int], attested: dict[str, Any], output: str, size: int) -> str:
+    """The one line a person reads: the records counted, then the attestations per predicate type (with how
+    many are by a signer named with --key, when any was)."""
+    records_part = ", ".join(f"{n} {t}" for t, n in counts.items()) or "none"
+    line = (f"audit report of {len(found.changes)} record(s) after tx {found.from_tx} up to tx {found.to_tx}, "
+            f"proven complete ({records_part}): {output} ({size:,} bytes)")
+    if attested["count"]:
+        types = ", ".join(f"{n} {t}" for t, n in attested["by_predicate_type"].items())
+        trusted = "" if attested["trusted"] is None else f", {attested['trusted']} by a trusted signer"
+        line += f"\n{attested['count']} attestation(s) ({types}{trusted})"
+        line += "".join(f"\n  signer {s}: " + ", ".join(f"{n} {t}" for t, n in by.items())
+                        for s, by in attested["by_signer"].items())
+        rows = attested["list"]
+        line += "".join(f"\n  tx {a['tx']:>6}  {a['time']}  {a['predicate_type']}  {a['digest']}  signer "
+                        f"{a['signer'][:19]}…{_TRUST[a['trusted_signer']]}" for a in rows[:_TEXT_ROWS])
+        if len(rows) > _TEXT_ROWS:
+            line += f"\n  and {len(rows) - _TEXT_ROWS:,} more (the page and --json list every one)"
+    return line
+
+
+_TEXT_ROWS = 20  # attestations listed in the one-line summary (the page and --json list them all)
+_TRUST = {True: " [trusted]", False: " [NOT trusted]", None: ""}
