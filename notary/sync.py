@@ -125,8 +125,7 @@ def status(source: Ledger, destination: Ledger) -> tuple[TreeHead, Cursor | None
 
 
 def _transactions(source: Ledger, after: Cursor | None, upto: TreeHead) -> Iterator[tuple[int, list[Entry]]]:
-    """Each source transaction's entries, without sync cursors (those say where a copy stands, and are never
-    copied themselves)."""
+    """Each source transaction's entries, as the source proves them (what is copied of them: _copied)."""
     entries = source.changes(after.tx if after else 0, upto.tx)
     for tx, group in groupby(entries, key=lambda e: e.tx):
         yield tx, list(group)
@@ -219,7 +218,7 @@ def _plan(source: Ledger, points: Points, cursor: Cursor | None, head: TreeHead,
             for tx, n, at, ends, batch_end in steps]
 
 
-def report(progress: Progress, cursor: Cursor | None = None) -> dict[str, Any]:
+def report(progress: Progress) -> dict[str, Any]:
     """The run or the status as JSON (docs/json.md, notary.sync/v1)."""
     head = progress.source_head
     return {"source_ledger_id": head.ledger_id, "source_head": head.to_json(), "synced_tx": progress.done_tx,

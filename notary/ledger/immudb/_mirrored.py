@@ -28,8 +28,8 @@ from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.immudb._proofs import check_new_tx
 from notary.ledger.immudb._replay import (
     EMPTY_ALH,
-    SET_KEY_PREFIX,
     ScannedTx,
+    holds_exactly,
     replay,
     scanned_from_proto,
     value_hash,
@@ -103,9 +103,7 @@ class MirroredImmudbLedger(ImmudbLedger):
             head = self._head(None)
             receipts = []
             for tx, kvs, plain in zip(ids, encoded, txs, strict=True):
-                wrote = {(bytes([SET_KEY_PREFIX]) + k, b"", value_hash(v), len(v) + 1) for k, v in kvs.items()}
-                rows = self.mirror.tx_entries(tx)
-                if len(rows) != len(wrote) or {(r.key, r.md, r.hvalue, r.vlen) for r in rows} != wrote:
+                if not holds_exactly(self.mirror.tx_entries(tx), kvs):
                     raise ProofError(f"immudb transaction {tx} does not hold exactly the values notary wrote")
                 when = datetime.fromtimestamp(self.mirror.header(tx).ts, timezone.utc)
                 receipts.append(WriteReceipt(tx=tx, time=when, keys=tuple(plain), head=head))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from notary.errors import ProofError
@@ -180,6 +180,13 @@ def key_of(raw: bytes) -> str | None:
 def value_hash(value: bytes) -> bytes:
     """The hValue immudb records for a plain value (it hashes the stored bytes, prefix included)."""
     return _sha(PLAIN_VALUE_PREFIX + value).digest()
+
+
+def holds_exactly(rows: Sequence[EntryRow], kvs: Mapping[bytes, bytes]) -> bool:
+    """Whether a transaction's entries are exactly the plain key/values notary wrote: each key with its plain
+    prefix, no metadata, the value's hash and length, nothing more (both transports' writes check this)."""
+    wrote = {(bytes([SET_KEY_PREFIX]) + k, b"", value_hash(v), len(v) + 1) for k, v in kvs.items()}
+    return len(rows) == len(wrote) and {(r.key, r.md, r.hvalue, r.vlen) for r in rows} == wrote
 
 
 def md_flags(md: bytes) -> tuple[bool, bool, bool]:

@@ -39,6 +39,7 @@ from notary.ledger.immudb._replay import (
     TxRow,
     entries_root,
     entry_digest,
+    holds_exactly,
     value_hash,
 )
 from notary.ledger.immudb._token import cached_token, save_token, usable_token
@@ -277,8 +278,7 @@ class GatewayLedger(ImmudbLedger):
             rows = wire.entries(body)
             if len(rows) != header.nentries or entries_root(header.version, rows) != header.eh:
                 raise ProofError(f"immudb transaction {tx}: its entries do not hash to its proven header")
-            wrote = {(PLAIN_VALUE_PREFIX + key, b"", value_hash(value)) for key, value in kvs.items()}
-            if len(rows) != len(kvs) or {(r.key, r.md, r.hvalue) for r in rows} != wrote:
+            if not holds_exactly(rows, kvs):
                 raise ProofError(f"immudb transaction {tx} does not hold exactly the values notary wrote")
         self._header_cache[tx] = header
         return header
