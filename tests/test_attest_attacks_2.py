@@ -67,6 +67,13 @@ def _one_line(stderr: str) -> str:
     return stderr.strip()
 
 
+def _integrity_error(world: GateWorld) -> None:
+    """The gate refuses with exit 3 and one line: what every edit of the ledger file below must come to."""
+    result = _check(world)
+    assert result.returncode == 3, result.stderr
+    _one_line(result.stderr)
+
+
 def _signed(signer: keys.SigningKey, payload: bytes, payload_type: str = attest.PAYLOAD_TYPE) -> bytes:
     sig = keys.sign(signer, records.pae(payload_type, payload))
     return records.canonical_json({"payloadType": payload_type, "payload": base64.b64encode(payload).decode(),
@@ -299,18 +306,14 @@ def test_deleting_the_newest_attestation_row_to_roll_back_is_an_integrity_error(
     world, key = _provenance_twice(tmp_path)
     newest = _rows(world, key)[-1][0]
     sql(world.ledger_path, "DELETE FROM entries WHERE leaf = ?", newest)
-    result = _check(world)
-    assert result.returncode == 3, result.stderr
-    _one_line(result.stderr)
+    _integrity_error(world)
 
 
 def test_rewriting_the_newest_row_with_the_older_envelope_is_an_integrity_error(tmp_path: Path) -> None:
     world, key = _provenance_twice(tmp_path)
     (_, _, older), (leaf, _, _) = _rows(world, key)
     sql(world.ledger_path, "UPDATE entries SET value = ? WHERE leaf = ?", older, leaf)
-    result = _check(world)
-    assert result.returncode == 3, result.stderr
-    _one_line(result.stderr)
+    _integrity_error(world)
 
 
 def test_renumbering_the_newest_row_below_the_older_one_is_an_integrity_error(tmp_path: Path) -> None:
@@ -332,9 +335,7 @@ def test_backdating_an_attestation_written_after_not_after_is_an_integrity_error
     _attest(world)
     assert _check(world).returncode == 1
     sql(world.ledger_path, "UPDATE txs SET time_us = time_us - 3600000000 WHERE tx = (SELECT MAX(tx) FROM txs)")
-    result = _check(world)
-    assert result.returncode == 3, result.stderr
-    _one_line(result.stderr)
+    _integrity_error(world)
 
 
 def test_deleting_the_only_attestation_row_is_not_a_pass(world: GateWorld) -> None:

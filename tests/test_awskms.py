@@ -20,7 +20,7 @@ import pytest
 from notary import keys, records
 from notary.errors import SignatureError, UsageError
 from notary.signing import awskms
-from tests.support.cli import Notary, ledger_bytes, one_line
+from tests.support.cli import Notary, ledger_bytes, one_line, stored_entry
 from tests.support.kms import LocalKms, LyingKms, call, local_kms  # noqa: F401 - local_kms is a fixture
 from tests.support.processes import free_port
 
@@ -92,14 +92,7 @@ def test_a_record_signed_in_kms_verifies_with_the_exported_public_key(notary: No
     artifact, digest = notary.notarize_file(uri, b"built in CI\n")  # type: ignore[arg-type]
     assert notary.run("--json", "verify", str(artifact), "--key", str(pub)).json["allowed"] is True
 
-    from notary.ledger import open_ledger
-
-    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "reader-state")
-    try:
-        entry = ledger.get(records.subject_key(digest, str(made["key_id"])))
-    finally:
-        ledger.close()
-    assert entry is not None
+    entry = stored_entry(notary, records.subject_key(digest, str(made["key_id"])), tmp_path / "reader-state")
     sig = base64.b64decode(json.loads(entry.value)["signatures"][0]["sig"])
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 

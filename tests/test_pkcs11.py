@@ -18,7 +18,7 @@ import pytest
 from notary import keys, records
 from notary.errors import SignatureError, UsageError
 from notary.signing import pkcs11_uri
-from tests.support.cli import Notary, Result, ledger_bytes, one_line
+from tests.support.cli import Notary, Result, ledger_bytes, one_line, stored_entry
 from tests.support.softhsm import PIN, SoftHsm, start
 
 # ---------------------------------------------------------------- the URI parser (no token needed)
@@ -138,14 +138,7 @@ def test_a_record_signed_in_the_token_verifies_with_the_exported_public_key(
     assert verified["allowed"] is True, verified
 
     # the stored envelope is what a key file would have produced: ECDSA in DER, opened by the unchanged code
-    from notary.ledger import open_ledger
-
-    ledger = open_ledger(notary.ledger_url, state_dir=tmp_path / "reader-state")
-    try:
-        entry = ledger.get(records.subject_key(digest, str(made["key_id"])))
-    finally:
-        ledger.close()
-    assert entry is not None
+    entry = stored_entry(notary, records.subject_key(digest, str(made["key_id"])), tmp_path / "reader-state")
     opened = records.open_envelope(entry.value, expected_signer=str(made["key_id"]))
     sig = base64.b64decode(json.loads(entry.value)["signatures"][0]["sig"])
     if kind == "ecdsa-p256":

@@ -144,6 +144,19 @@ def ledger_bytes(notary: Notary) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in sorted(files)}
 
 
+def stored_entry(notary: Notary, key: str, state_dir: Path) -> Any:
+    """The newest entry of key in the user's ledger, read (proven) by a client of its own at state_dir."""
+    from notary.ledger import open_ledger
+
+    ledger = open_ledger(notary.ledger_url, state_dir=state_dir)
+    try:
+        entry = ledger.get(key)
+    finally:
+        ledger.close()
+    assert entry is not None, f"{key} is not in the ledger"
+    return entry
+
+
 def flip_envelope_byte(db: Path, marker: bytes = b"payloadType") -> int:
     """Edit one stored envelope in place (schema-agnostic): the attack of someone with write access to the file.
 
