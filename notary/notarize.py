@@ -33,6 +33,9 @@ class Written:
             "keys": list(self.receipt.keys),
             "head": self.receipt.head.to_json(),
             "records": [r.to_json() for r in self.records],
+            **({"partitions": [{"ledger_id": p.head.ledger_id, "tx": p.tx, "keys": list(p.keys),
+                                "head": p.head.to_json()} for p in self.receipt.parts]}
+               if self.receipt.parts else {}),
         }
 
 

@@ -65,9 +65,14 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
         if not mirrored and mirror is None:
             ledger.notices.append(MIRROR_OFF_NOTICE)
         return ledger
+    if scheme == "partitioned":
+        from notary.ledger.partitioned import PartitionedLedger
+
+        return PartitionedLedger(url, trust, lambda member: open_ledger(
+            member, state_dir=state_dir, create=create, mirror=mirror, config=config))
     raise UsageError(
         f"unsupported ledger URL {url!r}",
-        hint="use file:///path/ledger.db or immudb://user@host:3322/database",
+        hint="use file:///path/ledger.db, immudb://user@host:3322/database or partitioned:URL1,URL2,...",
     )
 
 

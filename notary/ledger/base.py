@@ -71,6 +71,7 @@ class WriteReceipt(NamedTuple):
     time: datetime | None
     keys: tuple[str, ...]
     head: TreeHead
+    parts: tuple[WriteReceipt, ...] = ()  # a partitioned ledger: each member's transaction (docs/partitions.md)
 
 
 class LedgerInfo(NamedTuple):

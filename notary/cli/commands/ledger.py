@@ -26,6 +26,9 @@ def ledger() -> None:
 def init(app: App) -> None:
     """Create the embedded ledger at --ledger / NOTARY_LEDGER / the config's `ledger` (exit 0 if it exists).
 
+    A partitioned ledger (partitioned:URL1,URL2,...; docs/partitions.md) is set up by writing its layout into
+    every member, which must be empty; its embedded members are created.
+
     A ledger is created only on purpose: `notarize` creates one by itself only at the default location
     (~/.local/share/notary/ledger.db), or with `notarize --create`, so a mistyped path is exit 4 instead of a
     new, empty ledger that silently takes the records. immudb databases are created on the server
@@ -34,10 +37,15 @@ def init(app: App) -> None:
     \b
     Examples:
       notary --ledger file:///var/lib/notary/ledger.db ledger init
+      notary --ledger partitioned:immudb://notary@db1:3322/notary,immudb://notary@db2:3322/notary ledger init
     """
     from notary.errors import UsageError
 
-    if not (app.ledger_url or "file:").startswith("file:"):
+    url = app.ledger_url or "file:"
+    if url.startswith("partitioned:"):
+        _init_partitioned(app)
+        return
+    if not url.startswith("file:"):
         raise UsageError("ledger init creates embedded ledgers (file://...); an immudb database is created on the "
                          "server", hint="immuadmin database create NAME (docs/immudb.md)")
     opened = app.open_ledger(create=True)
@@ -49,6 +57,19 @@ def init(app: App) -> None:
     app.emit({"created": created, "ledger_id": details.ledger_id, "url": details.url, "path": str(where)},
              f"{'created' if created else 'already exists:'} ledger {details.ledger_id} at {where}",
              schema="ledger-init")
+
+
+def _init_partitioned(app: App) -> None:
+    from notary.ledger.partitioned import PartitionedLedger
+
+    opened = app.open_ledger(create=True)
+    assert isinstance(opened, PartitionedLedger)
+    created = opened.initialize()
+    opened.notices[:] = [n for n in opened.notices if not n.startswith("created new ledger")]
+    app.emit({"created": created, "ledger_id": opened.ledger_id, "url": opened.url, "path": None,
+              "partitions": opened.members},
+             f"{'created' if created else 'already exists:'} partitioned ledger {opened.ledger_id} of "
+             f"{len(opened.members)} partitions", schema="ledger-init")
 
 
 @ledger.command("info")
