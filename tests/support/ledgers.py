@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-BACKENDS = ["file", "immudb", "immudb-gateway"]
+BACKENDS = ["file", "immudb", "immudb-gateway", "partitioned"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -21,6 +21,27 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     from tests.support.immudb import fresh_immudb_url
 
     server = request.getfixturevalue("immudb_server")
+    if request.param == "partitioned":
+        yield _partitioned(server, tmp_path)
+        return
     if request.param == "immudb-gateway":
         monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY", server.gateway_url)
     yield fresh_immudb_url(server)
+
+
+def _partitioned(server: object, tmp_path: Path) -> str:
+    """Two immudb databases and an embedded file as one partitioned ledger, its layout written (`ledger init`)
+    with a trust store of its own, so the test's users meet it first-hand."""
+    from notary.ledger import open_ledger
+    from notary.ledger.partitioned import PartitionedLedger
+    from tests.support.immudb import fresh_immudb_url
+
+    members = [fresh_immudb_url(server), fresh_immudb_url(server), (tmp_path / "partition2.db").as_uri()]  # type: ignore[arg-type]
+    url = "partitioned:" + ",".join(members)
+    ledger = open_ledger(url, state_dir=tmp_path / "init-state", mirror=True)
+    assert isinstance(ledger, PartitionedLedger)
+    try:
+        ledger.initialize()
+    finally:
+        ledger.close()
+    return url

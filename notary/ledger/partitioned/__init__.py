@@ -127,6 +127,8 @@ class PartitionedLedger:
 
     def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
         parts = _route.split(kvs, len(self.members))
+        if not parts:
+            return self._member(0).write(kvs)  # the member refuses an empty write its own way
         done: list[WriteReceipt] = []
         for index in sorted(parts):
             try:
@@ -186,8 +188,12 @@ class PartitionedLedger:
             proof = self._member(index).absence(key)
             if proof is None:
                 return None
-            proofs.append({"index": index, "ledger_id": self._layout[index] if self._layout else "", "proof": proof})
-        return {"method": "partitioned", "key": key, "rule": _route.RULE, "partitions": proofs}
+            proofs.append({**proof, "partition": {"index": index, "ledger_id": self._layout[index] if self._layout
+                                                  else ""}})
+        if len(proofs) == 1:
+            return proofs[0]  # the home partition's own proof, its head that member's
+        return {"key": key, "method": "partitioned", "as_of_tx": None, "rule": _route.RULE,
+                "head": self._head().to_json(), "partitions": proofs}
 
     def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
         """The whole ledger only (after 0 up to the head info() gave): each member's changes, proven complete
@@ -202,8 +208,7 @@ class PartitionedLedger:
         raise UsageError(_POINT_IN_TIME)
 
     def keys(self, prefix: str) -> list[str]:
-        parts = prefix.split("/")
-        if prefix.startswith(_route.ROUTED) and len(parts) >= 3:
+        if _route.routed_digest(prefix):
             return self._member(_route.home_of(prefix, len(self.members))).keys(prefix)
         found: set[str] = set()
         for _, member in self._each():

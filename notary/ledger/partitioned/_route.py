@@ -37,10 +37,19 @@ def is_finder(key: str) -> bool:
 
 
 def home_of(key: str, count: int) -> int:
-    """The one partition a non-finder key lives in."""
+    """The one partition a non-finder key lives in: a total function of the key, so a key whose digest part
+    is no digest (no notary writer makes one, any Ledger caller may) still has one home, partition 0."""
     if key.startswith(ROUTED):
-        return partition_of(key.split("/", 2)[1], count)
+        named = key.split("/", 2)[1]
+        if records.is_digest(named):
+            return partition_of(named, count)
     return 0
+
+
+def routed_digest(prefix: str) -> bool:
+    """Whether every key under prefix lives in one partition (the prefix names a whole digest)."""
+    parts = prefix.split("/")
+    return prefix.startswith(ROUTED) and len(parts) >= 3 and records.is_digest(parts[1])
 
 
 def split(kvs: Mapping[str, bytes], count: int) -> dict[int, dict[str, bytes]]:
