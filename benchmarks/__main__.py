@@ -258,6 +258,9 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool, mirror_tx: in
         from benchmarks import sync as bench_sync  # an edge's records to this server (goal >= 1000 records/s)
 
         out["sync"] = _optional(lambda: bench_sync.bench(work / "sync", url, password))
+        from benchmarks import partitions as bench_partitions  # three databases as one ledger, against one
+
+        out["partitions"] = _optional(lambda: bench_partitions.bench(work / "partitions", url, password))
         if gate:  # the runtime hook's cost on this server (goal <= 150 ms)
             from benchmarks import gate as bench_gate
 

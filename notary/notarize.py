@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from notary import keys, records
 from notary.errors import InputError, RefusedError
 from notary.ledger.base import Ledger, WriteReceipt, rfc3339
+from notary.ledger.partitioned.guard import refuse_member_write
 from notary.status import decide
 from notary.verify import Revocation
 
@@ -125,6 +126,7 @@ def notarize(
     (notary.attest.attestation_writes: `notarize --provenance / --sbom`)."""
     if reinstate is not None and not reinstate.strip():
         raise InputError("--reinstate needs a reason", hint="pass --reinstate --reason TEXT")
+    refuse_member_write(ledger)
     signer_id = keys.key_id(signer)
     kvs, made = notarization_writes(subjects, signer, ci)
     standing = standing_revocations(ledger, made, signer)
@@ -208,6 +210,7 @@ def revoke(
     """
     if not reason.strip():
         raise InputError("a revocation needs a reason", hint="pass --reason TEXT")
+    refuse_member_write(ledger)
     signer_id = keys.key_id(signer)
     key = records.subject_key(digest, signer_id)
     current = ledger.get(key)

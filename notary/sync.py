@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 from notary import jsonsafe
 from notary.errors import IntegrityError, UsageError
 from notary.ledger.base import Entry, Ledger, TreeHead
+from notary.ledger.partitioned._route import LAYOUT_KEY
+from notary.ledger.partitioned.guard import refuse_member_write
 from notary.sync_sources import EmbeddedPoints, ImmudbPoints, points_for
 
 Points = EmbeddedPoints | ImmudbPoints
@@ -133,10 +135,11 @@ def _transactions(source: Ledger, after: Cursor | None, upto: TreeHead) -> Itera
 
 def _copied(entries: list[Entry], echo: str) -> list[Entry]:
     """What of one source transaction goes to the destination: nothing of a transaction that came from the
-    destination itself (it carries the destination's cursor: an earlier sync the other way), and no cursor."""
+    destination itself (it carries the destination's cursor: an earlier sync the other way), no cursor, and no
+    partition layout (a member's own place, not a record: docs/partitions.md)."""
     if any(e.key == echo for e in entries):
         return []
-    return [e for e in entries if not e.key.startswith(CURSOR_PREFIX)]
+    return [e for e in entries if not e.key.startswith(CURSOR_PREFIX) and e.key != LAYOUT_KEY]
 
 
 def sync(source: Ledger, destination: Ledger, *, batch: int = DEFAULT_BATCH,
@@ -144,6 +147,7 @@ def sync(source: Ledger, destination: Ledger, *, batch: int = DEFAULT_BATCH,
     """Copy every source transaction the destination lacks, `batch` source transactions per batch."""
     if not 1 <= batch <= MAX_BATCH:
         raise UsageError(f"--batch must be 1..{MAX_BATCH}, not {batch}")
+    refuse_member_write(destination)
     head, dest_id = _ids(source, destination)
     points = points_for(source, head)
     cursor = destination_cursor(points, destination, head)

@@ -205,3 +205,23 @@ def test_embedded_members_partition_the_same_way(tmp_path: Path) -> None:
     assert {s["digest"] for hit in found["results"] for s in hit["subjects"]} == set(digests)
     listed = notary.run("--json", "key", "list").json
     assert listed["keys"][0]["notarizations"] == 6
+
+
+def test_an_embedded_ledger_synced_into_three_partitions_is_found_by_digest_and_job(
+        immudb_server: ImmudbServer, tmp_path: Path) -> None:
+    """Partitioning an existing ledger: sync it into an empty partitioned one; again, and nothing is copied."""
+    device = Notary(tmp_path / "device")
+    device.root.mkdir()
+    key = device.key()
+    digests = _notarize_many(device, key, 6, job_id="edge-7")
+    members = [fresh_immudb_url(immudb_server) for _ in range(3)]
+    centre = _user(tmp_path / "centre", _partitioned(members))
+    centre.run("ledger", "init")
+    centre.run("sync", "--from", device.ledger_url, "--to", centre.ledger_url)
+    for digest in digests:
+        centre.run("verify", digest, "--key", f"{key}.pub")
+        assert _admin_keys(immudb_server, members[partition_of(digest, 3)], records.subject_prefix(digest))
+    found = centre.run("--json", "lookup", "--job-id", "edge-7").json
+    assert {s["digest"] for hit in found["results"] for s in hit["subjects"]} == set(digests)
+    again = centre.run("--json", "sync", "--from", device.ledger_url, "--to", centre.ledger_url).json
+    assert again["entries_copied"] == 0 and again["behind"] == 0, again

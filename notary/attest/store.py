@@ -28,6 +28,7 @@ from notary.attest.predicates import (
 )
 from notary.errors import InputError, IntegrityError, UsageError
 from notary.ledger.base import Entry, HistoryReader, Ledger, WriteReceipt, rfc3339
+from notary.ledger.partitioned.guard import refuse_member_write
 
 MAX_INDEX_TYPES = 16  # predicate types one transaction attests (notarize writes two at most, attest one)
 
@@ -98,6 +99,7 @@ def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.Signing
 def attest(ledger: Ledger, subjects: Sequence[tuple[str, str]], signer: keys.SigningKey, predicate_type: str,
            predicate: Mapping[str, Any]) -> Attested:
     """Write one attestation (every subject digest's keys) in one transaction."""
+    refuse_member_write(ledger)
     kvs, made = attestation_writes(subjects, signer, [(predicate_type, predicate)],
                                    max_envelope=envelope_limit(ledger))
     receipt = ledger.write(kvs)

@@ -42,6 +42,10 @@ def _as_of(ledger: Ledger, at_tx: int | None, at_time: str | None) -> int | None
     answer (the first leaf's hashed time is later): nothing was recorded then, exit 1, not a usage error."""
     if at_tx and at_time:
         raise UsageError("give --at-tx or --at-time, not both")
+    if at_tx is not None or at_time:
+        from notary.ledger.partitioned import refuse_point_in_time
+
+        refuse_point_in_time(ledger)
     if at_time:
         found = ledger.tx_at_time(records.parse_time(at_time))
         if found is None:

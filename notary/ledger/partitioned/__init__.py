@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -29,11 +29,13 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 def member_urls(url: str) -> list[str]:
     """The members of `partitioned:URL1,URL2,...`, in partition order."""
     members = [part.strip() for part in url[len(SCHEME):].split(",")]
+    if any(m.lower().startswith(SCHEME) for m in members):
+        raise UsageError("a member of a partitioned ledger is not itself partitioned")
     if len(members) < 2 or len(members) > _route.MAX_PARTITIONS or not all(members):
         raise UsageError(f"a partitioned ledger URL lists 2 to {_route.MAX_PARTITIONS} member ledger URLs",
                          hint="partitioned:immudb://notary@db1:3322/notary,immudb://notary@db2:3322/notary")
-    if any(m.startswith(SCHEME) for m in members) or len(set(members)) != len(members):
-        raise UsageError("the members of a partitioned ledger are distinct, unpartitioned ledgers")
+    if len(set(members)) != len(members):
+        raise UsageError("the members of a partitioned ledger are distinct ledgers")
     return members
 
 
@@ -51,7 +53,8 @@ class PartitionedLedger:
         self._layout: tuple[str, ...] | None = None
         self._notices: list[str] = []
         self._checked: set[int] = set()
-        self._heads: list[TreeHead] = []  # the members' heads the last composite head was made of  # members whose place in the layout was proven in this process
+        self._heads: list[TreeHead] = []  # the members' heads the last composite head was made of
+        self._latest: dict[int, TreeHead] = {}  # each member's newest head seen (a write's receipt, a read)
         self._pin_name = "partitioned-layout:" + hashlib.sha256("\n".join(self.members).encode()).hexdigest()
 
     # ------------------------------------------------------------ members
@@ -130,7 +133,7 @@ class PartitionedLedger:
         if not parts:
             return self._member(0).write(kvs)  # the member refuses an empty write its own way
         done: list[WriteReceipt] = []
-        for index in sorted(parts):
+        for index in _write_order(parts):
             try:
                 done.append(self._member(index).write(parts[index]))
             except NotaryError as exc:
@@ -146,7 +149,7 @@ class PartitionedLedger:
                 by_member.setdefault(index, []).append(number)
         got: dict[tuple[int, int], WriteReceipt] = {}
         done: list[WriteReceipt] = []
-        for index in sorted(by_member):
+        for index in _write_order(by_member):
             try:
                 receipts = self._member(index).write_batch([split[n][index] for n in by_member[index]])
             except NotaryError as exc:
@@ -158,7 +161,8 @@ class PartitionedLedger:
     def _receipt(self, parts: list[WriteReceipt]) -> WriteReceipt:
         times = [p.time for p in parts if p.time is not None]
         keys = tuple(sorted({k for p in parts for k in p.keys}))
-        return WriteReceipt(parts[0].tx, max(times) if times else None, keys, self._head(), tuple(parts))
+        self._latest.update({self._index_of(p.head.ledger_id): p.head for p in parts})
+        return WriteReceipt(parts[0].tx, max(times) if times else None, keys, self._head(fresh=False), tuple(parts))
 
     # ------------------------------------------------------------ reads
 
@@ -219,6 +223,7 @@ class PartitionedLedger:
     def info(self) -> LedgerInfo:
         infos = [member.info() for _, member in self._each()]
         self._heads = [i.head for i in infos]
+        self._latest.update(enumerate(self._heads))
         entries = [i.entries for i in infos]
         transactions = [i.transactions for i in infos]
         return LedgerInfo(
@@ -231,9 +236,16 @@ class PartitionedLedger:
             transactions=sum(t for t in transactions if t is not None) if None not in transactions else None,
             details={"rule": _route.RULE, "partitions": [{"index": n, **i.to_json()} for n, i in enumerate(infos)]})
 
-    def _head(self) -> TreeHead:
-        self._heads = [member.info().head for _, member in self._each()]
+    def _head(self, *, fresh: bool = True) -> TreeHead:
+        """The composite head; fresh=False reuses each member's newest head already seen (a write's receipt
+        needs no round trip to members it did not write)."""
+        self._heads = [self._latest[i] if not fresh and i in self._latest else member.info().head
+                       for i, member in self._each()]
+        self._latest.update(enumerate(self._heads))
         return _composite(self._heads, self.ledger_id)
+
+    def _index_of(self, member_id: str) -> int:
+        return (self._layout or self._establish()).index(member_id)
 
     def close(self) -> None:
         for ledger in self._open.values():
@@ -246,23 +258,27 @@ class PartitionedLedger:
         member that holds records already, or another layout: they would sit in the wrong partitions."""
         members = [self._raw(i) for i in range(len(self.members))]
         ids = [m.info().ledger_id for m in members]
-        present = [bool(m.history(_route.LAYOUT_KEY)) for m in members]
-        if all(present):
+        if len(set(ids)) != len(ids):
+            raise UsageError("two members are the same ledger")
+        versions = [m.history(_route.LAYOUT_KEY) for m in members]
+        if all(versions):
             self._establish()
             for index in range(1, len(self.members)):
                 self._member(index)
             return False
         for index, member in enumerate(members):
-            if present[index]:
-                raise UsageError(f"partition {index} ({self.members[index]}) already belongs to a partitioned ledger")
+            if versions[index]:  # an init interrupted after this member: its layout must be this one
+                if [v.value for v in versions[index]] != [_layout.layout_value(ids, index)]:
+                    raise UsageError(f"partition {index} ({self.members[index]}) already belongs to another "
+                                     "partitioned ledger")
+                continue
             if [k for k in member.keys("") if k != _route.LAYOUT_KEY]:
                 raise UsageError(f"partition {index} ({self.members[index]}) already holds records: a member "
                                  "starts empty, so every record sits where the rule puts it",
                                  hint="notary sync copies an existing ledger's records into a partitioned one")
-        if len(set(ids)) != len(ids):
-            raise UsageError("two members are the same ledger")
         for index, member in enumerate(members):
-            member.write({_route.LAYOUT_KEY: _layout.layout_value(ids, index)})
+            if not versions[index]:
+                member.write({_route.LAYOUT_KEY: _layout.layout_value(ids, index)})
         self._establish()
         return True
 
@@ -274,6 +290,19 @@ def _composite(heads: Sequence[TreeHead], ledger_id: str) -> TreeHead:
     root = hashlib.sha256(b"".join(h.root for h in heads)).digest()
     return TreeHead(ledger_id, sum(h.tree_size for h in heads), root, sum(h.tx for h in heads),
                     max(times) if times else None)
+
+
+def _write_order(parts: Iterable[int]) -> list[int]:
+    """Partition 0 last: it holds what is not a record (a sync cursor), which must move only after every
+    record it counts is written, so a write failing in any member leaves the cursor behind, never ahead."""
+    return sorted(parts, key=lambda index: (index == 0, index))
+
+
+def refuse_point_in_time(ledger: object) -> None:
+    """For readers that cut a history at a transaction themselves (lookup, history): a partitioned ledger's
+    entries carry their members' transaction numbers, which no one number can cut."""
+    if isinstance(ledger, PartitionedLedger):
+        raise UsageError(_POINT_IN_TIME)
 
 
 def _no_point_in_time(at_tx: int | None) -> None:
