@@ -31,7 +31,8 @@ SETTING_TYPES: dict[str, Any] = {
     "docker": {"host": str},
     # [immudb] mirror = true: reads checked against a verified replay; gateway = "http://HOST:8080": immudb's
     # HTTP gateway instead of gRPC; replicas = ["HOST:PORT"]: read while the primary is down (docs/immudb.md)
-    "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str, "replicas": list},
+    # read_from = "replicas": reads go to a replica while the primary is up too (docs/immudb.md, "Replicas")
+    "immudb": {"mirror": bool, "gateway": str, "gateway_ca": str, "replicas": list, "read_from": str},
     "gate": {"webhook_drain_seconds": int},  # notary.gate.frontends.webhook_ha
     "sync": {"to": str, "batch": int},  # notary sync's destination and batch (docs/sync.md)
     "policy": dict,

@@ -165,3 +165,50 @@ def test_a_primary_killed_during_notarizations_leaves_each_whole_or_absent(pair:
         assert result.code in (0, 1), result.err
         if code == 0:
             assert result.code == 0, f"{artifact.name} was acknowledged but is not in the ledger"
+
+
+def test_reads_go_to_the_replica_while_the_primary_is_up_and_writes_to_the_primary(pair: Pair, tmp_path: Path) -> None:
+    """read_from = replicas: with the primary frozen (SIGSTOP: up, but answering no one), verify still answers
+    from the replica, revocation included; a write waits on the primary and fails with exit 4."""
+    user = _user(tmp_path, pair)
+    user.env["NOTARY_IMMUDB_READ_FROM"] = "replicas"
+    key = user.key()
+    artifact, digest = user.notarize_file(key, b"release 1")  # first contact: no replica can be checked yet
+    user.run("revoke", digest, "--reason", "CVE-2026-10", "--key", str(key))
+    other, _ = user.notarize_file(key, b"release 2", name="two.bin", job_id="j2")
+    pair.caught_up()
+    pub = f"{key}.pub"
+    assert pair.primary.proc is not None
+    pair.primary.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        ok = user.run("--json", "verify", str(other), "--key", pub)
+        assert ok.json["allowed"] is True and "reading from the immudb replica" in ok.err, ok.err
+        assert time.monotonic() - started < 3, "the read waited on the frozen primary"
+        user.run("verify", str(artifact), "--key", pub, expect=1)
+        third = user.root / "three.bin"
+        third.write_bytes(b"release 3")
+        refused = user.run("notarize", str(third), "--job-id", "j3", "--key", str(key), expect=4)
+        assert "Traceback" not in refused.err
+    finally:
+        pair.primary.proc.send_signal(signal.SIGCONT)
+    user.run("notarize", str(third), "--job-id", "j3", "--key", str(key))
+    # at once, the replica perhaps not caught up yet: behind is not a rollback, the read goes to the primary
+    assert user.run("--json", "verify", str(third), "--key", pub).json["allowed"] is True
+
+
+def test_with_the_replica_down_reads_go_to_the_primary(pair: Pair, tmp_path: Path) -> None:
+    user = _user(tmp_path, pair)
+    user.env["NOTARY_IMMUDB_READ_FROM"] = "replicas"
+    key = user.key()
+    artifact, _ = user.notarize_file(key, b"release 1")
+    pair.replica.stop()
+    result = user.run("--json", "verify", str(artifact), "--key", f"{key}.pub")
+    assert result.json["allowed"] is True and "Traceback" not in result.err
+
+
+def test_a_read_from_setting_that_is_neither_is_a_usage_error(pair: Pair, tmp_path: Path) -> None:
+    user = _user(tmp_path, pair)
+    user.env["NOTARY_IMMUDB_READ_FROM"] = "sometimes"
+    result = user.run("ledger", "info", expect=2)
+    assert "NOTARY_IMMUDB_READ_FROM" in result.err

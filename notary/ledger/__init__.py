@@ -51,6 +51,7 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
         mirrored = mirror_setting(config) if mirror is None else mirror
         gateway = gateway_setting(config)
         replicas = replicas_setting(config)
+        read_from = read_from_setting(config)
         if gateway:
             from notary.ledger.immudb.gateway import GatewayLedger
 
@@ -58,10 +59,10 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
                 config.section("immudb").get("gateway_ca") if config is not None else None)
             ledger: Ledger = _primary_or_replica(lambda: GatewayLedger.open(
                 url, trust=trust, gateway=gateway, gateway_ca=str(ca) if ca else None, mirror=mirrored),
-                url, trust, mirrored, replicas)
+                url, trust, mirrored, replicas, read_from)
         else:
             ledger = _primary_or_replica(lambda: ImmudbLedger.open(url, trust=trust, mirror=mirrored),
-                                         url, trust, mirrored, replicas)
+                                         url, trust, mirrored, replicas, read_from)
         if not mirrored and mirror is None:
             ledger.notices.append(MIRROR_OFF_NOTICE)
         return ledger
@@ -77,36 +78,63 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
 
 
 def _primary_or_replica(primary_open: Callable[[], Ledger], url: str, trust: TrustStore, mirrored: bool,
-                        replicas: list[str]) -> Ledger:
+                        replicas: list[str], read_from: str = "primary") -> Ledger:
     """The primary; when it cannot be reached, the first replica that can, read as the primary's ledger
-    (checked against its trusted state, writes refused: docs/immudb.md, "Replicas")."""
+    (checked against its trusted state, writes refused: docs/immudb.md, "Replicas"). read_from "replicas":
+    reads go to a replica while the primary is up too, writes to the primary (ReplicaReads)."""
     from notary.errors import LedgerUnavailableError
-    from notary.ledger.immudb import ImmudbLedger
     from notary.ledger.immudb._conn import parse_url
 
+    if read_from == "replicas" and replicas:
+        from notary.ledger.immudb.replica_reads import ReplicaReads
+
+        def offload() -> Ledger | None:
+            ledger, _ = _first_replica(url, trust, mirrored, replicas)
+            if ledger is not None:
+                ledger.notices.append(f"reading from the immudb replica at {parse_url(ledger.url).address} "
+                                      "(read_from = replicas); writes go to the primary")
+            return ledger
+
+        return ReplicaReads(url, primary_open, offload)
     try:
         return primary_open()
     except LedgerUnavailableError as down:
         if not replicas:
             raise
-        primary = parse_url(url)
-        pin = trust.load(f"immudb-address:{primary.address}/{primary.database}")
-        ledger_id = pin.extra.get("ledger_id") if pin is not None else None
-        if not isinstance(ledger_id, str):
-            raise LedgerUnavailableError(f"{down.message}; its replicas cannot be checked before this client "
-                                         "has read from the primary once") from down
-        failures = [down.message]
-        for address in replicas:
-            replica_url = f"immudb://{primary.user}@{address}/{primary.database}"
-            try:
-                ledger = ImmudbLedger.open(replica_url, trust=trust, mirror=mirrored, replica_of=ledger_id)
-            except LedgerUnavailableError as exc:
-                failures.append(exc.message)
-                continue
-            ledger.notices.append(f"the immudb primary at {primary.address} is unreachable: reading {ledger_id} "
-                                  f"from its replica at {address} (writes refused until the primary is back)")
-            return ledger
-        raise LedgerUnavailableError("; ".join(failures)) from down
+        ledger, failures = _first_replica(url, trust, mirrored, replicas)
+        if ledger is None:
+            if failures is None:
+                raise LedgerUnavailableError(f"{down.message}; its replicas cannot be checked before this client "
+                                             "has read from the primary once") from down
+            raise LedgerUnavailableError("; ".join([down.message, *failures])) from down
+        ledger.notices.append(f"the immudb primary at {parse_url(url).address} is unreachable: reading "
+                              f"{getattr(ledger, 'ledger_id', '')} from its replica at {parse_url(ledger.url).address} "
+                              "(writes refused until the primary is back)")
+        return ledger
+
+
+def _first_replica(url: str, trust: TrustStore, mirrored: bool,
+                   replicas: list[str]) -> tuple[Ledger | None, list[str] | None]:
+    """The first replica that answers and is not behind this client's trust, read as the primary's ledger;
+    (None, None) when no replica can be checked (this client never read the primary), (None, failures) when
+    none answered."""
+    from notary.errors import LedgerUnavailableError
+    from notary.ledger.immudb import ImmudbLedger
+    from notary.ledger.immudb._conn import parse_url
+
+    primary = parse_url(url)
+    pin = trust.load(f"immudb-address:{primary.address}/{primary.database}")
+    ledger_id = pin.extra.get("ledger_id") if pin is not None else None
+    if not isinstance(ledger_id, str):
+        return None, None
+    failures: list[str] = []
+    for address in replicas:
+        replica_url = f"immudb://{primary.user}@{address}/{primary.database}"
+        try:
+            return ImmudbLedger.open(replica_url, trust=trust, mirror=mirrored, replica_of=ledger_id), failures
+        except LedgerUnavailableError as exc:
+            failures.append(exc.message)
+    return None, failures
 
 
 def replicas_setting(config: Config | None) -> list[str]:
@@ -128,6 +156,20 @@ def replicas_setting(config: Config | None) -> list[str]:
             raise UsageError(f"{where}: {address[:80]!r} is not a host:port")
         parse_url(f"immudb://replica@{address}/db")
     return list(listed)
+
+
+def read_from_setting(config: Config | None) -> str:
+    """Where an immudb ledger's reads go while its primary is up: NOTARY_IMMUDB_READ_FROM, else `[immudb]
+    read_from`: "primary" (the default) or "replicas" (the first replica that answers and is not behind)."""
+    raw = os.environ.get("NOTARY_IMMUDB_READ_FROM")
+    where = "NOTARY_IMMUDB_READ_FROM"
+    if raw is None:
+        raw = str(config.section("immudb").get("read_from", "primary")) if config is not None else "primary"
+        where = "[immudb] read_from"
+    value = raw.strip().lower() or "primary"
+    if value not in ("primary", "replicas"):
+        raise UsageError(f"{where} is {raw[:40]!r}: it is \"primary\" or \"replicas\"")
+    return value
 
 
 def gateway_setting(config: Config | None) -> str | None:
