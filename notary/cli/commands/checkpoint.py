@@ -15,14 +15,19 @@ from notary.errors import InputError, ProofError, UsageError
 from notary.fsio import atomic_write, read_regular
 
 
-def _embedded(app: App, what: str) -> Any:
+def _log(app: App, what: str) -> tuple[Any, Any]:
+    """(the embedded ledger, None) or (the immudb ledger, its ImmudbLog): the two kinds of checkpointed log."""
     from notary.ledger.embedded import EmbeddedLedger
 
     ledger = app.open_ledger()
-    if not isinstance(ledger, EmbeddedLedger):
-        raise UsageError(f"{what} is available for the embedded ledger; immudb heads are not RFC 6962 trees "
-                         "(see docs/audit.md, 'Checkpoints')")
-    return ledger
+    if isinstance(ledger, EmbeddedLedger):
+        return ledger, None
+    if str(getattr(ledger, "url", "")).startswith("immudb:"):
+        from notary.audit.immudb_checkpoints import ImmudbLog
+
+        return ledger, ImmudbLog(ledger)
+    raise UsageError(f"{what} addresses one ledger: an embedded file or an immudb database (a partitioned "
+                     "ledger's members each have their own)")
 
 
 @click.command("checkpoint")
@@ -33,33 +38,51 @@ def _embedded(app: App, what: str) -> Any:
               help="Keep only the cosignatures these witness keys verify; with none, well-formed lines are "
                    "appended unchecked.")
 @click.option("--vkey", "show_vkey", is_flag=True, help="Print the ledger's checkpoint verifier key and exit.")
+@click.option("--sign-key", metavar="FILE", help="immudb: the operator's Ed25519 key that signs the checkpoint "
+              "(immudb's own state key is not a signed-note key); an embedded ledger signs with its own key.")
 @pass_app
 def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness_vkeys: tuple[str, ...],
-               show_vkey: bool) -> None:
+               show_vkey: bool, sign_key: str | None) -> None:
     """The verified head as a C2SP checkpoint (signed note) that any transparency-log tool reads.
 
-    Origin line: the ledger id; then the tree size, the base64 RFC 6962 root, and the key-index root as the
-    extension line `notary-key-index <base64>`; signed by the ledger key (Ed25519, key name = origin). With
-    --witness, each witness checks it consistent with the last checkpoint it saw and cosigns it.
+    Origin line: the ledger id; then the tree size, the base64 RFC 6962 root, and (embedded) the key-index root
+    as the extension line `notary-key-index <base64>`; signed by the ledger key (Ed25519, key name = origin).
+    An immudb ledger's checkpoint is its binary linking tree (leaves: the transactions' Alh), computed from the
+    verified mirror and signed by --sign-key. With --witness, each witness checks it consistent with the last
+    checkpoint it saw and cosigns it.
 
     \b
     Examples:
       notary ledger checkpoint --vkey                      # give this to witnesses and auditors
       notary ledger checkpoint --witness http://127.0.0.1:7380 -o head.checkpoint
+      notary --ledger immudb://notary@db:3322/notary ledger checkpoint --sign-key checkpoint.key -o head.cp
     """
-    ledger = _embedded(app, "ledger checkpoint")
-    log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
+    ledger, immudb = _log(app, "ledger checkpoint")
+    if immudb is None:
+        if sign_key:
+            raise UsageError("an embedded ledger signs its checkpoints with its own key: drop --sign-key")
+        log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
+        sign, proof_of = ledger.sign_checkpoint, ledger.consistency_proof
+    else:
+        if not sign_key:
+            raise UsageError("an immudb checkpoint is signed by an operator's key: pass --sign-key FILE",
+                             hint="notary key generate --out checkpoint.key (Ed25519)")
+        from notary.audit.immudb_checkpoints import operator_key, verifier
+
+        operator = operator_key(sign_key)
+        log = verifier(immudb.origin, operator.public_key())
+        sign, proof_of = (lambda text: operator.sign(text.encode())), immudb.consistency_proof
     if show_vkey:
         app.emit({"vkey": log.vkey(), "origin": log.name}, log.vkey(), schema="ledger-checkpoint-vkey")
         return
     from notary.audit.witness_client import accepted, submit
 
     trusted = [notes.parse_vkey(v) for v in witness_vkeys]
-    head = ledger.info().head
-    cp = checkpoints.checkpoint_of(head)
-    note = checkpoints.signed(cp, ledger.sign_checkpoint, log)
+    head = ledger.info().head if immudb is None else immudb.head
+    cp = checkpoints.checkpoint_of(head) if immudb is None else immudb.checkpoint()
+    note = checkpoints.signed(cp, sign, log)
     for url in witnesses:
-        answer = submit(url, note, cp.size, lambda old: ledger.consistency_proof(old, cp.size))
+        answer = submit(url, note, cp.size, lambda old: proof_of(old, cp.size))
         kept = accepted(note, answer.signatures, trusted)
         if not kept and trusted:
             raise InputError(f"witness {url} answered no cosignature by the --witness-vkey keys")
@@ -97,17 +120,25 @@ def check_checkpoint(app: App, file: str, witness_vkeys: tuple[str, ...], min_wi
       notary audit checkpoint head.checkpoint
       notary audit checkpoint head.checkpoint --witness-vkey "$(cat witness.vkey)" --min-witnesses 1
     """
-    ledger = _embedded(app, "audit checkpoint")
+    ledger, immudb = _log(app, "audit checkpoint")
+    if immudb is not None and not log_vkey:
+        raise UsageError("an immudb checkpoint is checked under its operator's key: pass --log-vkey VKEY",
+                         hint="notary ledger checkpoint --sign-key KEY --vkey prints it")
     log = notes.parse_vkey(log_vkey) if log_vkey else checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
     note = notes.parse_note(read_regular(file, notes.MAX_NOTE, "checkpoint"))
     cp, cosigned = checkpoints.check(note, log, [notes.parse_vkey(v) for v in witness_vkeys], min_witnesses)
-    head = ledger.info().head
-    proof = ledger.consistency_proof(cp.size, head.tree_size) if 0 < cp.size <= head.tree_size else []
-    checkpoints.consistent_with(cp, head, proof)
-    checkpoints.same_heads(cp, ledger.head_at_size(cp.size) if cp.size else None)
+    if immudb is not None:
+        head = immudb.head
+        immudb.check(cp)
+    else:
+        head = ledger.info().head
+        proof = ledger.consistency_proof(cp.size, head.tree_size) if 0 < cp.size <= head.tree_size else []
+        checkpoints.consistent_with(cp, head, proof)
+        checkpoints.same_heads(cp, ledger.head_at_size(cp.size) if cp.size else None)
     app.emit({"ok": True, "origin": cp.origin, "tree_size": cp.size, "head": head.to_json(),
               "witnesses": dict(cosigned), "key_index_root": cp.key_index_root.hex() if cp.key_index_root else None},
-             f"checkpoint ok: {cp.origin} at size {cp.size}, signed by the ledger key, cosigned by "
-             f"{len(cosigned)} trusted witness(es), a prefix of the verified head (size {head.tree_size}), "
-             "its key-index root the one the ledger signed at that size",
+             f"checkpoint ok: {cp.origin} at size {cp.size}, signed by the {'ledger' if immudb is None else 'log'} key, "
+             f"cosigned by {len(cosigned)} trusted witness(es), a prefix of the verified head (size "
+             f"{head.tree_size}), " + ("its key-index root the one the ledger signed at that size" if immudb is None
+                                       else "its root immudb's binary linking tree over those transactions"),
              schema="audit-checkpoint")

@@ -340,6 +340,14 @@ class Mirror:
                                     (tx,)).fetchall()
         return [EntryRow(bytes(k), bytes(md), bytes(h), int(n)) for k, md, h, n in rows]
 
+    def alhs(self, upto: int) -> list[bytes]:
+        """The Alh of transactions 1..upto, in order: the leaves of immudb's binary linking tree."""
+        with self._sql("read"):
+            found = [bytes(r[0]) for r in self._db.execute("SELECT alh FROM txs WHERE id <= ? ORDER BY id", (upto,))]
+        if len(found) != upto:
+            raise self._altered(f"it holds {len(found)} of transactions 1..{upto}")
+        return found
+
     def header(self, tx: int) -> TxRow:
         with self._sql("read"):
             row = self._db.execute(_TX_ROWS + " WHERE id = ?", (tx,)).fetchone()

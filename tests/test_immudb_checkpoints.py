@@ -1,0 +1,122 @@
+"""Checkpoints of an immudb ledger: immudb's binary linking tree as a C2SP checkpoint, signed by an operator key,
+cosigned by a real witness over HTTP, and checked against a real immudb. The root is compared with what the
+server itself says (the BlRoot of the next transaction's header, read with immudb-py, not notary's mirror)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from notary import keys, merkle
+from notary.audit import note as notes
+from tests.support.cli import Notary, Result
+from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.witnesses import served, witness_for
+
+
+def _user(root: Path, url: str) -> Notary:
+    root.mkdir(parents=True, exist_ok=True)
+    user = Notary(root, ledger_url=url)
+    user.env["NOTARY_IMMUDB_PASSWORD"] = os.environ["NOTARY_IMMUDB_PASSWORD"]
+    return user
+
+
+def _last(result: Result) -> str:
+    assert "Traceback" not in result.err, result.err
+    return result.err.strip().splitlines()[-1]
+
+
+def _server_bl_root(server: ImmudbServer, url: str, tx: int) -> bytes:
+    """The BlRoot in the header of transaction tx, as the server gives it to immudb-py."""
+    admin = server.admin_client()
+    try:
+        admin.useDatabase(url.rsplit("/", 1)[1].encode())
+        from immudb.grpc import schema_pb2
+
+        return bytes(admin._stub.TxById(schema_pb2.TxRequest(tx=tx)).header.blRoot)
+    finally:
+        admin.shutdown()
+
+
+def _checkpoint(path: Path) -> notes.Checkpoint:
+    return notes.parse_checkpoint(notes.parse_note(path.read_bytes()).text)
+
+
+def test_an_immudb_checkpoint_is_the_servers_own_binary_linking_tree(immudb_server: ImmudbServer,
+                                                                      tmp_path: Path) -> None:
+    url = fresh_immudb_url(immudb_server)
+    user = _user(tmp_path / "ops", url)
+    key = user.key()
+    operator = user.key("checkpoint")
+    for n in range(3):
+        user.notarize_file(key, f"release {n}".encode(), name=f"r{n}.bin", job_id=f"j{n}")
+    user.run("ledger", "checkpoint", "--sign-key", str(operator), "-o", str(tmp_path / "cp"))
+    cp = _checkpoint(tmp_path / "cp")
+    user.notarize_file(key, b"one more", name="more.bin", job_id="j9")  # the next header carries the root
+    assert cp.size > 0 and cp.root == _server_bl_root(immudb_server, url, cp.size + 1)
+    assert cp.origin.startswith("immudb:")
+
+
+def test_an_immudb_checkpoint_is_witnessed_checked_and_a_split_view_is_exit_3(immudb_server: ImmudbServer,
+                                                                                tmp_path: Path) -> None:
+    url = fresh_immudb_url(immudb_server)
+    user = _user(tmp_path / "ops", url)
+    key = user.key()
+    operator = user.key("checkpoint")
+    user.notarize_file(key, b"release 1")
+    vkey = user.run("ledger", "checkpoint", "--sign-key", str(operator), "--vkey").out.strip()
+    witness = witness_for("w1", [vkey], tmp_path / "witness")
+    with served(witness) as wurl:
+        first = tmp_path / "first.cp"
+        user.run("ledger", "checkpoint", "--sign-key", str(operator), "--witness", wurl,
+                 "--witness-vkey", witness.vkey, "-o", str(first))
+        user.notarize_file(key, b"release 2", name="two.bin", job_id="j2")
+        second = tmp_path / "second.cp"  # the witness needs, and gets, a consistency proof from the first
+        user.run("ledger", "checkpoint", "--sign-key", str(operator), "--witness", wurl,
+                 "--witness-vkey", witness.vkey, "-o", str(second))
+        auditor = _user(tmp_path / "auditor", url)
+        for cp in (first, second):
+            auditor.run("audit", "checkpoint", str(cp), "--log-vkey", vkey, "--witness-vkey", witness.vkey,
+                        "--min-witnesses", "1")
+
+        # the operator's key signs a history the ledger does not have, at the size the auditor verified
+        forged_cp = _checkpoint(second)
+        leaves = [merkle.leaf_hash(os.urandom(32)) for _ in range(forged_cp.size)]
+        forged = notes.Checkpoint(forged_cp.origin, forged_cp.size, merkle.root(leaves), ())
+        signer = keys.load_private_key(operator)
+        assert isinstance(signer, Ed25519PrivateKey)
+        log = notes.parse_vkey(vkey)
+        text = forged.text()
+        note = notes.Note(text, (notes.Signature(log.name, log.key_id, signer.sign(text.encode())),))
+        (tmp_path / "forged.cp").write_bytes(note.encode())
+        split = auditor.run("audit", "checkpoint", str(tmp_path / "forged.cp"), "--log-vkey", vkey, expect=3)
+        assert "split view" in _last(split)
+
+        # the witness refuses the same lie at a bigger size: no consistency proof leads there from what it saw
+        bigger = notes.Checkpoint(forged.origin, forged.size + 3, merkle.root(leaves + leaves[:3]), ())
+        body = f"old {forged_cp.size}\n".encode() + b"".join(
+            base64.b64encode(p) + b"\n" for p in merkle.consistency_proof(leaves + leaves[:3], forged_cp.size))
+        text = bigger.text()
+        lie = notes.Note(text, (notes.Signature(log.name, log.key_id, signer.sign(text.encode())),))
+        import requests
+
+        refused = requests.post(wurl + "/add-checkpoint", data=body + b"\n" + lie.encode(), timeout=10)
+        assert refused.status_code == 422, refused.text
+
+
+def test_an_immudb_checkpoint_needs_the_operator_key_and_the_mirror(immudb_server: ImmudbServer,
+                                                                    tmp_path: Path) -> None:
+    url = fresh_immudb_url(immudb_server)
+    user = _user(tmp_path / "ops", url)
+    key = user.key()
+    user.notarize_file(key, b"release 1")
+    assert "--sign-key" in _last(user.run("ledger", "checkpoint", expect=2))
+    assert "not an Ed25519 key" in _last(user.run("ledger", "checkpoint", "--sign-key",
+                                                   str(user.key("p256", "ecdsa-p256")), expect=2))
+    off = user.run("ledger", "checkpoint", "--sign-key", str(key), env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=2)
+    assert "mirror" in _last(off)
+    user.run("ledger", "checkpoint", "--sign-key", str(key), "-o", str(tmp_path / "cp"))
+    assert "--log-vkey" in _last(user.run("audit", "checkpoint", str(tmp_path / "cp"), expect=2))
