@@ -190,9 +190,34 @@ def test_idle_kept_alive_connections_hand_their_worker_on(world: GateWorld) -> N
             took = time.monotonic() - started
             assert resp.status_code == 200 and resp.json()["response"]["allowed"] is True, resp.text
             assert took < 2, f"a new connection waited {took:.1f}s behind idle kept-alive ones"
+            for conn in idle:  # they gave their worker up by parking, not closing: both still answer
+                conn.request("GET", "/healthz")
+                assert conn.getresponse().read() == b"ok\n"
         finally:
             for conn in idle:
                 conn.close()
+
+
+def test_a_connection_idle_past_the_idle_timeout_is_parked_not_closed_under_its_client(world: GateWorld) -> None:
+    """The API server reuses a kept-alive connection whenever it likes (Go keeps it 90 s) and does not retry a
+    POST that meets a connection closed under it: a review sent after 6 s of quiet (past the worker's 5 s wait)
+    on the same connection is answered, and meanwhile the parked connection holds no worker."""
+    with Webhook(world, "--workers", "1") as webhook:
+        context = ssl.create_default_context(cafile=str(webhook.cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", webhook.port, context=context, timeout=30)
+        try:
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() == b"ok\n"
+            time.sleep(6.5)
+            started = time.monotonic()  # the one worker is free: the parked connection does not hold it
+            assert post(webhook, review(f"registry.example/app@{GOOD}"), timeout=10).status_code == 200
+            assert time.monotonic() - started < 2
+            body = json.dumps(review(f"registry.example/app@{GOOD}"))
+            conn.request("POST", "/validate", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and json.loads(resp.read())["response"]["allowed"] is True
+        finally:
+            conn.close()
 
 
 def _client_hello() -> bytes:

@@ -15,8 +15,9 @@ closed with a message instead of a timeout. If even that queue is full, the conn
 log is the record.
 
 A kept-alive connection must not hold a worker others wait for: between requests a worker waits
-`idle_timeout` at most and gives the connection up as soon as another one waits with no worker free, and a
-reply made while others wait says `Connection: close`.
+`idle_timeout` at most, or less as soon as another connection waits with no worker free, and then parks the
+connection (notary.gate.frontends.parking) instead of closing it: a client reusing it never meets a
+connection closed under it. A reply made while others wait says `Connection: close`.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from notary.errors import UsageError
+from notary.gate.frontends.parking import Parking
 
 LISTEN_BACKLOG = 1024
 DEFAULT_WORKERS = 16
@@ -47,6 +49,7 @@ FD_HEADROOM = 64  # the listening socket, the ledger, log files, Docker API and 
 SLOW_UNDER_PRESSURE = 1.0  # seconds a request may take to arrive while others wait for its worker
 DEADLINE_CHECK = 0.25  # how often late requests are looked for (a deadline is kept to this much)
 HANDOVER_CHECK = 0.05  # how often an idle kept-alive connection looks whether others wait for its worker
+MAX_PARKED = 1024  # idle kept-alive connections parked without a worker (each an open descriptor)
 
 
 class BusyReply:
@@ -83,6 +86,10 @@ class PooledServer(socketserver.BaseServer):
         self._deadlines: dict[Any, tuple[float, float]] = {}  # connection -> (its request's start, deadline)
         self._deadline_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._parking = Parking(_park_room(workers, self.queue_size), self._resume_parked, self.shutdown_request)
+        self._park_lock = threading.Lock()
+        self._to_park: set[Any] = set()  # connections whose handler asked to park them when it is done
+        self._resumed: set[Any] = set()  # parked connections back in the queue: already open
 
     def start_pool(self) -> None:
         for i in range(self.workers):
@@ -90,6 +97,28 @@ class PooledServer(socketserver.BaseServer):
         for i in range(REFUSERS):
             self._spawn(self._refuse, f"notary-gate-busy-{i}")
         self._spawn(self._reap, "notary-gate-deadlines")
+        self._spawn(self._parking.run, "notary-gate-parking")
+
+    # ------------------------------------------------------------ parked kept-alive connections
+
+    def mark_park(self, conn: Any) -> None:
+        """Called by a handler: park conn once the handler is done with it (its worker then parks it)."""
+        with self._park_lock:
+            self._to_park.add(conn)
+
+    def parked(self) -> int:
+        return self._parking.parked()
+
+    def _resume_parked(self, request: Any, client_address: Any) -> None:
+        """A parked connection is readable: back to the queue, to a worker that skips opening it."""
+        with self._park_lock:
+            self._resumed.add(request)
+        try:
+            self._pending.put_nowait((request, client_address))
+        except queue.Full:
+            with self._park_lock:
+                self._resumed.discard(request)
+            self.shutdown_request(request)
 
     # ------------------------------------------------------------ request deadlines
 
@@ -185,15 +214,24 @@ class PooledServer(socketserver.BaseServer):
             if item is None:
                 return
             request, client_address = item
+            with self._park_lock:
+                resumed = request in self._resumed
+                self._resumed.discard(request)
+            handled = False
             try:
                 self.watch(request, seconds)  # the handshake too: a TLS hello sent a byte at a time
-                if self.open_connection(request, seconds):
+                if resumed or self.open_connection(request, seconds):
                     handle(request, client_address)
+                    handled = True
             except Exception:  # noqa: BLE001, S110 - the handler already answered (or refused), or the peer is gone
                 pass
             finally:
                 self.unwatch(request)
-                self.shutdown_request(request)
+                with self._park_lock:
+                    park = request in self._to_park
+                    self._to_park.discard(request)
+                if not (handled and park and counted and self._parking.park(request, client_address)):
+                    self.shutdown_request(request)
 
     def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:
         """The answer when the queue is full (servers override it to speak their protocol, and log)."""
@@ -205,6 +243,7 @@ class PooledServer(socketserver.BaseServer):
 
     def server_close(self) -> None:
         self._stopped.set()
+        self._parking.stop()
         super().server_close()
         for waiting, threads in ((self._pending, self.workers), (self._refusals, REFUSERS)):
             while True:  # waiting connections: close them (their callers fail closed)
@@ -239,7 +278,10 @@ class PooledHandler(BaseHTTPRequestHandler):
     def handle(self) -> None:
         self.close_connection = True
         self._one_request()
-        while not self.close_connection and self._next_request_arrives():
+        while not self.close_connection:
+            if not self._next_request_arrives():
+                self.server.mark_park(self.connection)  # idle: its worker parks it, never closes it under the client
+                return
             self._one_request()
 
     def _one_request(self) -> None:
@@ -360,12 +402,20 @@ def tls_handshake(sock: ssl.SSLSocket, seconds: float) -> bool:
         return False
 
 
+def _park_room(workers: int, queue_size: int) -> int:
+    """How many idle connections may be parked within the open-file limit left after the pool's own."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_PARKED
+    return max(0, min(MAX_PARKED, soft - workers - queue_size - REFUSERS - REFUSAL_QUEUE - FD_HEADROOM))
+
+
 def _fit_fd_limit(workers: int, queue_size: int) -> int:
     """The queue size the open-file limit allows (raising the soft limit up to the hard one if needed).
 
     Every waiting connection is an open descriptor; a server out of descriptors cannot accept, and the
     kernel's backlog then fills with connections nobody will answer in time."""
-    need = workers + queue_size + REFUSERS + REFUSAL_QUEUE + FD_HEADROOM
+    need = workers + queue_size + REFUSERS + REFUSAL_QUEUE + FD_HEADROOM + MAX_PARKED
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < need:
         target = need if hard == resource.RLIM_INFINITY else min(need, hard)
