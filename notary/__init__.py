@@ -38,6 +38,7 @@ _API = {
     "load_public_key": "notary.keys",
     "key_id": "notary.keys",
     "Gate": "notary.gate.decision",
+    "LedgerGate": "notary.gate.decision",
     "gate_for": "notary.gate.decision",
     "NotaryError": "notary.errors",
 }

@@ -1,7 +1,7 @@
 """Re-deciding what a gate admitted with today's rules, as of any point of the ledger's history.
 
 The decision log says what the gate admitted, when, and on which proven head. A recheck reads each admitted
-image again through the gate's own decision (gate.decision.Gate, so it cannot disagree with a gate running
+image again through the gate's own decision (gate.decision.LedgerGate, so it cannot disagree with a gate running
 the same policy), against a view of the ledger cut at the point asked (AsOf: every proven history truncated
 at that transaction, which is the complete as-of answer because each history is proven complete), with the
 point's time as "now" for max_age and break-glass expiry. What would now be refused is the answer.
@@ -21,7 +21,7 @@ from typing import Any
 
 from notary import merkle
 from notary.errors import ProofError
-from notary.gate.decision import Gate, GateDecision
+from notary.gate.decision import GateDecision, LedgerGate
 from notary.gate.decision_log import DecisionLog, LoggedDecision
 from notary.gate.policy import Policy
 from notary.ledger.base import Entry, HistoryReader, LedgerInfo, TreeHead
@@ -128,7 +128,7 @@ def group_admitted(decisions: Iterable[LoggedDecision]) -> list[Admitted]:
 def recheck(ledger: HistoryReader, policy: Policy, decisions: Iterable[LoggedDecision], *, as_of_tx: int,
             as_of_time: datetime) -> Recheck:
     """Decide every admitted image again with policy as of as_of_tx (its time as now)."""
-    gate = Gate(policy, lambda: as_of(ledger, as_of_tx), front_end="recheck")
+    gate = LedgerGate(policy, lambda: as_of(ledger, as_of_tx), front_end="recheck")
     gate.log = DecisionLog(None)  # a recheck admits nothing: the log stays the gate's record
     out = Recheck(as_of_tx, as_of_time, group_admitted(decisions))
     for item in out.admitted:

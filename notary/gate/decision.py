@@ -94,8 +94,25 @@ class GateReader(HistoryReader, Protocol):
     def close(self) -> None: ...
 
 
-class Gate:
-    """Policy plus a way to reach the ledger. Thread-safe: servers share one Gate across requests.
+class Gate(Protocol):
+    """What every front end asks (the hook, the webhook, the authz plugin, the containerd verifier, `gate
+    check`): a LedgerGate, or one wrapped to be observed (notary.gate.metrics.ObservedGate)."""
+
+    front_end: str
+    policy: Policy
+
+    def check(self, image: str | None, digests: Sequence[str], *, now: datetime | None = None,
+              front_end: str | None = None, extra: dict[str, Any] | None = None) -> GateDecision: ...
+
+    def verified_head(self) -> TreeHead: ...
+
+    def log_only(self, decision: GateDecision, now: datetime | None = None) -> None: ...
+
+    def close(self, timeout: float | None = None) -> bool: ...
+
+
+class LedgerGate:
+    """Policy plus a way to reach the ledger. Thread-safe: servers share one gate across requests.
 
     The ledger is opened on first use and kept; ledger access is serialized (the embedded backend's SQLite
     connection and the trusted-state file are per process, and proofs are cheap compared to a request).
@@ -357,7 +374,7 @@ def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
     return decision._replace(extra={**decision.extra, **extra})
 
 
-def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> Gate:
+def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> LedgerGate:
     """A Gate for a loaded config: its [policy], and the ledger it names (opened lazily, never created).
 
     Every front end checks immudb reads against the verified mirror unless NOTARY_IMMUDB_MIRROR=0 or
@@ -377,11 +394,11 @@ def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_ope
 
         return open_ledger(ledger_url, state_dir=state_dir, create=False, config=config)
 
-    return Gate(policy, opener, front_end=front_end, keep_open=keep_open)
+    return LedgerGate(policy, opener, front_end=front_end, keep_open=keep_open)
 
 
 def gate_from_flags(config_flag: str | None, ledger_flag: str | None, *, front_end: str,
-                    keep_open: bool = True) -> Gate:
+                    keep_open: bool = True) -> LedgerGate:
     """As gate_for, from --config / --ledger values and the NOTARY_* environment."""
     from notary.config import ledger_url_from, load_config
 

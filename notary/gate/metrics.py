@@ -38,9 +38,14 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from datetime import datetime
+from typing import IO, TYPE_CHECKING, Any
 
 from notary import __version__
+
+if TYPE_CHECKING:
+    from notary.gate.decision import Gate, GateDecision
+    from notary.ledger.base import TreeHead
 from notary.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -228,28 +233,34 @@ class ServerLog:
 
 
 class ObservedGate:
-    """A Gate whose decisions are also counted, timed and (refusals) logged; everything else is the Gate's."""
+    """A Gate whose decisions are also counted, timed and (refusals) logged; the rest is the inner Gate's."""
 
-    def __init__(self, gate: Any, metrics: Metrics, log: ServerLog | None = None) -> None:
+    def __init__(self, gate: Gate, metrics: Metrics, log: ServerLog | None = None) -> None:
         self._gate = gate
         self.metrics = metrics
         self.server_log = log
+        self.front_end = gate.front_end
+        self.policy = gate.policy
         metrics.declare(gate.front_end)  # every front end passes its gate's name: its series start at 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._gate, name)
-
-    def check(self, image: str | None, digests: Sequence[str], **kwargs: Any) -> Any:
+    def check(self, image: str | None, digests: Sequence[str], *, now: datetime | None = None,
+              front_end: str | None = None, extra: dict[str, Any] | None = None) -> GateDecision:
         start = time.perf_counter()
-        decision = self._gate.check(image, digests, **kwargs)
-        self._seen(decision, kwargs.get("front_end"), time.perf_counter() - start)
+        decision = self._gate.check(image, digests, now=now, front_end=front_end, extra=extra)
+        self._seen(decision, front_end, time.perf_counter() - start)
         return decision
 
-    def log_only(self, decision: Any, now: Any = None) -> None:
+    def verified_head(self) -> TreeHead:
+        return self._gate.verified_head()
+
+    def log_only(self, decision: GateDecision, now: datetime | None = None) -> None:
         self._gate.log_only(decision, now)
         self._seen(decision, None, None)
 
-    def _seen(self, decision: Any, front_end: str | None, seconds: float | None) -> None:
+    def close(self, timeout: float | None = None) -> bool:
+        return self._gate.close(timeout)
+
+    def _seen(self, decision: GateDecision, front_end: str | None, seconds: float | None) -> None:
         where = front_end or self._gate.front_end
         self.metrics.observe(decision, where, seconds)
         if self.server_log is not None and not decision.allowed:

@@ -28,12 +28,15 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from notary.digests import SHA256_PATTERN
 from notary.errors import InputError, NotaryError, NotFoundError
 from notary.fsio import check_path_length, read_regular
 from notary.jsonsafe import loads, loads_object
+
+if TYPE_CHECKING:
+    from notary.gate.decision import Gate, GateDecision
 
 ANNOTATION_DIGEST = "dev.notary.image.digest"
 ANNOTATION_NAME = "dev.notary.image.name"
@@ -225,8 +228,8 @@ def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str
     return decide_container(gate, stdin, storage_root=storage_root, front_end="oci-hook")
 
 
-def decide_container(gate: Any, stdin: IO[bytes], *, storage_root: str | None, front_end: str,
-                     extra: dict[str, Any] | None = None) -> Any:
+def decide_container(gate: Gate, stdin: IO[bytes], *, storage_root: str | None, front_end: str,
+                     extra: dict[str, Any] | None = None) -> GateDecision:
     """The one decision for a container described by its OCI state, for the hook and the hook server alike:
     identify its image (bundle annotations, then the runtime's storage), then Gate.check. A container whose
     image cannot be identified is refused, and the refusal logged, like every other decision."""

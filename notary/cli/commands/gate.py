@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from notary.cli.common import App, pass_app
 from notary.cli.subjects import registry_options_flags, source_options, source_options_flags
+
+if TYPE_CHECKING:
+    from notary.gate.decision import Gate
+    from notary.gate.metrics import Metrics, ObservedGate, ServerLog
 
 
 @click.group("gate")
@@ -31,7 +35,7 @@ LOG_FORMAT = click.option("--log-format", type=click.Choice(["text", "json"]), d
                           "JSON object per line for journald / kubectl logs. Decisions also go to the decision log.")
 
 
-def _observed(the_gate: Any, log_format: str) -> tuple[Any, Any, Any]:
+def _observed(the_gate: Gate, log_format: str) -> tuple[ObservedGate, Metrics, ServerLog]:
     """(gate whose decisions are counted and logged, its Metrics, the ServerLog) for a resident front end."""
     from notary.gate.metrics import Metrics, ObservedGate, ServerLog
 
@@ -39,7 +43,7 @@ def _observed(the_gate: Any, log_format: str) -> tuple[Any, Any, Any]:
     return ObservedGate(the_gate, metrics, log), metrics, log
 
 
-def _serve(server: Any, the_gate: Any, banner: str, log: Any) -> None:
+def _serve(server: Any, the_gate: Gate, banner: str, log: ServerLog) -> None:
     """Serve until interrupted or told to stop (SIGTERM from systemd, Kubernetes, docker stop); the socket and
     the ledger are released however it ends."""
     import signal

@@ -25,9 +25,12 @@ import socketserver
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary.errors import NotaryError, UsageError
+
+if TYPE_CHECKING:
+    from notary.gate.decision import Gate
 
 DEFAULT_DRAIN = 5.0  # deployment.yaml: terminationGracePeriodSeconds 30 > drain + FINISH_BOUND
 MAX_DRAIN = 600.0
@@ -108,7 +111,7 @@ class Drainable(socketserver.BaseServer):
         return self._open_count
 
 
-def head_probe(gate: Any) -> Callable[[], str]:
+def head_probe(gate: Gate) -> Callable[[], str]:
     """The readiness probe of a gate: its ledger head, verified as a decision verifies it."""
 
     def probe() -> str:
@@ -180,7 +183,7 @@ def finish(server: Any, bound: float = FINISH_BOUND) -> int:
     return int(server.in_flight())
 
 
-def serve(server: Any, the_gate: Any, banner: str, log: Any, seconds: float) -> None:
+def serve(server: Any, the_gate: Gate, banner: str, log: Any, seconds: float) -> None:
     """Serve until SIGTERM, drain, and return (exit 0); Ctrl-C stops without the drain period."""
     drain = Drain(server, seconds, log)
     drain.install()
