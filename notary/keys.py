@@ -174,6 +174,14 @@ def load_key_file(source: str | bytes | Path, passphrase: bytes | None = None) -
     return cast(PrivateKey, key)
 
 
+def load_ed25519_key(path: str | Path, what: str, why: str) -> ed25519.Ed25519PrivateKey:
+    """A key file that must be Ed25519 (a signed note's key, a witness's cosignature key): why says which."""
+    key = load_key_file(Path(path))
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise InputError(f"{what} {path} is not an Ed25519 key ({why})", hint=f"notary key generate --out {what.split()[0]}.key")
+    return key
+
+
 def load_public_key(source: str | bytes | Path) -> PublicKey:
     """Load a PEM public key (or the public half of a PEM private key given by mistake is refused)."""
     data, name = _read_source(source, "public key")

@@ -7,26 +7,16 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import NamedTuple
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from notary import keys, merkle
 from notary.audit import note as notes
-from tests.support.cli import Notary, Result
-from tests.support.immudb import ImmudbServer, fresh_immudb_url
+from tests.support.cli import Notary, last_line
+from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_user
 from tests.support.witnesses import served, witness_for
-
-
-def _user(root: Path, url: str) -> Notary:
-    root.mkdir(parents=True, exist_ok=True)
-    user = Notary(root, ledger_url=url)
-    user.env["NOTARY_IMMUDB_PASSWORD"] = os.environ["NOTARY_IMMUDB_PASSWORD"]
-    return user
-
-
-def _last(result: Result) -> str:
-    assert "Traceback" not in result.err, result.err
-    return result.err.strip().splitlines()[-1]
 
 
 def _server_bl_root(server: ImmudbServer, url: str, tx: int) -> bytes:
@@ -45,12 +35,25 @@ def _checkpoint(path: Path) -> notes.Checkpoint:
     return notes.parse_checkpoint(notes.parse_note(path.read_bytes()).text)
 
 
-def test_an_immudb_checkpoint_is_the_servers_own_binary_linking_tree(immudb_server: ImmudbServer,
-                                                                      tmp_path: Path) -> None:
+class Ops(NamedTuple):
+    """An immudb ledger, its operator (who notarizes with key and signs checkpoints with operator)."""
+
+    url: str
+    user: Notary
+    key: Path
+    operator: Path
+
+
+@pytest.fixture()
+def ops(immudb_server: ImmudbServer, tmp_path: Path) -> Ops:
     url = fresh_immudb_url(immudb_server)
-    user = _user(tmp_path / "ops", url)
-    key = user.key()
-    operator = user.key("checkpoint")
+    user = immudb_user(tmp_path / "ops", url)
+    return Ops(url, user, user.key(), user.key("checkpoint"))
+
+
+def test_an_immudb_checkpoint_is_the_servers_own_binary_linking_tree(ops: Ops, immudb_server: ImmudbServer,
+                                                                      tmp_path: Path) -> None:
+    url, user, key, operator = ops
     for n in range(3):
         user.notarize_file(key, f"release {n}".encode(), name=f"r{n}.bin", job_id=f"j{n}")
     user.run("ledger", "checkpoint", "--sign-key", str(operator), "-o", str(tmp_path / "cp"))
@@ -60,12 +63,8 @@ def test_an_immudb_checkpoint_is_the_servers_own_binary_linking_tree(immudb_serv
     assert cp.origin.startswith("immudb:")
 
 
-def test_an_immudb_checkpoint_is_witnessed_checked_and_a_split_view_is_exit_3(immudb_server: ImmudbServer,
-                                                                                tmp_path: Path) -> None:
-    url = fresh_immudb_url(immudb_server)
-    user = _user(tmp_path / "ops", url)
-    key = user.key()
-    operator = user.key("checkpoint")
+def test_an_immudb_checkpoint_is_witnessed_checked_and_a_split_view_is_exit_3(ops: Ops, tmp_path: Path) -> None:
+    url, user, key, operator = ops
     user.notarize_file(key, b"release 1")
     vkey = user.run("ledger", "checkpoint", "--sign-key", str(operator), "--vkey").out.strip()
     witness = witness_for("w1", [vkey], tmp_path / "witness")
@@ -77,7 +76,7 @@ def test_an_immudb_checkpoint_is_witnessed_checked_and_a_split_view_is_exit_3(im
         second = tmp_path / "second.cp"  # the witness needs, and gets, a consistency proof from the first
         user.run("ledger", "checkpoint", "--sign-key", str(operator), "--witness", wurl,
                  "--witness-vkey", witness.vkey, "-o", str(second))
-        auditor = _user(tmp_path / "auditor", url)
+        auditor = immudb_user(tmp_path / "auditor", url)
         for cp in (first, second):
             auditor.run("audit", "checkpoint", str(cp), "--log-vkey", vkey, "--witness-vkey", witness.vkey,
                         "--min-witnesses", "1")
@@ -93,7 +92,7 @@ def test_an_immudb_checkpoint_is_witnessed_checked_and_a_split_view_is_exit_3(im
         note = notes.Note(text, (notes.Signature(log.name, log.key_id, signer.sign(text.encode())),))
         (tmp_path / "forged.cp").write_bytes(note.encode())
         split = auditor.run("audit", "checkpoint", str(tmp_path / "forged.cp"), "--log-vkey", vkey, expect=3)
-        assert "split view" in _last(split)
+        assert "split view" in last_line(split)
 
         # the witness refuses the same lie at a bigger size: no consistency proof leads there from what it saw
         bigger = notes.Checkpoint(forged.origin, forged.size + 3, merkle.root(leaves + leaves[:3]), ())
@@ -107,16 +106,13 @@ def test_an_immudb_checkpoint_is_witnessed_checked_and_a_split_view_is_exit_3(im
         assert refused.status_code == 422, refused.text
 
 
-def test_an_immudb_checkpoint_needs_the_operator_key_and_the_mirror(immudb_server: ImmudbServer,
-                                                                    tmp_path: Path) -> None:
-    url = fresh_immudb_url(immudb_server)
-    user = _user(tmp_path / "ops", url)
-    key = user.key()
+def test_an_immudb_checkpoint_needs_the_operator_key_and_the_mirror(ops: Ops, tmp_path: Path) -> None:
+    _, user, key, _ = ops
     user.notarize_file(key, b"release 1")
-    assert "--sign-key" in _last(user.run("ledger", "checkpoint", expect=2))
-    assert "not an Ed25519 key" in _last(user.run("ledger", "checkpoint", "--sign-key",
+    assert "--sign-key" in last_line(user.run("ledger", "checkpoint", expect=2))
+    assert "not an Ed25519 key" in last_line(user.run("ledger", "checkpoint", "--sign-key",
                                                    str(user.key("p256", "ecdsa-p256")), expect=2))
     off = user.run("ledger", "checkpoint", "--sign-key", str(key), env={"NOTARY_IMMUDB_MIRROR": "0"}, expect=2)
-    assert "mirror" in _last(off)
+    assert "mirror" in last_line(off)
     user.run("ledger", "checkpoint", "--sign-key", str(key), "-o", str(tmp_path / "cp"))
-    assert "--log-vkey" in _last(user.run("audit", "checkpoint", str(tmp_path / "cp"), expect=2))
+    assert "--log-vkey" in last_line(user.run("audit", "checkpoint", str(tmp_path / "cp"), expect=2))

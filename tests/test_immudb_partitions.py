@@ -4,7 +4,6 @@ integrity error, never a quieter answer."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,21 +11,8 @@ import pytest
 from notary import records
 from notary.ledger.partitioned._layout import layout_value
 from notary.ledger.partitioned._route import LAYOUT_KEY, partition_of
-from tests.support.cli import Notary, Result
-from tests.support.immudb import ImmudbServer, fresh_immudb_url
-
-
-def _user(root: Path, url: str) -> Notary:
-    root.mkdir(parents=True, exist_ok=True)
-    notary = Notary(root, ledger_url=url)
-    notary.env["NOTARY_IMMUDB_PASSWORD"] = os.environ["NOTARY_IMMUDB_PASSWORD"]
-    return notary
-
-
-def _last(result: Result) -> str:
-    """The error line (a first contact with a member says "trusting ... on first use" before it)."""
-    assert "Traceback" not in result.err, result.err
-    return result.err.strip().splitlines()[-1]
+from tests.support.cli import Notary, last_line
+from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_user
 
 
 def _partitioned(members: list[str]) -> str:
@@ -60,7 +46,7 @@ def _admin_keys(server: ImmudbServer, url: str, prefix: str) -> set[str]:
 def three(immudb_server: ImmudbServer, tmp_path: Path) -> tuple[Notary, list[str], Path]:
     """A partitioned ledger over three fresh databases, set up with `ledger init`; its user and a key."""
     members = [fresh_immudb_url(immudb_server) for _ in range(3)]
-    notary = _user(tmp_path / "ci", _partitioned(members))
+    notary = immudb_user(tmp_path / "ci", _partitioned(members))
     notary.run("ledger", "init")
     return notary, members, notary.key()
 
@@ -91,7 +77,7 @@ def test_records_land_in_their_partition_and_read_back_across_all_three(
     listed = {s["digest"] for hit in found["results"] for s in hit["subjects"]}
     assert listed == set(digests)
     notary.run("revoke", digests[4], "--key", str(key), "--reason", "compromised build")
-    assert "revoked" in _last(notary.run("verify", digests[4], "--key", f"{key}.pub", expect=1))
+    assert "revoked" in last_line(notary.run("verify", digests[4], "--key", f"{key}.pub", expect=1))
     notary.run("verify", digests[5], "--key", f"{key}.pub")
     info = notary.run("--json", "ledger", "info").json
     assert info["backend"] == "partitioned" and len(info["details"]["partitions"]) == 3
@@ -101,7 +87,7 @@ def test_a_second_client_trusts_the_layout_it_checked_in_every_member(
         three: tuple[Notary, list[str], Path], tmp_path: Path) -> None:
     notary, members, key = three
     digest = _notarize_many(notary, key, 1)[0]
-    gate = _user(tmp_path / "gate", _partitioned(members))
+    gate = immudb_user(tmp_path / "gate", _partitioned(members))
     result = gate.run("verify", digest, "--key", f"{key}.pub")
     assert "trusting partitioned ledger" in result.err
 
@@ -110,9 +96,9 @@ def test_reordered_members_are_an_integrity_error(three: tuple[Notary, list[str]
     notary, members, key = three
     digest = _notarize_many(notary, key, 1)[0]
     swapped = [members[1], members[0], members[2]]
-    for user in (notary, _user(tmp_path / "fresh", _partitioned(swapped))):
+    for user in (notary, immudb_user(tmp_path / "fresh", _partitioned(swapped))):
         result = user.run("--ledger", _partitioned(swapped), "verify", digest, "--key", f"{key}.pub", expect=3)
-        assert "reordered or swapped" in _last(result)
+        assert "reordered or swapped" in last_line(result)
 
 
 def test_an_impostor_member_claiming_the_place_of_another_is_an_integrity_error(
@@ -125,8 +111,8 @@ def test_an_impostor_member_claiming_the_place_of_another_is_an_integrity_error(
     ids = [_ledger_id(notary, m) for m in members[:2]] + [_ledger_id(notary, impostor)]
     _admin_set(immudb_server, impostor, LAYOUT_KEY, layout_value(ids, 2))
     forged = _partitioned([*members[:2], impostor])
-    result = _user(tmp_path / "fresh", forged).run("verify", digest, "--key", f"{key}.pub", expect=3)
-    assert "another partitioned ledger" in _last(result)
+    result = immudb_user(tmp_path / "fresh", forged).run("verify", digest, "--key", f"{key}.pub", expect=3)
+    assert "another partitioned ledger" in last_line(result)
 
 
 def test_a_partition_added_to_move_a_revoked_digest_is_an_integrity_error(
@@ -140,10 +126,10 @@ def test_a_partition_added_to_move_a_revoked_digest_is_an_integrity_error(
     extra = fresh_immudb_url(immudb_server)
     ids = [_ledger_id(notary, m) for m in [*members, extra]]
     _admin_set(immudb_server, extra, LAYOUT_KEY, layout_value(ids, 3))
-    for user in (notary, _user(tmp_path / "fresh", _partitioned([*members, extra]))):
+    for user in (notary, immudb_user(tmp_path / "fresh", _partitioned([*members, extra]))):
         result = user.run("--ledger", _partitioned([*members, extra]), "verify", moved, "--key", f"{key}.pub",
                           expect=3)
-        assert "a partition was added or removed" in _last(result)
+        assert "a partition was added or removed" in last_line(result)
 
 
 def test_a_second_layout_written_into_a_member_is_an_integrity_error(
@@ -155,7 +141,7 @@ def test_a_second_layout_written_into_a_member_is_an_integrity_error(
     ids[0], ids[1] = ids[1], ids[0]
     _admin_set(immudb_server, members[home], LAYOUT_KEY, layout_value(ids, home))
     result = notary.run("verify", digest, "--key", f"{key}.pub", expect=3)
-    assert "2 versions" in _last(result)
+    assert "2 versions" in last_line(result)
 
 
 def test_a_layout_key_in_a_notary_write_is_refused(three: tuple[Notary, list[str], Path]) -> None:
@@ -171,23 +157,23 @@ def test_point_in_time_on_a_partitioned_ledger_names_the_member_to_ask(
     notary, _, key = three
     digest = _notarize_many(notary, key, 1)[0]
     result = notary.run("get", "--at-tx", "2", digest, expect=2)
-    assert "pass that member's URL as --ledger" in _last(result)
+    assert "pass that member's URL as --ledger" in last_line(result)
 
 
 def test_init_refuses_a_member_that_already_holds_records_and_writes_nothing(
         immudb_server: ImmudbServer, tmp_path: Path) -> None:
     used, empty = fresh_immudb_url(immudb_server), fresh_immudb_url(immudb_server)
-    alone = _user(tmp_path / "alone", used)
+    alone = immudb_user(tmp_path / "alone", used)
     alone.notarize_file(alone.key(), b"before partitioning\n")
-    result = _user(tmp_path / "ci", _partitioned([used, empty])).run("ledger", "init", expect=2)
-    assert "already holds records" in _last(result)
+    result = immudb_user(tmp_path / "ci", _partitioned([used, empty])).run("ledger", "init", expect=2)
+    assert "already holds records" in last_line(result)
     assert not _admin_keys(immudb_server, empty, "")
 
 
 def test_a_member_never_initialized_is_a_usage_error_naming_init(
         immudb_server: ImmudbServer, tmp_path: Path) -> None:
     members = [fresh_immudb_url(immudb_server) for _ in range(2)]
-    result = _user(tmp_path / "ci", _partitioned(members)).run("lookup", "--job-id", "j1", expect=2)
+    result = immudb_user(tmp_path / "ci", _partitioned(members)).run("lookup", "--job-id", "j1", expect=2)
     assert "ledger init" in result.err
 
 
@@ -215,7 +201,7 @@ def test_an_embedded_ledger_synced_into_three_partitions_is_found_by_digest_and_
     key = device.key()
     digests = _notarize_many(device, key, 6, job_id="edge-7")
     members = [fresh_immudb_url(immudb_server) for _ in range(3)]
-    centre = _user(tmp_path / "centre", _partitioned(members))
+    centre = immudb_user(tmp_path / "centre", _partitioned(members))
     centre.run("ledger", "init")
     centre.run("sync", "--from", device.ledger_url, "--to", centre.ledger_url)
     for digest in digests:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from notary import merkle
 from notary.audit import note as notes
-from notary.errors import InputError, ProofError, UsageError
+from notary.errors import ProofError, UsageError
 from notary.ledger.base import Ledger, TreeHead
 
 
@@ -58,15 +58,9 @@ class ImmudbLog:
 
 
 def operator_key(path: str) -> Ed25519PrivateKey:
-    from pathlib import Path
-
     from notary import keys
 
-    key = keys.load_private_key(Path(path))
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InputError(f"checkpoint key {path} is not an Ed25519 key (a signed note's key type 0x01)",
-                         hint="notary key generate --out checkpoint.key")
-    return key
+    return keys.load_ed25519_key(path, "checkpoint key", "a signed note's key type 0x01")
 
 
 def verifier(origin: str, public: Ed25519PublicKey) -> notes.Verifier:

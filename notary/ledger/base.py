@@ -8,7 +8,7 @@ enumeration hint (what to `get`), never evidence.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, runtime_checkable
@@ -163,6 +163,27 @@ class Ledger(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ComposedNotices:
+    """For a ledger made of other ledgers (partitions; a primary and its replicas): their notices become its
+    own, each said once, whichever part said it."""
+
+    _notices: list[str]
+
+    def _parts(self) -> Iterable[Ledger]:
+        raise NotImplementedError
+
+    @property
+    def notices(self) -> list[str]:
+        for ledger in self._parts():
+            self._notices.extend(n for n in ledger.notices if n not in self._notices)
+            ledger.notices.clear()
+        return self._notices
+
+    @notices.setter
+    def notices(self, value: list[str]) -> None:
+        self._notices = value
 
 
 def rfc3339(t: datetime | None) -> str | None:

@@ -135,6 +135,12 @@ def one_line(result: Result) -> str:
     return lines[0]
 
 
+def last_line(result: Result) -> str:
+    """The error line of a failed command that may first print notices (a first contact's "trusting ...")."""
+    assert "Traceback" not in result.err, result.err
+    return result.err.strip().splitlines()[-1]
+
+
 def ledger_bytes(notary: Notary) -> dict[str, bytes]:
     """Every byte the user's ledger and trusted state hold (SQLite's -wal and -shm files included): equal
     before and after a refused command means nothing was written."""

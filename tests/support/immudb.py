@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -29,6 +30,9 @@ ADMIN_USER = "immudb"
 ADMIN_PASSWORD = "immudb"  # immudb's default superadmin password; test servers only listen on loopback
 
 _binaries: Path | None = None
+
+if TYPE_CHECKING:
+    from tests.support.cli import Notary
 
 
 def require_immudb_py() -> None:
@@ -222,6 +226,16 @@ def fresh_immudb_url(server: ImmudbServer) -> str:
     name = server.create_database()
     os.environ["NOTARY_IMMUDB_PASSWORD"] = server.password
     return server.url_for(name)
+
+
+def immudb_user(root: Path, url: str) -> Notary:
+    """A user of the immudb ledger at url (a fresh_immudb_url), its password handed to the processes it runs."""
+    from tests.support.cli import Notary
+
+    root.mkdir(parents=True, exist_ok=True)
+    user = Notary(root, ledger_url=url)
+    user.env["NOTARY_IMMUDB_PASSWORD"] = os.environ["NOTARY_IMMUDB_PASSWORD"]
+    return user
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,7 @@ from notary.errors import InputError
 
 
 def _witness_key(path: str) -> Ed25519PrivateKey:
-    key = keys.load_private_key(Path(path))
-    if not isinstance(key, Ed25519PrivateKey):
-        raise InputError(f"witness key {path} is not an Ed25519 key (tlog-cosignature/v1 is Ed25519)",
-                         hint="notary key generate --out witness.key")
-    return key
+    return keys.load_ed25519_key(path, "witness key", "tlog-cosignature/v1 is Ed25519")
 
 
 @click.group("witness")

@@ -10,17 +10,17 @@ replica). A replica that proves anything false is exit 3, as any ledger that doe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from notary.errors import LedgerUnavailableError
-from notary.ledger.base import Entry, Ledger, LedgerInfo, WriteReceipt
+from notary.ledger.base import ComposedNotices, Entry, Ledger, LedgerInfo, WriteReceipt
 
 _T = TypeVar("_T")
 
 
-class ReplicaReads:
+class ReplicaReads(ComposedNotices):
     """One Ledger over a primary and its replicas; `open_replica` returns the first usable replica or None."""
 
     def __init__(self, url: str, open_primary: Callable[[], Ledger], open_replica: Callable[[], Ledger | None]):
@@ -32,17 +32,8 @@ class ReplicaReads:
         self._tried = False
         self._notices: list[str] = []
 
-    @property
-    def notices(self) -> list[str]:
-        for ledger in (self._replica, self._primary):
-            if ledger is not None:
-                self._notices.extend(n for n in ledger.notices if n not in self._notices)
-                ledger.notices.clear()
-        return self._notices
-
-    @notices.setter
-    def notices(self, value: list[str]) -> None:
-        self._notices = value
+    def _parts(self) -> Iterable[Ledger]:
+        return [ledger for ledger in (self._replica, self._primary) if ledger is not None]
 
     @property
     def ledger_id(self) -> str:

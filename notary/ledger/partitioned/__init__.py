@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from notary.errors import IntegrityError, NotaryError, UsageError
-from notary.ledger.base import Entry, Ledger, LedgerInfo, TreeHead, WriteReceipt
+from notary.ledger.base import ComposedNotices, Entry, Ledger, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.partitioned import _layout, _route
 from notary.ledger.trust import TrustedState, TrustStore
 
@@ -39,7 +39,7 @@ def member_urls(url: str) -> list[str]:
     return members
 
 
-class PartitionedLedger:
+class PartitionedLedger(ComposedNotices):
     """One Ledger over N members; `opener` opens a member URL (the same trust, mirror and config)."""
 
     backend = "partitioned"
@@ -59,16 +59,8 @@ class PartitionedLedger:
 
     # ------------------------------------------------------------ members
 
-    @property
-    def notices(self) -> list[str]:
-        for ledger in self._open.values():
-            self._notices.extend(n for n in ledger.notices if n not in self._notices)
-            ledger.notices.clear()
-        return self._notices
-
-    @notices.setter
-    def notices(self, value: list[str]) -> None:
-        self._notices = value
+    def _parts(self) -> Iterable[Ledger]:
+        return list(self._open.values())
 
     @property
     def ledger_id(self) -> str:
