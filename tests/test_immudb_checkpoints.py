@@ -116,3 +116,55 @@ def test_an_immudb_checkpoint_needs_the_operator_key_and_the_mirror(ops: Ops, tm
     assert "mirror" in last_line(off)
     user.run("ledger", "checkpoint", "--sign-key", str(key), "-o", str(tmp_path / "cp"))
     assert "--log-vkey" in last_line(user.run("audit", "checkpoint", str(tmp_path / "cp"), expect=2))
+
+
+APP = "registry.example/app"
+A = "sha256:" + "a1" * 32
+B = "sha256:" + "b2" * 32
+
+
+def test_the_gate_on_immudb_admits_only_what_a_witnessed_checkpoint_covers(immudb_server: ImmudbServer,
+                                                                          tmp_path: Path) -> None:
+    """[policy.witnesses] with log_key on an immudb ledger: nothing before a cosigned checkpoint, a record
+    after it only once a newer one is cosigned, and a checkpoint of a history the ledger does not have
+    (cosigned by a witness that never saw this log) a split view, exit 3."""
+    from notary.audit.witness_client import submit
+    from notary.sources.base import Subject
+    from tests.support.runtimes import GateWorld
+
+    url = fresh_immudb_url(immudb_server)
+    world = GateWorld(tmp_path / "world", ledger_url=url)
+    world.notarize(Subject(A, APP, "oci-manifest", names=(APP,)))
+    ci = immudb_user(tmp_path / "ci", url)
+    operator = ci.key("checkpoint")
+    vkey = ci.run("ledger", "checkpoint", "--sign-key", str(operator), "--vkey").out.strip()
+    (world.root / "log.vkey").write_text(vkey + "\n")
+    honest, colluding = witness_for("w1", [vkey], tmp_path / "w1"), witness_for("w2", [vkey], tmp_path / "w2")
+    cp = world.root / "checkpoint"
+    with served(honest) as w1, served(colluding) as w2:
+        for name, w in (("w1", honest), ("w2", colluding)):
+            (world.root / f"{name}.vkey").write_text(w.vkey + "\n")
+        world.write_policy(extra=f'[policy.witnesses]\nkeys = ["w1.vkey", "w2.vkey"]\nmin = 1\n'
+                                 f'checkpoint = "{cp}"\nlog_key = "log.vkey"\n')
+        first = world.gate_check(f"{APP}@{A}")
+        assert first.returncode == 1 and "no witnessed checkpoint" in first.stderr, first.stderr
+        ci.run("ledger", "checkpoint", "--sign-key", str(operator), "--witness", w1, "-o", str(cp))
+        ok = world.gate_check(f"{APP}@{A}")
+        assert ok.returncode == 0, ok.stderr
+        world.notarize(Subject(B, APP, "oci-manifest", names=(APP,)))
+        late = world.gate_check(f"{APP}@{B}")
+        assert late.returncode == 1 and "after the last witnessed checkpoint" in late.stderr, late.stderr
+        ci.run("ledger", "checkpoint", "--sign-key", str(operator), "--witness", w1, "-o", str(cp))
+        assert world.gate_check(f"{APP}@{B}").returncode == 0
+
+        honest_cp = _checkpoint(cp)
+        leaves = [merkle.leaf_hash(os.urandom(32)) for _ in range(honest_cp.size)]
+        forged = notes.Checkpoint(honest_cp.origin, honest_cp.size, merkle.root(leaves), ())
+        signer = keys.load_private_key(operator)
+        assert isinstance(signer, Ed25519PrivateKey)
+        log = notes.parse_vkey(vkey)
+        note = notes.Note(forged.text(), (notes.Signature(log.name, log.key_id, signer.sign(forged.text().encode())),))
+        answer = submit(w2, note, forged.size, lambda old: [])  # w2 never saw this log: it cosigns the lie
+        cp.write_bytes(notes.Note(note.text, note.signatures + answer.signatures).encode())
+        split = world.gate_check(f"{APP}@{A}")
+        assert split.returncode == 3 and "split view" in split.stderr, split.stderr

@@ -161,7 +161,9 @@ class Policy:
             "decision_log_max_size": self.decision_log_max_bytes,
             "decision_log_keep": self.decision_log_keep,
             "witnesses": ({"keys": list(self.witnesses.vkeys), "min": self.witnesses.min_witnesses,
-                           "checkpoint": self.witnesses.checkpoint} if self.witnesses else None),
+                           "checkpoint": self.witnesses.checkpoint,
+                           **({"log_key": self.witnesses.log_key} if self.witnesses.log_key else {})}
+                          if self.witnesses else None),
             "trust": [
                 {"images": list(r.images),
                  "keys": [{"key_id": k.key_id,

@@ -36,9 +36,10 @@ class WitnessRule:
     vkeys: tuple[str, ...]
     min_witnesses: int
     checkpoint: str
+    log_key: str | None = None  # immudb: the vkey of the operator key that signs its checkpoints
 
 
-WITNESS_KEYS = {"keys", "min", "checkpoint"}
+WITNESS_KEYS = {"keys", "min", "checkpoint", "log_key"}
 MAX_VKEY_FILE = 4096
 
 
@@ -77,7 +78,18 @@ def parse_witness_rule(table: object, resolve: Callable[[str], str], where: str)
     if not isinstance(checkpoint, str) or not checkpoint:
         raise UsageError(f"{where}: checkpoint must name the cosigned checkpoint file",
                          hint="written by `notary ledger checkpoint --witness URL -o FILE`")
-    return WitnessRule(tuple(vkeys), need, resolve(checkpoint))
+    log_key = table.get("log_key")
+    log_vkey = None
+    if log_key is not None:
+        if not isinstance(log_key, str) or not log_key:
+            raise UsageError(f"{where}: log_key must name the file holding the checkpoint key's vkey")
+        try:
+            log_vkey = read_regular(resolve(log_key), MAX_VKEY_FILE, "log vkey").decode("utf-8").strip()
+            notes.parse_vkey(log_vkey)
+        except (NotaryError, UnicodeDecodeError) as exc:
+            why = exc.one_line() if isinstance(exc, NotaryError) else "not UTF-8"
+            raise UsageError(f"{where}: log key {log_key}: {why}") from exc
+    return WitnessRule(tuple(vkeys), need, resolve(checkpoint), log_vkey)
 
 
 @runtime_checkable
@@ -95,13 +107,17 @@ class Shortfall(Exception):
 
 
 class Prefix:
-    """A HistoryReader of ledger cut at tree size `size`: only entries whose leaf lies inside it."""
+    """A HistoryReader of ledger cut at tree size `size`: only entries whose leaf lies inside it (immudb, whose
+    tree has a leaf per transaction: whose transaction does)."""
 
     def __init__(self, ledger: HistoryReader, size: int) -> None:
         self.ledger = ledger
         self.size = size
+        self.by_tx = not isinstance(ledger, CheckpointedLedger)
 
     def history(self, key: str) -> list[Entry]:
+        if self.by_tx:
+            return [e for e in self.ledger.history(key) if e.tx <= self.size]
         return [e for e in self.ledger.history(key) if _leaf(e) < self.size]
 
     def info(self) -> LedgerInfo:
@@ -135,10 +151,9 @@ class Witnessed:
     def size(self, ledger: object, head: TreeHead) -> int:
         """The tree size the witnesses vouch for; Shortfall, ProofError (split view) or UsageError."""
         if not isinstance(ledger, CheckpointedLedger):
-            raise UsageError("[policy.witnesses] needs the embedded ledger: immudb heads are not RFC 6962 trees "
-                             "that C2SP witnesses cosign")
+            return self._immudb_size(ledger, head)
         with self._lock:
-            checkpoint = self._read(ledger)
+            checkpoint = self._read(ledger, self._embedded_log(ledger))
             key = (checkpoint.size, checkpoint.root, head.tree_size)
             if self._proven != key:
                 from notary.audit import checkpoints
@@ -152,7 +167,44 @@ class Witnessed:
                 self._proven = key
             return int(checkpoint.size)
 
-    def _read(self, ledger: CheckpointedLedger) -> Any:
+    def _immudb_size(self, ledger: object, head: TreeHead) -> int:
+        """immudb (docs/audit.md, "Checkpoints of an immudb ledger"): the checkpoint, signed by the policy's
+        log_key, must be the ledger's binary linking tree at its size, recomputed from the verified mirror
+        (once per checkpoint: those transactions never change); its size counts transactions."""
+        from notary import merkle
+        from notary.audit import note as notes
+
+        mirror: Any = getattr(ledger, "mirror", None)
+        if mirror is None or not head.ledger_id.startswith("immudb:"):
+            raise UsageError("[policy.witnesses] needs an embedded ledger, or an immudb ledger read with its "
+                             "verified mirror")
+        if self.rule.log_key is None:
+            raise UsageError("[policy.witnesses] on an immudb ledger needs log_key: the vkey of the key that "
+                             "signs its checkpoints (`notary ledger checkpoint --sign-key KEY --vkey`)")
+        with self._lock:
+            checkpoint = self._read(ledger, notes.parse_vkey(self.rule.log_key))
+            if checkpoint.origin != head.ledger_id:
+                raise ProofError(f"the witnessed checkpoint is of {checkpoint.origin!r}, this ledger is "
+                                 f"{head.ledger_id!r}")
+            if checkpoint.size > head.tx:
+                raise ProofError(f"split view: the witnessed checkpoint is at size {checkpoint.size}, beyond the "
+                                 f"verified head (tx {head.tx})")
+            key = (checkpoint.size, checkpoint.root, -1)
+            if self._proven != key:
+                leaves = [merkle.leaf_hash(alh) for alh in mirror.alhs(checkpoint.size)]
+                if merkle.root(leaves) != checkpoint.root:
+                    raise ProofError(f"split view: the witnessed checkpoint at size {checkpoint.size} carries "
+                                     "another root than this ledger's binary linking tree")
+                self._proven = key
+            return int(checkpoint.size)
+
+    @staticmethod
+    def _embedded_log(ledger: CheckpointedLedger) -> Any:
+        from notary.audit import checkpoints
+
+        return checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
+
+    def _read(self, ledger: object, log: Any) -> Any:
         from notary.audit import checkpoints
         from notary.audit import note as notes
         from notary.errors import NotFoundError
@@ -171,7 +223,6 @@ class Witnessed:
             note = notes.parse_note(read_regular(path, notes.MAX_NOTE, "witnessed checkpoint"))
         except NotFoundError as exc:
             raise Shortfall(f"no witnessed checkpoint at {path}") from exc
-        log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
         checkpoint, cosigned = checkpoints.check(note, log, self.witnesses, 0)  # ProofError: not the log's
         if len(cosigned) < self.rule.min_witnesses:
             raise Shortfall(f"the checkpoint at {path} (size {checkpoint.size}) is cosigned by {len(cosigned)} of "
