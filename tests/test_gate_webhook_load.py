@@ -246,12 +246,21 @@ def _trickle_until_closed(sock: socket.socket, data: bytes, deadline: float) -> 
     return None
 
 
-def _closed_before(sock: socket.socket, deadline: float) -> bool:
-    """Whether the server closes sock (EOF or reset) before deadline."""
-    sock.settimeout(max(0.01, deadline - time.monotonic()))
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes sock (EOF or reset) within seconds; bytes before (a TLS alert) are skipped."""
+    deadline = time.monotonic() + seconds
     try:
-        return sock.recv(4096) == b""
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            if sock.recv(4096) == b"":
+                return True
+            if time.monotonic() >= deadline:
+                return False
     except TimeoutError:
         return False
     except OSError:
         return True
+
+
+def _closed_before(sock: socket.socket, deadline: float) -> bool:
+    return closed_within(sock, deadline - time.monotonic())

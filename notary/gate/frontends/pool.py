@@ -115,10 +115,20 @@ class PooledServer(socketserver.BaseServer):
             self._resumed.add(request)
         try:
             self._pending.put_nowait((request, client_address))
+            return
+        except queue.Full:
+            pass
+        try:  # its request is on the way: answer it busy, as a new connection would be, never close it mute
+            self._refusals.put_nowait((request, client_address))
         except queue.Full:
             with self._park_lock:
                 self._resumed.discard(request)
             self.shutdown_request(request)
+
+    def close_parked(self) -> None:
+        """Close every parked connection and park no more (a server about to exit: they would only hold its
+        drain open)."""
+        self._parking.stop()
 
     # ------------------------------------------------------------ request deadlines
 

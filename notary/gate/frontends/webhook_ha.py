@@ -177,6 +177,7 @@ def finish(server: Any, bound: float = FINISH_BOUND) -> int:
     except (OSError, ValueError):
         pass
     server.socket.close()
+    server.close_parked()  # idle kept-alive connections: nothing to answer, closed now, not at the bound
     deadline = time.monotonic() + bound
     while server.in_flight() and time.monotonic() < deadline:
         time.sleep(0.02)
