@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from notary import jsonsafe, records
 from notary.errors import IntegrityError
-from notary.ledger.base import Entry, HistoryReader, Ledger
+from notary.ledger.base import Entry, HistoryReader, Ledger, written_by
 
 
 class IndexHit(NamedTuple):
@@ -26,8 +26,8 @@ def _index_hits(ledger: HistoryReader, key: str, at_tx: int | None = None) -> li
     crashes the listing. Histories are proven complete, so the versions up to at_tx are all there were then."""
     hits = []
     for entry in ledger.history(key):
-        if at_tx is not None and entry.tx > at_tx:
-            break
+        if not written_by(ledger, entry, at_tx):
+            continue
         try:
             hits.append(IndexHit(entry, _index_value(entry.value)))
         except IntegrityError as exc:
@@ -127,7 +127,7 @@ def signer_set(ledger: Ledger, digest: str, at_tx: int | None = None) -> SignerS
     a signer's records deletes a version the index names, which is an integrity error, not a shorter list."""
     prefix = records.subject_prefix(digest)
     every = [(e, _signer_value(e.value)) for e in ledger.history(records.signer_index_key(digest))]
-    then = [(e, s) for e, s in every if at_tx is None or e.tx <= at_tx]
+    then = [(e, s) for e, s in every if written_by(ledger, e, at_tx)]
     indexed = tuple(dict.fromkeys(s for _, s in then if s is not None))
     ever = {s for _, s in every}  # a signer indexed later is not an unindexed one now
     hinted = {k[len(prefix):] for k in ledger.keys(prefix)}

@@ -4,6 +4,7 @@ integrity error, never a quieter answer."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -152,12 +153,37 @@ def test_a_layout_key_in_a_notary_write_is_refused(three: tuple[Notary, list[str
         split({LAYOUT_KEY: b"{}"}, 3)
 
 
-def test_point_in_time_on_a_partitioned_ledger_names_the_member_to_ask(
+def test_a_transaction_number_on_a_partitioned_ledger_is_refused_with_what_to_ask_instead(
         three: tuple[Notary, list[str], Path]) -> None:
     notary, _, key = three
     digest = _notarize_many(notary, key, 1)[0]
     result = notary.run("get", "--at-tx", "2", digest, expect=2)
-    assert "pass that member's URL as --ledger" in last_line(result)
+    assert "--at-time" in last_line(result) and "member's URL" in last_line(result)
+
+
+def test_time_travel_by_date_cuts_every_partition_at_that_time(three: tuple[Notary, list[str], Path]) -> None:
+    """As of a time, each member is read as of its own last transaction by then: a revocation after it is not
+    yet there, a job written after it is not listed, and the subject's history holds only what stood."""
+    import time
+
+    from notary.ledger.base import rfc3339
+
+    notary, _, key = three
+    before = _notarize_many(notary, key, 6, job_id="early")
+    time.sleep(1.1)  # immudb's transaction times have one-second resolution
+    cut = rfc3339(datetime.now(timezone.utc))
+    time.sleep(1.1)
+    notary.run("revoke", before[0], "--key", str(key), "--reason", "later")
+    later = _notarize_many(notary, key, 3, job_id="late")
+    then = notary.run("--json", "history", before[0], "--at-time", str(cut)).json["subjects"][0]
+    assert [v["status"] for v in then["versions"]] == ["notarized"]
+    now = notary.run("--json", "history", before[0]).json["subjects"][0]
+    assert [v["status"] for v in now["versions"]] == ["notarized", "revoked"]
+    early = notary.run("--json", "lookup", "--job-id", "early", "--at-time", str(cut)).json
+    assert {s["digest"] for hit in early["results"] for s in hit["subjects"]} == set(before)
+    absent = notary.run("--json", "lookup", "--job-id", "late", "--at-time", str(cut), expect=1)
+    assert "Traceback" not in absent.err
+    notary.run("history", later[0], "--at-time", str(cut), expect=1)
 
 
 def test_init_refuses_a_member_that_already_holds_records_and_writes_nothing(

@@ -348,7 +348,7 @@ def test_lookup_as_of_a_tx_on_a_partitioned_ledger_is_a_usage_error(part: Setup)
     for args in (("lookup", "--job-id", "written-last", "--at-tx", str(at)),
                  ("history", late, "--at-tx", str(at))):
         result = part.notary.run(*args, expect=None)
-        assert result.code == 2 and "pass that member's URL" in _last(result), (
+        assert result.code == 2 and "no one transaction order" in _last(result), (
             f"notary {' '.join(args)} exited {result.code}:\n{result.out}")
 
 

@@ -165,6 +165,16 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
+def written_by(ledger: object, entry: Entry, at_tx: int | None) -> bool:
+    """Whether entry stood as of at_tx (None: now). A ledger whose entries share no one transaction order (a
+    partitioned ledger: each member counts its own) says so itself, by a `written_by` method; on every other
+    ledger it is entry.tx <= at_tx."""
+    if at_tx is None:
+        return True
+    own = getattr(ledger, "written_by", None)
+    return bool(own(entry, at_tx)) if callable(own) else entry.tx <= at_tx
+
+
 class ComposedNotices:
     """For a ledger made of other ledgers (partitions; a primary and its replicas): their notices become its
     own, each said once, whichever part said it."""

@@ -10,7 +10,7 @@ from notary import keys, records
 from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
 from notary.errors import AbsentError, UsageError
-from notary.ledger.base import Entry, Ledger, rfc3339
+from notary.ledger.base import Entry, Ledger, rfc3339, written_by
 from notary.lookup import SignerSet, absence_proof, job_keys, lookup_artifact, lookup_job, signer_set
 from notary.verify import open_entry
 
@@ -42,7 +42,7 @@ def _as_of(ledger: Ledger, at_tx: int | None, at_time: str | None) -> int | None
     answer (the first leaf's hashed time is later): nothing was recorded then, exit 1, not a usage error."""
     if at_tx and at_time:
         raise UsageError("give --at-tx or --at-time, not both")
-    if at_tx is not None or at_time:
+    if at_tx is not None:
         from notary.ledger.partitioned import refuse_point_in_time
 
         refuse_point_in_time(ledger)
@@ -115,7 +115,7 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
             _version(entry, digest, signer, trusted)
             for signer in signers
             for entry in ledger.history(records.subject_key(digest, signer))
-            if at_tx is None or entry.tx <= at_tx
+            if written_by(ledger, entry, at_tx)
         ]
         versions.sort(key=lambda v: (v["tx"], v["signer"]))
         attested = _attestations(ledger, digest, signers, trusted, key_paths, at_tx)
@@ -160,7 +160,7 @@ def _attestations(ledger: Ledger, digest: str, signers: list[str], trusted: set[
             if public is None:
                 continue
             for att, entry in attest.attestation_history(ledger, digest, public, indexed.predicate_type):
-                if at_tx is not None and entry.tx > at_tx:
+                if not written_by(ledger, entry, at_tx):
                     continue
                 out.append({"tx": entry.tx, "time": rfc3339(entry.time), "revision": entry.revision,
                             "key": entry.key, "type": "attestation", "predicate_type": att.predicate_type,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from notary.errors import IntegrityError, NotaryError, UsageError
@@ -21,9 +21,11 @@ from notary.ledger.partitioned import _layout, _route
 from notary.ledger.trust import TrustedState, TrustStore
 
 SCHEME = "partitioned:"
-_POINT_IN_TIME = ("point-in-time and range reads address one partition (each has its own transactions): "
-                  "pass that member's URL as --ledger")
+_POINT_IN_TIME = ("a partitioned ledger has no one transaction order (each member counts its own): read "
+                  "it as of a time (--at-time), or pass a member's URL as --ledger for its transactions")
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
+_EPOCH_1970 = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_FIRST_CUT = 10**15  # µs since the epoch (2001-09-09): smaller numbers are transactions, refused
 
 
 def member_urls(url: str) -> list[str]:
@@ -53,6 +55,7 @@ class PartitionedLedger(ComposedNotices):
         self._layout: tuple[str, ...] | None = None
         self._notices: list[str] = []
         self._checked: set[int] = set()
+        self._cuts: dict[int, list[int | None]] = {}  # cut token (a time, in µs) -> each member's tx then
         self._heads: list[TreeHead] = []  # the members' heads the last composite head was made of
         self._latest: dict[int, TreeHead] = {}  # each member's newest head seen (a write's receipt, a read)
         self._pin_name = "partitioned-layout:" + hashlib.sha256("\n".join(self.members).encode()).hexdigest()
@@ -159,12 +162,11 @@ class PartitionedLedger(ComposedNotices):
     # ------------------------------------------------------------ reads
 
     def get(self, key: str, *, at_tx: int | None = None) -> Entry | None:
-        _no_point_in_time(at_tx)
         if _route.is_finder(key):
-            versions = self.history(key)
+            versions = [e for e in self.history(key) if at_tx is None or self.written_by(e, at_tx)]
             return versions[-1] if versions else None
         index = _route.home_of(key, len(self.members))
-        found = self._member(index).get(key)
+        found = self._member(index).get(key, at_tx=self._member_tx(index, at_tx))
         return self._tag(index, found) if found is not None else None
 
     def history(self, key: str) -> list[Entry]:
@@ -175,20 +177,20 @@ class PartitionedLedger(ComposedNotices):
         return list(heapq.merge(*each, key=lambda e: e.time or _EPOCH))
 
     def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
-        """Absent from the partition that would hold it (a finder: from every partition), each proven there."""
-        _no_point_in_time(at_tx)
+        """Absent from the partition that would hold it (a finder: from every partition), each proven there
+        (as of a cut: as of each member's own transaction at the cut's time)."""
         places = (list(range(len(self.members))) if _route.is_finder(key)
                   else [_route.home_of(key, len(self.members))])
         proofs = []
         for index in places:
-            proof = self._member(index).absence(key)
+            proof = self._member(index).absence(key, at_tx=self._member_tx(index, at_tx))
             if proof is None:
                 return None
             proofs.append({**proof, "partition": {"index": index, "ledger_id": self._layout[index] if self._layout
                                                   else ""}})
         if len(proofs) == 1:
             return proofs[0]  # the home partition's own proof, its head that member's
-        return {"key": key, "method": "partitioned", "as_of_tx": None, "rule": _route.RULE,
+        return {"key": key, "method": "partitioned", "as_of_tx": at_tx, "rule": _route.RULE,
                 "head": self._head().to_json(), "partitions": proofs}
 
     def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
@@ -201,7 +203,42 @@ class PartitionedLedger(ComposedNotices):
             yield from (self._tag(number, e) for e in member.changes(0, head.tx, index=index))
 
     def tx_at_time(self, when: datetime) -> int | None:
-        raise UsageError(_POINT_IN_TIME)
+        """A cut of every member at time `when`, named by that time in microseconds since the epoch (the
+        partitioned ledger's "transaction": docs/partitions.md, "As of a time"); None when no member had
+        recorded anything by then."""
+        cut = self._cut_at(when)
+        if all(tx is None for tx in cut):
+            return None
+        token = (when.astimezone(timezone.utc) - _EPOCH_1970) // timedelta(microseconds=1)
+        self._cuts[token] = cut
+        return token
+
+    def written_by(self, entry: Entry, at_tx: int) -> bool:
+        """Whether entry (read through this ledger: it names its partition) stood at the cut at_tx."""
+        place = entry.proof.get("partition")
+        if not isinstance(place, Mapping) or not isinstance(place.get("index"), int):
+            raise UsageError("an entry not read through this partitioned ledger cannot be cut by its time")
+        cut = self._member_tx(int(place["index"]), at_tx)
+        return cut is not None and entry.tx <= cut
+
+    def _cut_at(self, when: datetime) -> list[int | None]:
+        return [member.tx_at_time(when) for _, member in self._each()]
+
+    def _member_tx(self, index: int, at_tx: int | None) -> int | None:
+        """Member index's own transaction at the cut at_tx (None: now). Before the member's first record the
+        cut is its layout's transaction, where it holds nothing else, so reads there prove absence."""
+        if at_tx is None:
+            return None
+        if at_tx not in self._cuts:
+            if at_tx < _FIRST_CUT:  # a member's transaction number, not a time: it would cut at 1970
+                raise UsageError(_POINT_IN_TIME)
+            self._cuts[at_tx] = self._cut_at(_EPOCH_1970 + timedelta(microseconds=at_tx))
+        tx = self._cuts[at_tx][index]
+        return tx if tx is not None else self._layout_tx(index)
+
+    def _layout_tx(self, index: int) -> int:
+        versions = self._member(index).history(_route.LAYOUT_KEY)
+        return versions[0].tx
 
     def keys(self, prefix: str) -> list[str]:
         if _route.routed_digest(prefix):
@@ -294,11 +331,6 @@ def refuse_point_in_time(ledger: object) -> None:
     """For readers that cut a history at a transaction themselves (lookup, history): a partitioned ledger's
     entries carry their members' transaction numbers, which no one number can cut."""
     if isinstance(ledger, PartitionedLedger):
-        raise UsageError(_POINT_IN_TIME)
-
-
-def _no_point_in_time(at_tx: int | None) -> None:
-    if at_tx is not None:
         raise UsageError(_POINT_IN_TIME)
 
 
