@@ -12,7 +12,7 @@ import pytest
 from notary import records
 from notary.ledger.partitioned._layout import layout_value
 from notary.ledger.partitioned._route import LAYOUT_KEY, partition_of
-from tests.support.cli import Notary, last_line
+from tests.support.cli import Notary, flip_envelope_byte, last_line
 from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_user
 
 
@@ -82,6 +82,8 @@ def test_records_land_in_their_partition_and_read_back_across_all_three(
     notary.run("verify", digests[5], "--key", f"{key}.pub")
     info = notary.run("--json", "ledger", "info").json
     assert info["backend"] == "partitioned" and len(info["details"]["partitions"]) == 3
+    audited = notary.run("--json", "ledger", "audit").json  # every immudb member replayed into its mirror
+    assert audited["ok"] and [p["index"] for p in audited["partitions"]] == [0, 1, 2]
 
 
 def test_a_second_client_trusts_the_layout_it_checked_in_every_member(
@@ -217,6 +219,20 @@ def test_embedded_members_partition_the_same_way(tmp_path: Path) -> None:
     assert {s["digest"] for hit in found["results"] for s in hit["subjects"]} == set(digests)
     listed = notary.run("--json", "key", "list").json
     assert listed["keys"][0]["notarizations"] == 6
+    audited = notary.run("--json", "ledger", "audit").json
+    assert audited["ok"] and len(audited["partitions"]) == 3 and audited["entries"] >= 6 * 2
+
+
+def test_an_envelope_byte_flipped_in_one_member_fails_the_whole_ledgers_audit(tmp_path: Path) -> None:
+    members = [tmp_path / f"p{n}.db" for n in range(3)]
+    notary = Notary(tmp_path / "ci", ledger_url=_partitioned([m.as_uri() for m in members]))
+    notary.root.mkdir()
+    notary.run("ledger", "init")
+    key = notary.key()
+    digests = _notarize_many(notary, key, 6)
+    home = members[partition_of(digests[0], 3)]
+    assert flip_envelope_byte(home) >= 1
+    assert "does not match" in last_line(notary.run("ledger", "audit", expect=3))
 
 
 def test_an_embedded_ledger_synced_into_three_partitions_is_found_by_digest_and_job(

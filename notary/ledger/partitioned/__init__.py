@@ -276,6 +276,18 @@ class PartitionedLedger(ComposedNotices):
     def _index_of(self, member_id: str) -> int:
         return (self._layout or self._establish()).index(member_id)
 
+    def audit(self) -> list[Any]:
+        """Each member's own whole-ledger audit (embedded: every row and signed head; immudb: every transaction
+        replayed into the verified mirror), in partition order; the first discrepancy raises."""
+        reports = []
+        for index, member in self._each():
+            run = getattr(member, "audit", None)
+            if not callable(run):
+                raise UsageError(f"partition {index} ({self.members[index]}) cannot be audited: an immudb member "
+                                 "is audited through its verified mirror, which is off")
+            reports.append(run())
+        return reports
+
     def close(self) -> None:
         for ledger in self._open.values():
             ledger.close()
