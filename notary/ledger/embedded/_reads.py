@@ -1,4 +1,5 @@
-"""Reads of a format v2 embedded ledger: every answer proven complete by the signed key index.
+"""Reads of a format v2 embedded ledger: every answer proven complete by the signed key index (and the read of
+which transaction stood at a time, proven by the hashed times around it).
 
 Inclusion (the log) proves a version exists; the key index proves which version is the newest, or that a key
 was never written. Together: `get` returns the newest version or a proven absence, `get` as of a transaction
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from notary.errors import ProofError
 from notary.ledger.base import Entry
+from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _map
 from notary.ledger.embedded import _store as store
 
@@ -138,3 +141,23 @@ def absence(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) ->
     out["first_version"] = {"tx": first.tx, **{k: first.proof[k] for k in ("leaf_index", "leaf_hash", "leaf_data",
                                                                              "audit_path")}}
     return out
+
+
+def tx_at_time(view: _View, when: datetime) -> int | None:
+    """The last tx with time <= when, proven by the hashed times of its first leaf and of the next tx's (so a
+    transaction left out around `when` is a ProofError, not an earlier answer)."""
+    when_us = codec.to_time_us(when)
+    found = view.read(lambda c: store.last_tx_at_or_before(c, when_us, view.v2))
+    after = view.read(lambda c: store.tx_row(c, found.tx + 1 if found else 1, view.v2))
+    if after is None and (found.tx if found else 0) != view.head.tx:
+        raise ProofError(f"transaction {(found.tx if found else 0) + 1} is missing from the ledger")
+    for txrow in (r for r in (found, after) if r is not None):
+        erow = view.read(lambda c, r=txrow: store.entry_at(c, r.first_leaf))
+        if erow is None:
+            raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
+        entry = view.entry(erow.key, erow)
+        assert entry.time is not None  # embedded entries always carry their transaction's time
+        at_or_before = codec.to_time_us(entry.time) <= when_us
+        if entry.tx != txrow.tx or at_or_before != (txrow is found):
+            raise ProofError(f"transaction times around {when.isoformat()} do not match the proven leaves")
+    return found.tx if found else None

@@ -3,7 +3,7 @@
 No I/O and no trusted-state writes here: every check takes bytes and rows in and either returns a verified
 value or raises an IntegrityError subclass naming the attack it stops (rollback, fork, downgrade, forged
 head, edited, deleted or renamed entry). `next_state` computes the state to trust next; the ledger persists it
-(EmbeddedLedger._advance) only after every check of an operation passed, the way python-tuf's trusted
+(TrustKeeper.advance) only after every check of an operation passed, the way python-tuf's trusted
 metadata set sits inside its updater.
 
 The checks of one read, in order (docs/proofs.md, "What the client checks, every time"):

@@ -19,12 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from notary import fsio
 from notary.errors import (
     InputError,
-    IntegrityError,
     LedgerUnavailableError,
     ProofError,
     RollbackError,
@@ -34,14 +30,14 @@ from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _location, _range, _reads
 from notary.ledger.embedded import _store as store
+from notary.ledger.embedded._keyfile import LedgerKey
+from notary.ledger.embedded._material import ProofMaterial
 from notary.ledger.embedded._tree import Frontier, ProofPlan, assemble
+from notary.ledger.embedded._trustkeep import TrustKeeper
 from notary.ledger.embedded._upgrade import upgrade_in_place
 from notary.ledger.embedded._verify import Verifier
 from notary.ledger.embedded._view import LOAD, Snap, View
 from notary.ledger.trust import TrustedState, TrustStore
-
-# a trusted-state lock held longer (by a stopped or hung process) is exit 4, not a gate that waits forever
-TRUST_LOCK_SECONDS = 10.0
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._audit import AuditReport
@@ -77,9 +73,11 @@ class EmbeddedLedger:
         self._conn = conn
         self._file = _location.identity(path)
         self._lock = threading.RLock()
-        self._signer: Ed25519PrivateKey | None = None
         self._v1_noticed = False
-        self.key_path = Path(f"{path}.key")
+        # its collaborators: the signing key beside the file, the trusted state, the raw proof material
+        self.key = LedgerKey(path, public_raw, self.ledger_id)
+        self.trust_keeper = TrustKeeper(trust, self.verifier, path, self._lock, self.notices)
+        self.material = ProofMaterial(self._read_snapshot, self.verifier, path)
 
     # -- opening ------------------------------------------------------------------------------------------
 
@@ -117,8 +115,8 @@ class EmbeddedLedger:
             _location.pin(trust, path, pinned, ledger.ledger_id, ledger.ledger_key)
             if created:
                 ledger.created = True
-                with ledger._trust_lock():
-                    ledger._advance(None, ledger.verifier.empty_head(), first_use_notice=False)
+                with ledger.trust_keeper.locked():
+                    ledger.trust_keeper.advance(None, ledger.verifier.empty_head(), first_use_notice=False)
                 ledger.notices.append(f"created new ledger {ledger.ledger_id} at {path}")
         except BaseException:
             conn.close()
@@ -139,6 +137,11 @@ class EmbeddedLedger:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._conn.close()
 
+    @contextlib.contextmanager
+    def _read_snapshot(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, store.transaction(self._live(), self.path) as conn:
+            yield conn
+
     def __enter__(self) -> EmbeddedLedger:
         return self
 
@@ -157,9 +160,9 @@ class EmbeddedLedger:
         return self._write(checked, prove_each=False) if checked else []
 
     def _write(self, txs: list[list[tuple[str, bytes]]], *, prove_each: bool) -> list[WriteReceipt]:
-        signer = self._signing_key()
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
+        signer = self.key.private()
+        with self.trust_keeper.locked():
+            trusted = self.trust_keeper.load()
             with store.transaction(self._live(), self.path, write=True) as conn:
                 if not store.is_v2(conn):
                     trusted = upgrade_in_place(self, conn, trusted, signer)
@@ -209,41 +212,20 @@ class EmbeddedLedger:
         """Give a format v1 ledger its key index (notary ledger upgrade); a no-op on v2. Never rewrites a
         record: the whole log is recomputed and checked first, then the index is built from it and the
         current head re-signed with the index root (same tree size, same log root)."""
-        signer = self._signing_key()
-        with self._trust_lock():
-            trusted = self.trust.load(self.ledger_id)
+        signer = self.key.private()
+        with self.trust_keeper.locked():
+            trusted = self.trust_keeper.load()
             with store.transaction(self._live(), self.path, write=True) as conn:
                 if store.is_v2(conn):
                     head = self._verified_head(conn, trusted)
                     return {"upgraded": False, "format": store.FORMAT, "head": head.to_json()}
                 trusted = upgrade_in_place(self, conn, trusted, signer)
                 head = self._verified_head(conn, trusted)
-            self._advance(trusted, head)
+            self.trust_keeper.advance(trusted, head)
         return {"upgraded": True, "format": store.FORMAT, "head": head.to_json()}
 
-    def _signing_key(self) -> Ed25519PrivateKey:
-        if self._signer is None:
-            try:
-                text = self.key_path.read_text(encoding="ascii")
-            except FileNotFoundError:
-                raise LedgerUnavailableError(
-                    f"cannot write to ledger {self.path}: its signing key {self.key_path} is missing"
-                ) from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise LedgerUnavailableError(f"cannot read ledger signing key {self.key_path}: {exc}") from exc
-            key = Ed25519PrivateKey.from_private_bytes(codec.parse_private_pem(text, str(self.key_path)))
-            if key.public_key().public_bytes_raw() != self.public_raw:
-                raise IntegrityError(f"signing key {self.key_path} does not belong to ledger {self.ledger_id}")
-            self._signer = key
-        return self._signer
-
     def sign_checkpoint(self, text: str) -> bytes:
-        """The ledger key's Ed25519 signature of a C2SP checkpoint body of this ledger (notary.audit.checkpoints).
-        Only text whose origin line is this ledger's id is signed: it cannot be mistaken for a head message
-        (those start with the notary-head magic), so the key never signs anything else through here."""
-        if not text.startswith(self.ledger_id + "\n"):
-            raise InputError(f"a checkpoint of ledger {self.ledger_id} starts with its origin line")
-        return self._signing_key().sign(text.encode())
+        return self.key.sign_checkpoint(text)
 
     # -- reading ------------------------------------------------------------------------------------------
 
@@ -311,23 +293,10 @@ class EmbeddedLedger:
 
     def tx_at_time(self, when: datetime) -> int | None:
         """Last tx with time <= when, proven by the hashed times of its first leaf and of the next tx's."""
-        when_us = codec.to_time_us(when)
         with self._snapshot() as view:
-            found, after = view.read(lambda c: (store.last_tx_at_or_before(c, when_us, view.v2),))[0], None
-            after = view.read(lambda c: store.tx_row(c, found.tx + 1 if found else 1, view.v2))
-            if after is None and (found.tx if found else 0) != view.head.tx:
-                raise ProofError(f"transaction {(found.tx if found else 0) + 1} is missing from the ledger")
-            for txrow in (r for r in (found, after) if r is not None):
-                erow = view.read(lambda c, r=txrow: store.entry_at(c, r.first_leaf))
-                if erow is None:
-                    raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
-                entry = view.entry(erow.key, erow)
-                assert entry.time is not None  # embedded entries always carry their transaction's time
-                at_or_before = codec.to_time_us(entry.time) <= when_us
-                if entry.tx != txrow.tx or at_or_before != (txrow is found):
-                    raise ProofError(f"transaction times around {when.isoformat()} do not match the proven leaves")
+            found = _reads.tx_at_time(view, when)
             view.done()
-        return found.tx if found else None
+        return found
 
     def head_at_size(self, size: int) -> TreeHead | None:
         """The head the ledger key signed when the log reached `size`, its signature checked; None when no
@@ -367,37 +336,19 @@ class EmbeddedLedger:
             view.done()
         return report
 
-    # -- raw proof material (unverified: for auditors, tools and tests) ------------------------------------
+    # -- raw proof material (unverified: for auditors, tools and tests; ProofMaterial) --------------------
 
     def tree_root(self, size: int) -> bytes:
-        """Root of the first size leaves, from stored subtrees (any past tree size, not only tx heads)."""
-        return self._material(lambda p: [p.frontier(size)], size)[0]
+        return self.material.tree_root(size)
 
     def stored_leaf_hash(self, index: int) -> bytes:
-        """The leaf hash the tree holds at index (level-0 node), as stored."""
-        return self._material(lambda p: p.ranges([(index, index + 1)]), index + 1)[0]
+        return self.material.stored_leaf_hash(index)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """RFC 9162 PATH(index, D[size]) from stored subtrees: O(log n) point reads."""
-        if not 0 <= index < size:
-            raise InputError(f"leaf {index} is outside a tree of size {size}")
-        return self._material(lambda p: p.inclusion(index, size), size)
+        return self.material.inclusion_proof(index, size)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
-        """RFC 9162 PROOF(size1, D[size2]) from stored subtrees, 0 < size1 <= size2."""
-        if not 0 < size1 <= size2:
-            raise InputError(f"no consistency proof from size {size1} to {size2}")
-        return self._material(lambda p: p.consistency(size1, size2), size2)
-
-    def _material(self, planner: Any, size: int) -> list[bytes]:
-        with self._lock, store.transaction(self._live(), self.path) as conn:
-            row = self.verifier.valid_row(store.head(conn, store.is_v2(conn)))
-            if size > (row.tree_size if row else 0):
-                raise InputError(f"ledger {self.path} has fewer than {size} entries")
-            plan = ProofPlan()
-            parts = planner(plan)
-            nodes = store.fetch_nodes(conn, plan.ids)
-        return assemble(parts, nodes)
+        return self.material.consistency_proof(size1, size2)
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
@@ -438,37 +389,10 @@ class EmbeddedLedger:
         leaves it untouched."""
         with contextlib.ExitStack() as stack:
             if trusted is LOAD:
-                stack.enter_context(self._trust_lock())
-                trusted = self.trust.load(self.ledger_id)
+                stack.enter_context(self.trust_keeper.locked())
+                trusted = self.trust_keeper.load()
             conn = stack.enter_context(store.transaction(self._live(), self.path))
             snap = self._read_head(conn, trusted)
             nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
             yield View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
-
-    def _advance(self, trusted: TrustedState | None, head: TreeHead, *, first_use_notice: bool = True) -> TrustedState:
-        """Persist the state every check of this operation proved (forward-only, by the TrustStore)."""
-        state = self.verifier.next_state(trusted, head)
-        if trusted is None and first_use_notice:
-            self.notices.append(f"trusting new ledger {self.ledger_id} at {self.path} at size {head.tree_size} "
-                                "(first use)")
-        if state != trusted:
-            self.trust.save(state)
-        return state
-
-    @contextlib.contextmanager
-    def _trust_lock(self) -> Iterator[None]:
-        """Serialize load-verify-save of this ledger's trusted state across threads and processes."""
-        with self._lock:
-            fd = None
-            try:
-                self.trust.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                fd = os.open(self.trust.path_for(self.ledger_id).with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-                fsio.lock_within(fd, TRUST_LOCK_SECONDS, "the trusted state", error=LedgerUnavailableError)
-            except OSError:
-                pass  # best effort: the forward-only TrustStore.save still refuses to move trust backwards
-            try:
-                yield
-            finally:
-                if fd is not None:
-                    os.close(fd)
