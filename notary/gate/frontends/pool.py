@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import resource
 import select
 import socket
 import socketserver
@@ -36,6 +35,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from notary.errors import UsageError
+from notary.gate.frontends.fds import fit_fd_limit, park_room
 from notary.gate.frontends.parking import Parking
 
 LISTEN_BACKLOG = 1024
@@ -45,11 +45,9 @@ REFUSERS = 2  # threads answering "busy" when the queue is full
 REFUSAL_QUEUE = 64  # connections waiting for that answer; beyond it a connection is closed unanswered
 BUSY_TIMEOUT = 2.0  # a refused connection gets this long to be opened, and for each read of its request
 MAX_BUSY_BODY = 4 << 20  # an AuthZReq carries a base64 body of up to 1 MiB
-FD_HEADROOM = 64  # the listening socket, the ledger, log files, Docker API and registry connections
 SLOW_UNDER_PRESSURE = 1.0  # seconds a request may take to arrive while others wait for its worker
 DEADLINE_CHECK = 0.25  # how often late requests are looked for (a deadline is kept to this much)
 HANDOVER_CHECK = 0.05  # how often an idle kept-alive connection looks whether others wait for its worker
-MAX_PARKED = 1024  # idle kept-alive connections parked without a worker (each an open descriptor)
 
 
 class BusyReply:
@@ -77,7 +75,7 @@ class PooledServer(socketserver.BaseServer):
         if workers < 1 or queue_size < 1:
             raise UsageError("a gate server needs at least one worker and a queue of at least one")
         self.workers = workers
-        self.queue_size = _fit_fd_limit(workers, queue_size)
+        self.queue_size = fit_fd_limit(workers, queue_size, REFUSERS + REFUSAL_QUEUE)
         self._pending: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=self.queue_size)
         self._refusals: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=REFUSAL_QUEUE)
         self._threads: list[threading.Thread] = []
@@ -86,7 +84,7 @@ class PooledServer(socketserver.BaseServer):
         self._deadlines: dict[Any, tuple[float, float]] = {}  # connection -> (its request's start, deadline)
         self._deadline_lock = threading.Lock()
         self._stopped = threading.Event()
-        self._parking = Parking(_park_room(workers, self.queue_size), self._resume_parked, self.shutdown_request)
+        self._parking = Parking(park_room(workers, self.queue_size, REFUSERS + REFUSAL_QUEUE), self._resume_parked, self.shutdown_request)
         self._park_lock = threading.Lock()
         self._to_park: set[Any] = set()  # connections whose handler asked to park them when it is done
         self._resumed: set[Any] = set()  # parked connections back in the queue: already open
@@ -410,32 +408,3 @@ def tls_handshake(sock: ssl.SSLSocket, seconds: float) -> bool:
         return True
     except (OSError, ValueError):  # ssl.SSLError is an OSError: a bad ClientHello, plain HTTP, a reset, timeout
         return False
-
-
-def _park_room(workers: int, queue_size: int) -> int:
-    """How many idle connections may be parked within the open-file limit left after the pool's own."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_PARKED
-    return max(0, min(MAX_PARKED, soft - workers - queue_size - REFUSERS - REFUSAL_QUEUE - FD_HEADROOM))
-
-
-def _fit_fd_limit(workers: int, queue_size: int) -> int:
-    """The queue size the open-file limit allows (raising the soft limit up to the hard one if needed).
-
-    Every waiting connection is an open descriptor; a server out of descriptors cannot accept, and the
-    kernel's backlog then fills with connections nobody will answer in time."""
-    need = workers + queue_size + REFUSERS + REFUSAL_QUEUE + FD_HEADROOM + MAX_PARKED
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < need:
-        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    if soft == resource.RLIM_INFINITY:
-        return queue_size
-    room = soft - workers - REFUSERS - REFUSAL_QUEUE - FD_HEADROOM
-    if room < 1:
-        raise UsageError(f"the open-file limit ({soft}) is too low for {workers} workers",
-                         hint="raise LimitNOFILE or use fewer --workers")
-    return min(queue_size, room)
