@@ -69,7 +69,10 @@ def parse_time(text: str) -> datetime:
         raise InputError(f"not an RFC 3339 time: {text!r}", hint="e.g. 2026-03-01T00:00:00Z") from exc
     if t.tzinfo is None:
         raise InputError(f"time {text!r} has no UTC offset", hint="append Z for UTC")
-    return t.astimezone(timezone.utc)
+    try:
+        return t.astimezone(timezone.utc)
+    except OverflowError as exc:  # 9999-12-31T23:59:59-05:00 is in no year UTC can say
+        raise InputError(f"time {text!r} is outside years 1-9999 in UTC") from exc
 
 
 # ---------------------------------------------------------------- ledger keys

@@ -8,6 +8,8 @@ rather than one that another reader of the same command line takes for another.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from notary import records
 from notary.audit import note as notes
 from notary.errors import InputError, UsageError
@@ -18,12 +20,16 @@ HELP = "a transaction number, an RFC 3339 time (e.g. 2026-03-01T00:00:00Z), late
 
 def resolve(ledger: Ledger, point: str, head_tx: int) -> int:
     """The transaction POINT names in a ledger whose verified head is at head_tx."""
+    from notary.ledger.partitioned import PartitionedLedger, refuse_point_in_time
+
     text = point.strip()
-    if text.lower() in ("latest", "now", "head"):
-        return head_tx
+    partitioned = isinstance(ledger, PartitionedLedger)
+    if text.lower() in ("latest", "now", "head"):  # a partitioned ledger's now is a cut like any other time
+        return (ledger.tx_at_time(datetime.now(timezone.utc)) or 0) if partitioned else head_tx
     if text.lower() in ("genesis", "start", "beginning"):
         return 0
     if text.lstrip("+-").isdigit():  # any digits, Unicode ones too, signed or not: a number, strictly read
+        refuse_point_in_time(ledger)
         tx = notes.parse_uint(text, "transaction number", error=UsageError)
         if tx > head_tx:
             raise UsageError(f"the ledger has no transaction {tx} yet (head is tx {head_tx})")

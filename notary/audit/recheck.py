@@ -24,7 +24,7 @@ from notary.errors import ProofError
 from notary.gate.decision import GateDecision, LedgerGate
 from notary.gate.decision_log import DecisionLog, LoggedDecision
 from notary.gate.policy import Policy
-from notary.ledger.base import Entry, HistoryReader, LedgerInfo, TreeHead
+from notary.ledger.base import Entry, HistoryReader, LedgerInfo, TreeHead, written_by
 
 
 class AsOf:
@@ -35,7 +35,7 @@ class AsOf:
         self.tx = tx
 
     def history(self, key: str) -> list[Entry]:
-        return [e for e in self.ledger.history(key) if e.tx <= self.tx]
+        return [e for e in self.ledger.history(key) if written_by(self.ledger, e, self.tx)]
 
     def info(self) -> LedgerInfo:
         return self.ledger.info()

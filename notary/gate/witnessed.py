@@ -186,6 +186,8 @@ class Witnessed:
             if checkpoint.origin != head.ledger_id:
                 raise ProofError(f"the witnessed checkpoint is of {checkpoint.origin!r}, this ledger is "
                                  f"{head.ledger_id!r}")
+            if checkpoint.extensions:
+                raise ProofError("an immudb checkpoint carries no extension lines: this one is not the ledger's")
             if checkpoint.size > head.tx:
                 raise ProofError(f"split view: the witnessed checkpoint is at size {checkpoint.size}, beyond the "
                                  f"verified head (tx {head.tx})")

@@ -26,6 +26,7 @@ _POINT_IN_TIME = ("a partitioned ledger has no one transaction order (each membe
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _EPOCH_1970 = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FIRST_CUT = 10**15  # µs since the epoch (2001-09-09): smaller numbers are transactions, refused
+_LAST_CUT = (datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH_1970) // timedelta(microseconds=1)
 
 
 def member_urls(url: str) -> list[str]:
@@ -216,7 +217,8 @@ class PartitionedLedger(ComposedNotices):
     def written_by(self, entry: Entry, at_tx: int) -> bool:
         """Whether entry (read through this ledger: it names its partition) stood at the cut at_tx."""
         place = entry.proof.get("partition")
-        if not isinstance(place, Mapping) or not isinstance(place.get("index"), int):
+        if (not isinstance(place, Mapping) or type(place.get("index")) is not int
+                or not 0 <= place["index"] < len(self.members)):
             raise UsageError("an entry not read through this partitioned ledger cannot be cut by its time")
         cut = self._member_tx(int(place["index"]), at_tx)
         return cut is not None and entry.tx <= cut
@@ -229,8 +231,10 @@ class PartitionedLedger(ComposedNotices):
         cut is its layout's transaction, where it holds nothing else, so reads there prove absence."""
         if at_tx is None:
             return None
+        if at_tx == 0:  # the beginning: before any record
+            return self._layout_tx(index)
         if at_tx not in self._cuts:
-            if at_tx < _FIRST_CUT:  # a member's transaction number, not a time: it would cut at 1970
+            if not _FIRST_CUT <= at_tx <= _LAST_CUT:  # a member's transaction number, or no time at all
                 raise UsageError(_POINT_IN_TIME)
             self._cuts[at_tx] = self._cut_at(_EPOCH_1970 + timedelta(microseconds=at_tx))
         tx = self._cuts[at_tx][index]
