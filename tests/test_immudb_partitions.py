@@ -14,10 +14,7 @@ from notary.ledger.partitioned._layout import layout_value
 from notary.ledger.partitioned._route import LAYOUT_KEY, partition_of
 from tests.support.cli import Notary, flip_envelope_byte, last_line
 from tests.support.immudb import ImmudbServer, fresh_immudb_url, immudb_user
-
-
-def _partitioned(members: list[str]) -> str:
-    return "partitioned:" + ",".join(members)
+from tests.support.ledgers import partitioned_url as _partitioned
 
 
 def _ledger_id(notary: Notary, url: str) -> str:

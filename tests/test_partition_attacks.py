@@ -15,18 +15,9 @@ from pathlib import Path
 import pytest
 
 from notary.ledger.partitioned._route import LAYOUT_KEY, partition_of
-from tests.support.cli import Notary, Result
-
-
-def _url(members: list[str]) -> str:
-    return "partitioned:" + ",".join(members)
-
-
-def _last(result: Result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = result.err.strip().splitlines()
-    assert lines, f"no error line (exit {result.code}); stdout: {result.out}"
-    return lines[-1]
+from tests.support.cli import Notary
+from tests.support.cli import last_line as _last
+from tests.support.ledgers import partitioned_url as _url
 
 
 class Setup:

@@ -138,7 +138,9 @@ def one_line(result: Result) -> str:
 def last_line(result: Result) -> str:
     """The error line of a failed command that may first print notices (a first contact's "trusting ...")."""
     assert "Traceback" not in result.err, result.err
-    return result.err.strip().splitlines()[-1]
+    lines = result.err.strip().splitlines()
+    assert lines, f"no error line (exit {result.code}); stdout: {result.out}"
+    return lines[-1]
 
 
 def ledger_bytes(notary: Notary) -> dict[str, bytes]:

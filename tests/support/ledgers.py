@@ -29,6 +29,10 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     yield fresh_immudb_url(server)
 
 
+def partitioned_url(members: list[str]) -> str:
+    return "partitioned:" + ",".join(members)
+
+
 def _partitioned(server: object, tmp_path: Path) -> str:
     """Two immudb databases and an embedded file as one partitioned ledger, its layout written (`ledger init`)
     with a trust store of its own, so the test's users meet it first-hand."""
@@ -37,7 +41,7 @@ def _partitioned(server: object, tmp_path: Path) -> str:
     from tests.support.immudb import fresh_immudb_url
 
     members = [fresh_immudb_url(server), fresh_immudb_url(server), (tmp_path / "partition2.db").as_uri()]  # type: ignore[arg-type]
-    url = "partitioned:" + ",".join(members)
+    url = partitioned_url(members)
     ledger = open_ledger(url, state_dir=tmp_path / "init-state", mirror=True)
     assert isinstance(ledger, PartitionedLedger)
     try:
