@@ -47,9 +47,6 @@ def parse_witness_rule(table: object, resolve: Callable[[str], str], where: str)
     """[policy.witnesses] `keys` (files holding a witness's C2SP vkey, relative to the config), `min` (default:
     all of them) and `checkpoint` (the cosigned checkpoint file the gate reads); every problem a UsageError
     at load, so a gate never starts with a witness rule it cannot apply."""
-    from notary.audit import note as notes
-    from notary.errors import NotaryError
-    from notary.fsio import read_regular
 
     if not isinstance(table, Mapping):
         raise UsageError(f"{where}: witnesses must be a table ([policy.witnesses])")
@@ -59,15 +56,7 @@ def parse_witness_rule(table: object, resolve: Callable[[str], str], where: str)
     paths = table.get("keys")
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
         raise UsageError(f"{where}: keys must list the witnesses' vkey files")
-    vkeys: list[str] = []
-    for path in paths:
-        try:
-            text = read_regular(resolve(path), MAX_VKEY_FILE, "witness vkey").decode("utf-8").strip()
-            notes.parse_vkey(text)
-        except (NotaryError, UnicodeDecodeError) as exc:
-            why = exc.one_line() if isinstance(exc, NotaryError) else "not UTF-8"
-            raise UsageError(f"{where}: witness key {path}: {why}") from exc
-        vkeys.append(text)
+    vkeys = [_vkey_file(resolve, path, f"{where}: witness key {path}") for path in paths]
     if len(set(vkeys)) != len(vkeys):
         raise UsageError(f"{where}: a witness key is listed twice (K of N must be N distinct witnesses)")
     need = table.get("min", len(vkeys))
@@ -79,17 +68,25 @@ def parse_witness_rule(table: object, resolve: Callable[[str], str], where: str)
         raise UsageError(f"{where}: checkpoint must name the cosigned checkpoint file",
                          hint="written by `notary ledger checkpoint --witness URL -o FILE`")
     log_key = table.get("log_key")
-    log_vkey = None
-    if log_key is not None:
-        if not isinstance(log_key, str) or not log_key:
-            raise UsageError(f"{where}: log_key must name the file holding the checkpoint key's vkey")
-        try:
-            log_vkey = read_regular(resolve(log_key), MAX_VKEY_FILE, "log vkey").decode("utf-8").strip()
-            notes.parse_vkey(log_vkey)
-        except (NotaryError, UnicodeDecodeError) as exc:
-            why = exc.one_line() if isinstance(exc, NotaryError) else "not UTF-8"
-            raise UsageError(f"{where}: log key {log_key}: {why}") from exc
+    if log_key is not None and (not isinstance(log_key, str) or not log_key):
+        raise UsageError(f"{where}: log_key must name the file holding the checkpoint key's vkey")
+    log_vkey = _vkey_file(resolve, log_key, f"{where}: log key {log_key}") if log_key else None
     return WitnessRule(tuple(vkeys), need, resolve(checkpoint), log_vkey)
+
+
+def _vkey_file(resolve: Callable[[str], str], path: str, what: str) -> str:
+    """The C2SP vkey a config-relative file holds, checked; a UsageError naming what it is for otherwise."""
+    from notary.audit import note as notes
+    from notary.errors import NotaryError
+    from notary.fsio import read_regular
+
+    try:
+        text = read_regular(resolve(path), MAX_VKEY_FILE, "vkey").decode("utf-8").strip()
+        notes.parse_vkey(text)
+    except (NotaryError, UnicodeDecodeError) as exc:
+        why = exc.one_line() if isinstance(exc, NotaryError) else "not UTF-8"
+        raise UsageError(f"{what}: {why}") from exc
+    return text
 
 
 @runtime_checkable
