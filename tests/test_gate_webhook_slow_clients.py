@@ -155,6 +155,9 @@ def test_a_connect_flood_during_shutdown_cannot_hold_the_exit_open() -> None:
         def in_flight(self) -> int:
             return 0
 
+        def close_parked(self) -> None:
+            return
+
     def flood() -> None:
         while not stop.is_set():
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):

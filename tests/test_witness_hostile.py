@@ -135,7 +135,9 @@ def _raw_post(url: str, headers: bytes, body: bytes) -> tuple[int, bytes]:
     """POST with header bytes exactly as given (no client library tidies them), over a loopback socket."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /add-checkpoint HTTP/1.1\r\nHost: witness\r\n" + headers + b"\r\n" + body)
+        # Connection: close, so the answer ends at EOF (a kept-alive connection is parked, not closed)
+        sock.sendall(b"POST /add-checkpoint HTTP/1.1\r\nHost: witness\r\nConnection: close\r\n" + headers + b"\r\n"
+                     + body)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
