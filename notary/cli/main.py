@@ -97,7 +97,8 @@ NOTARY_REGISTRY_USERNAME/PASSWORD/TOKEN; registry logins also from REGISTRY_AUTH
 
 @click.group(cls=LazyGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--ledger", "ledger", metavar="URL", help="Ledger URL: file:///path/ledger.db (default under "
-              "the user's data dir) or immudb://user@host:3322/db. Env: NOTARY_LEDGER.")
+              "the user's data dir), immudb://user@host:3322/db, or partitioned:URL1,URL2,... (one ledger over several; "
+              "docs/partitions.md). Env: NOTARY_LEDGER.")
 @click.option("--config", "config", metavar="FILE", help="notary.toml (default ./notary.toml, then the user "
               "config dir). Env: NOTARY_CONFIG.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
