@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import TrustStoreError, UsageError
-from notary.ledger.immudb._conn import read_password, read_server_key
+from notary.ledger.settings import read_password, read_server_key
 from notary.ledger.trust import TrustedState, TrustStore
 from tests.support.cli import Notary
 

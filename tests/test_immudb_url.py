@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from notary.errors import UsageError
-from notary.ledger.immudb._conn import parse_url, read_password, read_server_key, read_timeout
+from notary.ledger.immudb._conn import parse_url
+from notary.ledger.settings import read_password, read_server_key, read_timeout
 
 
 def test_well_formed_url_is_parsed() -> None:

@@ -383,11 +383,11 @@ def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_ope
     """
     from notary.config import state_dir_from
     from notary.gate.policy import load_policy
-    from notary.ledger import mirror_setting
+    from notary.ledger.settings import ImmudbSettings
 
     policy = load_policy(config)
     state_dir = state_dir_from(config)
-    mirror_setting(config)  # a malformed NOTARY_IMMUDB_MIRROR is a usage error at start, not per request
+    ImmudbSettings.load(config)  # a malformed immudb setting is a usage error at start, not a refusal per request
 
     def opener() -> Ledger:
         from notary.ledger import open_ledger

@@ -327,10 +327,10 @@ def _say_which_server(app: App, config: str, delegate_to: str | None) -> None:
 
     where = delegate_to or DEFAULT_SOCKET
     status = hook_server_status(where, config, app.ledger_flag)
-    from notary.ledger import gateway_setting
+    from notary.ledger.settings import ImmudbSettings
 
     immudb = (app.ledger_url or "").startswith("immudb://")
-    gateway = immudb and bool(gateway_setting(app.config))
+    gateway = immudb and bool(ImmudbSettings.load(app.config).gateway)
     alone = "about 70 ms" if not immudb else "about 80 ms" if gateway else "about 250 ms"
     if status == "serving":
         app.info(f"notary: the hook server on {where} serves this notary.toml: the hook asks it first (a few ms "

@@ -1,4 +1,5 @@
-"""Everything about reaching an immudb server that is not a proof: the URL, credentials, keys, error mapping.
+"""Everything about reaching an immudb server that is not a proof or a setting: the URL, keys, error mapping
+(settings, the password among them, are notary.ledger.settings).
 
 Kept apart from the ledger so the strict parsing of user input is testable without grpc installed, and so every
 gRPC failure becomes one typed, one-line notary error in a single place.
@@ -6,20 +7,16 @@ gRPC failure becomes one typed, one-line notary error in a single place.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from notary.errors import InputError, LedgerUnavailableError, NotaryError, ProofError, UsageError
-from notary.fsio import MAX_KEY, read_regular
 
 DEFAULT_PORT = 3322
-DEFAULT_TIMEOUT = 10.0
 _DB_RE = re.compile(r"[a-z0-9_]{1,128}")  # immudb's own rule: lower-case letters, digits, underscore
 _USER_RE = re.compile(r"[A-Za-z0-9_.\-]{1,63}")
 _URL_FORM = "immudb://USER@HOST:PORT/DATABASE"
-MAX_PASSWORD_FILE = 64 << 10  # a password, perhaps with a trailing newline
 _PASSWORD_HINT = "set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE, never a command-line argument"
 
 
@@ -73,55 +70,6 @@ def parse_url(url: str) -> ImmudbTarget:
             hint=f"use {_URL_FORM}, e.g. immudb://immudb@127.0.0.1:3322/defaultdb",
         )
     return ImmudbTarget(user=user, host=host.lower(), port=port or DEFAULT_PORT, database=database)
-
-
-def _read_named_file(variable: str, path: str, limit: int) -> bytes:
-    """The bytes of the file an environment variable names, bounded and regular files only: a FIFO or
-    /dev/zero given as a secret file is one usage line, never a hung or memory-filling client."""
-    try:
-        return read_regular(path, limit, "file", error=UsageError)
-    except UsageError as exc:
-        raise UsageError(f"cannot read {variable}: {exc.message}") from None
-
-
-def read_password(user: str) -> str:
-    """The password from NOTARY_IMMUDB_PASSWORD, else from the file NOTARY_IMMUDB_PASSWORD_FILE names."""
-    value = os.environ.get("NOTARY_IMMUDB_PASSWORD")
-    if value:
-        return value
-    path = os.environ.get("NOTARY_IMMUDB_PASSWORD_FILE")
-    if path:
-        try:
-            value = _read_named_file("NOTARY_IMMUDB_PASSWORD_FILE", path, MAX_PASSWORD_FILE).decode()
-            value = value.rstrip("\r\n")
-        except UnicodeDecodeError as exc:
-            raise UsageError(f"NOTARY_IMMUDB_PASSWORD_FILE {path} is not UTF-8 text") from exc
-        if not value:
-            raise UsageError(f"NOTARY_IMMUDB_PASSWORD_FILE {path} is empty", hint=_PASSWORD_HINT)
-        return value
-    raise UsageError(f"no password for immudb user {user}", hint=_PASSWORD_HINT)
-
-
-def read_timeout() -> float:
-    raw = os.environ.get("NOTARY_IMMUDB_TIMEOUT")
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise UsageError(f"NOTARY_IMMUDB_TIMEOUT={raw!r} is not a number of seconds between 0 and 3600")
-    return value
-
-
-def read_server_key() -> str | None:
-    """The server's state-signing public key (PEM) named by NOTARY_IMMUDB_SERVER_KEY, normalised."""
-    path = os.environ.get("NOTARY_IMMUDB_SERVER_KEY")
-    if not path:
-        return None
-    data = _read_named_file("NOTARY_IMMUDB_SERVER_KEY", path, MAX_KEY)
-    return normalise_public_key(data, source=f"NOTARY_IMMUDB_SERVER_KEY {path}")
 
 
 def normalise_public_key(pem: bytes, *, source: str) -> str:

@@ -19,7 +19,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 from base64 import b64encode
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -30,7 +29,7 @@ from notary import jsonsafe
 from notary.errors import InputError, LedgerUnavailableError, ProofError, RollbackError
 from notary.ledger.base import WriteReceipt
 from notary.ledger.immudb import _wire as wire
-from notary.ledger.immudb._conn import ImmudbTarget, parse_url, read_password, read_timeout
+from notary.ledger.immudb._conn import ImmudbTarget, parse_url
 from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway, read_ca
 from notary.ledger.immudb._proofs import ImmuState, StateKeeper, check_new_tx, empty_state, header_time
 from notary.ledger.immudb._replay import (
@@ -45,6 +44,7 @@ from notary.ledger.immudb._replay import (
 from notary.ledger.immudb._token import cached_token, save_token, usable_token
 from notary.ledger.immudb._verify import DualProof, dual_proof_holds, entry_included
 from notary.ledger.immudb.ledger import _PAGE, ImmudbLedger, _key_bytes
+from notary.ledger.settings import ImmudbSettings
 from notary.ledger.trust import TrustStore
 
 if TYPE_CHECKING:
@@ -83,25 +83,27 @@ class GatewayLedger(ImmudbLedger):
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
              mirror: bool = False, replica_of: str | None = None, gateway: str | None = None,
-             gateway_ca: str | None = None) -> ImmudbLedger:
-        """gateway_ca: a PEM CA bundle file for an https:// gateway (default: NOTARY_IMMUDB_GATEWAY_CA, else
-        the system's CA store). A replica (replica_of) is read over gRPC: its gateway is not configured."""
+             gateway_ca: str | None = None, settings: ImmudbSettings | None = None) -> ImmudbLedger:
+        """gateway_ca: a PEM CA bundle file for an https:// gateway (default: the settings', else the system's
+        CA store). A replica (replica_of) is read over gRPC: its gateway is not configured."""
+        settings = settings if settings is not None else ImmudbSettings.load()
         if not gateway or replica_of:
-            return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror, replica_of=replica_of)
+            return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror, replica_of=replica_of,
+                                     settings=settings)
         if mirror and not getattr(cls, "mirrored", False):
             from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
 
             return MirroredGatewayLedger.open(url, trust=trust, password=password, mirror=True, gateway=gateway,
-                                              gateway_ca=gateway_ca)
+                                              gateway_ca=gateway_ca, settings=settings)
         target = parse_url(url)
         address = parse_gateway(gateway)
-        ca_file = gateway_ca or os.environ.get("NOTARY_IMMUDB_GATEWAY_CA")
+        ca_file = gateway_ca or settings.gateway_ca
         tls = read_ca(ca_file, address) if ca_file else None
-        secret = password if password is not None else read_password(target.user)
-        ledger = cls(target, trust or TrustStore(), read_timeout())
+        secret = password if password is not None else settings.password(target.user)
+        ledger = cls(target, trust or TrustStore(), settings.timeout)
         ledger._gateway = address
         ledger._tls = tls
-        ledger._start(secret)
+        ledger._start(secret, settings.server_key())
         return ledger
 
     # transport: connection, identity, login ------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 from notary.errors import InputError, LedgerUnavailableError, ProofError, RollbackError, UsageError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
-from notary.ledger.immudb._conn import parse_url, read_password, read_server_key, read_timeout
+from notary.ledger.immudb._conn import parse_url
 from notary.ledger.immudb._proofs import (
     ImmuState,
     check_linear_advance,
@@ -33,6 +33,7 @@ from notary.ledger.immudb._proofs import (
     verify_tx_tofu,
 )
 from notary.ledger.immudb._session import ImmudbSession, _detail
+from notary.ledger.settings import ImmudbSettings
 from notary.ledger.trust import TrustStore
 
 _PAGE = 1000  # immudb's largest scan/history page
@@ -44,29 +45,32 @@ class ImmudbLedger(ImmudbSession):
 
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
-             mirror: bool = False, replica_of: str | None = None) -> ImmudbLedger:
+             mirror: bool = False, replica_of: str | None = None,
+             settings: ImmudbSettings | None = None) -> ImmudbLedger:
         """Connect, log in, and check the server against this client's trusted state (TOFU on first contact).
 
         mirror=True keeps a local, fully verified replay of the ledger beside the trusted state and checks
         every read against it (notary.ledger.immudb.mirror): the one way to know a read shows the newest
         version, or that a key is absent. It costs a catch-up of the new transactions per read.
+        settings: the password source, timeout and server key (notary.ledger.settings; default: the
+        environment's).
         """
+        settings = settings if settings is not None else ImmudbSettings.load()
         if mirror:
             from notary.ledger.immudb._mirrored import MirroredImmudbLedger
 
             if not issubclass(cls, MirroredImmudbLedger):
                 return MirroredImmudbLedger.open(url, trust=trust, password=password, mirror=True,
-                                                 replica_of=replica_of)
+                                                 replica_of=replica_of, settings=settings)
         target = parse_url(url)
-        secret = password if password is not None else read_password(target.user)
-        ledger = cls(target, trust or TrustStore(), read_timeout())
+        secret = password if password is not None else settings.password(target.user)
+        ledger = cls(target, trust or TrustStore(), settings.timeout)
         ledger.replica_of = replica_of
-        ledger._start(secret)
+        ledger._start(secret, settings.server_key())
         return ledger
 
-    def _start(self, password: str) -> None:
+    def _start(self, password: str, configured_key: str | None) -> None:
         """Connect, log in, check the server against trust and get ready; on any failure, close and raise."""
-        configured_key = read_server_key()
         try:
             with self._guard("connect"):
                 self._connect(password, configured_key)
