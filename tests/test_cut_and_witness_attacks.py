@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from notary.ledger.partitioned._route import partition_of
-from tests.support.cli import Notary
 from tests.support.cli import last_line as _last
+from tests.support.ledgers import EmbeddedPartitions
 from tests.support.ledgers import partitioned_url as _url
 
 
@@ -29,19 +29,8 @@ def _pause() -> None:
     time.sleep(0.02)  # embedded members keep microseconds: a few ms apart is "before" and "after"
 
 
-class Part:
+class Part(EmbeddedPartitions):
     """Three embedded members as one partitioned ledger, a key, notarized files."""
-
-    def __init__(self, root: Path, count: int = 3) -> None:
-        self.root = root
-        self.paths = [root / f"p{n}.db" for n in range(count)]
-        self.members = [p.as_uri() for p in self.paths]
-        self.url = _url(self.members)
-        self.notary = Notary(root / "ci", ledger_url=self.url)
-        self.notary.root.mkdir(parents=True)
-        self.notary.run("ledger", "init")
-        self.key = self.notary.key()
-        self.pub = f"{self.key}.pub"
 
     def files(self, count: int, job_id: str) -> list[Path]:
         out = []

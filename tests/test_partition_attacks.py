@@ -17,22 +17,15 @@ import pytest
 from notary.ledger.partitioned._route import LAYOUT_KEY, partition_of
 from tests.support.cli import Notary
 from tests.support.cli import last_line as _last
+from tests.support.ledgers import EmbeddedPartitions
 from tests.support.ledgers import partitioned_url as _url
 
 
-class Setup:
+class Setup(EmbeddedPartitions):
     """Three embedded members initialized as one partitioned ledger, a key, and six notarized files."""
 
     def __init__(self, root: Path, count: int = 3) -> None:
-        self.root = root
-        self.paths = [root / f"p{n}.db" for n in range(count)]
-        self.members = [p.as_uri() for p in self.paths]
-        self.url = _url(self.members)
-        self.notary = Notary(root / "ci", ledger_url=self.url)
-        self.notary.root.mkdir(parents=True)
-        self.notary.run("ledger", "init")
-        self.key = self.notary.key()
-        self.pub = f"{self.key}.pub"
+        super().__init__(root, count)
         self.digests = self.notarize(6, "j1")
 
     def notarize(self, count: int, job_id: str, notary: Notary | None = None) -> list[str]:

@@ -49,3 +49,20 @@ def _partitioned(server: object, tmp_path: Path) -> str:
     finally:
         ledger.close()
     return url
+
+
+class EmbeddedPartitions:
+    """`count` embedded members set up as one partitioned ledger (`ledger init`), its user and a key."""
+
+    def __init__(self, root: Path, count: int = 3) -> None:
+        from tests.support.cli import Notary
+
+        self.root = root
+        self.paths = [root / f"p{n}.db" for n in range(count)]
+        self.members = [p.as_uri() for p in self.paths]
+        self.url = partitioned_url(self.members)
+        self.notary = Notary(root / "ci", ledger_url=self.url)
+        self.notary.root.mkdir(parents=True)
+        self.notary.run("ledger", "init")
+        self.key = self.notary.key()
+        self.pub = f"{self.key}.pub"
