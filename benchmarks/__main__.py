@@ -258,6 +258,9 @@ def _immudb(work: Path, verify_runs: int, writes: int, gate: bool, mirror_tx: in
         from benchmarks import sync as bench_sync  # an edge's records to this server (goal >= 1000 records/s)
 
         out["sync"] = _optional(lambda: bench_sync.bench(work / "sync", url, password))
+        from benchmarks import evidence as bench_evidence  # an immudb bundle offline (goal: under 100 ms CPU)
+
+        out["evidence"] = _optional(lambda: bench_evidence.bench_immudb(work / "immudb-evidence", url, password))
         from benchmarks import partitions as bench_partitions  # three databases as one ledger, against one
 
         out["partitions"] = _optional(lambda: bench_partitions.bench(work / "partitions", url, password))

@@ -69,6 +69,32 @@ def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     return [_range_root(leaves, lo, hi) for lo, hi in inclusion_ranges(index, n)]
 
 
+def inclusion_proofs(leaves: Sequence[bytes], indices: Sequence[int]) -> dict[int, list[bytes]]:
+    """PATH(i, D[n]) for each i in indices from one pass over the leaves: the tree is built level by level (an
+    odd node promoted unchanged, which is RFC 9162's left-balanced shape), then each path is read off it, so a
+    bundle of many proofs over a large tree costs O(n) hashes once, not once per proof."""
+    n = len(leaves)
+    bad = [i for i in indices if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"index {bad[0]} outside tree of size {n}")
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        prev = levels[-1]
+        nxt = [node_hash(prev[i], prev[i + 1]) for i in range(0, len(prev) - 1, 2)]
+        if len(prev) % 2:
+            nxt.append(prev[-1])
+        levels.append(nxt)
+    out: dict[int, list[bytes]] = {}
+    for index in indices:
+        path, i = [], index
+        for level in levels[:-1]:
+            if i ^ 1 < len(level):
+                path.append(level[i ^ 1])
+            i >>= 1
+        out[index] = path
+    return out
+
+
 def consistency_proof(leaves: Sequence[bytes], size1: int) -> list[bytes]:
     """PROOF(size1, D[n]) over an in-memory list of leaf hashes (RFC 9162 2.1.4.1), 0 < size1 <= n."""
     n = len(leaves)

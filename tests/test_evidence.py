@@ -317,14 +317,15 @@ def test_export_refuses_a_checkpoint_of_another_history(auditor: Auditor, tmp_pa
     assert not (tmp_path / "b.json").exists()
 
 
-def test_export_from_immudb_is_a_usage_error_not_a_weaker_bundle(immudb_server: ImmudbServer, tmp_path: Path) -> None:
+def test_export_from_immudb_without_the_operator_key_is_a_usage_error_not_a_weaker_bundle(
+        immudb_server: ImmudbServer, tmp_path: Path) -> None:
     user = Notary(tmp_path, ledger_url=fresh_immudb_url(immudb_server))
     user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
     key = user.key()
     artifact, _ = user.notarize_file(key, b"on immudb\n")
     result = user.run("evidence", "export", str(artifact), "-o", str(tmp_path / "b.json"), "--key", f"{key}.pub",
                       expect=2)
-    assert "embedded ledger" in result.err and not (tmp_path / "b.json").exists()
+    assert "--sign-key" in result.err and not (tmp_path / "b.json").exists()
 
 
 def test_digest_the_auditor_holds_is_decided_and_a_bundle_about_another_is_refused(

@@ -181,3 +181,18 @@ def test_sizes_of_the_wrong_type_are_refused_as_proof_errors(bad: object) -> Non
         merkle.verify_inclusion(leaves[0], bad, 2, [leaves[1]], root)  # type: ignore[arg-type]
     with pytest.raises(ProofError, match="must be an integer"):
         merkle.verify_consistency(bad, 2, leaves[0], root, [leaves[1]])  # type: ignore[arg-type]
+
+
+def test_batched_inclusion_proofs_are_the_rfc_9162_paths() -> None:
+    """merkle.inclusion_proofs builds the tree level by level (odd node promoted); every path it reads off must
+    be the one RFC 9162's recursive definition gives, for every index of every size up to 70."""
+    import hashlib
+
+    from notary import merkle as m
+
+    for n in range(1, 71):
+        leaves = [m.leaf_hash(hashlib.sha256(bytes([n, i])).digest()) for i in range(n)]
+        paths = m.inclusion_proofs(leaves, list(range(n)))
+        for i in range(n):
+            assert paths[i] == m.inclusion_proof(leaves, i), (n, i)
+            m.verify_inclusion(leaves[i], i, n, paths[i], m.root(leaves))

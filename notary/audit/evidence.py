@@ -26,6 +26,10 @@ from typing import Any
 from notary import jsonsafe, keys, records
 from notary.audit import checkpoints
 from notary.audit import note as notes
+from notary.audit.bundle_fields import integer as _int
+from notary.audit.bundle_fields import listed as _list
+from notary.audit.bundle_fields import mapping as _mapping
+from notary.audit.bundle_fields import string as _str
 from notary.errors import InputError, IntegrityError, ProofError, UsageError
 from notary.ledger.base import Entry, HistoryReader, Ledger, LedgerInfo, TreeHead
 from notary.ledger.embedded import _codec as codec
@@ -58,7 +62,8 @@ class _Recording:
 
 
 def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str,
-           *, checkpoint_notes: Sequence[notes.Note] = (), require: Sequence[Any] = ()) -> dict[str, Any]:
+           *, checkpoint_notes: Sequence[notes.Note] = (), require: Sequence[Any] = (),
+           sign_key: Any = None) -> dict[str, Any]:
     """The bundle of what verify_digest reads for each digest, every proof against one head; with each
     checkpoint (checked against the ledger first: a split view is a ProofError) a consistency proof to it.
     The trusted keys' attestations about each digest come along (their attestation index and every type it
@@ -66,12 +71,14 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     from notary.ledger.embedded import EmbeddedLedger
 
     if not isinstance(ledger, EmbeddedLedger):
-        raise UsageError("evidence bundles are available for the embedded ledger (docs/evidence.md)")
+        return _export_immudb(ledger, digests, trusted, subject, checkpoint_notes, require, sign_key)
+    if sign_key is not None:
+        raise UsageError("an embedded ledger's bundle is signed by the ledger's own key: drop --sign-key")
     tks = as_trusted(trusted)
     for _ in range(5):
         rec = _Recording(ledger)
-        decisions = [_required(rec, verify_digest(rec, d, tks), tks, require) for d in digests]
-        attested = [a for d in digests for a in _attested(rec, d, tks, require)]
+        decisions = [required_decision(rec, verify_digest(rec, d, tks), tks, require) for d in digests]
+        attested = [a for d in digests for a in attested_by(rec, d, tks, require)]
         head = ledger.info().head
         if head.map_root is None:
             raise UsageError("a format v1 ledger cannot prove a key absent", hint="run `notary ledger upgrade`")
@@ -103,6 +110,21 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
         "absent": {k: a["key_index"] for k, a in sorted(absent.items()) if a},
         "consistency": consistency,
     }
+
+
+def _export_immudb(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey],
+                   subject: str, checkpoint_notes: Sequence[notes.Note], require: Sequence[Any],
+                   sign_key: Any) -> dict[str, Any]:
+    if not str(getattr(ledger, "url", "")).startswith("immudb:"):
+        raise UsageError("evidence bundles address one ledger: an embedded file or an immudb database (export "
+                         "from the partition member that holds the digest)")
+    if sign_key is None:
+        raise UsageError("an immudb bundle's head is a checkpoint signed by the operator's key: pass --sign-key FILE",
+                         hint="the key of `notary ledger checkpoint --sign-key`; auditors pin its --vkey")
+    from notary.audit import immudb_evidence
+
+    return immudb_evidence.export(ledger, digests, trusted, subject, operator=sign_key,
+                                  checkpoint_notes=checkpoint_notes, require=require)
 
 
 def _entry_json(e: Entry) -> dict[str, Any]:
@@ -213,37 +235,23 @@ class Replay(HistoryReader):
         return cp.size
 
 
-def _mapping(v: Any) -> Mapping[str, Any]:
-    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
-        raise ValueError("an object was expected")
-    return v
-
-
-def _list(v: Any) -> list[Any]:
-    if not isinstance(v, list):
-        raise ValueError("a list was expected")
-    return v
-
-
-def _str(v: Any) -> str:
-    if not isinstance(v, str):
-        raise ValueError("a string was expected")
-    return v
-
-
-def _int(v: Any) -> int:
-    if type(v) is not int or not 0 <= v < 1 << 63:
-        raise ValueError("a non-negative integer was expected")
-    return v
-
-
-def load(data: bytes, ledger_id: str | None = None) -> Replay:
+def load(data: bytes, ledger_id: str | None = None, log_vkey: str | None = None) -> Any:
+    """The bundle's replay (Replay, or immudb_evidence.ImmudbReplay for an immudb ledger's bundle)."""
     if len(data) > MAX_BUNDLE:
         raise ProofError(f"the evidence bundle is over {MAX_BUNDLE} bytes")
-    return Replay(jsonsafe.loads_object(data, "evidence bundle", error=ProofError), ledger_id)
+    bundle = jsonsafe.loads_object(data, "evidence bundle", error=ProofError)
+    ledger = bundle.get("ledger")
+    if isinstance(ledger, dict) and ledger.get("backend") == "immudb":
+        from notary.audit.immudb_evidence import ImmudbReplay
+
+        return ImmudbReplay(bundle, ledger_id, log_vkey)
+    if log_vkey is not None:
+        raise UsageError("--log-vkey pins an immudb ledger's operator key; an embedded bundle is pinned by "
+                         "--ledger-id or --checkpoint")
+    return Replay(bundle, ledger_id)
 
 
-def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey],
+def decide(replay: Any, trusted: Sequence[keys.PublicKey | TrustedKey],
            digests: Sequence[str] = (), require: Sequence[Any] = ()) -> list[Decision]:
     """The decision of verify_digest on the bundle's answers, for the digests the auditor names (the image
     they hold: a bundle that does not cover one is a ProofError) or else every digest the bundle names. A
@@ -260,10 +268,10 @@ def decide(replay: Replay, trusted: Sequence[keys.PublicKey | TrustedKey],
     if unasked:
         raise UsageError(f"the bundle was not exported with --require {unasked[0]}",
                          hint="export it with --require for every predicate type you require")
-    return [_required(replay, verify_digest(replay, d, tks), tks, require) for d in wanted]
+    return [required_decision(replay, verify_digest(replay, d, tks), tks, require) for d in wanted]
 
 
-def _required(reader: HistoryReader, decision: Decision, trusted: Sequence[TrustedKey],
+def required_decision(reader: HistoryReader, decision: Decision, trusted: Sequence[TrustedKey],
               require: Sequence[Any]) -> Decision:
     """The decision, refused when an allowed digest lacks a required attestation (notary.attest.unmet)."""
     if not require or not decision.allowed:
@@ -275,7 +283,7 @@ def _required(reader: HistoryReader, decision: Decision, trusted: Sequence[Trust
                                                               reason=missing)
 
 
-def _attested(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey],
+def attested_by(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey],
               require: Sequence[Any]) -> list[dict[str, Any]]:
     """Each trusted key's attestations about digest, read (so the bundle carries them, with their proofs):
     the types its attestation index names, and the required ones (whose absence is then proven too)."""

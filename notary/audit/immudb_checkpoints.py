@@ -7,6 +7,10 @@ of an immudb ledger at transaction N is size N and that root, computed by the cl
 (every Alh re-derived from the entries and chained to the trusted state), and a witness checks it with the
 plain RFC 6962 consistency proofs it checks for any log.
 
+The checkpoint also carries notary's key index of the ledger at that size (notary/ledger/immudb/key_index.py) as
+the extension line `notary-key-index <base64>`, as an embedded checkpoint does: the root evidence bundles prove
+completeness and absence against. A checkpoint without it (made before it existed) still checks as a log head.
+
 Who signs: immudb's state signature is ECDSA over immudb's own state message, not a signed-note key, so an
 immudb checkpoint is signed by an operator's Ed25519 key (`--sign-key`), named by the ledger id. The key
 vouches only that its holder saw this head; the tree is the ledger's.
@@ -14,6 +18,8 @@ vouches only that its holder saw this head; the tree is the ledger's.
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -22,6 +28,7 @@ from notary import merkle
 from notary.audit import note as notes
 from notary.errors import ProofError, UsageError
 from notary.ledger.base import Ledger, TreeHead
+from notary.ledger.immudb import key_index
 
 
 class ImmudbLog:
@@ -32,12 +39,22 @@ class ImmudbLog:
         if mirror is None:
             raise UsageError("a checkpoint of an immudb ledger is computed from the verified mirror, which is off",
                              hint="unset NOTARY_IMMUDB_MIRROR=0 / [immudb] mirror = false")
+        self.mirror = mirror
         self.head: TreeHead = ledger.info().head  # catches the mirror up to the verified head
         self.origin = self.head.ledger_id
         self.leaves = [merkle.leaf_hash(alh) for alh in mirror.alhs(self.head.tx)]
+        self._indexes: dict[int, key_index.KeyIndex] = {}
 
-    def checkpoint(self) -> notes.Checkpoint:
-        return notes.Checkpoint(self.origin, len(self.leaves), merkle.root(self.leaves), ())
+    def key_index(self, size: int | None = None) -> key_index.KeyIndex:
+        size = len(self.leaves) if size is None else size
+        if size not in self._indexes:
+            self._indexes[size] = key_index.build(self.mirror, size)
+        return self._indexes[size]
+
+    def checkpoint(self, size: int | None = None) -> notes.Checkpoint:
+        size = len(self.leaves) if size is None else size
+        ext = (notes.KEY_INDEX_EXTENSION + base64.b64encode(self.key_index(size).root).decode(),)
+        return notes.Checkpoint(self.origin, size, merkle.root(self.leaves[:size]), ext)
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         return merkle.consistency_proof(self.leaves[:new], old)
@@ -50,11 +67,32 @@ class ImmudbLog:
         if checkpoint.size > len(self.leaves):
             raise ProofError(f"the checkpoint is at size {checkpoint.size}, beyond this client's verified head "
                              f"(tx {len(self.leaves)}): read the ledger again, or it was shown another history")
-        if checkpoint.extensions:
-            raise ProofError("an immudb checkpoint carries no extension lines")
-        if merkle.root(self.leaves[:checkpoint.size]) != checkpoint.root:
-            raise ProofError(f"split view: the checkpoint at size {checkpoint.size} carries another root than this "
-                             f"ledger's binary linking tree over its first {checkpoint.size} transactions")
+        check_tree(self.mirror, checkpoint, self.leaves[:checkpoint.size], self.key_index)
+
+
+def check_tree(mirror: Any, checkpoint: notes.Checkpoint, leaves: list[bytes] | None = None,
+               index: Callable[[int], key_index.KeyIndex] | None = None, *, with_index: bool = True) -> None:
+    """ProofError unless the checkpoint's root is the binary linking tree over the mirror's first `size`
+    transactions and its key-index line (if any: the only extension an immudb checkpoint may carry) the key
+    index recomputed at that size. A wrong key index is a split view even when the log agrees: it is what
+    evidence bundles prove completeness against. with_index=False (the resident gate, which decides from the
+    mirror and must not stall for a whole-ledger build) checks the log only; audits check both."""
+    size = checkpoint.size
+    if any(not line.startswith(notes.KEY_INDEX_EXTENSION) for line in checkpoint.extensions) or len(
+            checkpoint.extensions) > 1:
+        raise ProofError("an immudb checkpoint carries no extension line but its key-index root: this one is "
+                         "not the ledger's")
+    if leaves is None:
+        leaves = [merkle.leaf_hash(alh) for alh in mirror.alhs(size)]
+    if merkle.root(leaves) != checkpoint.root:
+        raise ProofError(f"split view: the checkpoint at size {size} carries another root than this "
+                         f"ledger's binary linking tree over its first {size} transactions")
+    claimed = checkpoint.key_index_root
+    if claimed is not None and with_index:
+        built = index(size) if index is not None else key_index.build(mirror, size)
+        if built.root != claimed:
+            raise ProofError(f"split view of the key index: the checkpoint at size {size} carries another "
+                             f"key-index root than this ledger's keys as of transaction {size}")
 
 
 def operator_key(path: str) -> Ed25519PrivateKey:

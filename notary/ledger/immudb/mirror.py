@@ -333,6 +333,16 @@ class Mirror:
                 found.append(name)
         return sorted(found)
 
+    def plain_entries(self, as_of: int) -> Iterator[tuple[bytes, int, bytes, bytes, int]]:
+        """(raw key, tx, metadata, value hash, tx format) of every plain key/value entry up to as_of, ordered by
+        key then tx: the rows notary's key index of this ledger is built from (key_index)."""
+        with self._sql("read"):
+            rows = self._db.execute(
+                "SELECT e.key, e.tx, e.md, e.hvalue, t.version FROM entries e JOIN txs t ON t.id = e.tx "
+                "WHERE e.key >= x'00' AND e.key < x'01' AND e.tx <= ? ORDER BY e.key, e.tx", (as_of,)).fetchall()
+        for raw, tx, md, hvalue, version in rows:
+            yield bytes(raw), int(tx), bytes(md), bytes(hvalue), int(version)
+
     def tx_entries(self, tx: int) -> list[EntryRow]:
         """Every entry of transaction tx as the replay stored it (raw key, metadata, value hash, length)."""
         with self._sql("read"):
