@@ -338,3 +338,19 @@ def test_digest_the_auditor_holds_is_decided_and_a_bundle_about_another_is_refus
     _, other_digest = auditor.user.notarize_file(auditor.key, b"another release\n", name="other.bin", job_id="j2")
     swapped = auditor.verify(bundle, "--digest", other_digest, expect=3)  # a trusted bundle passed off as another's
     assert "leaves out" in swapped.err
+
+
+def test_bundle_from_a_partition_member_is_refused_at_export(tmp_path: Path) -> None:
+    """One member cannot prove what the others hold about the identities tied to a digest: exporting through
+    a member's URL (or the partitioned URL) is exit 2 with nothing written, not a bundle that looks complete."""
+    from tests.support.ledgers import EmbeddedPartitions
+
+    part = EmbeddedPartitions(tmp_path / "part")
+    artifact = part.notary.root / "app.bin"
+    artifact.write_bytes(b"partitioned release\n")
+    part.notary.run("notarize", str(artifact), "--job-id", "j1", "--key", str(part.key))
+    for url in (part.url, *part.members):
+        out = tmp_path / "b.json"
+        result = part.notary.run("--ledger", url, "evidence", "export", str(artifact), "-o", str(out), "--key",
+                                 part.pub, expect=2)
+        assert "partition" in result.err and not out.exists(), result.err

@@ -312,3 +312,10 @@ def test_hostile_shapes_inside_an_immudb_bundle_are_exit_3(auditor: ImmudbAudito
     revoked.write_text(original)
     unpinned = auditor.verify(edit(revoked, lambda b: b["ledger"].__setitem__("log_vkey", 5)), pin=False, expect=3)
     assert "malformed" in unpinned.err
+
+
+def test_bundle_without_the_proof_that_its_ledger_is_no_partition_member_is_refused(auditor: ImmudbAuditor,
+                                                                                     revoked: Path) -> None:
+    data = json.loads(revoked.read_text())
+    assert "partition/layout" in data["absent"], "every immudb bundle proves its ledger holds no layout"
+    auditor.tampered(edit(revoked, lambda b: b["absent"].pop("partition/layout")), "partitioned")

@@ -36,6 +36,7 @@ from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _map
 from notary.ledger.embedded._store import EntryRow, HeadRow
 from notary.ledger.embedded._verify import Verifier
+from notary.ledger.partitioned._route import LAYOUT_KEY
 from notary.status import as_trusted
 from notary.verify import Decision, TrustedKey, verify_digest
 
@@ -77,6 +78,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     tks = as_trusted(trusted)
     for _ in range(5):
         rec = _Recording(ledger)
+        refuse_member(rec)
         decisions = [required_decision(rec, verify_digest(rec, d, tks), tks, require) for d in digests]
         attested = [a for d in digests for a in attested_by(rec, d, tks, require)]
         head = ledger.info().head
@@ -112,12 +114,24 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     }
 
 
+def refuse_member(reader: HistoryReader) -> None:
+    """A partition member's bundle cannot stand alone: the identities a decision ties to a digest may live in
+    other members, where this one proves nothing. The layout key's absence (or its history) goes into the
+    bundle with the rest, so verify can tell too."""
+    from notary.ledger.partitioned._route import LAYOUT_KEY
+
+    if reader.history(LAYOUT_KEY):
+        raise UsageError("this ledger is a member of a partitioned ledger: its bundle could not prove what other "
+                         "members hold about the identities tied to the subject",
+                         hint="evidence bundles are not yet available for partitioned ledgers (docs/evidence.md)")
+
+
 def _export_immudb(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey],
                    subject: str, checkpoint_notes: Sequence[notes.Note], require: Sequence[Any],
                    sign_key: Any) -> dict[str, Any]:
     if not str(getattr(ledger, "url", "")).startswith("immudb:"):
-        raise UsageError("evidence bundles address one ledger: an embedded file or an immudb database (export "
-                         "from the partition member that holds the digest)")
+        raise UsageError("evidence bundles address one ledger, an embedded file or an immudb database; they are "
+                         "not yet available for partitioned ledgers (a decision reads keys of several members)")
     if sign_key is None:
         raise UsageError("an immudb bundle's head is a checkpoint signed by the operator's key: pass --sign-key FILE",
                          hint="the key of `notary ledger checkpoint --sign-key`; auditors pin its --vkey")
@@ -164,6 +178,9 @@ class Replay(HistoryReader):
                 if self.verifier.check_index(key, _map.MapProof.from_json(_mapping(proof)), self.head) is not None:
                     raise ProofError(f"the bundle's absence proof of {key!r} names a version of it")
                 self._histories[key] = []
+            if self._histories.get(LAYOUT_KEY):
+                raise ProofError("the bundle is from a member of a partitioned ledger, which cannot prove what "
+                                 "the other members hold")
             self.digests = [records.check_digest(_str(d)) for d in _list(bundle["digests"])]
             self.signers = [_str(s) for s in _list(bundle.get("signers", []))]
             self.subject = _str(bundle.get("subject", ""))

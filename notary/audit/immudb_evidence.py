@@ -39,6 +39,7 @@ from notary.ledger.base import Entry, HistoryReader, Ledger, LedgerInfo, TreeHea
 from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _map
 from notary.ledger.immudb._replay import EMPTY_ALH, SET_KEY_PREFIX, TxRow, alh, entry_digest, value_hash
+from notary.ledger.partitioned._route import LAYOUT_KEY
 from notary.status import as_trusted
 from notary.verify import TrustedKey, verify_digest
 
@@ -69,7 +70,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     """The bundle of what verify_digest reads for each digest, as of the verified head, under a checkpoint of
     that head signed by the operator key. Each auditor checkpoint (signed by that key) is first checked
     against the ledger (a split view is a ProofError), then a consistency proof to it goes in."""
-    from notary.audit.evidence import FORMAT, attested_by, required_decision
+    from notary.audit.evidence import FORMAT, attested_by, refuse_member, required_decision
     from notary.audit.immudb_checkpoints import ImmudbLog, verifier
 
     imlog = ImmudbLog(ledger)
@@ -82,6 +83,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     head = TreeHead(imlog.origin, size, cp.root, size, imlog.head.time, None, index.root)
     tks = as_trusted(trusted)
     rec = _AsOf(ledger, head)
+    refuse_member(rec)
     decisions = [required_decision(rec, verify_digest(rec, d, tks), tks, require) for d in digests]
     attested = [a for d in digests for a in attested_by(rec, d, tks, require)]
     consistency = []
@@ -178,6 +180,9 @@ class ImmudbReplay(HistoryReader):
                 if self._index(key, mapping(proof)) is not None:
                     raise ProofError(f"the bundle's absence proof of {key!r} names a version of it")
                 self._histories[key] = []
+            if self._histories.get(LAYOUT_KEY) != []:  # proven absent: exported from no partition member
+                raise ProofError("the bundle does not prove that its ledger is no member of a partitioned ledger "
+                                 "(one member cannot prove what the others hold)")
             self.digests = [_digest(string(d)) for d in listed(bundle["digests"])]
             self.signers = [string(s) for s in listed(bundle.get("signers", []))]
             self.subject = string(bundle.get("subject", ""))
