@@ -29,6 +29,8 @@ from notary.audit import note as notes
 from notary.errors import ProofError, UsageError
 from notary.ledger.base import Ledger, TreeHead
 from notary.ledger.immudb import key_index
+from notary.ledger.immudb.key_index import KeyIndex
+from notary.ledger.immudb.key_index_store import KeyIndexStore, StoredIndex
 
 
 class ImmudbLog:
@@ -43,13 +45,19 @@ class ImmudbLog:
         self.head: TreeHead = ledger.info().head  # catches the mirror up to the verified head
         self.origin = self.head.ledger_id
         self.leaves = [merkle.leaf_hash(alh) for alh in mirror.alhs(self.head.tx)]
-        self._indexes: dict[int, key_index.KeyIndex] = {}
+        self._store: KeyIndexStore | None = None
 
-    def key_index(self, size: int | None = None) -> key_index.KeyIndex:
+    def key_index(self, size: int | None = None) -> KeyIndex | StoredIndex:
+        """The key index at size (default: the verified head), from the store kept beside the mirror."""
         size = len(self.leaves) if size is None else size
-        if size not in self._indexes:
-            self._indexes[size] = key_index.build(self.mirror, size)
-        return self._indexes[size]
+        if self._store is None:
+            self._store = KeyIndexStore.open(self.mirror)
+        return self._store.at(size)
+
+    def key_index_root(self, size: int) -> bytes:
+        if self._store is None:
+            self._store = KeyIndexStore.open(self.mirror)
+        return self._store.root_at(size)
 
     def checkpoint(self, size: int | None = None) -> notes.Checkpoint:
         size = len(self.leaves) if size is None else size
@@ -67,11 +75,11 @@ class ImmudbLog:
         if checkpoint.size > len(self.leaves):
             raise ProofError(f"the checkpoint is at size {checkpoint.size}, beyond this client's verified head "
                              f"(tx {len(self.leaves)}): read the ledger again, or it was shown another history")
-        check_tree(self.mirror, checkpoint, self.leaves[:checkpoint.size], self.key_index)
+        check_tree(self.mirror, checkpoint, self.leaves[:checkpoint.size], self.key_index_root)
 
 
 def check_tree(mirror: Any, checkpoint: notes.Checkpoint, leaves: list[bytes] | None = None,
-               index: Callable[[int], key_index.KeyIndex] | None = None, *, with_index: bool = True) -> None:
+               index_root: Callable[[int], bytes] | None = None, *, with_index: bool = True) -> None:
     """ProofError unless the checkpoint's root is the binary linking tree over the mirror's first `size`
     transactions and its key-index line (if any: the only extension an immudb checkpoint may carry) the key
     index recomputed at that size. A wrong key index is a split view even when the log agrees: it is what
@@ -89,8 +97,8 @@ def check_tree(mirror: Any, checkpoint: notes.Checkpoint, leaves: list[bytes] | 
                          f"ledger's binary linking tree over its first {size} transactions")
     claimed = checkpoint.key_index_root
     if claimed is not None and with_index:
-        built = index(size) if index is not None else key_index.build(mirror, size)
-        if built.root != claimed:
+        built = index_root(size) if index_root is not None else key_index.build(mirror, size).root
+        if built != claimed:
             raise ProofError(f"split view of the key index: the checkpoint at size {size} carries another "
                              f"key-index root than this ledger's keys as of transaction {size}")
 

@@ -184,6 +184,7 @@ class MirroredImmudbLedger(ImmudbLedger):
         started = time.perf_counter()
         with self._guard("audit the immudb ledger"):
             self.mirror.verify()
+            self._verify_key_index()
             head = self._sync()
             added = self.last_catch_up[0]
             replayed = self._replay_against_mirror(head)
@@ -193,6 +194,17 @@ class MirroredImmudbLedger(ImmudbLedger):
             signatures_checked=1 if self._key and head else 0, replayed=replayed, added=added,
             seconds=time.perf_counter() - started, mirror=str(self.mirror.path),
         )
+
+    def _verify_key_index(self) -> None:
+        """The key index kept beside the mirror (checkpoints, evidence), if any: rebuilt whole and compared."""
+        from notary.ledger.immudb import key_index_store
+
+        if key_index_store.store_path(self.mirror).exists():
+            store = key_index_store.KeyIndexStore.open(self.mirror)
+            try:
+                store.verify()
+            finally:
+                store.close()
 
     # -- the comparison --------------------------------------------------------------------------------------
 

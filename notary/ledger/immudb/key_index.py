@@ -16,12 +16,14 @@ as the `notary-key-index` extension line of an immudb checkpoint, signed with th
 evidence bundle proves histories complete and keys absent against it (notary/audit/immudb_evidence.py).
 
 Revisions count as immudb counts them: indexed versions only (an entry marked non-indexable is no version).
-Built whole from the mirror's rows: O(n log n) for n keys, about a second per few hundred thousand keys here.
+A whole build from the mirror's rows runs at about 45,000 keys/s here; key_index_store keeps the map beside the
+mirror and catches it up per transaction, so checkpoints and exports pay for what is new.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from itertools import groupby
 
 from notary.ledger.embedded import _map
@@ -43,11 +45,19 @@ class _AllNodes(dict[_map.NodeId, _map.Node]):
 class KeyIndex:
     """The map over an immudb ledger's first `size` transactions, held whole in memory to prove keys from."""
 
-    def __init__(self, size: int, items: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, size: int, items: list[tuple[bytes, bytes]],
+                 emit: Callable[[_map.NodeId, _map.Node], None] | None = None) -> None:
         self.size = size
         self.keys = len(items)
         self._nodes = _AllNodes()
-        self.root = _map.build(items, self._nodes.__setitem__)
+        keep = self._nodes.__setitem__
+
+        def both(nid: _map.NodeId, node: _map.Node) -> None:
+            keep(nid, node)
+            assert emit is not None
+            emit(nid, node)
+
+        self.root = _map.build(items, keep if emit is None else both)
 
     def prove(self, key: str) -> _map.MapProof:
         """The path of key: to its newest version, or to where it would be (absent)."""
@@ -60,8 +70,9 @@ def value_of(revision: int, tx: int, digest: bytes) -> _map.MapValue:
     return _map.MapValue(revision, tx, digest)
 
 
-def build(mirror: Mirror, size: int) -> KeyIndex:
-    """The key index as of transaction `size`, from rows the mirror re-hashed and chained to trust."""
+def build(mirror: Mirror, size: int, emit: Callable[[_map.NodeId, _map.Node], None] | None = None) -> KeyIndex:
+    """The key index as of transaction `size`, from rows the mirror re-hashed and chained to trust; emit gets
+    every non-empty node (what a store keeps)."""
     items: list[tuple[bytes, bytes]] = []
     for raw, group in groupby(mirror.plain_entries(size), key=lambda r: r[0]):
         revision, newest = 0, None
@@ -73,4 +84,4 @@ def build(mirror: Mirror, size: int) -> KeyIndex:
             digest = entry_digest(version, (raw, md, hvalue, 0))  # the length is no part of the digest
             items.append((hashlib.sha256(raw[1:]).digest(), value_of(revision, tx, digest).encode()))
     items.sort()
-    return KeyIndex(size, items)
+    return KeyIndex(size, items, emit)

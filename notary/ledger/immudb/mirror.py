@@ -343,6 +343,16 @@ class Mirror:
         for raw, tx, md, hvalue, version in rows:
             yield bytes(raw), int(tx), bytes(md), bytes(hvalue), int(version)
 
+    def plain_entries_between(self, after_tx: int, upto_tx: int) -> list[tuple[int, bytes, bytes, bytes, int]]:
+        """(tx, raw key, metadata, value hash, tx format) of the plain entries of transactions after_tx+1..upto_tx,
+        in transaction order: what the key index store applies as it catches up."""
+        with self._sql("read"):
+            rows = self._db.execute(
+                "SELECT e.tx, e.key, e.md, e.hvalue, t.version FROM entries e JOIN txs t ON t.id = e.tx "
+                "WHERE e.tx > ? AND e.tx <= ? AND e.key >= x'00' AND e.key < x'01' ORDER BY e.tx, e.i",
+                (after_tx, upto_tx)).fetchall()
+        return [(int(tx), bytes(k), bytes(md), bytes(h), int(v)) for tx, k, md, h, v in rows]
+
     def tx_entries(self, tx: int) -> list[EntryRow]:
         """Every entry of transaction tx as the replay stored it (raw key, metadata, value hash, length)."""
         with self._sql("read"):
