@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -94,6 +95,9 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
         consistency.append({"size": old.size, "root_hash": old.root.hex(), "path": [p.hex() for p in path]})
     histories, txs = _histories(imlog.mirror, rec.histories, index)
     txs.add(size)
+    if len(txs) > MAX_TXS:
+        raise UsageError(f"the decision reads versions in {len(txs)} transactions, more than a bundle holds "
+                         f"({MAX_TXS})")
     alh_paths = merkle.inclusion_proofs(imlog.leaves, [t - 1 for t in sorted(txs)])
     return {
         "format": FORMAT, "subject": subject, "digests": list(digests),
@@ -192,7 +196,8 @@ class ImmudbReplay(HistoryReader):
                                 for c in listed(bundle.get("consistency", []))}
         except (ProofError, UsageError):
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, IntegrityError, InputError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, IntegrityError, InputError,
+                struct.error, OverflowError, OSError) as exc:
             raise ProofError(f"the evidence bundle is malformed: {getattr(exc, 'message', exc)}") from exc
 
     def _head(self, h: Mapping[str, Any], claimed: str, pinned: str | None) -> TreeHead:
@@ -220,6 +225,8 @@ class ImmudbReplay(HistoryReader):
                 raise ProofError(f"the bundle holds a transaction {name!r} outside its checkpoint's 1..{self.head.tx}")
             row = TxRow(tx, integer(t["ts"]), integer(t["version"]), bytes.fromhex(string(t["md"])),
                         integer(t["nentries"]), _hash(t["eh"]), integer(t["bl_tx"]), _hash(t["bl_root"]), b"")
+            if row.nentries >= (1 << (32 if row.version else 16)) or len(row.md) >= 1 << 16:
+                raise ValueError(f"its transaction {tx} has fields wider than immudb's header holds")
             link = alh(row, _hash(t["prev_alh"]))  # ProofError for a format this client does not know
             path = [_hash(p) for p in listed(t["alh_path"])]
             try:
