@@ -236,20 +236,26 @@ class Replay(HistoryReader):
         cosigned by min_witnesses of witnesses); returns its size. Not a prefix: a split view, ProofError."""
         log = checkpoints.log_verifier(self.head.ledger_id, self.verifier.public_raw)
         cp, _ = checkpoints.check(note, log, witnesses, min_witnesses)
-        if cp.size > self.head.tree_size:
-            raise UsageError(f"the checkpoint (size {cp.size}) is newer than the bundle's head (size "
-                             f"{self.head.tree_size})", hint="export the bundle again, with --checkpoint")
-        path: list[bytes] = []
-        if 0 < cp.size < self.head.tree_size:
-            if cp.size not in self.consistency:
-                raise UsageError(f"the bundle holds no consistency proof from size {cp.size}",
-                                 hint="export it with --checkpoint naming this checkpoint")
-            root, path = self.consistency[cp.size]
-            if root != cp.root:
-                raise ProofError(f"split view: the bundle proves consistency from another tree of size {cp.size} "
-                                 "than the checkpoint's")
-        checkpoints.consistent_with(cp, self.head, path)
-        return cp.size
+        return anchored(cp, self.head, self.consistency)
+
+
+def anchored(cp: notes.Checkpoint, head: TreeHead, consistency: Mapping[int, tuple[bytes, list[bytes]]]) -> int:
+    """The checkpoint's size, once the bundle's head is proven to extend it by the consistency proof the bundle
+    carries from that size (either backend). Not a prefix: a split view, ProofError."""
+    if cp.size > head.tree_size:
+        raise UsageError(f"the checkpoint (size {cp.size}) is newer than the bundle's head (size "
+                         f"{head.tree_size})", hint="export the bundle again, with --checkpoint")
+    path: list[bytes] = []
+    if 0 < cp.size < head.tree_size:
+        if cp.size not in consistency:
+            raise UsageError(f"the bundle holds no consistency proof from size {cp.size}",
+                             hint="export it with --checkpoint naming this checkpoint")
+        root, path = consistency[cp.size]
+        if root != cp.root:
+            raise ProofError(f"split view: the bundle proves consistency from another tree of size {cp.size} "
+                             "than the checkpoint's")
+    checkpoints.consistent_with(cp, head, path)
+    return cp.size
 
 
 def load(data: bytes, ledger_id: str | None = None, log_vkey: str | None = None) -> Any:

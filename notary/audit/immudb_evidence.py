@@ -283,24 +283,13 @@ class ImmudbReplay(HistoryReader):
     def check_checkpoint(self, note: notes.Note, witnesses: list[notes.Verifier], min_witnesses: int) -> int:
         """Prove the bundle's head extends a checkpoint the auditor trusts (signed by the operator key,
         cosigned by min_witnesses of witnesses); returns its size. Not a prefix: a split view, ProofError."""
+        from notary.audit.evidence import anchored
+
         cp, _ = checkpoints.check(note, self.log, witnesses, min_witnesses)
-        if cp.size > self.head.tree_size:
-            raise UsageError(f"the checkpoint (size {cp.size}) is newer than the bundle's head (size "
-                             f"{self.head.tree_size})", hint="export the bundle again, with --checkpoint")
         if cp.size == self.head.tree_size and cp.key_index_root not in (None, self.head.map_root):
             raise ProofError(f"split view of the key index: the checkpoint at size {cp.size} carries another "
                              "key-index root than the bundle's")
-        path: list[bytes] = []
-        if 0 < cp.size < self.head.tree_size:
-            if cp.size not in self.consistency:
-                raise UsageError(f"the bundle holds no consistency proof from size {cp.size}",
-                                 hint="export it with --checkpoint naming this checkpoint")
-            root, path = self.consistency[cp.size]
-            if root != cp.root:
-                raise ProofError(f"split view: the bundle proves consistency from another tree of size {cp.size} "
-                                 "than the checkpoint's")
-        checkpoints.consistent_with(cp, self.head, path)
-        return cp.size
+        return anchored(cp, self.head, self.consistency)
 
 
 def _hash(v: Any) -> bytes:
