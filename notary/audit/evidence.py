@@ -149,10 +149,52 @@ def _entry_json(e: Entry) -> dict[str, Any]:
     return out
 
 
-class Replay(HistoryReader):
-    """The bundle's answers, every one checked at load against the bundle's signed head; nothing else."""
+class BundleReplay(HistoryReader):
+    """What both backends' bundles share: the answers (histories, absence proofs) read and checked by the
+    backend's own _history and _absent, what the bundle says about itself, and the reads the decision makes."""
 
     url = "evidence:"
+    head: TreeHead
+
+    def _history(self, key: str, items: Sequence[Any]) -> list[Entry]:
+        raise NotImplementedError
+
+    def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
+        """What the key index, under the bundle's head, says of key by this proof (None: absent)."""
+        raise NotImplementedError
+
+    def _read_answers(self, bundle: Mapping[str, Any]) -> None:
+        histories, absent = _mapping(bundle["histories"]), _mapping(bundle["absent"])
+        if len(histories) + len(absent) > MAX_KEYS:
+            raise ValueError(f"it holds more than {MAX_KEYS} keys")
+        self._histories = {k: self._history(k, _list(v)) for k, v in histories.items()}
+        for key, proof in absent.items():
+            codec.check_key(key)
+            if key in self._histories:
+                raise ProofError(f"the bundle says {key!r} both has versions and has none")
+            if self._absent(key, _mapping(proof)) is not None:
+                raise ProofError(f"the bundle's absence proof of {key!r} names a version of it")
+            self._histories[key] = []
+        self.digests = [records.check_digest(_str(d)) for d in _list(bundle["digests"])]
+        self.signers = [_str(s) for s in _list(bundle.get("signers", []))]
+        self.subject = _str(bundle.get("subject", ""))
+        self.required = [_str(t) for t in _list(bundle.get("required", []))]
+        self.consistency = {_int(c["size"]): (bytes.fromhex(_str(c["root_hash"])),
+                                                   [bytes.fromhex(_str(p)) for p in _list(c["path"])])
+                            for c in _list(bundle.get("consistency", []))}
+
+    def history(self, key: str) -> list[Entry]:
+        if key not in self._histories:
+            raise ProofError(f"the evidence bundle leaves out {key!r}, which the decision reads: it was cut, or "
+                             "exported for other keys")
+        return self._histories[key]
+
+    def info(self) -> LedgerInfo:
+        return LedgerInfo(self.url, "evidence", self.head.ledger_id, self.head, None)
+
+
+class Replay(BundleReplay):
+    """An embedded ledger's bundle, every answer checked at load against its signed head; nothing else."""
 
     def __init__(self, bundle: Mapping[str, Any], ledger_id: str | None = None) -> None:
         try:
@@ -167,27 +209,10 @@ class Replay(HistoryReader):
             if ledger_id is not None and self.verifier.ledger_id != ledger_id:
                 raise ProofError(f"the bundle is from ledger {self.verifier.ledger_id}, not {ledger_id}")
             self.head = self._head(bundle["head"])
-            histories, absent = _mapping(bundle["histories"]), _mapping(bundle["absent"])
-            if len(histories) + len(absent) > MAX_KEYS:
-                raise ValueError(f"it holds more than {MAX_KEYS} keys")
-            self._histories = {k: self._history(k, _list(v)) for k, v in histories.items()}
-            for key, proof in absent.items():
-                codec.check_key(key)
-                if key in self._histories:
-                    raise ProofError(f"the bundle says {key!r} both has versions and has none")
-                if self.verifier.check_index(key, _map.MapProof.from_json(_mapping(proof)), self.head) is not None:
-                    raise ProofError(f"the bundle's absence proof of {key!r} names a version of it")
-                self._histories[key] = []
+            self._read_answers(bundle)
             if self._histories.get(LAYOUT_KEY):
                 raise ProofError("the bundle is from a member of a partitioned ledger, which cannot prove what "
                                  "the other members hold")
-            self.digests = [records.check_digest(_str(d)) for d in _list(bundle["digests"])]
-            self.signers = [_str(s) for s in _list(bundle.get("signers", []))]
-            self.subject = _str(bundle.get("subject", ""))
-            self.required = [_str(t) for t in _list(bundle.get("required", []))]
-            self.consistency = {_int(c["size"]): (bytes.fromhex(_str(c["root_hash"])),
-                                                       [bytes.fromhex(_str(p)) for p in _list(c["path"])])
-                                for c in _list(bundle.get("consistency", []))}
         except ProofError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, IntegrityError, InputError) as exc:
@@ -222,14 +247,8 @@ class Replay(HistoryReader):
             raise ProofError(f"the signed key index names another newest version of {key!r}: versions are missing")
         return entries
 
-    def history(self, key: str) -> list[Entry]:
-        if key not in self._histories:
-            raise ProofError(f"the evidence bundle leaves out {key!r}, which the decision reads: it was cut, or "
-                             "exported for other keys")
-        return self._histories[key]
-
-    def info(self) -> LedgerInfo:
-        return LedgerInfo(self.url, "evidence", self.head.ledger_id, self.head, None)
+    def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
+        return self.verifier.check_index(key, _map.MapProof.from_json(proof), self.head)
 
     def check_checkpoint(self, note: notes.Note, witnesses: list[notes.Verifier], min_witnesses: int) -> int:
         """Prove the bundle's head extends a checkpoint the auditor trusts (signed by the bundle's ledger key,

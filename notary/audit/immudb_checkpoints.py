@@ -49,15 +49,15 @@ class ImmudbLog:
 
     def key_index(self, size: int | None = None) -> KeyIndex | StoredIndex:
         """The key index at size (default: the verified head), from the store kept beside the mirror."""
-        size = len(self.leaves) if size is None else size
-        if self._store is None:
-            self._store = KeyIndexStore.open(self.mirror)
-        return self._store.at(size)
+        return self._index_store().at(len(self.leaves) if size is None else size)
 
     def key_index_root(self, size: int) -> bytes:
+        return self._index_store().root_at(size)
+
+    def _index_store(self) -> KeyIndexStore:
         if self._store is None:
             self._store = KeyIndexStore.open(self.mirror)
-        return self._store.root_at(size)
+        return self._store
 
     def checkpoint(self, size: int | None = None) -> notes.Checkpoint:
         size = len(self.leaves) if size is None else size

@@ -35,8 +35,17 @@ from notary import keys, merkle
 from notary.audit import checkpoints
 from notary.audit import note as notes
 from notary.audit.bundle_fields import integer, listed, mapping, string
+from notary.audit.evidence import (
+    FORMAT,
+    MAX_VERSIONS,
+    BundleReplay,
+    anchored,
+    attested_by,
+    refuse_member,
+    required_decision,
+)
 from notary.errors import InputError, IntegrityError, ProofError, UsageError
-from notary.ledger.base import Entry, HistoryReader, Ledger, LedgerInfo, TreeHead
+from notary.ledger.base import Entry, Ledger, LedgerInfo, TreeHead
 from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _map
 from notary.ledger.immudb._replay import EMPTY_ALH, SET_KEY_PREFIX, TxRow, alh, entry_digest, value_hash
@@ -71,7 +80,6 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     """The bundle of what verify_digest reads for each digest, as of the verified head, under a checkpoint of
     that head signed by the operator key. Each auditor checkpoint (signed by that key) is first checked
     against the ledger (a split view is a ProofError), then a consistency proof to it goes in."""
-    from notary.audit.evidence import FORMAT, attested_by, refuse_member, required_decision
     from notary.audit.immudb_checkpoints import ImmudbLog, verifier
 
     imlog = ImmudbLog(ledger)
@@ -153,14 +161,11 @@ def _tx_json(mirror: Any, tx: int, alh_path: list[bytes]) -> dict[str, Any]:
             "alh_path": [p.hex() for p in alh_path]}
 
 
-class ImmudbReplay(HistoryReader):
+class ImmudbReplay(BundleReplay):
     """An immudb bundle's answers, every one checked at load against its signed checkpoint; nothing else."""
-
-    url = "evidence:"
 
     def __init__(self, bundle: Mapping[str, Any], ledger_id: str | None = None,
                  log_vkey: str | None = None) -> None:
-        from notary.audit.evidence import FORMAT, MAX_KEYS
 
         try:
             if bundle.get("format") != FORMAT:
@@ -173,27 +178,10 @@ class ImmudbReplay(HistoryReader):
             if self.head.tx not in self._txs:
                 raise ValueError("it holds no header of its head's transaction")
             self.head = self.head._replace(time=self._txs[self.head.tx][1])
-            histories, absent = mapping(bundle["histories"]), mapping(bundle["absent"])
-            if len(histories) + len(absent) > MAX_KEYS:
-                raise ValueError(f"it holds more than {MAX_KEYS} keys")
-            self._histories = {k: self._history(k, listed(v)) for k, v in histories.items()}
-            for key, proof in absent.items():
-                codec.check_key(key)
-                if key in self._histories:
-                    raise ProofError(f"the bundle says {key!r} both has versions and has none")
-                if self._index(key, mapping(proof)) is not None:
-                    raise ProofError(f"the bundle's absence proof of {key!r} names a version of it")
-                self._histories[key] = []
+            self._read_answers(bundle)
             if self._histories.get(LAYOUT_KEY) != []:  # proven absent: exported from no partition member
                 raise ProofError("the bundle does not prove that its ledger is no member of a partitioned ledger "
                                  "(one member cannot prove what the others hold)")
-            self.digests = [_digest(string(d)) for d in listed(bundle["digests"])]
-            self.signers = [string(s) for s in listed(bundle.get("signers", []))]
-            self.subject = string(bundle.get("subject", ""))
-            self.required = [string(t) for t in listed(bundle.get("required", []))]
-            self.consistency = {integer(c["size"]): (bytes.fromhex(string(c["root_hash"])),
-                                                     [bytes.fromhex(string(p)) for p in listed(c["path"])])
-                                for c in listed(bundle.get("consistency", []))}
         except (ProofError, UsageError):
             raise
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, IntegrityError, InputError,
@@ -237,8 +225,6 @@ class ImmudbReplay(HistoryReader):
         return out
 
     def _history(self, key: str, items: Sequence[Any]) -> list[Entry]:
-        from notary.audit.evidence import MAX_VERSIONS
-
         codec.check_key(key)
         if not items or len(items) > MAX_VERSIONS:
             raise ValueError(f"its history of {key!r} has {len(items)} versions")
@@ -262,29 +248,18 @@ class ImmudbReplay(HistoryReader):
                                  f"{exc.message}") from None
             entries.append(Entry(key, value, tx, when, revision, {"tx": tx, "entry_digest": digest.hex()}))
             last_tx = tx
-        newest = self._index(key, mapping(mapping(items[-1])["key_index"]))
+        newest = self._absent(key, mapping(mapping(items[-1])["key_index"]))
         if newest is None or (newest.revision, newest.leaf_index, newest.leaf_hash) != (len(entries), last_tx, digest):
             raise ProofError(f"the signed key index names another newest version of {key!r}: versions are missing")
         return entries
 
-    def _index(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
+    def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
         assert self.head.map_root is not None
         return _map.verify(self.head.map_root, key, _map.MapProof.from_json(proof))
-
-    def history(self, key: str) -> list[Entry]:
-        if key not in self._histories:
-            raise ProofError(f"the evidence bundle leaves out {key!r}, which the decision reads: it was cut, or "
-                             "exported for other keys")
-        return self._histories[key]
-
-    def info(self) -> LedgerInfo:
-        return LedgerInfo(self.url, "evidence", self.head.ledger_id, self.head, None)
 
     def check_checkpoint(self, note: notes.Note, witnesses: list[notes.Verifier], min_witnesses: int) -> int:
         """Prove the bundle's head extends a checkpoint the auditor trusts (signed by the operator key,
         cosigned by min_witnesses of witnesses); returns its size. Not a prefix: a split view, ProofError."""
-        from notary.audit.evidence import anchored
-
         cp, _ = checkpoints.check(note, self.log, witnesses, min_witnesses)
         if cp.size == self.head.tree_size and cp.key_index_root not in (None, self.head.map_root):
             raise ProofError(f"split view of the key index: the checkpoint at size {cp.size} carries another "
@@ -297,9 +272,3 @@ def _hash(v: Any) -> bytes:
     if len(raw) != 32:
         raise ValueError("a 32-byte hash was expected")
     return raw
-
-
-def _digest(d: str) -> str:
-    from notary import records
-
-    return records.check_digest(d)

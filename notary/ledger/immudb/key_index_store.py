@@ -17,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from notary.errors import LedgerUnavailableError, NotaryError, ProofError
+from notary.errors import LedgerUnavailableError, ProofError
 from notary.ledger.embedded import _map
 from notary.ledger.immudb import key_index
 from notary.ledger.immudb._replay import EMPTY_ALH, entry_digest, md_flags
+from notary.ledger.immudb._sqlerrors import translated
 from notary.ledger.immudb.mirror import Mirror
 
 FORMAT = "notary.immudb-key-index/v1"
@@ -225,19 +226,10 @@ class KeyIndexStore:
             self._reset()
             raise ProofError(f"the key index {self.path} did not match the mirror (it was rebuilt)")
 
-    @contextlib.contextmanager
-    def _sql(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except NotaryError:
-            raise
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if any(s in text for s in ("locked", "unable to open", "disk I/O", "readonly", "full")):
-                raise LedgerUnavailableError(f"cannot {what} the key index {self.path}: {text}") from exc
-            raise ProofError(f"the key index {self.path} is corrupt: {text}") from exc
-        except (sqlite3.Error, TypeError, ValueError, IndexError) as exc:
-            raise ProofError(f"the key index {self.path} is corrupt: {exc}") from exc
+    def _sql(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return translated(what, f"the key index {self.path}",
+                          lambda why: ProofError(f"the key index {self.path} is corrupt: {why}"),
+                          (TypeError, ValueError, IndexError))
 
 
 def _order(row: tuple[int | bytes, bytes, bytes | None]) -> tuple[int, int | bytes]:

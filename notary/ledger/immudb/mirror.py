@@ -26,7 +26,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import NamedTuple
 
-from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError, TrustStoreError
+from notary.errors import LedgerUnavailableError, ProofError, RollbackError, TrustStoreError
 from notary.ledger.immudb import _seal
 from notary.ledger.immudb._replay import (
     EMPTY_ALH,
@@ -39,6 +39,7 @@ from notary.ledger.immudb._replay import (
     md_flags,
     replay,
 )
+from notary.ledger.immudb._sqlerrors import translated
 from notary.ledger.trust import TrustStore
 
 FORMAT = "notary.immudb-mirror/v1"
@@ -432,21 +433,8 @@ class Mirror:
         return TrustStoreError(f"the immudb mirror {self.path} was altered or is corrupt: {why}",
                                hint=_REBUILD)
 
-    @contextlib.contextmanager
-    def _sql(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except NotaryError:
-            raise
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if any(s in text for s in ("locked", "unable to open", "disk I/O", "readonly", "full")):
-                raise LedgerUnavailableError(f"cannot {what} the immudb mirror {self.path}: {text}") from exc
-            raise self._altered(text) from exc
-        except sqlite3.Error as exc:  # "file is not a database", malformed pages, constraint violations
-            raise self._altered(str(exc)) from exc
-        except (TypeError, ValueError, struct.error) as exc:  # a column holding another type than we store
-            raise self._altered(f"a row holds a value of the wrong type ({exc})") from exc
+    def _sql(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return translated(what, f"the immudb mirror {self.path}", self._altered, (TypeError, ValueError, struct.error))
 
 
 def _rollback_journal(conn: sqlite3.Connection) -> bool:
