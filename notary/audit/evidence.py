@@ -99,11 +99,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
         consistency.append({"size": cp.size, "root_hash": cp.root.hex(), "path": [p.hex() for p in path]})
     assert head.signature is not None and head.time is not None  # a v2 head read from the file is signed
     return {
-        "format": FORMAT, "subject": subject, "digests": list(digests),
-        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "signers": [tk.key_id for tk in tks],
-        "decisions": [{"digest": d.digest, "allowed": d.allowed, "status": d.status} for d in decisions],
-        "required": sorted({r.predicate_type for r in require}), "attestations": attested,
+        **about(subject, digests, tks, decisions, require, attested),
         "ledger": {"ledger_id": head.ledger_id, "public_key": base64.b64encode(ledger.public_raw).decode()},
         "head": {"tree_size": head.tree_size, "root_hash": head.root.hex(), "tx": head.tx,
                  "time_us": codec.to_time_us(head.time), "signature": head.signature.hex(),
@@ -111,6 +107,19 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
         "histories": {k: [_entry_json(e) for e in v] for k, v in sorted(rec.histories.items()) if v},
         "absent": {k: a["key_index"] for k, a in sorted(absent.items()) if a},
         "consistency": consistency,
+    }
+
+
+def about(subject: str, digests: Sequence[str], trusted: Sequence[TrustedKey], decisions: Sequence[Decision],
+          require: Sequence[Any], attested: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a bundle of either backend says of itself: the subject, who it was exported for, the decisions
+    at export (informational: verify decides again), the required types and the attestations read."""
+    return {
+        "format": FORMAT, "subject": subject, "digests": list(digests),
+        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "signers": [tk.key_id for tk in trusted],
+        "decisions": [{"digest": d.digest, "allowed": d.allowed, "status": d.status} for d in decisions],
+        "required": sorted({r.predicate_type for r in require}), "attestations": attested,
     }
 
 

@@ -39,6 +39,7 @@ from notary.audit.evidence import (
     FORMAT,
     MAX_VERSIONS,
     BundleReplay,
+    about,
     anchored,
     attested_by,
     refuse_member,
@@ -108,11 +109,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
                          f"({MAX_TXS})")
     alh_paths = merkle.inclusion_proofs(imlog.leaves, [t - 1 for t in sorted(txs)])
     return {
-        "format": FORMAT, "subject": subject, "digests": list(digests),
-        "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "signers": [tk.key_id for tk in tks],
-        "decisions": [{"digest": d.digest, "allowed": d.allowed, "status": d.status} for d in decisions],
-        "required": sorted({r.predicate_type for r in require}), "attestations": attested,
+        **about(subject, digests, tks, decisions, require, attested),
         "ledger": {"ledger_id": imlog.origin, "backend": BACKEND, "log_vkey": log.vkey()},
         "head": {"tree_size": size, "tx": size, "root_hash": cp.root.hex(), "key_index_root": index.root.hex(),
                  "checkpoint": checkpoints.signed(cp, lambda text: operator.sign(text.encode()), log).encode().decode()},
