@@ -382,12 +382,10 @@ class _Concurrent:
         return self.ledger.history(key)
 
 
-# BUG (open): export takes the key index at its head N from the store beside the mirror (KeyIndexStore.at returns a
-# StoredIndex), then proves keys from the store's *current* nodes; another process that caught the store up to
-# N+1 meanwhile moved those nodes, so every proof misses root N: export fails with exit 3 ("did not prove ...;
-# it was dropped") and drops the store, a false integrity alarm whenever two jobs share a state dir.
-@pytest.mark.xfail(strict=True, reason="known bug, open: proofs read from a key index store another process "
-                   "caught up meanwhile (issue 20 note)")
+# (fixed) export takes the key index at its head N from the store beside the mirror (a StoredIndex), then proves
+# keys from the store's nodes; another process that caught the store up to N+1 meanwhile moved those nodes, so
+# every proof missed root N: a false integrity alarm (exit 3) whenever two jobs share a state dir. Proofs are now
+# read in one snapshot that checks the store is still at N, and otherwise come from a whole build at N.
 def test_export_while_another_process_moves_the_key_index(world: World, tmp_path: Path) -> None:
     ledger = mirrored(world.user.ledger_url, world.user.state_dir, world.user.env["NOTARY_IMMUDB_PASSWORD"])
     try:

@@ -46,9 +46,17 @@ class StoredIndex:
 
     def __init__(self, store: KeyIndexStore, size: int, root: bytes) -> None:
         self._store, self.size, self.root = store, size, root
+        self._built: key_index.KeyIndex | None = None
 
     def prove(self, key: str) -> _map.MapProof:
-        return self._store.prove(key, self.root)
+        """From the stored nodes while the store is still at this size; once another process caught it up
+        further (its nodes are then the newer map's), from a whole build at this size."""
+        if self._built is None:
+            proof = self._store.prove(key, self.root, self.size)
+            if proof is not None:
+                return proof
+            self._built = key_index.build(self._store.mirror, self.size)
+        return self._built.prove(key)
 
 
 class KeyIndexStore:
@@ -91,23 +99,35 @@ class KeyIndexStore:
             row = self._db.execute("SELECT root FROM roots WHERE tx = ?", (size,)).fetchone()
         return bytes(row[0]) if row is not None else key_index.build(self.mirror, size).root
 
-    def prove(self, key: str, root: bytes) -> _map.MapProof:
-        """The path of key under root, read from the stored nodes and checked to lead there (ProofError, and the
-        store dropped to be built again, if it does not)."""
+    def prove(self, key: str, root: bytes, size: int) -> _map.MapProof | None:
+        """The path of key under root, read from the stored nodes in one read transaction and checked to lead
+        there; None if the store is no longer at `size` (another process caught it up: not tampering). A path
+        that does not check is a ProofError, and the store is dropped to be built again."""
         khash = _map.key_hash(key)
         kint = int.from_bytes(khash, "big")
         nodes: dict[_map.NodeId, _map.Node | None] = {}
+        proof: _map.MapProof | None = None
         try:
-            for lo in range(0, _map.DEPTH + 1, 32):
-                ids = _map.path_ids(kint, lo, lo + 32)
-                with self._sql("read"):
-                    found = self._load(ids)
-                nodes.update({n: found.get(n) for n in ids})
-                proof = _map.prove(khash, nodes)
-                if proof is not None:
-                    _map.verify(root, key, proof)
-                    return proof
-            raise ProofError(f"it holds no end to the path of {key!r}")
+            with self._sql("read"):
+                self._db.execute("BEGIN")  # one snapshot: the size checked and the nodes read agree
+                try:
+                    row = self._db.execute("SELECT value FROM meta WHERE name = 'last_tx'").fetchone()
+                    if row is None or int(row[0]) != size:
+                        return None
+                    for lo in range(0, _map.DEPTH + 1, 32):
+                        ids = _map.path_ids(kint, lo, lo + 32)
+                        found = self._load(ids)
+                        nodes.update({n: found.get(n) for n in ids})
+                        proof = _map.prove(khash, nodes)
+                        if proof is not None:
+                            break
+                finally:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("COMMIT")
+            if proof is None:
+                raise ProofError(f"it holds no end to the path of {key!r}")
+            _map.verify(root, key, proof)
+            return proof
         except ProofError as exc:
             self._reset()
             raise ProofError(f"the key index {self.path} did not prove {key!r} ({exc.message}); it was dropped",
