@@ -15,8 +15,7 @@ from notary import keys, records
 from notary.errors import InputError, RefusedError
 from notary.ledger.base import Ledger, WriteReceipt, rfc3339
 from notary.ledger.partitioned.guard import refuse_member_write
-from notary.status import decide
-from notary.verify import Revocation
+from notary.revocation import Revocation, standing
 
 if TYPE_CHECKING:
     from notary.sources.base import Subject
@@ -160,12 +159,14 @@ def notarize(
 def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],
                          signer: keys.SigningKey) -> list[tuple[str, Revocation]]:
     """(subject, revocation) for each revocation by this signer that would refuse a planned record at the
-    gate: of the subject itself, or of an identity the planned record or a record in the ledger ties to it.
+    gate: of the subject itself, or of an identity the planned record or a record in the ledger ties to it
+    (notary.revocation: the verifier's own rule, over what notary.gather reads for it).
 
     Only the signer's own revocations count: they are what its reinstatement can lift. Too many ties to check
     is refused like the gate refuses it (fail closed), rather than reported as a success that cannot run."""
+    from notary.gather import gather_ties
+    from notary.revocation import TooManyTies, tied_revocations
     from notary.status import TrustedKey
-    from notary.verify import TooManyTies, tied_revocations
 
     trusted = [TrustedKey.of(signer.public_key())]
     own = revoked_by(ledger, [r.digest for r in planned], trusted[0].key_id)
@@ -176,8 +177,11 @@ def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],
             found.append((record.digest, Revocation(record.digest, rev.signer, rev.issued_at, rev.reason, "itself",
                                                     rev)))
             continue
+        evidence = gather_ties(ledger, record.digest, trusted, [record])
+        assert evidence.index is not None
         try:
-            found += [(record.digest, t) for t in tied_revocations(ledger, record.digest, trusted, [record], None)]
+            found += [(record.digest, t) for t in tied_revocations(record.digest, trusted, [record], None,
+                                                                  evidence.index, evidence.histories)]
         except TooManyTies as exc:
             raise RefusedError(f"{record.digest} would be refused by the gate: {exc}") from exc
     return found
@@ -185,8 +189,8 @@ def standing_revocations(ledger: Ledger, planned: Sequence[records.Record],
 
 def revoked_by(ledger: Ledger, digests: Sequence[str], signer_id: str) -> dict[str, records.Record]:
     """digest -> this signer's standing revocation of it, for each digest the signer has revoked."""
+    from notary.gather import signer_history
     from notary.status import TrustedKey
-    from notary.verify import signer_history
 
     out: dict[str, records.Record] = {}
     for digest in dict.fromkeys(digests):
@@ -194,9 +198,9 @@ def revoked_by(ledger: Ledger, digests: Sequence[str], signer_id: str) -> dict[s
         if not history:
             continue
         key = keys.load_public_key(history[0][0].signer_public_key.encode())
-        finding = decide(TrustedKey(key, signer_id), history)  # every role, no end: the signer's own word
-        if finding.status == "revoked" and finding.record is not None:
-            out[digest] = finding.record
+        revocation = standing(TrustedKey(key, signer_id), history)  # every role, no end: the signer's own word
+        if revocation is not None:
+            out[digest] = revocation
     return out
 
 
