@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary import keys
 from notary.config import Config
@@ -25,6 +25,9 @@ from notary.gate.witnessed import WitnessRule, parse_witness_rule
 from notary.names import normalize_name
 from notary.records import check_digest, parse_time
 from notary.status import ROLES, TrustedKey
+
+if TYPE_CHECKING:
+    from notary.attest.require import Requirement
 
 POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "decision_log_max_size",
                "decision_log_keep", "break_glass", "require_name_match", "witnesses"}
@@ -74,7 +77,7 @@ class TrustRule:
     __slots__ = ("images", "key_paths", "keys", "patterns", "require")
 
     def __init__(self, images: tuple[str, ...], key_paths: tuple[str, ...], keys: tuple[TrustedKey, ...],
-                 patterns: tuple[re.Pattern[str], ...] = (), require: tuple[Any, ...] = ()) -> None:
+                 patterns: tuple[re.Pattern[str], ...] = (), require: tuple[Requirement, ...] = ()) -> None:
         self.require = require  # notary.attest.Requirement: attestations a trusted key must have made
         self.images = images
         self.key_paths = key_paths
