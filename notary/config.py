@@ -23,7 +23,7 @@ KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate
 # true). Tables map their settings to types; [gate] holds the webhook's drain. [policy] is validated in
 # full by notary.gate.policy (it loads key files), here only as a table. A setting listed in KNOWN_TOP_LEVEL
 # but not here is checked where it is read.
-SETTING_TYPES: dict[str, Any] = {
+SETTING_TYPES: dict[str, type | dict[str, type]] = {
     "ledger": str,
     "state_dir": str,
     "signing": {"key": str},
@@ -41,7 +41,7 @@ _TYPE_NAMES = {str: "a non-empty string", bool: "true or false", int: "a whole n
                list: "a list"}
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _load_toml(path: Path) -> dict[str, object]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only

@@ -134,8 +134,8 @@ class Record(NamedTuple):
     def issued(self) -> datetime:
         return parse_time(self.issued_at)
 
-    def to_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {
+    def to_payload(self) -> dict[str, object]:
+        payload: dict[str, object] = {
             "schema": SCHEMA,
             "type": self.type,
             "status": self.status,
@@ -149,7 +149,7 @@ class Record(NamedTuple):
             payload["reason"] = self.reason
         return payload
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return self.to_payload()
 
     @classmethod

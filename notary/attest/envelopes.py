@@ -70,7 +70,7 @@ def statement_bytes(value: Any) -> bytes:
         raise PredicateError(f"the predicate cannot be written as JSON: {exc}") from None
 
 
-def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, Any]:
+def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, object]:
     """An in-toto Statement v1: subjects as (name, sha256 digest) pairs."""
     if not subjects:
         raise InputError("nothing to attest: the subject resolved to no images or files")
@@ -103,18 +103,18 @@ class Attestation:
         self._envelope = envelope
 
     @property
-    def predicate(self) -> dict[str, Any]:
+    def predicate(self) -> dict[str, object]:
         if self._predicate is None:
             self._predicate = json.loads(base64.b64decode(json.loads(self._data)["payload"]))["predicate"]
         return self._predicate
 
     @property
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self) -> dict[str, object]:
         if self._envelope is None:
             self._envelope = json.loads(self._data)
         return self._envelope
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"predicate_type": self.predicate_type, "signer": self.signer,
                 "subjects": [{"name": n, "digest": d} for n, d in self.subjects]}
 

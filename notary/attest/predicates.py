@@ -75,7 +75,7 @@ def _walk_check(value: Any) -> None:
             stack.extend(item)
 
 
-def parse_predicate(data: bytes, where: str) -> dict[str, Any]:
+def parse_predicate(data: bytes, where: str) -> dict[str, object]:
     """A predicate document: UTF-8 JSON, one non-empty object, no duplicate keys, at most 64 deep."""
     doc = jsonsafe.loads(data, where, max_depth=MAX_PREDICATE_DEPTH, error=PredicateError)
     if not isinstance(doc, dict):
@@ -86,7 +86,7 @@ def parse_predicate(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
-def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predicate file") -> dict[str, Any]:
+def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predicate file") -> dict[str, object]:
     from notary.fsio import read_regular
 
     return parse_predicate(read_regular(path, limit, what, error=PredicateError), f"{what} {path}")
@@ -142,13 +142,13 @@ def source_uri(ci: Mapping[str, str]) -> str | None:
     return f"git+{parts.scheme}://{parts.netloc}/{'/'.join(segments)}"
 
 
-def provenance(ci: Mapping[str, str]) -> dict[str, Any]:
+def provenance(ci: Mapping[str, str]) -> dict[str, object]:
     """A SLSA provenance v1 predicate (https://slsa.dev/spec/v1.0/provenance) from the detected CI context.
 
     Only notary.ci's allow-listed, non-secret values reach it (never the environment itself): the builder id
     per CI system, the run URL as invocation id, the commit and source repository as resolved dependency."""
     system = ci.get("system", "local")
-    external: dict[str, Any] = {"ci": {k: ci[k] for k in ("system", "jobId", "pipeline", "ref", "project")
+    external: dict[str, object] = {"ci": {k: ci[k] for k in ("system", "jobId", "pipeline", "ref", "project")
                                        if ci.get(k)}}
     source = source_uri(ci)
     if source:
@@ -157,10 +157,10 @@ def provenance(ci: Mapping[str, str]) -> dict[str, Any]:
     commit = ci.get("commit")
     if commit and _COMMIT.match(commit):
         uri = f"{source}@{ci['ref']}" if source and ci.get("ref") else source
-        dependency: dict[str, Any] = {"digest": {"gitCommit": commit}}
+        dependency: dict[str, object] = {"digest": {"gitCommit": commit}}
         dependency.update({"uri": uri} if uri else {"name": "source"})
         dependencies.append(dependency)
-    build: dict[str, Any] = {"buildType": BUILD_TYPE, "externalParameters": external}
+    build: dict[str, object] = {"buildType": BUILD_TYPE, "externalParameters": external}
     if dependencies:
         build["resolvedDependencies"] = dependencies
     invocation = ci.get("runUrl") or f"{system}:{ci.get('jobId', '')}"

@@ -30,7 +30,7 @@ class Requirement(NamedTuple):
         conditions = [f"{k} {v}" for k, v in (("builder id", self.builder_id), ("source", self.source)) if v]
         return self.predicate_type + (f" ({', '.join(conditions)})" if conditions else "")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"type": self.predicate_type, "builder_id": self.builder_id, "source": self.source}
 
     def problem(self, predicate: Mapping[str, Any]) -> str | None:

@@ -41,7 +41,7 @@ class Attested(NamedTuple):
     signer: str
     keys: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"tx": self.receipt.tx, "time": rfc3339(self.receipt.time), "keys": list(self.keys),
                 "head": self.receipt.head.to_json(), "signer": self.signer,
                 "predicate_type": self.statement["predicateType"],
@@ -168,7 +168,7 @@ def index_public_key(entry: Entry) -> tuple[str, keys.PublicKey] | None:
     return (parts[2], public) if keys.key_id(public) == parts[2] else None
 
 
-def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> dict[str, Any]:
+def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> dict[str, object]:
     """An attestation/<digest>/<signer>/<type id> entry written in an audited range, opened with the signer's
     public key from its transaction's attestation index (signers); IntegrityError when it does not open."""
     parts = entry.key.split("/")

@@ -48,7 +48,7 @@ class Change:
         job = self.ci.get("jobId")
         return f"{self.ci.get('system', '?')}/{job}" if job else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"tx": self.tx, "time": self.time, "key": self.key, "type": self.type, "digest": self.digest,
                 "name": self.name, "signer": self.signer, "trusted_signer": self.trusted,
                 "issued_at": self.issued_at, "reason": self.reason, "ci": dict(self.ci),
@@ -64,7 +64,7 @@ class Finding:
     key: str
     problem: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"tx": self.tx, "key": self.key, "problem": self.problem}
 
 

@@ -111,7 +111,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
 
 
 def about(subject: str, digests: Sequence[str], trusted: Sequence[TrustedKey], decisions: Sequence[Decision],
-          require: Sequence[Any], attested: list[dict[str, Any]]) -> dict[str, Any]:
+          require: Sequence[Any], attested: list[dict[str, Any]]) -> dict[str, object]:
     """What a bundle of either backend says of itself: the subject, who it was exported for, the decisions
     at export (informational: verify decides again), the required types and the attestations read."""
     return {
@@ -137,7 +137,7 @@ def refuse_member(reader: HistoryReader) -> None:
 
 def _export_immudb(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey],
                    subject: str, checkpoint_notes: Sequence[notes.Note], require: Sequence[Any],
-                   sign_key: Any) -> dict[str, Any]:
+                   sign_key: Any) -> dict[str, object]:
     if not str(getattr(ledger, "url", "")).startswith("immudb:"):
         raise UsageError("evidence bundles address one ledger, an embedded file or an immudb database; they are "
                          "not yet available for partitioned ledgers (a decision reads keys of several members)")
@@ -150,7 +150,7 @@ def _export_immudb(ledger: Ledger, digests: Sequence[str], trusted: Sequence[key
                                   checkpoint_notes=checkpoint_notes, require=require)
 
 
-def _entry_json(e: Entry) -> dict[str, Any]:
+def _entry_json(e: Entry) -> dict[str, object]:
     p = e.proof
     out = {"leaf_index": p["leaf_index"], "leaf_data": p["leaf_data"], "audit_path": list(p["audit_path"])}
     if "key_index" in p:
@@ -335,7 +335,7 @@ def required_decision(reader: HistoryReader, decision: Decision, trusted: Sequen
 
 
 def attested_by(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey],
-              require: Sequence[Any]) -> list[dict[str, Any]]:
+              require: Sequence[Any]) -> list[dict[str, object]]:
     """Each trusted key's attestations about digest, read (so the bundle carries them, with their proofs):
     the types its attestation index names, and the required ones (whose absence is then proven too)."""
     from notary.attest import attestation_history, indexed_types

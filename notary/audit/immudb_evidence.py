@@ -77,7 +77,7 @@ class _AsOf:
 
 def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str, *,
            operator: Ed25519PrivateKey, checkpoint_notes: Sequence[notes.Note] = (),
-           require: Sequence[Any] = ()) -> dict[str, Any]:
+           require: Sequence[Any] = ()) -> dict[str, object]:
     """The bundle of what verify_digest reads for each digest, as of the verified head, under a checkpoint of
     that head signed by the operator key. Each auditor checkpoint (signed by that key) is first checked
     against the ledger (a split view is a ProofError), then a consistency proof to it goes in."""
@@ -134,7 +134,7 @@ def _histories(mirror: Any, histories: Mapping[str, list[Entry]],
     return out, txs
 
 
-def _entry_json(mirror: Any, e: Entry) -> dict[str, Any]:
+def _entry_json(mirror: Any, e: Entry) -> dict[str, object]:
     """One version and the path from its digest to its transaction's eH, from the mirror's replayed rows."""
     raw = bytes([SET_KEY_PREFIX]) + e.key.encode("ascii")
     rows = mirror.tx_entries(e.tx)
@@ -150,7 +150,7 @@ def _entry_json(mirror: Any, e: Entry) -> dict[str, Any]:
             "entry_path": [p.hex() for p in merkle.inclusion_proof(leaves, at)]}
 
 
-def _tx_json(mirror: Any, tx: int, alh_path: list[bytes]) -> dict[str, Any]:
+def _tx_json(mirror: Any, tx: int, alh_path: list[bytes]) -> dict[str, object]:
     h = mirror.header(tx)
     prev = mirror.header(tx - 1).alh if tx > 1 else EMPTY_ALH
     return {"ts": h.ts, "version": h.version, "md": h.md.hex(), "nentries": h.nentries, "eh": h.eh.hex(),

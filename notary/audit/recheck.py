@@ -78,7 +78,7 @@ class Admitted:
     times: int
     now: GateDecision | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         assert self.now is not None
         return {"image": self.image, "digests": list(self.digests), "admissions": self.times,
                 "first_admitted": self.first.time, "last_admitted": self.last.time,
@@ -92,7 +92,7 @@ class HeadFinding:
     where: str
     problem: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"head": self.head, "where": self.where, "problem": self.problem}
 
 

@@ -22,7 +22,7 @@ _FIELDS = ("tx", "time", "key", "digest", "signer", "trusted_signer", "predicate
 _PER_CELL = 3  # subject names and predicate types named per cell (the rest counted)
 
 
-def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, object]:
     """The JSON of the report's attestations: counts per signer and per predicate type, how many are by a
     signer named with --key (None when none was named), and the rows themselves, oldest first."""
     by_signer: dict[str, Counter[str]] = {}

@@ -118,7 +118,7 @@ def _report(error: NotaryError, as_json: bool) -> None:
     if as_json:
         import json
 
-        body: dict[str, Any] = {"kind": error.kind, "message": error.one_line(), "exit_code": error.exit_code}
+        body: dict[str, object] = {"kind": error.kind, "message": error.one_line(), "exit_code": error.exit_code}
         if isinstance(error, AbsentError):
             body.update(absence=error.absence, head=error.head)
         click.echo(json.dumps({"schema": "notary.error/v1", "error": body}))

@@ -153,7 +153,7 @@ class Policy:
                     return entry
         return None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         return {
             "source": self.source,
             "fail": "open" if self.fail_open else "closed",

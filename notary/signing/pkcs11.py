@@ -208,7 +208,7 @@ class TokenSigner:
 
         return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
-    def attributes(self) -> dict[str, Any]:
+    def attributes(self) -> dict[str, object]:
         """What `key show` reports about the private key object, so an auditor sees it cannot be extracted."""
         p11 = _lib()
         a = p11.Attribute

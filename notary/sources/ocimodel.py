@@ -65,7 +65,7 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-def parse_json(data: bytes, where: str) -> dict[str, Any]:
+def parse_json(data: bytes, where: str) -> dict[str, object]:
     """A JSON object or InputError naming where it came from (bounded depth and integers, no duplicate keys,
     no lone surrogates: notary.jsonsafe)."""
     return loads_object(data, where)

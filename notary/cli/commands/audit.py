@@ -57,7 +57,7 @@ def _as_of(ledger: Ledger, at_tx: int | None, at_time: str | None) -> int | None
     return at_tx
 
 
-def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, Any]:
+def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, object]:
     record = open_entry(entry, digest, signer)
     return {
         "tx": entry.tx,
@@ -76,7 +76,7 @@ def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[
     } | _deprecated(record.issued_at, signer in trusted if trusted else None)
 
 
-def _deprecated(issued_at: str, trusted: bool | None) -> dict[str, Any]:
+def _deprecated(issued_at: str, trusted: bool | None) -> dict[str, object]:
     """The camelCase names of issued_at and trusted_signer, deprecated, removed in 0.3 (docs/json.md)."""
     return {"issuedAt": issued_at, "trustedSigner": trusted}
 
@@ -226,7 +226,7 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
 
 
 def _current_attestations(ledger: Ledger, digest: str, name: str, signers: list[str], trusted: set[str],
-                          key_paths: tuple[str, ...], as_of: int | None) -> list[dict[str, Any]]:
+                          key_paths: tuple[str, ...], as_of: int | None) -> list[dict[str, object]]:
     """The attestation current (as of) under each attestation key of digest, one per signer and predicate type.
 
     Read through the same proven path `history` uses (_attestations: the signer's attestation index proven

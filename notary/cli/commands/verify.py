@@ -170,7 +170,7 @@ def _decide(ledger: Ledger, subject: Any, chosen: str | None, given: list[keys.P
     return decision
 
 
-def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, Any]:
+def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, object]:
     """A trusted signer with no record about the digest says so with proof (docs/proofs.md, "Absence"): an
     answer of "not notarized" is then checkable, not just the ledger's silence."""
     from notary import records
