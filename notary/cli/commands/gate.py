@@ -240,7 +240,7 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
     from notary.gate.frontends.docker_authz import make_server
 
     the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="docker-authz"), log_format)
-    host = docker_host or app.config.section("docker").get("host")
+    host = docker_host or app.config.setting("docker", "host", str)
     server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host, workers=workers,
                          queue_size=queue_size, metrics=metrics)
     _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}", log)
