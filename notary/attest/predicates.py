@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from notary import jsonsafe
 from notary.errors import InputError, UsageError
@@ -62,7 +61,7 @@ class PredicateTypeError(UsageError):
 # ---------------------------------------------------------------- predicates from outside
 
 
-def _walk_check(value: Any) -> None:
+def _walk_check(value: object) -> None:
     """Floats must be finite (1e400 parses as infinity, which JSON cannot write back)."""
     stack = [value]
     while stack:
@@ -92,7 +91,7 @@ def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predic
     return parse_predicate(read_regular(path, limit, what, error=PredicateError), f"{what} {path}")
 
 
-def sbom_type(doc: Mapping[str, Any]) -> str:
+def sbom_type(doc: Mapping[str, object]) -> str:
     """The predicate type of an SBOM document: SPDX 2.x or 3 JSON, or CycloneDX JSON."""
     version = doc.get("spdxVersion")
     if isinstance(version, str) and version.startswith("SPDX-2."):
@@ -107,7 +106,7 @@ def sbom_type(doc: Mapping[str, Any]) -> str:
                          "CycloneDX JSON (bomFormat \"CycloneDX\" with a specVersion)")
 
 
-def load_sbom(path: str) -> tuple[str, dict[str, Any]]:
+def load_sbom(path: str) -> tuple[str, dict[str, object]]:
     doc = load_predicate(path, limit=MAX_SBOM, what="SBOM file")
     return sbom_type(doc), doc
 
@@ -153,7 +152,7 @@ def provenance(ci: Mapping[str, str]) -> dict[str, object]:
     source = source_uri(ci)
     if source:
         external["source"] = source
-    dependencies: list[dict[str, Any]] = []
+    dependencies: list[dict[str, object]] = []
     commit = ci.get("commit")
     if commit and _COMMIT.match(commit):
         uri = f"{source}@{ci['ref']}" if source and ci.get("ref") else source

@@ -49,7 +49,7 @@ class Attested(NamedTuple):
                              for s in self.statement["subject"]]}
 
 
-def envelope_limit(ledger: Any) -> int:
+def envelope_limit(ledger: object) -> int:
     """The largest attestation envelope a ledger can give back: immudb's reads are gRPC messages of at most
     4 MiB (through its HTTP gateway too), so an envelope that could be written there but never read again
     (every later history of the subject exit 4) is refused before it is written."""
@@ -57,7 +57,7 @@ def envelope_limit(ledger: Any) -> int:
 
 
 def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.SigningKey,
-                       predicates: Sequence[tuple[str, Mapping[str, Any]]], *,
+                       predicates: Sequence[tuple[str, Mapping[str, object]]], *,
                        max_envelope: int = MAX_ENVELOPE) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
     """Every key/value of one or more attestations (one per predicate type) about the same subjects, built and
     signed before anything touches the ledger: each envelope under each subject digest, one version of the
@@ -97,7 +97,7 @@ def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.Signing
 
 
 def attest(ledger: Ledger, subjects: Sequence[tuple[str, str]], signer: keys.SigningKey, predicate_type: str,
-           predicate: Mapping[str, Any]) -> Attested:
+           predicate: Mapping[str, object]) -> Attested:
     """Write one attestation (every subject digest's keys) in one transaction."""
     refuse_member_write(ledger)
     kvs, made = attestation_writes(subjects, signer, [(predicate_type, predicate)],

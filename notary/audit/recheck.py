@@ -139,7 +139,7 @@ def recheck(ledger: HistoryReader, policy: Policy, decisions: Iterable[LoggedDec
 def check_heads(result: Recheck, decisions: Iterable[LoggedDecision], head: TreeHead,
                 consistency: Callable[[int, int], list[bytes]] | None) -> None:
     """Hold each distinct logged head against today's verified head (see the module docstring)."""
-    seen: set[tuple[Any, ...]] = set()
+    seen: set[tuple[object, ...]] = set()
     for d in decisions:
         h = d.head
         if not h:

@@ -114,7 +114,7 @@ def _oci_in_tar(view: View, ref: SubjectRef, options: SourceOptions, progress: P
     return subjects
 
 
-def _strings(value: Any, what: str) -> list[str]:
+def _strings(value: object, what: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -71,7 +71,7 @@ def parse_json(data: bytes, where: str) -> dict[str, object]:
     return loads_object(data, where)
 
 
-def platform_string(obj: Any, where: str) -> str | None:
+def platform_string(obj: object, where: str) -> str | None:
     if obj is None:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("os"), str) or not isinstance(
@@ -84,7 +84,7 @@ def platform_string(obj: Any, where: str) -> str | None:
     return text
 
 
-def parse_descriptor(obj: Any, where: str) -> Descriptor:
+def parse_descriptor(obj: object, where: str) -> Descriptor:
     """Validate a descriptor: sha256 digest, non-negative int size, string media type."""
     if not isinstance(obj, dict):
         raise InputError(f"malformed descriptor in {where}: expected an object")

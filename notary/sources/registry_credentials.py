@@ -168,7 +168,7 @@ def _from_docker_config(doc: dict[str, Any], where: str, hostport: str, reposito
     return Credentials()
 
 
-def _from_auth_entry(entry: Any, where: str) -> Credentials:
+def _from_auth_entry(entry: object, where: str) -> Credentials:
     if not isinstance(entry, dict):
         raise InputError(f"malformed registry credentials in {where}")
     user: str | None = None
