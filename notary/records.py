@@ -30,13 +30,13 @@ RECORD_TYPES = {"notarization": "notarized", "revocation": "revoked", "reinstate
 MAX_ENVELOPE = 16 * 1024 * 1024
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: object) -> bytes:
     """Deterministic bytes for signing: the same record always serializes identically."""
     _reject_floats(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _reject_floats(value: Any) -> None:
+def _reject_floats(value: object) -> None:
     if isinstance(value, float):
         raise InputError("records may not contain floating-point numbers (not canonical)")
     if isinstance(value, dict):
