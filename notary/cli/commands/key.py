@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -149,7 +148,7 @@ def show(app: App, source: str, out: str | None, force: bool) -> None:
     """
     from notary import signing
 
-    token: dict[str, Any] | None = None
+    token: dict[str, object] | None = None
     if signing.is_service_key(source):
         signer = signing.open_signer(source)
         public = signer.public_key()

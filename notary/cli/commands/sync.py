@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -81,7 +80,7 @@ def sync(app: App, to_url: str | None, from_url: str | None, batch: int | None, 
     done = syncing.sync(source, destination, batch=batch, on_batch=shown)
     if show and done.written:
         sys.stderr.write("\n")
-    data: dict[str, Any] = syncing.report(done)
+    data = syncing.report(done)
     text = (f"copied source transactions {done.start_tx + 1}..{done.done_tx} ({done.entries} entries) in "
             f"{done.written} destination transaction{'s' if done.written != 1 else ''}; in sync at source tx "
             f"{done.done_tx}"
