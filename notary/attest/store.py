@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from notary import jsonsafe, keys, records
 from notary.attest.envelopes import (
@@ -168,7 +168,25 @@ def index_public_key(entry: Entry) -> tuple[str, keys.PublicKey] | None:
     return (parts[2], public) if keys.key_id(public) == parts[2] else None
 
 
-def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> dict[str, object]:
+class AuditedAttestation(TypedDict):
+    """One attestation entry as an audit of a range lists it (opened, its signature checked)."""
+
+    tx: int
+    time: str | None
+    key: str
+    digest: str
+    signer: str
+    predicate_type: str
+    subjects: list[dict[str, str]]
+
+
+class AttestationRow(AuditedAttestation):
+    """An audited attestation, and whether its signer is one the auditor named (None: none was named)."""
+
+    trusted_signer: bool | None
+
+
+def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> AuditedAttestation:
     """An attestation/<digest>/<signer>/<type id> entry written in an audited range, opened with the signer's
     public key from its transaction's attestation index (signers); IntegrityError when it does not open."""
     parts = entry.key.split("/")
