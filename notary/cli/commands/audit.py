@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -13,6 +14,8 @@ from notary.errors import AbsentError, UsageError
 from notary.ledger.base import Entry, Ledger, rfc3339, written_by
 from notary.lookup import SignerSet, absence_proof, job_keys, lookup_artifact, lookup_job, signer_set
 from notary.verify import open_entry
+
+_F = TypeVar("_F", bound=Callable[..., object])
 
 
 def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
@@ -29,7 +32,7 @@ def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
     return found.signers, trusted, found
 
 
-def as_of_options(f: Any) -> Any:
+def as_of_options(f: _F) -> _F:
     """--at-tx / --at-time, as every time-travel read takes them."""
     f = click.option("--at-time", "at_time", metavar="RFC3339",
                      help="As of a time, e.g. 2026-03-01T00:00:00Z: the last transaction written by then.")(f)
