@@ -9,7 +9,7 @@ get different identities depending on where notary read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -102,7 +102,7 @@ def parse_descriptor(obj: object, where: str) -> Descriptor:
     return Descriptor(media_type, digest, size, platform_string(obj.get("platform"), where), annotations)
 
 
-def document_type(doc: dict[str, Any], declared: str | None, where: str) -> str:
+def document_type(doc: Mapping[str, object], declared: str | None, where: str) -> str:
     """The media type of a manifest/index document, refusing a document that contradicts its descriptor."""
     own = doc.get("mediaType")
     if own is not None and not isinstance(own, str):
@@ -211,7 +211,7 @@ def hash_blobs(store: BlobStore, walk: Walk, *, workers: int | None, progress: P
     run_parallel(tasks, default_workers(workers))
 
 
-def select_from_index(index: dict[str, Any], where: str, tag: str | None, digest: str | None) -> Descriptor:
+def select_from_index(index: Mapping[str, object], where: str, tag: str | None, digest: str | None) -> Descriptor:
     """Pick the descriptor a layout's index.json names by tag (ref.name annotation) or by digest."""
     raw = index.get("manifests")
     if not isinstance(raw, list):
