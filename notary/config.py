@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypeVar
 
 from notary.errors import UsageError
 from notary.fsio import MAX_CONFIG_FILE, read_regular
@@ -23,7 +23,7 @@ KNOWN_TOP_LEVEL = {"ledger", "state_dir", "signing", "registry", "policy", "gate
 # true). Tables map their settings to types; [gate] holds the webhook's drain. [policy] is validated in
 # full by notary.gate.policy (it loads key files), here only as a table. A setting listed in KNOWN_TOP_LEVEL
 # but not here is checked where it is read.
-SETTING_TYPES: dict[str, Any] = {
+SETTING_TYPES: dict[str, type | dict[str, type]] = {
     "ledger": str,
     "state_dir": str,
     "signing": {"key": str},
@@ -41,14 +41,14 @@ _TYPE_NAMES = {str: "a non-empty string", bool: "true or false", int: "a whole n
                list: "a list"}
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _load_toml(path: Path) -> dict[str, object]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
     raw = read_regular(path, MAX_CONFIG_FILE, "config file", error=UsageError)  # bounded; never a FIFO
     try:
-        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+        data: dict[str, object] = tomllib.loads(raw.decode("utf-8"))
         return data
     except UnicodeDecodeError as exc:
         raise UsageError(f"config {path} is not UTF-8 text (byte {exc.start})") from None
@@ -58,7 +58,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"config {path} is not valid TOML: {exc}") from None
 
 
-def _check_types(data: Mapping[str, Any], path: Path) -> None:
+def _check_types(data: Mapping[str, object], path: Path) -> None:
     """Every setting of SETTING_TYPES has its type (UsageError naming the setting and the file)."""
     for name, expected in SETTING_TYPES.items():
         if name not in data:
@@ -78,10 +78,10 @@ def _check_types(data: Mapping[str, Any], path: Path) -> None:
             _check_value(value, expected, name, path)
 
 
-def _check_value(value: Any, kind: type, setting: str, path: Path) -> None:
+def _check_value(value: object, kind: type, setting: str, path: Path) -> None:
     # bool is an int in Python, and TOML has no null: an exact type check is the whole rule
     ok = isinstance(value, Mapping) if kind is dict else type(value) is kind
-    if ok and kind is str and not value.strip():
+    if ok and isinstance(value, str) and not value.strip():
         ok = False
     if not ok:
         raise UsageError(f"config {path}: {setting} must be {_TYPE_NAMES[kind]}, not {type(value).__name__} "
@@ -102,17 +102,26 @@ def find_config(explicit: str | None) -> Path | None:
     return None
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
+_T = TypeVar("_T")
+_EMPTY: Mapping[str, object] = MappingProxyType({})  # a shared default no one can change
 
 
 class Config(NamedTuple):
     path: Path | None
-    data: Mapping[str, Any] = _EMPTY
+    data: Mapping[str, object] = _EMPTY
 
-    def section(self, name: str) -> Mapping[str, Any]:
+    def section(self, name: str) -> Mapping[str, object]:
         value = self.data.get(name, {})
         if not isinstance(value, Mapping):
             raise UsageError(f"config {self.path}: [{name}] must be a table")
+        return value
+
+    def setting(self, table: str, name: str, kind: type[_T]) -> _T | None:
+        """A plain setting of a table, None when unset: its type was checked when the file was loaded
+        (SETTING_TYPES), so a value of another kind is only possible in a Config built by hand."""
+        value = self.section(table).get(name)
+        if value is not None and not isinstance(value, kind):
+            raise UsageError(f"config {self.path}: {table}.{name} must be {_TYPE_NAMES.get(kind, kind.__name__)}")
         return value
 
     def resolve_path(self, value: str) -> str:

@@ -21,9 +21,14 @@ import json
 import re
 from array import array
 from itertools import accumulate
-from typing import Any
+from typing import Any, NoReturn, TypeAlias
 
 from notary.errors import InputError, NotaryError
+
+# What a parsed document is made of (json.loads gives nothing else); callers narrow with isinstance. Also the
+# type of a document being built, when it is built of exactly these (dict[str, object] serves otherwise).
+JsonValue: TypeAlias = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+JsonObject: TypeAlias = dict[str, JsonValue]
 
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 32
@@ -62,11 +67,11 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def _constant(name: str) -> Any:
+def _constant(name: str) -> NoReturn:
     raise _Refused(f"{name} is not a JSON value")
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _object(pairs: list[tuple[str, JsonValue]]) -> JsonObject:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         seen: set[str] = set()
@@ -77,8 +82,8 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _check_surrogates(doc: Any) -> None:
-    stack = [doc]
+def _check_surrogates(doc: JsonValue) -> None:
+    stack: list[object] = [doc]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
@@ -93,6 +98,17 @@ def _check_surrogates(doc: Any) -> None:
 
 def loads(data: bytes | str, where: str, *, max_depth: int = MAX_DEPTH,
           error: type[NotaryError] = InputError) -> Any:
+    """parse, for callers that have not narrowed what they read yet (typed as Any)."""
+    return parse(data, where, max_depth=max_depth, error=error)
+
+
+def loads_object(data: bytes | str, where: str, *, error: type[NotaryError] = InputError) -> dict[str, Any]:
+    """parse_object, for callers that have not narrowed what they read yet (typed as Any)."""
+    return parse_object(data, where, error=error)
+
+
+def parse(data: bytes | str, where: str, *, max_depth: int = MAX_DEPTH,
+          error: type[NotaryError] = InputError) -> JsonValue:
     """Parse one untrusted JSON document; error (InputError: exit 2) names where it came from."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         try:
@@ -105,7 +121,7 @@ def loads(data: bytes | str, where: str, *, max_depth: int = MAX_DEPTH,
     if depth > max_depth:
         raise error(f"malformed JSON in {where}: nested {depth} deep, over the limit of {max_depth}")
     try:
-        doc = json.loads(text, parse_int=_int, parse_constant=_constant, object_pairs_hook=_object)
+        doc: JsonValue = json.loads(text, parse_int=_int, parse_constant=_constant, object_pairs_hook=_object)
         if "\\u" in text and re.search(_SURROGATE_ESCAPE, text):
             _check_surrogates(doc)
     except _Refused as exc:
@@ -117,9 +133,9 @@ def loads(data: bytes | str, where: str, *, max_depth: int = MAX_DEPTH,
     return doc
 
 
-def loads_object(data: bytes | str, where: str, *, error: type[NotaryError] = InputError) -> dict[str, Any]:
-    """loads, for documents that must be a JSON object."""
-    doc = loads(data, where, error=error)
+def parse_object(data: bytes | str, where: str, *, error: type[NotaryError] = InputError) -> JsonObject:
+    """parse, for documents that must be a JSON object."""
+    doc = parse(data, where, error=error)
     if not isinstance(doc, dict):
         raise error(f"malformed {where}: expected a JSON object")
     return doc

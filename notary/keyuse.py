@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from notary import keys, records
 from notary.audit.diff import Change, diff
@@ -74,9 +73,9 @@ class KeyUse:
                 if role in self.trusted.roles and self.trusted.end(role) is not None:
                     self.after_not_after += 1
 
-    def to_json(self, judged: bool) -> dict[str, Any]:
+    def to_json(self, judged: bool) -> dict[str, object]:
         tk = self.trusted
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "key_id": self.key_id, "type": self.type, "records": self.records,
             **{_PLURAL[t]: n for t, n in self.counts.items()},
             "first": _point(self.first), "last": _point(self.last),
@@ -90,7 +89,7 @@ class KeyUse:
         return out
 
 
-def _point(p: tuple[int, datetime | None] | None) -> dict[str, Any] | None:
+def _point(p: tuple[int, datetime | None] | None) -> dict[str, object] | None:
     return None if p is None else {"tx": p[0], "time": rfc3339(p[1])}
 
 
@@ -103,7 +102,7 @@ class KeyList:
     keys: list[KeyUse]
     judged: bool  # trusted keys were named
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"head": self.head.to_json(), "backend": self.backend, "complete": True, "method": self.method,
                 "entries": self.entries, "from_tx": 0, "to_tx": self.head.tx, "judged": self.judged,
                 "keys": [k.to_json(self.judged) for k in self.keys]}

@@ -45,7 +45,7 @@ def _index_value(raw: bytes) -> Mapping[str, Any]:
     return value
 
 
-def absence_proof(ledger: Ledger, key: str, at_tx: int | None = None) -> dict[str, Any] | None:
+def absence_proof(ledger: Ledger, key: str, at_tx: int | None = None) -> dict[str, object] | None:
     """Proof that key had no version (as of at_tx), as docs/proofs.md "Absence" gives it; None if it has one
     (`Ledger.absence`: each backend proves it its own way and names the method)."""
     return ledger.absence(key, at_tx=at_tx)
@@ -92,10 +92,10 @@ class SignerSet(NamedTuple):
     def signers(self) -> list[str]:
         return sorted({*self.indexed, *self.unindexed})
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """As of a transaction, `next_version` (the first version after it) and `newest_version` (the one whose
         proof carries the key index) come along, so the cut is provable from the JSON alone (docs/proofs.md)."""
-        out: dict[str, Any] = {
+        out: dict[str, object] = {
             "key": records.signer_index_key(self.digest), "signers": self.signers,
             "unindexed": list(self.unindexed), "versions": [_version_json(e) for e in self.versions]}
         if self.later:
@@ -104,7 +104,7 @@ class SignerSet(NamedTuple):
         return out
 
 
-def _version_json(e: Entry) -> dict[str, Any]:
+def _version_json(e: Entry) -> dict[str, object]:
     return {"tx": e.tx, "revision": e.revision, "signer": _signer_value(e.value), "proof": dict(e.proof)}
 
 

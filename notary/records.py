@@ -30,13 +30,13 @@ RECORD_TYPES = {"notarization": "notarized", "revocation": "revoked", "reinstate
 MAX_ENVELOPE = 16 * 1024 * 1024
 
 
-def canonical_json(value: Any) -> bytes:
+def canonical_json(value: object) -> bytes:
     """Deterministic bytes for signing: the same record always serializes identically."""
     _reject_floats(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _reject_floats(value: Any) -> None:
+def _reject_floats(value: object) -> None:
     if isinstance(value, float):
         raise InputError("records may not contain floating-point numbers (not canonical)")
     if isinstance(value, dict):
@@ -134,8 +134,8 @@ class Record(NamedTuple):
     def issued(self) -> datetime:
         return parse_time(self.issued_at)
 
-    def to_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {
+    def to_payload(self) -> dict[str, object]:
+        payload: dict[str, object] = {
             "schema": SCHEMA,
             "type": self.type,
             "status": self.status,
@@ -149,7 +149,7 @@ class Record(NamedTuple):
             payload["reason"] = self.reason
         return payload
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return self.to_payload()
 
     @classmethod

@@ -222,7 +222,7 @@ def _plan(source: Ledger, points: Points, cursor: Cursor | None, head: TreeHead,
             for tx, n, at, ends, batch_end in steps]
 
 
-def report(progress: Progress) -> dict[str, Any]:
+def report(progress: Progress) -> dict[str, object]:
     """The run or the status as JSON (docs/json.md, notary.sync/v1)."""
     head = progress.source_head
     return {"source_ledger_id": head.ledger_id, "source_head": head.to_json(), "synced_tx": progress.done_tx,

@@ -10,14 +10,31 @@ destination's cursor can name (tree size and root), and the proof that a cursor'
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
 from notary.errors import IntegrityError, UsageError
 from notary.ledger.base import Ledger, TreeHead
 
+if TYPE_CHECKING:
+    from notary.ledger.immudb.mirror import Mirror
+
+
+class SignedSizes(Protocol):
+    """An embedded ledger as sync reads it: the head signed at each size, and consistency between sizes."""
+
+    def head_at_size(self, size: int) -> TreeHead | None: ...
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]: ...
+
+
+class Mirrored(Protocol):
+    """An immudb ledger read with its verified mirror."""
+
+    mirror: Mirror
+
 
 class EmbeddedPoints:
-    def __init__(self, ledger: Any, head: TreeHead) -> None:
+    def __init__(self, ledger: SignedSizes, head: TreeHead) -> None:
         self.ledger, self.head = ledger, head
 
     def size_after(self, tx: int, size_before: int, entries: int) -> int:
@@ -51,7 +68,7 @@ class EmbeddedPoints:
 
 
 class ImmudbPoints:
-    def __init__(self, ledger: Any, head: TreeHead) -> None:
+    def __init__(self, ledger: Mirrored, head: TreeHead) -> None:
         self.ledger, self.head = ledger, head
 
     def size_after(self, tx: int, size_before: int, entries: int) -> int:
@@ -66,8 +83,8 @@ class ImmudbPoints:
 
 def points_for(ledger: Ledger, head: TreeHead) -> EmbeddedPoints | ImmudbPoints:
     if callable(getattr(ledger, "head_at_size", None)) and callable(getattr(ledger, "consistency_proof", None)):
-        return EmbeddedPoints(ledger, head)
+        return EmbeddedPoints(cast(SignedSizes, ledger), head)  # both methods are there, checked above
     if getattr(ledger, "mirror", None) is not None:
-        return ImmudbPoints(ledger, head)
+        return ImmudbPoints(cast(Mirrored, ledger), head)
     raise UsageError("sync copies from an embedded ledger, or from immudb with its verified mirror",
                      hint="the mirror is on unless NOTARY_IMMUDB_MIRROR=0 / [immudb] mirror = false")

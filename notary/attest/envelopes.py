@@ -10,7 +10,6 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from notary import jsonsafe, keys, records
 from notary.attest.predicates import (
@@ -60,7 +59,7 @@ def check_type(predicate_type: object, *, known: bool = False) -> str:
 # ---------------------------------------------------------------- statements and envelopes
 
 
-def statement_bytes(value: Any) -> bytes:
+def statement_bytes(value: object) -> bytes:
     """Canonical JSON for a statement: sorted keys, UTF-8, compact; finite floats as Python writes them (the
     shortest text that reads back to the same number), so an SBOM's scores survive and the bytes are stable."""
     try:
@@ -70,7 +69,7 @@ def statement_bytes(value: Any) -> bytes:
         raise PredicateError(f"the predicate cannot be written as JSON: {exc}") from None
 
 
-def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, Any]:
+def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, object]) -> dict[str, object]:
     """An in-toto Statement v1: subjects as (name, sha256 digest) pairs."""
     if not subjects:
         raise InputError("nothing to attest: the subject resolved to no images or files")
@@ -94,7 +93,7 @@ class Attestation:
     __slots__ = ("predicate_type", "subjects", "signer", "_data", "_predicate", "_envelope")
 
     def __init__(self, predicate_type: str, subjects: tuple[tuple[str, str], ...], signer: str, data: bytes,
-                 predicate: dict[str, Any] | None = None, envelope: dict[str, Any] | None = None) -> None:
+                 predicate: dict[str, object] | None = None, envelope: dict[str, object] | None = None) -> None:
         self.predicate_type = predicate_type
         self.subjects = subjects  # (name, "sha256:<hex>")
         self.signer = signer
@@ -103,23 +102,23 @@ class Attestation:
         self._envelope = envelope
 
     @property
-    def predicate(self) -> dict[str, Any]:
+    def predicate(self) -> dict[str, object]:
         if self._predicate is None:
             self._predicate = json.loads(base64.b64decode(json.loads(self._data)["payload"]))["predicate"]
         return self._predicate
 
     @property
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self) -> dict[str, object]:
         if self._envelope is None:
             self._envelope = json.loads(self._data)
         return self._envelope
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"predicate_type": self.predicate_type, "signer": self.signer,
                 "subjects": [{"name": n, "digest": d} for n, d in self.subjects]}
 
 
-def sign_statement(stmt: Mapping[str, Any], signer: keys.SigningKey) -> bytes:
+def sign_statement(stmt: Mapping[str, object], signer: keys.SigningKey) -> bytes:
     """The DSSE envelope (canonical JSON bytes) of a statement, signed over DSSE's PAE."""
     payload = statement_bytes(dict(stmt))
     signer_id = keys.key_id(signer)

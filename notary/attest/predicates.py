@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from notary import jsonsafe
 from notary.errors import InputError, UsageError
@@ -62,7 +61,7 @@ class PredicateTypeError(UsageError):
 # ---------------------------------------------------------------- predicates from outside
 
 
-def _walk_check(value: Any) -> None:
+def _walk_check(value: object) -> None:
     """Floats must be finite (1e400 parses as infinity, which JSON cannot write back)."""
     stack = [value]
     while stack:
@@ -75,7 +74,7 @@ def _walk_check(value: Any) -> None:
             stack.extend(item)
 
 
-def parse_predicate(data: bytes, where: str) -> dict[str, Any]:
+def parse_predicate(data: bytes, where: str) -> dict[str, object]:
     """A predicate document: UTF-8 JSON, one non-empty object, no duplicate keys, at most 64 deep."""
     doc = jsonsafe.loads(data, where, max_depth=MAX_PREDICATE_DEPTH, error=PredicateError)
     if not isinstance(doc, dict):
@@ -86,13 +85,13 @@ def parse_predicate(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
-def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predicate file") -> dict[str, Any]:
+def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predicate file") -> dict[str, object]:
     from notary.fsio import read_regular
 
     return parse_predicate(read_regular(path, limit, what, error=PredicateError), f"{what} {path}")
 
 
-def sbom_type(doc: Mapping[str, Any]) -> str:
+def sbom_type(doc: Mapping[str, object]) -> str:
     """The predicate type of an SBOM document: SPDX 2.x or 3 JSON, or CycloneDX JSON."""
     version = doc.get("spdxVersion")
     if isinstance(version, str) and version.startswith("SPDX-2."):
@@ -107,7 +106,7 @@ def sbom_type(doc: Mapping[str, Any]) -> str:
                          "CycloneDX JSON (bomFormat \"CycloneDX\" with a specVersion)")
 
 
-def load_sbom(path: str) -> tuple[str, dict[str, Any]]:
+def load_sbom(path: str) -> tuple[str, dict[str, object]]:
     doc = load_predicate(path, limit=MAX_SBOM, what="SBOM file")
     return sbom_type(doc), doc
 
@@ -142,25 +141,25 @@ def source_uri(ci: Mapping[str, str]) -> str | None:
     return f"git+{parts.scheme}://{parts.netloc}/{'/'.join(segments)}"
 
 
-def provenance(ci: Mapping[str, str]) -> dict[str, Any]:
+def provenance(ci: Mapping[str, str]) -> dict[str, object]:
     """A SLSA provenance v1 predicate (https://slsa.dev/spec/v1.0/provenance) from the detected CI context.
 
     Only notary.ci's allow-listed, non-secret values reach it (never the environment itself): the builder id
     per CI system, the run URL as invocation id, the commit and source repository as resolved dependency."""
     system = ci.get("system", "local")
-    external: dict[str, Any] = {"ci": {k: ci[k] for k in ("system", "jobId", "pipeline", "ref", "project")
+    external: dict[str, object] = {"ci": {k: ci[k] for k in ("system", "jobId", "pipeline", "ref", "project")
                                        if ci.get(k)}}
     source = source_uri(ci)
     if source:
         external["source"] = source
-    dependencies: list[dict[str, Any]] = []
+    dependencies: list[dict[str, object]] = []
     commit = ci.get("commit")
     if commit and _COMMIT.match(commit):
         uri = f"{source}@{ci['ref']}" if source and ci.get("ref") else source
-        dependency: dict[str, Any] = {"digest": {"gitCommit": commit}}
+        dependency: dict[str, object] = {"digest": {"gitCommit": commit}}
         dependency.update({"uri": uri} if uri else {"name": "source"})
         dependencies.append(dependency)
-    build: dict[str, Any] = {"buildType": BUILD_TYPE, "externalParameters": external}
+    build: dict[str, object] = {"buildType": BUILD_TYPE, "externalParameters": external}
     if dependencies:
         build["resolvedDependencies"] = dependencies
     invocation = ci.get("runUrl") or f"{system}:{ci.get('jobId', '')}"

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from notary.attest.envelopes import check_type
 from notary.attest.predicates import SLSA_PROVENANCE, PredicateTypeError
 from notary.attest.store import attestation_history
 from notary.errors import UsageError
 from notary.ledger.base import HistoryReader
+
+if TYPE_CHECKING:
+    from notary.keys import PublicKey
+    from notary.status import TrustedKey
 
 # ---------------------------------------------------------------- requirements (policy `require`, verify --require)
 
@@ -30,10 +34,10 @@ class Requirement(NamedTuple):
         conditions = [f"{k} {v}" for k, v in (("builder id", self.builder_id), ("source", self.source)) if v]
         return self.predicate_type + (f" ({', '.join(conditions)})" if conditions else "")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"type": self.predicate_type, "builder_id": self.builder_id, "source": self.source}
 
-    def problem(self, predicate: Mapping[str, Any]) -> str | None:
+    def problem(self, predicate: Mapping[str, object]) -> str | None:
         """None when the predicate meets the conditions; else what it holds instead (escaped: the predicate is
         the signer's data, and a refusal is one line of a log or a terminal)."""
         if self.builder_id is not None:
@@ -53,7 +57,7 @@ class Requirement(NamedTuple):
         return None
 
 
-def _get(value: Any, *path: str) -> Any:
+def _get(value: object, *path: str) -> object:
     for part in path:
         if not isinstance(value, dict):
             return None
@@ -61,7 +65,7 @@ def _get(value: Any, *path: str) -> Any:
     return value
 
 
-def _shown(value: Any, limit: int = 120) -> str:
+def _shown(value: object, limit: int = 120) -> str:
     """Printable ASCII: a newline or escape sequence in a signed predicate must not forge another log line,
     and a look-alike letter (Cyrillic і for i) shows as what it is."""
     if value is None:
@@ -107,7 +111,7 @@ def normalize_source(uri: object) -> str | None:
     return f"{scheme}://{host}" + "".join("/" + s for s in segments)
 
 
-def parse_requirements(value: Any, where: str) -> tuple[Requirement, ...]:
+def parse_requirements(value: object, where: str) -> tuple[Requirement, ...]:
     """A policy's `require`: a list whose items are predicate type URIs or tables {type, builder_id?,
     source?}. An unknown type, an unknown field or a condition on a type without it is a usage error."""
     items = value if isinstance(value, list) else [value]
@@ -124,7 +128,7 @@ def parse_requirements(value: Any, where: str) -> tuple[Requirement, ...]:
             raise UsageError(f"{iwhere}: unknown setting(s) {', '.join(sorted(extra))}",
                              hint=f"known: {', '.join(sorted(_REQUIREMENT_FIELDS))}")
         ptype = _known(item.get("type"), iwhere)
-        conditions = {}
+        conditions: dict[str, str | None] = {}
         for name in ("builder_id", "source"):
             v = item.get(name)
             if v is not None and (not isinstance(v, str) or not v or len(v) > 512 or not v.isprintable()):
@@ -152,14 +156,15 @@ def _check_source(source: str, where: str) -> None:
                          hint="source compares the repository only: leave the @revision out")
 
 
-def _known(ptype: Any, where: str) -> str:
+def _known(ptype: object, where: str) -> str:
     try:
         return check_type(ptype, known=True)
     except PredicateTypeError as exc:
         raise UsageError(f"{where}: {exc.one_line()}") from exc
 
 
-def unmet(ledger: HistoryReader, digest: str, trusted: Sequence[Any], requirements: Sequence[Requirement]) -> str | None:
+def unmet(ledger: HistoryReader, digest: str, trusted: Sequence[PublicKey | TrustedKey],
+          requirements: Sequence[Requirement]) -> str | None:
     """None when, for each requirement, some trusted key (with the notarize role, before its not_after in
     proven ledger time) has an attestation of that type about digest whose newest version meets its
     conditions; else why not, naming what was missing. trusted: TrustedKeys (or public keys)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 from notary import jsonsafe, keys, records
 from notary.attest.envelopes import (
@@ -41,7 +41,7 @@ class Attested(NamedTuple):
     signer: str
     keys: tuple[str, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"tx": self.receipt.tx, "time": rfc3339(self.receipt.time), "keys": list(self.keys),
                 "head": self.receipt.head.to_json(), "signer": self.signer,
                 "predicate_type": self.statement["predicateType"],
@@ -49,7 +49,7 @@ class Attested(NamedTuple):
                              for s in self.statement["subject"]]}
 
 
-def envelope_limit(ledger: Any) -> int:
+def envelope_limit(ledger: object) -> int:
     """The largest attestation envelope a ledger can give back: immudb's reads are gRPC messages of at most
     4 MiB (through its HTTP gateway too), so an envelope that could be written there but never read again
     (every later history of the subject exit 4) is refused before it is written."""
@@ -57,7 +57,7 @@ def envelope_limit(ledger: Any) -> int:
 
 
 def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.SigningKey,
-                       predicates: Sequence[tuple[str, Mapping[str, Any]]], *,
+                       predicates: Sequence[tuple[str, Mapping[str, object]]], *,
                        max_envelope: int = MAX_ENVELOPE) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
     """Every key/value of one or more attestations (one per predicate type) about the same subjects, built and
     signed before anything touches the ledger: each envelope under each subject digest, one version of the
@@ -97,7 +97,7 @@ def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.Signing
 
 
 def attest(ledger: Ledger, subjects: Sequence[tuple[str, str]], signer: keys.SigningKey, predicate_type: str,
-           predicate: Mapping[str, Any]) -> Attested:
+           predicate: Mapping[str, object]) -> Attested:
     """Write one attestation (every subject digest's keys) in one transaction."""
     refuse_member_write(ledger)
     kvs, made = attestation_writes(subjects, signer, [(predicate_type, predicate)],
@@ -168,7 +168,25 @@ def index_public_key(entry: Entry) -> tuple[str, keys.PublicKey] | None:
     return (parts[2], public) if keys.key_id(public) == parts[2] else None
 
 
-def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> dict[str, Any]:
+class AuditedAttestation(TypedDict):
+    """One attestation entry as an audit of a range lists it (opened, its signature checked)."""
+
+    tx: int
+    time: str | None
+    key: str
+    digest: str
+    signer: str
+    predicate_type: str
+    subjects: list[dict[str, str]]
+
+
+class AttestationRow(AuditedAttestation):
+    """An audited attestation, and whether its signer is one the auditor named (None: none was named)."""
+
+    trusted_signer: bool | None
+
+
+def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> AuditedAttestation:
     """An attestation/<digest>/<signer>/<type id> entry written in an audited range, opened with the signer's
     public key from its transaction's attestation index (signers); IntegrityError when it does not open."""
     parts = entry.key.split("/")

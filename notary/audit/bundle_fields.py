@@ -7,25 +7,25 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def mapping(v: Any) -> Mapping[str, Any]:
+def mapping(v: object) -> Mapping[str, Any]:
     if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
         raise ValueError("an object was expected")
     return v
 
 
-def listed(v: Any) -> list[Any]:
+def listed(v: object) -> list[Any]:
     if not isinstance(v, list):
         raise ValueError("a list was expected")
     return v
 
 
-def string(v: Any) -> str:
+def string(v: object) -> str:
     if not isinstance(v, str):
         raise ValueError("a string was expected")
     return v
 
 
-def integer(v: Any) -> int:
+def integer(v: object) -> int:
     if type(v) is not int or not 0 <= v < 1 << 63:
         raise ValueError("a non-negative integer was expected")
     return v

@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary import records
 from notary.errors import IntegrityError
 from notary.ledger.base import Entry, TreeHead, rfc3339
 from notary.verify import open_entry
+
+if TYPE_CHECKING:
+    from notary.attest.store import AttestationRow
 
 _INDEX_FAMILIES = {"job": "job", "artifact": "artifact", "signers": "signer-set", "attestations": "attestation-index"}
 
@@ -48,7 +51,7 @@ class Change:
         job = self.ci.get("jobId")
         return f"{self.ci.get('system', '?')}/{job}" if job else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"tx": self.tx, "time": self.time, "key": self.key, "type": self.type, "digest": self.digest,
                 "name": self.name, "signer": self.signer, "trusted_signer": self.trusted,
                 "issued_at": self.issued_at, "reason": self.reason, "ci": dict(self.ci),
@@ -64,7 +67,7 @@ class Finding:
     key: str
     problem: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"tx": self.tx, "key": self.key, "problem": self.problem}
 
 
@@ -78,7 +81,7 @@ class Diff:
     index_entries: Counter[str] = field(default_factory=Counter)
     other_entries: int = 0
     entries: int = 0
-    attestations: list[dict[str, Any]] = field(default_factory=list)  # in-toto attestations (notary.attest)
+    attestations: list[AttestationRow] = field(default_factory=list)  # in-toto attestations (notary.attest)
 
     def by_signer(self) -> dict[str, dict[str, int]]:
         out: dict[str, Counter[str]] = {}
@@ -152,6 +155,7 @@ def diff(entries: Iterable[Entry], from_tx: int, to_tx: int, head: TreeHead | No
 def _attestations(out: Diff, pending: list[Entry], trusted: set[str] | None) -> None:
     """Open one transaction's attestation entries (each a finding when it does not open) and clear pending."""
     from notary.attest import audit_entry, index_public_key
+    from notary.attest.store import AttestationRow
 
     signers = dict(found for e in pending if e.key.startswith("attestations/") and (found := index_public_key(e)))
     for entry in pending:
@@ -162,5 +166,5 @@ def _attestations(out: Diff, pending: list[Entry], trusted: set[str] | None) -> 
         except IntegrityError as exc:
             out.findings.append(Finding(entry.tx, entry.key, exc.message))
             continue
-        out.attestations.append({**row, "trusted_signer": (row["signer"] in trusted) if trusted else None})
+        out.attestations.append(AttestationRow(**row, trusted_signer=(row["signer"] in trusted) if trusted else None))
     pending.clear()

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notary import jsonsafe, keys, records
 from notary.audit import checkpoints
@@ -35,6 +35,11 @@ from notary.ledger.base import Entry, HistoryReader, Ledger, LedgerInfo, TreeHea
 from notary.ledger.embedded import _codec as codec
 from notary.ledger.embedded import _map
 from notary.ledger.embedded._store import EntryRow, HeadRow
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from notary.attest.require import Requirement
 from notary.ledger.embedded._verify import Verifier
 from notary.ledger.partitioned._route import LAYOUT_KEY
 from notary.status import as_trusted
@@ -63,8 +68,8 @@ class _Recording:
 
 
 def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str,
-           *, checkpoint_notes: Sequence[notes.Note] = (), require: Sequence[Any] = (),
-           sign_key: Any = None) -> dict[str, Any]:
+           *, checkpoint_notes: Sequence[notes.Note] = (), require: Sequence[Requirement] = (),
+           sign_key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
     """The bundle of what verify_digest reads for each digest, every proof against one head; with each
     checkpoint (checked against the ledger first: a split view is a ProofError) a consistency proof to it.
     The trusted keys' attestations about each digest come along (their attestation index and every type it
@@ -111,7 +116,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
 
 
 def about(subject: str, digests: Sequence[str], trusted: Sequence[TrustedKey], decisions: Sequence[Decision],
-          require: Sequence[Any], attested: list[dict[str, Any]]) -> dict[str, Any]:
+          require: Sequence[Requirement], attested: list[dict[str, Any]]) -> dict[str, object]:
     """What a bundle of either backend says of itself: the subject, who it was exported for, the decisions
     at export (informational: verify decides again), the required types and the attestations read."""
     return {
@@ -136,8 +141,8 @@ def refuse_member(reader: HistoryReader) -> None:
 
 
 def _export_immudb(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey],
-                   subject: str, checkpoint_notes: Sequence[notes.Note], require: Sequence[Any],
-                   sign_key: Any) -> dict[str, Any]:
+                   subject: str, checkpoint_notes: Sequence[notes.Note], require: Sequence[Requirement],
+                   sign_key: Ed25519PrivateKey | None) -> dict[str, object]:
     if not str(getattr(ledger, "url", "")).startswith("immudb:"):
         raise UsageError("evidence bundles address one ledger, an embedded file or an immudb database; they are "
                          "not yet available for partitioned ledgers (a decision reads keys of several members)")
@@ -150,7 +155,7 @@ def _export_immudb(ledger: Ledger, digests: Sequence[str], trusted: Sequence[key
                                   checkpoint_notes=checkpoint_notes, require=require)
 
 
-def _entry_json(e: Entry) -> dict[str, Any]:
+def _entry_json(e: Entry) -> dict[str, object]:
     p = e.proof
     out = {"leaf_index": p["leaf_index"], "leaf_data": p["leaf_data"], "audit_path": list(p["audit_path"])}
     if "key_index" in p:
@@ -170,6 +175,10 @@ class BundleReplay(HistoryReader):
 
     def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
         """What the key index, under the bundle's head, says of key by this proof (None: absent)."""
+        raise NotImplementedError
+
+    def check_checkpoint(self, note: notes.Note, witnesses: list[notes.Verifier], min_witnesses: int) -> int:
+        """Prove the bundle's head extends a checkpoint the auditor trusts; returns its size (per backend)."""
         raise NotImplementedError
 
     def _read_answers(self, bundle: Mapping[str, Any]) -> None:
@@ -286,7 +295,7 @@ def anchored(cp: notes.Checkpoint, head: TreeHead, consistency: Mapping[int, tup
     return cp.size
 
 
-def load(data: bytes, ledger_id: str | None = None, log_vkey: str | None = None) -> Any:
+def load(data: bytes, ledger_id: str | None = None, log_vkey: str | None = None) -> BundleReplay:
     """The bundle's replay (Replay, or immudb_evidence.ImmudbReplay for an immudb ledger's bundle)."""
     if len(data) > MAX_BUNDLE:
         raise ProofError(f"the evidence bundle is over {MAX_BUNDLE} bytes")
@@ -302,8 +311,8 @@ def load(data: bytes, ledger_id: str | None = None, log_vkey: str | None = None)
     return Replay(bundle, ledger_id)
 
 
-def decide(replay: Any, trusted: Sequence[keys.PublicKey | TrustedKey],
-           digests: Sequence[str] = (), require: Sequence[Any] = ()) -> list[Decision]:
+def decide(replay: BundleReplay, trusted: Sequence[keys.PublicKey | TrustedKey],
+           digests: Sequence[str] = (), require: Sequence[Requirement] = ()) -> list[Decision]:
     """The decision of verify_digest on the bundle's answers, for the digests the auditor names (the image
     they hold: a bundle that does not cover one is a ProofError) or else every digest the bundle names. A
     trusted key the bundle was not exported for is a UsageError: its records were never asked for."""
@@ -323,7 +332,7 @@ def decide(replay: Any, trusted: Sequence[keys.PublicKey | TrustedKey],
 
 
 def required_decision(reader: HistoryReader, decision: Decision, trusted: Sequence[TrustedKey],
-              require: Sequence[Any]) -> Decision:
+              require: Sequence[Requirement]) -> Decision:
     """The decision, refused when an allowed digest lacks a required attestation (notary.attest.unmet)."""
     if not require or not decision.allowed:
         return decision
@@ -335,7 +344,7 @@ def required_decision(reader: HistoryReader, decision: Decision, trusted: Sequen
 
 
 def attested_by(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey],
-              require: Sequence[Any]) -> list[dict[str, Any]]:
+              require: Sequence[Requirement]) -> list[dict[str, object]]:
     """Each trusted key's attestations about digest, read (so the bundle carries them, with their proofs):
     the types its attestation index names, and the required ones (whose absence is then proven too)."""
     from notary.attest import attestation_history, indexed_types

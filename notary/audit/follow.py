@@ -25,7 +25,6 @@ from notary.ledger.base import Ledger, rfc3339
 
 _FORMAT = "notary.monitor-cursor/v1"
 # an attestation line: the proven place (tx, time, key), who signed it and what it says it is about
-_ATTESTATION_FIELDS = ("tx", "time", "key", "digest", "signer", "trusted_signer", "predicate_type", "subjects")
 
 
 def cursor_path(state_dir: Path, ledger_id: str) -> Path:
@@ -67,7 +66,7 @@ def one_round(ledger: Ledger, after_tx: int, trusted: set[str] | None = None) ->
                "records": [c.to_json() for c in found.changes], "index_entries": dict(found.index_entries),
                "other_entries": found.other_entries, "attestations": len(found.attestations)}
         for a in found.attestations:  # each opened with its transaction's signer index, as `audit diff` does
-            yield {"event": "attestation", **{k: a[k] for k in _ATTESTATION_FIELDS}}
+            yield {"event": "attestation", **a}  # an AttestationRow: what audit diff lists of each, no envelope
         for f in found.findings:
             yield {"event": "finding", **f.to_json()}
     yield {"event": "head", "tx": head.tx, "tree_size": head.tree_size, "root_hash": head.root.hex(),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -32,12 +32,15 @@ from notary.ledger.immudb import key_index
 from notary.ledger.immudb.key_index import KeyIndex
 from notary.ledger.immudb.key_index_store import KeyIndexStore, StoredIndex
 
+if TYPE_CHECKING:
+    from notary.ledger.immudb.mirror import Mirror
+
 
 class ImmudbLog:
     """An immudb ledger's transactions as the leaves of its binary linking tree, from the verified mirror."""
 
     def __init__(self, ledger: Ledger) -> None:
-        mirror: Any = getattr(ledger, "mirror", None)
+        mirror: Mirror | None = getattr(ledger, "mirror", None)  # a mirrored immudb ledger's
         if mirror is None:
             raise UsageError("a checkpoint of an immudb ledger is computed from the verified mirror, which is off",
                              hint="unset NOTARY_IMMUDB_MIRROR=0 / [immudb] mirror = false")
@@ -78,7 +81,7 @@ class ImmudbLog:
         check_tree(self.mirror, checkpoint, self.leaves[:checkpoint.size], self.key_index_root)
 
 
-def check_tree(mirror: Any, checkpoint: notes.Checkpoint, leaves: list[bytes] | None = None,
+def check_tree(mirror: Mirror, checkpoint: notes.Checkpoint, leaves: list[bytes] | None = None,
                index_root: Callable[[int], bytes] | None = None, *, with_index: bool = True) -> None:
     """ProofError unless the checkpoint's root is the binary linking tree over the mirror's first `size`
     transactions and its key-index line (if any: the only extension an immudb checkpoint may carry) the key

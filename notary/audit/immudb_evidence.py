@@ -27,7 +27,7 @@ import binascii
 import struct
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -48,6 +48,12 @@ from notary.audit.evidence import (
 from notary.errors import InputError, IntegrityError, ProofError, UsageError
 from notary.ledger.base import Entry, Ledger, LedgerInfo, TreeHead
 from notary.ledger.embedded import _codec as codec
+
+if TYPE_CHECKING:
+    from notary.attest.require import Requirement
+    from notary.ledger.immudb.key_index import KeyIndex
+    from notary.ledger.immudb.key_index_store import StoredIndex
+    from notary.ledger.immudb.mirror import Mirror
 from notary.ledger.embedded import _map
 from notary.ledger.immudb._replay import EMPTY_ALH, SET_KEY_PREFIX, TxRow, alh, entry_digest, value_hash
 from notary.ledger.partitioned._route import LAYOUT_KEY
@@ -77,7 +83,7 @@ class _AsOf:
 
 def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str, *,
            operator: Ed25519PrivateKey, checkpoint_notes: Sequence[notes.Note] = (),
-           require: Sequence[Any] = ()) -> dict[str, Any]:
+           require: Sequence[Requirement] = ()) -> dict[str, object]:
     """The bundle of what verify_digest reads for each digest, as of the verified head, under a checkpoint of
     that head signed by the operator key. Each auditor checkpoint (signed by that key) is first checked
     against the ledger (a split view is a ProofError), then a consistency proof to it goes in."""
@@ -120,8 +126,8 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
     }
 
 
-def _histories(mirror: Any, histories: Mapping[str, list[Entry]],
-               index: Any) -> tuple[dict[str, list[dict[str, Any]]], set[int]]:
+def _histories(mirror: Mirror, histories: Mapping[str, list[Entry]],
+               index: KeyIndex | StoredIndex) -> tuple[dict[str, list[dict[str, Any]]], set[int]]:
     out: dict[str, list[dict[str, Any]]] = {}
     txs: set[int] = set()
     for key, entries in sorted(histories.items()):
@@ -134,7 +140,7 @@ def _histories(mirror: Any, histories: Mapping[str, list[Entry]],
     return out, txs
 
 
-def _entry_json(mirror: Any, e: Entry) -> dict[str, Any]:
+def _entry_json(mirror: Mirror, e: Entry) -> dict[str, object]:
     """One version and the path from its digest to its transaction's eH, from the mirror's replayed rows."""
     raw = bytes([SET_KEY_PREFIX]) + e.key.encode("ascii")
     rows = mirror.tx_entries(e.tx)
@@ -150,7 +156,7 @@ def _entry_json(mirror: Any, e: Entry) -> dict[str, Any]:
             "entry_path": [p.hex() for p in merkle.inclusion_proof(leaves, at)]}
 
 
-def _tx_json(mirror: Any, tx: int, alh_path: list[bytes]) -> dict[str, Any]:
+def _tx_json(mirror: Mirror, tx: int, alh_path: list[bytes]) -> dict[str, object]:
     h = mirror.header(tx)
     prev = mirror.header(tx - 1).alh if tx > 1 else EMPTY_ALH
     return {"ts": h.ts, "version": h.version, "md": h.md.hex(), "nentries": h.nentries, "eh": h.eh.hex(),
@@ -264,7 +270,7 @@ class ImmudbReplay(BundleReplay):
         return anchored(cp, self.head, self.consistency)
 
 
-def _hash(v: Any) -> bytes:
+def _hash(v: object) -> bytes:
     raw = bytes.fromhex(string(v))
     if len(raw) != 32:
         raise ValueError("a 32-byte hash was expected")

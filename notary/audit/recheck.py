@@ -78,7 +78,7 @@ class Admitted:
     times: int
     now: GateDecision | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         assert self.now is not None
         return {"image": self.image, "digests": list(self.digests), "admissions": self.times,
                 "first_admitted": self.first.time, "last_admitted": self.last.time,
@@ -92,7 +92,7 @@ class HeadFinding:
     where: str
     problem: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"head": self.head, "where": self.where, "problem": self.problem}
 
 
@@ -139,7 +139,7 @@ def recheck(ledger: HistoryReader, policy: Policy, decisions: Iterable[LoggedDec
 def check_heads(result: Recheck, decisions: Iterable[LoggedDecision], head: TreeHead,
                 consistency: Callable[[int, int], list[bytes]] | None) -> None:
     """Hold each distinct logged head against today's verified head (see the module docstring)."""
-    seen: set[tuple[Any, ...]] = set()
+    seen: set[tuple[object, ...]] = set()
     for d in decisions:
         h = d.head
         if not h:

@@ -13,16 +13,19 @@ report's escaper, and every table stops at max_rows rows like the report's other
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from notary.audit.report import _code, _n, _opt, _signer_cell, _table
+
+if TYPE_CHECKING:
+    from notary.attest.store import AttestationRow
 
 _FIELDS = ("tx", "time", "key", "digest", "signer", "trusted_signer", "predicate_type", "subjects")
 _PER_CELL = 3  # subject names and predicate types named per cell (the rest counted)
 
 
-def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summary(rows: Sequence[AttestationRow]) -> dict[str, object]:
     """The JSON of the report's attestations: counts per signer and per predicate type, how many are by a
     signer named with --key (None when none was named), and the rows themselves, oldest first."""
     by_signer: dict[str, Counter[str]] = {}
@@ -33,10 +36,16 @@ def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "trusted": sum(r["trusted_signer"] is True for r in rows) if judged else None,
             "by_signer": {s: dict(sorted(c.items())) for s, c in sorted(by_signer.items())},
             "by_predicate_type": dict(sorted(Counter(r["predicate_type"] for r in rows).items())),
-            "list": [{f: r[f] for f in _FIELDS} for r in rows]}
+            "list": [_listed(r) for r in rows]}
 
 
-def section(rows: Sequence[Mapping[str, Any]], max_rows: int) -> str:
+def _listed(r: AttestationRow) -> dict[str, object]:
+    """A row as the report's JSON lists it (_FIELDS: its envelope and proof are left to `history`)."""
+    return {"tx": r["tx"], "time": r["time"], "key": r["key"], "digest": r["digest"], "signer": r["signer"],
+            "trusted_signer": r["trusted_signer"], "predicate_type": r["predicate_type"], "subjects": r["subjects"]}
+
+
+def section(rows: Sequence[AttestationRow], max_rows: int) -> str:
     """The page's "Attestations" section: what was proven, then the three tables."""
     if not rows:
         return "<p>No attestation was written in this range.</p>"
@@ -61,15 +70,15 @@ def section(rows: Sequence[Mapping[str, Any]], max_rows: int) -> str:
                      len(rows), "attestations", max_rows))
 
 
-def _signers(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = {}
+def _signers(rows: Sequence[AttestationRow]) -> dict[str, list[AttestationRow]]:
+    out: dict[str, list[AttestationRow]] = {}
     for r in rows:
         out.setdefault(r["signer"], []).append(r)
     return dict(sorted(out.items()))
 
 
-def _types(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
-    out: dict[str, list[Mapping[str, Any]]] = {}
+def _types(rows: Sequence[AttestationRow]) -> dict[str, list[AttestationRow]]:
+    out: dict[str, list[AttestationRow]] = {}
     for r in rows:
         out.setdefault(r["predicate_type"], []).append(r)
     return dict(sorted(out.items()))
@@ -82,7 +91,7 @@ def _named(values: Sequence[str]) -> str:
     return "<br>".join(map(_code, shown)) + more
 
 
-def _signer_rows(signers: dict[str, list[Mapping[str, Any]]]) -> Iterator[str]:
+def _signer_rows(signers: dict[str, list[AttestationRow]]) -> Iterator[str]:
     for signer, rows in signers.items():
         types = Counter(r["predicate_type"] for r in rows)
         named = [f"{t} ({n:,})" for t, n in sorted(types.items())]
@@ -90,7 +99,7 @@ def _signer_rows(signers: dict[str, list[Mapping[str, Any]]]) -> Iterator[str]:
                + _n(len({r["digest"] for r in rows})) + f"<td>{rows[0]['tx']}</td><td>{rows[-1]['tx']}</td>")
 
 
-def _type_rows(types: dict[str, list[Mapping[str, Any]]]) -> Iterator[str]:
+def _type_rows(types: dict[str, list[AttestationRow]]) -> Iterator[str]:
     for ptype, rows in types.items():
         judged = rows[0]["trusted_signer"] is not None
         trusted = _n(sum(r["trusted_signer"] is True for r in rows)) if judged else f"<td>{_opt(None)}</td>"
@@ -98,7 +107,7 @@ def _type_rows(types: dict[str, list[Mapping[str, Any]]]) -> Iterator[str]:
                f"{_n(len({r['digest'] for r in rows}))}")
 
 
-def _rows(rows: Sequence[Mapping[str, Any]]) -> Iterator[str]:
+def _rows(rows: Sequence[AttestationRow]) -> Iterator[str]:
     for r in rows:
         names = sorted({str(s.get("name", "")) for s in r["subjects"]} - {""})
         yield (f"<td>{r['tx']}</td><td>{_opt(r['time'])}</td><td>{_code(r['predicate_type'])}</td>"

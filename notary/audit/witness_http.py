@@ -8,9 +8,9 @@ like every resident notary server. GET /healthz for probes.
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import HTTPServer
-from typing import Any
 
 from notary.audit import note as notes
 from notary.audit.witness import MAX_REQUEST, Reply, Witness, WitnessStateError
@@ -71,7 +71,7 @@ class WitnessServer(PooledServer, HTTPServer):
         super().__init__(address, _Handler)
         self.start_pool()
 
-    def open_connection(self, request: Any, seconds: float) -> bool:
+    def open_connection(self, request: socket.socket, seconds: float) -> bool:
         return True
 
     def busy_reply(self, method: str, path: str, body: bytes) -> BusyReply:

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TypeVar, cast
 
 import click
 
@@ -65,7 +65,7 @@ class App:
         if getattr(ledger, "notices", None):
             ledger.notices.clear()
 
-    def emit(self, data: Any, human: str | Callable[[], str], *, schema: str) -> None:
+    def emit(self, data: object, human: str | Callable[[], str], *, schema: str) -> None:
         """One result: JSON on stdout with --json, else the human text. schema names the documented shape
         (docs/json.md): the object gets `"schema": "notary.<schema>/v1"`."""
         for ledger in self._ledgers:
@@ -86,7 +86,7 @@ class App:
 
 
 JSON_VERSION = "v1"
-_F = TypeVar("_F", bound=Callable[..., Any])
+_F = TypeVar("_F", bound=Callable[..., object])
 # click's make_pass_decorator is typed for positional-only first parameters; commands take `app` by name
 pass_app = cast(Callable[[_F], _F], click.make_pass_decorator(App))
 

@@ -7,7 +7,7 @@ import gc
 import importlib
 import os
 import sys
-from typing import Any
+from typing import NoReturn
 
 import click
 
@@ -118,14 +118,14 @@ def _report(error: NotaryError, as_json: bool) -> None:
     if as_json:
         import json
 
-        body: dict[str, Any] = {"kind": error.kind, "message": error.one_line(), "exit_code": error.exit_code}
+        body: dict[str, object] = {"kind": error.kind, "message": error.one_line(), "exit_code": error.exit_code}
         if isinstance(error, AbsentError):
             body.update(absence=error.absence, head=error.head)
         click.echo(json.dumps({"schema": "notary.error/v1", "error": body}))
     click.echo(f"notary: {error.kind}: {error.one_line()}", err=True)
 
 
-def main(argv: list[str] | None = None) -> Any:
+def main(argv: list[str] | None = None) -> NoReturn:
     """The `notary` console script (argv None) or an in-process call (argv given: ends with SystemExit).
 
     A console-script process runs one command and ends: the cyclic garbage collector is off while the
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> Any:
         raise
 
 
-def _exit_now(code: Any) -> None:
+def _exit_now(code: object) -> None:
     """os._exit(code) for a plain exit code with only this thread alive (files are closed or fsync'ed by the
     commands themselves); otherwise returns and the caller exits normally."""
     import threading
@@ -157,7 +157,7 @@ def _exit_now(code: Any) -> None:
     os._exit(code)
 
 
-def _main(args: list[str]) -> Any:
+def _main(args: list[str]) -> NoReturn:
     as_json = "--json" in args
     try:
         result = cli.main(args=args, prog_name="notary", standalone_mode=False)

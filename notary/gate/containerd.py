@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from notary.errors import InputError, NotaryError
-from notary.jsonsafe import loads_object
+from notary.jsonsafe import JsonObject, parse_object
 from notary.records import check_digest
+
+if TYPE_CHECKING:
+    from notary.gate.decision import GateDecision
 
 DESCRIPTOR_MEDIA_TYPE = "application/vnd.oci.descriptor.v1+json"
 MAX_STDIN = 1 << 20
 
 
-def read_descriptor(stream: IO[bytes], media_type: str | None) -> dict[str, Any] | None:
+def read_descriptor(stream: IO[bytes], media_type: str | None) -> JsonObject | None:
     """The descriptor on stdin, or None when containerd sent nothing (the digest argument still decides)."""
     data = stream.read(MAX_STDIN + 1)
     if len(data) > MAX_STDIN:
@@ -32,11 +35,11 @@ def read_descriptor(stream: IO[bytes], media_type: str | None) -> dict[str, Any]
         return None
     if media_type and media_type != DESCRIPTOR_MEDIA_TYPE:
         raise InputError(f"unsupported stdin media type {media_type!r}")
-    return loads_object(data, "descriptor on stdin")  # depth, integer size, surrogates, duplicate keys
+    return parse_object(data, "descriptor on stdin")  # depth, integer size, surrogates, duplicate keys
 
 
 def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
-           config_flag: str | None = None, ledger_flag: str | None = None) -> Any:
+           config_flag: str | None = None, ledger_flag: str | None = None) -> GateDecision:
     """The gate's decision; unreadable input is a logged refusal (exit 2), never an allow."""
     from notary.errors import EXIT_USAGE
     from notary.gate.decision import GateDecision, gate_from_flags

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from notary.config import Config
 from notary.errors import (
@@ -32,7 +32,10 @@ from notary.ledger.base import HistoryReader, Ledger, TreeHead, rfc3339
 from notary.names import normalize_name
 
 if TYPE_CHECKING:
+    from notary.attest.require import Requirement
     from notary.gate.witnessed import Witnessed
+    from notary.status import TrustedKey
+    from notary.verify import Decision
 
 ALLOW, REFUSE = "allow", "refuse"
 # how the gate reached a decision: the ledger's word, a policy allow-list, a fail-open allow, the policy alone
@@ -58,7 +61,7 @@ class GateDecision(NamedTuple):
     status: str | None = None
     signer: str | None = None
     digests: tuple[str, ...] = ()
-    extra: Mapping[str, Any] = MappingProxyType({})
+    extra: Mapping[str, object] = MappingProxyType({})
     head: TreeHead | None = None  # the proven head a verified decision rests on (a recheck starts there)
 
     def __repr__(self) -> str:
@@ -68,7 +71,7 @@ class GateDecision(NamedTuple):
     def decision(self) -> str:
         return ALLOW if self.allowed else REFUSE
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "image": self.image,
             "digest": self.digest,
@@ -102,7 +105,7 @@ class Gate(Protocol):
     policy: Policy
 
     def check(self, image: str | None, digests: Sequence[str], *, now: datetime | None = None,
-              front_end: str | None = None, extra: dict[str, Any] | None = None) -> GateDecision: ...
+              front_end: str | None = None, extra: Mapping[str, object] | None = None) -> GateDecision: ...
 
     def verified_head(self) -> TreeHead: ...
 
@@ -153,7 +156,7 @@ class LedgerGate:
             self._ledger = None
 
     def check(self, image: str | None, digests: Sequence[str], *, now: datetime | None = None,
-              front_end: str | None = None, extra: dict[str, Any] | None = None) -> GateDecision:
+              front_end: str | None = None, extra: Mapping[str, object] | None = None) -> GateDecision:
         """Decide about an image known by name (may be None) and candidate digests (manifest, image id).
 
         Allowed when no candidate is revoked or fails a proof, and at least one is trusted. Several candidates
@@ -247,8 +250,8 @@ class LedgerGate:
                                 exit_code=exc.exit_code if exc.exit_code else EXIT_REFUSED,
                                 reason=f"{exc.kind}: {exc.one_line()}", via="error", digests=tuple(digests))
 
-    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[Any], now: datetime,
-                require: Sequence[Any] = ()) -> GateDecision:
+    def _verify(self, image: str | None, digests: list[str], trusted: Sequence[TrustedKey], now: datetime,
+                require: Sequence[Requirement] = ()) -> GateDecision:
         from notary.verify import verify_digest
 
         with self._reading() as ledger:
@@ -277,7 +280,7 @@ class LedgerGate:
                                 signer=r.signer, digests=tuple(digests))
         r = good[0]
         via_id = "" if r.digest in digests else f" (image id {', '.join(digests)} is its config)"
-        extra: dict[str, Any] = {}
+        extra: dict[str, object] = {}
         if image and self.policy.require_name_match:
             # The record binds the digest to the repositories it was built or pushed as: a key trusted for
             # prod/* cannot lend an image signed for prod/a to prod/b (docs/gate.md, "Names are bound").
@@ -296,7 +299,7 @@ class LedgerGate:
                             signer=r.signer, digests=tuple(digests), extra=extra)
 
 
-    def _unwitnessed(self, ledger: GateReader, results: list[Any], trusted: Sequence[Any],
+    def _unwitnessed(self, ledger: GateReader, results: list[Decision], trusted: Sequence[TrustedKey],
                      now: datetime) -> str | None:
         """None when no witnesses are required, or a trusted result also admits on the witnessed prefix
         (notary.gate.witnessed); else why not. A revoked or refused result needs no witness to refuse."""
@@ -321,7 +324,7 @@ class LedgerGate:
                 f"{self._witnessed.rule.min_witnesses} of the policy's witnesses")
 
 
-def name_not_bound(image: str, trusted: Sequence[Any]) -> str | None:
+def name_not_bound(image: str, trusted: Sequence[Decision]) -> str | None:
     """None when a trusted decision's records bind image's repository; else why it is refused.
 
     One wording for the gate and `notary verify` (which applies it with keys from [policy]), so both say the
@@ -336,7 +339,8 @@ def name_not_bound(image: str, trusted: Sequence[Any]) -> str | None:
             f"notarize the image again with a trusted key and --name {name})")
 
 
-def _by_image_id(ledger: HistoryReader, image_id: str, trusted: Sequence[Any], max_age: Any, now: datetime) -> list[Any]:
+def _by_image_id(ledger: HistoryReader, image_id: str, trusted: Sequence[TrustedKey], max_age: timedelta | None,
+                 now: datetime) -> list[Decision]:
     """Decisions about the manifests whose *signed* record names image_id as their config (the image id).
 
     Runtimes that know only an image id (CRI-O's ImageRef, a `docker load`ed image) are matched through the
@@ -355,7 +359,8 @@ def _by_image_id(ledger: HistoryReader, image_id: str, trusted: Sequence[Any], m
             for manifest, role in holders if role == "config"]
 
 
-def _unmet(ledger: HistoryReader, results: Sequence[Any], trusted: Sequence[Any], require: Sequence[Any]) -> str | None:
+def _unmet(ledger: HistoryReader, results: Sequence[Decision], trusted: Sequence[TrustedKey],
+           require: Sequence[Requirement]) -> str | None:
     """None when an allowed result's digest has every required attestation from a trusted key
     (notary.attest.unmet); else why the first allowed one has not."""
     from notary.attest import unmet
@@ -370,7 +375,7 @@ def _unmet(ledger: HistoryReader, results: Sequence[Any], trusted: Sequence[Any]
     return reasons[0] if reasons else None
 
 
-def _with_extra(decision: GateDecision, extra: dict[str, Any]) -> GateDecision:
+def _with_extra(decision: GateDecision, extra: Mapping[str, object]) -> GateDecision:
     return decision._replace(extra={**decision.extra, **extra})
 
 

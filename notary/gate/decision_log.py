@@ -62,7 +62,7 @@ class DecisionLog:
         self.keep = keep
         self._lock = threading.Lock()
 
-    def append(self, line: Mapping[str, Any]) -> None:
+    def append(self, line: Mapping[str, object]) -> None:
         """Write one line; OSError (the caller decides what an unwritable log means for the decision)."""
         if not self.path:
             return

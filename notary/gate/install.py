@@ -17,10 +17,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from notary.errors import UsageError
 from notary.gate.oci_hook import HOOK_CODE
+
+if TYPE_CHECKING:
+    from notary.jsonsafe import JsonObject, JsonValue
 
 HOOK_FILE = "notary-gate.json"
 DEFAULT_HOOKS_DIR = "/etc/containers/oci/hooks.d"
@@ -36,13 +39,22 @@ class Installed:
     path: str
     content: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"target": self.target, "path": self.path, "content": self.content}
+
+
+class HookDefinition(TypedDict):
+    """A hooks.d file (containers/common schema 1.0.0); its hook is also what a bundle's config.json lists."""
+
+    version: str
+    hook: JsonObject
+    when: dict[str, bool]
+    stages: list[str]
 
 
 def hook_definition(config: str, *, stage: str = "prestart", python: str | None = None,
                     ledger: str | None = None, timeout: int = 30, server: str | None = None,
-                    delegate_to: str | None = None) -> dict[str, Any]:
+                    delegate_to: str | None = None) -> HookDefinition:
     """containers/common hooks.d schema 1.0.0: run the notary hook for every container at stage.
 
     server: the socket of a running `notary gate hook-server`; the hook is then curl asking it (fast path, but
@@ -51,12 +63,13 @@ def hook_definition(config: str, *, stage: str = "prestart", python: str | None 
     """
     if stage not in STAGES:
         raise UsageError(f"unknown hook stage {stage!r}", hint="use prestart or createRuntime")
-    env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    env: list[JsonValue] = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    hook: JsonObject
     if server:
         from notary.gate.frontends.hook_server import CURL, curl_hook_args
 
         curl = shutil.which("curl") or CURL
-        hook = {"path": curl, "args": curl_hook_args(server, curl, timeout=max(timeout - 5, 5)), "env": env,
+        hook = {"path": curl, "args": [*curl_hook_args(server, curl, timeout=max(timeout - 5, 5))], "env": env,
                 "timeout": timeout}
     else:
         python = python or sys.executable
@@ -111,14 +124,17 @@ def add_hook(bundle: str, config: str, *, python: str | None = None, stage: str 
     """Put notary's hook first in the bundle's config.json at stage (atomic rewrite; idempotent)."""
     from notary.fsio import read_regular
     from notary.gate.oci_hook import MAX_CONFIG
-    from notary.jsonsafe import loads_object
+    from notary.jsonsafe import parse_object
 
     path = Path(bundle) / "config.json"  # a FIFO here must not hang the runtime's create: regular files only
-    spec = loads_object(read_regular(path, MAX_CONFIG, "bundle config", error=UsageError, follow_symlinks=False),
+    spec = parse_object(read_regular(path, MAX_CONFIG, "bundle config", error=UsageError, follow_symlinks=False),
                         f"bundle config {path}", error=UsageError)
     hook = hook_definition(config, stage=stage, python=python)["hook"]
     hooks = spec.setdefault("hooks", {})
-    existing = [h for h in hooks.get(stage) or [] if h != hook]
+    listed = hooks.get(stage) or [] if isinstance(hooks, dict) else None
+    if not isinstance(hooks, dict) or not isinstance(listed, list):
+        raise UsageError(f"bundle config {path}: hooks.{stage} is not a list of hooks in an object")
+    existing = [h for h in listed if h != hook]
     hooks[stage] = [hook, *existing]
     _atomic_write(path, json.dumps(spec), 0o600)
 

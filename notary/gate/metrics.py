@@ -37,9 +37,9 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from notary import __version__
 
@@ -115,7 +115,7 @@ class Metrics:
     """Counters, a latency histogram and ledger freshness for one process; thread-safe, bounded (labels come
     from a fixed set: front ends, allow/refuse, exit codes 0-4)."""
 
-    def __init__(self, *, clock: Any = time.time, front_ends: Sequence[str] = (), proc: str = PROC) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, front_ends: Sequence[str] = (), proc: str = PROC) -> None:
         self._clock = clock
         self._proc = proc
         self._lock = threading.Lock()
@@ -136,7 +136,7 @@ class Metrics:
             self._proof_failures.setdefault(front_end, 0)
             self._latency.setdefault(front_end, [0.0] * (len(BUCKETS) + 2))
 
-    def observe(self, decision: Any, front_end: str, seconds: float | None = None) -> None:
+    def observe(self, decision: GateDecision, front_end: str, seconds: float | None = None) -> None:
         """Count one decision (a GateDecision); seconds: how long Gate.check took, if it was one."""
         code = int(getattr(decision, "exit_code", 0) or 0)
         key = (front_end, "allow" if decision.allowed else "refuse", str(code))
@@ -211,7 +211,7 @@ class ServerLog:
         self._stream = stream
         self._lock = threading.Lock()
 
-    def write(self, level: str, message: str, **fields: Any) -> None:
+    def write(self, level: str, message: str, **fields: object) -> None:
         if self.fmt == "json":
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
             line = json.dumps({"time": stamp, "level": level, "msg": message,
@@ -225,10 +225,10 @@ class ServerLog:
             stream.write(line.replace("\n", " ") + "\n")
             stream.flush()
 
-    def info(self, message: str, **fields: Any) -> None:
+    def info(self, message: str, **fields: object) -> None:
         self.write("info", message, **fields)
 
-    def warning(self, message: str, **fields: Any) -> None:
+    def warning(self, message: str, **fields: object) -> None:
         self.write("warning", message, **fields)
 
 
@@ -244,7 +244,7 @@ class ObservedGate:
         metrics.declare(gate.front_end)  # every front end passes its gate's name: its series start at 0
 
     def check(self, image: str | None, digests: Sequence[str], *, now: datetime | None = None,
-              front_end: str | None = None, extra: dict[str, Any] | None = None) -> GateDecision:
+              front_end: str | None = None, extra: Mapping[str, object] | None = None) -> GateDecision:
         start = time.perf_counter()
         decision = self._gate.check(image, digests, now=now, front_end=front_end, extra=extra)
         self._seen(decision, front_end, time.perf_counter() - start)

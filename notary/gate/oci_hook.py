@@ -28,12 +28,12 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from notary.digests import SHA256_PATTERN
 from notary.errors import InputError, NotaryError, NotFoundError
 from notary.fsio import check_path_length, read_regular
-from notary.jsonsafe import loads, loads_object
+from notary.jsonsafe import JsonObject, parse, parse_object
 
 if TYPE_CHECKING:
     from notary.gate.decision import Gate, GateDecision
@@ -72,22 +72,22 @@ def digests_in(value: str | None) -> list[str]:
     return _SHA.findall(value)
 
 
-def read_state(stream: IO[bytes]) -> dict[str, Any]:
+def read_state(stream: IO[bytes]) -> JsonObject:
     """The OCI state object the runtime writes on stdin (at most 1 MiB)."""
     data = stream.read(MAX_STATE + 1)
     if len(data) > MAX_STATE:
         raise InputError("container state on stdin is larger than 1 MiB")
-    state = loads(data, "container state on stdin")
+    state = parse(data, "container state on stdin")
     if not isinstance(state, dict) or not isinstance(state.get("bundle", ""), str):
         raise InputError("container state on stdin is not an OCI state object")
     return state
 
 
-def read_bundle_config(bundle: str) -> dict[str, Any]:
+def read_bundle_config(bundle: str) -> JsonObject:
     """The bundle's config.json: a regular file of at most 16 MiB, never followed through a symlink."""
     path = Path(bundle) / "config.json"
     raw = read_regular(path, MAX_CONFIG, "bundle config", follow_symlinks=False)
-    return loads_object(raw, f"bundle config {path}")
+    return parse_object(raw, f"bundle config {path}")
 
 
 def _umoci_digests(bundle: str) -> list[str]:
@@ -97,11 +97,9 @@ def _umoci_digests(bundle: str) -> list[str]:
         raw = read_regular(Path(bundle) / "umoci.json", MAX_UMOCI, "umoci.json", follow_symlinks=False)
     except NotFoundError:
         return []
-    meta = loads(raw, f"umoci.json in {bundle}")
-    try:
-        walk = meta["from_descriptor_path"]["descriptor_walk"]
-    except (KeyError, TypeError):
-        return []
+    meta = parse(raw, f"umoci.json in {bundle}")
+    source = meta.get("from_descriptor_path") if isinstance(meta, dict) else None
+    walk = source.get("descriptor_walk") if isinstance(source, dict) else None
     found = []
     for desc in walk if isinstance(walk, list) else []:
         if isinstance(desc, dict) and "manifest" in str(desc.get("mediaType", "")):
@@ -109,7 +107,7 @@ def _umoci_digests(bundle: str) -> list[str]:
     return found
 
 
-def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_root: str | None = None) -> ImageIdentity:
+def identify(state: Mapping[str, object], config: Mapping[str, object], *, storage_root: str | None = None) -> ImageIdentity:
     """Which image this container runs: what the runtime itself states first, notary's annotations second.
 
     The annotations of config.json are not only the operator's: a CRI runtime can pass a Pod's own
@@ -147,7 +145,7 @@ def identify(state: Mapping[str, Any], config: Mapping[str, Any], *, storage_roo
     return ImageIdentity(stated.name, chosen, stated.source)
 
 
-def _runtime_identity(state: Mapping[str, Any], config: Mapping[str, Any], annotations: Mapping[str, str],
+def _runtime_identity(state: Mapping[str, object], config: Mapping[str, object], annotations: Mapping[str, str],
                       named: str | None, storage_root: str | None) -> ImageIdentity | None:
     """The image as the runtime (or the bundle's unpacker) states it, or None where none describes it."""
     if CRIO_NAME in annotations or CRIO_REF in annotations:
@@ -220,7 +218,7 @@ def _stored_name(named: str | None, stored: Sequence[str], runtime: str) -> str 
 
 
 def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str | None = None,
-           storage_root: str | None = None) -> Any:
+           storage_root: str | None = None) -> GateDecision:
     """The gate's decision for the container described on stdin (a GateDecision)."""
     from notary.gate.decision import gate_from_flags
 
@@ -229,7 +227,7 @@ def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str
 
 
 def decide_container(gate: Gate, stdin: IO[bytes], *, storage_root: str | None, front_end: str,
-                     extra: dict[str, Any] | None = None) -> GateDecision:
+                     extra: Mapping[str, object] | None = None) -> GateDecision:
     """The one decision for a container described by its OCI state, for the hook and the hook server alike:
     identify its image (bundle annotations, then the runtime's storage), then Gate.check. A container whose
     image cannot be identified is refused, and the refusal logged, like every other decision."""

@@ -11,10 +11,10 @@ Revocation is always checked: `check_revocation = false` is rejected rather than
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from notary import keys
 from notary.config import Config
@@ -25,6 +25,9 @@ from notary.gate.witnessed import WitnessRule, parse_witness_rule
 from notary.names import normalize_name
 from notary.records import check_digest, parse_time
 from notary.status import ROLES, TrustedKey
+
+if TYPE_CHECKING:
+    from notary.attest.require import Requirement
 
 POLICY_KEYS = {"trust", "fail", "max_age", "check_revocation", "decision_log", "decision_log_max_size",
                "decision_log_keep", "break_glass", "require_name_match", "witnesses"}
@@ -37,7 +40,7 @@ _GLOB_CHARS = re.compile(r"^[a-z0-9._\-/:*?]+\Z")
 # ---------------------------------------------------------------- image globs
 
 
-def _check_glob(glob: Any, where: str) -> str:
+def _check_glob(glob: object, where: str) -> str:
     if not isinstance(glob, str) or not glob or not _GLOB_CHARS.match(glob):
         raise UsageError(
             f"{where}: bad image glob {glob!r}",
@@ -74,7 +77,7 @@ class TrustRule:
     __slots__ = ("images", "key_paths", "keys", "patterns", "require")
 
     def __init__(self, images: tuple[str, ...], key_paths: tuple[str, ...], keys: tuple[TrustedKey, ...],
-                 patterns: tuple[re.Pattern[str], ...] = (), require: tuple[Any, ...] = ()) -> None:
+                 patterns: tuple[re.Pattern[str], ...] = (), require: tuple[Requirement, ...] = ()) -> None:
         self.require = require  # notary.attest.Requirement: attestations a trusted key must have made
         self.images = images
         self.key_paths = key_paths
@@ -150,7 +153,7 @@ class Policy:
                     return entry
         return None
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> dict[str, object]:
         return {
             "source": self.source,
             "fail": "open" if self.fail_open else "closed",
@@ -179,7 +182,7 @@ class Policy:
         }
 
 
-def _table_list(value: Any, where: str) -> list[Mapping[str, Any]]:
+def _table_list(value: object, where: str) -> list[Mapping[str, object]]:
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
@@ -187,7 +190,7 @@ def _table_list(value: Any, where: str) -> list[Mapping[str, Any]]:
     return value
 
 
-def _str_list(value: Any, where: str) -> list[str]:
+def _str_list(value: object, where: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
@@ -195,14 +198,14 @@ def _str_list(value: Any, where: str) -> list[str]:
     return value
 
 
-def _unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+def _unknown(table: Mapping[str, object], allowed: set[str], where: str) -> None:
     extra = set(table) - allowed
     if extra:
         raise UsageError(f"{where}: unknown setting(s) {', '.join(sorted(extra))}",
                          hint=f"known: {', '.join(sorted(allowed))}")
 
 
-def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | None = None) -> Policy:
+def parse_policy(section: Mapping[str, object], resolve: Callable[[str], str] = str, source: str | None = None) -> Policy:
     """Validate a [policy] table; resolve maps a key path in the file to a real path."""
     where = f"config {source}: [policy]" if source else "[policy]"
     _unknown(section, POLICY_KEYS, where)
@@ -248,7 +251,7 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
                 loaded.append(TrustedKey.of(key_cache[path], roles, not_after, label=path))
             except NotaryError as exc:
                 raise UsageError(f"{kwhere}: {exc.one_line()}") from exc
-        require: tuple[Any, ...] = ()
+        require: tuple[Requirement, ...] = ()
         if "require" in table:  # the attestation module loads only for a policy that requires attestations
             from notary.attest import parse_requirements
 
@@ -292,7 +295,7 @@ def parse_policy(section: Mapping[str, Any], resolve: Any = str, source: str | N
                   log_size, keep, rule)
 
 
-def _entry_list(value: Any, where: str) -> list[Any]:
+def _entry_list(value: object, where: str) -> list[object]:
     if isinstance(value, (str, Mapping)):
         value = [value]
     if not isinstance(value, list) or not value:
@@ -300,7 +303,7 @@ def _entry_list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _key_entry(entry: Any, where: str, resolve: Any) -> tuple[str, tuple[str, ...] | None, datetime | None, str]:
+def _key_entry(entry: object, where: str, resolve: Callable[[str], str]) -> tuple[str, tuple[str, ...] | None, datetime | None, str]:
     """A trusted key: a path, or { path, roles = ["notarize", "revoke"], not_after = RFC 3339 }."""
     if isinstance(entry, str) and entry:
         return resolve(entry), None, None, where
@@ -320,7 +323,7 @@ def _key_entry(entry: Any, where: str, resolve: Any) -> tuple[str, tuple[str, ..
     return resolve(path), tuple(roles) if roles is not None else None, _time(entry.get("not_after"), where), where
 
 
-def _time(value: Any, where: str) -> datetime | None:
+def _time(value: object, where: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, datetime):

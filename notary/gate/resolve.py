@@ -13,7 +13,6 @@ which name no repository, so such a subject carries no name unless the layout's 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from notary.digests import SHA256_PATTERN, SHA256_RE, check_digest
 from notary.errors import InputError
@@ -101,7 +100,7 @@ def _identify(spec: str, options: SourceOptions | None, *,
     return carried_name(subjects[0]), list(dict.fromkeys(digests))
 
 
-def carried_name(subject: Any) -> str | None:
+def carried_name(subject: object) -> str | None:
     """The image name a subject read from a SUBJECT form carries, or None: its own name when that is one of
     the repositories its source binds it to (a `registry://` reference, a Docker image's name or RepoTag, a
     layout's image-name annotation), else the first of those repositories.

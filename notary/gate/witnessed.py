@@ -23,10 +23,14 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from notary.errors import ProofError, UsageError
 from notary.ledger.base import Entry, HistoryReader, LedgerInfo, TreeHead
+
+if TYPE_CHECKING:
+    from notary.audit.note import Checkpoint, Verifier
+    from notary.ledger.immudb.mirror import Mirror
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class Witnessed:
         self.witnesses = [notes.parse_vkey(v) for v in rule.vkeys]
         self._lock = threading.Lock()
         self._file: tuple[int, int, int] | None = None
-        self._checkpoint: Any = None  # notes.Checkpoint of the last good read
+        self._checkpoint: Checkpoint | None = None  # of the last good read
         self._proven: tuple[int, bytes, int] | None = None  # (checkpoint size, root, head size) proven
 
     def size(self, ledger: object, head: TreeHead) -> int:
@@ -170,7 +174,7 @@ class Witnessed:
         (once per checkpoint: those transactions never change); its size counts transactions."""
         from notary.audit import note as notes
 
-        mirror: Any = getattr(ledger, "mirror", None)
+        mirror: Mirror | None = getattr(ledger, "mirror", None)  # a mirrored immudb ledger's
         if mirror is None or not head.ledger_id.startswith("immudb:"):
             raise UsageError("[policy.witnesses] needs an embedded ledger, or an immudb ledger read with its "
                              "verified mirror")
@@ -196,12 +200,12 @@ class Witnessed:
             return int(checkpoint.size)
 
     @staticmethod
-    def _embedded_log(ledger: CheckpointedLedger) -> Any:
+    def _embedded_log(ledger: CheckpointedLedger) -> Verifier:
         from notary.audit import checkpoints
 
         return checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
 
-    def _read(self, ledger: object, log: Any) -> Any:
+    def _read(self, ledger: object, log: Verifier) -> Checkpoint:
         from notary.audit import checkpoints
         from notary.audit import note as notes
         from notary.errors import NotFoundError

@@ -28,7 +28,7 @@ class TreeHead(NamedTuple):
     signature: bytes | None = None
     map_root: bytes | None = None  # embedded ledgers from format v2: the signed key index root
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "ledger_id": self.ledger_id,
             "tree_size": self.tree_size,
@@ -54,7 +54,7 @@ class Entry(NamedTuple):
     revision: int
     proof: Mapping[str, Any] = _EMPTY
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "key": self.key,
             "tx": self.tx,
@@ -84,7 +84,7 @@ class LedgerInfo(NamedTuple):
     transactions: int | None = None
     details: Mapping[str, Any] = _EMPTY
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "url": self.url,
             "backend": self.backend,
@@ -136,7 +136,7 @@ class Ledger(Protocol):
         """Every version of key, oldest first, each verified."""
         ...
 
-    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
+    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, object] | None:
         """Proof that key had no version (as of at_tx), in the JSON of docs/proofs.md "Absence"; None when it
         has one. Each backend proves it its own way (embedded: the key index; immudb: the verified mirror's
         replay, or "none", the server's word, with the mirror opted out) and says which in `method`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from notary.errors import UsageError
 from notary.fsio import MAX_KEY, read_regular
@@ -41,7 +41,7 @@ class ImmudbSettings:
     @classmethod
     def load(cls, config: Config | None = None, environ: Mapping[str, str] | None = None) -> ImmudbSettings:
         env = os.environ if environ is None else environ
-        section: Mapping[str, Any] = config.section("immudb") if config is not None else {}
+        section: Mapping[str, object] = config.section("immudb") if config is not None else {}
         mirror, configured = _mirror(env, section)
         ca = env.get("NOTARY_IMMUDB_GATEWAY_CA") or section.get("gateway_ca")
         return cls(mirror=mirror, mirror_configured=configured, gateway=_gateway(env, section),
@@ -85,7 +85,7 @@ def _read_named_file(variable: str, path: str, limit: int) -> bytes:
         raise UsageError(f"cannot read {variable}: {exc.message}") from None
 
 
-def _mirror(env: Mapping[str, str], section: Mapping[str, Any]) -> tuple[bool, bool]:
+def _mirror(env: Mapping[str, str], section: Mapping[str, object]) -> tuple[bool, bool]:
     """NOTARY_IMMUDB_MIRROR (1/0, true/false, yes/no, on/off), else `[immudb] mirror`, else on: completeness is
     the default on every path; off is an explicit, noticed opt-out."""
     raw = env.get("NOTARY_IMMUDB_MIRROR", "").strip().lower()
@@ -99,7 +99,7 @@ def _mirror(env: Mapping[str, str], section: Mapping[str, Any]) -> tuple[bool, b
     return (True, False) if configured is None else (bool(configured), True)
 
 
-def _gateway(env: Mapping[str, str], section: Mapping[str, Any]) -> str | None:
+def _gateway(env: Mapping[str, str], section: Mapping[str, object]) -> str | None:
     """NOTARY_IMMUDB_GATEWAY (empty, "none" or "off": not used), else `[immudb] gateway`, else gRPC."""
     raw = env.get("NOTARY_IMMUDB_GATEWAY")
     if raw is not None:
@@ -108,14 +108,14 @@ def _gateway(env: Mapping[str, str], section: Mapping[str, Any]) -> str | None:
     return str(configured) if configured else None
 
 
-def _replicas(env: Mapping[str, str], section: Mapping[str, Any]) -> tuple[str, ...]:
+def _replicas(env: Mapping[str, str], section: Mapping[str, object]) -> tuple[str, ...]:
     """NOTARY_IMMUDB_REPLICAS (comma-separated), else `[immudb] replicas`: host:port each, checked before any
     connection."""
     from notary.ledger.immudb._conn import parse_url
 
     raw = env.get("NOTARY_IMMUDB_REPLICAS")
     if raw is not None:
-        listed: Any = [part.strip() for part in raw.split(",") if part.strip()]
+        listed: object = [part.strip() for part in raw.split(",") if part.strip()]
         where = "NOTARY_IMMUDB_REPLICAS"
     else:
         listed = section.get("replicas", [])
@@ -129,7 +129,7 @@ def _replicas(env: Mapping[str, str], section: Mapping[str, Any]) -> tuple[str, 
     return tuple(listed)
 
 
-def _read_from(env: Mapping[str, str], section: Mapping[str, Any]) -> str:
+def _read_from(env: Mapping[str, str], section: Mapping[str, object]) -> str:
     """NOTARY_IMMUDB_READ_FROM, else `[immudb] read_from`: "primary" (the default) or "replicas"."""
     raw = env.get("NOTARY_IMMUDB_READ_FROM")
     where = "NOTARY_IMMUDB_READ_FROM"

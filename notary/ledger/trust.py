@@ -42,7 +42,7 @@ class TrustedState(NamedTuple):
     ledger_key: str | None = None
     extra: Mapping[str, Any] = _EMPTY
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "format": FORMAT,
             "ledger_id": self.ledger_id,

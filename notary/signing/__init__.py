@@ -8,7 +8,7 @@ key, a cloud KMS) is one more module with `open_signer(uri)` and a scheme here (
 
 from __future__ import annotations
 
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from notary.keys import PublicKey
 
@@ -23,7 +23,7 @@ class ServiceSigner(Protocol):
 
     def sign_bytes(self, data: bytes) -> bytes: ...
 
-    def attributes(self) -> dict[str, Any]: ...
+    def attributes(self) -> dict[str, object]: ...
 
 
 def is_service_key(text: str) -> bool:

@@ -176,7 +176,7 @@ class KmsSigner:
             raise KmsUnavailableError(f"AWS KMS returned no ECDSA P-256 signature for {self.uri.describe}")
         return signature  # keys.sign verifies it against the public key before anything uses it
 
-    def attributes(self) -> dict[str, Any]:
+    def attributes(self) -> dict[str, object]:
         """What `key show` reports: where the key lives and that it is the service's, not a file's."""
         return dict(self._details)
 

@@ -19,7 +19,8 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import TYPE_CHECKING, cast
 
 from notary import keys
 from notary.errors import NotaryError, NotFoundError, UsageError
@@ -28,6 +29,7 @@ from notary.signing.pkcs11_uri import Pkcs11Uri, parse
 
 if TYPE_CHECKING:
     import pkcs11
+    from pkcs11._pkcs11 import lib as Library
 
 PIN_ENV, PIN_FILE_ENV, MODULE_ENV = "NOTARY_PKCS11_PIN", "NOTARY_PKCS11_PIN_FILE", "NOTARY_PKCS11_MODULE"
 MAX_PIN = 1024
@@ -44,7 +46,8 @@ class TokenUnavailableError(NotaryError):
     kind = "unavailable"
 
 
-def _lib() -> Any:
+def _lib() -> ModuleType:
+    """python-pkcs11, imported when a token key is first used (an optional dependency)."""
     try:
         import pkcs11
     except ImportError as exc:
@@ -116,7 +119,7 @@ def _pin_file(path: str) -> str:
     return pin
 
 
-def _module(uri: Pkcs11Uri) -> Any:
+def _module(uri: Pkcs11Uri) -> Library:
     """The loaded, initialised module: module-path from the URI, else NOTARY_PKCS11_MODULE."""
     p11 = _lib()
     path = uri.module_path or os.environ.get(MODULE_ENV)
@@ -127,12 +130,13 @@ def _module(uri: Pkcs11Uri) -> Any:
     if not os.path.isfile(path):
         raise UsageError(f"PKCS#11 module {path} does not exist", hint="install it or fix module-path")
     try:
-        return p11.lib(path)
+        library: Library = p11.lib(path)
+        return library
     except p11.PKCS11Error as exc:
         raise UsageError(f"PKCS#11 module {path} cannot be loaded: {str(exc).splitlines()[0][:200]}") from exc
 
 
-def _find_token(lib: Any, uri: Pkcs11Uri) -> pkcs11.Token:
+def _find_token(lib: Library, uri: Pkcs11Uri) -> pkcs11.Token:
     p11 = _lib()
     wanted = uri.token
     major, minor = lib.library_version
@@ -188,7 +192,8 @@ class TokenSigner:
     """A private key inside a PKCS#11 token: a `keys.Signer`. One logged-in session for the process, kept
     open so each record costs one C_Sign, not a login (the lock: a session is not for two threads at once)."""
 
-    def __init__(self, uri: Pkcs11Uri, session: Any, private: Any, public: keys.PublicKey, kind: str) -> None:
+    def __init__(self, uri: Pkcs11Uri, session: pkcs11.Session, private: pkcs11.SignMixin, public: keys.PublicKey,
+                 kind: str) -> None:
         self.uri, self.kind = uri, kind
         self._session, self._private, self._public = session, private, public
         self._lock = threading.Lock()
@@ -208,7 +213,7 @@ class TokenSigner:
 
         return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
-    def attributes(self) -> dict[str, Any]:
+    def attributes(self) -> dict[str, object]:
         """What `key show` reports about the private key object, so an auditor sees it cannot be extracted."""
         p11 = _lib()
         a = p11.Attribute
@@ -223,9 +228,10 @@ class TokenSigner:
             self._session.close()
 
 
-def _search(session: Any, uri: Pkcs11Uri, object_class: Any, id_: bytes | None = None) -> list[Any]:
+def _search(session: pkcs11.Session, uri: Pkcs11Uri, object_class: pkcs11.ObjectClass,
+            id_: bytes | None = None) -> list[pkcs11.Object]:
     p11 = _lib()
-    attrs: dict[Any, Any] = {p11.Attribute.CLASS: object_class}
+    attrs: dict[pkcs11.Attribute, object] = {p11.Attribute.CLASS: object_class}
     if uri.object is not None:
         attrs[p11.Attribute.LABEL] = uri.object
     if (id_ or uri.id) is not None:
@@ -238,7 +244,7 @@ def _search(session: Any, uri: Pkcs11Uri, object_class: Any, id_: bytes | None =
     return found
 
 
-def _open(text: str, *, rw: bool = False) -> tuple[Pkcs11Uri, Any, Any]:
+def _open(text: str, *, rw: bool = False) -> tuple[Pkcs11Uri, pkcs11.Token, pkcs11.Session]:
     """(uri, token, logged-in session): everything before any key is looked at."""
     uri = parse(text)
     if uri.object is None and uri.id is None:
@@ -277,7 +283,8 @@ def open_signer(text: str) -> TokenSigner:
             raise NotFoundError(f"{uri.describe} has {'no' if not publics else 'more than one'} public key object",
                                 hint="notary reads the public key from the token's public key object")
         public = _public_from_token(kind, bytes(publics[0][a.EC_POINT]))
-    return TokenSigner(uri, session, private, public, kind)
+    # python-pkcs11 builds a private key object (CKO_PRIVATE_KEY, searched above) as a key that signs
+    return TokenSigner(uri, session, cast("pkcs11.SignMixin", private), public, kind)
 
 
 def generate(text: str, kind: str | None = None) -> TokenSigner:

@@ -21,8 +21,8 @@ class Artifact:
     role: str
     name: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {
             "digest": self.digest,
             "size": self.size,
             "mediaType": self.media_type,
@@ -52,8 +52,8 @@ class Subject:
     extra: dict[str, Any] = field(default_factory=dict)
     names: tuple[str, ...] = ()  # normalized repositories it was built or pushed as (notary.names)
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"digest": self.digest, "name": self.name, "kind": self.kind}
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"digest": self.digest, "name": self.name, "kind": self.kind}
         if self.platform:
             data["platform"] = self.platform
         if self.image_id:

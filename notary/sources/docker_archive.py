@@ -114,7 +114,7 @@ def _oci_in_tar(view: View, ref: SubjectRef, options: SourceOptions, progress: P
     return subjects
 
 
-def _strings(value: Any, what: str) -> list[str]:
+def _strings(value: object, what: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -182,7 +182,7 @@ def _classic(view: View, ref: SubjectRef, options: SourceOptions, progress: Prog
                     raise DigestMismatchError(f"layer {name} in {view.label} does not match its name: "
                                               f"it hashes to {check.digest}")
             artifacts.append(Artifact(diff_id, size, LAYER_TAR, "layer"))
-        extra: dict[str, Any] = {"archive": view.label}
+        extra: dict[str, object] = {"archive": view.label}
         if tags:
             extra["repoTags"] = tags
         subjects.append(Subject(image_id, tags[0] if tags else default_name, "docker-image", tuple(artifacts),

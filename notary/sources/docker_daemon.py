@@ -79,7 +79,7 @@ def daemon_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress 
         image = _engine_call(ref.name, client.images.get, ref.name)
         image_id = check_digest(image.id, f"image id of {ref.name}")
         attrs = image.attrs or {}
-        extra: dict[str, Any] = {"engineReference": ref.name}
+        extra: dict[str, object] = {"engineReference": ref.name}
         if attrs.get("RepoDigests"):
             extra["repoDigests"] = list(attrs["RepoDigests"])
         if attrs.get("RepoTags"):

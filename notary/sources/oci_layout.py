@@ -7,10 +7,9 @@ FIFO planted as index.json or a blob) and every JSON document through notary.jso
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from notary.digests import Digested, digest_hex, verify_bytes
 from notary.errors import InputError, NotFoundError
@@ -61,7 +60,7 @@ class LayoutStore:
         return partial(hash_regular, path, digest, size, progress, name=f"{what} blob {digest}")
 
 
-def _read_index(root: Path) -> dict[str, Any]:
+def _read_index(root: Path) -> dict[str, object]:
     marker = root / "oci-layout"
     check_path_length(root, "OCI layout")
     if not os.path.lexists(root):
@@ -91,7 +90,7 @@ def _name(ref: SubjectRef, path: str, tag: str | None) -> str:
     return f"oci:{path}"
 
 
-def _select(store: LayoutStore, index: dict[str, Any], root: Path, ref: SubjectRef) -> Descriptor:
+def _select(store: LayoutStore, index: Mapping[str, object], root: Path, ref: SubjectRef) -> Descriptor:
     """By tag or digest from index.json; a digest may also name a manifest only reachable through an index
     (a platform manifest), as long as its blob is in the layout (its bytes are verified against it)."""
     try:

@@ -9,7 +9,7 @@ get different identities depending on where notary read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -65,13 +65,13 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-def parse_json(data: bytes, where: str) -> dict[str, Any]:
+def parse_json(data: bytes, where: str) -> dict[str, object]:
     """A JSON object or InputError naming where it came from (bounded depth and integers, no duplicate keys,
     no lone surrogates: notary.jsonsafe)."""
     return loads_object(data, where)
 
 
-def platform_string(obj: Any, where: str) -> str | None:
+def platform_string(obj: object, where: str) -> str | None:
     if obj is None:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("os"), str) or not isinstance(
@@ -84,7 +84,7 @@ def platform_string(obj: Any, where: str) -> str | None:
     return text
 
 
-def parse_descriptor(obj: Any, where: str) -> Descriptor:
+def parse_descriptor(obj: object, where: str) -> Descriptor:
     """Validate a descriptor: sha256 digest, non-negative int size, string media type."""
     if not isinstance(obj, dict):
         raise InputError(f"malformed descriptor in {where}: expected an object")
@@ -102,7 +102,7 @@ def parse_descriptor(obj: Any, where: str) -> Descriptor:
     return Descriptor(media_type, digest, size, platform_string(obj.get("platform"), where), annotations)
 
 
-def document_type(doc: dict[str, Any], declared: str | None, where: str) -> str:
+def document_type(doc: Mapping[str, object], declared: str | None, where: str) -> str:
     """The media type of a manifest/index document, refusing a document that contradicts its descriptor."""
     own = doc.get("mediaType")
     if own is not None and not isinstance(own, str):
@@ -211,7 +211,7 @@ def hash_blobs(store: BlobStore, walk: Walk, *, workers: int | None, progress: P
     run_parallel(tasks, default_workers(workers))
 
 
-def select_from_index(index: dict[str, Any], where: str, tag: str | None, digest: str | None) -> Descriptor:
+def select_from_index(index: Mapping[str, object], where: str, tag: str | None, digest: str | None) -> Descriptor:
     """Pick the descriptor a layout's index.json names by tag (ref.name annotation) or by digest."""
     raw = index.get("manifests")
     if not isinstance(raw, list):

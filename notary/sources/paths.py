@@ -14,7 +14,6 @@ import os
 import stat
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from notary.digests import Digested, default_workers, hash_stream, run_parallel
 from notary.errors import DigestMismatchError, InputError, NotFoundError
@@ -135,7 +134,7 @@ def path_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | 
     if stat.S_ISDIR(st.st_mode):
         digest, artifacts, links = tree_digest(path, workers=options.workers, progress=progress)
         total = sum(a.size for a in artifacts)
-        extra: dict[str, Any] = {"files": len(artifacts), "bytes": total}
+        extra: dict[str, object] = {"files": len(artifacts), "bytes": total}
         if links:
             extra["symlinks"] = links
         return [Subject(digest, ref.path, "directory", tuple(artifacts), extra=extra)]

@@ -32,7 +32,6 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from notary.errors import InputError, NotFoundError, SourceUnavailableError, UsageError
 from notary.fsio import MAX_AUTH_FILE, read_regular
@@ -131,7 +130,7 @@ def _split_key(key: str) -> tuple[str, str]:
     return _canonical_host(host), namespace.strip("/")
 
 
-def _from_docker_config(doc: dict[str, Any], where: str, hostport: str, repository: str,
+def _from_docker_config(doc: Mapping[str, object], where: str, hostport: str, repository: str,
                         env: Mapping[str, str], timeout: float) -> Credentials:
     auths = doc.get("auths", {})
     helpers = doc.get("credHelpers", {})
@@ -168,7 +167,7 @@ def _from_docker_config(doc: dict[str, Any], where: str, hostport: str, reposito
     return Credentials()
 
 
-def _from_auth_entry(entry: Any, where: str) -> Credentials:
+def _from_auth_entry(entry: object, where: str) -> Credentials:
     if not isinstance(entry, dict):
         raise InputError(f"malformed registry credentials in {where}")
     user: str | None = None

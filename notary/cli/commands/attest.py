@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
 from notary import keys
 from notary.cli.common import App, pass_app, signing_key_source
 from notary.cli.subjects import source_options, source_options_flags
+
+if TYPE_CHECKING:
+    from notary.sources.base import Subject
 
 
 @click.command("attest")
@@ -69,7 +73,7 @@ def attest(app: App, subject: str, predicate_type: str, predicate_path: str, key
     app.emit(written.to_json(), human, schema="attest")
 
 
-def subject_pairs(app: App, spec: str, flags: dict[str, Any], names: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def subject_pairs(app: App, spec: str, flags: Mapping[str, object], names: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """(name, digest) of each subject spec names, resolved as notarize resolves it (every blob hashed against
     its digest); a bare digest as is. The name is the image's (--name first, normalized), never a path."""
     from notary.cli.subjects import _BARE_DIGEST
@@ -82,7 +86,7 @@ def subject_pairs(app: App, spec: str, flags: dict[str, Any], names: tuple[str, 
             for s in resolve(spec, options=source_options(app, flags), names=names)]
 
 
-def statement_name(subject: Any) -> str:
+def statement_name(subject: Subject) -> str:
     """The in-toto subject name of a resolved subject: its first repository (what --name or the image itself
     says it is published as), else the name its record carries (an image reference, or a file's base name)."""
     names = getattr(subject, "names", ())

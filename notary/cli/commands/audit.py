@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -13,6 +14,8 @@ from notary.errors import AbsentError, UsageError
 from notary.ledger.base import Entry, Ledger, rfc3339, written_by
 from notary.lookup import SignerSet, absence_proof, job_keys, lookup_artifact, lookup_job, signer_set
 from notary.verify import open_entry
+
+_F = TypeVar("_F", bound=Callable[..., object])
 
 
 def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
@@ -29,7 +32,7 @@ def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
     return found.signers, trusted, found
 
 
-def as_of_options(f: Any) -> Any:
+def as_of_options(f: _F) -> _F:
     """--at-tx / --at-time, as every time-travel read takes them."""
     f = click.option("--at-time", "at_time", metavar="RFC3339",
                      help="As of a time, e.g. 2026-03-01T00:00:00Z: the last transaction written by then.")(f)
@@ -57,7 +60,7 @@ def _as_of(ledger: Ledger, at_tx: int | None, at_time: str | None) -> int | None
     return at_tx
 
 
-def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, Any]:
+def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, object]:
     record = open_entry(entry, digest, signer)
     return {
         "tx": entry.tx,
@@ -76,7 +79,7 @@ def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[
     } | _deprecated(record.issued_at, signer in trusted if trusted else None)
 
 
-def _deprecated(issued_at: str, trusted: bool | None) -> dict[str, Any]:
+def _deprecated(issued_at: str, trusted: bool | None) -> dict[str, object]:
     """The camelCase names of issued_at and trusted_signer, deprecated, removed in 0.3 (docs/json.md)."""
     return {"issuedAt": issued_at, "trustedSigner": trusted}
 
@@ -226,7 +229,7 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
 
 
 def _current_attestations(ledger: Ledger, digest: str, name: str, signers: list[str], trusted: set[str],
-                          key_paths: tuple[str, ...], as_of: int | None) -> list[dict[str, Any]]:
+                          key_paths: tuple[str, ...], as_of: int | None) -> list[dict[str, object]]:
     """The attestation current (as of) under each attestation key of digest, one per signer and predicate type.
 
     Read through the same proven path `history` uses (_attestations: the signer's attestation index proven

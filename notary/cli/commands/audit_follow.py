@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -19,7 +19,7 @@ from notary.errors import IntegrityError, LedgerUnavailableError
 SCHEMA = "notary.audit-follow/v1"  # every line carries it: a collector can tell the stream from noise
 
 
-def _line(event: dict[str, Any]) -> None:
+def _line(event: Mapping[str, object]) -> None:
     click.echo(json.dumps({"schema": SCHEMA, **event}, sort_keys=True, separators=(",", ":")))
 
 

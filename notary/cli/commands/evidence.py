@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +12,9 @@ from notary.cli.common import App, pass_app
 from notary.cli.subjects import identify_digests, source_options_flags
 from notary.errors import InputError
 from notary.fsio import atomic_write, read_regular
+
+if TYPE_CHECKING:
+    from notary.attest import Requirement
 
 
 @click.group("evidence")
@@ -87,7 +90,7 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
              schema="evidence-export")
 
 
-def _requirements(required: tuple[str, ...]) -> tuple[Any, ...]:
+def _requirements(required: tuple[str, ...]) -> tuple[Requirement, ...]:
     if not required:
         return ()
     from notary.attest import parse_requirements

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,7 +11,10 @@ from notary.cli.common import App, pass_app
 from notary.cli.subjects import registry_options_flags, source_options, source_options_flags
 
 if TYPE_CHECKING:
-    from notary.gate.decision import Gate
+    import socketserver
+    from collections.abc import Callable
+
+    from notary.gate.decision import Gate, GateDecision
     from notary.gate.metrics import Metrics, ObservedGate, ServerLog
 
 
@@ -43,7 +46,7 @@ def _observed(the_gate: Gate, log_format: str) -> tuple[ObservedGate, Metrics, S
     return ObservedGate(the_gate, metrics, log), metrics, log
 
 
-def _serve(server: Any, the_gate: Gate, banner: str, log: ServerLog) -> None:
+def _serve(server: socketserver.BaseServer, the_gate: Gate, banner: str, log: ServerLog) -> None:
     """Serve until interrupted or told to stop (SIGTERM from systemd, Kubernetes, docker stop); the socket and
     the ledger are released however it ends."""
     import signal
@@ -60,7 +63,7 @@ def _serve(server: Any, the_gate: Gate, banner: str, log: ServerLog) -> None:
         log.info("stopped")
 
 
-def _finish(app: App, decision: Any, hint: str | None = None) -> None:
+def _finish(app: App, decision: GateDecision, hint: str | None = None) -> None:
     app.emit(decision.to_json(), lambda: f"allowed: {decision.reason}" if decision.allowed else "", schema="gate-check")
     if not decision.allowed:
         click.echo(f"notary: refused: {decision.reason}" + (f" ({hint})" if hint else ""), err=True)
@@ -82,7 +85,7 @@ def _finish(app: App, decision: Any, hint: str | None = None) -> None:
               "recheck` reads as what the gate admitted, is left alone.")
 @source_options_flags
 @pass_app
-def check(app: App, image: str, name: str | None, identity_only: bool, log_decision: bool, **flags: Any) -> None:
+def check(app: App, image: str, name: str | None, identity_only: bool, log_decision: bool, **flags: object) -> None:
     """Decide about IMAGE as the runtime gates would: exit 0 allowed, 1 refused, 3 integrity, 4 unreachable.
 
     IMAGE is a reference (registry.example/app:1.0, a tag is resolved through the registry; app@sha256:...
@@ -177,7 +180,7 @@ def oci_hook(app: App, storage_root: str | None) -> None:
 @pass_app
 def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_http: bool, port: int,
             host: str | None, log_format: str, max_body: int, workers: int, queue_size: int,
-            drain: float | None, **flags: Any) -> None:
+            drain: float | None, **flags: object) -> None:
     """Kubernetes validating admission webhook (AdmissionReview v1) over TLS.
 
     POST /validate checks every container, init and ephemeral container image of Pods and pod templates
@@ -240,7 +243,7 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
     from notary.gate.frontends.docker_authz import make_server
 
     the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="docker-authz"), log_format)
-    host = docker_host or app.config.section("docker").get("host")
+    host = docker_host or app.config.setting("docker", "host", str)
     server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host, workers=workers,
                          queue_size=queue_size, metrics=metrics)
     _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}", log)
@@ -396,7 +399,7 @@ def hook_server(app: App, socket_file: str, storage_root: str | None, workers: i
     _serve(server, the_gate, f"gate hook server listening on {socket_file}", log)
 
 
-def _fingerprint(fingerprint: Any, path: Any) -> str | None:
+def _fingerprint(fingerprint: Callable[[str], object], path: object) -> str | None:
     if path is None:
         return None
     try:

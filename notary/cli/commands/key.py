@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -149,7 +148,7 @@ def show(app: App, source: str, out: str | None, force: bool) -> None:
     """
     from notary import signing
 
-    token: dict[str, Any] | None = None
+    token: dict[str, object] | None = None
     if signing.is_service_key(source):
         signer = signing.open_signer(source)
         public = signer.public_key()
@@ -161,7 +160,7 @@ def show(app: App, source: str, out: str | None, force: bool) -> None:
     kid = keys.key_id(public)
     pem = keys.public_pem(public)
     written = keys.write_public_key(out, public, force=force) if out is not None else None
-    data_out: dict[str, Any] = {"key_id": kid, "type": keys.key_type(public), "public_key": pem}
+    data_out: dict[str, object] = {"key_id": kid, "type": keys.key_type(public), "public_key": pem}
     if written is not None:
         data_out["public_key_file"] = str(written)
     if token is not None:

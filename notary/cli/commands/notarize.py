@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +13,11 @@ from notary.ci import detect
 from notary.cli.common import App, pass_app, signing_key_source, stdout_is_terminal
 from notary.cli.progress import TerminalProgress
 from notary.cli.subjects import source_options, source_options_flags
+
+if TYPE_CHECKING:
+    from notary.ledger.base import Ledger
+    from notary.records import Record
+    from notary.sources.base import Subject
 
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"  # notary.attest.SLSA_PROVENANCE (not imported: start-up)
 
@@ -122,14 +127,15 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
              lambda: human() + "".join(f"\n  attested {t}" for t in attested), schema="notarize")
 
 
-def load_sbom(path: str) -> tuple[str, dict[str, Any]]:
+def load_sbom(path: str) -> tuple[str, Mapping[str, object]]:
     from notary.attest import load_sbom as load
 
     return load(path)
 
 
-def attestation_writer(subjects: list[Any], signer: Any, ci: dict[str, str], provenance: bool,
-                       sbom: tuple[str, dict[str, Any]] | None, ledger: Any) -> Callable[[Any], dict[str, bytes]] | None:
+def attestation_writer(subjects: Sequence[Subject], signer: keys.SigningKey, ci: dict[str, str], provenance: bool,
+                       sbom: tuple[str, Mapping[str, object]] | None,
+                       ledger: Ledger) -> Callable[[Sequence[Record]], dict[str, bytes]] | None:
     """The attestation keys `--provenance` / `--sbom` add to the notarization's transaction (about the
     subjects on the command line, each under its image's name), or None."""
     if not provenance and sbom is None:
@@ -140,7 +146,7 @@ def attestation_writer(subjects: list[Any], signer: Any, ci: dict[str, str], pro
     pairs = [(statement_name(s), s.digest) for s in subjects]
     predicates = ([(attest.SLSA_PROVENANCE, attest.provenance(ci))] if provenance else []) + ([sbom] if sbom else [])
 
-    def writes(_made: Any) -> dict[str, bytes]:
+    def writes(_made: Sequence[Record]) -> dict[str, bytes]:
         return attest.attestation_writes(pairs, signer, predicates, max_envelope=attest.envelope_limit(ledger))[0]
 
     return writes

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -48,11 +47,11 @@ def sync(app: App, to_url: str | None, from_url: str | None, batch: int | None, 
       notary --json sync --to immudb://notary@centre:3322/notary --status
       notary --config /etc/notary/notary.toml sync      # [sync] to = "immudb://..." (the systemd timer)
     """
-    settings = app.config.section("sync")
-    to_url = to_url or settings.get("to")
+    to_url = to_url or app.config.setting("sync", "to", str)
     if not to_url:
         raise UsageError("sync needs a destination", hint="pass --to URL or set [sync] to in notary.toml")
-    batch = batch or int(settings.get("batch", syncing.DEFAULT_BATCH))
+    configured = app.config.setting("sync", "batch", int)
+    batch = batch or (configured if configured is not None else syncing.DEFAULT_BATCH)
     if not 1 <= batch <= syncing.MAX_BATCH:
         raise UsageError(f"[sync] batch must be 1..{syncing.MAX_BATCH}, not {batch}")
     source = app.open_ledger(url=from_url)
@@ -81,7 +80,7 @@ def sync(app: App, to_url: str | None, from_url: str | None, batch: int | None, 
     done = syncing.sync(source, destination, batch=batch, on_batch=shown)
     if show and done.written:
         sys.stderr.write("\n")
-    data: dict[str, Any] = syncing.report(done)
+    data = syncing.report(done)
     text = (f"copied source transactions {done.start_tx + 1}..{done.done_tx} ({done.entries} entries) in "
             f"{done.written} destination transaction{'s' if done.written != 1 else ''}; in sync at source tx "
             f"{done.done_tx}"

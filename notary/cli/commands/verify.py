@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -17,7 +19,11 @@ from notary.names import check_name, normalize_name
 from notary.verify import Decision, verify_digest
 
 if TYPE_CHECKING:
+    from notary.attest import Requirement
+    from notary.cli.subjects import BareDigest
     from notary.gate.policy import Policy
+    from notary.sources.base import Subject
+    from notary.status import TrustedKey
 
 
 @click.command("verify")
@@ -109,7 +115,7 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
         raise SystemExit(1)
 
 
-def _bytes_hashed(subjects: list[Any]) -> int:
+def _bytes_hashed(subjects: Sequence[Subject | BareDigest]) -> int:
     """The bytes read and hashed against their digests: the sizes of the distinct blobs the subjects are made of."""
     sizes = {a.digest: a.size for s in subjects for a in getattr(s, "artifacts", ())}
     return sum(sizes.values())
@@ -128,7 +134,7 @@ def load_trust_policy(app: App) -> Policy:
     return load_policy(app.config)
 
 
-def _requirements(required: tuple[str, ...]) -> tuple[Any, ...]:
+def _requirements(required: tuple[str, ...]) -> tuple[Requirement, ...]:
     """--require URIs as requirements (known predicate types only, as in a policy: a typo is exit 2)."""
     if not required:
         return ()
@@ -137,15 +143,16 @@ def _requirements(required: tuple[str, ...]) -> tuple[Any, ...]:
     return parse_requirements(list(required), "--require")
 
 
-def _decide(ledger: Ledger, subject: Any, chosen: str | None, given: list[keys.PublicKey], policy: Policy | None,
-            age: Any, platform: str | None, requirements: tuple[Any, ...] = ()) -> Decision:
+def _decide(ledger: Ledger, subject: Subject | BareDigest, chosen: str | None, given: list[keys.PublicKey],
+            policy: Policy | None, age: timedelta | None, platform: str | None,
+            requirements: tuple[Requirement, ...] = ()) -> Decision:
     """One subject's decision: with --key, those keys; else the keys of the policy's first rule for its name,
     and the name binding the gate applies (gate/decision.py), so `verify --config` and the gate agree."""
     from notary.gate.decision import name_not_bound
     from notary.gate.resolve import carried_name
 
     image = chosen or carried_name(subject)
-    trusted: list[Any] = list(given)
+    trusted: list[keys.PublicKey | TrustedKey] = list(given)
     if policy is not None:
         rule = policy.rule_for(image)
         if rule is None:
@@ -170,7 +177,7 @@ def _decide(ledger: Ledger, subject: Any, chosen: str | None, given: list[keys.P
     return decision
 
 
-def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, Any]:
+def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, object]:
     """A trusted signer with no record about the digest says so with proof (docs/proofs.md, "Absence"): an
     answer of "not notarized" is then checkable, not just the ledger's silence."""
     from notary import records

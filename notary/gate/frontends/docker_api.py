@@ -11,12 +11,10 @@ from __future__ import annotations
 import http.client
 import os
 import socket
-from collections.abc import Mapping
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from notary.errors import InputError, NotFoundError, SourceUnavailableError
-from notary.jsonsafe import loads
+from notary.jsonsafe import JsonObject, JsonValue, parse
 
 MAX_ANSWER = 4 << 20
 
@@ -58,7 +56,7 @@ class DockerAPI:
             return http.client.HTTPConnection(url.hostname or "localhost", url.port or 2375, timeout=self.timeout)
         raise InputError(f"unsupported Docker host {self.host!r}", hint="use unix:///path/docker.sock")
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str) -> JsonObject:
         conn = self._connection()
         try:
             conn.request("GET", path, headers={"Host": "docker"})
@@ -74,7 +72,7 @@ class DockerAPI:
             raise NotFoundError(f"Docker API GET {path}: no such object")
         if resp.status != 200 or len(body) > MAX_ANSWER:
             raise InputError(f"Docker API GET {path} answered {resp.status}")
-        data = loads(body, f"the Docker API's answer to GET {path[:200]}")  # bounded: depth, integers, keys
+        data = parse(body, f"the Docker API's answer to GET {path[:200]}")  # bounded: depth, integers, keys
         if not isinstance(data, dict):
             raise InputError(f"Docker API GET {path} answered a non-object")
         return data
@@ -83,15 +81,16 @@ class DockerAPI:
         """(image id, repo digests, repo tags) of a local image name, id or name@digest."""
         data = self.get(f"/images/{quote(name.encode('utf-8', 'surrogateescape'), safe='/:@')}/json")
         image_id = str(data.get("Id") or "")
-        digests = [d.split("@", 1)[1] for d in data.get("RepoDigests") or [] if isinstance(d, str) and "@" in d]
-        tags = [t for t in data.get("RepoTags") or [] if isinstance(t, str)]
+        digests = [d.split("@", 1)[1] for d in _strings(data.get("RepoDigests")) if "@" in d]
+        tags = _strings(data.get("RepoTags"))
         return image_id, digests, tags
 
     def container(self, container: str) -> tuple[str, str, bool]:
         """(image id, the image name it was created with, whether it is running) of a container."""
         data = self.get(f"/containers/{path_segment(container)}/json")
-        config = data.get("Config") if isinstance(data.get("Config"), Mapping) else {}
-        state = data.get("State") if isinstance(data.get("State"), Mapping) else {}
+        raw_config, raw_state = data.get("Config"), data.get("State")
+        config = raw_config if isinstance(raw_config, dict) else {}
+        state = raw_state if isinstance(raw_state, dict) else {}
         return str(data.get("Image") or ""), str(config.get("Image") or ""), state.get("Running") is not False
 
     def exec_container(self, exec_id: str) -> str:
@@ -101,3 +100,8 @@ class DockerAPI:
         if not isinstance(container, str) or not container:
             raise InputError(f"Docker API: exec instance {exec_id[:80]!r} names no container")
         return container
+
+
+def _strings(value: JsonValue) -> list[str]:
+    """The strings of a list in an answer (RepoDigests, RepoTags); anything else in it, or not a list, is none."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from notary.digests import SHA256_RE
 from notary.errors import (
@@ -45,7 +45,10 @@ from notary.gate.frontends.unix_server import (
     PrivateUnixServer,
     QuietUnixHandler,
 )
-from notary.jsonsafe import loads_object
+from notary.jsonsafe import parse_object
+
+if TYPE_CHECKING:
+    from notary.gate.metrics import Metrics
 
 __all__ = ["AuthZ", "Authorizer", "AuthzServer", "DockerAPI", "make_server", "socket_path"]
 
@@ -61,8 +64,8 @@ class AuthZ:
     msg: str = ""
     err: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"Allow": self.allow}
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"Allow": self.allow}
         if self.msg:
             out["Msg"] = self.msg
         if self.err:
@@ -86,7 +89,7 @@ class Authorizer:
         self.max_gated = max_gated
         self._slots = threading.BoundedSemaphore(max_gated)
 
-    def request(self, req: Mapping[str, Any]) -> AuthZ:
+    def request(self, req: Mapping[str, object]) -> AuthZ:
         method, uri = req.get("RequestMethod"), req.get("RequestUri")
         if not isinstance(method, str) or not isinstance(uri, str):
             return self.refuse(None, "request without a method or URI", "unknown")
@@ -108,7 +111,7 @@ class Authorizer:
         finally:
             self._slots.release()
 
-    def _create(self, req: Mapping[str, Any]) -> AuthZ:
+    def _create(self, req: Mapping[str, object]) -> AuthZ:
         try:
             image = docker_route.create_image(req.get("RequestBody"))
         except InputError as exc:
@@ -182,7 +185,7 @@ class _Handler(QuietUnixHandler):
     server: AuthzServer
     peer = "docker"
 
-    def _reply(self, data: Mapping[str, Any], code: int = 200) -> None:
+    def _reply(self, data: Mapping[str, object], code: int = 200) -> None:
         self.send_body(code, json.dumps(data).encode(), {"Content-Type": PLUGIN_CONTENT_TYPE})
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming; dockerd only POSTs, Prometheus GETs /metrics
@@ -206,12 +209,12 @@ class _Handler(QuietUnixHandler):
 
 class AuthzServer(PrivateUnixServer):
     def __init__(self, path: str, authorizer: Authorizer, *, workers: int = DEFAULT_WORKERS,
-                 queue_size: int = DEFAULT_QUEUE, metrics: Any = None) -> None:
+                 queue_size: int = DEFAULT_QUEUE, metrics: Metrics | None = None) -> None:
         self.authorizer = authorizer
         self.metrics = metrics  # notary.gate.metrics.Metrics, served at GET /metrics
         super().__init__(path, _Handler, workers=workers, queue_size=queue_size)
 
-    def answer(self, path: str, raw: bytes, *, busy: bool = False) -> tuple[dict[str, Any], int]:
+    def answer(self, path: str, raw: bytes, *, busy: bool = False) -> tuple[dict[str, object], int]:
         """(JSON answer, HTTP status) for one plugin call; with busy, gated calls are refused undecided."""
         if path == "/Plugin.Activate":
             return {"Implements": ["authz"]}, 200
@@ -220,7 +223,7 @@ class AuthzServer(PrivateUnixServer):
         if path != "/AuthZPlugin.AuthZReq":
             return {"Err": f"notary: unknown plugin call {path[:100]}"}, 404
         try:
-            req = loads_object(raw, "the plugin request")  # depth, integer size, surrogates, duplicate keys
+            req = parse_object(raw, "the plugin request")  # depth, integer size, surrogates, duplicate keys
         except InputError as exc:
             return self.authorizer.refuse(None, f"unreadable plugin request: {exc.one_line()}", "unknown").to_json(), 200
         try:
@@ -232,7 +235,7 @@ class AuthzServer(PrivateUnixServer):
                                             "unknown", EXIT_INTEGRITY)
         return answer.to_json(), 200
 
-    def _busy(self, req: Mapping[str, Any]) -> AuthZ:
+    def _busy(self, req: Mapping[str, object]) -> AuthZ:
         """Queue full: ungated calls still pass (they decide nothing), gated ones are refused and logged."""
         try:
             call = docker_route.gated_call(str(req.get("RequestMethod")), str(req.get("RequestUri")))
@@ -258,7 +261,7 @@ def socket_path(name: str, explicit: str | None = None) -> str:
 
 def make_server(gate: Gate, *, name: str = "notary", socket_file: str | None = None,
                 docker_host: str | None = None, workers: int = DEFAULT_WORKERS,
-                queue_size: int = DEFAULT_QUEUE, metrics: Any = None) -> AuthzServer:
+                queue_size: int = DEFAULT_QUEUE, metrics: Metrics | None = None) -> AuthzServer:
     authorizer = Authorizer(gate, DockerAPI(docker_host), max_gated=max_gated_for(workers))
     return AuthzServer(socket_path(name, socket_file), authorizer, workers=workers, queue_size=queue_size,
                        metrics=metrics)

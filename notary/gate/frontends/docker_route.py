@@ -36,10 +36,10 @@ import base64
 import binascii
 import re
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary.errors import InputError
-from notary.jsonsafe import loads
+from notary.jsonsafe import JsonObject, parse
 
 MAX_BODY = 1 << 20  # dockerd forwards bodies below 1 MiB to plugins, and none above
 _CTL = re.compile(r"[\x00-\x1f\x7f]")
@@ -135,7 +135,7 @@ def _fold(key: str) -> str:
     return "".join(out).replace("\u212a", "K")
 
 
-def read_body(encoded: Any) -> dict[str, Any]:
+def read_body(encoded: object) -> JsonObject:
     """The JSON object of an AuthZReq's base64 RequestBody; InputError for anything dockerd might read otherwise."""
     if not isinstance(encoded, str) or not encoded:
         raise InputError("no request body (dockerd forwards only application/json bodies under 1 MiB)")
@@ -147,7 +147,7 @@ def read_body(encoded: Any) -> dict[str, Any]:
         raise InputError("request body is larger than 1 MiB")
     try:
         raw.decode("utf-8")  # strictly UTF-8 (jsonsafe would accept a BOM, which Go's decoder refuses)
-        body = loads(raw, "the request body")  # depth, integer size, surrogates; exact repeats at any level
+        body = parse(raw, "the request body")  # depth, integer size, surrogates; exact repeats at any level
     except UnicodeDecodeError as exc:
         raise InputError(f"request body is not a single UTF-8 JSON value: {str(exc)[:200]}") from exc
     except InputError as exc:
@@ -162,7 +162,7 @@ def read_body(encoded: Any) -> dict[str, Any]:
     return body
 
 
-def create_image(encoded: Any) -> str:
+def create_image(encoded: object) -> str:
     """The image a containers/create body names, exactly as dockerd will read it."""
     body = read_body(encoded)
     keys = [k for k in body if _fold(k) == "IMAGE"]

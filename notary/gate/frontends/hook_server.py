@@ -20,7 +20,7 @@ exits 22 and the runtime shows the line), and the refusal is logged like any oth
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TypedDict
 
 from notary.errors import EXIT_UNAVAILABLE, InputError
 from notary.gate.decision import Gate, GateDecision
@@ -34,7 +34,7 @@ from notary.gate.frontends.unix_server import (
 from notary.gate.hook_main import IDENTITY_HEADER
 from notary.gate.metrics import Metrics
 from notary.gate.oci_hook import MAX_STATE, decide_container
-from notary.jsonsafe import loads
+from notary.jsonsafe import parse
 
 CURL = "/usr/bin/curl"
 
@@ -115,7 +115,7 @@ class HookServer(PrivateUnixServer):
                   "refusing rather than letting the runtime time out")
         if method == "POST" and path == "/oci-hook":
             try:
-                state = loads(body, "container state")
+                state = parse(body, "container state")
             except InputError:
                 state = None
             container = state.get("id") if isinstance(state, dict) and isinstance(state.get("id"), str) else None
@@ -126,7 +126,12 @@ class HookServer(PrivateUnixServer):
                          {"Content-Type": "text/plain; charset=utf-8", "X-Notary-Exit-Code": str(EXIT_UNAVAILABLE)})
 
 
-def health(path: str, what: str = "/healthz") -> dict[str, Any]:
+class Health(TypedDict):
+    status: int  # the HTTP status
+    body: str
+
+
+def health(path: str, what: str = "/healthz") -> Health:
     """Ask a running server for /healthz or /identity (used by tests and `gate install`). Raises OSError."""
     from notary.gate.frontends.docker_api import UnixConnection
 

@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 PARK_IDLE = 120.0  # seconds a parked connection may stay idle (beyond Go's 90 s IdleConnTimeout)
 TICK = 1.0  # how often expiry is looked at when nothing happens
@@ -31,7 +31,8 @@ class Parking:
     """Parked connections; `resume(request, address)` is called (from the parking thread) when one is readable,
     `close(request)` when one expires or the parking stops."""
 
-    def __init__(self, capacity: int, resume: Callable[[Any, Any], None], close: Callable[[Any], None],
+    def __init__(self, capacity: int, resume: Callable[[socket.socket, object], None],
+                 close: Callable[[socket.socket], None],
                  idle: float = PARK_IDLE) -> None:
         self.capacity = capacity
         self.idle = idle
@@ -43,11 +44,11 @@ class Parking:
         self._wake_write.setblocking(False)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._lock = threading.Lock()
-        self._incoming: list[tuple[Any, Any]] = []
+        self._incoming: list[tuple[socket.socket, object]] = []
         self._count = 0  # parked and incoming
         self._stopped = False
 
-    def park(self, request: Any, address: Any) -> bool:
+    def park(self, request: socket.socket, address: object) -> bool:
         """Take request until it is readable; False (the caller closes it) when full or stopped."""
         with self._lock:
             if self._stopped or self._count >= self.capacity:
@@ -86,21 +87,23 @@ class Parking:
                         while self._wake_read.recv(4096):
                             pass
                     continue
-                self._unpark(key.fileobj)
-                self._resume(key.fileobj, key.data[0])
+                conn = cast(socket.socket, key.fileobj)  # only sockets are registered (and the wake pipe)
+                self._unpark(conn)
+                self._resume(conn, key.data[0])
             now = time.monotonic()
             for key in [k for k in self._selector.get_map().values() if k.data is not None and k.data[1] <= now]:
-                self._unpark(key.fileobj)
-                self._drop(key.fileobj)
+                conn = cast(socket.socket, key.fileobj)
+                self._unpark(conn)
+                self._drop(conn)
         self._shut()
 
-    def _unpark(self, request: Any) -> None:
+    def _unpark(self, request: socket.socket) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(request)
         with self._lock:
             self._count -= 1
 
-    def _drop(self, request: Any) -> None:
+    def _drop(self, request: socket.socket) -> None:
         with contextlib.suppress(Exception):
             self._close(request)
 
@@ -115,7 +118,7 @@ class Parking:
             self._incoming = []
         for key in list(self._selector.get_map().values()):
             if key.data is not None:
-                leftover.append(key.fileobj)
+                leftover.append(cast(socket.socket, key.fileobj))
         for request in leftover:
             self._drop(request)
         self._selector.close()

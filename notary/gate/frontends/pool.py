@@ -32,11 +32,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 from notary.errors import UsageError
 from notary.gate.frontends.fds import fit_fd_limit, park_room
 from notary.gate.frontends.parking import Parking
+
+if TYPE_CHECKING:
+    from notary.gate.metrics import Metrics
+
+# socketserver's types for what it hands a server: a request (a socket, or for a datagram server a (data,
+# socket) pair) and the peer's address (a host and port, a unix path: socketserver types it Any). A pooled
+# server is a stream server: its request is the connected socket, which is what this module keeps.
+Request: TypeAlias = "socket.socket | tuple[bytes, socket.socket]"
+Waiting: TypeAlias = "tuple[socket.socket, object]"
 
 LISTEN_BACKLOG = 1024
 DEFAULT_WORKERS = 16
@@ -76,18 +85,18 @@ class PooledServer(socketserver.BaseServer):
             raise UsageError("a gate server needs at least one worker and a queue of at least one")
         self.workers = workers
         self.queue_size = fit_fd_limit(workers, queue_size, REFUSERS + REFUSAL_QUEUE)
-        self._pending: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=self.queue_size)
-        self._refusals: queue.Queue[tuple[Any, Any] | None] = queue.Queue(maxsize=REFUSAL_QUEUE)
+        self._pending: queue.Queue[Waiting | None] = queue.Queue(maxsize=self.queue_size)
+        self._refusals: queue.Queue[Waiting | None] = queue.Queue(maxsize=REFUSAL_QUEUE)
         self._threads: list[threading.Thread] = []
         self._idle_workers = 0  # workers waiting for a connection (starved() is pending with none of them)
         self._idle_lock = threading.Lock()
-        self._deadlines: dict[Any, tuple[float, float]] = {}  # connection -> (its request's start, deadline)
+        self._deadlines: dict[socket.socket, tuple[float, float]] = {}  # connection -> (its request's start, deadline)
         self._deadline_lock = threading.Lock()
         self._stopped = threading.Event()
         self._parking = Parking(park_room(workers, self.queue_size, REFUSERS + REFUSAL_QUEUE), self._resume_parked, self.shutdown_request)
         self._park_lock = threading.Lock()
-        self._to_park: set[Any] = set()  # connections whose handler asked to park them when it is done
-        self._resumed: set[Any] = set()  # parked connections back in the queue: already open
+        self._to_park: set[socket.socket] = set()  # connections whose handler asked to park them when it is done
+        self._resumed: set[socket.socket] = set()  # parked connections back in the queue: already open
 
     def start_pool(self) -> None:
         for i in range(self.workers):
@@ -99,7 +108,7 @@ class PooledServer(socketserver.BaseServer):
 
     # ------------------------------------------------------------ parked kept-alive connections
 
-    def mark_park(self, conn: Any) -> None:
+    def mark_park(self, conn: socket.socket) -> None:
         """Called by a handler: park conn once the handler is done with it (its worker then parks it)."""
         with self._park_lock:
             self._to_park.add(conn)
@@ -107,7 +116,7 @@ class PooledServer(socketserver.BaseServer):
     def parked(self) -> int:
         return self._parking.parked()
 
-    def _resume_parked(self, request: Any, client_address: Any) -> None:
+    def _resume_parked(self, request: socket.socket, client_address: object) -> None:
         """A parked connection is readable: back to the queue, to a worker that skips opening it."""
         with self._park_lock:
             self._resumed.add(request)
@@ -130,14 +139,14 @@ class PooledServer(socketserver.BaseServer):
 
     # ------------------------------------------------------------ request deadlines
 
-    def watch(self, conn: Any, seconds: float) -> None:
+    def watch(self, conn: socket.socket, seconds: float) -> None:
         """From now, conn's request (line, headers, body) must be read within seconds, however slowly it
         trickles in: a socket timeout bounds one read, not a request sent a byte at a time."""
         now = time.monotonic()
         with self._deadline_lock:
             self._deadlines[conn] = (now, now + seconds)
 
-    def unwatch(self, conn: Any) -> None:
+    def unwatch(self, conn: socket.socket) -> None:
         with self._deadline_lock:
             self._deadlines.pop(conn, None)
 
@@ -161,22 +170,23 @@ class PooledServer(socketserver.BaseServer):
                     # object the worker's read is using
                     socket.socket.shutdown(conn, socket.SHUT_RDWR)
 
-    def _spawn(self, target: Any, name: str) -> None:
+    def _spawn(self, target: Callable[[], object], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
     # ------------------------------------------------------------ the acceptor (serve_forever's thread)
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(self, request: Request, client_address: object) -> None:
         """Queue the connection for a worker; never block the acceptor."""
+        conn = cast(socket.socket, request)  # a stream server's request is its connected socket
         try:
-            self._pending.put_nowait((request, client_address))
+            self._pending.put_nowait((conn, client_address))
             return
         except queue.Full:
             pass
         try:
-            self._refusals.put_nowait((request, client_address))
+            self._refusals.put_nowait((conn, client_address))
         except queue.Full:
             self.shutdown_request(request)  # even the refusal path is saturated: close, the caller fails closed
 
@@ -193,7 +203,7 @@ class PooledServer(socketserver.BaseServer):
 
     # ------------------------------------------------------------ workers and refusers
 
-    def open_connection(self, request: Any, seconds: float) -> bool:
+    def open_connection(self, request: socket.socket, seconds: float) -> bool:
         """Make an accepted connection ready for its request, within seconds (the webhook: its TLS handshake);
         False closes it unanswered. Runs in a worker or refuser, never in the acceptor."""
         return True
@@ -205,8 +215,8 @@ class PooledServer(socketserver.BaseServer):
     def _refuse(self) -> None:
         self._serve_from(self._refusals, BUSY_TIMEOUT, lambda request, address: BusyHandler(request, address, self))
 
-    def _serve_from(self, waiting: queue.Queue[tuple[Any, Any] | None], seconds: float,
-                    handle: Callable[[Any, Any], object]) -> None:
+    def _serve_from(self, waiting: queue.Queue[Waiting | None], seconds: float,
+                    handle: Callable[[socket.socket, object], object]) -> None:
         """Open and handle connections from waiting until a stop sign (None); every one is closed after."""
         while True:
             counted = waiting is self._pending
@@ -246,7 +256,7 @@ class PooledServer(socketserver.BaseServer):
         return BusyReply(503, (f"notary: refused: the gate is busy ({self.workers} workers busy, "
                                f"{self.queue_size} requests waiting); try again\n").encode())
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
+    def handle_error(self, request: Request, client_address: object) -> None:
         return  # library code never prints; every handler fails closed on its own
 
     def server_close(self) -> None:
@@ -280,7 +290,7 @@ class PooledHandler(BaseHTTPRequestHandler):
     request_deadline = 30.0  # seconds to read a whole request; the decision after it is not counted
     server: PooledServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         return
 
     def handle(self) -> None:
@@ -367,7 +377,7 @@ class PooledHandler(BaseHTTPRequestHandler):
             self.end_reply_headers()
         self.wfile.write(body)
 
-    def send_metrics(self, metrics: Any) -> None:
+    def send_metrics(self, metrics: Metrics) -> None:
         """GET /metrics: the Prometheus text exposition (notary.gate.metrics), on the server's own socket."""
         from notary.gate.metrics import CONTENT_TYPE
 

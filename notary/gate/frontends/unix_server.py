@@ -17,7 +17,6 @@ import os
 import socket
 import socketserver
 import stat
-from typing import Any
 
 from notary.errors import InputError
 from notary.gate.frontends.pool import (
@@ -35,7 +34,7 @@ __all__ = ["DEFAULT_QUEUE", "DEFAULT_WORKERS", "BusyReply", "PrivateUnixServer",
 class PrivateUnixServer(PooledServer, socketserver.UnixStreamServer):
     """A 0600 unix-socket HTTP server with a bounded worker pool and a bounded queue of waiting connections."""
 
-    def __init__(self, path: str, handler: Any, *, dir_mode: int = 0o755, workers: int = DEFAULT_WORKERS,
+    def __init__(self, path: str, handler: type[PooledHandler], *, dir_mode: int = 0o755, workers: int = DEFAULT_WORKERS,
                  queue_size: int = DEFAULT_QUEUE) -> None:
         self.path = path
         self.init_pool(workers, queue_size)

@@ -29,12 +29,13 @@ shows it). A request body size limit, socket timeouts, /healthz (liveness: the p
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import HTTPServer
-from typing import Any
+from typing import TYPE_CHECKING
 
 from notary.errors import EXIT_INTEGRITY, EXIT_UNAVAILABLE, EXIT_USAGE, InputError, NotaryError, UsageError
 from notary.gate.decision import Gate, GateDecision
@@ -47,8 +48,11 @@ from notary.gate.frontends.pool import (
     tls_handshake,
 )
 from notary.gate.frontends.webhook_ha import Drainable, Readiness, head_probe
-from notary.jsonsafe import loads
+from notary.jsonsafe import JsonObject, parse
 from notary.sources.base import SourceOptions
+
+if TYPE_CHECKING:
+    from notary.gate.metrics import Metrics
 
 DEFAULT_MAX_BODY = 1 << 20
 DRAIN_LIMIT = 64 << 20  # larger refused bodies are cut off (the client then sees a reset)
@@ -63,7 +67,7 @@ class ImageUse:
     image: str
 
 
-def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+def pod_spec_of(kind: str, obj: Mapping[str, object]) -> tuple[str, Mapping[str, object]] | None:
     """(path, pod spec) of a Pod or a workload's pod template; None for kinds without one."""
     spec = obj.get("spec")
     if not isinstance(spec, Mapping):
@@ -84,7 +88,7 @@ def pod_spec_of(kind: str, obj: Mapping[str, Any]) -> tuple[str, Mapping[str, An
     return None
 
 
-def image_uses(kind: str, obj: Mapping[str, Any]) -> Iterator[ImageUse]:
+def image_uses(kind: str, obj: Mapping[str, object]) -> Iterator[ImageUse]:
     if kind == "EphemeralContainers":  # the pods/ephemeralcontainers subresource before Kubernetes 1.23
         yield from _containers("", "ephemeralContainers", obj.get("ephemeralContainers"))
         return
@@ -98,7 +102,7 @@ def image_uses(kind: str, obj: Mapping[str, Any]) -> Iterator[ImageUse]:
         yield from _containers(path + ".", field_name, spec.get(field_name))
 
 
-def _containers(prefix: str, field_name: str, containers: Any) -> Iterator[ImageUse]:
+def _containers(prefix: str, field_name: str, containers: object) -> Iterator[ImageUse]:
     where = f"{prefix}{field_name}"
     if containers is None:
         return
@@ -113,8 +117,8 @@ def _containers(prefix: str, field_name: str, containers: Any) -> Iterator[Image
         yield ImageUse(f"{where}[{i}]", str(container.get("name", "")), image.strip())
 
 
-def parse_review(body: bytes) -> dict[str, Any]:
-    review = loads(body, "AdmissionReview request body")  # depth, integer size, surrogates, duplicate keys
+def parse_review(body: bytes) -> JsonObject:
+    review = parse(body, "AdmissionReview request body")  # depth, integer size, surrogates, duplicate keys
     if not isinstance(review, dict) or review.get("kind") != "AdmissionReview":
         raise InputError("request body is not an AdmissionReview")
     if review.get("apiVersion") != "admission.k8s.io/v1":
@@ -137,9 +141,10 @@ class Reviewer:
         self.options = options or SourceOptions()
         self.resolve = resolve or resolve_reference
 
-    def review(self, request: Mapping[str, Any]) -> dict[str, Any]:
+    def review(self, request: Mapping[str, object]) -> dict[str, object]:
         uid = request["uid"]
-        kind = request.get("kind", {}).get("kind") if isinstance(request.get("kind"), Mapping) else None
+        kind_field = request.get("kind")
+        kind = kind_field.get("kind") if isinstance(kind_field, Mapping) else None
         operation = request.get("operation")
         obj = request.get("object")
         if operation == "DELETE":
@@ -169,7 +174,7 @@ class Reviewer:
                              reason="Forbidden")
         return _response(uid, True, f"notary: {len(seen)} image(s) verified")
 
-    def _decide(self, use: ImageUse, where: dict[str, Any]) -> GateDecision:
+    def _decide(self, use: ImageUse, where: Mapping[str, object]) -> GateDecision:
         extra = {**where, "field": use.field}
         try:
             name, digests = self.resolve(use.image, self.options)
@@ -190,8 +195,9 @@ class Reviewer:
         return self.gate.check(name or use.image, digests, front_end="webhook", extra=extra)
 
 
-def _response(uid: str, allowed: bool, message: str, *, code: int = 200, reason: str | None = None) -> dict[str, Any]:
-    status: dict[str, Any] = {"code": code, "message": message}
+def _response(uid: object, allowed: bool, message: str, *, code: int = 200,
+              reason: str | None = None) -> dict[str, object]:
+    status: dict[str, object] = {"code": code, "message": message}
     if reason:
         status["reason"] = reason
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
@@ -282,7 +288,7 @@ class WebhookServer(Drainable, PooledServer, HTTPServer):
     and the SIGTERM drain from `webhook_ha.Drainable`."""
 
     def __init__(self, address: tuple[str, int], reviewer: Reviewer, context: ssl.SSLContext | None,
-                 max_body: int = DEFAULT_MAX_BODY, metrics: Any = None, *, workers: int = DEFAULT_WORKERS,
+                 max_body: int = DEFAULT_MAX_BODY, metrics: Metrics | None = None, *, workers: int = DEFAULT_WORKERS,
                  queue_size: int = DEFAULT_QUEUE) -> None:
         self.reviewer = reviewer
         self.max_body = max_body
@@ -294,7 +300,7 @@ class WebhookServer(Drainable, PooledServer, HTTPServer):
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.start_pool()
 
-    def open_connection(self, request: Any, seconds: float) -> bool:
+    def open_connection(self, request: socket.socket, seconds: float) -> bool:
         """The TLS handshake, in the worker (or refuser) and all of it within seconds."""
         return tls_handshake(request, seconds) if isinstance(request, ssl.SSLSocket) else True
 
@@ -314,7 +320,7 @@ class WebhookServer(Drainable, PooledServer, HTTPServer):
         return BusyReply(503, json.dumps(status).encode(), {"Content-Type": "application/json"})
 
     def _log_busy(self, body: bytes, reason: str) -> None:
-        extra: dict[str, Any] = {}
+        extra: dict[str, object] = {}
         try:
             request = parse_review(body)
             extra = {**_where(request), "uid": request["uid"]}
@@ -324,13 +330,13 @@ class WebhookServer(Drainable, PooledServer, HTTPServer):
                                                  reason=reason, via="error", extra=extra))
 
 
-def _where(request: Mapping[str, Any]) -> dict[str, Any]:
+def _where(request: Mapping[str, object]) -> dict[str, object]:
     """Namespace and kind/name of a review's object, as every decision-log line about it names them."""
     kind = request.get("kind")
     kind_name = kind.get("kind") if isinstance(kind, Mapping) else None
     obj = request.get("object")
     raw_meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
+    meta: Mapping[str, object] = raw_meta if isinstance(raw_meta, Mapping) else {}
     return {"namespace": request.get("namespace") or meta.get("namespace"),
             "object": f"{kind_name or '?'}/{meta.get('name') or meta.get('generateName') or '?'}"}
 
@@ -379,7 +385,7 @@ def _is_loopback(host: str) -> bool:
 
 def make_server(gate: Gate, *, host: str, port: int, certfile: str | None, keyfile: str | None,
                 options: SourceOptions | None = None, max_body: int = DEFAULT_MAX_BODY,
-                plain_http: bool = False, metrics: Any = None, workers: int = DEFAULT_WORKERS,
+                plain_http: bool = False, metrics: Metrics | None = None, workers: int = DEFAULT_WORKERS,
                 queue_size: int = DEFAULT_QUEUE) -> WebhookServer:
     """The webhook server: TLS with certfile and keyfile; plain HTTP only with plain_http on loopback."""
     host = check_listen_options(certfile, keyfile, host, plain_http=plain_http)

@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import select
 import signal
+import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from notary.errors import NotaryError, UsageError
 
 if TYPE_CHECKING:
     from notary.gate.decision import Gate
+    from notary.gate.frontends.pool import Request
+    from notary.gate.metrics import ServerLog
 
 DEFAULT_DRAIN = 5.0  # deployment.yaml: terminationGracePeriodSeconds 30 > drain + FINISH_BOUND
 MAX_DRAIN = 600.0
@@ -94,17 +97,21 @@ class Drainable(socketserver.BaseServer):
         self._open_count = 0
         self._open_lock = threading.Lock()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
+    def process_request(self, request: Request, client_address: object) -> None:
         with self._open_lock:  # every accepted connection is closed by shutdown_request, exactly once
             self._open_count += 1
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request: Any) -> None:
+    def shutdown_request(self, request: Request) -> None:
         try:
             super().shutdown_request(request)
         finally:
             with self._open_lock:
                 self._open_count -= 1
+
+    def accept_one(self) -> None:
+        """Accept one connection from the listen backlog and queue it, as serve_forever's loop would."""
+        self._handle_request_noblock()  # type: ignore[attr-defined]  # socketserver's step, untyped in typeshed
 
     def in_flight(self) -> int:
         """Connections accepted and not yet closed: waiting for a worker, in their handshake, or served."""
@@ -121,22 +128,42 @@ def head_probe(gate: Gate) -> Callable[[], str]:
     return probe
 
 
-def drain_seconds(flag: float | None, gate_section: Any) -> float:
+def drain_seconds(flag: float | None, gate_section: Mapping[str, object] | None) -> float:
     """--drain-seconds, else [gate] webhook_drain_seconds, else DEFAULT_DRAIN; 0 to MAX_DRAIN."""
     if flag is not None:
         return float(flag)
     value = gate_section.get(CONFIG_KEY) if gate_section is not None else None
     if value is None:
         return DEFAULT_DRAIN
-    if not 0 <= value <= MAX_DRAIN:
+    if not isinstance(value, (int, float)) or not 0 <= value <= MAX_DRAIN:  # an int (notary.config checks)
         raise UsageError(f"[gate] {CONFIG_KEY} must be 0 to {MAX_DRAIN:.0f} seconds, not {value}")
     return float(value)
+
+
+class DrainableServer(Protocol):
+    """What a drain and finish ask of a server (the webhook's: a Drainable pooled TCP server)."""
+
+    readiness: Readiness
+    socket: socket.socket
+    request_queue_size: int
+
+    def serve_forever(self, poll_interval: float = ...) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def server_close(self) -> None: ...
+
+    def accept_one(self) -> None: ...
+
+    def close_parked(self) -> None: ...
+
+    def in_flight(self) -> int: ...
 
 
 class Drain:
     """SIGTERM -> not ready, serve on for `seconds`, then stop accepting (server.shutdown)."""
 
-    def __init__(self, server: Any, seconds: float, log: Any) -> None:
+    def __init__(self, server: DrainableServer, seconds: float, log: ServerLog) -> None:
         self.server = server
         self.seconds = seconds
         self.log = log
@@ -163,7 +190,7 @@ class Drain:
         self.server.shutdown()  # serve_forever returns in the main thread, which finishes the drain
 
 
-def finish(server: Any, bound: float = FINISH_BOUND) -> int:
+def finish(server: DrainableServer, bound: float = FINISH_BOUND) -> int:
     """After serve_forever: take what the listen backlog still holds, close the listener, and wait (at most
     bound seconds) for every accepted connection to be answered. Returns how many were still open."""
     # what the backlog held when the drain ended, not what a client keeps connecting: a flood of connects
@@ -172,7 +199,7 @@ def finish(server: Any, bound: float = FINISH_BOUND) -> int:
     try:
         while (taken < server.request_queue_size and time.monotonic() < until
                and select.select([server.socket], [], [], 0)[0]):
-            server._handle_request_noblock()  # accept and queue it, as serve_forever would
+            server.accept_one()
             taken += 1
     except (OSError, ValueError):
         pass
@@ -184,7 +211,7 @@ def finish(server: Any, bound: float = FINISH_BOUND) -> int:
     return int(server.in_flight())
 
 
-def serve(server: Any, the_gate: Gate, banner: str, log: Any, seconds: float) -> None:
+def serve(server: DrainableServer, the_gate: Gate, banner: str, log: ServerLog, seconds: float) -> None:
     """Serve until SIGTERM, drain, and return (exit 0); Ctrl-C stops without the drain period."""
     drain = Drain(server, seconds, log)
     drain.install()

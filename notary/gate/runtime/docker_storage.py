@@ -9,12 +9,11 @@ Only read, never locked or changed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from notary.errors import InputError, NotFoundError
 from notary.fsio import read_regular
 from notary.gate.runtime.podman_storage import MAX_STORAGE_FILE, StoredImage
-from notary.jsonsafe import loads
+from notary.jsonsafe import JsonValue, parse
 
 DRIVERS = ("overlay2", "overlay", "fuse-overlayfs", "vfs", "btrfs", "zfs", "devicemapper", "aufs")
 
@@ -31,10 +30,10 @@ def root_from_rootfs(rootfs: str | None) -> tuple[str, str] | None:
     return None
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path) -> JsonValue:
     """A storage file, on the hook's critical path: a regular file (a FIFO planted here must not hang the
     container start), not a symlink, bounded in size, parsed with jsonsafe. NotFoundError when missing."""
-    return loads(read_regular(path, MAX_STORAGE_FILE, "Docker storage file", follow_symlinks=False),
+    return parse(read_regular(path, MAX_STORAGE_FILE, "Docker storage file", follow_symlinks=False),
                  f"Docker storage file {path}")
 
 
@@ -43,13 +42,15 @@ def image_of_container(container_id: str, root: str, driver: str) -> StoredImage
         raise InputError(f"bad container id {container_id!r}")
     base = Path(root)
     config = _read(base / "containers" / container_id / "config.v2.json")
-    if not isinstance(config, dict) or not isinstance(config.get("Image"), str):
+    image_id = config.get("Image") if isinstance(config, dict) else None
+    if not isinstance(config, dict) or not isinstance(image_id, str):
         raise InputError(f"container {container_id[:12]} has no image in Docker storage {base}")
-    image_id = config["Image"]
-    created = config.get("Config", {}).get("Image") if isinstance(config.get("Config"), dict) else None
+    container_config = config.get("Config")
+    created = container_config.get("Image") if isinstance(container_config, dict) else None
     digests: list[str] = []
     try:
-        repos = _read(base / "image" / driver / "repositories.json").get("Repositories", {})
+        stored = _read(base / "image" / driver / "repositories.json")
+        repos = stored.get("Repositories", {}) if isinstance(stored, dict) else {}
     except NotFoundError:
         repos = {}
     for refs in repos.values() if isinstance(repos, dict) else []:

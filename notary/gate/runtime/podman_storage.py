@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from notary.errors import InputError, NotFoundError
 from notary.fsio import read_regular
-from notary.jsonsafe import loads
+from notary.jsonsafe import JsonObject, parse
 
 DEFAULT_ROOT = "/var/lib/containers/storage"
 MAX_STORAGE_FILE = 64 << 20  # images.json of a node with thousands of images is a few MiB
@@ -39,10 +38,10 @@ def root_from_rootfs(rootfs: str | None) -> str | None:
     return None
 
 
-def _read_list(path: Path) -> list[dict[str, Any]]:
+def _read_list(path: Path) -> list[JsonObject]:
     """A storage list, on the hook's critical path: a regular file (never a FIFO that would hang the start),
     not a symlink, at most MAX_STORAGE_FILE bytes, parsed with jsonsafe. NotFoundError when missing."""
-    data = loads(read_regular(path, MAX_STORAGE_FILE, "podman storage file", follow_symlinks=False),
+    data = parse(read_regular(path, MAX_STORAGE_FILE, "podman storage file", follow_symlinks=False),
                  f"podman storage file {path}")
     if not isinstance(data, list):
         raise InputError(f"podman storage file {path} is not a JSON list")
@@ -76,11 +75,12 @@ def image_of_container(container_id: str, root: str | None = None) -> StoredImag
     if image is None:
         raise NotFoundError(f"image {image_id[:12]} of container {container_id[:12]} is not in {base}")
     digests: list[str] = []
-    for value in [image.get("digest"), *(image.get("digests") or [])]:
+    listed, big_data, names_listed = image.get("digests"), image.get("big-data-digests"), image.get("names")
+    for value in [image.get("digest"), *(listed if isinstance(listed, list) else [])]:
         if isinstance(value, str) and value.startswith("sha256:"):
             digests.append(value)
-    for name, value in (image.get("big-data-digests") or {}).items():
+    for name, value in (big_data if isinstance(big_data, dict) else {}).items():
         if str(name).startswith("manifest-") and isinstance(value, str):
             digests.append(value)
-    names = tuple(str(n) for n in (image.get("names") or []) if isinstance(n, str))
+    names = tuple(n for n in (names_listed if isinstance(names_listed, list) else []) if isinstance(n, str))
     return StoredImage(_sha(image_id), tuple(dict.fromkeys(digests)), names)

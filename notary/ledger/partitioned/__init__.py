@@ -177,7 +177,7 @@ class PartitionedLedger(ComposedNotices):
         each = [[self._tag(i, e) for e in member.history(key)] for i, member in self._each()]
         return list(heapq.merge(*each, key=lambda e: e.time or _EPOCH))
 
-    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
+    def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, object] | None:
         """Absent from the partition that would hold it (a finder: from every partition), each proven there
         (as of a cut: as of each member's own transaction at the cut's time)."""
         places = (list(range(len(self.members))) if _route.is_finder(key)

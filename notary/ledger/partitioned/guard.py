@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Any
 
 from notary.errors import UsageError
 from notary.ledger.base import Ledger
 from notary.ledger.partitioned._route import LAYOUT_KEY
 
-_CHECKED: weakref.WeakSet[Any] = weakref.WeakSet()  # opened ledgers proven not to be members
+_CHECKED: weakref.WeakSet[object] = weakref.WeakSet()  # opened ledgers proven not to be members
 
 
 def refuse_member_write(ledger: Ledger) -> None:
