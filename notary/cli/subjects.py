@@ -54,6 +54,7 @@ def source_options(app: App, flags: dict[str, Any]) -> SourceOptions:
         workers=flags.get("workers"),
         insecure=bool(flags.get("insecure") or registry.get("insecure", False)),
         registry_auth_file=app.config.resolve_path(str(auth)) if auth else None,
+        environment=app.env,
     )
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from notary.errors import InputError, NotaryError
 from notary.jsonsafe import loads_object
 from notary.records import check_digest
+
+if TYPE_CHECKING:
+    from notary.environment import Environment
 
 DESCRIPTOR_MEDIA_TYPE = "application/vnd.oci.descriptor.v1+json"
 MAX_STDIN = 1 << 20
@@ -36,12 +39,12 @@ def read_descriptor(stream: IO[bytes], media_type: str | None) -> dict[str, Any]
 
 
 def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
-           config_flag: str | None = None, ledger_flag: str | None = None) -> Any:
+           config_flag: str | None = None, ledger_flag: str | None = None, env: Environment | None = None) -> Any:
     """The gate's decision; unreadable input is a logged refusal (exit 2), never an allow."""
     from notary.errors import EXIT_USAGE
     from notary.gate.decision import GateDecision, gate_from_flags
 
-    gate = gate_from_flags(config_flag, ledger_flag, front_end="containerd-verifier", keep_open=False)
+    gate = gate_from_flags(config_flag, ledger_flag, front_end="containerd-verifier", keep_open=False, env=env)
     try:
         check_digest(digest)
         descriptor = read_descriptor(stdin, media_type)
@@ -56,8 +59,12 @@ def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
     return gate.check(name or None, [digest], extra=extra)
 
 
-def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, stdout: IO[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, stdout: IO[str] | None = None,
+         env: Environment | None = None) -> int:
+    """The verifier's exit code; env: the environment, read here (an edge) unless the caller read it."""
     import argparse
+
+    from notary.environment import given
 
     out = stdout or sys.stdout
     parser = argparse.ArgumentParser(prog="notary gate containerd-verifier", prefix_chars="-",
@@ -70,7 +77,7 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, stdo
     args = parser.parse_args(argv)
     try:
         decision = decide(args.name, args.digest, stdin or sys.stdin.buffer, args.media_type,
-                          config_flag=args.config, ledger_flag=args.ledger)
+                          config_flag=args.config, ledger_flag=args.ledger, env=given(env))
     except NotaryError as exc:
         out.write(f"notary refused {args.name or args.digest}: {exc.kind}: {exc.one_line()}\n")
         return exc.exit_code or 1
