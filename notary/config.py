@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple, TypeVar
 
+from notary.environment import Environment, given
 from notary.errors import UsageError
 from notary.fsio import MAX_CONFIG_FILE, read_regular
 
@@ -88,15 +89,17 @@ def _check_value(value: object, kind: type, setting: str, path: Path) -> None:
                          f"{value!r:.40}")
 
 
-def user_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+def user_config_path(env: Environment | None = None) -> Path:
+    base = given(env).xdg_config_home or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "notary" / "notary.toml"
 
 
-def find_config(explicit: str | None) -> Path | None:
+def find_config(explicit: str | None, env: Environment | None = None) -> Path | None:
+    """The file at explicit (a flag or NOTARY_CONFIG, chosen by the caller), else ./notary.toml, else the
+    user's config dir (env: its XDG_CONFIG_HOME)."""
     if explicit:
         return Path(explicit)  # read (and refused: missing, not a regular file, too long) by _load_toml
-    for candidate in (Path("notary.toml"), user_config_path()):
+    for candidate in (Path("notary.toml"), user_config_path(env)):
         if candidate.is_file():
             return candidate
     return None
@@ -151,8 +154,9 @@ class Config(NamedTuple):
         return self.resolve_path(value)
 
 
-def load_config(explicit: str | None = None) -> Config:
-    path = find_config(explicit or os.environ.get("NOTARY_CONFIG"))
+def load_config(explicit: str | None = None, env: Environment | None = None) -> Config:
+    env = given(env)
+    path = find_config(explicit or env.config, env)
     if path is None:
         return Config(path=None, data={})
     data = _load_toml(path)
@@ -166,9 +170,9 @@ def load_config(explicit: str | None = None) -> Config:
     return Config(path=path, data=data)
 
 
-def ledger_url_from(flag: str | None, config: Config) -> str | None:
-    return flag or os.environ.get("NOTARY_LEDGER") or config.ledger_url
+def ledger_url_from(flag: str | None, config: Config, env: Environment | None = None) -> str | None:
+    return flag or given(env).ledger or config.ledger_url
 
 
-def state_dir_from(config: Config) -> str | None:
-    return os.environ.get("NOTARY_STATE_DIR") or config.state_dir
+def state_dir_from(config: Config, env: Environment | None = None) -> str | None:
+    return given(env).state_dir or config.state_dir

@@ -29,6 +29,7 @@ try:
 except ImportError:  # pragma: no cover - layout of older/newer cryptography releases
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from notary.environment import Environment, given
 from notary.errors import InputError, SignatureError, UsageError
 from notary.fsio import MAX_KEY, check_path_length, read_regular
 
@@ -137,23 +138,27 @@ def _read_source(source: str | bytes | Path, what: str) -> tuple[bytes, str]:
     return read_regular(text, MAX_KEY, f"{what} file"), text
 
 
-def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None) -> SigningKey:
+def load_private_key(source: str | bytes | Path, passphrase: bytes | None = None,
+                     env: Environment | None = None) -> SigningKey:
     """Load a PEM private key from a path or PEM text (passphrase defaults to NOTARY_KEY_PASSPHRASE), or open
     the key a `pkcs11:` or `awskms://` URI names (a str only: a Path is always a file), so every --key takes
-    each of them."""
+    each of them. env: the environment those defaults come from (None: the process's)."""
     if isinstance(source, str):
         from notary import signing
 
         if signing.is_service_key(source):
-            return signing.open_signer(source)
-    return load_key_file(source, passphrase)
+            return signing.open_signer(source, env)
+    return load_key_file(source, passphrase, env)
 
 
-def load_key_file(source: str | bytes | Path, passphrase: bytes | None = None) -> PrivateKey:
+def load_key_file(source: str | bytes | Path, passphrase: bytes | None = None,
+                  env: Environment | None = None) -> PrivateKey:
     """A PEM private key from a path or PEM text, never a token: for what needs the key's bytes."""
     data, name = _read_source(source, "private key")
-    if passphrase is None and os.environ.get("NOTARY_KEY_PASSPHRASE"):
-        passphrase = os.environ["NOTARY_KEY_PASSPHRASE"].encode()
+    if passphrase is None:
+        env_passphrase = given(env).key_passphrase
+        if env_passphrase:
+            passphrase = env_passphrase.encode()
     from cryptography.hazmat.primitives import serialization
 
     try:
@@ -174,9 +179,10 @@ def load_key_file(source: str | bytes | Path, passphrase: bytes | None = None) -
     return cast(PrivateKey, key)
 
 
-def load_ed25519_key(path: str | Path, what: str, why: str) -> ed25519.Ed25519PrivateKey:
+def load_ed25519_key(path: str | Path, what: str, why: str,
+                     env: Environment | None = None) -> ed25519.Ed25519PrivateKey:
     """A key file that must be Ed25519 (a signed note's key, a witness's cosignature key): why says which."""
-    key = load_key_file(Path(path))
+    key = load_key_file(Path(path), env=env)
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise InputError(f"{what} {path} is not an Ed25519 key ({why})", hint=f"notary key generate --out {what.split()[0]}.key")
     return key

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from notary import merkle
 from notary.audit import note as notes
+from notary.environment import Environment
 from notary.errors import ProofError, UsageError
 from notary.ledger.base import Ledger, TreeHead
 from notary.ledger.immudb import key_index
@@ -106,10 +107,10 @@ def check_tree(mirror: Mirror, checkpoint: notes.Checkpoint, leaves: list[bytes]
                              f"key-index root than this ledger's keys as of transaction {size}")
 
 
-def operator_key(path: str) -> Ed25519PrivateKey:
+def operator_key(path: str, env: Environment | None = None) -> Ed25519PrivateKey:
     from notary import keys
 
-    return keys.load_ed25519_key(path, "checkpoint key", "a signed note's key type 0x01")
+    return keys.load_ed25519_key(path, "checkpoint key", "a signed note's key type 0x01", env)
 
 
 def verifier(origin: str, public: Ed25519PublicKey) -> notes.Verifier:

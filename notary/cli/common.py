@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar, cast
@@ -15,30 +14,41 @@ from typing import TypeVar, cast
 import click
 
 from notary.config import Config, ledger_url_from, load_config, state_dir_from
+from notary.environment import Environment, given
 from notary.errors import UsageError
 from notary.ledger.base import Ledger
 
 
 class App:
     """Per-invocation state, built from the global options (`ctx.obj`). A plain class: every command
-    (and `notary verify` on a container's start path) pays for its creation."""
+    (and `notary verify` on a container's start path) pays for its creation.
 
-    def __init__(self, ledger_flag: str | None = None, config_flag: str | None = None, json: bool = False) -> None:
+    env: the environment, read once where the command line is read (main.cli); commands hand it to the
+    library, which reads no environment of its own."""
+
+    def __init__(self, ledger_flag: str | None = None, config_flag: str | None = None, json: bool = False,
+                 env: Environment | None = None) -> None:
         self.ledger_flag = ledger_flag
         self.config_flag = config_flag
         self.json = json
+        self.env = given(env)
         self._config: Config | None = None
         self._ledgers: list[Ledger] = []
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load_config(self.config_flag)
+            self._config = load_config(self.config_flag, self.env)
         return self._config
 
     @property
+    def state_dir(self) -> str | None:
+        """NOTARY_STATE_DIR, else state_dir in notary.toml (None: the default under the user's state dir)."""
+        return state_dir_from(self.config, self.env)
+
+    @property
     def ledger_url(self) -> str | None:
-        return ledger_url_from(self.ledger_flag, self.config)
+        return ledger_url_from(self.ledger_flag, self.config, self.env)
 
     def open_ledger(self, *, create: bool = False, mirror: bool | None = None, state_dir: str | None = None,
                     url: str | None = None) -> Ledger:
@@ -47,8 +57,8 @@ class App:
         configured one (sync's destination)."""
         from notary.ledger import open_ledger
 
-        ledger = open_ledger(url or self.ledger_url, state_dir=state_dir or state_dir_from(self.config), create=create,
-                             mirror=mirror, config=self.config)
+        ledger = open_ledger(url or self.ledger_url, state_dir=state_dir or self.state_dir, create=create,
+                             mirror=mirror, config=self.config, env=self.env)
         self._ledgers.append(ledger)
         return ledger
 
@@ -100,7 +110,7 @@ def signing_key_source(flag: str | None, app: App) -> str:
 
     if flag:
         return flag
-    env = os.environ.get("NOTARY_SIGNING_KEY")
+    env = app.env.signing_key
     if env:
         if signing.is_service_key(env.strip()):
             return env.strip()

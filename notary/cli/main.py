@@ -109,7 +109,9 @@ def cli(ctx: click.Context, ledger: str | None, config: str | None, as_json: boo
 
     Every ledger read is proven against this client's trusted state, which only moves forward.
     """
-    app = App(ledger_flag=ledger, config_flag=config, json=as_json)
+    from notary.environment import Environment
+
+    app = App(ledger_flag=ledger, config_flag=config, json=as_json, env=Environment.of_process())  # read once
     ctx.obj = app  # subcommands find it here (and set app.json when --json comes after them)
     ctx.call_on_close(app.close)
 

@@ -58,6 +58,7 @@ def source_options(app: App, flags: Mapping[str, object]) -> SourceOptions:
         workers=workers if isinstance(workers, int) else None,
         insecure=bool(flags.get("insecure") or registry.get("insecure", False)),
         registry_auth_file=app.config.resolve_path(str(auth)) if auth else None,
+        environment=app.env,
     )
 
 

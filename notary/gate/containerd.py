@@ -20,6 +20,7 @@ from notary.jsonsafe import JsonObject, parse_object
 from notary.records import check_digest
 
 if TYPE_CHECKING:
+    from notary.environment import Environment
     from notary.gate.decision import GateDecision
 
 DESCRIPTOR_MEDIA_TYPE = "application/vnd.oci.descriptor.v1+json"
@@ -39,12 +40,12 @@ def read_descriptor(stream: IO[bytes], media_type: str | None) -> JsonObject | N
 
 
 def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
-           config_flag: str | None = None, ledger_flag: str | None = None) -> GateDecision:
+           config_flag: str | None = None, ledger_flag: str | None = None, env: Environment | None = None) -> GateDecision:
     """The gate's decision; unreadable input is a logged refusal (exit 2), never an allow."""
     from notary.errors import EXIT_USAGE
     from notary.gate.decision import GateDecision, gate_from_flags
 
-    gate = gate_from_flags(config_flag, ledger_flag, front_end="containerd-verifier", keep_open=False)
+    gate = gate_from_flags(config_flag, ledger_flag, front_end="containerd-verifier", keep_open=False, env=env)
     try:
         check_digest(digest)
         descriptor = read_descriptor(stdin, media_type)
@@ -59,8 +60,12 @@ def decide(name: str, digest: str, stdin: IO[bytes], media_type: str | None, *,
     return gate.check(name or None, [digest], extra=extra)
 
 
-def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, stdout: IO[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, stdout: IO[str] | None = None,
+         env: Environment | None = None) -> int:
+    """The verifier's exit code; env: the environment, read here (an edge) unless the caller read it."""
     import argparse
+
+    from notary.environment import given
 
     out = stdout or sys.stdout
     parser = argparse.ArgumentParser(prog="notary gate containerd-verifier", prefix_chars="-",
@@ -73,7 +78,7 @@ def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, stdo
     args = parser.parse_args(argv)
     try:
         decision = decide(args.name, args.digest, stdin or sys.stdin.buffer, args.media_type,
-                          config_flag=args.config, ledger_flag=args.ledger)
+                          config_flag=args.config, ledger_flag=args.ledger, env=given(env))
     except NotaryError as exc:
         out.write(f"notary refused {args.name or args.digest}: {exc.kind}: {exc.one_line()}\n")
         return exc.exit_code or 1

@@ -33,6 +33,7 @@ from notary.names import normalize_name
 
 if TYPE_CHECKING:
     from notary.attest.require import Requirement
+    from notary.environment import Environment
     from notary.gate.witnessed import Witnessed
     from notary.status import TrustedKey
     from notary.verify import Decision
@@ -379,7 +380,8 @@ def _with_extra(decision: GateDecision, extra: Mapping[str, object]) -> GateDeci
     return decision._replace(extra={**decision.extra, **extra})
 
 
-def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True) -> LedgerGate:
+def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_open: bool = True,
+             env: Environment | None = None) -> LedgerGate:
     """A Gate for a loaded config: its [policy], and the ledger it names (opened lazily, never created).
 
     Every front end checks immudb reads against the verified mirror unless NOTARY_IMMUDB_MIRROR=0 or
@@ -387,25 +389,30 @@ def gate_for(config: Config, ledger_url: str | None, *, front_end: str, keep_ope
     then per new transaction; open_ledger reads the setting and notices an opt-out).
     """
     from notary.config import state_dir_from
+    from notary.environment import given
     from notary.gate.policy import load_policy
     from notary.ledger.settings import ImmudbSettings
 
+    env = given(env)  # the front end's (read once where it started)
     policy = load_policy(config)
-    state_dir = state_dir_from(config)
-    ImmudbSettings.load(config)  # a malformed immudb setting is a usage error at start, not a refusal per request
+    state_dir = state_dir_from(config, env)
+    ImmudbSettings.load(config, env.variables)  # a malformed immudb setting is a usage error at start, not a refusal per request
 
     def opener() -> Ledger:
         from notary.ledger import open_ledger
 
-        return open_ledger(ledger_url, state_dir=state_dir, create=False, config=config)
+        return open_ledger(ledger_url, state_dir=state_dir, create=False, config=config, env=env)
 
     return LedgerGate(policy, opener, front_end=front_end, keep_open=keep_open)
 
 
 def gate_from_flags(config_flag: str | None, ledger_flag: str | None, *, front_end: str,
-                    keep_open: bool = True) -> LedgerGate:
-    """As gate_for, from --config / --ledger values and the NOTARY_* environment."""
+                    keep_open: bool = True, env: Environment | None = None) -> LedgerGate:
+    """As gate_for, from --config / --ledger values and the NOTARY_* environment (env: the edge's)."""
     from notary.config import ledger_url_from, load_config
+    from notary.environment import given
 
-    config = load_config(config_flag)
-    return gate_for(config, ledger_url_from(ledger_flag, config), front_end=front_end, keep_open=keep_open)
+    env = given(env)
+    config = load_config(config_flag, env)
+    return gate_for(config, ledger_url_from(ledger_flag, config, env), front_end=front_end, keep_open=keep_open,
+                    env=env)

@@ -140,9 +140,12 @@ def add_hook(bundle: str, config: str, *, python: str | None = None, stage: str 
 
 
 def add_hook_main() -> None:
-    """`python -c ADD_HOOK_CODE BUNDLE` from the runtime wrapper, with NOTARY_CONFIG set."""
+    """`python -c ADD_HOOK_CODE BUNDLE` from the runtime wrapper, with NOTARY_CONFIG set: an entry point, so
+    it reads the environment itself."""
     try:
-        config = os.environ.get("NOTARY_CONFIG")
+        from notary.environment import Environment
+
+        config = Environment.of_process().config
         if not config or len(sys.argv) != 2:
             raise UsageError("usage: NOTARY_CONFIG=FILE python -c ... BUNDLE")
         add_hook(sys.argv[1], config)

@@ -36,6 +36,7 @@ from notary.fsio import check_path_length, read_regular
 from notary.jsonsafe import JsonObject, parse, parse_object
 
 if TYPE_CHECKING:
+    from notary.environment import Environment
     from notary.gate.decision import Gate, GateDecision
 
 ANNOTATION_DIGEST = "dev.notary.image.digest"
@@ -107,7 +108,8 @@ def _umoci_digests(bundle: str) -> list[str]:
     return found
 
 
-def identify(state: Mapping[str, object], config: Mapping[str, object], *, storage_root: str | None = None) -> ImageIdentity:
+def identify(state: Mapping[str, object], config: Mapping[str, object], *, storage_root: str | None = None,
+             env: Environment | None = None) -> ImageIdentity:
     """Which image this container runs: what the runtime itself states first, notary's annotations second.
 
     The annotations of config.json are not only the operator's: a CRI runtime can pass a Pod's own
@@ -128,7 +130,7 @@ def identify(state: Mapping[str, object], config: Mapping[str, object], *, stora
         if not claimed:
             raise InputError(f"annotation {ANNOTATION_DIGEST} holds no sha256 digest")
     named = annotations.get(ANNOTATION_NAME) or None
-    stated = _runtime_identity(state, config, annotations, named, storage_root)
+    stated = _runtime_identity(state, config, annotations, named, storage_root, env)
     if claimed is None:
         if stated is not None:
             return stated
@@ -146,7 +148,7 @@ def identify(state: Mapping[str, object], config: Mapping[str, object], *, stora
 
 
 def _runtime_identity(state: Mapping[str, object], config: Mapping[str, object], annotations: Mapping[str, str],
-                      named: str | None, storage_root: str | None) -> ImageIdentity | None:
+                      named: str | None, storage_root: str | None, env: Environment | None) -> ImageIdentity | None:
     """The image as the runtime (or the bundle's unpacker) states it, or None where none describes it."""
     if CRIO_NAME in annotations or CRIO_REF in annotations:
         name = annotations.get(CRIO_NAME)
@@ -184,7 +186,7 @@ def _runtime_identity(state: Mapping[str, object], config: Mapping[str, object],
 
         storage = storage_root or podman_storage.root_from_rootfs(rootfs if isinstance(rootfs, str) else None)
         if storage or annotations.get("io.container.manager") == "libpod":
-            image = podman_storage.image_of_container(container_id, storage)
+            image = podman_storage.image_of_container(container_id, storage, env)
             return ImageIdentity(_stored_name(named, image.names, "podman"), (*image.digests, image.image_id),
                                  "podman")
     return None
@@ -218,16 +220,16 @@ def _stored_name(named: str | None, stored: Sequence[str], runtime: str) -> str 
 
 
 def decide(stdin: IO[bytes], *, config_flag: str | None = None, ledger_flag: str | None = None,
-           storage_root: str | None = None) -> GateDecision:
+           storage_root: str | None = None, env: Environment | None = None) -> GateDecision:
     """The gate's decision for the container described on stdin (a GateDecision)."""
     from notary.gate.decision import gate_from_flags
 
-    gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook", keep_open=False)
-    return decide_container(gate, stdin, storage_root=storage_root, front_end="oci-hook")
+    gate = gate_from_flags(config_flag, ledger_flag, front_end="oci-hook", keep_open=False, env=env)
+    return decide_container(gate, stdin, storage_root=storage_root, front_end="oci-hook", env=env)
 
 
 def decide_container(gate: Gate, stdin: IO[bytes], *, storage_root: str | None, front_end: str,
-                     extra: Mapping[str, object] | None = None) -> GateDecision:
+                     extra: Mapping[str, object] | None = None, env: Environment | None = None) -> GateDecision:
     """The one decision for a container described by its OCI state, for the hook and the hook server alike:
     identify its image (bundle annotations, then the runtime's storage), then Gate.check. A container whose
     image cannot be identified is refused, and the refusal logged, like every other decision."""
@@ -237,7 +239,7 @@ def decide_container(gate: Gate, stdin: IO[bytes], *, storage_root: str | None, 
     try:
         state = read_state(stdin)
         config = read_bundle_config(str(state.get("bundle") or "."))
-        identity = identify(state, config, storage_root=storage_root)
+        identity = identify(state, config, storage_root=storage_root, env=env)
     except NotaryError as exc:
         decision = GateDecision(image=None, digest=None, allowed=False,
                                 exit_code=EXIT_USAGE if exc.exit_code == 2 else exc.exit_code,
@@ -283,11 +285,14 @@ def parse_args(argv: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, stdin: IO[bytes] | None = None, env: Environment | None = None) -> int:
+    """The hook's exit code; env: the environment, read here (an edge) unless the caller read it."""
     try:
+        from notary.environment import given
+
         args = parse_args(sys.argv[1:] if argv is None else argv)
         decision = decide(stdin or sys.stdin.buffer, config_flag=args.get("config"),
-                          ledger_flag=args.get("ledger"), storage_root=args.get("storage_root"))
+                          ledger_flag=args.get("ledger"), storage_root=args.get("storage_root"), env=given(env))
     except NotaryError as exc:  # the policy itself is unusable: refuse, loudly
         sys.stderr.write(f"notary: refused: {exc.kind}: {exc.one_line()}\n")
         return exc.exit_code or 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from notary.environment import Environment, given
 from notary.errors import UsageError
 from notary.ledger.base import Entry, Ledger, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.trust import TrustStore
@@ -22,13 +23,13 @@ if TYPE_CHECKING:
 __all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "open_ledger"]
 
 
-def default_ledger_url() -> str:
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+def default_ledger_url(env: Environment | None = None) -> str:
+    base = given(env).xdg_data_home or os.path.join(os.path.expanduser("~"), ".local", "share")
     return (Path(base) / "notary" / "ledger.db").resolve().as_uri()
 
 
 def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, create: bool = True,
-                mirror: bool | None = None, config: Config | None = None) -> Ledger:
+                mirror: bool | None = None, config: Config | None = None, env: Environment | None = None) -> Ledger:
     """Open the ledger named by url (default: the embedded ledger under the user's data dir).
 
     create=False refuses to create a missing embedded ledger (read commands must not invent one).
@@ -36,9 +37,11 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
     shows the newest version or that a key is absent; None leaves it to the settings (default on).
     config: notary.toml, whose `[immudb]` the immudb settings read after the environment
     (notary.ledger.settings: mirror, gateway, replicas, read_from, ...), once per opened ledger.
+    env: the environment the caller read (the CLI's; None: this process's, now).
     """
-    url = url or default_ledger_url()
-    trust = TrustStore(state_dir)
+    env = given(env)
+    url = url or default_ledger_url(env)
+    trust = TrustStore(state_dir, env=env)
     scheme = urlsplit(url).scheme
     if scheme == "file":
         from notary.ledger.embedded import EmbeddedLedger
@@ -48,7 +51,7 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
         from notary.ledger.immudb import ImmudbLedger
         from notary.ledger.settings import ImmudbSettings
 
-        settings = ImmudbSettings.load(config)
+        settings = ImmudbSettings.load(config, env.variables)
         mirrored = settings.mirror if mirror is None else mirror
         if settings.gateway:
             from notary.ledger.immudb.gateway import GatewayLedger
@@ -66,7 +69,7 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
         from notary.ledger.partitioned import PartitionedLedger
 
         return PartitionedLedger(url, trust, lambda member: open_ledger(
-            member, state_dir=state_dir, create=create, mirror=mirror, config=config))
+            member, state_dir=state_dir, create=create, mirror=mirror, config=config, env=env))
     raise UsageError(
         f"unsupported ledger URL {url!r}",
         hint="use file:///path/ledger.db, immudb://user@host:3322/database or partitioned:URL1,URL2,...",

@@ -1,6 +1,6 @@
 """Every setting of the immudb backend, read in one place, once per opened ledger: the environment, then
 `[immudb]` in notary.toml (the environment wins). `open_ledger` passes the typed result down; no immudb module
-reads os.environ.
+reads the environment, and this one reads only the variables it is handed (notary.environment).
 
 The password is a secret: kept out of repr, read from NOTARY_IMMUDB_PASSWORD or the file
 NOTARY_IMMUDB_PASSWORD_FILE names (never an argument), and only when a connection needs it.
@@ -8,11 +8,11 @@ NOTARY_IMMUDB_PASSWORD_FILE names (never an argument), and only when a connectio
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from notary.environment import given
 from notary.errors import UsageError
 from notary.fsio import MAX_KEY, read_regular
 
@@ -40,7 +40,8 @@ class ImmudbSettings:
 
     @classmethod
     def load(cls, config: Config | None = None, environ: Mapping[str, str] | None = None) -> ImmudbSettings:
-        env = os.environ if environ is None else environ
+        """environ: the variables the caller read (Environment.variables; None: this process's, now)."""
+        env = _variables(environ)
         section: Mapping[str, object] = config.section("immudb") if config is not None else {}
         mirror, configured = _mirror(env, section)
         ca = env.get("NOTARY_IMMUDB_GATEWAY_CA") or section.get("gateway_ca")
@@ -74,6 +75,11 @@ class ImmudbSettings:
 
         data = _read_named_file("NOTARY_IMMUDB_SERVER_KEY", self.server_key_file, MAX_KEY)
         return normalise_public_key(data, source=f"NOTARY_IMMUDB_SERVER_KEY {self.server_key_file}")
+
+
+def _variables(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The variables a caller read (Environment.variables), else the process's now."""
+    return given(None).variables if environ is None else environ
 
 
 def _read_named_file(variable: str, path: str, limit: int) -> bytes:
@@ -155,16 +161,17 @@ def _timeout(env: Mapping[str, str]) -> float:
     return value
 
 
-def read_password(user: str) -> str:
+def read_password(user: str, environ: Mapping[str, str] | None = None) -> str:
     """The environment's immudb password for user (ImmudbSettings.password), that setting alone."""
-    env = os.environ
+    env = _variables(environ)
     return ImmudbSettings(password_value=env.get("NOTARY_IMMUDB_PASSWORD") or None,
                           password_file=env.get("NOTARY_IMMUDB_PASSWORD_FILE") or None).password(user)
 
 
-def read_timeout() -> float:
-    return _timeout(os.environ)
+def read_timeout(environ: Mapping[str, str] | None = None) -> float:
+    return _timeout(_variables(environ))
 
 
-def read_server_key() -> str | None:
-    return ImmudbSettings(server_key_file=os.environ.get("NOTARY_IMMUDB_SERVER_KEY") or None).server_key()
+def read_server_key(environ: Mapping[str, str] | None = None) -> str | None:
+    env = _variables(environ)
+    return ImmudbSettings(server_key_file=env.get("NOTARY_IMMUDB_SERVER_KEY") or None).server_key()

@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from notary import jsonsafe
+from notary.environment import Environment, given
 from notary.errors import RollbackError, TrustStoreError
 from notary.fsio import atomic_write, read_regular
 
@@ -77,19 +78,20 @@ class TrustedState(NamedTuple):
             ) from exc
 
 
-def default_state_dir() -> Path:
-    env = os.environ.get("NOTARY_STATE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+def default_state_dir(env: Environment | None = None) -> Path:
+    """NOTARY_STATE_DIR, else notary/ under XDG_STATE_HOME (default ~/.local/state)."""
+    env = given(env)
+    if env.state_dir:
+        return Path(env.state_dir)
+    base = env.xdg_state_home or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "notary"
 
 
 class TrustStore:
     """Trusted states of every ledger this client has talked to, in one directory."""
 
-    def __init__(self, directory: Path | str | None = None) -> None:
-        self.directory = Path(directory) if directory is not None else default_state_dir()
+    def __init__(self, directory: Path | str | None = None, *, env: Environment | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else default_state_dir(env)
 
     def path_for(self, ledger_id: str) -> Path:
         name = hashlib.sha256(ledger_id.encode()).hexdigest()[:32]

@@ -8,9 +8,12 @@ key, a cloud KMS) is one more module with `open_signer(uri)` and a scheme here (
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from notary.keys import PublicKey
+
+if TYPE_CHECKING:
+    from notary.environment import Environment
 
 # scheme -> module under notary.signing; imported only when a key names it (the hook path never pays for one)
 SCHEMES = {"pkcs11:": "pkcs11", "awskms://": "awskms"}
@@ -30,11 +33,12 @@ def is_service_key(text: str) -> bool:
     return any(text.startswith(scheme) for scheme in SCHEMES)
 
 
-def open_signer(text: str) -> ServiceSigner:
-    """The `keys.Signer` a `pkcs11:` or `awskms://` URI names, opened (logged in, public key read)."""
+def open_signer(text: str, env: Environment | None = None) -> ServiceSigner:
+    """The `keys.Signer` a `pkcs11:` or `awskms://` URI names, opened (logged in, public key read); env: the
+    environment its PIN, module or region come from (None: the process's)."""
     import importlib
 
     for scheme, module in SCHEMES.items():
         if text.startswith(scheme):
-            return cast(ServiceSigner, importlib.import_module(f"notary.signing.{module}").open_signer(text))
+            return cast(ServiceSigner, importlib.import_module(f"notary.signing.{module}").open_signer(text, env))
     raise ValueError("not a service key URI")  # callers ask is_service_key first

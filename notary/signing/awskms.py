@@ -15,7 +15,6 @@ alias moved mid-run cannot make one run sign with two keys.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notary import keys
+from notary.environment import Environment, given
 from notary.errors import NotaryError, UsageError
 
 SCHEME = "awskms://"
@@ -99,9 +99,9 @@ def _botocore() -> Any:
     return botocore
 
 
-def _client(uri: KmsUri) -> Any:
+def _client(uri: KmsUri, env: Environment) -> Any:
     bc = _botocore()
-    region = uri.region or os.environ.get("AWS_REGION") or None  # else botocore's: AWS_DEFAULT_REGION, config
+    region = uri.region or env.aws_region  # else botocore's: AWS_DEFAULT_REGION, config
     config = bc.config.Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard"},
                               user_agent_extra="notary")
     with kms_errors(uri):
@@ -185,9 +185,10 @@ class KmsSigner:
             self._client.close()
 
 
-def open_signer(text: str) -> KmsSigner:
+def open_signer(text: str, env: Environment | None = None) -> KmsSigner:
+    """env: where AWS_REGION comes from (None: the process; botocore reads its credentials itself)."""
     uri = parse(text)
-    client = _client(uri)
+    client = _client(uri, given(env))
     with kms_errors(uri):
         answer = client.get_public_key(KeyId=uri.key)
     public = _public_key(uri, answer)
@@ -199,14 +200,15 @@ def open_signer(text: str) -> KmsSigner:
     return KmsSigner(uri, client, arn, public, details)
 
 
-def generate(text: str, description: str = "notary signing key") -> KmsSigner:
+def generate(text: str, description: str = "notary signing key", env: Environment | None = None) -> KmsSigner:
     """A new P-256 signing key in the KMS under the alias the URI names (an alias only: a key id is the
     service's to choose). An alias that exists is refused before any key is created."""
     uri = parse(text)
     if not uri.is_alias:
         raise UsageError("key generate --kms needs an alias URI", hint=f"e.g. {SCHEME}/alias/notary-ci")
     alias = uri.key if uri.key.startswith("alias/") else "alias/" + uri.key.split(":alias/", 1)[1]
-    client = _client(uri)
+    env = given(env)
+    client = _client(uri, env)
     bc = _botocore()
     with kms_errors(uri):
         try:
@@ -218,4 +220,4 @@ def generate(text: str, description: str = "notary signing key") -> KmsSigner:
             raise UsageError(f"{alias} already names a key in AWS KMS", hint="pick another alias, or use it as --key")
         created = client.create_key(KeySpec=KEY_SPEC, KeyUsage="SIGN_VERIFY", Description=description)
         client.create_alias(AliasName=alias, TargetKeyId=created["KeyMetadata"]["KeyId"])
-    return open_signer(text)
+    return open_signer(text, env)

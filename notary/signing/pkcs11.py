@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, cast
 
 from notary import keys
+from notary.environment import Environment, given
 from notary.errors import NotaryError, NotFoundError, UsageError
 from notary.fsio import read_regular
 from notary.signing.pkcs11_uri import Pkcs11Uri, parse
@@ -76,12 +77,13 @@ def _token_errors(uri: Pkcs11Uri, pin_from: str = "") -> Iterator[None]:
         raise TokenUnavailableError(f"PKCS#11 token error with {uri.describe}: {type(exc).__name__}") from exc
 
 
-def read_pin(uri: Pkcs11Uri) -> tuple[str, str]:
+def read_pin(uri: Pkcs11Uri, env: Environment | None = None) -> tuple[str, str]:
     """(PIN, where it came from). pin-source in the URI first (it belongs to that key), then
     NOTARY_PKCS11_PIN_FILE, then NOTARY_PKCS11_PIN; both variables at once is ambiguous, so refused."""
     if uri.pin_source is not None:
         return _pin_file(_pin_source_path(uri.pin_source)), "the URI's pin-source file"
-    file_env, value_env = os.environ.get(PIN_FILE_ENV), os.environ.get(PIN_ENV)
+    settings = given(env)
+    file_env, value_env = settings.pkcs11_pin_file, settings.pkcs11_pin
     if file_env and value_env:
         raise UsageError(f"both {PIN_ENV} and {PIN_FILE_ENV} are set", hint="set one of them")
     if file_env:
@@ -119,10 +121,10 @@ def _pin_file(path: str) -> str:
     return pin
 
 
-def _module(uri: Pkcs11Uri) -> Library:
+def _module(uri: Pkcs11Uri, env: Environment) -> Library:
     """The loaded, initialised module: module-path from the URI, else NOTARY_PKCS11_MODULE."""
     p11 = _lib()
-    path = uri.module_path or os.environ.get(MODULE_ENV)
+    path = uri.module_path or env.pkcs11_module
     if not path:
         raise UsageError("no PKCS#11 module", hint=f"add ?module-path=/path/to/module.so to the URI or set {MODULE_ENV}")
     if not path.startswith("/"):
@@ -244,13 +246,13 @@ def _search(session: pkcs11.Session, uri: Pkcs11Uri, object_class: pkcs11.Object
     return found
 
 
-def _open(text: str, *, rw: bool = False) -> tuple[Pkcs11Uri, pkcs11.Token, pkcs11.Session]:
+def _open(text: str, env: Environment, *, rw: bool = False) -> tuple[Pkcs11Uri, pkcs11.Token, pkcs11.Session]:
     """(uri, token, logged-in session): everything before any key is looked at."""
     uri = parse(text)
     if uri.object is None and uri.id is None:
         raise UsageError("the PKCS#11 URI names no key", hint="add object=LABEL (or id=...) to the URI")
-    pin, pin_from = read_pin(uri)
-    lib = _module(uri)
+    pin, pin_from = read_pin(uri, env)
+    lib = _module(uri, env)
     p11 = _lib()
     with _token_errors(uri, pin_from):
         token = _find_token(lib, uri)
@@ -260,10 +262,10 @@ def _open(text: str, *, rw: bool = False) -> tuple[Pkcs11Uri, pkcs11.Token, pkcs
             return uri, token, token.open(rw=rw)
 
 
-def open_signer(text: str) -> TokenSigner:
+def open_signer(text: str, env: Environment | None = None) -> TokenSigner:
     """The token key text names, logged in and checked: exactly one private key, Ed25519 or P-256, with its
-    public key object (same CKA_ID, else same label)."""
-    uri, _, session = _open(text)
+    public key object (same CKA_ID, else same label). env: where NOTARY_PKCS11_* come from (None: the process)."""
+    uri, _, session = _open(text, given(env))
     p11 = _lib()
     a = p11.Attribute
     if uri.type not in (None, "private"):
@@ -287,11 +289,12 @@ def open_signer(text: str) -> TokenSigner:
     return TokenSigner(uri, session, cast("pkcs11.SignMixin", private), public, kind)
 
 
-def generate(text: str, kind: str | None = None) -> TokenSigner:
+def generate(text: str, kind: str | None = None, env: Environment | None = None) -> TokenSigner:
     """Create a key pair inside the token and return it opened. kind None: Ed25519 where the token offers
     CKM_EC_EDWARDS_KEY_PAIR_GEN and CKM_EDDSA, else ECDSA P-256. An object with that label or id is never
     replaced: destroying a key in a token is for the token's own tools, on purpose."""
-    uri, token, session = _open(text, rw=True)
+    env = given(env)
+    uri, token, session = _open(text, env, rw=True)
     p11 = _lib()
     a, m = p11.Attribute, p11.Mechanism
     with _token_errors(uri):
@@ -322,4 +325,4 @@ def generate(text: str, kind: str | None = None) -> TokenSigner:
                               a.DECRYPT: False, a.UNWRAP: False, a.DERIVE: False},
         )
         session.close()  # the key is opened again the way every later command opens it
-    return open_signer(text)
+    return open_signer(text, env)

@@ -8,7 +8,10 @@ unsafe input (bad JSON, `../` in a tar, unknown digest algorithm, a missing blob
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from notary.environment import Environment
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class SourceOptions:
     "password"} / {"token"}); NOTARY_REGISTRY_USERNAME / NOTARY_REGISTRY_PASSWORD / NOTARY_REGISTRY_TOKEN
     from the environment otherwise, then the docker and podman login files and their credential helpers
     (notary.sources.registry_credentials). docker_host: Engine API address (default DOCKER_HOST or the unix socket).
+    environment: the environment the caller read (the CLI's), where registry logins are looked up; None: the
+    process's, when a registry is asked.
     """
 
     workers: int | None = None
@@ -95,3 +100,4 @@ class SourceOptions:
     registry_auth_file: str | None = None
     docker_host: str | None = None
     timeout: float = 30.0
+    environment: Environment | None = field(default=None, repr=False)

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from notary.environment import given
 from notary.errors import InputError, NotFoundError, SourceUnavailableError, UsageError
 from notary.fsio import MAX_AUTH_FILE, read_regular
 from notary.jsonsafe import loads_object
@@ -69,15 +70,16 @@ class Credentials:
         return self.has_password or bool(self.token) or bool(self.identity_token)
 
 
-def registry_environ() -> Mapping[str, str]:
-    """The one place the environment is read, so a caller (a long-running server) can pass its own instead."""
-    return os.environ
+def registry_environ(options: SourceOptions | None = None) -> Mapping[str, str]:
+    """The variables logins are looked up in: the environment the caller read (options.environment), else
+    the process's now. A caller (a long-running server) can pass its own instead."""
+    return given(options.environment if options is not None else None).variables
 
 
 def load_credentials(hostport: str, options: SourceOptions, repository: str = "",
                      env: Mapping[str, str] | None = None) -> Credentials:
     """Credentials for repository on hostport, by the precedence in the module docstring."""
-    env = registry_environ() if env is None else env
+    env = registry_environ(options) if env is None else env
     if options.registry_auth_file:
         where = options.registry_auth_file
         raw = read_regular(where, MAX_AUTH_FILE, "registry credentials file", error=UsageError)

@@ -60,7 +60,7 @@ def attest(app: App, subject: str, predicate_type: str, predicate_path: str, key
         raise attestations.PredicateError(f"{predicate_path} is an {attestations.sbom_type(predicate)} document, "
                                           f"not {ptype}")
     bound = tuple(check_name(n) for n in names)
-    signer = keys.load_private_key(signing_key_source(key_path, app))
+    signer = keys.load_private_key(signing_key_source(key_path, app), env=app.env)
     pairs = subject_pairs(app, subject, dict(source_flags), bound)
     ledger = app.open_ledger()  # an attestation belongs beside the records it speaks of: never a new ledger
     written = attestations.attest(ledger, pairs, signer, ptype, predicate)

@@ -13,7 +13,6 @@ from notary import keys
 from notary.audit import follow as monitor
 from notary.audit import points
 from notary.cli.common import App, pass_app
-from notary.config import state_dir_from
 from notary.errors import IntegrityError, LedgerUnavailableError
 
 SCHEMA = "notary.audit-follow/v1"  # every line carries it: a collector can tell the stream from noise
@@ -51,7 +50,7 @@ def follow(app: App, state: str | None, from_point: str, once: bool, interval: f
     trusted = {keys.key_id(keys.load_public_key(p)) for p in key_paths} or None
     from notary.ledger.trust import TrustStore
 
-    directory = Path(state) if state else TrustStore(state_dir_from(app.config)).directory / "monitor"
+    directory = Path(state) if state else TrustStore(app.state_dir, env=app.env).directory / "monitor"
     findings = 0
     while True:
         try:

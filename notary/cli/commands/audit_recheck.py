@@ -54,7 +54,7 @@ def recheck_command(app: App, policy_file: str | None, at_point: str, log_files:
     from notary.gate.decision_log import read_decisions
     from notary.gate.policy import load_policy
 
-    policy = load_policy(load_config(policy_file)) if policy_file else load_policy(app.config)
+    policy = load_policy(load_config(policy_file, app.env)) if policy_file else load_policy(app.config)
     files = _log_files(app, log_files, policy.decision_log)
     read = read_decisions(files, max_lines=max_lines, since=records.parse_time(since) if since else None)
     ledger = app.open_ledger()

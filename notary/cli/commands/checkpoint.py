@@ -69,7 +69,7 @@ def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness
                              hint="notary key generate --out checkpoint.key (Ed25519)")
         from notary.audit.immudb_checkpoints import operator_key, verifier
 
-        operator = operator_key(sign_key)
+        operator = operator_key(sign_key, app.env)
         log = verifier(immudb.origin, operator.public_key())
         sign, proof_of = (lambda text: operator.sign(text.encode())), immudb.consistency_proof
     if show_vkey:

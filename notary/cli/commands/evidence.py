@@ -71,7 +71,7 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
     if sign_key:
         from notary.audit.immudb_checkpoints import operator_key
 
-        operator = operator_key(sign_key)
+        operator = operator_key(sign_key, app.env)
     bundle = bundles.export(app.open_ledger(), digests, trusted, subject, checkpoint_notes=cps, require=require,
                             sign_key=operator)
     data = bundles.dump(bundle)

@@ -106,7 +106,7 @@ def check(app: App, image: str, name: str | None, identity_only: bool, log_decis
     from notary.names import check_name
 
     chosen = check_name(name) if name is not None else None  # a usage error before the ledger is touched
-    the_gate = gate_for(app.config, app.ledger_url, front_end="check")
+    the_gate = gate_for(app.config, app.ledger_url, front_end="check", env=app.env)
     if not log_decision:
         from notary.gate.decision_log import DecisionLog
 
@@ -149,7 +149,7 @@ def oci_hook(app: App, storage_root: str | None) -> None:
         argv += ["--ledger", app.ledger_flag]
     if storage_root:
         argv += ["--storage-root", storage_root]
-    code = main(argv, sys.stdin.buffer)
+    code = main(argv, sys.stdin.buffer, env=app.env)
     raise SystemExit(code)
 
 
@@ -201,7 +201,7 @@ def webhook(app: App, certfile: str | None, keyfile: str | None, insecure_plain_
 
     host = check_listen_options(certfile, keyfile, host, plain_http=insecure_plain_http)
     drain = drain_seconds(drain, app.config.section("gate"))
-    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="webhook"), log_format)
+    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="webhook", env=app.env), log_format)
     if insecure_plain_http:
         log.warning(f"--insecure-plain-http: serving AdmissionReview over plain HTTP on {host}, for local tests "
                     "only")
@@ -242,8 +242,9 @@ def docker_authz(app: App, name: str, socket_file: str | None, docker_host: str 
     from notary.gate.decision import gate_for
     from notary.gate.frontends.docker_authz import make_server
 
-    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="docker-authz"), log_format)
-    host = docker_host or app.config.setting("docker", "host", str)
+    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="docker-authz", env=app.env),
+                                       log_format)
+    host = docker_host or app.config.setting("docker", "host", str) or app.env.docker_host
     server = make_server(the_gate, name=name, socket_file=socket_file, docker_host=host, workers=workers,
                          queue_size=queue_size, metrics=metrics)
     _serve(server, the_gate, f"docker authorization plugin {name} listening on {server.path}", log)
@@ -269,7 +270,7 @@ def containerd_verifier(app: App, args: tuple[str, ...]) -> None:
         argv += ["--config", app.config_flag]
     if app.ledger_flag:
         argv += ["--ledger", app.ledger_flag]
-    raise SystemExit(main(argv, sys.stdin.buffer))
+    raise SystemExit(main(argv, sys.stdin.buffer, env=app.env))
 
 
 @gate.command("install", short_help="Write the hooks.d file, containerd verifier or docker runtime wrapper.")
@@ -376,26 +377,25 @@ def hook_server(app: App, socket_file: str, storage_root: str | None, workers: i
     Examples:
       notary --config /etc/notary/notary.toml gate hook-server --socket /run/notary/gate.sock
     """
-    import os
 
     from notary.config import find_config
     from notary.gate.decision import gate_for
     from notary.gate.frontends.hook_server import HookServer
     from notary.gate.hook_main import config_fingerprint, identity
 
-    found = find_config(app.config_flag or os.environ.get("NOTARY_CONFIG"))
+    found = find_config(app.config_flag or app.env.config, app.env)
     before = _fingerprint(config_fingerprint, found)
-    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="oci-hook-server"),
+    the_gate, metrics, log = _observed(gate_for(app.config, app.ledger_url, front_end="oci-hook-server", env=app.env),
                                        log_format)
     after = _fingerprint(config_fingerprint, found)
     ident = None
     if before is not None and before == after:  # the file loaded is the file hooks will compare with
-        ident = identity(after, app.ledger_flag, storage_root, dict(os.environ))
+        ident = identity(after, app.ledger_flag, storage_root, dict(app.env.variables))
     elif found is not None:
         log.warning(f"{found} changed while it was loaded: Python hooks decide themselves until this server is "
                     "restarted")
     server = HookServer(socket_file, the_gate, storage_root, workers=workers, queue_size=queue_size,
-                        identity=ident, metrics=metrics)
+                        identity=ident, metrics=metrics, env=app.env)
     _serve(server, the_gate, f"gate hook server listening on {socket_file}", log)
 
 

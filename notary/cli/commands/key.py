@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -70,7 +69,7 @@ def generate(app: App, out: str | None, uri: str | None, kms_uri: str | None, ki
         return
     if out is None:
         raise UsageError("key generate needs --out PATH (or --pkcs11 URI)")
-    passphrase = os.environ.get("NOTARY_KEY_PASSPHRASE")
+    passphrase = app.env.key_passphrase
     kind = kind or "ed25519"
     private = keys.generate_private_key(kind)
     pub_path = keys.write_key_pair(out, private, passphrase.encode() if passphrase else None, force=force)
@@ -90,7 +89,7 @@ def _generate_in_token(app: App, uri: str, out: str | None, kind: str | None, fo
         raise UsageError("--pkcs11 takes a pkcs11: URI", hint="e.g. pkcs11:token=ci;object=notary?module-path=...")
     if out is not None:  # before the token is touched: a key made for nothing is worse than one line now
         keys.check_targets((Path(out),), force)
-    signer = pkcs11.generate(uri, kind)
+    signer = pkcs11.generate(uri, kind, env=app.env)
     public = signer.public_key()
     pub_path = keys.write_public_key(out, public, force=force) if out is not None else None
     kid = keys.key_id(public)
@@ -111,7 +110,7 @@ def _generate_in_kms(app: App, uri: str, out: str | None, kind: str | None, forc
         raise UsageError("AWS KMS keys notary signs with are ECDSA P-256", hint="drop --type or pass ecdsa-p256")
     if out is not None:
         keys.check_targets((Path(out),), force)
-    signer = awskms.generate(uri)
+    signer = awskms.generate(uri, env=app.env)
     public = signer.public_key()
     pub_path = keys.write_public_key(out, public, force=force) if out is not None else None
     kid = keys.key_id(public)
@@ -150,13 +149,14 @@ def show(app: App, source: str, out: str | None, force: bool) -> None:
 
     token: dict[str, object] | None = None
     if signing.is_service_key(source):
-        signer = signing.open_signer(source)
+        signer = signing.open_signer(source, app.env)
         public = signer.public_key()
         token = signer.attributes()
     else:
         # bounded, regular files only: a "key" that is a FIFO or /dev/zero is one clear line, not a hang
         data = read_regular(source, MAX_KEY, "key file")
-        public = keys.load_key_file(data).public_key() if b"PRIVATE KEY" in data else keys.load_public_key(data)
+        public = (keys.load_key_file(data, env=app.env).public_key() if b"PRIVATE KEY" in data
+                  else keys.load_public_key(data))
     kid = keys.key_id(public)
     pem = keys.public_pem(public)
     written = keys.write_public_key(out, public, force=force) if out is not None else None

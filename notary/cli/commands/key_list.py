@@ -53,13 +53,13 @@ def list_command(app: App, ledger: str | None, key_paths: tuple[str, ...], polic
         app.ledger_flag = ledger
     from notary.keyuse import key_list
 
-    trusted, images = _trusted(key_paths, policy_file)  # a bad key or policy stops here, before any I/O
+    trusted, images = _trusted(key_paths, policy_file, app)  # a bad key or policy stops here, before any I/O
     found = key_list(app.open_ledger(), trusted, images)
     app.emit(found.to_json(), lambda: _table(found, app.ledger_url or ""), schema="key-list")
 
 
-def _trusted(key_paths: tuple[str, ...],
-             policy_file: str | None) -> tuple[list[TrustedKey] | None, dict[str, tuple[str, ...]]]:
+def _trusted(key_paths: tuple[str, ...], policy_file: str | None,
+             app: App) -> tuple[list[TrustedKey] | None, dict[str, tuple[str, ...]]]:
     """The trusted keys (None: none named) and, from a policy, the image patterns of the rules naming each."""
     if key_paths:
         return [TrustedKey.of(keys.load_public_key(p)) for p in key_paths], {}
@@ -68,7 +68,7 @@ def _trusted(key_paths: tuple[str, ...],
     from notary.config import load_config
     from notary.gate.policy import load_policy
 
-    policy = load_policy(load_config(policy_file))
+    policy = load_policy(load_config(policy_file, app.env))
     images: dict[str, tuple[str, ...]] = {}
     trusted: list[TrustedKey] = []
     for rule in policy.trust:

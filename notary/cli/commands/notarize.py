@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -84,9 +83,9 @@ def notarize(app: App, subjects: tuple[str, ...], job_id: str | None, key_path: 
     if reason is not None and not reinstate:
         raise UsageError("--reason is for --reinstate (a notarization needs no reason)")
     bound = tuple(check_name(n) for n in names)
-    ci = detect(os.environ, job_id)
+    ci = detect(app.env.variables, job_id)
     sbom = load_sbom(sbom_path) if sbom_path is not None else None  # bad input stops here: nothing written
-    signer = keys.load_private_key(signing_key_source(key_path, app))
+    signer = keys.load_private_key(signing_key_source(key_path, app), env=app.env)
     options = source_options(app, source_flags)
     progress = TerminalProgress("hashing") if (stdout_is_terminal() and not app.json) else None
     resolved = []

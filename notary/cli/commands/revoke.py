@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from notary import keys
@@ -34,9 +32,9 @@ def revoke(app: App, subject: str, reason: str, key_path: str | None, job_id: st
     """
     from notary.notarize import revoke as write_revocation
 
-    signer = keys.load_private_key(signing_key_source(key_path, app))
+    signer = keys.load_private_key(signing_key_source(key_path, app), env=app.env)
     try:
-        ci = detect(os.environ, job_id)
+        ci = detect(app.env.variables, job_id)
     except UsageError:
         ci = {}
     targets = identify_digests(app, subject, dict(flags))

@@ -10,12 +10,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from notary import keys
 from notary.audit import note as notes
 from notary.cli.common import App, pass_app
-from notary.config import state_dir_from
 from notary.errors import InputError
 
 
-def _witness_key(path: str) -> Ed25519PrivateKey:
-    return keys.load_ed25519_key(path, "witness key", "tlog-cosignature/v1 is Ed25519")
+def _witness_key(path: str, app: App) -> Ed25519PrivateKey:
+    return keys.load_ed25519_key(path, "witness key", "tlog-cosignature/v1 is Ed25519", app.env)
 
 
 @click.group("witness")
@@ -41,7 +40,7 @@ def vkey(app: App, name: str, key_path: str) -> None:
       notary key generate --out witness.key             # an Ed25519 key for the witness
       notary witness vkey --name witness.example.org/w1 --key witness.key > witness.vkey
     """
-    found = notes.verifier(name, notes.COSIGNATURE_V1, _witness_key(key_path).public_key()).vkey()
+    found = notes.verifier(name, notes.COSIGNATURE_V1, _witness_key(key_path, app).public_key()).vkey()
     app.emit({"vkey": found, "name": name}, found, schema="witness-vkey")
 
 
@@ -74,8 +73,8 @@ def serve(app: App, name: str, key_path: str, logs: tuple[str, ...], listen: str
         raise InputError(f"--listen {listen!r} is not HOST:PORT")
     from notary.ledger.trust import TrustStore
 
-    directory = Path(state) if state else TrustStore(state_dir_from(app.config)).directory / "witness"
-    w = Witness(name, _witness_key(key_path), [notes.parse_vkey(v) for v in logs], directory)
+    directory = Path(state) if state else TrustStore(app.state_dir, env=app.env).directory / "witness"
+    w = Witness(name, _witness_key(key_path, app), [notes.parse_vkey(v) for v in logs], directory)
     server = WitnessServer((host.strip("[]"), int(port)), w)
     app.info(f"notary witness {name} on http://{listen}/add-checkpoint ({len(logs)} log(s)); vkey {w.vkey}")
     try:

@@ -9,10 +9,10 @@ is `InputError` or `SourceUnavailableError`, which the plugin turns into a refus
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 from urllib.parse import quote, urlsplit
 
+from notary.environment import Environment, given
 from notary.errors import InputError, NotFoundError, SourceUnavailableError
 from notary.jsonsafe import JsonObject, JsonValue, parse
 
@@ -44,8 +44,9 @@ def path_segment(value: str) -> str:
 class DockerAPI:
     """The Engine API at DOCKER_HOST (or /var/run/docker.sock): image, container and exec lookups."""
 
-    def __init__(self, host: str | None = None, timeout: float = 10.0) -> None:
-        self.host = host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    def __init__(self, host: str | None = None, timeout: float = 10.0, *, env: Environment | None = None) -> None:
+        """host None: DOCKER_HOST of env (None: of the process), else the default socket."""
+        self.host = host or given(env).docker_host or "unix:///var/run/docker.sock"
         self.timeout = timeout
 
     def _connection(self) -> http.client.HTTPConnection:

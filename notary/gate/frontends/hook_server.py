@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 from typing import TypedDict
 
+from notary.environment import Environment, given
 from notary.errors import EXIT_UNAVAILABLE, InputError
 from notary.gate.decision import Gate, GateDecision
 from notary.gate.frontends.unix_server import (
@@ -44,11 +45,12 @@ def curl_hook_args(socket_path: str, curl: str = CURL, timeout: int = 25) -> lis
             "--data-binary", "@-", "http://notary/oci-hook"]
 
 
-def decide(gate: Gate, body: bytes, storage_root: str | None = None, *, delegated: bool = False) -> GateDecision:
+def decide(gate: Gate, body: bytes, storage_root: str | None = None, *, delegated: bool = False,
+           env: Environment | None = None) -> GateDecision:
     """The decision for one posted container state (delegated: asked by the Python hook, not by curl)."""
     decision: GateDecision = decide_container(gate, io.BytesIO(body), storage_root=storage_root,
                                               front_end="oci-hook-server",
-                                              extra={"delegated": True} if delegated else None)
+                                              extra={"delegated": True} if delegated else None, env=env)
     return decision
 
 
@@ -89,7 +91,7 @@ class _Handler(QuietUnixHandler):
                         "(or an older version of the file); the hook decides itself\n", 2)
             return
         decision = decide(self.server.gate, self.read_body(length), self.server.storage_root,
-                          delegated=asked_by_hook is not None)
+                          delegated=asked_by_hook is not None, env=self.server.env)
         if decision.allowed:
             self._reply(200, f"notary: allowed: {decision.reason}\n", 0)
         else:
@@ -100,11 +102,13 @@ class _Handler(QuietUnixHandler):
 class HookServer(PrivateUnixServer):
     def __init__(self, path: str, gate: Gate, storage_root: str | None = None, *, workers: int = DEFAULT_WORKERS,
                  queue_size: int = DEFAULT_QUEUE, identity: str | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, env: Environment | None = None) -> None:
         """identity (hook_main.identity of the config, ledger and storage root this server decides with): the
-        Python hook delegates to this server only when its own identity is the same; None never decides for it."""
+        Python hook delegates to this server only when its own identity is the same; None never decides for it.
+        env: the environment the server started with (NOTARY_PODMAN_STORAGE), read once."""
         self.gate = gate
         self.storage_root = storage_root
+        self.env = given(env)
         self.identity = identity
         self.metrics = metrics
         super().__init__(path, _Handler, dir_mode=0o700, workers=workers, queue_size=queue_size)

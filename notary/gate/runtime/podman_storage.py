@@ -7,10 +7,10 @@ path (`<root>/<driver>/<layer>/merged`) or named explicitly; the files are only 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from notary.environment import Environment, given
 from notary.errors import InputError, NotFoundError
 from notary.fsio import read_regular
 from notary.jsonsafe import JsonObject, parse
@@ -60,9 +60,10 @@ def _sha(value: str) -> str:
     return value if value.startswith("sha256:") else f"sha256:{value}"
 
 
-def image_of_container(container_id: str, root: str | None = None) -> StoredImage:
-    """The image container_id was created from, per the storage at root (default: podman's system root)."""
-    base = Path(root or os.environ.get("NOTARY_PODMAN_STORAGE") or DEFAULT_ROOT)
+def image_of_container(container_id: str, root: str | None = None, env: Environment | None = None) -> StoredImage:
+    """The image container_id was created from, per the storage at root (default: NOTARY_PODMAN_STORAGE of
+    env, None: of the process; else podman's system root)."""
+    base = Path(root or given(env).podman_storage or DEFAULT_ROOT)
     containers = _read_list(_driver_dir(base, "containers"))
     match = next((c for c in containers if c.get("id") == container_id), None)
     if match is None:
