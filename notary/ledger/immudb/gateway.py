@@ -72,9 +72,9 @@ class GatewayLedger(ImmudbLedger):
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
              mirror: bool = False, replica_of: str | None = None, gateway: str | None = None,
-             gateway_ca: str | None = None, settings: ImmudbSettings | None = None) -> ImmudbLedger:
-        """gateway_ca: a PEM CA bundle file for an https:// gateway (default: the settings', else the system's
-        CA store). A replica (replica_of) is read over gRPC: its gateway is not configured."""
+             settings: ImmudbSettings | None = None) -> ImmudbLedger:
+        """An https:// gateway is trusted through settings.gateway_ca (a PEM CA bundle file), else the system's CA
+        store. A replica (replica_of) is read over gRPC: its gateway is not configured."""
         settings = settings if settings is not None else ImmudbSettings.load()
         if not gateway or replica_of:
             return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror, replica_of=replica_of,
@@ -83,11 +83,10 @@ class GatewayLedger(ImmudbLedger):
             from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
 
             return MirroredGatewayLedger.open(url, trust=trust, password=password, mirror=True, gateway=gateway,
-                                              gateway_ca=gateway_ca, settings=settings)
+                                              settings=settings)
         target = parse_url(url)
         address = parse_gateway(gateway)
-        ca_file = gateway_ca or settings.gateway_ca
-        tls = read_ca(ca_file, address) if ca_file else None
+        tls = read_ca(settings.gateway_ca, address) if settings.gateway_ca else None
         secret = password if password is not None else settings.password(target.user)
         ledger = cls(target, trust or TrustStore(), settings.timeout)
         ledger._gateway = address
