@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from notary.errors import LedgerUnavailableError, ProofError, RollbackError, UsageError
-from notary.ledger.immudb._replay import TxRow, alh, rows_from_proto
+from notary.ledger.immudb._proto import rows_from_proto
+from notary.ledger.immudb._replay import TxRow, alh
 from notary.ledger.immudb._verify import DualProof, LinearAdvanceProof, LinearProof, dual_proof_holds
 from notary.ledger.immudb.gateway import GatewayLedger
 from notary.ledger.trust import TrustStore

@@ -20,6 +20,19 @@ _URL_FORM = "immudb://USER@HOST:PORT/DATABASE"
 _PASSWORD_HINT = "set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE, never a command-line argument"
 
 
+class ServerError(LedgerUnavailableError):
+    """immudb answered a request with an error; `detail` is immudb's own message, which the read logic reads
+    ("key not found", "tx not found"), whichever transport brought it."""
+
+    def __init__(self, message: str, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.detail = detail
+
+    @property
+    def key_missing(self) -> bool:
+        return self.detail.endswith("key not found")
+
+
 @dataclass(frozen=True)
 class ImmudbTarget:
     user: str
@@ -149,5 +162,5 @@ def translate(exc: BaseException, target: ImmudbTarget, what: str) -> NotaryErro
                 f"{where} reports corrupted data while trying to {what}: {_short(details)}",
                 hint="the ledger's storage was altered or damaged; do not trust it",
             )
-        return LedgerUnavailableError(f"{where} failed to {what}: {_short(details)}")
+        return ServerError(f"{where} failed to {what}: {_short(details)}", details or "")
     return None

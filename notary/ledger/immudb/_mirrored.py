@@ -26,12 +26,12 @@ from typing import Any
 from notary.errors import InputError, ProofError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.immudb._proofs import check_new_tx
+from notary.ledger.immudb._proto import scanned_from_proto
 from notary.ledger.immudb._replay import (
     EMPTY_ALH,
     ScannedTx,
     holds_exactly,
     replay,
-    scanned_from_proto,
     value_hash,
 )
 from notary.ledger.immudb.ledger import ImmudbLedger

@@ -68,55 +68,6 @@ class ScannedTx(NamedTuple):
 MD_DELETED, MD_EXPIRES, MD_NON_INDEXABLE = 0, 1, 2
 
 
-def kv_metadata_bytes(md: Any) -> bytes:
-    """immudb's KVMetadata.Bytes() from the protobuf message (None or unset: no metadata)."""
-    if md is None:
-        return b""
-    out = b""
-    if md.deleted:
-        out += bytes([MD_DELETED])
-    if md.HasField("expiration"):
-        out += bytes([MD_EXPIRES]) + struct.pack(">Q", int(md.expiration.expiresAt) & _U64_MASK)
-    if md.nonIndexable:
-        out += bytes([MD_NON_INDEXABLE])
-    return out
-
-
-def tx_metadata_bytes(md: Any) -> bytes:
-    """immudb's TxMetadata.Bytes(): truncated-up-to-tx (code 0, u64), then extra data (code 1, u16 length)."""
-    if md is None:
-        return b""
-    out = b""
-    if int(md.truncatedTxID) > 0:
-        out += b"\x00" + struct.pack(">Q", int(md.truncatedTxID))
-    extra = bytes(md.extra)
-    if extra:
-        out += b"\x01" + struct.pack(">H", len(extra)) + extra
-    return out
-
-
-def rows_from_proto(tx: Any) -> tuple[TxRow, list[EntryRow]]:
-    """A schema.Tx (from TxScan without an entries spec: every entry, digests only) as plain rows.
-
-    The Alh field is computed later by `check_tx`; the server's prevAlh is not kept (the chain supplies it).
-    """
-    h = tx.header
-    md = tx_metadata_bytes(h.metadata if h.HasField("metadata") else None)
-    row = TxRow(int(h.id), int(h.ts), int(h.version), md, int(h.nentries), bytes(h.eH), int(h.blTxId),
-                bytes(h.blRoot), b"")
-    entries = [
-        EntryRow(bytes(e.key), kv_metadata_bytes(e.metadata if e.HasField("metadata") else None), bytes(e.hValue),
-                 int(e.vLen))
-        for e in tx.entries
-    ]
-    return row, entries
-
-
-def scanned_from_proto(tx: Any) -> ScannedTx:
-    row, entries = rows_from_proto(tx)
-    return ScannedTx(row, entries, bytes(tx.header.prevAlh))
-
-
 def entry_digest(version: int, e: tuple[bytes, bytes, bytes, int]) -> bytes:
     """immudb's TxEntryDigest (v1: u16 len(md) || md || u16 len(key) || key || hValue); e is an EntryRow or any
     tuple laid out like one (the mirror passes its SQLite rows as they come)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError
-from notary.ledger.immudb._conn import ImmudbTarget, translate
+from notary.ledger.immudb._conn import ImmudbTarget, ServerError, translate
 from notary.ledger.immudb._proofs import (
     ImmuState,
     Recorder,
@@ -256,6 +256,9 @@ class ImmudbSession:
 
 
 def _detail(exc: BaseException) -> str:
+    """immudb's own message in a failure: a ServerError's (either transport's), or a raw grpc.RpcError's."""
+    if isinstance(exc, ServerError):
+        return exc.detail
     details = getattr(exc, "details", None)
     return str(details() if callable(details) else "")
 

@@ -29,7 +29,7 @@ from notary import jsonsafe
 from notary.errors import InputError, LedgerUnavailableError, ProofError, RollbackError
 from notary.ledger.base import WriteReceipt
 from notary.ledger.immudb import _wire as wire
-from notary.ledger.immudb._conn import ImmudbTarget, parse_url
+from notary.ledger.immudb._conn import ImmudbTarget, ServerError, parse_url
 from notary.ledger.immudb._http import Gateway, HttpClient, parse_gateway, read_ca
 from notary.ledger.immudb._proofs import ImmuState, StateKeeper, check_new_tx, empty_state, header_time
 from notary.ledger.immudb._replay import (
@@ -53,17 +53,6 @@ if TYPE_CHECKING:
 _LOGGED_OUT = ("invalid token", "token has expired", "not logged in", "session not found")
 
 
-class GatewayFailure(LedgerUnavailableError):
-    """The gateway answered with an error (immudb's message kept for the read logic: "key not found"...)."""
-
-    def __init__(self, message: str, detail: str, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.detail = detail
-
-    def details(self) -> str:  # the shape ledger.py's _detail reads from a gRPC error
-        return self.detail
-
-
 class _Item(NamedTuple):
     tx: int
     value: bytes
@@ -83,9 +72,9 @@ class GatewayLedger(ImmudbLedger):
     @classmethod
     def open(cls, url: str, *, trust: TrustStore | None = None, password: str | None = None,
              mirror: bool = False, replica_of: str | None = None, gateway: str | None = None,
-             gateway_ca: str | None = None, settings: ImmudbSettings | None = None) -> ImmudbLedger:
-        """gateway_ca: a PEM CA bundle file for an https:// gateway (default: the settings', else the system's
-        CA store). A replica (replica_of) is read over gRPC: its gateway is not configured."""
+             settings: ImmudbSettings | None = None) -> ImmudbLedger:
+        """An https:// gateway is trusted through settings.gateway_ca (a PEM CA bundle file), else the system's CA
+        store. A replica (replica_of) is read over gRPC: its gateway is not configured."""
         settings = settings if settings is not None else ImmudbSettings.load()
         if not gateway or replica_of:
             return ImmudbLedger.open(url, trust=trust, password=password, mirror=mirror, replica_of=replica_of,
@@ -94,11 +83,10 @@ class GatewayLedger(ImmudbLedger):
             from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
 
             return MirroredGatewayLedger.open(url, trust=trust, password=password, mirror=True, gateway=gateway,
-                                              gateway_ca=gateway_ca, settings=settings)
+                                              settings=settings)
         target = parse_url(url)
         address = parse_gateway(gateway)
-        ca_file = gateway_ca or settings.gateway_ca
-        tls = read_ca(ca_file, address) if ca_file else None
+        tls = read_ca(settings.gateway_ca, address) if settings.gateway_ca else None
         secret = password if password is not None else settings.password(target.user)
         ledger = cls(target, trust or TrustStore(), settings.timeout)
         ledger._gateway = address
@@ -158,7 +146,7 @@ class GatewayLedger(ImmudbLedger):
         """One call; a refused token (expired, server restarted) means logging in again, once."""
         try:
             return call()
-        except GatewayFailure as exc:
+        except ServerError as exc:
             if not exc.detail.startswith(_LOGGED_OUT):
                 raise
         self._fresh_login()
@@ -186,7 +174,7 @@ class GatewayLedger(ImmudbLedger):
             doc = jsonsafe.loads_object(reply.body, f"the immudb gateway's answer to {what}", error=ProofError)
         except ProofError:
             if reply.status != 200:
-                raise GatewayFailure(f"immudb gateway at {self._gateway.url} failed to {what} "
+                raise ServerError(f"immudb gateway at {self._gateway.url} failed to {what} "
                                      f"(HTTP {reply.status})", "") from None
             raise
         if reply.status != 200:
@@ -219,7 +207,7 @@ class GatewayLedger(ImmudbLedger):
 
     def _prove_entry(self, key: str, k: bytes, at_tx: int | None) -> tuple[bytes, int, int, Any]:
         if self._rs.current.tx == 0 and self._refresh_head() is None:
-            raise GatewayFailure(f"immudb has no {key}", "key not found")  # an empty database, proven so
+            raise ServerError(f"immudb has no {key}", "key not found")  # an empty database, proven so
         request: dict[str, Any] = {"key": b64encode(k).decode()}
         if at_tx is not None:
             request["atTx"] = str(at_tx)
@@ -268,7 +256,7 @@ class GatewayLedger(ImmudbLedger):
         try:
             doc = self._rpc(lambda: self._call("GET", f"/api/db/verifiable/tx/{tx}?proveSinceTx={since}", None,
                                                what=f"read transaction {tx}"))
-        except GatewayFailure as exc:
+        except ServerError as exc:
             if "tx not found" in exc.detail:
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {tx}") from None
             raise
@@ -332,7 +320,7 @@ class GatewayLedger(ImmudbLedger):
             request = {"initialTx": str(first), "limit": n, "sinceTx": "1"}
             try:
                 doc = self._rpc(functools.partial(self._call, "POST", "/api/db/tx", request, what="scan transactions"))
-            except GatewayFailure as exc:
+            except ServerError as exc:
                 if n > 1 and ("larger than max" in exc.detail or "limit" in exc.detail):
                     self._scan_page = max(1, n // 4)
                     continue
@@ -356,15 +344,15 @@ def _listing(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return items
 
 
-def _failure(gateway: Gateway, target: ImmudbTarget, what: str, status: int, detail: str) -> GatewayFailure:
+def _failure(gateway: Gateway, target: ImmudbTarget, what: str, status: int, detail: str) -> ServerError:
     where = f"immudb at {gateway.url}"
     if "invalid user name or password" in detail or status in (401, 403) and not detail.startswith(_LOGGED_OUT):
-        return GatewayFailure(f"{where} refused user {target.user}: wrong user name or password, or no permission",
+        return ServerError(f"{where} refused user {target.user}: wrong user name or password, or no permission",
                               detail, hint="set NOTARY_IMMUDB_PASSWORD or NOTARY_IMMUDB_PASSWORD_FILE")
     if "does not exist" in detail and "database" in detail:
-        return GatewayFailure(f"{where} has no database {target.database}", detail,
+        return ServerError(f"{where} has no database {target.database}", detail,
                               hint=f"create it first (immuadmin database create {target.database})")
     if status == 404 and not detail:
-        return GatewayFailure(f"{where} does not serve immudb's API", detail,
+        return ServerError(f"{where} does not serve immudb's API", detail,
                               hint="NOTARY_IMMUDB_GATEWAY must name immudb's web server (default port 8080)")
-    return GatewayFailure(f"{where} failed to {what}: {detail or f'HTTP {status}'}", detail)
+    return ServerError(f"{where} failed to {what}: {detail or f'HTTP {status}'}", detail)
