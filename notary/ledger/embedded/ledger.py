@@ -397,4 +397,4 @@ class EmbeddedLedger:
             snap = self._read_head(conn, trusted)
             nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
-            yield View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
+            yield View(self.verifier, self.trust_keeper, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
