@@ -77,7 +77,7 @@ def _check_index(view: View, newest: dict[str, tuple[int, int, bytes]]) -> None:
         chunk = keys[first:first + 1000]
         proofs = view.read(lambda c, k=chunk: index_proofs(c, k))
         for key in chunk:
-            value = view.ledger.verifier.check_index(key, proofs[key], view.head)
+            value = view.verifier.check_index(key, proofs[key], view.head)
             held = None if value is None else (value.revision, value.leaf_index, value.leaf_hash)
             if held != newest[key]:
                 revision, leaf, _ = newest[key]
@@ -134,4 +134,4 @@ def _leaf(view: View, index: int) -> Entry:
     row = view.read(lambda c: store.entry_at(c, index))
     if row is None:
         raise ProofError(f"leaf {index} is missing from the ledger: a record was deleted")
-    return view.ledger.verifier.check_entry(row.key, row, view.head, view.path(index), view.cons)
+    return view.verifier.check_entry(row.key, row, view.head, view.path(index), view.cons)

@@ -28,7 +28,7 @@ def upgrade_in_place(ledger: EmbeddedLedger, conn: sqlite3.Connection, trusted: 
     """Upgrade the file under conn (a write transaction); returns the trusted state to continue with."""
     from notary.ledger.embedded._audit import recompute
 
-    head = ledger._verified_head(conn, trusted, v2=False)
+    head = ledger.verified_head(conn, trusted, v2=False)
     report, newest = recompute(ledger.verifier, conn, False, all_signatures=True)
     if report.head != head:
         raise ProofError("the audited head is not the current head")

@@ -17,7 +17,8 @@ from notary.ledger.embedded._tree import ProofPlan, assemble
 from notary.ledger.trust import TrustedState
 
 if TYPE_CHECKING:
-    from notary.ledger.embedded.ledger import EmbeddedLedger
+    from notary.ledger.embedded._trustkeep import TrustKeeper
+    from notary.ledger.embedded._verify import Verifier
 
 
 class Snap(NamedTuple):
@@ -36,9 +37,11 @@ class View:
     """One verified snapshot of the ledger: a head proven against trust, and the still-open SQLite snapshot
     it came from, for reading the rows to prove against it."""
 
-    def __init__(self, ledger: EmbeddedLedger, conn: sqlite3.Connection, trusted: TrustedState | None,
-                 head: TreeHead, cons: dict[str, Any], plan: ProofPlan, nodes: dict[int, bytes], v2: bool) -> None:
-        self.ledger, self.conn, self.trusted = ledger, conn, trusted
+    def __init__(self, verifier: Verifier, keeper: TrustKeeper, conn: sqlite3.Connection,
+                 trusted: TrustedState | None, head: TreeHead, cons: dict[str, Any], plan: ProofPlan,
+                 nodes: dict[int, bytes], v2: bool) -> None:
+        self.verifier, self.keeper = verifier, keeper  # what proves its rows, and what moves trust when done
+        self.conn, self.trusted = conn, trusted
         self.head, self.cons, self.plan, self.nodes, self.v2 = head, cons, plan, nodes, v2
 
     def read(self, fn: Any) -> Any:
@@ -64,7 +67,7 @@ class View:
 
     def entries(self, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
         """Each row as an entry of key (the key asked for, not the stored one), proven included in head."""
-        return [self.ledger.verifier.check_entry(key, r, self.head, p, self.cons)
+        return [self.verifier.check_entry(key, r, self.head, p, self.cons)
                 for r, p in zip(rows, self.paths([r.leaf for r in rows]), strict=True)]
 
     def entry(self, key: str, row: store.EntryRow) -> Entry:
@@ -72,4 +75,4 @@ class View:
 
     def done(self) -> TrustedState:
         """Every check passed: move the trusted state to this head."""
-        return self.ledger.trust_keeper.advance(self.trusted, self.head)
+        return self.keeper.advance(self.trusted, self.head)

@@ -166,7 +166,7 @@ class EmbeddedLedger:
             with store.transaction(self._live(), self.path, write=True) as conn:
                 if not store.is_v2(conn):
                     trusted = upgrade_in_place(self, conn, trusted, signer)
-                before = self._verified_head(conn, trusted)  # never extend a ledger we cannot trust
+                before = self.verified_head(conn, trusted)  # never extend a ledger we cannot trust
                 plan = ProofPlan()
                 ids = plan.frontier(before.tree_size)
                 nodes = store.fetch_nodes(conn, plan.ids)
@@ -217,10 +217,10 @@ class EmbeddedLedger:
             trusted = self.trust_keeper.load()
             with store.transaction(self._live(), self.path, write=True) as conn:
                 if store.is_v2(conn):
-                    head = self._verified_head(conn, trusted)
+                    head = self.verified_head(conn, trusted)
                     return {"upgraded": False, "format": store.FORMAT, "head": head.to_json()}
                 trusted = upgrade_in_place(self, conn, trusted, signer)
-                head = self._verified_head(conn, trusted)
+                head = self.verified_head(conn, trusted)
             self.trust_keeper.advance(trusted, head)
         return {"upgraded": True, "format": store.FORMAT, "head": head.to_json()}
 
@@ -374,8 +374,10 @@ class EmbeddedLedger:
                                 "newest version (run `notary ledger upgrade`, or write once, to add the key index)")
         return head, self.verifier.check_trust(trusted, head, assemble(snap.cons, nodes))
 
-    def _verified_head(self, conn: sqlite3.Connection, trusted: TrustedState | None,
+    def verified_head(self, conn: sqlite3.Connection, trusted: TrustedState | None,
                        v2: bool | None = None) -> TreeHead:
+        """The head of the file under conn (the caller's transaction), proven against trusted: what a write
+        or an upgrade (_upgrade) checks before it changes anything."""
         snap = self._read_head(conn, trusted, v2)
         return self._finish(snap, trusted, store.fetch_nodes(conn, snap.plan.ids))[0]
 
@@ -395,4 +397,4 @@ class EmbeddedLedger:
             snap = self._read_head(conn, trusted)
             nodes = store.fetch_nodes(conn, snap.plan.ids)
             head, cons = self._finish(snap, trusted, nodes)
-            yield View(self, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
+            yield View(self.verifier, self.trust_keeper, conn, trusted, head, cons, snap.plan, nodes, snap.v2)
