@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import struct
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -311,3 +314,18 @@ def test_concurrent_processes_sharing_one_trust_store_never_trip_over_each_other
         assert len(history) == 76
         assert ledger.audit().entries == 76
         assert ledger.info().trusted["tree_size"] == 76  # type: ignore[index]
+
+
+def test_reading_a_ledger_never_loads_the_writer(tmp_path: Path) -> None:
+    """The gate's hook path only reads: the writer (and the upgrader's use of it) stays off its start-up."""
+    url, state = (tmp_path / "l.db").as_uri(), str(tmp_path / "s")
+    with contextlib.closing(open_ledger(url, state_dir=state)) as ledger:
+        ledger.write({"k": b"v"})
+    code = (
+        "import sys; from notary.ledger import open_ledger\n"
+        f"l = open_ledger({url!r}, state_dir={state!r})\n"
+        "assert l.get('k').value == b'v'; l.history('k'); l.info(); l.close()\n"
+        "assert 'notary.ledger.embedded._writer' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from notary.errors import ProofError
 from notary.ledger.embedded import _codec as codec
-from notary.ledger.embedded import _map, _writer
+from notary.ledger.embedded import _map
 from notary.ledger.embedded import _store as store
 from notary.ledger.trust import TrustedState
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 def upgrade_in_place(ledger: EmbeddedLedger, conn: sqlite3.Connection, trusted: TrustedState | None,
                      signer: Ed25519PrivateKey) -> TrustedState | None:
     """Upgrade the file under conn (a write transaction); returns the trusted state to continue with."""
+    from notary.ledger.embedded import _writer  # writers only: kept off the read path's start-up
     from notary.ledger.embedded._audit import recompute
 
     head = ledger.verified_head(conn, trusted, v2=False)
