@@ -346,11 +346,13 @@ def _by_image_id(ledger: HistoryReader, image_id: str, trusted: Sequence[Trusted
 
     Runtimes that know only an image id (CRI-O's ImageRef, a `docker load`ed image) are matched through the
     ledger's artifact index, which is only a hint: a manifest counts only if a counted record of a trusted key
-    names image_id as its config or imageId (verify.holders_of), so a forged index entry can neither borrow
+    names image_id as its config or imageId (gather.holders_of), so a forged index entry can neither borrow
     another image's trust nor veto this one with an unrelated revocation. Layers never identify an image.
     """
+    from notary.gather import holders_of
+    from notary.revocation import TooManyTies
     from notary.status import as_trusted
-    from notary.verify import Decision, TooManyTies, holders_of, verify_digest
+    from notary.verify import Decision, verify_digest
 
     try:
         holders = holders_of(ledger, image_id, as_trusted(trusted))
