@@ -103,7 +103,7 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
         atomic_write(Path(output), data, 0o644)
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    counts = found.to_json()["counts"]
+    counts = found.counts()
     attested = summary(found.attestations)
     app.emit({"path": output, "bytes": len(data), "from": start.to_json(), "to": end.to_json(),
               "head": head.to_json(), "counts": counts, "findings": [f.to_json() for f in found.findings],
