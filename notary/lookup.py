@@ -8,7 +8,7 @@ writing side and the sources.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary import jsonsafe, records
 from notary.errors import IntegrityError
@@ -17,7 +17,7 @@ from notary.ledger.base import Entry, HistoryReader, Ledger, written_by
 
 class IndexHit(NamedTuple):
     entry: Entry
-    value: Mapping[str, Any]
+    value: Mapping[str, object]
 
 
 def _index_hits(ledger: HistoryReader, key: str, at_tx: int | None = None) -> list[IndexHit]:
@@ -35,8 +35,8 @@ def _index_hits(ledger: HistoryReader, key: str, at_tx: int | None = None) -> li
     return hits
 
 
-def _index_value(raw: bytes) -> Mapping[str, Any]:
-    value = jsonsafe.loads_object(raw, "an index value", error=IntegrityError)
+def _index_value(raw: bytes) -> Mapping[str, object]:
+    value = jsonsafe.parse_object(raw, "an index value", error=IntegrityError)
     subjects = value.get("subjects", [])
     if not isinstance(subjects, list) or not all(
         isinstance(s, str) or (isinstance(s, dict) and isinstance(s.get("digest"), str)) for s in subjects
@@ -112,7 +112,7 @@ def _signer_value(raw: bytes) -> str | None:
     """The signer a signers/<digest> version names; None for a malformed one (any writer can store one:
     it only adds a signer to read, whose records must then prove themselves)."""
     try:
-        value = jsonsafe.loads_object(raw, "a signer index value", error=IntegrityError)
+        value = jsonsafe.parse_object(raw, "a signer index value", error=IntegrityError)
     except IntegrityError:
         return None
     signer = value.get("signer")

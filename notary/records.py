@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary import jsonsafe, keys
 from notary.digests import SHA256_RE
@@ -109,17 +109,17 @@ def _key_part(text: str, what: str) -> str:
 # ---------------------------------------------------------------- the record
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
+_EMPTY: Mapping[str, object] = MappingProxyType({})  # a shared default no one can change
 
 
 class Record(NamedTuple):
     type: str
-    subject: Mapping[str, Any]
+    subject: Mapping[str, object]
     signer: str
     signer_public_key: str
     issued_at: str
-    artifacts: tuple[Mapping[str, Any], ...] = ()
-    ci: Mapping[str, Any] = _EMPTY
+    artifacts: tuple[Mapping[str, object], ...] = ()
+    ci: Mapping[str, object] = _EMPTY
     reason: str | None = None
 
     @property
@@ -153,26 +153,33 @@ class Record(NamedTuple):
         return self.to_payload()
 
     @classmethod
-    def from_payload(cls, data: Any) -> Record:
+    def from_payload(cls, data: object) -> Record:
         """Parse and validate a payload; anything unexpected is an IntegrityError (it came from the ledger)."""
         try:
+            data = _fields(data, "the payload")
             if data["schema"] != SCHEMA:
                 raise ValueError(f"unknown schema {data['schema']!r}")
             rtype = data["type"]
-            if rtype not in RECORD_TYPES or data["status"] != RECORD_TYPES[rtype]:
+            if not isinstance(rtype, str) or rtype not in RECORD_TYPES or data["status"] != RECORD_TYPES[rtype]:
                 raise ValueError(f"bad type/status {rtype!r}/{data.get('status')!r}")
-            subject = dict(data["subject"])
+            subject = dict(_fields(data["subject"], "its subject"))
             check_digest(subject["digest"])
-            signer = data["signer"]
+            signer = _fields(data["signer"], "its signer")
+            artifacts = data.get("artifacts", [])
+            if not isinstance(artifacts, list):
+                raise TypeError("its artifacts are not a list")
+            reason = data.get("reason")
+            if reason is not None and not isinstance(reason, str):
+                raise TypeError("its reason is not a string")
             record = cls(
                 type=rtype,
                 subject=subject,
                 signer=check_digest(signer["keyId"]),
                 signer_public_key=str(signer["publicKey"]),
                 issued_at=str(data["issuedAt"]),
-                artifacts=tuple(dict(a) for a in data.get("artifacts", [])),
-                ci=dict(data.get("ci", {})),
-                reason=data.get("reason"),
+                artifacts=tuple(dict(_fields(a, "an artifact")) for a in artifacts),
+                ci=dict(_fields(data.get("ci", {}), "its ci")),
+                reason=reason,
             )
             record.issued  # noqa: B018 - validates the timestamp
             if rtype == "reinstatement" and not (isinstance(record.reason, str) and record.reason.strip()):
@@ -182,13 +189,20 @@ class Record(NamedTuple):
             raise IntegrityError(f"record payload is malformed: {exc}") from exc
 
 
+def _fields(v: object, what: str) -> Mapping[str, object]:
+    """v as a JSON object; TypeError (which from_payload reports as malformed) for anything else."""
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
+        raise TypeError(f"{what} is not an object")
+    return v
+
+
 def new_record(
     rtype: str,
-    subject: Mapping[str, Any],
+    subject: Mapping[str, object],
     signer: keys.SigningKey,
     *,
-    artifacts: tuple[Mapping[str, Any], ...] = (),
-    ci: Mapping[str, Any] | None = None,
+    artifacts: tuple[Mapping[str, object], ...] = (),
+    ci: Mapping[str, object] | None = None,
     reason: str | None = None,
     issued_at: datetime | None = None,
 ) -> Record:
@@ -230,7 +244,7 @@ def sign_record(record: Record, private_key: keys.SigningKey) -> bytes:
 
 class OpenedEnvelope(NamedTuple):
     record: Record
-    envelope: Mapping[str, Any]
+    envelope: Mapping[str, object]
 
 
 def open_envelope(data: bytes, expected_signer: str | None = None) -> OpenedEnvelope:

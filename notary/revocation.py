@@ -10,7 +10,7 @@ stands when that fold of a revoker's whole history ends revoked (docs/records.md
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary import records
 from notary.errors import IntegrityError
@@ -37,7 +37,7 @@ class Revocation(NamedTuple):
     relation: str  # "itself", "its index", "its image id", "its linux/arm64 manifest", "a manifest of it"
     record: records.Record | None = None  # the revoking record itself (what a reinstatement lifts)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"digest": self.digest, "signer": self.signer, "issued_at": self.issued_at, "reason": self.reason,
                 "relation": self.relation,
                 "issuedAt": self.issued_at}  # deprecated alias of issued_at, removed in 0.3 (docs/json.md)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary import keys, records
 from notary.errors import IntegrityError
@@ -61,7 +61,7 @@ class Decision(NamedTuple):
     revocation: Revocation | None = None
     names: tuple[str, ...] = ()  # repositories the trusted records bind the digest to (notary.names)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "digest": self.digest,
             "allowed": self.allowed,
@@ -170,8 +170,12 @@ def decide(evidence: Evidence, trusted_keys: Sequence[keys.PublicKey | TrustedKe
                         f"{digest} was last notarized at {newest.record.issued_at}, older than the maximum age",
                         newest.record, newest.entry, newest.signer, head, findings)
     how = f" (reinstated: {newest.record.reason})" if newest.reinstated else ""
-    names = sorted({n for r in own for n in (r.subject.get("names") or []) if isinstance(n, str)})
+    names = sorted({n for r in own for n in _listed(r.subject.get("names")) if isinstance(n, str)})
     return Decision(digest, True, "trusted",
                     f"{digest} notarized by {newest.signer} at {newest.record.issued_at}{how}",
                     newest.record, newest.entry, newest.signer, head, findings, names=tuple(names))
 
+
+def _listed(v: object) -> list[object]:
+    """A subject's list field (names), or none when it is absent or not a list."""
+    return v if isinstance(v, list) else []

@@ -58,7 +58,7 @@ def envelope_limit(ledger: object) -> int:
 
 def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.SigningKey,
                        predicates: Sequence[tuple[str, Mapping[str, object]]], *,
-                       max_envelope: int = MAX_ENVELOPE) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+                       max_envelope: int = MAX_ENVELOPE) -> tuple[dict[str, bytes], list[dict[str, object]]]:
     """Every key/value of one or more attestations (one per predicate type) about the same subjects, built and
     signed before anything touches the ledger: each envelope under each subject digest, one version of the
     digest's attestation index naming the types written (and the signer's public key), and one of its signer
@@ -72,7 +72,7 @@ def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.Signing
     signer_id = keys.key_id(signer)
     digests = list(dict.fromkeys(d for _, d in unique))
     kvs: dict[str, bytes] = {}
-    made: list[dict[str, Any]] = []
+    made: list[dict[str, object]] = []
     total = 0
     for ptype, predicate in predicates:
         stmt = statement(unique, ptype, predicate)

@@ -4,16 +4,15 @@ into one "malformed bundle" ProofError (a hostile bundle is exit 3, never a trac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 
-def mapping(v: object) -> Mapping[str, Any]:
+def mapping(v: object) -> Mapping[str, object]:
     if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
         raise ValueError("an object was expected")
     return v
 
 
-def listed(v: object) -> list[Any]:
+def listed(v: object) -> list[object]:
     if not isinstance(v, list):
         raise ValueError("a list was expected")
     return v

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from notary import records
 from notary.errors import IntegrityError
@@ -43,7 +43,7 @@ class Change:
     trusted: bool | None  # None: no trusted keys were named
     issued_at: str
     reason: str | None
-    ci: Mapping[str, Any]
+    ci: Mapping[str, object]
     name: str | None
 
     @property
@@ -89,6 +89,9 @@ class Diff:
             out.setdefault(c.signer, Counter())[c.type] += 1
         return {s: dict(sorted(n.items())) for s, n in sorted(out.items())}
 
+    def counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(c.type for c in self.changes).items()))
+
     def by_job(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
         for c in self.changes:
@@ -96,14 +99,14 @@ class Diff:
                 out[c.job].append(c.digest)
         return dict(sorted(out.items()))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "from": {"tx": self.from_tx},
             "to": {"tx": self.to_tx},
             "head": self.head.to_json() if self.head else None,
             "complete": True,
             "entries": self.entries,
-            "counts": dict(sorted(Counter(c.type for c in self.changes).items())),
+            "counts": self.counts(),
             "by_signer": self.by_signer(),
             "by_job": self.by_job(),
             "changes": [c.to_json() for c in self.changes],

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from notary import jsonsafe, keys, records
 from notary.audit import checkpoints
@@ -69,7 +69,7 @@ class _Recording:
 
 def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.PublicKey | TrustedKey], subject: str,
            *, checkpoint_notes: Sequence[notes.Note] = (), require: Sequence[Requirement] = (),
-           sign_key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+           sign_key: Ed25519PrivateKey | None = None) -> dict[str, object]:
     """The bundle of what verify_digest reads for each digest, every proof against one head; with each
     checkpoint (checked against the ledger first: a split view is a ProofError) a consistency proof to it.
     The trusted keys' attestations about each digest come along (their attestation index and every type it
@@ -116,7 +116,7 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
 
 
 def about(subject: str, digests: Sequence[str], trusted: Sequence[TrustedKey], decisions: Sequence[Decision],
-          require: Sequence[Requirement], attested: list[dict[str, Any]]) -> dict[str, object]:
+          require: Sequence[Requirement], attested: Sequence[Mapping[str, object]]) -> dict[str, object]:
     """What a bundle of either backend says of itself: the subject, who it was exported for, the decisions
     at export (informational: verify decides again), the required types and the attestations read."""
     return {
@@ -124,7 +124,7 @@ def about(subject: str, digests: Sequence[str], trusted: Sequence[TrustedKey], d
         "exported_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "signers": [tk.key_id for tk in trusted],
         "decisions": [{"digest": d.digest, "allowed": d.allowed, "status": d.status} for d in decisions],
-        "required": sorted({r.predicate_type for r in require}), "attestations": attested,
+        "required": sorted({r.predicate_type for r in require}), "attestations": list(attested),
     }
 
 
@@ -170,10 +170,10 @@ class BundleReplay(HistoryReader):
     url = "evidence:"
     head: TreeHead
 
-    def _history(self, key: str, items: Sequence[Any]) -> list[Entry]:
+    def _history(self, key: str, items: Sequence[object]) -> list[Entry]:
         raise NotImplementedError
 
-    def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
+    def _absent(self, key: str, proof: Mapping[str, object]) -> _map.MapValue | None:
         """What the key index, under the bundle's head, says of key by this proof (None: absent)."""
         raise NotImplementedError
 
@@ -181,7 +181,7 @@ class BundleReplay(HistoryReader):
         """Prove the bundle's head extends a checkpoint the auditor trusts; returns its size (per backend)."""
         raise NotImplementedError
 
-    def _read_answers(self, bundle: Mapping[str, Any]) -> None:
+    def _read_answers(self, bundle: Mapping[str, object]) -> None:
         histories, absent = _mapping(bundle["histories"]), _mapping(bundle["absent"])
         if len(histories) + len(absent) > MAX_KEYS:
             raise ValueError(f"it holds more than {MAX_KEYS} keys")
@@ -199,7 +199,7 @@ class BundleReplay(HistoryReader):
         self.required = [_str(t) for t in _list(bundle.get("required", []))]
         self.consistency = {_int(c["size"]): (bytes.fromhex(_str(c["root_hash"])),
                                                    [bytes.fromhex(_str(p)) for p in _list(c["path"])])
-                            for c in _list(bundle.get("consistency", []))}
+                            for c in map(_mapping, _list(bundle.get("consistency", [])))}
 
     def history(self, key: str) -> list[Entry]:
         if key not in self._histories:
@@ -214,19 +214,20 @@ class BundleReplay(HistoryReader):
 class Replay(BundleReplay):
     """An embedded ledger's bundle, every answer checked at load against its signed head; nothing else."""
 
-    def __init__(self, bundle: Mapping[str, Any], ledger_id: str | None = None) -> None:
+    def __init__(self, bundle: Mapping[str, object], ledger_id: str | None = None) -> None:
         try:
             if bundle.get("format") != FORMAT:
                 raise ValueError(f"it is not a {FORMAT} bundle (format {bundle.get('format')!r})")
-            raw = base64.b64decode(_str(bundle["ledger"]["public_key"]), validate=True)
+            ledger = _mapping(bundle["ledger"])
+            raw = base64.b64decode(_str(ledger["public_key"]), validate=True)
             if len(raw) != 32:
                 raise ValueError("its ledger key is not an Ed25519 key")
             self.verifier = Verifier(Path("(evidence bundle)"), raw)
-            if bundle["ledger"]["ledger_id"] != self.verifier.ledger_id:
+            if ledger["ledger_id"] != self.verifier.ledger_id:
                 raise ValueError("its ledger id is not the one its ledger key gives")
             if ledger_id is not None and self.verifier.ledger_id != ledger_id:
                 raise ProofError(f"the bundle is from ledger {self.verifier.ledger_id}, not {ledger_id}")
-            self.head = self._head(bundle["head"])
+            self.head = self._head(_mapping(bundle["head"]))
             self._read_answers(bundle)
             if self._histories.get(LAYOUT_KEY):
                 raise ProofError("the bundle is from a member of a partitioned ledger, which cannot prove what "
@@ -236,14 +237,14 @@ class Replay(BundleReplay):
         except (KeyError, TypeError, ValueError, AttributeError, binascii.Error, IntegrityError, InputError) as exc:
             raise ProofError(f"the evidence bundle is malformed: {getattr(exc, 'message', exc)}") from exc
 
-    def _head(self, h: Mapping[str, Any]) -> TreeHead:
+    def _head(self, h: Mapping[str, object]) -> TreeHead:
         row = HeadRow(_int(h["tx"]), _int(h["time_us"]), 0, 1, _int(h["tree_size"]), bytes.fromhex(_str(h["root_hash"])),
                       bytes.fromhex(_str(h["signature"])), bytes.fromhex(_str(h["key_index_root"])))
         if row.tx < 1 or len(row.root) != 32 or row.map_root is None or len(row.map_root) != 32:
             raise ValueError("its head is malformed")
         return self.verifier.check_head(row)
 
-    def _history(self, key: str, items: Sequence[Any]) -> list[Entry]:
+    def _history(self, key: str, items: Sequence[object]) -> list[Entry]:
         codec.check_key(key)
         if not items or len(items) > MAX_VERSIONS:
             raise ValueError(f"its history of {key!r} has {len(items)} versions")
@@ -265,7 +266,7 @@ class Replay(BundleReplay):
             raise ProofError(f"the signed key index names another newest version of {key!r}: versions are missing")
         return entries
 
-    def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
+    def _absent(self, key: str, proof: Mapping[str, object]) -> _map.MapValue | None:
         return self.verifier.check_index(key, _map.MapProof.from_json(proof), self.head)
 
     def check_checkpoint(self, note: notes.Note, witnesses: list[notes.Verifier], min_witnesses: int) -> int:
@@ -299,7 +300,7 @@ def load(data: bytes, ledger_id: str | None = None, log_vkey: str | None = None)
     """The bundle's replay (Replay, or immudb_evidence.ImmudbReplay for an immudb ledger's bundle)."""
     if len(data) > MAX_BUNDLE:
         raise ProofError(f"the evidence bundle is over {MAX_BUNDLE} bytes")
-    bundle = jsonsafe.loads_object(data, "evidence bundle", error=ProofError)
+    bundle = jsonsafe.parse_object(data, "evidence bundle", error=ProofError)
     ledger = bundle.get("ledger")
     if isinstance(ledger, dict) and ledger.get("backend") == "immudb":
         from notary.audit.immudb_evidence import ImmudbReplay
@@ -349,7 +350,7 @@ def attested_by(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey
     the types its attestation index names, and the required ones (whose absence is then proven too)."""
     from notary.attest import attestation_history, indexed_types
 
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, object]] = []
     for tk in trusted:
         types = [t.predicate_type for t in indexed_types(reader, digest, tk.key_id)]
         for ptype in dict.fromkeys([*types, *(r.predicate_type for r in require)]):
@@ -359,5 +360,5 @@ def attested_by(reader: HistoryReader, digest: str, trusted: Sequence[TrustedKey
     return out
 
 
-def dump(bundle: Mapping[str, Any]) -> bytes:
+def dump(bundle: Mapping[str, object]) -> bytes:
     return json.dumps(bundle, indent=1, sort_keys=True).encode() + b"\n"

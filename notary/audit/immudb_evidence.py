@@ -27,7 +27,7 @@ import binascii
 import struct
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -127,8 +127,8 @@ def export(ledger: Ledger, digests: Sequence[str], trusted: Sequence[keys.Public
 
 
 def _histories(mirror: Mirror, histories: Mapping[str, list[Entry]],
-               index: KeyIndex | StoredIndex) -> tuple[dict[str, list[dict[str, Any]]], set[int]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+               index: KeyIndex | StoredIndex) -> tuple[dict[str, list[dict[str, object]]], set[int]]:
+    out: dict[str, list[dict[str, object]]] = {}
     txs: set[int] = set()
     for key, entries in sorted(histories.items()):
         if not entries:
@@ -167,7 +167,7 @@ def _tx_json(mirror: Mirror, tx: int, alh_path: list[bytes]) -> dict[str, object
 class ImmudbReplay(BundleReplay):
     """An immudb bundle's answers, every one checked at load against its signed checkpoint; nothing else."""
 
-    def __init__(self, bundle: Mapping[str, Any], ledger_id: str | None = None,
+    def __init__(self, bundle: Mapping[str, object], ledger_id: str | None = None,
                  log_vkey: str | None = None) -> None:
 
         try:
@@ -191,7 +191,7 @@ class ImmudbReplay(BundleReplay):
                 struct.error, OverflowError, OSError) as exc:
             raise ProofError(f"the evidence bundle is malformed: {getattr(exc, 'message', exc)}") from exc
 
-    def _head(self, h: Mapping[str, Any], claimed: str, pinned: str | None) -> TreeHead:
+    def _head(self, h: Mapping[str, object], claimed: str, pinned: str | None) -> TreeHead:
         note = notes.parse_note(string(h["checkpoint"]).encode())
         cp, _ = checkpoints.check(note, self.log, [], 0)  # the operator's signature, under the key it names
         if cp.origin != claimed:
@@ -205,7 +205,7 @@ class ImmudbReplay(BundleReplay):
             raise ValueError("its checkpoint is of an empty ledger")
         return TreeHead(cp.origin, cp.size, cp.root, cp.size, None, None, root)
 
-    def _transactions(self, raw: Mapping[str, Any]) -> dict[int, tuple[TxRow, datetime]]:
+    def _transactions(self, raw: Mapping[str, object]) -> dict[int, tuple[TxRow, datetime]]:
         if len(raw) > MAX_TXS:
             raise ValueError(f"it holds more than {MAX_TXS} transactions")
         out: dict[int, tuple[TxRow, datetime]] = {}
@@ -227,7 +227,7 @@ class ImmudbReplay(BundleReplay):
             out[tx] = (row, datetime.fromtimestamp(row.ts, timezone.utc))
         return out
 
-    def _history(self, key: str, items: Sequence[Any]) -> list[Entry]:
+    def _history(self, key: str, items: Sequence[object]) -> list[Entry]:
         codec.check_key(key)
         if not items or len(items) > MAX_VERSIONS:
             raise ValueError(f"its history of {key!r} has {len(items)} versions")
@@ -256,7 +256,7 @@ class ImmudbReplay(BundleReplay):
             raise ProofError(f"the signed key index names another newest version of {key!r}: versions are missing")
         return entries
 
-    def _absent(self, key: str, proof: Mapping[str, Any]) -> _map.MapValue | None:
+    def _absent(self, key: str, proof: Mapping[str, object]) -> _map.MapValue | None:
         assert self.head.map_root is not None
         return _map.verify(self.head.map_root, key, _map.MapProof.from_json(proof))
 

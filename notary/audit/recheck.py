@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from notary import merkle
 from notary.errors import ProofError
@@ -88,7 +87,7 @@ class Admitted:
 
 @dataclass
 class HeadFinding:
-    head: dict[str, Any]
+    head: dict[str, object]
     where: str
     problem: str
 
@@ -157,7 +156,7 @@ def check_heads(result: Recheck, decisions: Iterable[LoggedDecision], head: Tree
             result.head_findings.append(HeadFinding(dict(h), d.where, problem))
 
 
-def _head_problem(logged: Mapping[str, Any], head: TreeHead,
+def _head_problem(logged: Mapping[str, object], head: TreeHead,
                   consistency: Callable[[int, int], list[bytes]] | None) -> str | None:
     """None when logged is a prefix of head; "" when it cannot be checked here; else what is wrong."""
     if logged.get("ledger_id") != head.ledger_id:

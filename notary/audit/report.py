@@ -24,7 +24,6 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from notary.audit.diff import Change, Diff
 from notary.audit.report_svg import COLOURS, TYPES, timeline
@@ -72,7 +71,7 @@ class PointHead:
     time: str | None
     proof: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {"point": self.point, "tx": self.tx, "tree_size": self.tree_size, "root_hash": self.root_hash,
                 "time": self.time, "proof": self.proof}
 

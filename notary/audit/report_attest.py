@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from notary.audit.report import _code, _n, _opt, _signer_cell, _table
 
@@ -25,7 +25,30 @@ _FIELDS = ("tx", "time", "key", "digest", "signer", "trusted_signer", "predicate
 _PER_CELL = 3  # subject names and predicate types named per cell (the rest counted)
 
 
-def summary(rows: Sequence[AttestationRow]) -> dict[str, object]:
+class ListedAttestation(TypedDict):
+    """A row as the report's JSON lists it (_FIELDS)."""
+
+    tx: int
+    time: str | None
+    key: str
+    digest: str
+    signer: str
+    trusted_signer: bool | None
+    predicate_type: str
+    subjects: list[dict[str, str]]
+
+
+class AttestationSummary(TypedDict):
+    """The JSON of the report's attestations (summary)."""
+
+    count: int
+    trusted: int | None
+    by_signer: dict[str, dict[str, int]]
+    by_predicate_type: dict[str, int]
+    list: list[ListedAttestation]
+
+
+def summary(rows: Sequence[AttestationRow]) -> AttestationSummary:
     """The JSON of the report's attestations: counts per signer and per predicate type, how many are by a
     signer named with --key (None when none was named), and the rows themselves, oldest first."""
     by_signer: dict[str, Counter[str]] = {}
@@ -39,7 +62,7 @@ def summary(rows: Sequence[AttestationRow]) -> dict[str, object]:
             "list": [_listed(r) for r in rows]}
 
 
-def _listed(r: AttestationRow) -> dict[str, object]:
+def _listed(r: AttestationRow) -> ListedAttestation:
     """A row as the report's JSON lists it (_FIELDS: its envelope and proof are left to `history`)."""
     return {"tx": r["tx"], "time": r["time"], "key": r["key"], "digest": r["digest"], "signer": r["signer"],
             "trusted_signer": r["trusted_signer"], "predicate_type": r["predicate_type"], "subjects": r["subjects"]}

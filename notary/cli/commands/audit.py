@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 
 import click
 
@@ -16,6 +16,76 @@ from notary.lookup import SignerSet, absence_proof, job_keys, lookup_artifact, l
 from notary.verify import open_entry
 
 _F = TypeVar("_F", bound=Callable[..., object])
+
+
+class _Version(TypedDict):
+    """One record version as `history` and `get` print it (docs/json.md)."""
+
+    tx: int
+    time: str | None
+    revision: int
+    type: str
+    status: str
+    issued_at: str
+    signer: str
+    trusted_signer: bool | None
+    reason: str | None
+    subject: dict[str, object]
+    ci: dict[str, object]
+    artifacts: list[dict[str, object]]
+    proof: dict[str, object]
+    issuedAt: str  # deprecated camelCase names of issued_at and trusted_signer, removed in 0.3 (docs/json.md)
+    trustedSigner: bool | None
+
+
+class _Got(_Version):
+    """A record version as `get` lists it: the digest and the name it was asked by, then the version."""
+
+    digest: str
+    name: str
+
+
+class _History(TypedDict):
+    """What `history` lists of one digest."""
+
+    digest: str
+    name: str
+    versions: list[_Version]
+    absent: list[dict[str, object]]
+    attestations: list[_Attestation]
+    signer_set: dict[str, object] | None
+
+
+class _Current(TypedDict):
+    """The attestation current under one attestation key, as `get` lists it (the envelope left out)."""
+
+    digest: str
+    name: str
+    tx: int
+    time: str | None
+    revision: int
+    key: str
+    predicate_type: str
+    signer: str
+    trusted_signer: bool | None
+    subjects: list[dict[str, str]]
+    proof: dict[str, object]
+
+
+class _Attestation(TypedDict):
+    """One attestation version as `history` lists it, opened and proven."""
+
+    tx: int
+    time: str | None
+    revision: int
+    key: str
+    type: str
+    predicate_type: str
+    signer: str
+    trusted_signer: bool | None
+    subjects: list[dict[str, str]]
+    envelope: dict[str, object]
+    proof: dict[str, object]
 
 
 def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
@@ -60,8 +130,9 @@ def _as_of(ledger: Ledger, at_tx: int | None, at_time: str | None) -> int | None
     return at_tx
 
 
-def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[str, object]:
+def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> _Version:
     record = open_entry(entry, digest, signer)
+    trusted_signer = signer in trusted if trusted else None
     return {
         "tx": entry.tx,
         "time": rfc3339(entry.time),
@@ -70,21 +141,18 @@ def _version(entry: Entry, digest: str, signer: str, trusted: set[str]) -> dict[
         "status": record.status,
         "issued_at": record.issued_at,
         "signer": record.signer,
-        "trusted_signer": signer in trusted if trusted else None,
+        "trusted_signer": trusted_signer,
         "reason": record.reason,
         "subject": dict(record.subject),
         "ci": dict(record.ci),
         "artifacts": [dict(a) for a in record.artifacts],
         "proof": dict(entry.proof),
-    } | _deprecated(record.issued_at, signer in trusted if trusted else None)
+        "issuedAt": record.issued_at,
+        "trustedSigner": trusted_signer,
+    }
 
 
-def _deprecated(issued_at: str, trusted: bool | None) -> dict[str, object]:
-    """The camelCase names of issued_at and trusted_signer, deprecated, removed in 0.3 (docs/json.md)."""
-    return {"issuedAt": issued_at, "trustedSigner": trusted}
-
-
-def _line(v: dict[str, Any]) -> str:
+def _line(v: _Version) -> str:
     trust = {True: " [trusted]", False: " [NOT trusted]", None: ""}[v["trusted_signer"]]
     job = v["ci"].get("jobId")
     extra = f" reason: {v['reason']}" if v["reason"] else (f" job {v['ci'].get('system')}/{job}" if job else "")
@@ -111,7 +179,7 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
     """
     ledger = app.open_ledger()
     at_tx = _as_of(ledger, at_tx, at_time)
-    out: list[dict[str, Any]] = []
+    out: list[_History] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
         signers, trusted, found = _signers(app, ledger, digest, key_paths, at_tx)
         versions = [
@@ -149,14 +217,14 @@ def history(app: App, subject: str, key_paths: tuple[str, ...], at_tx: int | Non
 
 
 def _attestations(ledger: Ledger, digest: str, signers: list[str], trusted: set[str], key_paths: tuple[str, ...],
-                  at_tx: int | None) -> list[dict[str, Any]]:
+                  at_tx: int | None) -> list[_Attestation]:
     """Each signer's attestations about digest (docs/records.md, "Attestations"), oldest first, each opened,
     signature-checked and proven: the types come from the signer's attestation index (proven complete), the
     public key from --key or from that index (it must hash to the signer's key id)."""
     from notary import attest
 
     given = {keys.key_id(k): k for k in (keys.load_public_key(p) for p in key_paths)}
-    out: list[dict[str, Any]] = []
+    out: list[_Attestation] = []
     for signer in signers:
         for indexed in attest.indexed_types(ledger, digest, signer):
             public = given.get(signer) or indexed.public_key
@@ -174,7 +242,7 @@ def _attestations(ledger: Ledger, digest: str, signers: list[str], trusted: set[
     return out
 
 
-def _attestation_line(a: dict[str, Any]) -> str:
+def _attestation_line(a: _Attestation | _Current) -> str:
     trust = {True: " [trusted]", False: " [NOT trusted]", None: ""}[a["trusted_signer"]]
     return f"  tx {a['tx']:>6}  {a['time']}  attested  signer {a['signer'][:19]}…{trust} {a['predicate_type']}"
 
@@ -199,8 +267,8 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
     """
     ledger = app.open_ledger()
     as_of = _as_of(ledger, at_tx, at_time)
-    out: list[dict[str, Any]] = []
-    attested: list[dict[str, Any]] = []
+    out: list[_Got] = []
+    attested: list[_Current] = []
     absent_keys: list[str] = []
     for digest, name in identify_digests(app, subject, dict(flags)):
         signers, trusted, found = _signers(app, ledger, digest, key_paths, as_of)
@@ -229,19 +297,21 @@ def get(app: App, subject: str, at_tx: int | None, at_time: str | None, key_path
 
 
 def _current_attestations(ledger: Ledger, digest: str, name: str, signers: list[str], trusted: set[str],
-                          key_paths: tuple[str, ...], as_of: int | None) -> list[dict[str, object]]:
+                          key_paths: tuple[str, ...], as_of: int | None) -> list[_Current]:
     """The attestation current (as of) under each attestation key of digest, one per signer and predicate type.
 
     Read through the same proven path `history` uses (_attestations: the signer's attestation index proven
     complete, each attestation key's history proven complete, every envelope opened and its signature
     checked), then the newest version up to as_of kept: a version the ledger hid or altered is an integrity
     error there, never a shorter list here. The envelope itself is left to `history` and `evidence export`."""
-    newest: dict[str, dict[str, Any]] = {}
+    newest: dict[str, _Attestation] = {}
     for a in _attestations(ledger, digest, signers, trusted, key_paths, as_of):
         if a["key"] not in newest or a["tx"] >= newest[a["key"]]["tx"]:
             newest[a["key"]] = a
-    fields = ("tx", "time", "revision", "key", "predicate_type", "signer", "trusted_signer", "subjects", "proof")
-    rows = [{"digest": digest, "name": name, **{f: a[f] for f in fields}} for a in newest.values()]
+    rows: list[_Current] = [{"digest": digest, "name": name, "tx": a["tx"], "time": a["time"], "revision": a["revision"],
+                             "key": a["key"], "predicate_type": a["predicate_type"], "signer": a["signer"],
+                             "trusted_signer": a["trusted_signer"], "subjects": a["subjects"], "proof": a["proof"]}
+                            for a in newest.values()]
     return sorted(rows, key=lambda a: (a["tx"], a["signer"], a["predicate_type"]))
 
 
@@ -294,7 +364,8 @@ def lookup(app: App, job_id: str | None, system: str | None, artifact: str | Non
         lines = []
         for row in rows:
             lines.append(f"tx {row['tx']}: {row['key']} (signer {str(row.get('signer'))[:19]}…)")
-            for s in row.get("subjects", []):
+            subjects = row.get("subjects", [])
+            for s in subjects if isinstance(subjects, list) else []:
                 lines.append(f"  {s['digest']}  {s.get('kind', '')}  {s.get('name', '')}" if isinstance(s, dict) else f"  {s}")
         return "\n".join(lines)
 

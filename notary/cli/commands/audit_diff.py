@@ -50,7 +50,7 @@ def diff_command(app: App, from_point: str, to_point: str, key_paths: tuple[str,
     """
     _, head, found = proven_diff(app, from_point, to_point, key_paths)
     data = found.to_json()
-    data["from"]["point"], data["to"]["point"] = from_point, to_point
+    data["from"], data["to"] = {"tx": found.from_tx, "point": from_point}, {"tx": found.to_tx, "point": to_point}
     app.emit(data, lambda: _human(found, head, app.ledger_url or "", from_point, to_point), schema="audit-diff")
     exit_on_findings(found)  # the diff (with its findings) is the output; the error is one line on stderr
 

@@ -12,7 +12,7 @@ it lists them, then exit 3), 4 the ledger cannot be reached.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import click
 
@@ -27,6 +27,7 @@ from notary.ledger.base import Entry, Ledger, TreeHead, rfc3339
 
 if TYPE_CHECKING:
     from notary.audit.report import PointHead
+    from notary.audit.report_attest import AttestationSummary
 
 
 @runtime_checkable
@@ -103,7 +104,7 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
         atomic_write(Path(output), data, 0o644)
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    counts = found.to_json()["counts"]
+    counts = found.counts()
     attested = summary(found.attestations)
     app.emit({"path": output, "bytes": len(data), "from": start.to_json(), "to": end.to_json(),
               "head": head.to_json(), "counts": counts, "findings": [f.to_json() for f in found.findings],
@@ -112,7 +113,7 @@ def report(app: App, from_point: str, to_point: str, key_paths: tuple[str, ...],
     exit_on_findings(found)  # as `audit diff`: the page (with the findings) is the output
 
 
-def _human(found: Diff, counts: dict[str, int], attested: dict[str, Any], output: str, size: int) -> str:
+def _human(found: Diff, counts: dict[str, int], attested: AttestationSummary, output: str, size: int) -> str:
     """The one line a person reads: the records counted, then the attestations per predicate type (with how
     many are by a signer named with --key, when any was)."""
     records_part = ", ".join(f"{n} {t}" for t, n in counts.items()) or "none"

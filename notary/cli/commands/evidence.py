@@ -62,6 +62,7 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
     """
     from notary.audit import evidence as bundles
     from notary.audit import note as notes
+    from notary.audit.bundle_fields import listed, mapping
 
     trusted = [keys.load_public_key(p) for p in key_paths]
     require = _requirements(required)
@@ -79,14 +80,17 @@ def export(app: App, subject: str, output: str, key_paths: tuple[str, ...], chec
         atomic_write(Path(output), data, 0o644)
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    allowed = all(d["allowed"] for d in bundle["decisions"])
-    app.emit({"path": output, "bytes": len(data), "digests": digests, "head": bundle["head"],
-              "decisions": bundle["decisions"], "histories": len(bundle["histories"]),
-              "absent": len(bundle["absent"]), "ledger_id": bundle["ledger"]["ledger_id"],
+    # the bundle was built just above; narrowed to the shapes export gives (both backends share them)
+    head, ledger = mapping(bundle["head"]), mapping(bundle["ledger"])
+    decisions, histories, absent = listed(bundle["decisions"]), mapping(bundle["histories"]), mapping(bundle["absent"])
+    allowed = all(mapping(d)["allowed"] for d in decisions)
+    app.emit({"path": output, "bytes": len(data), "digests": digests, "head": head,
+              "decisions": decisions, "histories": len(histories),
+              "absent": len(absent), "ledger_id": ledger["ledger_id"],
               "attestations": bundle["attestations"]},
-             f"evidence for {subject} ({'trusted' if allowed else 'NOT trusted'} as of tx {bundle['head']['tx']}, "
-             f"{len(bundle['histories'])} histories, {len(bundle['absent'])} absence proofs): {output}\n"
-             f"ledger id (give it to the auditor): {bundle['ledger']['ledger_id']}",
+             f"evidence for {subject} ({'trusted' if allowed else 'NOT trusted'} as of tx {head['tx']}, "
+             f"{len(histories)} histories, {len(absent)} absence proofs): {output}\n"
+             f"ledger id (give it to the auditor): {ledger['ledger_id']}",
              schema="evidence-export")
 
 

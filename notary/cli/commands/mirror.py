@@ -4,18 +4,26 @@ ledger, which lets reads prove they show the newest version (docs/immudb.md, "Th
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from notary.cli.common import App, pass_app
 from notary.errors import UsageError
 
+if TYPE_CHECKING:
+    from notary.ledger.immudb._mirrored import MirroredImmudbLedger
 
-def _mirrored(app: App, what: str) -> Any:
+
+def _mirrored(app: App, what: str) -> MirroredImmudbLedger:
     if not (app.ledger_url or "").startswith("immudb:"):
         raise UsageError(f"{what} applies to immudb ledgers", hint="name one with --ledger or NOTARY_LEDGER")
-    return app.open_ledger(mirror=True)
+    from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+
+    ledger = app.open_ledger(mirror=True)
+    if not isinstance(ledger, MirroredImmudbLedger):  # an immudb URL with mirror=True opens one
+        raise UsageError(f"{what} applies to immudb ledgers", hint="name one with --ledger or NOTARY_LEDGER")
+    return ledger
 
 
 @click.command("mirror")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -103,7 +103,7 @@ def verify(app: App, subject: str, key_paths: tuple[str, ...], name: str | None,
          "bytes_hashed": _bytes_hashed(subjects) if read else 0,
          "bytes_checked": read,  # deprecated alias of content_verified, removed in 0.3 (docs/json.md)
          "head": next((d.head.to_json() for d in decisions if d.head is not None), None),
-         "decisions": [_with_absence(ledger, d.to_json()) | ({"platform": s.platform} if s.platform else {})
+         "decisions": [_with_absence(ledger, d) | ({"platform": s.platform} if s.platform else {})
                        for s, d in zip(subjects, decisions, strict=True)] if app.json else []},
         lambda: "\n".join(f"trusted: {d.reason}" + (f" [{s.platform}]" if s.platform else "")
                           for s, d in zip(subjects, decisions, strict=True) if d.allowed),
@@ -177,13 +177,16 @@ def _decide(ledger: Ledger, subject: Subject | BareDigest, chosen: str | None, g
     return decision
 
 
-def _with_absence(ledger: Ledger, decision: dict[str, Any]) -> dict[str, object]:
+def _with_absence(ledger: Ledger, decision: Decision) -> dict[str, object]:
     """A trusted signer with no record about the digest says so with proof (docs/proofs.md, "Absence"): an
     answer of "not notarized" is then checkable, not just the ledger's silence."""
     from notary import records
     from notary.lookup import absence_proof
 
-    for finding in decision["signers"]:
-        if not finding["versions"]:
-            finding["absence"] = absence_proof(ledger, records.subject_key(decision["digest"], finding["signer"]))
-    return decision
+    out = decision.to_json()
+    rows = out["signers"]  # one per finding, in order (Decision.to_json)
+    assert isinstance(rows, list)
+    for finding, row in zip(decision.findings, rows, strict=True):
+        if not finding.versions and isinstance(row, dict):
+            row["absence"] = absence_proof(ledger, records.subject_key(decision.digest, finding.signer))
+    return out
