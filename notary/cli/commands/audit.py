@@ -56,36 +56,32 @@ class _History(TypedDict):
     signer_set: dict[str, object] | None
 
 
-class _Current(TypedDict):
+class _Opened(TypedDict):
+    """What `get` and `history` show of one attestation version, opened and proven."""
+
+    tx: int
+    time: str | None
+    revision: int
+    key: str
+    predicate_type: str
+    signer: str
+    trusted_signer: bool | None
+    subjects: list[dict[str, str]]
+    proof: dict[str, object]
+
+
+class _Current(_Opened):
     """The attestation current under one attestation key, as `get` lists it (the envelope left out)."""
 
     digest: str
     name: str
-    tx: int
-    time: str | None
-    revision: int
-    key: str
-    predicate_type: str
-    signer: str
-    trusted_signer: bool | None
-    subjects: list[dict[str, str]]
-    proof: dict[str, object]
 
 
-class _Attestation(TypedDict):
-    """One attestation version as `history` lists it, opened and proven."""
+class _Attestation(_Opened):
+    """One attestation version as `history` lists it."""
 
-    tx: int
-    time: str | None
-    revision: int
-    key: str
     type: str
-    predicate_type: str
-    signer: str
-    trusted_signer: bool | None
-    subjects: list[dict[str, str]]
     envelope: dict[str, object]
-    proof: dict[str, object]
 
 
 def _signers(app: App, ledger: Ledger, digest: str, key_paths: tuple[str, ...],
