@@ -262,22 +262,25 @@ def test_a_require_check_adds_under_2_ms_to_a_gate_decision(tmp_path: Path) -> N
         world.notarize(Subject(DIGEST, "registry.example/app:1", "oci-manifest"))
         _attest(world, DIGEST, attest.provenance(GOOD_CI))
 
-    def best(world: GateWorld) -> float:
-        config = load_config(str(world.config))
-        gate = gate_for(config, config.ledger_url, front_end="test")
-        try:
-            assert gate.check("registry.example/app", [DIGEST]).allowed
-            times = []
-            for _ in range(40):
+    # both gates timed in turn, so a busy spell of the machine falls on both rather than on one of them
+    gates = []
+    try:
+        for world in (plain, required):
+            config = load_config(str(world.config))
+            gates.append(gate_for(config, config.ledger_url, front_end="test"))
+            assert gates[-1].check("registry.example/app", [DIGEST]).allowed
+        best = [float("inf"), float("inf")]
+        for _ in range(80):
+            for n, gate in enumerate(gates):
                 start_at = time.perf_counter()
                 decision = gate.check("registry.example/app", [DIGEST])
-                times.append(time.perf_counter() - start_at)
+                best[n] = min(best[n], time.perf_counter() - start_at)
                 assert decision.allowed, decision.reason
-            return min(times)
-        finally:
+    finally:
+        for gate in gates:
             gate.close()
 
-    overhead = best(required) - best(plain)
+    overhead = best[1] - best[0]
     assert overhead < 0.002, f"a require check added {overhead * 1000:.2f} ms"
 
 
