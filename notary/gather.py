@@ -111,10 +111,15 @@ def holders_of(ledger: HistoryReader, digest: str, trusted: Sequence[TrustedKey]
     candidates than MAX_HOLDER_CANDIDATES raises TooManyTies, and the caller refuses."""
     reads = _Reads(ledger)
     candidates = holder_candidates(digest, lookup_artifact(ledger, digest))
+    _read_holders(reads, candidates, trusted)
+    return holders(digest, candidates, trusted, reads.found)
+
+
+def _read_holders(reads: _Reads, candidates: Sequence[str], trusted: Sequence[TrustedKey]) -> None:
+    """Every candidate holder's history under each trusted key: what revocation.holders decides from."""
     for holder in candidates:
         for tk in trusted:
             reads.history(holder, tk.key_id)
-    return holders(digest, candidates, trusted, reads.found)
 
 
 def _gather_ties(reads: _Reads, digest: str, trusted: Sequence[TrustedKey], own: Sequence[records.Record],
@@ -125,9 +130,7 @@ def _gather_ties(reads: _Reads, digest: str, trusted: Sequence[TrustedKey], own:
     index = tuple(lookup_artifact(reads.ledger, digest))
     try:
         candidates = holder_candidates(digest, index)
-        for holder in candidates:
-            for tk in trusted:
-                reads.history(holder, tk.key_id)
+        _read_holders(reads, candidates, trusted)
         tied = ties(digest, own, holders(digest, candidates, trusted, reads.found), platform)
     except TooManyTies:
         return index
