@@ -142,14 +142,16 @@ def test_a_connect_flood_during_shutdown_cannot_hold_the_exit_open() -> None:
     listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
     port = listener.getsockname()[1]
     stop = threading.Event()
+    accepted = [0]
 
     class Loaded:
         socket = listener
         request_queue_size = 1024
 
-        def _handle_request_noblock(self) -> None:
+        def accept_one(self) -> None:
             conn, _ = listener.accept()
             conn.close()
+            accepted[0] += 1
             time.sleep(0.002)
 
         def in_flight(self) -> int:
@@ -168,12 +170,15 @@ def test_a_connect_flood_during_shutdown_cannot_hold_the_exit_open() -> None:
         t.start()
     try:
         time.sleep(0.3)
-        finishing = threading.Thread(target=webhook_ha.finish, args=(Loaded(),), daemon=True)
+        left: list[int] = []
+        finishing = threading.Thread(target=lambda: left.append(webhook_ha.finish(Loaded())), daemon=True)
         started = time.monotonic()
         finishing.start()
         finishing.join(timeout=10)
         assert not finishing.is_alive(), "the exit kept accepting the flood"
         assert time.monotonic() - started < webhook_ha.ACCEPT_BOUND + 1
+        assert left == [0], "finish did not return: it failed on the server it was given"
+        assert accepted[0] > 0, "nothing was taken from the backlog: the bound was never what ended the exit"
     finally:
         stop.set()
         for t in floods:
