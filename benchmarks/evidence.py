@@ -140,7 +140,8 @@ def bench_immudb(work: Path, url: str, password: str, n: int = 20_000, runs: int
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from notary.audit import immudb_evidence
-    from notary.ledger.immudb import ImmudbLedger, key_index
+    from notary.ledger import open_immudb
+    from notary.ledger.immudb import MirroredLedger, key_index
 
     work.mkdir(parents=True, exist_ok=True)
     signer = keys.generate_private_key()
@@ -148,7 +149,7 @@ def bench_immudb(work: Path, url: str, password: str, n: int = 20_000, runs: int
     operator = Ed25519PrivateKey.generate()
     target = "sha256:" + hashlib.sha256(b"the audited release " + os.urandom(8)).hexdigest()
     with tempfile.TemporaryDirectory(prefix="notary-bench-state-") as state:
-        ledger = ImmudbLedger.open(url, trust=TrustStore(state), password=password, mirror=True)
+        ledger = open_immudb(url, trust=TrustStore(state), password=password, mirror=True)
         try:
             _fill(ledger, signer, n)  # type: ignore[arg-type]
             start = datetime.now(timezone.utc) - timedelta(seconds=10)
@@ -169,7 +170,8 @@ def bench_immudb(work: Path, url: str, password: str, n: int = 20_000, runs: int
             started = time.perf_counter()
             immudb_evidence.export(ledger, [target], [public], "app", operator=operator)
             export_again_s = time.perf_counter() - started
-            mirror: Any = ledger.mirror  # type: ignore[attr-defined]
+            assert isinstance(ledger, MirroredLedger)
+            mirror = ledger.mirror
             started = time.perf_counter()
             index = key_index.build(mirror, mirror.last_tx)  # the whole build, for its rate (export used the store)
             index_s = time.perf_counter() - started

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from notary.ledger.immudb import ImmudbLedger
+from notary.ledger import open_immudb
 from notary.ledger.immudb._conn import parse_url
 from notary.ledger.trust import TrustStore
 
@@ -45,7 +45,7 @@ def bench_notarize_vs_raw(url: str, password: str, n: int, *, value_size: int = 
         raw.shutdown()
 
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as state:
-        ledger = ImmudbLedger.open(url, trust=TrustStore(state), password=password)
+        ledger = open_immudb(url, trust=TrustStore(state), password=password)
         try:
             started = time.perf_counter()
             for i in range(n):
@@ -98,11 +98,11 @@ def bench_mirror(url: str, password: str, n_tx: int = 2000, keys_per_tx: int = 3
         raw.shutdown()
     out: dict[str, Any] = {"transactions_written": n_tx, "keys_per_tx": keys_per_tx}
     with tempfile.TemporaryDirectory(prefix="notary-bench-") as state:
-        from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+        from notary.ledger.immudb._mirrored import MirroredLedger
 
-        ledger = ImmudbLedger.open(url, trust=TrustStore(state), password=password, mirror=True)
+        ledger = open_immudb(url, trust=TrustStore(state), password=password, mirror=True)
         try:
-            assert isinstance(ledger, MirroredImmudbLedger)
+            assert isinstance(ledger, MirroredLedger)
             added, seconds = ledger.last_catch_up
             out["catch_up_transactions"] = added
             out["catch_up_tx_per_s"] = round(added / seconds)
@@ -111,7 +111,7 @@ def bench_mirror(url: str, password: str, n_tx: int = 2000, keys_per_tx: int = 3
             ledger.close()
         out["reopen_full_rehash_s"] = _reopen_s(url, state, password, unseal=True)  # login + every row re-hashed
         out["reopen_s"] = _reopen_s(url, state, password, unseal=False)  # login + the seal: nothing re-hashed
-        ledger = ImmudbLedger.open(url, trust=TrustStore(state), password=password, mirror=True)
+        ledger = open_immudb(url, trust=TrustStore(state), password=password, mirror=True)
         try:
             ledger.write({f"{prefix}/one-more": value})
             started = time.perf_counter()
@@ -148,11 +148,11 @@ def _reopen_s(url: str, state: str, password: str, *, unseal: bool) -> float:
 
     store = TrustStore(state)
     if unseal:
-        probe = ImmudbLedger.open(url, trust=store, password=password)
+        probe = open_immudb(url, trust=store, password=password)
         discard(mirror_path(store, probe.ledger_id))
         probe.close()
     started = time.perf_counter()
-    ledger = ImmudbLedger.open(url, trust=store, password=password, mirror=True)
+    ledger = open_immudb(url, trust=store, password=password, mirror=True)
     seconds = time.perf_counter() - started
     ledger.close()
     return round(seconds, 3)
@@ -174,7 +174,7 @@ def _gate_decision_p50(url: str, work: Path, runs: int, *, mirror: bool) -> floa
     artifact = work / "app.bin"
     artifact.write_bytes(os.urandom(64))
     subjects = identify(str(artifact))
-    writer = ImmudbLedger.open(url, trust=TrustStore(work / "ci-state"))
+    writer = open_immudb(url, trust=TrustStore(work / "ci-state"))
     try:
         notarize(writer, subjects, signer, {"system": "local", "jobId": "bench"})
     finally:

@@ -872,10 +872,10 @@ def test_cached_token_for_another_database_is_replaced(immudb_server: ImmudbServ
     url_a, url_b = fresh_immudb_url(immudb_server), fresh_immudb_url(immudb_server)
     gw_a = open_gateway(url_a, immudb_server.gateway_url, state)
     gw_a.write({"subject/a": b"a"})
-    path_a = gw_a._token_path()
+    path_a = gw_a.session.transport.token_path()  # type: ignore[attr-defined]  # the gateway transport's
     gw_a.close()
     gw_b = open_gateway(url_b, immudb_server.gateway_url, state)
-    path_b = gw_b._token_path()
+    path_b = gw_b.session.transport.token_path()  # type: ignore[attr-defined]
     gw_b.close()
     assert path_a != path_b
     path_b.write_bytes(path_a.read_bytes())

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import IntegrityError, LedgerUnavailableError, ProofError, RollbackError
-from notary.ledger.immudb import ImmudbLedger
+from notary.ledger import open_immudb
 from notary.ledger.trust import TrustStore
 from tests.support.immudb import ImmudbServer, free_port, fresh_immudb_url, immudb_binaries
 
@@ -48,7 +48,7 @@ def _snapshot(server: ImmudbServer, dest: Path) -> None:
 def test_rolled_back_immudb_is_refused(server: ImmudbServer, tmp_path: Path) -> None:
     url = fresh_immudb_url(server)
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     ledger.write({"subject/a": b"notarized"})
     _snapshot(server, tmp_path / "old")
     ledger.write({"subject/a": b"revoked"})  # the log-in token died with the restart: re-login is transparent
@@ -59,14 +59,14 @@ def test_rolled_back_immudb_is_refused(server: ImmudbServer, tmp_path: Path) -> 
     with pytest.raises(RollbackError, match="rolled back"):
         ledger.get("subject/a")
     with pytest.raises(RollbackError, match="already verified tx 2"):
-        ImmudbLedger.open(url, trust=store)
+        open_immudb(url, trust=store)
     assert store.path_for(ledger.ledger_id).read_bytes() == trusted
 
 
 def test_rolled_back_and_rewritten_immudb_fails_its_consistency_proof(server: ImmudbServer, tmp_path: Path) -> None:
     url = fresh_immudb_url(server)
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     ledger.write({"subject/a": b"notarized"})
     _snapshot(server, tmp_path / "old")
     ledger.write({"subject/a": b"revoked"})
@@ -79,7 +79,7 @@ def test_rolled_back_and_rewritten_immudb_fails_its_consistency_proof(server: Im
         admin.set(f"noise/{i}".encode(), b"x")
     admin.shutdown()
     for attempt in (lambda: ledger.get("subject/a"), ledger.info,
-                    lambda: ImmudbLedger.open(url, trust=store).get("subject/a")):
+                    lambda: open_immudb(url, trust=store).get("subject/a")):
         with pytest.raises(ProofError, match="does not verify"):
             attempt()
     assert store.path_for(ledger.ledger_id).read_bytes() == trusted
@@ -89,7 +89,7 @@ def test_swapped_immudb_on_the_same_address_is_detected(server: ImmudbServer, tm
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(server.url, trust=store)
+    ledger = open_immudb(server.url, trust=store)
     ledger.write({"subject/a": b"notarized"})
     before = sorted((p.name, p.read_bytes()) for p in store.directory.iterdir())
 
@@ -98,7 +98,7 @@ def test_swapped_immudb_on_the_same_address_is_detected(server: ImmudbServer, tm
     impostor = ImmudbServer(impostor_dir, server.port).start()
     try:
         with pytest.raises(IntegrityError, match="not the ledger this client trusts"):
-            ImmudbLedger.open(server.url, trust=store)
+            open_immudb(server.url, trust=store)
         with pytest.raises(IntegrityError):
             ledger.get("subject/a")  # the long-lived client sees a server that is behind its trust
     finally:
@@ -110,7 +110,7 @@ def test_unreachable_immudb_is_unavailable_in_one_line(tmp_path: Path, monkeypat
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", "immudb")
     url = f"immudb://immudb@127.0.0.1:{free_port()}/defaultdb"
     with pytest.raises(LedgerUnavailableError) as err:
-        ImmudbLedger.open(url, trust=TrustStore(tmp_path / "trust"))
+        open_immudb(url, trust=TrustStore(tmp_path / "trust"))
     assert "unreachable (connection refused)" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "trust").exists()
 
@@ -119,16 +119,16 @@ def test_wrong_password_is_unavailable_not_a_crash(server: ImmudbServer, tmp_pat
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", "not-the-password")
     with pytest.raises(LedgerUnavailableError, match="wrong user name or password"):
-        ImmudbLedger.open(server.url, trust=TrustStore(tmp_path / "trust"))
+        open_immudb(server.url, trust=TrustStore(tmp_path / "trust"))
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
     with pytest.raises(LedgerUnavailableError, match="has no database nosuchdb"):
-        ImmudbLedger.open(server.url_for("nosuchdb"), trust=TrustStore(tmp_path / "trust"))
+        open_immudb(server.url_for("nosuchdb"), trust=TrustStore(tmp_path / "trust"))
 
 
 def test_server_going_away_mid_session_is_unavailable(server: ImmudbServer, tmp_path: Path) -> None:
     url = fresh_immudb_url(server)
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     ledger.write({"a": b"1"})
     trusted = store.path_for(ledger.ledger_id).read_bytes()
     server.stop()
@@ -161,7 +161,7 @@ def test_cli_exit_codes_for_immudb_failures(server: ImmudbServer, tmp_path: Path
     assert ok.returncode == 0, ok.stderr
 
     _snapshot(server, tmp_path / "old")
-    writer = ImmudbLedger.open(server.url, trust=TrustStore(tmp_path / "trust"), password=server.password)
+    writer = open_immudb(server.url, trust=TrustStore(tmp_path / "trust"), password=server.password)
     writer.write({"a": b"1"})
     _restart_with(server, tmp_path / "old")
     rolled = _cli("--ledger", server.url, "ledger", "info", env={**env, "NOTARY_IMMUDB_PASSWORD": server.password})
@@ -173,12 +173,12 @@ def test_corrupt_trusted_state_fails_closed(server: ImmudbServer, tmp_path: Path
 
     url = fresh_immudb_url(server)
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     ledger.write({"a": b"1"})
     path = store.path_for(ledger.ledger_id)
     path.write_text("{ not json")
     with pytest.raises(TrustStoreError, match="corrupt"):
-        ImmudbLedger.open(url, trust=store)
+        open_immudb(url, trust=store)
     assert path.read_text() == "{ not json", "a corrupt state is never silently replaced by the server's word"
 
 
@@ -194,7 +194,7 @@ def test_silent_server_times_out_as_unavailable(tmp_path: Path, monkeypatch: pyt
         url = f"immudb://immudb@127.0.0.1:{silent.getsockname()[1]}/defaultdb"
         started = time.monotonic()
         with pytest.raises(LedgerUnavailableError, match="unreachable"):
-            ImmudbLedger.open(url, trust=TrustStore(tmp_path / "trust"))
+            open_immudb(url, trust=TrustStore(tmp_path / "trust"))
         assert time.monotonic() - started < 10
 
 
@@ -203,7 +203,7 @@ def test_password_file_is_read(server: ImmudbServer, tmp_path: Path, monkeypatch
     secret.write_text(server.password + "\n")
     secret.chmod(0o600)
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD_FILE", str(secret))
-    ledger = ImmudbLedger.open(server.url, trust=TrustStore(tmp_path / "trust"))
+    ledger = open_immudb(server.url, trust=TrustStore(tmp_path / "trust"))
     assert ledger.info().details["server_version"]
 
 
@@ -218,7 +218,7 @@ def test_benchmark_reports_rates(server: ImmudbServer) -> None:
 def test_value_tampered_on_the_servers_disk_is_an_integrity_error(server: ImmudbServer, tmp_path: Path) -> None:
     url = fresh_immudb_url(server)
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     ledger.write({"subject/t": b'{"status":"revoked","mark":"NOTARY-TAMPER"}'})
     ledger.write({"other": b"x"})
     trusted = store.path_for(ledger.ledger_id).read_bytes()

@@ -11,7 +11,7 @@ import pytest
 
 from notary.errors import ProofError
 from notary.ledger import open_ledger
-from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+from notary.ledger.immudb._mirrored import MirroredLedger
 from tests.support.grpc_proxy import GrpcProxy
 from tests.support.immudb import ImmudbServer
 from tests.support.immudb_fixtures import fresh_database, grpc_man_in_the_middle  # noqa: F401 - "url", "proxy"
@@ -23,10 +23,10 @@ def _via(proxy: GrpcProxy, url: str) -> str:
     return f"immudb://immudb@{proxy.address}/{url.rsplit('/', 1)[1]}"
 
 
-def _mirrored(url: str, state: Path, monkeypatch: pytest.MonkeyPatch) -> MirroredImmudbLedger:
+def _mirrored(url: str, state: Path, monkeypatch: pytest.MonkeyPatch) -> MirroredLedger:
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", "immudb")
     ledger = open_ledger(url, state_dir=state, mirror=True)
-    assert isinstance(ledger, MirroredImmudbLedger)
+    assert isinstance(ledger, MirroredLedger)
     return ledger
 
 
@@ -77,12 +77,12 @@ def test_a_proxy_altering_one_write_of_a_batch_is_caught(url: str, proxy: GrpcPr
 def test_a_batch_through_the_http_gateway_is_proven_the_same_way(url: str, immudb_server: ImmudbServer,
                                                                  tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from notary.ledger.immudb._mirrored_gateway import MirroredGatewayLedger
+    from notary.ledger.immudb._gateway import GatewayTransport
 
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY", immudb_server.gateway_url)
     ledger = _mirrored(url, tmp_path / "w", monkeypatch)
     try:
-        assert isinstance(ledger, MirroredGatewayLedger)
+        assert isinstance(ledger, MirroredLedger) and isinstance(ledger.session.transport, GatewayTransport)
         receipts = ledger.write_batch([{f"subject/{i}": b"gw%d" % i} for i in range(12)])
         assert len({r.tx for r in receipts}) == 12
         assert [e.value for e in ledger.history("subject/11")] == [b"gw11"]

@@ -91,10 +91,10 @@ def verify(world: World, tmp: Path, bundle: dict[str, Any], *extra: str, expect:
 
 
 def mirrored(url: str, state: Path, password: str) -> Any:
-    from notary.ledger.immudb import ImmudbLedger
+    from notary.ledger import open_immudb
     from notary.ledger.trust import TrustStore
 
-    return ImmudbLedger.open(url, trust=TrustStore(state), password=password, mirror=True)
+    return open_immudb(url, trust=TrustStore(state), password=password, mirror=True)
 
 
 def refused(world: World, b: dict[str, Any]) -> str:

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from notary.errors import LedgerUnavailableError, ProofError, RollbackError, UsageError
+from notary.ledger import open_immudb
+from notary.ledger.immudb._gateway import GatewayTransport
+from notary.ledger.immudb._mirrored import MirroredLedger
 from notary.ledger.immudb._proto import rows_from_proto
 from notary.ledger.immudb._replay import TxRow, alh
 from notary.ledger.immudb._verify import DualProof, LinearAdvanceProof, LinearProof, dual_proof_holds
-from notary.ledger.immudb.gateway import GatewayLedger
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
 from tests.support.gateway import (
@@ -101,10 +103,9 @@ def test_dual_proof_verdicts_match_immudb_py_on_honest_and_altered_proofs(immudb
 
 
 def test_gateway_and_grpc_share_one_trusted_state(url: str, immudb_server: ImmudbServer, tmp_path: Path) -> None:
-    from notary.ledger.immudb import ImmudbLedger
 
     state = tmp_path / "state"
-    grpc_ledger = ImmudbLedger.open(url, trust=TrustStore(state))
+    grpc_ledger = open_immudb(url, trust=TrustStore(state))
     first = grpc_ledger.write({"subject/a": b"one"})
     grpc_ledger.close()
     gw = open_gateway(url, immudb_server.gateway_url, state)
@@ -112,7 +113,7 @@ def test_gateway_and_grpc_share_one_trusted_state(url: str, immudb_server: Immud
     assert gw.ledger_id == grpc_ledger.ledger_id
     assert [(e.tx, e.value) for e in gw.history("subject/a")] == [(first.tx, b"one"), (second.tx, b"two")]
     gw.close()
-    again = ImmudbLedger.open(url, trust=TrustStore(state))
+    again = open_immudb(url, trust=TrustStore(state))
     assert again.info().head.tx == second.tx and again.get("subject/a").value == b"two"  # type: ignore[union-attr]
     again.close()
 
@@ -148,27 +149,27 @@ def test_login_token_is_cached_private_and_replaced_when_refused(url: str, immud
 
 def test_wrong_password_is_refused_in_one_line(url: str, immudb_server: ImmudbServer, tmp_path: Path) -> None:
     with pytest.raises(LedgerUnavailableError, match="refused user"):
-        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=immudb_server.gateway_url, password="wrong")
+        open_immudb(url, trust=TrustStore(tmp_path), gateway=immudb_server.gateway_url, password="wrong")
 
 
 @pytest.mark.parametrize("gateway", ["ftp://127.0.0.1:8080", "http://u:p@127.0.0.1:8080", "http://h:8080/api",
                                      "http://127.0.0.1:0", "http://", "http://h:99999"])
 def test_malformed_gateway_url_is_a_usage_error(url: str, tmp_path: Path, gateway: str) -> None:
     with pytest.raises(UsageError):
-        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=gateway)
+        open_immudb(url, trust=TrustStore(tmp_path), gateway=gateway)
 
 
 def test_gateway_pointing_at_nothing_is_unavailable(url: str, tmp_path: Path) -> None:
     from tests.support.processes import free_port
 
     with pytest.raises(LedgerUnavailableError, match="unreachable"):
-        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{free_port()}")
+        open_immudb(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{free_port()}")
 
 
 def test_gateway_pointing_at_the_grpc_port_is_unavailable(url: str, immudb_server: ImmudbServer,
                                                           tmp_path: Path) -> None:
     with pytest.raises(LedgerUnavailableError):
-        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://{immudb_server.address}")
+        open_immudb(url, trust=TrustStore(tmp_path), gateway=f"http://{immudb_server.address}")
 
 
 def test_pinned_server_key_checks_every_state(url: str, immudb_server: ImmudbServer, tmp_path: Path,
@@ -342,7 +343,7 @@ def test_notary_verify_through_the_gateway_in_one_process(url: str, immudb_serve
                          timeout=60)
     assert out.returncode == 1 and "leaked" in out.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time")}
-    assert "notary.ledger.immudb.gateway" in imported
+    assert "notary.ledger.immudb._gateway" in imported
     assert not {"grpc", "immudb", "google.protobuf", "http.client"} & imported
 
 
@@ -399,7 +400,7 @@ def test_a_trickling_gateway_times_out(url: str, immudb_server: ImmudbServer, tm
     monkeypatch.setenv("NOTARY_IMMUDB_TIMEOUT", "1")
     started = time.monotonic()
     with pytest.raises(LedgerUnavailableError, match="timed out"):
-        GatewayLedger.open(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{listener.getsockname()[1]}")
+        open_immudb(url, trust=TrustStore(tmp_path), gateway=f"http://127.0.0.1:{listener.getsockname()[1]}")
     assert time.monotonic() - started < 5
     listener.close()
 
@@ -451,16 +452,16 @@ def test_gateway_ca_problems_are_usage_errors(url: str, immudb_server: ImmudbSer
     gateway = immudb_server.gateway_url if problem == "http-gateway" else "https://127.0.0.1:1"
     monkeypatch.setenv("NOTARY_IMMUDB_GATEWAY_CA", str(ca))
     with pytest.raises(UsageError):
-        GatewayLedger.open(url, trust=TrustStore(tmp_path / "state"), gateway=gateway)
+        open_immudb(url, trust=TrustStore(tmp_path / "state"), gateway=gateway)
 
 
 # -- the verified mirror through the gateway: completeness without grpc ------------------------------------------
 
 
-def _mirrored(url: str, gateway: str, state: Path) -> GatewayLedger:
-    ledger = GatewayLedger.open(url, trust=TrustStore(state), gateway=gateway, mirror=True)
-    assert type(ledger).__name__ == "MirroredGatewayLedger"
-    return ledger  # type: ignore[return-value]
+def _mirrored(url: str, gateway: str, state: Path) -> MirroredLedger:
+    ledger = open_immudb(url, trust=TrustStore(state), gateway=gateway, mirror=True)
+    assert isinstance(ledger, MirroredLedger) and isinstance(ledger.session.transport, GatewayTransport)
+    return ledger
 
 
 def test_mirror_through_the_gateway_replays_and_marks_reads(url: str, immudb_server: ImmudbServer,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import ProofError
+from notary.ledger import open_immudb
 from notary.ledger.embedded import _map
 from notary.ledger.immudb import ImmudbLedger, key_index, key_index_store
 from notary.ledger.trust import TrustStore
@@ -19,7 +20,7 @@ from tests.support.immudb import ImmudbServer, fresh_immudb_url
 
 @pytest.fixture
 def ledger(immudb_server: ImmudbServer, tmp_path: Path) -> Iterator[ImmudbLedger]:
-    opened = ImmudbLedger.open(fresh_immudb_url(immudb_server), trust=TrustStore(tmp_path / "state"),
+    opened = open_immudb(fresh_immudb_url(immudb_server), trust=TrustStore(tmp_path / "state"),
                                password=os.environ["NOTARY_IMMUDB_PASSWORD"], mirror=True)
     try:
         yield opened

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import ProofError
-from notary.ledger.immudb import ImmudbLedger
+from notary.ledger import open_immudb
 from notary.ledger.trust import TrustStore
 from tests.support.immudb import ImmudbServer, fresh_immudb_url, write_signing_key
 
@@ -26,7 +26,7 @@ def _subject_key(payload: bytes) -> str:
 
 
 def test_reads_carry_the_immudb_proof_that_was_checked(url: str, immudb_server: ImmudbServer) -> None:
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     receipt = ledger.write({"subject/a": b"one", "job/ci/1": b"[]"})
     entry = ledger.get("subject/a")
     assert entry is not None and entry.tx == receipt.tx and entry.time == receipt.time
@@ -41,7 +41,7 @@ def test_reads_carry_the_immudb_proof_that_was_checked(url: str, immudb_server: 
 
 
 def test_multi_key_notarization_is_one_verified_transaction(url: str) -> None:
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     kvs = {f"artifact/sha256:{i:064x}": f"v{i}".encode() for i in range(7)}
     receipt = ledger.write(kvs)
     assert receipt.head.tx == receipt.tx and set(receipt.keys) == set(kvs)
@@ -51,7 +51,7 @@ def test_multi_key_notarization_is_one_verified_transaction(url: str) -> None:
 
 
 def test_history_versions_are_each_reverified(url: str) -> None:
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     key = _subject_key(b"image")
     txs = [ledger.write({key: s}).tx for s in (b"notarized", b"revoked")]
     versions = ledger.history(key)
@@ -60,7 +60,7 @@ def test_history_versions_are_each_reverified(url: str) -> None:
 
 
 def test_time_and_tx_travel_use_proven_transaction_times(url: str) -> None:
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     first = ledger.write({"k": b"1"})
     assert first.time is not None
     assert ledger.tx_at_time(first.time - timedelta(seconds=5)) is None
@@ -72,7 +72,7 @@ def test_time_and_tx_travel_use_proven_transaction_times(url: str) -> None:
 def test_reading_a_transaction_the_ledger_does_not_have_is_bad_input(url: str) -> None:
     from notary.errors import InputError
 
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     ledger.write({"k": b"1"})
     with pytest.raises(InputError, match="no transaction 999"):
         ledger.get("k", at_tx=999)
@@ -80,7 +80,7 @@ def test_reading_a_transaction_the_ledger_does_not_have_is_bad_input(url: str) -
 
 def test_trusted_state_is_notarys_own_json_and_moves_forward(url: str, tmp_path: Path) -> None:
     store = TrustStore(tmp_path / "trust")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     assert any("first use" in n for n in ledger.notices)
     ledger.write({"a": b"1"})
     ledger.write({"a": b"2"})
@@ -88,7 +88,7 @@ def test_trusted_state_is_notarys_own_json_and_moves_forward(url: str, tmp_path:
     assert saved["format"] == "notary.trusted-state/v1" and saved["tx"] == 2 and saved["tree_size"] == 2
     assert saved["ledger_id"] == f"immudb:{ledger.server_uuid}/{url.rsplit('/', 1)[1]}"
     assert saved["ledger_key"].startswith("-----BEGIN PUBLIC KEY-----")
-    again = ImmudbLedger.open(url, trust=store)
+    again = open_immudb(url, trust=store)
     assert again.notices == [] and again.get("a").value == b"2"  # type: ignore[union-attr]
     assert not list(Path.home().glob(".immudbroot*")), "immudb-py's pickle state store is never used"
 
@@ -100,7 +100,7 @@ def test_states_signed_by_another_key_are_refused(
     monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(other_public))
     store = TrustStore(tmp_path / "trust")
     with pytest.raises(ProofError, match="not signed by the pinned server key"):
-        ImmudbLedger.open(url, trust=store)
+        open_immudb(url, trust=store)
     assert not store.directory.exists() or not list(store.directory.iterdir()), "nothing trusted after a failure"
 
 
@@ -108,15 +108,15 @@ def test_pinned_server_key_stays_in_force_without_the_env(
     url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = TrustStore(tmp_path / "trust")
-    ImmudbLedger.open(url, trust=store).write({"a": b"1"})
+    open_immudb(url, trust=store).write({"a": b"1"})
     _, other_public = write_signing_key(tmp_path)
     monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", str(other_public))
     from notary.errors import RollbackError
 
     with pytest.raises(RollbackError, match="differs from the server key pinned"):
-        ImmudbLedger.open(url, trust=store)
+        open_immudb(url, trust=store)
     monkeypatch.delenv("NOTARY_IMMUDB_SERVER_KEY")
-    ledger = ImmudbLedger.open(url, trust=store)
+    ledger = open_immudb(url, trust=store)
     assert ledger.get("a").proof["checked"][-1] == "state-signature"  # type: ignore[union-attr]
 
 
@@ -127,7 +127,7 @@ def test_immuclient_reads_back_exactly_what_notary_wrote(url: str, immudb_server
         ensure_ascii=False, separators=(",", ":"),
     ).encode()
     key = _subject_key(b"an image manifest")
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     receipt = ledger.write({key: envelope, "job/github/42": b"[]"})
     database = url.rsplit("/", 1)[1]
     auditor = tmp_path / "auditor"
@@ -146,7 +146,7 @@ def test_auditor_checks_the_state_signature_with_openssl(url: str, immudb_server
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl not on PATH")
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     ledger.write({"subject/s": b"x"})
     state = ledger.get("subject/s").proof["state"]  # type: ignore[union-attr]
     database = url.rsplit("/", 1)[1].encode()
@@ -163,11 +163,11 @@ def test_auditor_checks_the_state_signature_with_openssl(url: str, immudb_server
 def test_consistency_proofs_hold_across_many_transactions(url: str, tmp_path: Path) -> None:
     """Dual proofs over long distances (binary-linking tree plus linear part) between widely spaced states."""
     reader_store = TrustStore(tmp_path / "reader")
-    reader = ImmudbLedger.open(url, trust=TrustStore())
+    reader = open_immudb(url, trust=TrustStore())
     first = reader.write({"subject/long": b"v0", "job/ci/0": b"[]"}).tx
-    pinned = ImmudbLedger.open(url, trust=reader_store)
+    pinned = open_immudb(url, trust=reader_store)
     assert pinned.get("subject/long").tx == first  # type: ignore[union-attr]
-    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer = open_immudb(url, trust=TrustStore(tmp_path / "writer"))
     receipts = writer.write_batch([{f"noise/{i}": b"x"} for i in range(150)])
     last = writer.write({"subject/long": b"v1", "job/ci/1": b"[]"}).tx
     assert [r.tx for r in receipts] == list(range(first + 1, first + 151))
@@ -180,7 +180,7 @@ def test_consistency_proofs_hold_across_many_transactions(url: str, tmp_path: Pa
 
 def test_reading_as_of_a_transaction_that_did_not_touch_the_key(url: str) -> None:
     """immudb's own atTx means "written in that tx"; notary's at_tx means "as of": the version then current."""
-    ledger = ImmudbLedger.open(url, trust=TrustStore())
+    ledger = open_immudb(url, trust=TrustStore())
     notarized = ledger.write({"subject/asof": b"notarized"}).tx
     unrelated = [ledger.write({f"other/{i}": b"x"}).tx for i in range(3)]
     revoked = ledger.write({"subject/asof": b"revoked"}).tx

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from notary.errors import ProofError, RollbackError, TrustStoreError, UsageError
-from notary.ledger.immudb import ImmudbLedger
-from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+from notary.ledger import open_immudb
+from notary.ledger.immudb._mirrored import MirroredLedger
 from notary.ledger.immudb.mirror import mirror_path
 from notary.ledger.trust import TrustStore
 from tests.support.cli import Notary
@@ -87,8 +87,8 @@ def test_server_hiding_newest_revision_is_caught(url: str, proxy: GrpcProxy, tmp
 
     # `get` now: the proxy turns verifiedGet(key) into "the version written in the notarization's tx"
     proxy.responses.clear()
-    plain = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "plain"))
-    mirrored = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "mirrored"), mirror=True)
+    plain = open_immudb(_via(proxy, url), trust=TrustStore(tmp_path / "plain"))
+    mirrored = open_immudb(_via(proxy, url), trust=TrustStore(tmp_path / "mirrored"), mirror=True)
     subject_key = next(k for k in plain.keys("subject/"))
     versions = plain.history(subject_key)
     proxy.requests["VerifiableGet"] = _ask_at_tx(subject_key.encode(), versions[0].tx)
@@ -100,11 +100,11 @@ def test_server_hiding_newest_revision_is_caught(url: str, proxy: GrpcProxy, tmp
 
 
 def test_server_hiding_a_key_is_caught(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
-    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer = open_immudb(url, trust=TrustStore(tmp_path / "writer"))
     writer.write({"subject/a": b"notarized"})
     writer.write({"subject/a": b"revoked", "job/j": b"{}"})
-    plain = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "plain"))
-    mirrored = ImmudbLedger.open(_via(proxy, url), trust=TrustStore(tmp_path / "mirrored"), mirror=True)
+    plain = open_immudb(_via(proxy, url), trust=TrustStore(tmp_path / "plain"))
+    mirrored = open_immudb(_via(proxy, url), trust=TrustStore(tmp_path / "mirrored"), mirror=True)
     proxy.requests["VerifiableGet"] = _ask_for_another_key(b"subject/a", "VerifiableGetRequest")
     proxy.requests["History"] = _ask_for_another_key(b"subject/a", "HistoryRequest")
     assert plain.get("subject/a") is None and plain.history("subject/a") == []  # the lie passes
@@ -122,7 +122,7 @@ def test_server_hiding_a_key_is_caught(url: str, proxy: GrpcProxy, tmp_path: Pat
 
 def test_tampered_mirror_file_is_caught(url: str, tmp_path: Path) -> None:
     store = TrustStore(tmp_path / "state")
-    ledger = ImmudbLedger.open(url, trust=store, mirror=True)
+    ledger = open_immudb(url, trust=store, mirror=True)
     ledger.write({"subject/a": b"notarized", "job/1": b"{}"})
     revocation = ledger.write({"subject/a": b"revoked"}).tx
     ledger.write({"job/2": b"{}"})
@@ -149,18 +149,18 @@ def test_tampered_mirror_file_is_caught(url: str, tmp_path: Path) -> None:
         with sqlite3.connect(path) as db:
             db.executescript(sql)
         with pytest.raises(TrustStoreError, match="mirror .* was altered"):
-            ImmudbLedger.open(url, trust=store, mirror=True)
+            open_immudb(url, trust=store, mirror=True)
         assert store.path_for(ledger.ledger_id).read_bytes() == trusted, name
 
     path.write_bytes(os.urandom(8192))  # not a database at all
     for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     with pytest.raises(TrustStoreError, match="was altered or is corrupt"):
-        ImmudbLedger.open(url, trust=store, mirror=True)
+        open_immudb(url, trust=store, mirror=True)
 
     # a resident process notices an edit made while it runs (another connection changed the file)
     _copy_db(pristine, path)
-    resident = ImmudbLedger.open(url, trust=store, mirror=True)
+    resident = open_immudb(url, trust=store, mirror=True)
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM entries WHERE tx = ?", (revocation,))
     with pytest.raises(TrustStoreError, match="was altered"):
@@ -172,7 +172,7 @@ def test_tampered_mirror_file_is_caught(url: str, tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.executescript(f"DELETE FROM entries WHERE tx >= {revocation}; DELETE FROM txs WHERE id >= {revocation}; "
                          f"UPDATE meta SET value = {revocation - 1} WHERE name = 'last_tx';")
-    healed = ImmudbLedger.open(url, trust=store, mirror=True)
+    healed = open_immudb(url, trust=store, mirror=True)
     assert healed.get("subject/a").value == b"revoked"  # type: ignore[union-attr]
     healed.close()
 
@@ -181,7 +181,7 @@ def test_tampered_mirror_is_exit_3_at_the_cli(url: str, tmp_path: Path) -> None:
     user = Notary(tmp_path, ledger_url=url)
     user.env.update({"NOTARY_IMMUDB_PASSWORD": "immudb", "NOTARY_IMMUDB_MIRROR": "1"})
     user.run("ledger", "info")
-    ledger = ImmudbLedger.open(url, trust=TrustStore(user.state_dir))
+    ledger = open_immudb(url, trust=TrustStore(user.state_dir))
     ledger.write({"subject/a": b"v"})
     user.run("ledger", "mirror")
     path = mirror_path(TrustStore(user.state_dir), ledger.ledger_id)
@@ -197,7 +197,7 @@ def test_tampered_mirror_is_exit_3_at_the_cli(url: str, tmp_path: Path) -> None:
 def test_mirror_catches_up_incrementally(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
     from immudb.grpc import schema_pb2
 
-    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer = open_immudb(url, trust=TrustStore(tmp_path / "writer"))
     writer.write_batch([{f"subject/{i}": b"x", f"job/{i}": b"{}", f"artifact/{i}": b"{}"} for i in range(5)])
     scans: list[int] = []
 
@@ -207,8 +207,8 @@ def test_mirror_catches_up_incrementally(url: str, proxy: GrpcProxy, tmp_path: P
 
     proxy.requests["TxScan"] = record
     store = TrustStore(tmp_path / "reader")
-    reader = ImmudbLedger.open(_via(proxy, url), trust=store, mirror=True)
-    assert isinstance(reader, MirroredImmudbLedger) and reader.last_catch_up[0] == 5 and scans == [1]
+    reader = open_immudb(_via(proxy, url), trust=store, mirror=True)
+    assert isinstance(reader, MirroredLedger) and reader.last_catch_up[0] == 5 and scans == [1]
     writer.write_batch([{f"subject/{i}": b"y"} for i in range(7)])
     assert reader.get("subject/3").value == b"y"  # type: ignore[union-attr]
     assert reader.last_catch_up[0] == 7 and scans == [1, 6], "only the new transactions are fetched"
@@ -216,8 +216,8 @@ def test_mirror_catches_up_incrementally(url: str, proxy: GrpcProxy, tmp_path: P
     reader.close()
 
     # a second process on the same state dir appends to the same mirror; the first re-checks and goes on
-    first = ImmudbLedger.open(_via(proxy, url), trust=store, mirror=True)
-    second = ImmudbLedger.open(_via(proxy, url), trust=store, mirror=True)
+    first = open_immudb(_via(proxy, url), trust=store, mirror=True)
+    second = open_immudb(_via(proxy, url), trust=store, mirror=True)
     writer.write({"subject/0": b"revoked"})
     assert second.get("subject/0").value == b"revoked"  # type: ignore[union-attr]
     assert first.get("subject/0").value == b"revoked"  # type: ignore[union-attr]
@@ -228,7 +228,7 @@ def test_mirror_catches_up_incrementally(url: str, proxy: GrpcProxy, tmp_path: P
 
 
 def test_audit_of_immudb_passes_on_an_honest_server(url: str, tmp_path: Path) -> None:
-    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer = open_immudb(url, trust=TrustStore(tmp_path / "writer"))
     writer.write_batch([{f"subject/{i}": b"x", f"job/{i}": b"{}"} for i in range(40)])
     user = Notary(tmp_path, ledger_url=url)
     user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
@@ -242,7 +242,7 @@ def test_audit_of_immudb_passes_on_an_honest_server(url: str, tmp_path: Path) ->
     assert user.run("--json", "ledger", "mirror", "--rebuild").json["added"] == 41
     info = user.run("--json", "ledger", "info", env={"NOTARY_IMMUDB_MIRROR": "1"}).json
     assert info["details"]["mirror"]["tx"] == 41 and info["entries"] == 81
-    mirrored = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "mirrored"), mirror=True)
+    mirrored = open_immudb(url, trust=TrustStore(tmp_path / "mirrored"), mirror=True)
     now, long_ago = datetime.now(timezone.utc), datetime(2000, 1, 1, tzinfo=timezone.utc)
     assert mirrored.tx_at_time(now) == writer.tx_at_time(now) == 41  # served from the replayed headers
     assert mirrored.tx_at_time(long_ago) is None
@@ -253,7 +253,7 @@ def test_audit_of_immudb_passes_on_an_honest_server(url: str, tmp_path: Path) ->
 def test_audit_of_a_server_rewriting_a_transaction_fails(url: str, proxy: GrpcProxy, tmp_path: Path) -> None:
     from immudb.grpc import schema_pb2
 
-    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer = open_immudb(url, trust=TrustStore(tmp_path / "writer"))
     writer.write_batch([{f"subject/{i}": b"x"} for i in range(6)])
     user = Notary(tmp_path, ledger_url=_via(proxy, url))
     user.env["NOTARY_IMMUDB_PASSWORD"] = "immudb"
@@ -285,7 +285,7 @@ def test_every_gate_front_end_uses_the_mirror_by_default(url: str, proxy: GrpcPr
     artifact = tmp_path / "app.bin"
     artifact.write_bytes(b"release 2")
     subjects = identify(str(artifact))
-    writer = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "writer"))
+    writer = open_immudb(url, trust=TrustStore(tmp_path / "writer"))
     notarize(writer, subjects, signer, {"system": "local", "jobId": "1"})
     revoke(writer, subjects[0].digest, signer, "bad build")
     lying = _via(proxy, url)
@@ -298,7 +298,7 @@ def test_every_gate_front_end_uses_the_mirror_by_default(url: str, proxy: GrpcPr
         gate = gate_for(cfg, lying, front_end=front_end)
         try:
             decision = gate.check("registry.example.com/app:2", [subjects[0].digest])
-            return decision.exit_code, isinstance(gate._ledger, MirroredImmudbLedger)
+            return decision.exit_code, isinstance(gate._ledger, MirroredLedger)
         finally:
             gate.close()
 
@@ -332,7 +332,7 @@ def test_replay_hashes_every_kind_of_entry_like_immudb(immudb_server: ImmudbServ
     admin.zAdd(b"set", 1.0, b"subject/kept")
     admin.delete(schema_pb2.DeleteKeysRequest(keys=[b"subject/gone"]))
     admin.expireableSet(b"subject/expiring", b"4", datetime.datetime(2100, 1, 1))
-    ledger = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "state"), mirror=True)
+    ledger = open_immudb(url, trust=TrustStore(tmp_path / "state"), mirror=True)
     head = ledger.info().head.tx
     assert ledger.mirror.last_tx == head  # type: ignore[attr-defined]  # the chain ended at the server's Alh
     for tx in range(1, head + 1):  # and each Alh is what immudb-py's own hashing gives for that header
@@ -366,7 +366,7 @@ def test_rolled_back_server_is_refused_with_the_mirror(tmp_path: Path, monkeypat
     monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", server.password)
     try:
         store = TrustStore(tmp_path / "state")
-        ledger = ImmudbLedger.open(server.url, trust=store, mirror=True)
+        ledger = open_immudb(server.url, trust=store, mirror=True)
         for i in range(3):
             ledger.write({f"subject/{i}": b"notarized"})
         ledger.get("subject/0")
@@ -375,7 +375,7 @@ def test_rolled_back_server_is_refused_with_the_mirror(tmp_path: Path, monkeypat
         server.stop()
         shutil.copytree(server.data_dir, tmp_path / "at-tx-3")
         server.start()
-        ledger = ImmudbLedger.open(server.url, trust=store, mirror=True)
+        ledger = open_immudb(server.url, trust=store, mirror=True)
         ledger.write({"subject/0": b"revoked"})
         ledger.write({"subject/1": b"revoked"})
         assert ledger.get("subject/0").value == b"revoked"  # type: ignore[union-attr]  # mirror at tx 5
@@ -385,10 +385,10 @@ def test_rolled_back_server_is_refused_with_the_mirror(tmp_path: Path, monkeypat
         shutil.copytree(tmp_path / "at-tx-3", server.data_dir)
         server.start()  # the revocations are gone from the server
         with pytest.raises(RollbackError, match="rolled back"):
-            ImmudbLedger.open(server.url, trust=store, mirror=True)
+            open_immudb(server.url, trust=store, mirror=True)
         store.path_for(ledger.ledger_id).write_bytes(lagging)  # trust at tx 3, as the server; the mirror at 5
         with pytest.raises(RollbackError, match="mirror already holds tx 5"):
-            ImmudbLedger.open(server.url, trust=store, mirror=True)
+            open_immudb(server.url, trust=store, mirror=True)
         assert store.path_for(ledger.ledger_id).read_bytes() == lagging
     finally:
         server.stop()
@@ -402,9 +402,12 @@ def test_large_transactions_are_replayed_in_smaller_pages(immudb_server: ImmudbS
     for t in range(40):
         admin.setAll({f"artifact/sha256:{t:04d}{i:060d}/sha256:{i:064d}".encode(): b"{}" for i in range(1000)})
     admin.shutdown()
-    ledger = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "state"), mirror=True)
-    assert ledger.last_catch_up[0] == 40 and ledger.mirror.entries == 40_000  # type: ignore[attr-defined]
-    assert ledger._page < 40  # type: ignore[attr-defined]
+    ledger = open_immudb(url, trust=TrustStore(tmp_path / "state"), mirror=True)
+    from notary.ledger.immudb._grpc import GrpcTransport
+
+    assert isinstance(ledger, MirroredLedger) and isinstance(ledger.session.transport, GrpcTransport)
+    assert ledger.last_catch_up[0] == 40 and ledger.mirror.entries == 40_000
+    assert ledger.session.transport.scan_page < 40
     assert len(ledger.keys("artifact/sha256:0039")) == 1000
     ledger.close()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from notary.errors import TrustStoreError
+from notary.ledger import open_immudb
 from notary.ledger.immudb import ImmudbLedger
 from notary.ledger.immudb._seal import seal_path
 from notary.ledger.immudb.mirror import Mirror, mirror_path
@@ -24,7 +25,7 @@ from tests.support.immudb_fixtures import fresh_database  # noqa: F401 - fixture
 
 
 def _mirrored(url: str, store: TrustStore) -> ImmudbLedger:
-    return ImmudbLedger.open(url, trust=store, mirror=True)
+    return open_immudb(url, trust=store, mirror=True)
 
 
 def _mirror(ledger: ImmudbLedger) -> Mirror:
@@ -72,7 +73,7 @@ def test_warm_open_rehashes_only_what_was_appended(url: str, tmp_path: Path) -> 
 def test_mirror_edited_with_its_times_restored_is_caught(url: str, tmp_path: Path) -> None:
     store = TrustStore(tmp_path / "state")
     path, revocation = _notarized_and_revoked(url, store)
-    trusted = store.path_for(ImmudbLedger.open(url, trust=store).ledger_id).read_bytes()
+    trusted = store.path_for(open_immudb(url, trust=store).ledger_id).read_bytes()
     before = path.stat()
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM entries WHERE tx = ?", (revocation,))
@@ -80,7 +81,7 @@ def test_mirror_edited_with_its_times_restored_is_caught(url: str, tmp_path: Pat
     assert path.stat().st_size == before.st_size
     with pytest.raises(TrustStoreError, match="mirror .* was altered"):
         _mirrored(url, store)
-    assert store.path_for(ImmudbLedger.open(url, trust=store).ledger_id).read_bytes() == trusted
+    assert store.path_for(open_immudb(url, trust=store).ledger_id).read_bytes() == trusted
 
 
 def test_restored_old_seal_does_not_cover_an_edit(url: str, tmp_path: Path) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from notary.ledger.immudb import ImmudbLedger
-from notary.ledger.immudb.gateway import GatewayLedger
+from notary.ledger import open_immudb
 from notary.ledger.trust import TrustStore
 from tests.support.immudb import REPO, free_port, immudb_binaries
 
@@ -48,11 +47,11 @@ def test_immudb_up_starts_a_usable_loopback_server(tmp_path: Path, monkeypatch: 
         assert url == f"immudb://immudb@127.0.0.1:{port}/defaultdb"
         monkeypatch.setenv("NOTARY_IMMUDB_PASSWORD", "immudb")
         monkeypatch.setenv("NOTARY_IMMUDB_SERVER_KEY", key)
-        ledger = ImmudbLedger.open(url, trust=TrustStore(tmp_path / "trust"))
+        ledger = open_immudb(url, trust=TrustStore(tmp_path / "trust"))
         assert ledger.write({"hello": b"world"}).tx >= 1
         ledger.close()
         gateway = re.search(r"NOTARY_IMMUDB_GATEWAY=(\S+)", done.stdout).group(1)  # type: ignore[union-attr]
-        via_gateway = GatewayLedger.open(url, trust=TrustStore(tmp_path / "trust"), gateway=gateway)
+        via_gateway = open_immudb(url, trust=TrustStore(tmp_path / "trust"), gateway=gateway)
         assert via_gateway.get("hello").value == b"world"  # type: ignore[union-attr]
         via_gateway.close()
         again = subprocess.run([str(REPO / "scripts" / "immudb-up.sh")], capture_output=True, text=True,

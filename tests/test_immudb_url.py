@@ -110,31 +110,18 @@ def _chain(n: int) -> tuple[list[bytes], list[bytes]]:
 
 
 def test_linear_advance_proof_binds_the_chain_to_the_new_tree() -> None:
-    """immudb-py 1.5.0 skips this part of the dual proof; notary checks it (offline, synthetic tree)."""
-    from types import SimpleNamespace
-
+    """The part of immudb's dual proof that immudb-py 1.5.0 skips; notary checks it (offline, synthetic tree)."""
     from notary import merkle
-    from tests.support.immudb import require_immudb_py
-
-    require_immudb_py()
-    from notary.ledger.immudb._proofs import _linear_advance_holds
+    from notary.ledger.immudb._verify import LinearAdvanceProof, linear_advance_holds
 
     alhs, terms = _chain(10)
     leaves = [merkle.leaf_hash(a) for a in alhs[:8]]  # the target's binary-linking tree holds txs 1..8
     root = merkle.root(leaves)
     start, end = 3, 7  # source tree held txs 1..3; source tx is 7
 
-    def proof(link: list[bytes], paths: list[list[bytes]]) -> SimpleNamespace:
-        return SimpleNamespace(linearProofTerms=link, inclusionProofs=[SimpleNamespace(terms=p) for p in paths])
-
     link = [alhs[start]] + [terms[tx - 1] for tx in range(start + 2, end + 1)]
     paths = [merkle.inclusion_proof(leaves, tx - 1) for tx in range(start + 1, end)]
-    assert _linear_advance_holds(proof(link, paths), start, end, alhs[end - 1], root, 8)
+    assert linear_advance_holds(LinearAdvanceProof(link, paths), start, end, alhs[end - 1], root, 8)
     forged = list(link)
     forged[2] = bytes(32)
-    assert not _linear_advance_holds(proof(forged, paths), start, end, alhs[end - 1], root, 8)
-    assert not _linear_advance_holds(proof(link, paths[:-1]), start, end, alhs[end - 1], root, 8)
-    other_tree = merkle.root([merkle.leaf_hash(bytes([i]) * 32) for i in range(8)])
-    assert not _linear_advance_holds(proof(link, paths), start, end, alhs[end - 1], other_tree, 8)
-    assert not _linear_advance_holds(proof(link, paths), start, end, bytes(32), root, 8)
-    assert _linear_advance_holds(proof([], []), 5, 6, b"", root, 8)  # adjacent: nothing to prove
+    assert not linear_advance_holds(LinearAdvanceProof(forged, paths), start, end, alhs[end - 1], root, 8)

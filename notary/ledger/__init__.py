@@ -18,9 +18,13 @@ from notary.ledger.trust import TrustStore
 
 if TYPE_CHECKING:
     from notary.config import Config
+    from notary.ledger.immudb._conn import ImmudbTarget
+    from notary.ledger.immudb._mirrored import MirroredLedger
+    from notary.ledger.immudb._transport import Transport
+    from notary.ledger.immudb.ledger import ImmudbLedger
     from notary.ledger.settings import ImmudbSettings
 
-__all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "open_ledger"]
+__all__ = ["Entry", "Ledger", "LedgerInfo", "TreeHead", "WriteReceipt", "default_ledger_url", "open_immudb", "open_ledger"]
 
 
 def default_ledger_url(env: Environment | None = None) -> str:
@@ -48,20 +52,13 @@ def open_ledger(url: str | None = None, *, state_dir: str | Path | None = None, 
 
         return EmbeddedLedger.open(url, trust=trust, create=create)
     if scheme == "immudb":
-        from notary.ledger.immudb import ImmudbLedger
         from notary.ledger.settings import ImmudbSettings
 
         settings = ImmudbSettings.load(config, env.variables)
         mirrored = settings.mirror if mirror is None else mirror
-        if settings.gateway:
-            from notary.ledger.immudb.gateway import GatewayLedger
-
-            gateway = settings.gateway
-            ledger: Ledger = _primary_or_replica(lambda: GatewayLedger.open(
-                url, trust=trust, gateway=gateway, mirror=mirrored, settings=settings), url, trust, mirrored, settings)
-        else:
-            ledger = _primary_or_replica(lambda: ImmudbLedger.open(url, trust=trust, mirror=mirrored,
-                                                                   settings=settings), url, trust, mirrored, settings)
+        gateway = settings.gateway
+        ledger: Ledger = _primary_or_replica(lambda: open_immudb(
+            url, trust=trust, gateway=gateway, mirror=mirrored, settings=settings), url, trust, mirrored, settings)
         if not mirrored and mirror is None:
             ledger.notices.append(MIRROR_OFF_NOTICE)
         return ledger
@@ -119,7 +116,6 @@ def _first_replica(url: str, trust: TrustStore, mirrored: bool,
     (None, None) when no replica can be checked (this client never read the primary), (None, failures) when
     none answered."""
     from notary.errors import LedgerUnavailableError
-    from notary.ledger.immudb import ImmudbLedger
     from notary.ledger.immudb._conn import parse_url
 
     primary = parse_url(url)
@@ -131,8 +127,8 @@ def _first_replica(url: str, trust: TrustStore, mirrored: bool,
     for address in settings.replicas:
         replica_url = f"immudb://{primary.user}@{address}/{primary.database}"
         try:
-            return (ImmudbLedger.open(replica_url, trust=trust, mirror=mirrored, replica_of=ledger_id,
-                                      settings=settings), failures)
+            return (open_immudb(replica_url, trust=trust, mirror=mirrored, replica_of=ledger_id, settings=settings),
+                    failures)
         except LedgerUnavailableError as exc:
             failures.append(exc.message)
     return None, failures
@@ -141,3 +137,43 @@ def _first_replica(url: str, trust: TrustStore, mirrored: bool,
 MIRROR_OFF_NOTICE = ("the verified immudb mirror is off (NOTARY_IMMUDB_MIRROR=0 or [immudb] mirror = false): "
                      "reads prove inclusion only, so a lying server can hide a newest version, a revocation "
                      "or a signer (docs/immudb.md)")
+
+
+def open_immudb(url: str, *, trust: TrustStore | None = None, settings: ImmudbSettings | None = None,
+                password: str | None = None, mirror: bool = False, gateway: str | None = None,
+                replica_of: str | None = None) -> ImmudbLedger | MirroredLedger:
+    """One immudb ledger, the transport and the mirror chosen here: through immudb's HTTP gateway when one is
+    named (http(s)://HOST:PORT; its TLS trusted through settings.gateway_ca, else the system's CA store), else
+    gRPC; a replica (replica_of: the primary's ledger id) always over gRPC, its gateway not configured. mirror:
+    checked against a local, fully verified replay (notary.ledger.immudb._mirrored), the one way to know a read
+    shows the newest version, or that a key is absent. settings: the password source, timeout and server key
+    (default: the environment's)."""
+    from notary.ledger.immudb._conn import parse_url
+    from notary.ledger.immudb.ledger import ImmudbLedger
+    from notary.ledger.settings import ImmudbSettings
+
+    settings = settings if settings is not None else ImmudbSettings.load()
+    trust = trust or TrustStore()
+    target = parse_url(url)
+    transport = _transport(target, settings, trust, None if replica_of else gateway)
+    secret = password if password is not None else settings.password(target.user)
+    ledger = ImmudbLedger.open(target, transport, trust=trust, password=secret, server_key=settings.server_key(),
+                               replica_of=replica_of)
+    if not mirror:
+        return ledger
+    from notary.ledger.immudb._mirrored import MirroredLedger
+
+    return MirroredLedger.over(ledger)
+
+
+def _transport(target: ImmudbTarget, settings: ImmudbSettings, trust: TrustStore, gateway: str | None) -> Transport:
+    if not gateway:
+        from notary.ledger.immudb._grpc import GrpcTransport
+
+        return GrpcTransport(target, settings.timeout)
+    from notary.ledger.immudb._gateway import GatewayTransport
+    from notary.ledger.immudb._http import parse_gateway, read_ca
+
+    address = parse_gateway(gateway)
+    tls = read_ca(settings.gateway_ca, address) if settings.gateway_ca else None
+    return GatewayTransport(target, address, settings.timeout, tls, trust.directory)

@@ -9,14 +9,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from notary.ledger.immudb.gateway import GatewayLedger
+from notary.ledger import open_immudb
+from notary.ledger.immudb import ImmudbLedger
+from notary.ledger.immudb._gateway import GatewayTransport
 from notary.ledger.trust import TrustStore
 from tests.support.http_proxy import Reply, Rewrite
 
 
-def open_gateway(url: str, gateway: str, state: Path, **kw: Any) -> GatewayLedger:
-    ledger = GatewayLedger.open(url, trust=TrustStore(state), gateway=gateway, **kw)
-    assert isinstance(ledger, GatewayLedger)
+def open_gateway(url: str, gateway: str, state: Path, **kw: Any) -> ImmudbLedger:
+    ledger = open_immudb(url, trust=TrustStore(state), gateway=gateway, **kw)
+    assert isinstance(ledger, ImmudbLedger) and isinstance(ledger.session.transport, GatewayTransport)
     return ledger
 
 

@@ -12,16 +12,16 @@ from notary.cli.common import App, pass_app
 from notary.errors import UsageError
 
 if TYPE_CHECKING:
-    from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+    from notary.ledger.immudb._mirrored import MirroredLedger
 
 
-def _mirrored(app: App, what: str) -> MirroredImmudbLedger:
+def _mirrored(app: App, what: str) -> MirroredLedger:
     if not (app.ledger_url or "").startswith("immudb:"):
         raise UsageError(f"{what} applies to immudb ledgers", hint="name one with --ledger or NOTARY_LEDGER")
-    from notary.ledger.immudb._mirrored import MirroredImmudbLedger
+    from notary.ledger.immudb._mirrored import MirroredLedger
 
     ledger = app.open_ledger(mirror=True)
-    if not isinstance(ledger, MirroredImmudbLedger):  # an immudb URL with mirror=True opens one
+    if not isinstance(ledger, MirroredLedger):  # an immudb URL with mirror=True opens one
         raise UsageError(f"{what} applies to immudb ledgers", hint="name one with --ledger or NOTARY_LEDGER")
     return ledger
 

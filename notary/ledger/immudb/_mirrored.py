@@ -1,4 +1,5 @@
-"""ImmudbLedger with a verified local mirror: reads that show the newest version, or prove there is none.
+"""The verified local mirror over an ImmudbLedger (either transport): reads that show the newest version, or prove
+there is none.
 
 Every read first catches the mirror up to the server's current state (`_sync`: CurrentState, then TxScan pages
 of the new transactions, each re-hashed and chained from the trusted state to that state; nothing new: one
@@ -16,7 +17,6 @@ when the first comparison fails: so an answer is never older than the head the c
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,19 +26,11 @@ from typing import Any
 from notary.errors import InputError, ProofError
 from notary.ledger.base import Entry, LedgerInfo, TreeHead, WriteReceipt
 from notary.ledger.immudb._proofs import check_new_tx
-from notary.ledger.immudb._proto import scanned_from_proto
-from notary.ledger.immudb._replay import (
-    EMPTY_ALH,
-    ScannedTx,
-    holds_exactly,
-    replay,
-    value_hash,
-)
-from notary.ledger.immudb.ledger import ImmudbLedger
+from notary.ledger.immudb._replay import EMPTY_ALH, holds_exactly, replay, value_hash
+from notary.ledger.immudb._session import Session
+from notary.ledger.immudb.ledger import ImmudbLedger, encode_kvs
 from notary.ledger.immudb.mirror import Mirror, Version, mirror_path
-
-_MAX_PAGE = 1000  # immudb's default maxResultSize: the most transactions one TxScan may return
-_PAGE_BYTES = 2 << 20  # aim for answers of about 2 MiB (gRPC's default receive limit is 4 MiB)
+from notary.ledger.trust import TrustStore
 
 
 @dataclass(frozen=True)
@@ -56,29 +48,67 @@ class MirrorAudit:
     mirror: str
 
 
-class MirroredImmudbLedger(ImmudbLedger):
+class MirroredLedger:
     """An ImmudbLedger whose reads are checked against a local replay of every transaction (see module doc)."""
 
-    mirror: Mirror
     last_catch_up: tuple[int, float] = (0, 0.0)  # (transactions added, seconds) of the latest sync
-    _page = 250
 
-    def _ready(self) -> None:
-        self.mirror = Mirror.open(mirror_path(self.trust, self.ledger_id), self.ledger_id)
-        with self._guard("catch up the local immudb mirror"):
-            self._sync()
+    def __init__(self, ledger: ImmudbLedger, mirror: Mirror) -> None:
+        self.ledger = ledger
+        self.session: Session = ledger.session
+        self.mirror = mirror
+        self.url = ledger.url
+        self.notices = ledger.notices
+
+    @classmethod
+    def over(cls, ledger: ImmudbLedger) -> MirroredLedger:
+        """The mirror beside the ledger's trusted state, opened and caught up (the ledger is closed on failure)."""
+        try:
+            mirrored = cls(ledger, Mirror.open(mirror_path(ledger.trust, ledger.ledger_id), ledger.ledger_id))
+        except BaseException:
+            ledger.close()
+            raise
+        try:
+            mirrored.catch_up()
+        except BaseException:
+            mirrored.close()
+            raise
+        return mirrored
+
+    @property
+    def ledger_id(self) -> str:
+        return self.ledger.ledger_id
+
+    @property
+    def trust(self) -> TrustStore:
+        return self.ledger.trust
+
+    @property
+    def server_uuid(self) -> str:
+        return self.ledger.server_uuid
+
+    @property
+    def replica_of(self) -> str | None:
+        return self.ledger.replica_of
 
     def close(self) -> None:
-        mirror = getattr(self, "mirror", None)
-        if mirror is not None:
-            mirror.close()
-        super().close()
+        self.mirror.close()
+        self.ledger.close()
+
+    def __enter__(self) -> MirroredLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def catch_up(self) -> int:
         """Bring the mirror to the server's current state now; returns the transactions added."""
-        with self._guard("catch up the local immudb mirror"):
+        with self.session.guard("catch up the local immudb mirror"):
             self._sync()
         return self.last_catch_up[0]
+
+    def write(self, kvs: Mapping[str, bytes]) -> WriteReceipt:
+        return self.ledger.write(kvs)
 
     # -- writes ----------------------------------------------------------------------------------------------
 
@@ -87,20 +117,21 @@ class MirroredImmudbLedger(ImmudbLedger):
         every new transaction (ours and anyone's) chained from the trusted state to the server's current one,
         and each of ours must hold exactly the keys and value hashes written. A round trip per transaction
         instead of a write plus a proof each (docs/immudb.md, "Batched writes")."""
-        self._writable()
+        self.session.writable()
         if len(txs) < 2:
-            return super().write_batch(txs)
-        encoded = [self._encode_kvs(kvs) for kvs in txs]
-        with self._guard("write"):
+            return self.ledger.write_batch(txs)
+        encoded = [encode_kvs(kvs) for kvs in txs]
+        keeper = self.session.keeper
+        with self.session.guard("write"):
             ids: list[int] = []
             for kvs in encoded:
-                tx = self._set_all(kvs)
-                check_new_tx(tx, ids[-1] if ids else self._rs.current.tx)
+                tx = self.ledger.write_unverified(kvs)
+                check_new_tx(tx, ids[-1] if ids else keeper.current.tx)
                 ids.append(tx)
             self._sync()
-            if self._rs.current.tx < ids[-1]:
-                raise ProofError(f"immudb's state is at tx {self._rs.current.tx}, before the write of tx {ids[-1]}")
-            head = self._head(None)
+            if keeper.current.tx < ids[-1]:
+                raise ProofError(f"immudb's state is at tx {keeper.current.tx}, before the write of tx {ids[-1]}")
+            head = self.ledger.head(None)
             receipts = []
             for tx, kvs, plain in zip(ids, encoded, txs, strict=True):
                 if not holds_exactly(self.mirror.tx_entries(tx), kvs):
@@ -114,22 +145,22 @@ class MirroredImmudbLedger(ImmudbLedger):
     def get(self, key: str, *, at_tx: int | None = None) -> Entry | None:
         if at_tx is not None and at_tx < 1:
             return None
-        with self._guard(f"read {key}"):
+        with self.session.guard(f"read {key}"):
             head = self._sync()
             if at_tx is not None:
                 if at_tx > head:
                     raise InputError(f"immudb ledger {self.ledger_id} has no transaction {at_tx} yet")
-                entry = self._verified_get_as_of(key, at_tx)
+                entry = self.ledger.read_as_of(key, at_tx)
                 return self._checked_get(key, entry, at_tx, at_tx)
-            entry = self._verified_get(key, None)
+            entry = self.ledger.read(key, None)
             if self._get_problem(key, entry, head, head) is None:
                 return self._mark(entry, head)
             return self._checked_get(key, entry, head, self._sync())
 
     def history(self, key: str) -> list[Entry]:
-        with self._guard(f"read the history of {key}"):
+        with self.session.guard(f"read the history of {key}"):
             head = self._sync()
-            entries = super().history(key)
+            entries = self.ledger.read_history(key)
             if self._history_problem(key, entries, head, head) is not None:
                 later = self._sync()
                 problem = self._history_problem(key, entries, head, later)
@@ -140,7 +171,7 @@ class MirroredImmudbLedger(ImmudbLedger):
     def absence(self, key: str, *, at_tx: int | None = None) -> dict[str, Any] | None:
         """Method "mirror-replay": the verified replay of every transaction up to the head named holds no version
         (the read compared with it, as every mirrored read is); re-checkable by replaying, not by a path."""
-        return None if self.get(key, at_tx=at_tx) is not None else self._absence(key, at_tx, "mirror-replay")
+        return None if self.get(key, at_tx=at_tx) is not None else self.ledger.absence_record(key, at_tx, "mirror-replay")
 
     def changes(self, after_tx: int, upto_tx: int, *, index: bool = False) -> Iterator[Entry]:
         """The mirror names every entry of the range (complete by replay); each value is read proven as of its
@@ -158,23 +189,23 @@ class MirroredImmudbLedger(ImmudbLedger):
             yield entry
 
     def keys(self, prefix: str) -> list[str]:
-        with self._guard(f"list keys under {prefix!r}"):
+        with self.session.guard(f"list keys under {prefix!r}"):
             return self.mirror.keys(prefix, self._sync())
 
     def tx_at_time(self, when: datetime) -> int | None:
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        with self._guard("map a time to a transaction"):
+        with self.session.guard("map a time to a transaction"):
             return self.mirror.last_tx_until(when.timestamp(), self._sync())
 
     def info(self) -> LedgerInfo:
-        with self._guard("read the ledger head"):
+        with self.session.guard("read the ledger head"):
             head_tx = self._sync()
-            head = self._head(None)
+            head = self.ledger.head(None)
             if head_tx:
                 head = head._replace(time=datetime.fromtimestamp(self.mirror.header(head_tx).ts, timezone.utc))
         added, seconds = self.last_catch_up
-        return self._info(head, self.mirror.entries, mirror={
+        return self.ledger.info_of(head, self.mirror.entries, mirror={
             "path": str(self.mirror.path), "tx": self.mirror.last_tx, "entries": self.mirror.entries,
             "last_catch_up": {"transactions": added, "seconds": round(seconds, 3)}})
 
@@ -182,16 +213,16 @@ class MirroredImmudbLedger(ImmudbLedger):
         """Replay the whole ledger from the server (tx 1 to its current state) against the trusted state and
         the mirror, after re-hashing the mirror file and catching it up. Raises on the first discrepancy."""
         started = time.perf_counter()
-        with self._guard("audit the immudb ledger"):
+        with self.session.guard("audit the immudb ledger"):
             self.mirror.verify()
             self._verify_key_index()
             head = self._sync()
             added = self.last_catch_up[0]
             replayed = self._replay_against_mirror(head)
-            head_info = self._head(None)
+            head_info = self.ledger.head(None)
         return MirrorAudit(
             head=head_info, transactions=head, entries=self.mirror.entries, keys=self.mirror.key_count(),
-            signatures_checked=1 if self._key and head else 0, replayed=replayed, added=added,
+            signatures_checked=1 if self.session.key and head else 0, replayed=replayed, added=added,
             seconds=time.perf_counter() - started, mirror=str(self.mirror.path),
         )
 
@@ -269,50 +300,26 @@ class MirroredImmudbLedger(ImmudbLedger):
 
     def _sync(self) -> int:
         """Catch the mirror up to the server's current state, chained from trust; move trust there."""
-        current = self._current_state()
-        self._check_not_behind(current)
-        trusted = self._rs.current
+        session = self.session
+        current = session.current_state()
+        session.check_not_behind(current)
+        trusted = session.keeper.current
         started = time.perf_counter()
         added = 0
         if current.tx > 0:
-            added = self.mirror.catch_up(self._scan, trusted=(trusted.tx, trusted.alh),
+            added = self.mirror.catch_up(session.transport.scan_txs, trusted=(trusted.tx, trusted.alh),
                                          target=(current.tx, current.alh))
-        self._rs.accept(current)  # proven: the replayed chain runs from the trusted Alh to this one
+        session.keeper.accept(current)  # proven: the replayed chain runs from the trusted Alh to this one
         self.last_catch_up = (added, time.perf_counter() - started)
         return current.tx
-
-    def _scan(self, first: int, last: int) -> Iterator[ScannedTx]:
-        """Transactions first..last (every entry, digests only), in pages sized to stay under gRPC's limit."""
-        import grpc
-        from immudb.grpc import schema_pb2
-
-        while first <= last:
-            n = min(self._page, last - first + 1)
-            request = schema_pb2.TxScanRequest(initialTx=first, limit=n, sinceTx=1)
-            try:
-                stub = self._stub
-                assert stub is not None  # set by _connect before any call
-                answer = self._rpc(functools.partial(stub._stub.TxScan, request, timeout=self.timeout))
-            except grpc.RpcError as exc:
-                if n > 1 and (exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED or "limit" in (exc.details() or "")):
-                    self._page = max(1, n // 4)
-                    continue
-                raise
-            page = answer.txs
-            if not page or len(page) > n:
-                raise ProofError(f"immudb answered a scan of {n} transactions from tx {first} with {len(page)}")
-            self._page = max(1, min(_MAX_PAGE, n * _PAGE_BYTES // max(1, answer.ByteSize())))
-            for tx in page:
-                yield scanned_from_proto(tx)
-            first += len(page)
 
     def _replay_against_mirror(self, head: int) -> int:
         """Fetch and re-hash every transaction again; each Alh must equal the mirror's and the trusted one."""
         if head == 0:
             return 0
-        trusted = self._rs.current
+        trusted = self.session.keeper.current
         done = 0
-        for row, _ in replay(self._scan(1, head), 1, EMPTY_ALH, (trusted.tx, trusted.alh)):
+        for row, _ in replay(self.session.transport.scan_txs(1, head), 1, EMPTY_ALH, (trusted.tx, trusted.alh)):
             if row.alh != self.mirror.header(row.id).alh:
                 raise ProofError(f"immudb's transaction {row.id} differs from the one this client mirrored")
             done = row.id

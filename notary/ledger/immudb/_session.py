@@ -1,138 +1,95 @@
-"""One authenticated connection to an immudb database, and the bookkeeping of what this client trusts about it.
+"""One connection to an immudb database through a transport, and the bookkeeping of what this client trusts about
+it: the server's identity (its uuid, pinned per address so a swapped server is noticed), the trusted state (moved
+by _proofs, persisted here), and the rule that trust is persisted only when a whole operation verified (`guard`).
 
-ImmudbLedger (notary.ledger.immudb) builds the Ledger protocol on top: this base class owns the gRPC client, the
-server's identity (uuid, pinned per address so a swapped server is noticed), logging in again after a server
-restart, and the rule that trust is persisted only when a whole operation verified (`_guard`).
+ImmudbLedger (ledger.py) holds one and builds the Ledger protocol on it; the verified mirror (_mirrored) uses the
+same one through the ledger. Nothing here knows which transport it speaks through.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 from notary.errors import LedgerUnavailableError, NotaryError, ProofError, RollbackError
-from notary.ledger.immudb._conn import ImmudbTarget, ServerError, translate
-from notary.ledger.immudb._proofs import (
-    ImmuState,
-    Recorder,
-    empty_state,
-    make_state_provider,
-    verify_state_signature,
-)
+from notary.ledger.immudb._conn import ImmudbTarget, ServerError
+from notary.ledger.immudb._proofs import ImmuState, StateKeeper, empty_state, verify_state_signature
+from notary.ledger.immudb._replay import TxRow
+from notary.ledger.immudb._transport import Transport
 from notary.ledger.trust import TrustedState, TrustStore
 
 
-class ImmudbSession:
-    """Connection, identity and trust state of one immudb database (see ImmudbLedger for the protocol)."""
+class Session:
+    """Identity, trust state and transport of one immudb database."""
 
-    def __init__(self, target: ImmudbTarget, trust: TrustStore, timeout: float) -> None:
+    def __init__(self, target: ImmudbTarget, trust: TrustStore, transport: Transport,
+                 replica_of: str | None = None) -> None:
         self.target = target
         self.url = target.url
         self.trust = trust
-        self.timeout = timeout
+        self.transport = transport
         self.notices: list[str] = []
         self.server_uuid = ""
-        self.server_version = ""
         self.ledger_id = ""
-        self._key: str | None = None
-        self._trusted: TrustedState | None = None
-        self._client: Any = None
-        self._stub: Recorder | None = None
-        self._rs: Any = None
-        self._header_cache: dict[int, Any] = {}
-        self._password = ""
-        self._new_pin: TrustedState | None = None
+        self.key: str | None = None  # the server's state-signing key (PEM), configured or pinned
+        self.trusted: TrustedState | None = None
+        self.keeper = StateKeeper(empty_state(target.database), None)
+        self.headers: dict[int, TxRow] = {}  # headers proven in this session (dropped when an operation fails)
         # a replica read in place of its primary (docs/immudb.md, "Replicas"): the primary's ledger id
-        self.replica_of: str | None = None
+        self.replica_of = replica_of
+        self.closed = False
+        self._new_pin: TrustedState | None = None
 
-    def _open_client(self) -> None:
-        """The transport: immudb-py's gRPC client, whose proofs start from notary's state provider."""
-        from immudb import ImmudbClient
+    @property
+    def server_version(self) -> str:
+        return self.transport.server_version
 
-        self._rs = make_state_provider(empty_state(self.target.database), None)
-        self._client = ImmudbClient(self.target.address, rs=self._rs, timeout=self.timeout)
-
-    def _use_server_key(self, key: str) -> None:
-        self._client.loadKeyFromString(key)
+    def start(self, password: str, configured_key: str | None) -> None:
+        """Connect, log in, check the server against trust (TOFU on first contact); on any failure, close."""
+        try:
+            with self.guard("connect"):
+                self._connect(password, configured_key)
+        except BaseException:
+            self.close()
+            raise
 
     def _connect(self, password: str, configured_key: str | None) -> None:
-        db = self.target.database
-        self._open_client()
-        uuid = self._identify()
+        uuid = self.transport.connect()
         self.server_uuid = uuid
         # a replica has its own server uuid but is the primary's ledger: the same transactions, the same
         # Alh chain, checked against the same trusted state (which it must extend, like the primary would)
-        self.ledger_id = self.replica_of or f"immudb:{uuid}/{db}"
+        self.ledger_id = self.replica_of or f"immudb:{uuid}/{self.target.database}"
         self._check_address_pin()
-        self._trusted = self.trust.load(self.ledger_id)
-        if self.replica_of and self._trusted is None:
+        self.trusted = self.trust.load(self.ledger_id)
+        if self.replica_of and self.trusted is None:
             raise LedgerUnavailableError(f"no trusted state of {self.replica_of} to check its replica at "
-                                f"{self.target.address} against",
-                                hint="a replica is trusted only after its primary was: read from the primary once")
-        pinned = self._trusted.ledger_key if self._trusted else None
+                                         f"{self.target.address} against",
+                                         hint="a replica is trusted only after its primary was: read from the "
+                                              "primary once")
+        pinned = self.trusted.ledger_key if self.trusted else None
         if configured_key and pinned and configured_key.strip() != pinned.strip():
             raise RollbackError(
                 f"NOTARY_IMMUDB_SERVER_KEY differs from the server key pinned for {self.ledger_id}",
                 hint=f"if the server key was rotated on purpose, remove {self.trust.path_for(self.ledger_id)}",
             )
-        self._key = configured_key or pinned
-        self._rs.key = self._key
-        if self._key:
-            self._use_server_key(self._key)
-        self._rs.reset(self._state_of(self._trusted) if self._trusted else empty_state(db))
-
-        self._password = password
-        self._login()
-        current = self._current_state()
-        if self._trusted is None:
-            self._rs.reset(current)
-            self._commit()
+        self.key = configured_key or pinned
+        self.keeper.key = self.key
+        self.keeper.reset(self._trusted_state())
+        self.transport.login(password)
+        current = self.current_state()
+        if self.trusted is None:
+            self.keeper.reset(current)
+            self.commit()
             self.notices.append(
                 f"trusting immudb ledger {self.ledger_id} at {self.target.address} on first use "
                 f"(tx {current.tx}, hash {current.alh.hex()[:16]}...)"
-                + ("" if self._key else "; no server signing key configured (NOTARY_IMMUDB_SERVER_KEY)")
+                + ("" if self.key else "; no server signing key configured (NOTARY_IMMUDB_SERVER_KEY)")
             )
         else:
-            self._check_not_behind(current)
+            self.check_not_behind(current)
         if self._new_pin is not None:  # only once this server checked out: a failed first contact pins nothing
             self.trust.save(self._new_pin)
             self._new_pin = None
-
-    def _login(self) -> None:
-        self._client.login(self.target.user, self._password, database=self.target.database.encode())
-        self._stub = Recorder(self._client._stub)
-        self._client._stub = self._stub
-
-    def _identify(self) -> str:
-        """The server's uuid (immudb sends it with every answer) and, as a side effect, its version."""
-        from google.protobuf import empty_pb2
-        from immudb.grpc import schema_pb2_grpc
-
-        health, call = schema_pb2_grpc.ImmuServiceStub(self._client.channel).Health.with_call(
-            empty_pb2.Empty(), timeout=self.timeout
-        )
-        self.server_version = str(getattr(health, "version", "")).rstrip("-")
-        uuid = str(dict(call.initial_metadata() or ()).get("immudb-uuid", ""))
-        if not uuid.isalnum():
-            raise ProofError(f"immudb at {self.target.address} did not identify itself (no server uuid)")
-        return uuid
-
-    def _rpc(self, call: Callable[[], Any]) -> Any:
-        """Run one immudb call; after a server restart its login token is void, so log in again once."""
-        try:
-            return call()
-        except Exception as exc:
-            if not _is_logged_out(exc):
-                raise
-        uuid = self._identify()
-        if uuid != self.server_uuid:  # restarted as another server: never log in to it mid-session
-            raise RollbackError(
-                f"the immudb at {self.target.address} was replaced mid-session (server {uuid}, "
-                f"expected {self.server_uuid})"
-            )
-        self._login()
-        return call()
 
     def _check_address_pin(self) -> None:
         """A different immudb at an address this client knows is a swapped server, not a new ledger."""
@@ -149,31 +106,25 @@ class ImmudbSession:
             )
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+        if not self.closed:
+            self.closed = True
             with contextlib.suppress(Exception):
-                client.shutdown()
+                self.transport.close()
 
-    def _current_state(self) -> ImmuState:
-        from google.protobuf import empty_pb2
+    # ------------------------------------------------------------ the server's state against trust
 
-        stub = self._stub
-        assert stub is not None  # set by _connect before any call
-        raw = self._rpc(lambda: stub.CurrentState(empty_pb2.Empty()))
-        return self._checked_state(ImmuState(str(raw.db), int(raw.txId), bytes(raw.txHash),
-                                             bytes(raw.signature.signature)))
-
-    def _checked_state(self, state: ImmuState) -> ImmuState:
-        """The server's current state, refused when it is another database's or, with a server key, unsigned
-        by it (immudb-py's login never checks this state)."""
+    def current_state(self) -> ImmuState:
+        """The server's current state, refused when it is another database's or, with a server key, not signed
+        by it."""
+        state = self.transport.current_state()
         if state.db != self.target.database:
             raise ProofError(f"immudb answered with the state of database {state.db!r}")
-        if self._key:
-            verify_state_signature(state, self._key)
+        if self.key:
+            verify_state_signature(state, self.key)
         return state
 
-    def _check_not_behind(self, current: ImmuState) -> None:
-        trusted = self._rs.current
+    def check_not_behind(self, current: ImmuState) -> None:
+        trusted = self.keeper.current
         if current.tx < trusted.tx and self.replica_of:  # lagging, not rolled back: it may catch up
             raise LedgerUnavailableError(
                 f"the immudb replica at {self.target.address} is at tx {current.tx}, behind tx {trusted.tx} "
@@ -186,30 +137,30 @@ class ImmudbSession:
         if current.tx == trusted.tx and current.alh != trusted.alh and trusted.tx > 0:
             raise RollbackError(f"immudb database {self.target.database} forked at tx {trusted.tx}")
 
-    def _last(self, rpc: str) -> Any:
-        assert self._stub is not None
-        return self._stub.last[rpc]
-
-    @staticmethod
-    def _state_of(t: TrustedState) -> ImmuState:
+    def _trusted_state(self) -> ImmuState:
+        t = self.trusted
+        if t is None:
+            return empty_state(self.target.database)
         sig = t.extra.get("signature") or ""
-        return ImmuState(str(t.extra.get("database", "")), t.tx, bytes.fromhex(t.root_hash), bytes.fromhex(sig))
+        return ImmuState(str(t.extra.get("database", "")), t.tx, bytes.fromhex(t.root_hash),
+                         bytes.fromhex(str(sig)))
 
-    def _commit(self) -> None:
-        s = self._rs.current
-        t = self._trusted
+    def commit(self) -> None:
+        """Persist the state the keeper reached (unless another process already moved further)."""
+        s = self.keeper.current
+        t = self.trusted
         if t is not None and t.tx == s.tx and t.root_hash == s.alh.hex():
             return
         stored = self.trust.load(self.ledger_id)
         if stored is not None and stored.tx > s.tx:  # another process moved further; keep its state
-            self._trusted = stored
+            self.trusted = stored
             return
         new = TrustedState(
             ledger_id=self.ledger_id,
             tree_size=s.tx,
             root_hash=s.alh.hex(),
             tx=s.tx,
-            ledger_key=self._key,
+            ledger_key=self.key,
             extra={
                 "backend": "immudb",
                 "database": self.target.database,
@@ -219,51 +170,39 @@ class ImmudbSession:
             },
         )
         self.trust.save(new)
-        self._trusted = new
+        self.trusted = new
 
     @contextlib.contextmanager
-    def _guard(self, what: str) -> Iterator[None]:
-        """Map immudb/grpc failures to notary errors; commit trust on success, forget it on failure."""
-        if self._client is None and what != "connect":
+    def guard(self, what: str) -> Iterator[None]:
+        """One operation: trust committed when it succeeds, forgotten (back to the persisted state) when not."""
+        if self.closed:
             raise NotaryError(f"immudb ledger {self.url} is closed")
         try:
             yield
         except BaseException as exc:
-            if self._rs is not None:
-                self._rs.reset(self._state_of(self._trusted) if self._trusted else empty_state(self.target.database))
-            self._header_cache.clear()
-            mapped = translate(exc, self.target, what)
-            if mapped is None or mapped is exc:
-                raise
-            if isinstance(mapped, RollbackError) or not self._trusted:
-                raise mapped from None
-            raise self._explain(mapped) from None
+            self.keeper.reset(self._trusted_state())
+            self.headers.clear()
+            if isinstance(exc, ServerError) and self.trusted:
+                raise self._explain(exc) from None
+            raise
         else:
-            if self._trusted is not None or what == "connect":
-                self._commit()
+            if self.trusted is not None or what == "connect":
+                self.commit()
 
-    def _explain(self, err: NotaryError) -> NotaryError:
+    def _explain(self, err: ServerError) -> NotaryError:
         """A server error while proving against trust is often a rollback: say so when the head shows it."""
         if "illegal state" not in err.message and "illegal arguments" not in err.message:
             return err
         with contextlib.suppress(Exception):
-            self._check_not_behind(self._current_state())
+            self.check_not_behind(self.current_state())
             return err
         return RollbackError(
             f"immudb database {self.target.database} at {self.target.address} is behind this client's "
-            f"trusted tx {self._trusted.tx if self._trusted else 0}: the ledger was rolled back or replaced"
+            f"trusted tx {self.trusted.tx if self.trusted else 0}: the ledger was rolled back or replaced"
         )
 
-
-def _detail(exc: BaseException) -> str:
-    """immudb's own message in a failure: a ServerError's (either transport's), or a raw grpc.RpcError's."""
-    if isinstance(exc, ServerError):
-        return exc.detail
-    details = getattr(exc, "details", None)
-    return str(details() if callable(details) else "")
-
-
-def _is_logged_out(exc: BaseException) -> bool:
-    code = getattr(exc, "code", None)
-    name = getattr(code() if callable(code) else None, "name", "")
-    return name == "UNAUTHENTICATED" or _detail(exc) in ("not logged in", "invalid token", "session not found")
+    def writable(self) -> None:
+        if self.replica_of:
+            raise LedgerUnavailableError(f"cannot write to {self.replica_of}: its primary is unreachable and "
+                                         f"{self.target.address} is a read-only replica",
+                                         hint="writes resume once the primary is back")
