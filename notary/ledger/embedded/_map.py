@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple, cast
 
 from notary.errors import ProofError
 
@@ -92,10 +92,12 @@ class MapProof(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> MapProof:
+    def from_json(cls, data: Mapping[str, object]) -> MapProof:
+        # The casts only name the shape the operations below expect: any other shape makes them raise one of
+        # the errors caught here, so a malformed proof from a file or the wire is a ProofError either way.
         try:
-            sibs = tuple(bytes.fromhex(str(s)) for s in data["siblings"])
-            raw = data.get("leaf")
+            sibs = tuple(bytes.fromhex(str(s)) for s in cast("Iterable[object]", data["siblings"]))
+            raw = cast("Mapping[str, str] | None", data.get("leaf"))
             leaf = None if raw is None else (bytes.fromhex(raw["key_hash"]), bytes.fromhex(raw["value"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProofError(f"malformed key index proof: {exc}") from exc

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from notary.errors import InputError
 from notary.ledger.embedded import _store as store
@@ -42,7 +41,7 @@ class ProofMaterial:
             raise InputError(f"no consistency proof from size {size1} to {size2}")
         return self._read(lambda p: p.consistency(size1, size2), size2)
 
-    def _read(self, planner: Callable[[ProofPlan], Any], size: int) -> list[bytes]:
+    def _read(self, planner: Callable[[ProofPlan], Sequence[Sequence[int]]], size: int) -> list[bytes]:
         with self._connect() as conn:
             row = self._verifier.valid_row(store.head(conn, store.is_v2(conn)))
             if size > (row.tree_size if row else 0):

@@ -12,6 +12,7 @@ breaks one of these, a ProofError (exit 3), never a shorter list.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from notary import merkle
@@ -44,7 +45,7 @@ def changes(view: View, after_tx: int, upto_tx: int, *, index: bool = False) -> 
         raise ProofError(f"leaf {hi} belongs to tx {upto_tx} or before: an entry would be left out")
     newest: dict[str, tuple[int, int, bytes]] = {}
     for start, size in _blocks(lo, hi):
-        rows = view.read(lambda c, a=start, b=start + size: store.entries_between(c, a, b))
+        rows = view.read(partial(store.entries_between, lo=start, hi=start + size))
         if [r.leaf for r in rows] != list(range(start, start + size)):
             missing = sorted(set(range(start, start + size)) - {r.leaf for r in rows})
             raise ProofError(f"leaf {missing[0] if missing else start} is missing from the ledger: a record was deleted")
@@ -75,7 +76,7 @@ def _check_index(view: View, newest: dict[str, tuple[int, int, bytes]]) -> None:
     keys = sorted(newest)
     for first in range(0, len(keys), 1000):
         chunk = keys[first:first + 1000]
-        proofs = view.read(lambda c, k=chunk: index_proofs(c, k))
+        proofs = view.read(partial(index_proofs, keys=chunk))
         for key in chunk:
             value = view.verifier.check_index(key, proofs[key], view.head)
             held = None if value is None else (value.revision, value.leaf_index, value.leaf_hash)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 from notary.errors import ProofError
 from notary.ledger.base import Entry
@@ -23,7 +24,6 @@ from notary.ledger.embedded import _store as store
 
 if TYPE_CHECKING:
     from notary.ledger.embedded._view import View as _View
-    from notary.ledger.embedded.ledger import EmbeddedLedger
 
 _SHALLOW = 40  # depths fetched first: a random key's leaf sits at about log2(keys) + 1
 
@@ -50,42 +50,42 @@ def index_proofs(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, _ma
     return out
 
 
-def get(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> Entry | None:
+def get(view: _View, key: str, at_tx: int | None) -> Entry | None:
     proof = view.read(lambda c: index_proofs(c, [key]))[key]
-    newest = ledger.verifier.check_index(key, proof, view.head)
+    newest = view.verifier.check_index(key, proof, view.head)
     if newest is None:
-        ledger.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
+        view.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
         return None
     assert proof is not None  # check_index refused a missing proof
     row, top = view.read(lambda c: (store.entry_at(c, newest.leaf_index), store.latest_entry(c, key, None)))
-    named = ledger.verifier.check_named(key, row, newest)
-    entry = ledger.verifier.check_newest(key, view.entry(key, named), newest, proof)
+    named = view.verifier.check_named(key, row, newest)
+    entry = view.verifier.check_newest(key, view.entry(key, named), newest, proof)
     if top is not None and (top.revision, top.leaf) != (newest.revision, newest.leaf_index):
-        raise ProofError(f"ledger {ledger.path} holds a revision {top.revision} of {key!r} (leaf {top.leaf}) "
+        raise ProofError(f"ledger {view.verifier.path} holds a revision {top.revision} of {key!r} (leaf {top.leaf}) "
                          "that the signed key index does not know: a record was moved or forged")
     if at_tx is None:
         return entry
     if entry.tx <= at_tx:  # the version as of at_tx is still the newest: the key index proves nothing came after
         return Entry(entry.key, entry.value, entry.tx, entry.time, entry.revision,
                      {**entry.proof, "as_of_tx": at_tx, "next_version": None})
-    return _as_of(ledger, view, key, at_tx, entry, newest)
+    return _as_of(view, key, at_tx, entry, newest)
 
 
-def _as_of(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int, newest_entry: Entry,
+def _as_of(view: _View, key: str, at_tx: int, newest_entry: Entry,
            newest: _map.MapValue) -> Entry | None:
     """The newest version written in a transaction <= at_tx: that version, and the one after it proven to
     come later (revisions of a key only ever grow with transactions; `ledger audit` checks that rule)."""
     older = view.read(lambda c: store.latest_entry(c, key, at_tx))
     revision = older.revision if older is not None else 0
     if type(revision) is not int or revision >= newest.revision:
-        raise ProofError(f"ledger {ledger.path} holds revision {revision} of {key!r} at or before tx {at_tx}, "
+        raise ProofError(f"ledger {view.verifier.path} holds revision {revision} of {key!r} at or before tx {at_tx}, "
                          f"but the newest version (revision {newest.revision}) is from tx {newest_entry.tx}")
     if revision + 1 == newest.revision:
         following = newest_entry
     else:
         row = view.read(lambda c: store.entry_of(c, key, revision + 1))
         if row is None:
-            raise ProofError(f"revision {revision + 1} of {key!r} is missing from ledger {ledger.path}: "
+            raise ProofError(f"revision {revision + 1} of {key!r} is missing from ledger {view.verifier.path}: "
                              "a record was deleted")
         following = view.entries(key, [row])[0]
     if following.tx <= at_tx:
@@ -100,11 +100,11 @@ def _as_of(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int, newest_ent
     return Entry(entry.key, entry.value, entry.tx, entry.time, entry.revision, {**entry.proof, **extra})
 
 
-def history(ledger: EmbeddedLedger, view: _View, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
+def history(view: _View, key: str, rows: Sequence[store.EntryRow]) -> list[Entry]:
     proof = view.read(lambda c: index_proofs(c, [key]))[key]
-    newest = ledger.verifier.check_index(key, proof, view.head)
+    newest = view.verifier.check_index(key, proof, view.head)
     if newest is None:
-        ledger.verifier.absent(key, rows[0] if rows else None)
+        view.verifier.absent(key, rows[0] if rows else None)
         return []
     entries = view.entries(key, rows)
     revisions = [e.revision for e in entries]
@@ -112,29 +112,29 @@ def history(ledger: EmbeddedLedger, view: _View, key: str, rows: Sequence[store.
         raise ProofError(f"the signed key index says {key!r} has {newest.revision} versions, the ledger holds "
                          f"revisions {revisions}: a record was deleted or renamed")
     assert proof is not None  # check_index refused a missing proof
-    ledger.verifier.check_named(key, rows[-1], newest)
-    return [*entries[:-1], ledger.verifier.check_newest(key, entries[-1], newest, proof)]
+    view.verifier.check_named(key, rows[-1], newest)
+    return [*entries[:-1], view.verifier.check_newest(key, entries[-1], newest, proof)]
 
 
-def absence(ledger: EmbeddedLedger, view: _View, key: str, at_tx: int | None) -> dict[str, Any] | None:
+def absence(view: _View, key: str, at_tx: int | None) -> dict[str, object] | None:
     """The proof that key had no version (as of at_tx), in the JSON docs/proofs.md gives ("Absence"); None
     if it has one. Never written: the key index proof whose path ends away from the key. Written only after
     at_tx: that key index proof names the newest version, and its revision 1 is proven included with a tx
     after at_tx (revisions only grow with transactions)."""
     proof = view.read(lambda c: index_proofs(c, [key]))[key]
-    newest = ledger.verifier.check_index(key, proof, view.head)
+    newest = view.verifier.check_index(key, proof, view.head)
     assert proof is not None  # check_index refused a missing proof
-    out: dict[str, Any] = {"key": key, "method": "key-index", "as_of_tx": at_tx, "head": view.head.to_json(),
+    out: dict[str, object] = {"key": key, "method": "key-index", "as_of_tx": at_tx, "head": view.head.to_json(),
                            "key_index": {"key_hash": _map.key_hash(key).hex(), **proof.to_json()},
                            "first_version": None}
     if newest is None:
-        ledger.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
+        view.verifier.absent(key, view.read(lambda c: store.latest_entry(c, key, None)))
         return out
     if at_tx is None:
         return None
     row = view.read(lambda c: store.entry_of(c, key, 1))
     if row is None:
-        raise ProofError(f"revision 1 of {key!r} is missing from ledger {ledger.path}: a record was deleted")
+        raise ProofError(f"revision 1 of {key!r} is missing from ledger {view.verifier.path}: a record was deleted")
     first = view.entries(key, [row])[0]
     if first.tx <= at_tx:
         return None
@@ -152,7 +152,7 @@ def tx_at_time(view: _View, when: datetime) -> int | None:
     if after is None and (found.tx if found else 0) != view.head.tx:
         raise ProofError(f"transaction {(found.tx if found else 0) + 1} is missing from the ledger")
     for txrow in (r for r in (found, after) if r is not None):
-        erow = view.read(lambda c, r=txrow: store.entry_at(c, r.first_leaf))
+        erow = view.read(partial(store.entry_at, leaf=txrow.first_leaf))
         if erow is None:
             raise ProofError(f"first entry of tx {txrow.tx} (leaf {txrow.first_leaf}) is missing")
         entry = view.entry(erow.key, erow)

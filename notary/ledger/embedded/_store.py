@@ -1,9 +1,9 @@
 """SQLite storage of the embedded ledger: schema, connection, error mapping and every query.
 
-Nothing here verifies anything: rows come back as the file holds them and ledger.py proves them. Errors are
-mapped once: a file that is not a ledger (wrong schema, malformed image, bad values) is an IntegrityError
-(exit 3, someone or something changed it); a file that cannot be reached (missing, locked, I/O) is a
-LedgerUnavailableError (exit 4).
+Nothing here verifies anything: rows come back as the file holds them and their readers (_view, _reads,
+_range, the writer and the upgrader) prove them with _verify. Errors are mapped once: a file that is not a
+ledger (wrong schema, malformed image, bad values) is an IntegrityError (exit 3, someone or something changed
+it); a file that cannot be reached (missing, locked, I/O) is a LedgerUnavailableError (exit 4).
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ The checks of one read, in order (docs/proofs.md, "What the client checks, every
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -35,6 +35,16 @@ from notary.ledger.embedded._store import EntryRow, HeadRow
 from notary.ledger.trust import TrustedState
 
 INDEX_ROOT = "key_index_root"  # trusted-state extra: the key index root of the trusted head (format v2)
+
+
+class Consistency(TypedDict):
+    """The consistency part of an entry's proof JSON (docs/proofs.md): from the trusted state to the head."""
+
+    from_size: int
+    from_root: str
+    to_size: int
+    to_root: str
+    path: list[str]
 
 
 class Verifier:
@@ -81,7 +91,7 @@ class Verifier:
         return TreeHead(self.ledger_id, row.tree_size, row.root, row.tx, codec.from_time_us(row.time_us),
                         row.signature, row.map_root)
 
-    def check_trust(self, trusted: TrustedState | None, head: TreeHead, path: Sequence[bytes]) -> dict[str, Any]:
+    def check_trust(self, trusted: TrustedState | None, head: TreeHead, path: Sequence[bytes]) -> Consistency:
         """Prove head extends the trusted state; returns the consistency part of the proof JSON."""
         if trusted is None:
             old_size, old_root = 0, merkle.EMPTY_ROOT
@@ -135,7 +145,7 @@ class Verifier:
             raise ProofError(f"{what} is not in the signed tree of size {head.tree_size}: {exc.message}") from exc
 
     def check_entry(self, key: str, row: EntryRow, head: TreeHead, path: Sequence[bytes],
-                    consistency: dict[str, Any]) -> Entry:
+                    consistency: Mapping[str, object]) -> Entry:
         """Recompute the leaf from the row (with the key that was asked for) and prove it in head."""
         what = f"entry {key!r} revision {row.revision} (leaf {row.leaf})"
         if not isinstance(row.value, bytes) or type(row.tx) is not int or type(row.revision) is not int:
