@@ -41,7 +41,7 @@ class TrustedState(NamedTuple):
     root_hash: str
     tx: int
     ledger_key: str | None = None
-    # Any, not object: the backends read their own fields back as str (bytes.fromhex) without narrowing yet
+    # Mapping[str, object] once the backends narrow the fields they read back (bytes.fromhex of a str)
     extra: Mapping[str, Any] = _EMPTY
 
     def to_json(self) -> dict[str, object]:
