@@ -5,7 +5,7 @@ container's state and bundle config.
 RecursionError, a 5,000-digit integer raises the interpreter's int-conversion ValueError with a message about
 sys.set_int_max_str_digits, a `\\ud800` escape gives a string that cannot be encoded again (it crashes
 whoever writes it to the ledger or a log), and `{"a":1,"a":2}` means one thing here and another in a parser
-that keeps the first key. `loads` turns each of these into one InputError line, before anything is trusted:
+that keeps the first key. `parse` turns each of these into one InputError line, before anything is trusted:
 
 - nesting depth is measured on the raw text before parsing, in linear time (strings are skipped with a
   regular expression that cannot backtrack), so the recursive parser never sees a deep document;
@@ -45,7 +45,7 @@ _SURROGATE = "[\ud800-\udfff]"
 
 
 class _Refused(Exception):
-    """Raised from inside the parser's hooks; loads turns it into the caller's error type."""
+    """Raised from inside the parser's hooks; parse turns it into the caller's error type."""
 
 
 def nesting_depth(text: str, limit: int = MAX_DEPTH) -> int:
@@ -98,12 +98,13 @@ def _check_surrogates(doc: JsonValue) -> None:
 
 def loads(data: bytes | str, where: str, *, max_depth: int = MAX_DEPTH,
           error: type[NotaryError] = InputError) -> Any:
-    """parse, for callers that have not narrowed what they read yet (typed as Any)."""
+    """parse, left untyped for the callers that do not narrow what they read yet (immudb's gateway answers
+    and mirror seal, in notary.ledger.immudb); the rest of notary uses parse."""
     return parse(data, where, max_depth=max_depth, error=error)
 
 
 def loads_object(data: bytes | str, where: str, *, error: type[NotaryError] = InputError) -> dict[str, Any]:
-    """parse_object, for callers that have not narrowed what they read yet (typed as Any)."""
+    """parse_object, left untyped for the callers that do not narrow what they read yet (see loads)."""
     return parse_object(data, where, error=error)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from notary import keys, records
 from notary.errors import InputError, RefusedError
@@ -26,7 +26,7 @@ class Written:
     receipt: WriteReceipt
     records: tuple[records.Record, ...]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "tx": self.receipt.tx,
             "time": rfc3339(self.receipt.time),
@@ -39,7 +39,7 @@ class Written:
         }
 
 
-def _index_value(value: Mapping[str, Any]) -> bytes:
+def _index_value(value: Mapping[str, object]) -> bytes:
     return records.canonical_json(dict(value))
 
 
@@ -89,8 +89,8 @@ def notarization_writes(
     return kvs, tuple(made)
 
 
-def _reinstatement(subject: Mapping[str, Any], signer: keys.SigningKey, ci: Mapping[str, str],
-                   lift: tuple[str, datetime], artifacts: tuple[Mapping[str, Any], ...] = ()) -> records.Record:
+def _reinstatement(subject: Mapping[str, object], signer: keys.SigningKey, ci: Mapping[str, str],
+                   lift: tuple[str, datetime], artifacts: tuple[Mapping[str, object], ...] = ()) -> records.Record:
     """A reinstatement lifting the revocation issued at lift[1], issued strictly after it (so it sorts
     after it, notary.status)."""
     issued = max(records.utc_now(), lift[1] + timedelta(seconds=1))
@@ -218,7 +218,7 @@ def revoke(
     signer_id = keys.key_id(signer)
     key = records.subject_key(digest, signer_id)
     current = ledger.get(key)
-    subject: dict[str, Any] = {"digest": digest}
+    subject: dict[str, object] = {"digest": digest}
     if current is not None:
         previous = records.open_envelope(current.value, expected_signer=signer_id).record
         subject = dict(previous.subject)

@@ -196,6 +196,22 @@ def _fields(v: object, what: str) -> Mapping[str, object]:
     return v
 
 
+def base64_field(value: object, *, validate: bool = True) -> bytes:
+    """base64.b64decode of a parsed JSON field, typed: a non-string is the TypeError b64decode raises for
+    one, which every envelope reader's except clause already turns into its malformed-envelope error."""
+    if not isinstance(value, str):
+        raise TypeError(f"argument should be a bytes-like object or ASCII string, not {type(value).__name__!r}")
+    return base64.b64decode(value, validate=validate)
+
+
+def listed(value: object) -> list[object]:
+    """list(value) of a parsed JSON field, typed: a list's items (an object's keys, a string's characters:
+    as list() always gave them), else the TypeError list() raises."""
+    if isinstance(value, (list, dict, str)):
+        return list(value)
+    raise TypeError(f"{type(value).__name__!r} object is not iterable")
+
+
 def new_record(
     rtype: str,
     subject: Mapping[str, object],
@@ -251,18 +267,18 @@ def open_envelope(data: bytes, expected_signer: str | None = None) -> OpenedEnve
     """Check an envelope's signature with the key inside its payload and return the record.
 
     expected_signer: the key id the caller trusts (and under which the ledger stored this envelope); a record
-    signed by any other key raises SignatureError. Any malformation raises IntegrityError: envelopes come
+    signed by any other key raises SignatureError. A malformation raises IntegrityError: envelopes come
     from the ledger, so a bad one means tampering, not user error.
     """
     if len(data) > MAX_ENVELOPE:
         raise IntegrityError("envelope is larger than 16 MiB")
     try:
-        env = jsonsafe.loads(data, "a ledger envelope", error=IntegrityError)
+        env = _fields(jsonsafe.parse(data, "a ledger envelope", error=IntegrityError), "the envelope")
         if env["payloadType"] != PAYLOAD_TYPE:
             raise ValueError(f"payload type {env['payloadType']!r}")
-        payload = base64.b64decode(env["payload"], validate=True)
-        signatures = list(env["signatures"])
-        data_obj = jsonsafe.loads(payload, "a ledger record's payload", error=IntegrityError)
+        payload = base64_field(env["payload"])
+        signatures = listed(env["signatures"])
+        data_obj = jsonsafe.parse(payload, "a ledger record's payload", error=IntegrityError)
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise IntegrityError(f"ledger value is not a notary DSSE envelope: {exc}") from exc
     record = Record.from_payload(data_obj)
@@ -281,8 +297,8 @@ def open_envelope(data: bytes, expected_signer: str | None = None) -> OpenedEnve
         if not isinstance(sig, dict) or sig.get("keyid") != record.signer:
             continue
         try:
-            raw = base64.b64decode(sig.get("sig", ""), validate=True)
-        except (binascii.Error, ValueError) as exc:
+            raw = base64_field(sig.get("sig", ""))
+        except (binascii.Error, ValueError, TypeError) as exc:  # TypeError: a "sig" that is not a string
             raise IntegrityError("envelope signature is not base64") from exc
         keys.verify_signature(public, raw, message)
         return OpenedEnvelope(record=record, envelope=env)

@@ -24,7 +24,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from notary import jsonsafe
 from notary.errors import IntegrityError, UsageError
@@ -64,11 +64,14 @@ class Cursor:
         """A cursor as the destination holds it: anything off its shape is an integrity error, not a restart."""
         if len(raw) > MAX_CURSOR:
             raise IntegrityError(f"{where} is larger than a sync cursor can be")
-        data = jsonsafe.loads(raw, where, error=IntegrityError)
+        data = jsonsafe.parse(raw, where, error=IntegrityError)
         try:
             if not isinstance(data, dict) or data.get("schema") != CURSOR_SCHEMA or data.get("source") != source:
                 raise ValueError("not a sync cursor of this source")
-            tx, size, root = data["tx"], data["tree_size"], bytes.fromhex(data["root"])
+            tx, size, root_hex = data["tx"], data["tree_size"], data["root"]
+            if not isinstance(root_hex, str):  # what bytes.fromhex says of any other JSON value
+                raise TypeError(f"fromhex() argument must be str, not {'None' if root_hex is None else type(root_hex).__name__}")
+            root = bytes.fromhex(root_hex)
             if type(tx) is not int or type(size) is not int or not 1 <= tx <= size or len(root) != 32:
                 raise ValueError("its transaction, size or root is out of shape")
         except (KeyError, TypeError, ValueError) as exc:
@@ -189,13 +192,24 @@ class _Step(NamedTuple):
     batch_end: bool
 
 
+@dataclass
+class _Planned:
+    """A _Step while the plan is made: whether it ends a destination transaction is known one step later."""
+
+    tx: int
+    entries: int
+    size: int
+    ends: bool = False
+    batch_end: bool = False
+
+
 def _plan(source: Ledger, points: Points, cursor: Cursor | None, head: TreeHead, batch: int,
           echo: str) -> list[_Step]:
     """Every transaction to copy, each entry proven and the range proven complete, and where each destination
     transaction and batch ends: a destination transaction takes consecutive source transactions while no key
     repeats and it stays under MAX_PACKED entries; a batch takes `batch` source transactions."""
     expected, size = (cursor.tx if cursor else 0) + 1, cursor.tree_size if cursor else 0
-    steps: list[list[Any]] = []
+    steps: list[_Planned] = []
     packed: set[str] = set()
     taken = 0
     for tx, entries in _transactions(source, cursor, head):  # one snapshot: no other read of source inside
@@ -206,20 +220,20 @@ def _plan(source: Ledger, points: Points, cursor: Cursor | None, head: TreeHead,
         if len(keys) != len(copied):
             raise IntegrityError(f"source transaction {tx} writes a key twice")
         if steps and (taken == 0 or len(packed) + len(keys) >= MAX_PACKED or not packed.isdisjoint(keys)):
-            steps[-1][3] = True  # the previous source tx ends a destination transaction
+            steps[-1].ends = True  # the previous source tx ends a destination transaction
             packed = set()
         size = points.size_after(tx, size, len(entries))
         packed |= keys
         taken += 1
-        steps.append([tx, len(copied), size, False, taken == batch])
+        steps.append(_Planned(tx, len(copied), size, batch_end=taken == batch))
         taken %= batch
         expected += 1
     if expected != head.tx + 1:
         raise IntegrityError(f"the proven range ends at source transaction {expected - 1}, not {head.tx}")
     if steps:
-        steps[-1][3] = steps[-1][4] = True
-    return [_Step(tx, n, at, points.root(tx, at) if ends else None, batch_end)
-            for tx, n, at, ends, batch_end in steps]
+        steps[-1].ends = steps[-1].batch_end = True
+    return [_Step(p.tx, p.entries, p.size, points.root(p.tx, p.size) if p.ends else None, p.batch_end)
+            for p in steps]
 
 
 def report(progress: Progress) -> dict[str, object]:

@@ -9,7 +9,7 @@ attestation format, exactly (https://github.com/in-toto/attestation/blob/main/sp
      "predicate": {...}}
 
 wrapped in a DSSE envelope with payloadType `application/vnd.in-toto+json`, signed by the same signer
-interface notarize uses (key files, PKCS#11 keys). Any in-toto or DSSE tool reads it. The ledger keys are per
+interface notarize uses (key files, PKCS#11 keys). Every in-toto or DSSE tool reads it. The ledger keys are per
 subject digest, per signer and per predicate type (docs/records.md, "Attestations"), so nothing written by
 another key can shadow a trusted signer's statement, and a verifier reads exactly the keys a policy requires.
 

@@ -10,6 +10,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 from notary import jsonsafe, keys, records
 from notary.attest.predicates import (
@@ -69,13 +70,27 @@ def statement_bytes(value: object) -> bytes:
         raise PredicateError(f"the predicate cannot be written as JSON: {exc}") from None
 
 
-def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, object]) -> dict[str, object]:
+class StatementSubject(TypedDict):
+    name: str
+    digest: dict[str, str]  # {"sha256": hex}
+
+
+class Statement(TypedDict):
+    """An in-toto Statement v1 as notary writes it."""
+
+    _type: str
+    subject: list[StatementSubject]
+    predicateType: str
+    predicate: dict[str, object]
+
+
+def statement(subjects: Sequence[tuple[str, str]], predicate_type: str, predicate: Mapping[str, object]) -> Statement:
     """An in-toto Statement v1: subjects as (name, sha256 digest) pairs."""
     if not subjects:
         raise InputError("nothing to attest: the subject resolved to no images or files")
     if len(subjects) > MAX_SUBJECTS:
         raise InputError(f"{len(subjects)} subjects in one attestation, over the limit of {MAX_SUBJECTS}")
-    out = []
+    out: list[StatementSubject] = []
     for name, digest in subjects:
         hexdigest = records.check_digest(digest).split(":", 1)[1]
         out.append({"name": name, "digest": {"sha256": hexdigest}})
@@ -168,11 +183,13 @@ def open_attestation(data: bytes, digest: str, public: keys.PublicKey, predicate
 
 def _open(data: bytes, digest: str, public: keys.PublicKey, signer_id: str, predicate_type: str) -> Attestation:
     try:
-        env = jsonsafe.loads(data, "a ledger attestation envelope", error=IntegrityError)
+        env = jsonsafe.parse(data, "a ledger attestation envelope", error=IntegrityError)
+        if not isinstance(env, dict):
+            raise TypeError("the envelope is not an object")
         if env["payloadType"] != PAYLOAD_TYPE:
             raise ValueError(f"payload type {str(env['payloadType'])[:80]!r}")
-        payload = base64.b64decode(env["payload"], validate=True)
-        signatures = list(env["signatures"])
+        payload = records.base64_field(env["payload"])
+        signatures = records.listed(env["signatures"])
         if records.canonical_json(env) != data:
             raise ValueError("envelope is not in canonical form")
     except (ValueError, KeyError, TypeError, binascii.Error, InputError) as exc:
@@ -188,7 +205,7 @@ def _open(data: bytes, digest: str, public: keys.PublicKey, signer_id: str, pred
         if not isinstance(sig, dict) or sig.get("keyid") != signer_id:
             continue
         try:
-            raw = base64.b64decode(sig.get("sig", ""), validate=True)
+            raw = records.base64_field(sig.get("sig", ""))
         except (binascii.Error, ValueError, TypeError) as exc:
             raise IntegrityError("attestation signature is not base64") from exc
         keys.verify_signature(public, raw, message)
@@ -219,4 +236,4 @@ def _open(data: bytes, digest: str, public: keys.PublicKey, signer_id: str, pred
     if digest not in {d for _, d in subjects}:
         raise IntegrityError(f"an attestation stored for {digest} is about {', '.join(d for _, d in subjects)}: "
                              "the ledger was tampered with")
-    return Attestation(predicate_type, tuple(subjects), signer_id, data, stmt["predicate"], env)
+    return Attestation(predicate_type, tuple(subjects), signer_id, data, stmt["predicate"], dict(env))

@@ -74,9 +74,9 @@ def _walk_check(value: object) -> None:
             stack.extend(item)
 
 
-def parse_predicate(data: bytes, where: str) -> dict[str, object]:
+def parse_predicate(data: bytes, where: str) -> jsonsafe.JsonObject:
     """A predicate document: UTF-8 JSON, one non-empty object, no duplicate keys, at most 64 deep."""
-    doc = jsonsafe.loads(data, where, max_depth=MAX_PREDICATE_DEPTH, error=PredicateError)
+    doc = jsonsafe.parse(data, where, max_depth=MAX_PREDICATE_DEPTH, error=PredicateError)
     if not isinstance(doc, dict):
         raise PredicateError(f"{where} is not a JSON object (a predicate is one object)")
     if not doc:
@@ -85,7 +85,7 @@ def parse_predicate(data: bytes, where: str) -> dict[str, object]:
     return doc
 
 
-def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predicate file") -> dict[str, object]:
+def load_predicate(path: str, *, limit: int = MAX_PREDICATE, what: str = "predicate file") -> jsonsafe.JsonObject:
     from notary.fsio import read_regular
 
     return parse_predicate(read_regular(path, limit, what, error=PredicateError), f"{what} {path}")
@@ -106,7 +106,7 @@ def sbom_type(doc: Mapping[str, object]) -> str:
                          "CycloneDX JSON (bomFormat \"CycloneDX\" with a specVersion)")
 
 
-def load_sbom(path: str) -> tuple[str, dict[str, object]]:
+def load_sbom(path: str) -> tuple[str, jsonsafe.JsonObject]:
     doc = load_predicate(path, limit=MAX_SBOM, what="SBOM file")
     return sbom_type(doc), doc
 

@@ -3,14 +3,14 @@ presented to audits."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, TypedDict
+from typing import NamedTuple, TypedDict
 
 from notary import jsonsafe, keys, records
 from notary.attest.envelopes import (
     Attestation,
+    Statement,
     attestation_index_key,
     attestation_key,
     check_type,
@@ -37,7 +37,7 @@ MAX_INDEX_TYPES = 16  # predicate types one transaction attests (notarize writes
 
 class Attested(NamedTuple):
     receipt: WriteReceipt
-    statement: Mapping[str, Any]
+    statement: Statement
     signer: str
     keys: tuple[str, ...]
 
@@ -58,7 +58,7 @@ def envelope_limit(ledger: object) -> int:
 
 def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.SigningKey,
                        predicates: Sequence[tuple[str, Mapping[str, object]]], *,
-                       max_envelope: int = MAX_ENVELOPE) -> tuple[dict[str, bytes], list[dict[str, object]]]:
+                       max_envelope: int = MAX_ENVELOPE) -> tuple[dict[str, bytes], list[Statement]]:
     """Every key/value of one or more attestations (one per predicate type) about the same subjects, built and
     signed before anything touches the ledger: each envelope under each subject digest, one version of the
     digest's attestation index naming the types written (and the signer's public key), and one of its signer
@@ -72,7 +72,7 @@ def attestation_writes(subjects: Sequence[tuple[str, str]], signer: keys.Signing
     signer_id = keys.key_id(signer)
     digests = list(dict.fromkeys(d for _, d in unique))
     kvs: dict[str, bytes] = {}
-    made: list[dict[str, object]] = []
+    made: list[Statement] = []
     total = 0
     for ptype, predicate in predicates:
         stmt = statement(unique, ptype, predicate)
@@ -129,7 +129,7 @@ def indexed_types(ledger: HistoryReader, digest: str, signer_id: str) -> list[In
     out: dict[str, keys.PublicKey | None] = {}
     for entry in ledger.history(attestation_index_key(digest, signer_id)):
         try:
-            value = jsonsafe.loads_object(entry.value, "an attestation index value", error=IntegrityError)
+            value = jsonsafe.parse_object(entry.value, "an attestation index value", error=IntegrityError)
             named = value.get("predicate_types")
             if not isinstance(named, list) or len(named) > MAX_INDEX_TYPES:
                 continue  # not what attestation_writes writes: each read would cost a proven absence
@@ -161,7 +161,7 @@ def index_public_key(entry: Entry) -> tuple[str, keys.PublicKey] | None:
     if len(parts) != 3 or not records.is_digest(parts[2]):
         return None
     try:
-        value = jsonsafe.loads_object(entry.value, "an attestation index value", error=IntegrityError)
+        value = jsonsafe.parse_object(entry.value, "an attestation index value", error=IntegrityError)
         public = keys.load_public_key(str(value.get("public_key", "")).encode())
     except (IntegrityError, InputError):
         return None
@@ -198,10 +198,12 @@ def audit_entry(entry: Entry, signers: Mapping[str, keys.PublicKey]) -> AuditedA
         raise IntegrityError(f"an attestation by {signer} without that signer's attestation index in its "
                              "transaction: notary writes both together")
     try:
-        envelope = jsonsafe.loads_object(entry.value, "an attestation envelope", error=IntegrityError)
-        ptype = jsonsafe.loads(base64.b64decode(envelope["payload"]), "an attestation statement",
-                               max_depth=MAX_PREDICATE_DEPTH + 1, error=IntegrityError)["predicateType"]
-        ptype = check_type(ptype)
+        envelope = jsonsafe.parse_object(entry.value, "an attestation envelope", error=IntegrityError)
+        stmt = jsonsafe.parse(records.base64_field(envelope["payload"], validate=False), "an attestation statement",
+                              max_depth=MAX_PREDICATE_DEPTH + 1, error=IntegrityError)
+        if not isinstance(stmt, dict):
+            raise TypeError("the statement is not an object")
+        ptype = check_type(stmt["predicateType"])
     except (KeyError, TypeError, ValueError, binascii.Error, UsageError) as exc:
         raise IntegrityError(f"ledger value is not an in-toto attestation envelope: {exc}") from exc
     if type_id(ptype) != tid:

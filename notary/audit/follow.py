@@ -16,7 +16,6 @@ import json
 from collections.abc import Iterator
 from itertools import groupby
 from pathlib import Path
-from typing import Any
 
 from notary.audit.diff import diff
 from notary.errors import RollbackError, TrustStoreError
@@ -52,7 +51,7 @@ def save_cursor(path: Path, ledger_id: str, tx: int) -> None:
     atomic_write(path, json.dumps({"format": _FORMAT, "ledger_id": ledger_id, "tx": tx}).encode() + b"\n", 0o600)
 
 
-def one_round(ledger: Ledger, after_tx: int, trusted: set[str] | None = None) -> Iterator[dict[str, Any]]:
+def one_round(ledger: Ledger, after_tx: int, trusted: set[str] | None = None) -> Iterator[dict[str, object]]:
     """Events for transactions after_tx+1 .. the verified head; the last event is {"event": "head", ...}.
     Raises IntegrityError (tampering) before any event of a range that does not verify."""
     head = ledger.info().head

@@ -102,7 +102,7 @@ class _Tally:
 
 
 def text(value: object) -> str:
-    """Any value as HTML text: cut at MAX_TEXT, invisible and direction-changing characters shown as \\u
+    """A value of any type as HTML text: cut at MAX_TEXT, invisible and direction-changing characters shown as \\u
     escapes (a reason must not reorder what the auditor reads), then escaped, quotes included."""
     s = str(value)
     if len(s) > MAX_TEXT:

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from notary.errors import InputError, NotFoundError, UsageError
 from notary.fsio import lock_within
@@ -126,7 +125,7 @@ class LoggedDecision:
     allowed: bool
     via: str
     reason: str
-    head: Mapping[str, Any] | None
+    head: Mapping[str, object] | None
     where: str  # file:line, for the report
 
 
@@ -139,7 +138,7 @@ class LogRead:
 
 def read_decisions(files: Sequence[Path], *, max_lines: int, since: datetime | None = None) -> LogRead:
     """Every decision in files (oldest file first), bounded; lines older than since are skipped."""
-    from notary.jsonsafe import loads
+    from notary.jsonsafe import parse
     from notary.records import is_digest, parse_time
 
     out = LogRead([], [], 0)
@@ -154,7 +153,7 @@ def read_decisions(files: Sequence[Path], *, max_lines: int, since: datetime | N
                 out.unreadable.append(f"{where}: longer than {MAX_LINE} bytes")
                 continue
             try:
-                line = loads(raw, where)
+                line = parse(raw, where)
                 if not isinstance(line, dict):
                     raise InputError("not a JSON object")
                 when = parse_time(str(line.get("time")))
@@ -164,7 +163,7 @@ def read_decisions(files: Sequence[Path], *, max_lines: int, since: datetime | N
                 image = line.get("image")
                 head = line.get("head")
                 decided = LoggedDecision(str(line["time"]), str(line.get("front_end", "")),
-                                         image if isinstance(image, str) else None, tuple(digests),
+                                         image if isinstance(image, str) else None, tuple(str(d) for d in digests),
                                          line.get("allowed") is True, str(line.get("via", "")),
                                          str(line.get("reason", "")), head if isinstance(head, dict) else None, where)
             except (InputError, KeyError, ValueError) as exc:

@@ -25,7 +25,7 @@ FORMAT = "notary.trusted-state/v1"
 MAX_STATE_FILE = 1 << 20  # a state is a few hundred bytes; extra holds a few backend fields
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})  # a shared default no one can change
+_EMPTY: Mapping[str, object] = MappingProxyType({})  # a shared default no one can change
 
 
 class TrustedState(NamedTuple):
@@ -41,6 +41,7 @@ class TrustedState(NamedTuple):
     root_hash: str
     tx: int
     ledger_key: str | None = None
+    # Mapping[str, object] once the backends narrow the fields they read back (bytes.fromhex of a str)
     extra: Mapping[str, Any] = _EMPTY
 
     def to_json(self) -> dict[str, object]:
@@ -55,18 +56,18 @@ class TrustedState(NamedTuple):
         }
 
     @classmethod
-    def from_json(cls, data: Any, source: str) -> TrustedState:
+    def from_json(cls, data: object, source: str) -> TrustedState:
         try:
+            if not isinstance(data, dict):  # what data.get would raise on any other JSON value
+                raise AttributeError(f"{type(data).__name__!r} object has no attribute 'get'")
             if data.get("format") != FORMAT:
                 raise ValueError(f"unknown format {data.get('format')!r}")
-            state = cls(
-                ledger_id=str(data["ledger_id"]),
-                tree_size=int(data["tree_size"]),
-                root_hash=str(data["root_hash"]),
-                tx=int(data["tx"]),
-                ledger_key=data.get("ledger_key"),
-                extra=dict(data.get("extra") or {}),
-            )
+            ledger_id, tree_size = str(data["ledger_id"]), _int(data["tree_size"])
+            root_hash, tx, ledger_key = str(data["root_hash"]), _int(data["tx"]), data.get("ledger_key")
+            if ledger_key is not None and not isinstance(ledger_key, str):
+                raise TypeError("its ledger_key is not a string")
+            state = cls(ledger_id=ledger_id, tree_size=tree_size, root_hash=root_hash, tx=tx, ledger_key=ledger_key,
+                        extra=_mapping(data.get("extra") or {}))
             bytes.fromhex(state.root_hash)
             if state.tree_size < 0 or state.tx < 0:
                 raise ValueError("negative size")
@@ -76,6 +77,21 @@ class TrustedState(NamedTuple):
                 f"trusted state {source} is corrupt: {exc}",
                 hint="restore it from a backup; deleting it means trusting the ledger anew",
             ) from exc
+
+
+def _int(value: object) -> int:
+    """int(value) as the state file was always read (a numeric string or a number is taken), typed."""
+    if isinstance(value, (str, int, float)):
+        return int(value)
+    raise TypeError(f"int() argument must be a string, a bytes-like object or a real number, "
+                    f"not {type(value).__name__!r}")
+
+
+def _mapping(value: object) -> dict[str, object]:
+    """The backend fields: to_json writes them as one JSON object; anything else is a corrupt file."""
+    if not isinstance(value, dict):
+        raise TypeError("its extra is not an object")
+    return dict(value)
 
 
 def default_state_dir(env: Environment | None = None) -> Path:
@@ -110,7 +126,7 @@ class TrustStore:
         # line, not hang every verify or fill memory (a vanished file from here on is an error, not first use)
         raw = read_regular(path, MAX_STATE_FILE, "trusted state", error=TrustStoreError)
         try:
-            data = jsonsafe.loads(raw, f"trusted state {path}", error=TrustStoreError)
+            data = jsonsafe.parse(raw, f"trusted state {path}", error=TrustStoreError)
         except TrustStoreError as exc:
             raise TrustStoreError(
                 f"trusted state {path} is corrupt: not JSON ({exc.message})",

@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from types import ModuleType
+from typing import Protocol
 
 from notary import keys
 from notary.environment import Environment, given
@@ -89,24 +90,42 @@ def parse(text: str) -> KmsUri:
     return KmsUri(host, key)
 
 
-def _botocore() -> Any:
+class _KmsClient(Protocol):
+    """The KMS operations notary calls on botocore's client. botocore builds them at run time from the
+    service's model and ships no types: answers are the service's JSON documents, read as Mapping[str, object]
+    and narrowed where used."""
+
+    def get_public_key(self, *, KeyId: str) -> Mapping[str, object]: ...
+    def sign(self, *, KeyId: str, Message: bytes, MessageType: str,
+             SigningAlgorithm: str) -> Mapping[str, object]: ...
+    def describe_key(self, *, KeyId: str) -> Mapping[str, object]: ...
+    def create_key(self, *, KeySpec: str, KeyUsage: str, Description: str) -> Mapping[str, object]: ...
+    def create_alias(self, *, AliasName: str, TargetKeyId: str) -> Mapping[str, object]: ...
+    def close(self) -> None: ...
+
+
+def _botocore() -> ModuleType:
+    """botocore, imported on first use. It has no type information, so what is reached through it (its
+    config, session and exception classes) is untyped; the client it makes is typed as _KmsClient."""
     try:
         import botocore.config
         import botocore.exceptions
         import botocore.session
     except ImportError as exc:
         raise UsageError("AWS KMS keys need botocore", hint="pip install 'notary-ledger[awskms]'") from exc
-    return botocore
+    module: ModuleType = botocore
+    return module
 
 
-def _client(uri: KmsUri, env: Environment) -> Any:
+def _client(uri: KmsUri, env: Environment) -> _KmsClient:
     bc = _botocore()
     region = uri.region or env.aws_region  # else botocore's: AWS_DEFAULT_REGION, config
     config = bc.config.Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard"},
                               user_agent_extra="notary")
     with kms_errors(uri):
-        return bc.session.get_session().create_client(
+        client: _KmsClient = bc.session.get_session().create_client(
             "kms", region_name=region, endpoint_url=f"https://{uri.host}" if uri.host else None, config=config)
+    return client
 
 
 @contextmanager
@@ -135,10 +154,11 @@ def kms_errors(uri: KmsUri) -> Iterator[None]:
         raise KmsUnavailableError(f"AWS KMS unavailable for {uri.describe}: {type(exc).__name__}: {first}") from exc
 
 
-def _public_key(uri: KmsUri, answer: dict[str, Any]) -> keys.PublicKey:
+def _public_key(uri: KmsUri, answer: Mapping[str, object]) -> keys.PublicKey:
     """The key the service says it holds, held to what notary signs with: a P-256 signing key."""
-    spec, usage = answer.get("KeySpec"), answer.get("KeyUsage")
-    if spec != KEY_SPEC or usage != "SIGN_VERIFY" or ALGORITHM not in (answer.get("SigningAlgorithms") or ()):
+    spec, usage, algorithms = answer.get("KeySpec"), answer.get("KeyUsage"), answer.get("SigningAlgorithms")
+    if (spec != KEY_SPEC or usage != "SIGN_VERIFY" or not isinstance(algorithms, list)
+            or ALGORITHM not in algorithms):
         raise UsageError(f"{uri.describe} is a {spec} {usage} key; notary signs with {KEY_SPEC} SIGN_VERIFY "
                          f"({ALGORITHM})", hint="create one: notary key generate --kms awskms:///alias/NAME")
     der = answer.get("PublicKey")
@@ -160,7 +180,8 @@ class KmsSigner:
 
     kind = "ecdsa-p256"
 
-    def __init__(self, uri: KmsUri, client: Any, arn: str, public: keys.PublicKey, details: dict[str, Any]) -> None:
+    def __init__(self, uri: KmsUri, client: _KmsClient, arn: str, public: keys.PublicKey,
+                 details: dict[str, object]) -> None:
         self.uri, self.arn, self._client, self._public, self._details = uri, arn, client, public, details
         self._lock = threading.Lock()  # only for close; Sign calls run concurrently
 
@@ -195,7 +216,7 @@ def open_signer(text: str, env: Environment | None = None) -> KmsSigner:
     arn = answer.get("KeyId")
     if not isinstance(arn, str) or not _ARN.fullmatch(arn):
         raise KmsUnavailableError(f"AWS KMS answered for {uri.describe} without the key's ARN")
-    details = {"uri": uri.describe, "arn": arn, "key_spec": KEY_SPEC, "signing_algorithm": ALGORITHM,
+    details: dict[str, object] = {"uri": uri.describe, "arn": arn, "key_spec": KEY_SPEC, "signing_algorithm": ALGORITHM,
                "origin": "aws-kms"}
     return KmsSigner(uri, client, arn, public, details)
 
@@ -219,5 +240,9 @@ def generate(text: str, description: str = "notary signing key", env: Environmen
         else:
             raise UsageError(f"{alias} already names a key in AWS KMS", hint="pick another alias, or use it as --key")
         created = client.create_key(KeySpec=KEY_SPEC, KeyUsage="SIGN_VERIFY", Description=description)
-        client.create_alias(AliasName=alias, TargetKeyId=created["KeyMetadata"]["KeyId"])
+        metadata = created.get("KeyMetadata")
+        key_id = metadata.get("KeyId") if isinstance(metadata, Mapping) else None
+        if not isinstance(key_id, str):
+            raise KmsUnavailableError(f"AWS KMS created a key for {alias} but answered without its id")
+        client.create_alias(AliasName=alias, TargetKeyId=key_id)
     return open_signer(text, env)

@@ -47,7 +47,7 @@ def bind_names(subjects: list[Subject], ref: SubjectRef, extra_names: tuple[str,
         if s.kind not in IMAGE_KINDS:
             out.append(s)
             continue
-        found = [*base, *s.extra.get("repoTags", []), *s.extra.get("imageNames", [])]
+        found = [*base, *_listed(s.extra.get("repoTags")), *_listed(s.extra.get("imageNames"))]
         named = s.name if "/" in s.name and is_reference(s.name) else None
         names = repositories([*found, named])
         if named or ref.kind == "registry":
@@ -55,10 +55,16 @@ def bind_names(subjects: list[Subject], ref: SubjectRef, extra_names: tuple[str,
         elif found and is_reference(found[0]):
             name = found[0]
         else:
-            tag = s.extra.get("tag") or ref.tag
+            listed_tag = s.extra.get("tag")
+            tag = listed_tag if isinstance(listed_tag, str) and listed_tag else ref.tag
             name = (local or s.name) + (f":{tag}" if tag and local else "")
         out.append(replace(s, name=name, names=names))
     return out
+
+
+def _listed(value: object) -> list[str]:
+    """The names a source listed in a subject's extra (it lists strings, or nothing under that key)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _subjects(ref: SubjectRef, options: SourceOptions, progress: Progress | None, *, full: bool) -> list[Subject]:

@@ -177,7 +177,7 @@ class _Seen:
 class StreamView:
     """An archive read once as a stream; every member hashed on the way, small ones kept."""
 
-    def __init__(self, fileobj: IO[bytes], label: str, progress: Progress | None) -> None:
+    def __init__(self, fileobj: tarsafe.ByteStream, label: str, progress: Progress | None) -> None:
         self.label = label
         self.where = f"archive {label}"
         self.seen: dict[str, _Seen] = {}
@@ -189,7 +189,7 @@ class StreamView:
                 raise  # a real read error of the file, not a bad stream
             raise InputError(f"{label} is truncated or corrupt: {_describe(exc)}") from None
 
-    def _read_all(self, fileobj: IO[bytes], progress: Progress | None) -> None:
+    def _read_all(self, fileobj: tarsafe.ByteStream, progress: Progress | None) -> None:
         kept = 0
         for member, data in tarsafe.stream_members(fileobj, self.label):
             if member.kind in ("symlink", "hardlink"):

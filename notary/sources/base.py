@@ -8,7 +8,7 @@ unsafe input (bad JSON, `../` in a tar, unknown digest algorithm, a missing blob
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from notary.environment import Environment
@@ -52,7 +52,7 @@ class Subject:
     artifacts: tuple[Artifact, ...] = ()
     platform: str | None = None
     image_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
     names: tuple[str, ...] = ()  # normalized repositories it was built or pushed as (notary.names)
 
     def to_json(self) -> dict[str, object]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO
 
 from notary.digests import check_digest, default_workers, run_parallel, sha256_bytes
 from notary.errors import DigestMismatchError, InputError
 from notary.fsio import open_regular
-from notary.jsonsafe import loads
+from notary.jsonsafe import JsonValue, parse
 from notary.names import canonical
 from notary.sources import tarsafe
 from notary.sources.archive_view import FileView, LayerCheck, StreamView, claimed_digest
@@ -52,8 +52,8 @@ def archive_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress
             fh.seek(0)
             if progress is not None:
                 progress.add_total(os.fstat(fh.fileno()).st_size)
-            # tarfile's stream mode only calls read(): the counting wrapper is file enough
-            view: View = StreamView(cast(IO[bytes], _CountingReader(fh, progress)), ref.path, None)
+            # tarfile's stream mode only calls read(): the counting wrapper is file enough (a ByteStream)
+            view: View = StreamView(_CountingReader(fh, progress), ref.path, None)
     if compressed:
         return subjects_from_view(view, ref, options, progress, full=full, default_name=default_name)
     return subjects_from_view(FileView(path), ref, options, progress, full=full, default_name=default_name)
@@ -128,11 +128,11 @@ def _classic(view: View, ref: SubjectRef, options: SourceOptions, progress: Prog
     entries = []
     for i, item in enumerate(raw):
         where = f"entry {i} of manifest.json in {view.label}"
-        if not isinstance(item, dict) or not isinstance(item.get("Config"), str):
+        if not isinstance(item, dict) or not isinstance(config := item.get("Config"), str):
             raise InputError(f"malformed {where}: needs Config")
         tags = _strings(item.get("RepoTags"), f"RepoTags of {where}")
         layers = [tarsafe.safe_name(n, view.label) for n in _strings(item.get("Layers"), f"Layers of {where}")]
-        entries.append((tarsafe.safe_name(item["Config"], view.label), tags, layers, where))
+        entries.append((tarsafe.safe_name(config, view.label), tags, layers, where))
     if ref.name:
         wanted = canonical(ref.name)  # a short name matches its normalized RepoTag, as docker reads it
         entries = [e for e in entries if ref.name in e[1] or wanted in {canonical(t) for t in e[1]}]
@@ -190,14 +190,14 @@ def _classic(view: View, ref: SubjectRef, options: SourceOptions, progress: Prog
     return subjects
 
 
-def parse_json_list(data: bytes, where: str) -> list[Any]:
-    doc = loads(data, where)
+def parse_json_list(data: bytes, where: str) -> list[JsonValue]:
+    doc = parse(data, where)
     if not isinstance(doc, list):
         raise InputError(f"malformed {where}: expected a JSON list")
     return doc
 
 
-def stream_subjects(fileobj: IO[bytes], label: str, ref: SubjectRef, options: SourceOptions,
+def stream_subjects(fileobj: tarsafe.ByteStream, label: str, ref: SubjectRef, options: SourceOptions,
                     progress: Progress | None, *, full: bool, default_name: str) -> list[Subject]:
     """Subjects of a tar read as a stream (the Docker Engine's image export)."""
     view = StreamView(fileobj, label, progress)

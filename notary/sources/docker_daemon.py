@@ -8,14 +8,44 @@ file. Repo digests the Engine knows (images pulled by digest) are recorded in Su
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import ParamSpec, Protocol, TypeVar
 
 from notary.digests import CHUNK, check_digest
 from notary.errors import DigestMismatchError, InputError, NotFoundError, SourceUnavailableError, UsageError
 from notary.sources.base import Progress, SourceOptions, Subject
 from notary.sources.spec import SubjectRef
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class _Image(Protocol):
+    """What notary reads of a docker.models.images.Image (the SDK ships no type information)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def attrs(self) -> Mapping[str, object] | None: ...
+
+
+class _Images(Protocol):
+    def get(self, name: str) -> _Image: ...
+
+
+class _Api(Protocol):
+    def get_image(self, image: str, chunk_size: int) -> Iterable[bytes]: ...
+
+
+class _Engine(Protocol):
+    """The part of docker.DockerClient notary uses: one image's attributes, its export, close."""
+
+    @property
+    def images(self) -> _Images: ...
+    @property
+    def api(self) -> _Api: ...
+    def close(self) -> None: ...
 
 
 class _IterReader:
@@ -39,22 +69,25 @@ class _IterReader:
         return data
 
 
-def _client(options: SourceOptions) -> Any:
+def _client(options: SourceOptions) -> _Engine:
     try:
         import docker
     except ImportError:
         raise UsageError("docker-daemon: subjects need the Docker SDK for Python",
                          hint="pip install 'notary[docker]'") from None
     try:
+        client: _Engine
         if options.docker_host:
-            return docker.DockerClient(base_url=options.docker_host, timeout=int(options.timeout))
-        return docker.from_env(timeout=int(options.timeout))
+            client = docker.DockerClient(base_url=options.docker_host, timeout=int(options.timeout))
+        else:
+            client = docker.from_env(timeout=int(options.timeout))
+        return client
     except docker.errors.DockerException as exc:
         raise SourceUnavailableError(f"cannot reach the Docker Engine: {exc}",
                                      hint="is dockerd running? set DOCKER_HOST") from None
 
 
-def _engine_call(what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+def _engine_call(what: str, func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
     import docker
     import requests
 
@@ -80,17 +113,18 @@ def daemon_subjects(ref: SubjectRef, options: SourceOptions, progress: Progress 
         image_id = check_digest(image.id, f"image id of {ref.name}")
         attrs = image.attrs or {}
         extra: dict[str, object] = {"engineReference": ref.name}
-        if attrs.get("RepoDigests"):
-            extra["repoDigests"] = list(attrs["RepoDigests"])
-        if attrs.get("RepoTags"):
-            extra["repoTags"] = list(attrs["RepoTags"])
+        for field, name in (("RepoDigests", "repoDigests"), ("RepoTags", "repoTags")):
+            listed = attrs.get(field)
+            if listed and isinstance(listed, list):  # the Engine answers lists of strings (or null)
+                extra[name] = list(listed)
         if not full:
             return [Subject(image_id, ref.name, "docker-image", image_id=image_id, extra=extra)]
         from notary.sources.docker_archive import stream_subjects
 
         # export by id, so the bytes hashed are those of the image identified above, even if the tag moves
-        if progress is not None and isinstance(attrs.get("Size"), int):
-            progress.add_total(attrs["Size"])  # the export is this plus tar headers: close enough for a bar
+        size = attrs.get("Size")
+        if progress is not None and isinstance(size, int):
+            progress.add_total(size)  # the export is this plus tar headers: close enough for a bar
         chunks = _engine_call(ref.name, client.api.get_image, image_id, chunk_size=CHUNK)
         reader = _IterReader(iter(chunks))
         label = f"Docker Engine export of {ref.name}"

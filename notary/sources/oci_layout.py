@@ -60,7 +60,7 @@ class LayoutStore:
         return partial(hash_regular, path, digest, size, progress, name=f"{what} blob {digest}")
 
 
-def _read_index(root: Path) -> dict[str, object]:
+def _read_index(root: Path) -> Mapping[str, object]:
     marker = root / "oci-layout"
     check_path_length(root, "OCI layout")
     if not os.path.lexists(root):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from notary.digests import Digested, check_digest, default_workers, run_parallel
 from notary.errors import InputError
-from notary.jsonsafe import loads_object
+from notary.jsonsafe import JsonObject, parse_object
 from notary.sources.base import Artifact, Progress, Subject
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -65,10 +65,10 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict)
 
 
-def parse_json(data: bytes, where: str) -> dict[str, object]:
+def parse_json(data: bytes, where: str) -> JsonObject:
     """A JSON object or InputError naming where it came from (bounded depth and integers, no duplicate keys,
     no lone surrogates: notary.jsonsafe)."""
-    return loads_object(data, where)
+    return parse_object(data, where)
 
 
 def platform_string(obj: object, where: str) -> str | None:
@@ -138,7 +138,7 @@ class Walk:
 
 
 def _manifest_subject(store: BlobStore, desc: Descriptor, data: bytes, name: str, *, full: bool,
-                      walk: Walk, extra: dict[str, Any]) -> Subject:
+                      walk: Walk, extra: Mapping[str, object]) -> Subject:
     where = f"manifest {desc.digest} in {store.where}"
     doc = parse_json(data, where)
     media_type = document_type(doc, desc.media_type or None, where)
@@ -168,7 +168,7 @@ def _manifest_subject(store: BlobStore, desc: Descriptor, data: bytes, name: str
 
 
 def walk_descriptor(store: BlobStore, desc: Descriptor, name: str, *, full: bool,
-                    data: bytes | None = None, extra: dict[str, Any] | None = None,
+                    data: bytes | None = None, extra: Mapping[str, object] | None = None,
                     walk: Walk | None = None, depth: int = 0) -> Walk:
     """Collect subjects for desc (a manifest or an index): manifests and indexes are read and verified
     here; configs and layers are only queued in walk.blobs when full (see hash_blobs)."""

@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 
 from notary.errors import InputError, SourceUnavailableError, UsageError
-from notary.jsonsafe import loads
+from notary.jsonsafe import parse
 from notary.sources.base import SourceOptions
 from notary.sources.registry_credentials import Credentials, load_credentials  # files, helpers, environment
 
@@ -188,7 +188,7 @@ class RegistryClient:
             resp.close()
         if len(body) > MAX_TOKEN_RESPONSE:
             raise InputError(f"token response from {realm} is too large")
-        doc = loads(body, f"token response from {realm}")
+        doc = parse(body, f"token response from {realm}")
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not isinstance(token, str) or not token or any(c.isspace() for c in token):
             raise InputError(f"token response from {realm} has no usable token")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from notary.environment import given
 from notary.errors import InputError, NotFoundError, SourceUnavailableError, UsageError
 from notary.fsio import MAX_AUTH_FILE, read_regular
-from notary.jsonsafe import loads_object
+from notary.jsonsafe import parse_object
 from notary.sources.base import SourceOptions
 
 HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -83,7 +83,7 @@ def load_credentials(hostport: str, options: SourceOptions, repository: str = ""
     if options.registry_auth_file:
         where = options.registry_auth_file
         raw = read_regular(where, MAX_AUTH_FILE, "registry credentials file", error=UsageError)
-        doc = loads_object(raw, f"registry credentials file {where}")
+        doc = parse_object(raw, f"registry credentials file {where}")
         if any(key in doc for key in DOCKER_FORM_KEYS):
             return _from_docker_config(doc, where, hostport, repository, env, options.timeout)
         return _from_auth_entry(doc, where)
@@ -96,7 +96,7 @@ def load_credentials(hostport: str, options: SourceOptions, repository: str = ""
             raw = read_regular(where, MAX_AUTH_FILE, "registry credentials file")
         except NotFoundError:
             continue
-        doc = loads_object(raw, f"registry credentials file {where}")
+        doc = parse_object(raw, f"registry credentials file {where}")
         creds = _from_docker_config(doc, where, hostport, repository, env, options.timeout)
         if creds.present:
             return creds
@@ -215,7 +215,7 @@ def run_helper(name: str, server: str, where: str, env: Mapping[str, str], timeo
         if NOT_IN_KEYCHAIN in out.decode("utf-8", "replace").lower() + err.decode("utf-8", "replace").lower():
             return Credentials()
         raise SourceUnavailableError(f"{label} failed for {server} (exit {code}): {_reason(err, out)}")
-    doc = loads_object(out, f"output of {label}")
+    doc = parse_object(out, f"output of {label}")
     username, secret = doc.get("Username", ""), doc.get("Secret", "")
     if not isinstance(username, str) or not isinstance(secret, str):
         raise InputError(f"malformed output of {label}: Username and Secret must be strings")

@@ -13,11 +13,18 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol, cast
 
 from notary.errors import InputError, NotFoundError
 
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
+
+
+class ByteStream(Protocol):
+    """A tar's source read as a stream: tarfile's stream mode only ever calls read(size) on it, so an
+    export's chunk iterator or a progress-counting wrapper is source enough."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -119,12 +126,13 @@ def resolve_link(members: dict[str, Member], name: str, archive: str) -> Member:
     return member
 
 
-def stream_members(fileobj: IO[bytes], archive: str) -> Iterator[tuple[Member, IO[bytes] | None]]:
+def stream_members(fileobj: ByteStream, archive: str) -> Iterator[tuple[Member, IO[bytes] | None]]:
     """Walk a tar read as a stream (compressed archive, Docker Engine export): each safe member with a file
     object for its data (None for links and dirs), valid only until the next member is requested."""
     seen: dict[str, Member] = {}
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        # the stubs ask any fileobj for write/seek/tell/close too; stream mode reads only (ByteStream)
+        with tarfile.open(fileobj=cast(IO[bytes], fileobj), mode="r|*") as tar:
             for info in tar:
                 member = member_of(info, archive)
                 _add(seen, member, archive)

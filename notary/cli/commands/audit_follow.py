@@ -63,8 +63,9 @@ def follow(app: App, state: str | None, from_point: str, once: bool, interval: f
             for event in monitor.one_round(ledger, cursor, trusted):
                 findings += event["event"] == "finding"
                 _line(event)
-                if event["event"] == "head":
-                    monitor.save_cursor(path, ledger_id, event["tx"])
+                tx = event.get("tx")
+                if event["event"] == "head" and isinstance(tx, int):  # a head event's tx: the verified head's
+                    monitor.save_cursor(path, ledger_id, tx)
             app.close()
         except IntegrityError as exc:
             _line({"event": "tampering", "kind": exc.kind, "error": exc.message})

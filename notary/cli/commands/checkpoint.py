@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,18 +15,23 @@ from notary.cli.common import App, pass_app
 from notary.errors import InputError, ProofError, UsageError
 from notary.fsio import atomic_write, read_regular
 
+if TYPE_CHECKING:
+    from notary.audit.immudb_checkpoints import ImmudbLog
+    from notary.ledger.base import TreeHead
+    from notary.ledger.embedded import EmbeddedLedger
 
-def _log(app: App, what: str) -> tuple[Any, Any]:
-    """(the embedded ledger, None) or (the immudb ledger, its ImmudbLog): the two kinds of checkpointed log."""
+
+def _log(app: App, what: str) -> EmbeddedLedger | ImmudbLog:
+    """The embedded ledger, or the immudb ledger's ImmudbLog: the two kinds of checkpointed log."""
     from notary.ledger.embedded import EmbeddedLedger
 
     ledger = app.open_ledger()
     if isinstance(ledger, EmbeddedLedger):
-        return ledger, None
+        return ledger
     if str(getattr(ledger, "url", "")).startswith("immudb:"):
         from notary.audit.immudb_checkpoints import ImmudbLog
 
-        return ledger, ImmudbLog(ledger)
+        return ImmudbLog(ledger)
     raise UsageError(f"{what} addresses one ledger: an embedded file or an immudb database (a partitioned "
                      "ledger's members each have their own)")
 
@@ -57,29 +63,42 @@ def checkpoint(app: App, output: str | None, witnesses: tuple[str, ...], witness
       notary ledger checkpoint --witness http://127.0.0.1:7380 -o head.checkpoint
       notary --ledger immudb://notary@db:3322/notary ledger checkpoint --sign-key checkpoint.key -o head.cp
     """
-    ledger, immudb = _log(app, "ledger checkpoint")
-    if immudb is None:
+    from notary.ledger.embedded import EmbeddedLedger
+
+    found = _log(app, "ledger checkpoint")
+    sign: Callable[[str], bytes]
+    proof_of: Callable[[int, int], list[bytes]]
+    current: Callable[[], tuple[TreeHead, notes.Checkpoint]]
+    if isinstance(found, EmbeddedLedger):
         if sign_key:
             raise UsageError("an embedded ledger signs its checkpoints with its own key: drop --sign-key")
+        ledger = found
         log = checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
         sign, proof_of = ledger.sign_checkpoint, ledger.consistency_proof
+
+        def current() -> tuple[TreeHead, notes.Checkpoint]:
+            head = ledger.info().head
+            return head, checkpoints.checkpoint_of(head)
     else:
         if not sign_key:
             raise UsageError("an immudb checkpoint is signed by an operator's key: pass --sign-key FILE",
                              hint="notary key generate --out checkpoint.key (Ed25519)")
         from notary.audit.immudb_checkpoints import operator_key, verifier
 
+        immudb = found
         operator = operator_key(sign_key, app.env)
         log = verifier(immudb.origin, operator.public_key())
         sign, proof_of = (lambda text: operator.sign(text.encode())), immudb.consistency_proof
+
+        def current() -> tuple[TreeHead, notes.Checkpoint]:
+            return immudb.head, immudb.checkpoint()
     if show_vkey:
         app.emit({"vkey": log.vkey(), "origin": log.name}, log.vkey(), schema="ledger-checkpoint-vkey")
         return
     from notary.audit.witness_client import accepted, submit
 
     trusted = [notes.parse_vkey(v) for v in witness_vkeys]
-    head = ledger.info().head if immudb is None else immudb.head
-    cp = checkpoints.checkpoint_of(head) if immudb is None else immudb.checkpoint()
+    head, cp = current()
     note = checkpoints.signed(cp, sign, log)
     for url in witnesses:
         answer = submit(url, note, cp.size, lambda old: proof_of(old, cp.size))
@@ -120,25 +139,31 @@ def check_checkpoint(app: App, file: str, witness_vkeys: tuple[str, ...], min_wi
       notary audit checkpoint head.checkpoint
       notary audit checkpoint head.checkpoint --witness-vkey "$(cat witness.vkey)" --min-witnesses 1
     """
-    ledger, immudb = _log(app, "audit checkpoint")
-    if immudb is not None and not log_vkey:
+    from notary.ledger.embedded import EmbeddedLedger
+
+    found = _log(app, "audit checkpoint")
+    if log_vkey:
+        log = notes.parse_vkey(log_vkey)
+    elif isinstance(found, EmbeddedLedger):
+        log = checkpoints.log_verifier(found.ledger_id, found.public_raw)
+    else:
         raise UsageError("an immudb checkpoint is checked under its operator's key: pass --log-vkey VKEY",
                          hint="notary ledger checkpoint --sign-key KEY --vkey prints it")
-    log = notes.parse_vkey(log_vkey) if log_vkey else checkpoints.log_verifier(ledger.ledger_id, ledger.public_raw)
     note = notes.parse_note(read_regular(file, notes.MAX_NOTE, "checkpoint"))
     cp, cosigned = checkpoints.check(note, log, [notes.parse_vkey(v) for v in witness_vkeys], min_witnesses)
-    if immudb is not None:
-        head = immudb.head
-        immudb.check(cp)
-    else:
-        head = ledger.info().head
-        proof = ledger.consistency_proof(cp.size, head.tree_size) if 0 < cp.size <= head.tree_size else []
+    embedded = isinstance(found, EmbeddedLedger)
+    if isinstance(found, EmbeddedLedger):
+        head = found.info().head
+        proof = found.consistency_proof(cp.size, head.tree_size) if 0 < cp.size <= head.tree_size else []
         checkpoints.consistent_with(cp, head, proof)
-        checkpoints.same_heads(cp, ledger.head_at_size(cp.size) if cp.size else None)
+        checkpoints.same_heads(cp, found.head_at_size(cp.size) if cp.size else None)
+    else:
+        head = found.head
+        found.check(cp)
     app.emit({"ok": True, "origin": cp.origin, "tree_size": cp.size, "head": head.to_json(),
               "witnesses": dict(cosigned), "key_index_root": cp.key_index_root.hex() if cp.key_index_root else None},
-             f"checkpoint ok: {cp.origin} at size {cp.size}, signed by the {'ledger' if immudb is None else 'log'} key, "
+             f"checkpoint ok: {cp.origin} at size {cp.size}, signed by the {'ledger' if embedded else 'log'} key, "
              f"cosigned by {len(cosigned)} trusted witness(es), a prefix of the verified head (size "
-             f"{head.tree_size}), " + ("its key-index root the one the ledger signed at that size" if immudb is None
+             f"{head.tree_size}), " + ("its key-index root the one the ledger signed at that size" if embedded
                                        else "its root immudb's binary linking tree over those transactions"),
              schema="audit-checkpoint")

@@ -164,7 +164,8 @@ def _audit_partitioned(app: App) -> None:
     parts = [{"index": i, "ledger_id": r.head.ledger_id, "head": r.head.to_json(), "entries": r.entries,
               "transactions": r.transactions, "keys": r.keys, "signatures_checked": r.signatures_checked}
              for i, r in enumerate(reports)]
-    total = {k: sum(int(p[k]) for p in parts) for k in ("entries", "transactions", "keys", "signatures_checked")}
+    total = {"entries": sum(r.entries for r in reports), "transactions": sum(r.transactions for r in reports),
+             "keys": sum(r.keys for r in reports), "signatures_checked": sum(r.signatures_checked for r in reports)}
     app.emit({"ok": True, "head": head.to_json(), **total, "partitions": parts},
              f"audit ok: {len(parts)} partitions, each audited whole: {total['entries']} entries in "
              f"{total['transactions']} transactions, {total['keys']} keys, {total['signatures_checked']} head "

@@ -26,7 +26,7 @@ not running is let through, since nothing runs until the start that follows, whi
 prune, delete: they stop, inspect or remove; stopping a revoked image's container must always work.
 
 Create bodies are JSON read the way Go's encoding/json fills dockerd's struct: keys match fields
-case-insensitively and a repeated key overwrites the earlier one. Any key repeated (exactly, or at the top
+case-insensitively and a repeated key overwrites the earlier one. A key repeated (exactly, or at the top
 level under another spelling, e.g. `Image` and `image`) makes the body ambiguous, and it is refused.
 """
 

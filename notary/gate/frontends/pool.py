@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from notary.gate.metrics import Metrics
 
 # socketserver's types for what it hands a server: a request (a socket, or for a datagram server a (data,
-# socket) pair) and the peer's address (a host and port, a unix path: socketserver types it Any). A pooled
+# socket) pair) and the peer's address (a host and port, a unix path: socketserver leaves it untyped). A pooled
 # server is a stream server: its request is the connected socket, which is what this module keeps.
 Request: TypeAlias = "socket.socket | tuple[bytes, socket.socket]"
 Waiting: TypeAlias = "tuple[socket.socket, object]"

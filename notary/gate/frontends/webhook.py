@@ -5,13 +5,13 @@ tags are resolved to digests through the registry (the gate verifies digests, ne
 the Pod author's, so only an image reference or a bare digest is read: a notary SUBJECT form (`oci:/path`,
 `docker-archive:...`) would have the webhook read its own host's files for whoever may create a Pod, and is
 refused as not an image reference (gate.resolve.resolve_reference). One refused image
-refuses the object, and the response's status message says which image and why. Any malformed request is
+refuses the object, and the response's status message says which image and why. A malformed request is
 answered with an HTTP error (the API server then applies the webhook's failurePolicy: use Fail).
 
 Operations (admission.k8s.io/v1): CREATE and UPDATE carry the object being written, and one without it is a
 malformed review (HTTP 400), never an allow. DELETE carries no object (only oldObject) and runs nothing: it is
 allowed. CONNECT (exec, attach, port-forward) carries the subresource's options object, not a pod spec: it
-starts no new image and is allowed once the object is there (webhook.yaml does not register it). Any other
+starts no new image and is allowed once the object is there (webhook.yaml does not register it). Every other
 operation is malformed.
 
 TLS only: a webhook without a certificate and key does not start (UsageError), unless plain HTTP was asked

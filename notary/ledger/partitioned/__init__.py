@@ -13,7 +13,7 @@ import hashlib
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Protocol
 
 from notary.errors import IntegrityError, NotaryError, UsageError
 from notary.ledger.base import ComposedNotices, Entry, Ledger, LedgerInfo, TreeHead, WriteReceipt
@@ -27,6 +27,22 @@ _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 _EPOCH_1970 = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _FIRST_CUT = 10**15  # µs since the epoch (2001-09-09): smaller numbers are transactions, refused
 _LAST_CUT = (datetime(9999, 12, 31, tzinfo=timezone.utc) - _EPOCH_1970) // timedelta(microseconds=1)
+
+
+class MemberAudit(Protocol):
+    """What each member's whole-ledger audit reports (the embedded AuditReport, immudb's MirrorAudit) and
+    the partitioned audit shows per partition."""
+
+    @property
+    def head(self) -> TreeHead: ...
+    @property
+    def entries(self) -> int: ...
+    @property
+    def transactions(self) -> int: ...
+    @property
+    def keys(self) -> int: ...
+    @property
+    def signatures_checked(self) -> int: ...
 
 
 def member_urls(url: str) -> list[str]:
@@ -280,10 +296,10 @@ class PartitionedLedger(ComposedNotices):
     def _index_of(self, member_id: str) -> int:
         return (self._layout or self._establish()).index(member_id)
 
-    def audit(self) -> list[Any]:
+    def audit(self) -> list[MemberAudit]:
         """Each member's own whole-ledger audit (embedded: every row and signed head; immudb: every transaction
         replayed into the verified mirror), in partition order; the first discrepancy raises."""
-        reports = []
+        reports: list[MemberAudit] = []
         for index, member in self._each():
             run = getattr(member, "audit", None)
             if not callable(run):

@@ -40,7 +40,7 @@ def member_layout(versions: Sequence[Entry], position: int, member_id: str, coun
     if len(versions) != 1:
         raise IntegrityError(f"{where}: {LAYOUT_KEY} has {len(versions)} versions; a layout is written once, so "
                              "a later one is an attempt to repartition the ledger")
-    value = jsonsafe.loads_object(versions[0].value, f"{LAYOUT_KEY} of {where}", error=IntegrityError)
+    value = jsonsafe.parse_object(versions[0].value, f"{LAYOUT_KEY} of {where}", error=IntegrityError)
     layout = value.get("layout")
     if (value.get("type") != LAYOUT_TYPE or not isinstance(layout, list) or not layout
             or len(layout) > MAX_PARTITIONS or not all(isinstance(m, str) and m for m in layout)
@@ -56,4 +56,4 @@ def member_layout(versions: Sequence[Entry], position: int, member_id: str, coun
         raise IntegrityError(f"{where}, ledger {member_id}, is configured as partition {position}, but its layout puts "
                              f"{'it at ' + str(value['index']) if value['index'] != position else 'another ledger there'}"
                              ": members were reordered or swapped")
-    return tuple(layout)
+    return tuple(str(m) for m in layout)  # each checked a string above

@@ -72,7 +72,7 @@ def _finder_parts(key: str, value: bytes, count: int, written: set[int]) -> dict
     with no subjects it can route (none of notary's writers make one) goes where the transaction's first part
     goes, whole."""
     try:
-        parsed = jsonsafe.loads_object(value, f"the value of {key}", error=InputError)
+        parsed = jsonsafe.parse_object(value, f"the value of {key}", error=InputError)
     except InputError:
         parsed = {}
     subjects = parsed.get("subjects")
