@@ -112,25 +112,12 @@ def _short(details: str) -> str:
 
 
 def translate(exc: BaseException, target: ImmudbTarget, what: str) -> NotaryError | None:
-    """The notary error for a failure inside immudb-py or grpc; None if exc is not one of theirs (a bug)."""
+    """The notary error for a failed gRPC call (immudb-py serves as a client only, so grpc's errors are all it
+    raises); None if exc is not one of them (a bug)."""
     if isinstance(exc, NotaryError):
         return exc
     import grpc
-    from immudb import exceptions as immu_exc
 
-    try:
-        from ecdsa.keys import BadSignatureError
-    except ImportError:  # pragma: no cover - ecdsa comes with immudb-py
-        BadSignatureError = ()  # noqa: N806
-    if BadSignatureError and isinstance(exc, BadSignatureError):
-        return ProofError(f"immudb {what}: the server's state signature does not verify under the pinned key")
-    if isinstance(exc, immu_exc.ErrCorruptedData):
-        return ProofError(
-            f"immudb {what}: the server's proof does not verify against this client's trusted state",
-            hint="the ledger was altered, rolled back or replaced; do not trust it",
-        )
-    if type(exc).__module__ == immu_exc.__name__:
-        return ProofError(f"immudb {what}: the server's answer does not verify ({type(exc).__name__})")
     if isinstance(exc, grpc.RpcError):
         code = exc.code() if hasattr(exc, "code") else None
         details = exc.details() if hasattr(exc, "details") else str(exc)

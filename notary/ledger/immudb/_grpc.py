@@ -122,25 +122,17 @@ class GrpcTransport:
         from immudb.grpc import schema_pb2
 
         request = schema_pb2.VerifiableTxRequest(tx=tx, proveSinceTx=since_tx)
-        vtx = self._call(lambda: self._stub().VerifiableTxById(request), f"read transaction {tx}")
-        return TxProof(proto.header(vtx.tx.header), proto.entries(vtx.tx), proto.dual_proof(vtx.dualProof),
-                       proto.signature(vtx))
+        return proto.tx_proof(self._call(lambda: self._stub().VerifiableTxById(request), f"read transaction {tx}"))
 
     def set_all(self, kvs: dict[bytes, bytes]) -> int:
-        from immudb.grpc import schema_pb2
-
-        request = schema_pb2.SetRequest(KVs=[schema_pb2.KeyValue(key=k, value=v) for k, v in kvs.items()])
+        request = _set_request(kvs)
         return int(self._call(lambda: self._stub().Set(request), "write").id)
 
     def verifiable_set(self, kvs: dict[bytes, bytes], since_tx: int) -> TxProof:
         from immudb.grpc import schema_pb2
 
-        request = schema_pb2.VerifiableSetRequest(
-            setRequest=schema_pb2.SetRequest(KVs=[schema_pb2.KeyValue(key=k, value=v) for k, v in kvs.items()]),
-            proveSinceTx=since_tx)
-        vtx = self._call(lambda: self._stub().VerifiableSet(request), "write")
-        return TxProof(proto.header(vtx.tx.header), proto.entries(vtx.tx), proto.dual_proof(vtx.dualProof),
-                       proto.signature(vtx))
+        request = schema_pb2.VerifiableSetRequest(setRequest=_set_request(kvs), proveSinceTx=since_tx)
+        return proto.tx_proof(self._call(lambda: self._stub().VerifiableSet(request), "write"))
 
     def history(self, key: bytes, offset: int, limit: int, since_tx: int) -> list[Item]:
         from immudb.grpc import schema_pb2
@@ -197,6 +189,12 @@ class GrpcTransport:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.shutdown()
+
+
+def _set_request(kvs: dict[bytes, bytes]) -> proto.Message:
+    from immudb.grpc import schema_pb2
+
+    return schema_pb2.SetRequest(KVs=[schema_pb2.KeyValue(key=k, value=v) for k, v in kvs.items()])
 
 
 class _Shrink(Exception):

@@ -19,6 +19,7 @@ from notary.ledger.immudb._replay import (
     TxRow,
     alh,
 )
+from notary.ledger.immudb._transport import TxProof
 from notary.ledger.immudb._verify import DualProof, EntryInclusion, LinearAdvanceProof, LinearProof
 
 Message = Any  # an immudb-py protobuf message: immudb-py ships no types
@@ -107,6 +108,11 @@ def dual_proof(p: Message) -> DualProof:
 
 def entry_inclusion(p: Message) -> EntryInclusion:
     return EntryInclusion(int(p.leaf), int(p.width), [bytes(t) for t in p.terms])
+
+
+def tx_proof(vtx: Message) -> TxProof:
+    """A VerifiableTx (the answer to VerifiableTxById and VerifiableSet): the body, its dual proof, the signature."""
+    return TxProof(header(vtx.tx.header), entries(vtx.tx), dual_proof(vtx.dualProof), signature(vtx))
 
 
 def signature(vtx: Message) -> bytes:

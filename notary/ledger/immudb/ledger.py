@@ -31,7 +31,7 @@ from notary.ledger.immudb._proofs import (
 )
 from notary.ledger.immudb._replay import TxRow
 from notary.ledger.immudb._session import Session
-from notary.ledger.immudb._transport import PAGE, Item, Transport
+from notary.ledger.immudb._transport import PAGE, Item, Transport, TxProof
 from notary.ledger.trust import TrustStore
 
 _MAX_LISTING = 1_000_000  # versions of one key, or keys under one prefix, before a listing is called endless
@@ -93,11 +93,7 @@ class ImmudbLedger:
             answer = self.session.transport.verifiable_set(encoded, before)
             tx = answer.header.id
             check_new_tx(tx, before)
-            header = prove_tx(keeper, tx, answer)
-            prove_tx_body(header, answer, encoded)
-            if before == 0:
-                self.notices.append(f"trusting immudb ledger {self.ledger_id} from its transaction {tx} on")
-            self.session.headers[tx] = header
+            header = self._accept(tx, answer, encoded)
             head = self.head(header)
         return WriteReceipt(tx=tx, time=header_time(header), keys=tuple(kvs), head=head)
 
@@ -292,17 +288,20 @@ class ImmudbLedger:
 
     # ------------------------------------------------------------ proven transactions and heads
 
-    def proven_tx(self, tx: int, kvs: dict[bytes, bytes] | None) -> TxRow:
-        """Prove transaction tx consistent with trust (and, given kvs, that it holds exactly them)."""
-        keeper = self.session.keeper
-        first = keeper.current.tx == 0
+    def proven_tx(self, tx: int) -> TxRow:
+        """Prove transaction tx consistent with trust; trust moves to it if it is newer."""
         try:
-            answer = self.session.transport.verifiable_tx(tx, keeper.current.tx or tx)
+            answer = self.session.transport.verifiable_tx(tx, self.session.keeper.current.tx or tx)
         except ServerError as exc:
             if "tx not found" in exc.detail:
                 raise InputError(f"immudb ledger {self.ledger_id} has no transaction {tx}") from None
             raise
-        header = prove_tx(keeper, tx, answer)
+        return self._accept(tx, answer, None)
+
+    def _accept(self, tx: int, answer: TxProof, kvs: dict[bytes, bytes] | None) -> TxRow:
+        """tx's header once the answer proves it against trust (and, given kvs, that it holds exactly them)."""
+        first = self.session.keeper.current.tx == 0
+        header = prove_tx(self.session.keeper, tx, answer)
         if kvs is not None:
             prove_tx_body(header, answer, kvs)
         if first:
@@ -312,7 +311,7 @@ class ImmudbLedger:
 
     def _header(self, tx: int) -> TxRow:
         if tx not in self.session.headers:
-            self.proven_tx(tx, None)
+            self.proven_tx(tx)
         return self.session.headers[tx]
 
     def refresh_head(self) -> TxRow | None:
@@ -321,7 +320,7 @@ class ImmudbLedger:
         self.session.check_not_behind(current)
         if current.tx == 0:
             return None
-        header = self.proven_tx(current.tx, None)
+        header = self.proven_tx(current.tx)
         if header.alh != current.alh:
             raise ProofError(f"immudb's current state at tx {current.tx} does not match its proven header")
         return header
